@@ -1,0 +1,166 @@
+"""Configuration: enums and frozen, validated option sets.
+
+The service holds one :class:`Options` as its defaults; each call may override any field
+(``dataclasses.replace`` under the hood), and the result is validated again. Strings from the
+public API (``transport="tcp"``, ``priority="high"``) become enums here, at the edge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "Framing",
+    "Options",
+    "Priority",
+    "TransportKind",
+    "KiB",
+    "MiB",
+]
+
+KiB = 1024
+MiB = 1024 * 1024
+
+
+class TransportKind(enum.Enum):
+    TCP = "tcp"
+    UDP = "udp"
+    WEBSOCKET = "websocket"
+    GRPC = "grpc"
+
+    @classmethod
+    def parse(cls, value: str | TransportKind) -> TransportKind:
+        """Return the enum for ``value``; raise ``UnsupportedTransport`` for an unknown name."""
+        if isinstance(value, TransportKind):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            from .exceptions import UnsupportedTransport
+
+            raise UnsupportedTransport(str(value), tuple(k.value for k in cls)) from None
+
+
+class Framing(enum.Enum):
+    NATIVE = "native"
+    RAW = "raw"
+    AUTO = "auto"  # listeners only: detect from the peer's first bytes
+
+    @classmethod
+    def parse(cls, value: str | Framing) -> Framing:
+        if isinstance(value, Framing):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            raise ValueError(
+                f"framing must be one of {[f.value for f in cls]}, not {value!r}"
+            ) from None
+
+
+class Priority(enum.IntEnum):
+    CONTROL = 0
+    HIGH = 1
+    NORMAL = 2
+    LOW = 3
+
+    @classmethod
+    def parse(cls, value: str | int | Priority) -> Priority:
+        if isinstance(value, Priority):
+            return value
+        if isinstance(value, int):
+            return cls(value)
+        try:
+            return cls[str(value).upper()]
+        except KeyError:
+            raise ValueError(
+                f"priority must be one of {[p.name.lower() for p in cls]}, not {value!r}"
+            ) from None
+
+
+def _positive(name: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Every tunable of a connection, a listener and the service, with safe defaults.
+
+    Times are in seconds, sizes in bytes. The first block keeps the original Elixir
+    module's defaults.
+    """
+
+    pool_size: int = 10
+    timeout: float = 5.0
+    reconnect_interval: float = 1.0
+    max_reconnect_attempts: int = 5
+    ssl: bool = False
+    # reconnection backoff: delay_n = min(reconnect_max_delay, interval * multiplier**n),
+    # then full jitter (uniform in [0, delay_n]) when reconnect_jitter is true.
+    reconnect_multiplier: float = 2.0
+    reconnect_max_delay: float = 30.0
+    reconnect_jitter: bool = True
+    # liveness
+    keepalive_interval: float = 15.0
+    pong_timeout: float = 10.0
+    hello_timeout: float = 5.0
+    idle_timeout: float = 300.0  # pooled connections unused this long are closed
+    # circuit breaker, per endpoint
+    failure_threshold: int = 5
+    reset_timeout: float = 30.0
+    half_open_max_probes: int = 1
+    # limits
+    max_frame_size: int = 1 * MiB
+    max_message_size: int = 64 * MiB
+    max_fragment_size: int = 256 * KiB
+    max_partial_messages: int = 64
+    max_reassembly_bytes: int = 128 * MiB
+    max_pending_bytes: int = 4 * MiB  # send backpressure high-water mark, per connection
+    max_connections: int = 10_000  # per listener
+    receive_queue_size: int = 100_000  # messages waiting for receive()/messages()
+    # framing
+    framing: Framing = Framing.NATIVE
+    raw_keepalive_filter: bool = True
+    raw_keepalive_interval: float = 0.0  # 0 = do not send the 0x00 keepalive byte
+
+    def __post_init__(self) -> None:
+        if self.pool_size < 1:
+            raise ValueError(f"pool_size must be >= 1, got {self.pool_size!r}")
+        if self.max_reconnect_attempts < 0:
+            raise ValueError("max_reconnect_attempts must be >= 0")
+        if self.failure_threshold < 1:
+            raise ValueError("failure_threshold must be >= 1")
+        if self.half_open_max_probes < 1:
+            raise ValueError("half_open_max_probes must be >= 1")
+        for name in ("timeout", "reconnect_interval", "keepalive_interval", "pong_timeout",
+                     "hello_timeout", "idle_timeout", "reset_timeout", "reconnect_max_delay"):
+            _positive(name, getattr(self, name))
+        _positive("raw_keepalive_interval", self.raw_keepalive_interval, allow_zero=True)
+        if self.reconnect_multiplier < 1.0:
+            raise ValueError("reconnect_multiplier must be >= 1.0")
+        if self.max_frame_size < 64 or self.max_frame_size > 0xFFFFFFFF:
+            raise ValueError("max_frame_size must be within 64 .. 2**32-1")
+        if self.max_message_size < 1 or self.max_message_size > 0xFFFFFFFF - 1:
+            raise ValueError("max_message_size must be within 1 .. 2**32-2")
+        if not 1 <= self.max_fragment_size <= self.max_frame_size - 24:
+            raise ValueError("max_fragment_size must be within 1 .. max_frame_size - 24")
+        for name in ("max_partial_messages", "max_reassembly_bytes", "max_pending_bytes",
+                     "max_connections", "receive_queue_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not isinstance(self.framing, Framing):
+            object.__setattr__(self, "framing", Framing.parse(self.framing))
+
+    def with_overrides(self, **overrides: Any) -> Options:
+        """Return a copy with the non-``None`` overrides applied (and validated)."""
+        changes = {k: v for k, v in overrides.items() if v is not None}
+        if not changes:
+            return self
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)

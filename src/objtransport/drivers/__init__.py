@@ -1,0 +1,1 @@
+"""asyncio drivers: each pumps bytes between a socket and a sans-I/O object."""

@@ -1,0 +1,133 @@
+"""The one exception tree of objtransport.
+
+Every error objtransport raises derives from :class:`TransportError`. Errors from the
+operating system (``OSError``), ``ssl`` and the third-party libraries are mapped into this
+tree at the driver boundary and chained as ``__cause__``; they never reach the caller raw.
+
+::
+
+    TransportError
+    ├── ConnectionNotFound        unknown connection id
+    ├── ConnectionNotReady        the connection exists but is not connected (carries .state)
+    ├── CircuitOpenError          the endpoint's breaker is open (carries .retry_after)
+    ├── NoAvailableConnection     the pool could not hand out a connection
+    ├── ConnectError              refused, unreachable, timed out, TLS verification failed
+    ├── ConnectionClosed          an established connection went away (carries .code, .reason)
+    ├── MessageTooLarge           a message above max_message_size (or the datagram limit)
+    ├── ProtocolError             the peer broke the wire protocol (carries .code)
+    ├── SendTimeout               backpressure did not clear within the timeout
+    ├── UnsupportedTransport      a transport name objtransport does not know
+    └── ServiceNotRunning         the NetworkTransport was not started or is stopped
+
+Each message names what happened and the endpoint it happened to.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CircuitOpenError",
+    "ConnectError",
+    "ConnectionClosed",
+    "ConnectionNotFound",
+    "ConnectionNotReady",
+    "MessageTooLarge",
+    "NoAvailableConnection",
+    "ProtocolError",
+    "SendTimeout",
+    "ServiceNotRunning",
+    "TransportError",
+    "UnsupportedTransport",
+]
+
+
+class TransportError(Exception):
+    """Root of every objtransport error."""
+
+
+class ConnectionNotFound(TransportError, KeyError):
+    """No connection has this id (it never existed or was disconnected and forgotten)."""
+
+    def __init__(self, conn_id: object) -> None:
+        self.conn_id = conn_id
+        super().__init__(f"connection {conn_id!r} not found")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class ConnectionNotReady(TransportError):
+    """The connection exists but cannot carry data now."""
+
+    def __init__(self, conn_id: object, state: str, endpoint: str = "") -> None:
+        self.conn_id = conn_id
+        self.state = state
+        where = f" to {endpoint}" if endpoint else ""
+        super().__init__(f"connection {conn_id!r}{where} is {state}, not connected")
+
+
+class CircuitOpenError(TransportError):
+    """The endpoint's circuit breaker is open; nothing was sent over the network."""
+
+    def __init__(self, endpoint: str, retry_after: float) -> None:
+        self.endpoint = endpoint
+        self.retry_after = retry_after
+        super().__init__(
+            f"circuit open for {endpoint}: failing fast, retry after {retry_after:.3f} s"
+        )
+
+
+class NoAvailableConnection(TransportError):
+    """The pool for an endpoint had no usable connection and could not open one."""
+
+
+class ConnectError(TransportError):
+    """Opening a connection failed: refused, unreachable, timed out or TLS rejected."""
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        self.endpoint = endpoint
+        self.reason = reason
+        super().__init__(f"cannot connect to {endpoint}: {reason}")
+
+
+class ConnectionClosed(TransportError):
+    """An established connection was closed (by the peer, an error or a local close)."""
+
+    def __init__(self, endpoint: str, code: int = 0, reason: str = "") -> None:
+        self.endpoint = endpoint
+        self.code = code
+        self.reason = reason
+        detail = f" (code {code}: {reason})" if reason else f" (code {code})"
+        super().__init__(f"connection to {endpoint} closed{detail}")
+
+
+class MessageTooLarge(TransportError):
+    """A message is larger than the limit that applies to it; nothing was sent."""
+
+    def __init__(self, size: int, limit: int, what: str = "max_message_size") -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"message of {size} bytes exceeds {what} ({limit} bytes)")
+
+
+class ProtocolError(TransportError):
+    """The peer broke the wire protocol. ``code`` is the GOAWAY code sent for it."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class SendTimeout(TransportError):
+    """``send_data`` waited for backpressure to clear longer than its timeout."""
+
+
+class UnsupportedTransport(TransportError, ValueError):
+    """A transport name that objtransport does not support (or not in this build)."""
+
+    def __init__(self, name: str, supported: tuple[str, ...]) -> None:
+        self.name = name
+        super().__init__(f"unsupported transport {name!r}; supported: {', '.join(supported)}")
+
+
+class ServiceNotRunning(TransportError):
+    """The NetworkTransport service is not started, or has been stopped."""
