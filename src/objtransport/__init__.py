@@ -1,1 +1,63 @@
-"""objtransport: one asyncio API to exchange messages over TCP, TLS, UDP, WebSocket and gRPC."""
+"""objtransport: one asyncio API to exchange messages over TCP, TLS, UDP, WebSocket and gRPC.
+
+::
+
+    from objtransport import NetworkTransport
+
+    async with NetworkTransport() as net:
+        listener = await net.listen("127.0.0.1", 0)
+        conn_id = await net.connect("127.0.0.1", listener.port)
+        await net.send_data(conn_id, b"hello")
+        msg = await net.receive(timeout=5.0)
+"""
+
+from __future__ import annotations
+
+from .config import Framing, Options, Priority, TransportKind
+from .connection import ConnectionInfo
+from .exceptions import (
+    CircuitOpenError,
+    ConnectError,
+    ConnectionClosed,
+    ConnectionNotFound,
+    ConnectionNotReady,
+    MessageTooLarge,
+    NoAvailableConnection,
+    ProtocolError,
+    SendTimeout,
+    ServiceNotRunning,
+    TransportError,
+    UnsupportedTransport,
+)
+from .listener import Listener
+from .sansio.breaker import CircuitBreakerState
+from .sansio.events import Message
+from .service import NetworkTransport, TransportMetrics
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CircuitBreakerState",
+    "CircuitOpenError",
+    "ConnectError",
+    "ConnectionClosed",
+    "ConnectionInfo",
+    "ConnectionNotFound",
+    "ConnectionNotReady",
+    "Framing",
+    "Listener",
+    "Message",
+    "MessageTooLarge",
+    "NetworkTransport",
+    "NoAvailableConnection",
+    "Options",
+    "Priority",
+    "ProtocolError",
+    "SendTimeout",
+    "ServiceNotRunning",
+    "TransportError",
+    "TransportKind",
+    "TransportMetrics",
+    "UnsupportedTransport",
+    "__version__",
+]

@@ -1,0 +1,372 @@
+"""A logical connection with a stable id: its current link, its reconnection, its counters.
+
+A client connection owns one supervising task: it keeps a link up, reconnects with the
+backoff policy when the link is lost unexpectedly, and ends in DISCONNECTED when the attempts
+run out or the user disconnects. An accepted (server-side) connection has exactly one link
+and no task. Counters survive reconnections (the sessions' figures are folded in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import random
+import ssl as ssl_module
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .config import Options, TransportKind
+from .drivers.stream import StreamLink, make_session
+from .drivers.tcp import open_stream
+from .exceptions import (
+    CircuitOpenError,
+    ConnectError,
+    ConnectionNotReady,
+)
+from .sansio.backoff import backoff_delays
+from .sansio.breaker import BreakerState, CircuitBreaker, CircuitBreakerState
+from .sansio.events import Closed, Event, HandshakeComplete, Message, PongReceived
+from .sansio.session import Session
+
+__all__ = ["ConnState", "Connection", "ConnectionInfo", "Endpoint"]
+
+log = logging.getLogger("objtransport.connection")
+
+
+class ConnState(enum.Enum):
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """What a pool and a breaker are keyed by."""
+
+    transport: TransportKind
+    host: str
+    port: int
+    tls: bool
+
+    def __str__(self) -> str:
+        scheme = self.transport.value + ("+tls" if self.tls else "")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{scheme}://{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionInfo:
+    """A snapshot of one connection (``NetworkTransport.connection_info``)."""
+
+    id: int
+    transport: str
+    host: str
+    port: int
+    state: str
+    last_activity: float  # wall-clock time (time.time()) of the last send or receive
+    bytes_sent: int
+    bytes_received: int
+    message_count: int  # messages sent + received
+    error_count: int
+    circuit_breaker: CircuitBreakerState
+    messages_sent: int = 0
+    messages_received: int = 0
+    framing: str = "native"
+    role: str = "client"
+    reconnects: int = 0
+    rtt_ms: float | None = None
+    pending_bytes: int = 0
+    tls: bool = False
+
+
+class Hooks:
+    """What a connection reports to its owner (the service)."""
+
+    def __init__(self, deliver: Callable[[Connection, list[Message], int], None],
+                 on_rtt: Callable[[float], None],
+                 on_state: Callable[[Connection, ConnState], None],
+                 on_error: Callable[[Connection, str], None]) -> None:
+        self.deliver = deliver
+        self.on_rtt = on_rtt
+        self.on_state = on_state
+        self.on_error = on_error
+
+
+class Connection:
+    """One logical connection (client or accepted)."""
+
+    def __init__(self, conn_id: int, endpoint: Endpoint, options: Options,
+                 breaker: CircuitBreaker, hooks: Hooks, *, role: str = "client",
+                 native: bool = True, ssl_context: ssl_module.SSLContext | None = None,
+                 server_hostname: str | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.id = conn_id
+        self.endpoint = endpoint
+        self.options = options
+        self.breaker = breaker
+        self.hooks = hooks
+        self.role = role
+        self.native = native
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
+        self.rng = rng or random.Random()
+        self.loop = asyncio.get_running_loop()
+        self.state = ConnState.CONNECTING
+        self.link: StreamLink | None = None
+        self.task: asyncio.Task[None] | None = None
+        self._user_closed = False
+        self._state_changed = asyncio.Event()
+        self.error_count = 0
+        self.reconnects = 0
+        self.pooled = False
+        self.pool_endpoint: Endpoint | None = None
+        self.listener: Any = None  # the Listener that accepted it (server side)
+        self._reading_paused = False
+        self.last_error = ""
+        self.last_activity = self.loop.time()
+        # counters of links that ended
+        self._base = [0, 0, 0, 0]  # bytes_sent, bytes_received, messages_sent, messages_received
+        self._delivered_bytes = 0  # bytes_received already reported to deliver()
+
+    # -- counters ---------------------------------------------------------------------------
+    def counters(self) -> tuple[int, int, int, int]:
+        b = self._base
+        link = self.link
+        if link is None:
+            return b[0], b[1], b[2], b[3]
+        s = link.session
+        return (b[0] + s.bytes_sent, b[1] + s.bytes_received, b[2] + s.messages_sent,
+                b[3] + s.messages_received)
+
+    def _fold(self, link: StreamLink) -> None:
+        s = link.session
+        self._base[0] += s.bytes_sent
+        self._base[1] += s.bytes_received
+        self._base[2] += s.messages_sent
+        self._base[3] += s.messages_received
+
+    # -- links ------------------------------------------------------------------------------
+    def make_link(self, detect: bool = False) -> StreamLink:
+        """A protocol instance for a new socket of this connection.
+
+        With ``detect`` the framing is chosen from the peer's first 4 bytes (until then a
+        native session that sends nothing holds the place, with its HELLO timeout).
+        """
+        peer = (self.endpoint.host, self.endpoint.port)
+        session = make_session(self.native, self.options, self.id, self.endpoint.transport.value,
+                               peer, self.loop.time(), os.urandom(16), send_preface=not detect)
+        chooser = None
+        if detect:
+            def chooser(native: bool) -> Session:
+                self.native = native
+                return make_session(native, self.options, self.id,
+                                    self.endpoint.transport.value, peer, self.loop.time(),
+                                    os.urandom(16))
+        return StreamLink(session, self._on_messages, self._on_event,
+                          self.options.max_pending_bytes, detect=chooser)
+
+    def flow_control(self, pause: bool) -> None:
+        """Pause or resume reading from the current link (receive backpressure)."""
+        self._reading_paused = pause
+        link = self.link
+        if link is not None:
+            if pause:
+                link.pause_reading()
+            else:
+                link.resume_reading()
+
+    def _on_messages(self, msgs: list[Message]) -> None:
+        link = self.link
+        received = link.session.bytes_received if link is not None else 0
+        nbytes = received - self._delivered_bytes
+        self._delivered_bytes = received
+        self.last_activity = self.loop.time()
+        self.hooks.deliver(self, msgs, nbytes)
+
+    def _on_event(self, link: StreamLink, ev: Event) -> None:
+        if isinstance(ev, PongReceived):
+            self.hooks.on_rtt(ev.rtt)
+        elif isinstance(ev, HandshakeComplete):
+            if self.role == "server":
+                self._set_state(ConnState.CONNECTED)
+        elif isinstance(ev, Closed) and ev.error and not self._user_closed:
+            self.error_count += 1
+            self.last_error = ev.reason
+            self.hooks.on_error(self, ev.reason)
+
+    def adopt(self, link: StreamLink) -> None:
+        """Bind an accepted socket's link to this (server-side) connection."""
+        self.link = link
+        self._delivered_bytes = 0
+        link.on_made = self._accepted_made
+        link.closed.add_done_callback(lambda _f: self._accepted_link_closed(link))
+
+    def _accepted_made(self, link: StreamLink) -> None:
+        peer = link.peer
+        if isinstance(peer, tuple) and len(peer) >= 2:
+            self.endpoint = Endpoint(self.endpoint.transport, str(peer[0]), int(peer[1]),
+                                     self.endpoint.tls)
+
+    def mark_connected(self) -> None:
+        self._set_state(ConnState.CONNECTED)
+
+    def _accepted_link_closed(self, link: StreamLink) -> None:
+        self._fold(link)
+        self.link = None
+        self._set_state(ConnState.DISCONNECTED)
+
+    def _set_state(self, state: ConnState) -> None:
+        if state is self.state:
+            return
+        self.state = state
+        self._state_changed.set()
+        self._state_changed = asyncio.Event()
+        self.hooks.on_state(self, state)
+
+    # -- client side: connect, supervise, reconnect -----------------------------------------
+    async def open_first(self) -> None:
+        """Connect once (no retry): the caller learns at once if the endpoint is wrong.
+
+        Raises ``CircuitOpenError`` without any network attempt when the breaker is open,
+        ``ConnectError`` on failure (which feeds the breaker).
+        """
+        link = await self._attempt()
+        self._up(link)
+        self.task = asyncio.create_task(self._supervise(), name=f"objtransport-conn-{self.id}")
+
+    async def _attempt(self) -> StreamLink:
+        now = self.loop.time()
+        if not self.breaker.allow(now):
+            raise CircuitOpenError(str(self.endpoint), self.breaker.retry_after(now))
+        try:
+            link = await open_stream(self.endpoint.host, self.endpoint.port, self.make_link,
+                                     self.ssl_context, self.options.timeout,
+                                     self.server_hostname)
+        except ConnectError as exc:
+            self.breaker.record_failure(self.loop.time())
+            self.error_count += 1
+            self.last_error = exc.reason
+            raise
+        except BaseException:
+            self.breaker.release_probe()
+            raise
+        self.breaker.record_success(self.loop.time())
+        return link
+
+    def _up(self, link: StreamLink) -> None:
+        self.link = link
+        if self._reading_paused:
+            link.pause_reading()
+        self._delivered_bytes = 0
+        self.last_activity = self.loop.time()
+        self._set_state(ConnState.CONNECTED)
+
+    async def _supervise(self) -> None:
+        """Wait for the link to end; reconnect with backoff unless the user closed it."""
+        while True:
+            link = self.link
+            assert link is not None
+            closed = await link.closed
+            self._fold(link)
+            self.link = None
+            if self._user_closed:
+                break
+            if closed.error:
+                self.breaker.record_failure(self.loop.time())
+            log.info("connection %s to %s lost (%s); reconnecting", self.id, self.endpoint,
+                     closed.reason)
+            self._set_state(ConnState.CONNECTING)
+            new = await self._reconnect()
+            if new is None:
+                break
+            self.reconnects += 1
+            self._up(new)
+        self._set_state(ConnState.DISCONNECTED)
+
+    async def _reconnect(self) -> StreamLink | None:
+        o = self.options
+        for delay in backoff_delays(o.reconnect_interval, o.reconnect_multiplier,
+                                    o.reconnect_max_delay, o.max_reconnect_attempts,
+                                    self.rng if o.reconnect_jitter else None):
+            wait = max(delay, self.breaker.retry_after(self.loop.time()))
+            await asyncio.sleep(wait)
+            if self._user_closed:
+                return None
+            try:
+                return await self._attempt()
+            except (ConnectError, CircuitOpenError) as exc:
+                log.debug("reconnect %s to %s failed: %s", self.id, self.endpoint, exc)
+        log.warning("connection %s to %s: giving up after %d reconnect attempts (%s)",
+                    self.id, self.endpoint, o.max_reconnect_attempts, self.last_error)
+        return None
+
+    # -- sending ----------------------------------------------------------------------------
+    async def ready_link(self, timeout: float) -> StreamLink:
+        """The open link, waiting up to ``timeout`` while (re)connecting."""
+        link = self.link
+        if link is not None and link.session.is_open:
+            return link
+        if self.state is ConnState.CONNECTING and not self._user_closed:
+            try:
+                async with asyncio.timeout(timeout):
+                    while self.state is ConnState.CONNECTING:
+                        await self._state_changed.wait()
+            except TimeoutError:
+                pass
+            link = self.link
+            if link is not None and link.session.is_open:
+                return link
+        now = self.loop.time()
+        if self.breaker.state is BreakerState.OPEN and self.breaker.retry_after(now) > 0:
+            raise CircuitOpenError(str(self.endpoint), self.breaker.retry_after(now))
+        raise ConnectionNotReady(self.id, self.state.value, str(self.endpoint))
+
+    # -- closing ----------------------------------------------------------------------------
+    async def close(self, timeout: float, code: int = 0, reason: str = "closed") -> None:
+        """Orderly close: queued messages go out (up to ``timeout``), GOAWAY, socket closed."""
+        self._user_closed = True
+        link = self.link
+        if link is not None:
+            link.close(code, reason)
+            try:
+                async with asyncio.timeout(timeout):
+                    await asyncio.shield(link.lost)
+            except TimeoutError:
+                link.abort()
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+        if self.link is not None:
+            self._fold(self.link)
+            self.link = None
+        self._set_state(ConnState.DISCONNECTED)
+
+    def info(self, wall_offset: float) -> ConnectionInfo:
+        bs, br, ms, mr = self.counters()
+        snap = self.breaker.snapshot()
+        if snap.last_failure is not None:
+            snap = CircuitBreakerState(snap.state, snap.failure_count,
+                                       snap.last_failure + wall_offset, snap.success_count)
+        link = self.link
+        rtt = None
+        if link is not None:
+            last = getattr(link.session, "rtt_last", None)
+            rtt = last * 1000.0 if last is not None else None
+        return ConnectionInfo(
+            id=self.id, transport=self.endpoint.transport.value, host=self.endpoint.host,
+            port=self.endpoint.port, state=self.state.value,
+            last_activity=self.last_activity + wall_offset, bytes_sent=bs, bytes_received=br,
+            message_count=ms + mr, error_count=self.error_count, circuit_breaker=snap,
+            messages_sent=ms, messages_received=mr,
+            framing="native" if self.native else "raw", role=self.role,
+            reconnects=self.reconnects, rtt_ms=rtt,
+            pending_bytes=link.pending_bytes if link is not None else 0, tls=self.endpoint.tls)

@@ -1,0 +1,97 @@
+"""Handing received messages to a user handler, in order, with backpressure.
+
+A plain function is called inline, once per message, as the chunk that carried the message
+is decoded (the cheapest path). A coroutine function gets one task per connection that awaits
+it message after message; while that task is behind by more than ``max_backlog`` messages the
+connection stops reading. Exceptions from a handler are counted and logged once per
+connection; they never close the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .sansio.events import Message
+
+__all__ = ["Handler", "HandlerRunner"]
+
+log = logging.getLogger("objtransport.handler")
+
+Handler = Callable[[Message], Any] | Callable[[Message], Awaitable[Any]]
+FlowControl = Callable[[bool], None]
+
+
+class HandlerRunner:
+    """Runs one handler for one connection."""
+
+    def __init__(self, handler: Handler, conn_id: int, flow: FlowControl,
+                 tasks: set[asyncio.Task[None]], max_backlog: int,
+                 on_error: Callable[[BaseException], None]) -> None:
+        self.handler = handler
+        self.conn_id = conn_id
+        self.flow = flow
+        self.tasks = tasks
+        self.max_backlog = max_backlog
+        self.on_error = on_error
+        self.is_async = inspect.iscoroutinefunction(handler)
+        self.errors = 0
+        self._backlog: deque[Message] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._paused = False
+
+    def deliver(self, msgs: list[Message]) -> None:
+        if not self.is_async:
+            handler = self.handler
+            for m in msgs:
+                try:
+                    handler(m)
+                except Exception as exc:  # the user's bug must not kill the connection
+                    self._failed(exc)
+            return
+        self._backlog.extend(msgs)
+        if len(self._backlog) > self.max_backlog and not self._paused:
+            self._paused = True
+            self.flow(True)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"objtransport-handler-{self.conn_id}")
+            self.tasks.add(self._task)
+            self._task.add_done_callback(self.tasks.discard)
+
+    async def _run(self) -> None:
+        backlog = self._backlog
+        handler: Callable[[Message], Awaitable[Any]] = self.handler
+        try:
+            while backlog:
+                m = backlog.popleft()
+                try:
+                    await handler(m)
+                except Exception as exc:
+                    self._failed(exc)
+                if self._paused and len(backlog) <= self.max_backlog // 2:
+                    self._paused = False
+                    self.flow(False)
+        finally:
+            self._task = None
+
+    def _failed(self, exc: BaseException) -> None:
+        self.errors += 1
+        if self.errors == 1:
+            log.error("handler for connection %s raised %r (logged once; counted in "
+                      "metrics.handler_errors)", self.conn_id, exc, exc_info=exc)
+        self.on_error(exc)
+
+    async def drain(self) -> None:
+        """Wait until the backlog is handled."""
+        task = self._task
+        if task is not None:
+            await asyncio.shield(task)
+
+    def cancel(self) -> None:
+        if self._task is not None:
+            self._task.cancel()

@@ -1,0 +1,363 @@
+"""The asyncio driver for stream sockets (TCP and TLS): one :class:`StreamLink` per socket.
+
+It pumps bytes between an asyncio transport and a sans-I/O session and does nothing else:
+
+* receiving uses ``BufferedProtocol``: the session says where the bytes go (its reusable
+  buffer, or the body of a large message directly);
+* sending: the first message of a loop turn is written at once (latency), the rest of the
+  turn's messages are coalesced into one write at the end of the turn (throughput); the
+  scheduler is only asked for more while the transport's buffer is below its high-water mark,
+  so priorities still decide what goes next;
+* one ``loop.call_at`` timer, re-armed to the session's ``next_deadline()``.
+
+The owner passes callbacks for messages and events and learns about the end through
+``closed`` (a future) and ``on_lost``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from ..exceptions import ConnectionClosed, SendTimeout
+from ..sansio.events import Closed, Event, Message
+from ..sansio.session import NativeSession, RawSession, Session, detect_native
+
+__all__ = ["StreamLink", "WRITE_HIGH", "WRITE_LOW"]
+
+log = logging.getLogger("objtransport.stream")
+
+WRITE_HIGH = 256 * 1024
+WRITE_LOW = 64 * 1024
+_BIG = 64 * 1024
+
+OnMessages = Callable[[list[Message]], None]
+OnEvent = Callable[["StreamLink", Event], None]
+
+
+class StreamLink(asyncio.BufferedProtocol):
+    """One stream socket bound to one session."""
+
+    def __init__(self, session: Session, on_messages: OnMessages, on_event: OnEvent,
+                 max_pending_bytes: int,
+                 detect: Callable[[bool], Session] | None = None) -> None:
+        self.session = session
+        self.on_messages = on_messages
+        self.on_event = on_event
+        self.max_pending = max_pending_bytes
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.ready: asyncio.Future[None] = self.loop.create_future()  # handshake done
+        self.closed: asyncio.Future[Closed] = self.loop.create_future()  # session ended
+        self.lost: asyncio.Future[None] = self.loop.create_future()  # socket closed
+        self._paused = False  # the transport asked us to stop writing
+        self._flush_handle: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._reading_paused = False
+        self.peer: Any = None
+        self.close_error: BaseException | None = None
+        self._closing = False
+        self._flushed_waiters: list[asyncio.Future[None]] = []
+        self.on_made: Callable[[StreamLink], None] | None = None
+        if detect is not None:  # framing="auto": decide on the first 4 bytes
+            self._detect = detect
+            self._head = bytearray(4)
+            self._head_len = 0
+            self.get_buffer = self._detect_get_buffer  # type: ignore[method-assign]
+            self.buffer_updated = self._detect_buffer_updated  # type: ignore[method-assign]
+
+    # -- asyncio protocol callbacks ------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.peer = transport.get_extra_info("peername")
+        self.session.set_peer(self.peer)
+        if self.on_made is not None:
+            self.on_made(self)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover - platform dependent
+                pass
+        transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
+        self._process_events()
+        self._flush()
+        self._rearm()
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.session.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        session = self.session
+        msgs = session.buffer_updated(nbytes, self.loop.time())
+        if msgs:
+            self.on_messages(msgs)
+        if session.events:
+            self._process_events()
+        if session.scheduler.pending_bytes or session.has_final:
+            self._schedule_flush()
+
+    def _detect_get_buffer(self, sizehint: int) -> memoryview:
+        return memoryview(self._head)[self._head_len:]
+
+    def _detect_buffer_updated(self, nbytes: int) -> None:
+        self._head_len += nbytes
+        if self._head_len < 4:
+            return
+        del self.get_buffer, self.buffer_updated  # back to the class methods
+        old = self.session
+        self.session = self._detect(detect_native(bytes(self._head)))
+        self.session.set_peer(self.peer)
+        self.session.created = old.created
+        msgs = self.session.receive_data(bytes(self._head), self.loop.time())
+        if msgs:
+            self.on_messages(msgs)
+        self._process_events()
+        self._flush()
+        self._rearm()
+
+    def eof_received(self) -> bool | None:
+        self._lost("peer closed the connection (EOF)")
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None:
+            self.close_error = exc
+        reason = f"connection lost: {exc}" if exc else "connection closed"
+        self._lost(reason)
+        if not self.lost.done():
+            self.lost.set_result(None)
+        self._wake_flushed()
+        self._cancel_timer()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._wake_drain_waiters()
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._flush()
+        self._wake_drain_waiters()
+
+    # -- sending ---------------------------------------------------------------------------
+    def send(self, data: bytes | bytearray | memoryview, stream: int = 0, priority: int = 2,
+             text: bool = False) -> None:
+        """Queue one message (raises ``ConnectionNotReady`` / ``MessageTooLarge``)."""
+        self.session.send_message(data, stream, priority, text)
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush_soon)
+            if not self._paused:
+                self._flush()  # a lone message goes out at once
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued in the session plus bytes in the transport's buffer."""
+        t = self.transport
+        buffered = t.get_write_buffer_size() if t is not None and not t.is_closing() else 0
+        return self.session.scheduler.pending_bytes + buffered
+
+    @property
+    def congested(self) -> bool:
+        return self.session.scheduler.pending_bytes > self.max_pending
+
+    async def wait_writable(self, timeout: float) -> None:
+        """Wait until the queued bytes fall below the high-water mark.
+
+        Raises ``SendTimeout`` after ``timeout`` s and ``ConnectionClosed`` if the link ends.
+        """
+        while self.session.scheduler.pending_bytes > self.max_pending:
+            if self.closed.done():
+                raise self._closed_error()
+            fut: asyncio.Future[None] = self.loop.create_future()
+            self._drain_waiters.append(fut)
+            try:
+                async with asyncio.timeout(timeout):
+                    await fut
+            except TimeoutError:
+                raise SendTimeout(
+                    f"send to {self.session.peer} blocked for {timeout:g} s: the peer does "
+                    f"not read fast enough ({self.pending_bytes} bytes pending)") from None
+
+    async def wait_flushed(self, timeout: float) -> None:
+        """Wait until nothing is queued in the session any more (all handed to the socket)."""
+        if not self.session.scheduler.pending_bytes:
+            return
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._flushed_waiters.append(fut)
+        try:
+            async with asyncio.timeout(timeout):
+                await fut
+        except TimeoutError:
+            raise SendTimeout(f"flush to {self.session.peer} did not finish within "
+                              f"{timeout:g} s ({self.pending_bytes} bytes pending)") from None
+        if self.closed.done() and self.session.scheduler.pending_bytes:
+            raise self._closed_error()
+
+    def _wake_flushed(self) -> None:
+        waiters = self._flushed_waiters
+        self._flushed_waiters = []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    def _closed_error(self) -> ConnectionClosed:
+        s = self.session
+        return ConnectionClosed(str(s.peer), s.close_code or 0, s.close_reason)
+
+    def _wake_drain_waiters(self) -> None:
+        if self._drain_waiters and (
+                self.session.scheduler.pending_bytes <= self.max_pending // 2
+                or self.closed.done()):
+            waiters = self._drain_waiters
+            self._drain_waiters = []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_handle = None
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write queued chunks while the transport accepts them."""
+        t = self.transport
+        if t is None or self._closing:
+            return
+        session = self.session
+        sched = session.scheduler
+        now = self.loop.time()
+        while not self._paused and (sched.pending_bytes or session.has_final):
+            budget = WRITE_HIGH - t.get_write_buffer_size()
+            if budget <= 0:
+                break
+            simple = sched.only_small
+            chunks = session.data_to_send(now, budget)
+            if not chunks:
+                break
+            if simple:
+                t.write(b"".join(chunks) if len(chunks) > 1 else chunks[0])
+            else:
+                _write_chunks(t, chunks)
+        if self._drain_waiters:
+            self._wake_drain_waiters()
+        if self._flushed_waiters and not sched.pending_bytes:
+            self._wake_flushed()
+        if session.closed and not sched.pending_bytes and not session.has_final:
+            self._close_transport()
+
+    # -- events and time -------------------------------------------------------------------
+    def _process_events(self) -> None:
+        for ev in self.session.take_events():
+            if isinstance(ev, Closed):
+                self._flush()
+                self._close_transport()
+                if not self.closed.done():
+                    self.closed.set_result(ev)
+                if not self.ready.done():
+                    self.ready.set_exception(self._closed_error())
+                    self.ready.exception()  # mark retrieved; the owner reads `closed`
+            elif not self.ready.done() and self.session.is_open:
+                self.ready.set_result(None)
+            self.on_event(self, ev)
+
+    def _rearm(self) -> None:
+        deadline = self.session.next_deadline()
+        if deadline == self._timer_at:
+            return
+        self._cancel_timer()
+        if deadline is not None:
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self._timer_at = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self.transport is None:
+            return
+        self.session.handle_timer(self.loop.time())
+        self._process_events()
+        self._flush()
+        if not self.closed.done():
+            self._rearm()
+
+    # -- closing ---------------------------------------------------------------------------
+    def close(self, code: int = 0, reason: str = "closed") -> None:
+        """Orderly close: queued messages go out, then GOAWAY, then the socket closes."""
+        self.session.close(code, reason)
+        self._process_events()
+        self._flush()
+
+    def abort(self) -> None:
+        """Close the socket at once, discarding what is queued."""
+        self._closing = True
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _close_transport(self) -> None:
+        if self._closing or self.transport is None:
+            return
+        if self.session.scheduler.pending_bytes or self.session.has_final:
+            return  # _flush closes once everything is out
+        self._closing = True
+        self._cancel_timer()
+        self.transport.close()
+
+    def _lost(self, reason: str) -> None:
+        self.session.connection_lost(reason)
+        self._process_events()
+
+    def pause_reading(self) -> None:
+        if not self._reading_paused and self.transport is not None:
+            self._reading_paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._reading_paused and self.transport is not None:
+            self._reading_paused = False
+            if not self.transport.is_closing():
+                self.transport.resume_reading()
+
+
+def _write_chunks(t: asyncio.Transport, chunks: list[Any]) -> None:
+    """Write small chunks joined in one call, large ones on their own (no big copies)."""
+    if len(chunks) == 1:
+        t.write(chunks[0])
+        return
+    small: list[Any] = []
+    for c in chunks:
+        if len(c) >= _BIG:
+            if small:
+                t.write(b"".join(small))
+                small = []
+            t.write(c)
+        else:
+            small.append(c)
+    if small:
+        t.write(b"".join(small))
+
+
+def make_session(native: bool, options: Any, conn_id: int, transport: str, peer: Any,
+                 now: float, session_id: bytes, send_preface: bool = True) -> Session:
+    """The session for a new stream socket."""
+    if native:
+        return NativeSession(options, conn_id, transport, peer, now, session_id, send_preface)
+    return RawSession(options, conn_id, transport, peer, now)

@@ -1,0 +1,152 @@
+"""Where received messages wait for ``receive()`` / ``messages()``, with backpressure.
+
+Each connection has its own FIFO. ``get()`` without a connection takes from the connections
+that have messages in turn (round robin), so one busy peer cannot starve the others, and the
+order of each connection's messages is kept. A connection whose queue holds more than
+``max_messages`` messages or ``max_bytes`` bytes is asked to pause reading (the peer is then
+slowed by TCP flow control); it resumes when its queue drains to half.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from .sansio.events import Message
+
+__all__ = ["Inbox"]
+
+FlowControl = Callable[[bool], None]  # called with True to pause reading, False to resume
+
+
+class _Queue:
+    __slots__ = ("items", "nbytes", "paused", "flow", "waiters")
+
+    def __init__(self, flow: FlowControl | None) -> None:
+        self.items: deque[Message] = deque()
+        self.nbytes = 0
+        self.paused = False
+        self.flow = flow
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+
+class Inbox:
+    """Bounded per-connection queues of received messages."""
+
+    def __init__(self, max_messages: int, max_bytes: int) -> None:
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self._queues: dict[int, _Queue] = {}
+        self._ready: deque[int] = deque()  # connections with messages, in turn
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self.size = 0
+
+    def register(self, conn_id: int, flow: FlowControl | None) -> None:
+        self._queues.setdefault(conn_id, _Queue(flow)).flow = flow
+
+    def unregister(self, conn_id: int) -> None:
+        """Forget a connection once its queue is empty (messages already queued stay)."""
+        q = self._queues.get(conn_id)
+        if q is not None:
+            q.flow = None
+            if not q.items:
+                del self._queues[conn_id]
+                for w in q.waiters:
+                    if not w.done():
+                        w.set_result(None)
+
+    def put_many(self, conn_id: int, msgs: list[Message], nbytes: int) -> None:
+        """Queue messages of one connection (``nbytes`` = their payload bytes)."""
+        q = self._queues.get(conn_id)
+        if q is None:
+            q = self._queues[conn_id] = _Queue(None)
+        if not q.items:
+            self._ready.append(conn_id)
+        q.items.extend(msgs)
+        q.nbytes += nbytes
+        self.size += len(msgs)
+        if not q.paused and q.flow is not None and (
+                len(q.items) > self.max_messages or q.nbytes > self.max_bytes):
+            q.paused = True
+            q.flow(True)
+        if q.waiters:
+            _wake(q.waiters)
+        if self._waiters:
+            _wake(self._waiters)
+
+    def get_nowait(self, conn_id: int | None = None) -> Message | None:
+        if conn_id is None:
+            while self._ready:
+                cid = self._ready[0]
+                q = self._queues.get(cid)
+                if q is None or not q.items:
+                    self._ready.popleft()
+                    continue
+                msg = self._pop(cid, q)
+                if q.items:
+                    self._ready.rotate(-1)
+                else:
+                    self._ready.popleft()
+                return msg
+            return None
+        q = self._queues.get(conn_id)
+        if q is None or not q.items:
+            return None
+        msg = self._pop(conn_id, q)
+        if not q.items:
+            try:
+                self._ready.remove(conn_id)
+            except ValueError:
+                pass
+        return msg
+
+    def _pop(self, conn_id: int, q: _Queue) -> Message:
+        msg = q.items.popleft()
+        q.nbytes -= len(msg.data)
+        self.size -= 1
+        if q.paused and len(q.items) <= self.max_messages // 2 and q.nbytes <= self.max_bytes // 2:
+            q.paused = False
+            if q.flow is not None:
+                q.flow(False)
+        if not q.items and q.flow is None:
+            del self._queues[conn_id]
+        return msg
+
+    async def get(self, conn_id: int | None, timeout: float | None) -> Message:
+        """The next message (of ``conn_id`` if given); raises TimeoutError after ``timeout``."""
+        msg = self.get_nowait(conn_id)
+        if msg is not None:
+            return msg
+        async with asyncio.timeout(timeout):
+            while True:
+                waiters = self._waiters if conn_id is None else self._waiters_of(conn_id)
+                fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                waiters.append(fut)
+                try:
+                    await fut
+                finally:
+                    if not fut.done():
+                        fut.cancel()
+                msg = self.get_nowait(conn_id)
+                if msg is not None:
+                    return msg
+
+    def _waiters_of(self, conn_id: int) -> deque[asyncio.Future[None]]:
+        q = self._queues.get(conn_id)
+        if q is None:
+            q = self._queues[conn_id] = _Queue(None)
+        return q.waiters
+
+    def close(self) -> None:
+        """Wake every waiter (they will find no message and wait again or time out)."""
+        _wake(self._waiters)
+        for q in self._queues.values():
+            _wake(q.waiters)
+
+
+def _wake(waiters: deque[asyncio.Future[None]]) -> None:
+    while waiters:
+        w = waiters.popleft()
+        if not w.done():
+            w.set_result(None)

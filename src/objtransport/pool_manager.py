@@ -1,0 +1,142 @@
+"""The connection pools behind ``send_to``: the async half of :mod:`.sansio.pool`.
+
+The bookkeeper decides (assign / open / wait); this module does the I/O it asks for. Per
+endpoint (transport, host, port, TLS) at most ``pool_size`` connections exist; pooled
+connections do not reconnect by themselves: a dead one leaves the pool and the next
+``send_to`` opens a replacement. Idle ones are closed after ``idle_timeout``. When the
+endpoint's circuit is open, ``send_to`` fails at once without touching the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl as ssl_module
+from typing import TYPE_CHECKING, Any
+
+from .connection import Connection, Endpoint
+from .drivers.tcp import client_ssl_context
+from .exceptions import CircuitOpenError, NoAvailableConnection
+from .sansio.breaker import BreakerState
+from .sansio.pool import Assign, Open, PoolBookkeeper
+
+if TYPE_CHECKING:
+    from .service import NetworkTransport
+
+__all__ = ["PoolManager"]
+
+
+class _Pool:
+    __slots__ = ("book", "changed")
+
+    def __init__(self, size: int, idle_timeout: float) -> None:
+        self.book = PoolBookkeeper(size, idle_timeout)
+        self.changed = asyncio.Event()
+
+    def pulse(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+class PoolManager:
+    """All pools of one service."""
+
+    def __init__(self, service: NetworkTransport) -> None:
+        self.service = service
+        self._pools: dict[Endpoint, _Pool] = {}
+        self._housekeeper: asyncio.Task[None] | None = None
+
+    @property
+    def size(self) -> int:
+        return sum(len(p.book) for p in self._pools.values())
+
+    def __repr__(self) -> str:
+        return "<PoolManager " + ", ".join(f"{ep}: {p.book!r}" for ep, p in
+                                          self._pools.items()) + ">"
+
+    async def send(self, host: str, port: int, data: bytes | bytearray | memoryview,
+                   transport: str, ssl: bool | None,
+                   ssl_context: ssl_module.SSLContext | None, priority: str | int,
+                   stream: int, timeout: float | None, options: dict[str, Any]) -> int:
+        svc = self.service
+        kind = svc._kind(transport)
+        opts = svc.options.with_overrides(ssl=ssl, **options)
+        tls = client_ssl_context(opts.ssl, ssl_context) is not None
+        ep = Endpoint(kind, host, port, tls)
+        pool = self._pool_for(ep, opts.pool_size, opts.idle_timeout)
+        breaker = svc.breaker_for(ep)
+        loop = asyncio.get_running_loop()
+        timeout = opts.timeout if timeout is None else timeout
+        deadline = loop.time() + timeout
+        n = len(data)
+        while True:
+            now = loop.time()
+            if breaker.state is BreakerState.OPEN and breaker.retry_after(now) > 0:
+                raise CircuitOpenError(str(ep), breaker.retry_after(now))
+            action = pool.book.checkout(n, now)
+            if isinstance(action, Assign):
+                try:
+                    await svc.send_data(action.conn_id, data, priority=priority, stream=stream,
+                                        timeout=max(0.0, deadline - loop.time()))
+                finally:
+                    pool.book.release(action.conn_id, n, loop.time())
+                    pool.pulse()
+                return action.conn_id
+            if isinstance(action, Open):
+                try:
+                    conn = await svc._open(host, port, kind, ssl, ssl_context, None, "native",
+                                           None, options, pooled=True)
+                except BaseException:
+                    pool.book.open_failed(action.slot)
+                    pool.pulse()
+                    raise
+                conn.pool_endpoint = ep
+                pool.book.opened(action.slot, conn.id, loop.time())
+                pool.pulse()
+                continue
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise NoAvailableConnection(
+                    f"no connection to {ep} became available within {timeout:g} s "
+                    f"(pool_size={opts.pool_size}, all opening)")
+            try:
+                async with asyncio.timeout(remaining):
+                    await pool.changed.wait()
+            except TimeoutError:
+                continue
+
+    def _pool_for(self, ep: Endpoint, size: int, idle_timeout: float) -> _Pool:
+        pool = self._pools.get(ep)
+        if pool is None:
+            pool = self._pools[ep] = _Pool(size, idle_timeout)
+            if self._housekeeper is None:
+                self._housekeeper = asyncio.create_task(self._housekeep(),
+                                                        name="objtransport-pool-idle")
+        return pool
+
+    def forget(self, conn: Connection) -> None:
+        """A pooled connection died or was closed: it leaves its pool."""
+        ep = getattr(conn, "pool_endpoint", None)
+        pool = self._pools.get(ep) if isinstance(ep, Endpoint) else None
+        if pool is not None:
+            pool.book.remove(conn.id)
+            pool.pulse()
+
+    async def _housekeep(self) -> None:
+        """Close pooled connections idle past ``idle_timeout``."""
+        loop = asyncio.get_running_loop()
+        while True:
+            deadlines = [d for p in self._pools.values()
+                         if (d := p.book.next_deadline()) is not None]
+            wait = min(deadlines) - loop.time() if deadlines else self.service.options.idle_timeout
+            await asyncio.sleep(min(max(wait, 0.01), 1.0))
+            now = loop.time()
+            for pool in self._pools.values():
+                for cid in pool.book.expire_idle(now):
+                    await self.service.disconnect(cid)
+
+    def close(self) -> None:
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+            self._housekeeper = None
+
+

@@ -1,0 +1,316 @@
+"""Incremental frame decoders for the native and raw framings.
+
+Both accept bytes in any chunking (``feed``), or let the driver receive straight into their
+memory (``get_buffer`` / ``buffer_updated``, the shape of asyncio's ``BufferedProtocol``).
+Small frames are sliced out of one ``bytes`` per read; the body of a large frame is received
+directly into the message's own buffer, so it is never copied twice. A declared length is
+checked against the limit before anything of the body is kept.
+
+Complete messages are appended to ``self.messages`` as :class:`Message` objects (the caller
+takes the list with :meth:`take_messages`); native control frames go to ``self.control`` as
+``(type, payload)`` pairs. A violation raises :class:`ProtocolError`; the decoder is then
+unusable and the caller closes the connection.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NoReturn
+
+from ..exceptions import ProtocolError
+from .events import PRIORITY_NAMES, Message
+from .fragmentation import Partial, Reassembler
+from .framing import (
+    FLAG_FRAG,
+    FLAG_TEXT,
+    FRAG_EXT,
+    FRAME_HEADER,
+    HEADER_SIZE,
+    KNOWN_FLAGS,
+    RAW_KEEPALIVE,
+    RAW_PREFIX,
+    VERSION,
+    FrameType,
+    GoAwayCode,
+)
+
+__all__ = ["NativeDecoder", "RawDecoder", "RECV_BUFFER_SIZE", "DIRECT_THRESHOLD"]
+
+RECV_BUFFER_SIZE = 256 * 1024
+#: frame bodies at least this large are received straight into their own buffer
+DIRECT_THRESHOLD = 64 * 1024
+
+_unpack_header = FRAME_HEADER.unpack_from
+_unpack_len = RAW_PREFIX.unpack_from
+_unpack_frag = FRAG_EXT.unpack_from
+_DATA = int(FrameType.DATA)
+_TEXT_ONLY = FLAG_TEXT
+_NOT_TEXT = 0xFF & ~FLAG_TEXT
+_HELLO = int(FrameType.HELLO)
+_MAX_TYPE = max(FrameType)
+
+
+class _Direct:
+    """A frame body being received straight into ``buf[pos:end]``."""
+
+    __slots__ = ("buf", "pos", "end", "finish")
+
+    def __init__(self, buf: bytearray, pos: int, end: int, finish: Any) -> None:
+        self.buf = buf
+        self.pos = pos
+        self.end = end
+        self.finish = finish  # called with no argument when pos reaches end
+
+
+class _DecoderBase:
+    __slots__ = ("messages", "_pending", "_direct", "_rbuf", "_rview", "conn_id",
+                 "transport", "peer", "bytes_received")
+
+    def __init__(self, conn_id: int, transport: str, peer: Any) -> None:
+        self.messages: list[Message] = []
+        self._pending = b""
+        self._direct: _Direct | None = None
+        self._rbuf = bytearray(RECV_BUFFER_SIZE)
+        self._rview = memoryview(self._rbuf)
+        self.conn_id = conn_id
+        self.transport = transport
+        self.peer = peer
+        self.bytes_received = 0  # payload bytes of delivered messages
+
+    # -- driving ---------------------------------------------------------------------------
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where the driver should receive the next bytes; then call ``buffer_updated``."""
+        d = self._direct
+        if d is not None:
+            return memoryview(d.buf)[d.pos:d.end]
+        return self._rview
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """``nbytes`` were written into the last buffer from :meth:`get_buffer`."""
+        d = self._direct
+        if d is not None:
+            d.pos += nbytes
+            if d.pos >= d.end:
+                self._direct = None
+                d.finish()
+            return
+        self.feed(self._rbuf[:nbytes])
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
+        """Decode ``data`` (any chunking)."""
+        d = self._direct
+        if d is not None:
+            n = min(len(data), d.end - d.pos)
+            d.buf[d.pos:d.pos + n] = data[:n]
+            d.pos += n
+            if d.pos < d.end:
+                return
+            self._direct = None
+            d.finish()
+            data = data[n:]
+            if not data:
+                return
+        buf = self._pending + data if self._pending else bytes(data)
+        self._pending = b""
+        used = self._parse(buf)
+        if used < len(buf):
+            self._pending = buf[used:]
+
+    def take_messages(self) -> list[Message]:
+        """Return the messages decoded so far and start a new list."""
+        out = self.messages
+        self.messages = []
+        return out
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an incomplete frame (not counting a direct body target)."""
+        return len(self._pending)
+
+    def _parse(self, buf: bytes) -> int:
+        raise NotImplementedError
+
+    def _go_direct(self, target: bytearray, start: int, end: int, buf: bytes, body_off: int,
+                   finish: Any) -> None:
+        have = len(buf) - body_off
+        target[start:start + have] = buf[body_off:]
+        self._direct = _Direct(target, start + have, end, finish)
+
+
+class NativeDecoder(_DecoderBase):
+    """Decoder of native frames (after the 4-byte magic, which the session checks)."""
+
+    __slots__ = ("max_frame_size", "reassembler", "control", "accept_data")
+
+    def __init__(self, conn_id: int, transport: str, peer: Any, max_frame_size: int,
+                 reassembler: Reassembler) -> None:
+        super().__init__(conn_id, transport, peer)
+        self.max_frame_size = max_frame_size
+        self.reassembler = reassembler
+        self.control: list[tuple[int, bytes]] = []
+        #: DATA is a protocol error until a HELLO has been decoded
+        self.accept_data = False
+
+    def _parse(self, buf: bytes) -> int:
+        n = len(buf)
+        off = 0
+        maxf = self.max_frame_size
+        append = self.messages.append
+        cid, tname, peer = self.conn_id, self.transport, self.peer
+        unpack = _unpack_header
+        accept = self.accept_data
+        nbytes = 0
+        try:
+            while n - off >= 20:
+                length, ver, typ, flags, prio, stream, seq = unpack(buf, off)
+                if length > maxf or length < HEADER_SIZE:
+                    self._bad_length(length)
+                end = off + 4 + length
+                if ver != VERSION:
+                    raise ProtocolError(f"frame version {ver}, expected {VERSION}",
+                                        GoAwayCode.UNSUPPORTED_VERSION)
+                if typ == _DATA and not flags & _NOT_TEXT and prio <= 3 and accept:
+                    if end > n:
+                        if length >= DIRECT_THRESHOLD:
+                            self._direct_whole(buf, off, end, flags, prio, stream)
+                            off = n
+                        break
+                    payload = buf[off + 20:end]
+                    nbytes += length - HEADER_SIZE
+                    append(Message(payload, cid, tname, peer, stream, PRIORITY_NAMES[prio],
+                                   flags == _TEXT_ONLY))
+                    off = end
+                    continue
+                if typ > _MAX_TYPE or typ < 1 or flags & ~KNOWN_FLAGS or prio > 3:
+                    raise ProtocolError(
+                        f"malformed frame header (type {typ}, flags {flags:#x}, "
+                        f"priority {prio})", GoAwayCode.PROTOCOL_ERROR)
+                if typ == _DATA and not accept:
+                    raise ProtocolError("DATA frame before HELLO", GoAwayCode.PROTOCOL_ERROR)
+                if typ == _DATA:  # fragment
+                    if length < HEADER_SIZE + 8:
+                        raise ProtocolError("fragment without its extension",
+                                            GoAwayCode.PROTOCOL_ERROR)
+                    if n - off < 28:
+                        break
+                    if end > n and length < DIRECT_THRESHOLD:
+                        break
+                    done = self._fragment(buf, off, end, n, length, flags, prio, stream, seq)
+                    if done is None:  # went direct
+                        off = n
+                        break
+                    off = end
+                    continue
+                if end > n:
+                    break
+                self.control.append((typ, buf[off + 20:end]))
+                off = end
+                if typ == _HELLO:
+                    accept = self.accept_data = True
+            if n - off >= 4:
+                (length,) = _unpack_len(buf, off)
+                if length > maxf or length < HEADER_SIZE:
+                    self._bad_length(length)
+        finally:
+            self.bytes_received += nbytes
+        return off
+
+    def _bad_length(self, length: int) -> NoReturn:
+        if length > self.max_frame_size:
+            raise ProtocolError(f"frame length {length} exceeds max_frame_size "
+                                f"({self.max_frame_size})", GoAwayCode.FRAME_TOO_LARGE)
+        raise ProtocolError(f"frame length {length} shorter than the {HEADER_SIZE}-byte header",
+                            GoAwayCode.PROTOCOL_ERROR)
+
+    def _direct_whole(self, buf: bytes, off: int, end: int, flags: int, prio: int,
+                      stream: int) -> None:
+        size = end - off - 20
+        target = bytearray(size)
+
+        def finish() -> None:
+            self.bytes_received += size
+            self.messages.append(Message(bytes(target), self.conn_id, self.transport, self.peer,
+                                         stream, PRIORITY_NAMES[prio], flags == _TEXT_ONLY))
+
+        self._go_direct(target, 0, size, buf, off + 20, finish)
+
+    def _fragment(self, buf: bytes, off: int, end: int, n: int, length: int, flags: int,
+                  prio: int, stream: int, seq: int) -> bool | None:
+        """Handle one fragment; True when consumed whole, None when it went direct."""
+        offset, total = _unpack_frag(buf, off + 20)
+        piece_len = length - HEADER_SIZE - 8
+        ra = self.reassembler
+        partial = ra.begin(seq, offset, piece_len, total, stream, prio, flags & ~FLAG_FRAG)
+        if end > n:
+            def finish() -> None:
+                done = ra.advance(seq, piece_len)
+                if done is not None:
+                    self._deliver_partial(done)
+
+            self._go_direct(partial.buf, offset, offset + piece_len, buf, off + 28, finish)
+            return None
+        partial.buf[offset:offset + piece_len] = buf[off + 28:end]
+        done = ra.advance(seq, piece_len)
+        if done is not None:
+            self._deliver_partial(done)
+        return True
+
+    def _deliver_partial(self, p: Partial) -> None:
+        self.bytes_received += p.total
+        self.messages.append(Message(bytes(p.buf), self.conn_id, self.transport, self.peer,
+                                     p.stream, PRIORITY_NAMES[p.priority],
+                                     p.flags & FLAG_TEXT == FLAG_TEXT))
+
+
+class RawDecoder(_DecoderBase):
+    """Decoder of ``{packet, 4}`` frames: a 4-byte length, then the message."""
+
+    __slots__ = ("max_message_size", "keepalive_filter", "keepalives")
+
+    def __init__(self, conn_id: int, transport: str, peer: Any, max_message_size: int,
+                 keepalive_filter: bool = True) -> None:
+        super().__init__(conn_id, transport, peer)
+        self.max_message_size = max_message_size
+        self.keepalive_filter = keepalive_filter
+        self.keepalives = 0
+
+    def _parse(self, buf: bytes) -> int:
+        n = len(buf)
+        off = 0
+        maxm = self.max_message_size
+        append = self.messages.append
+        cid, tname, peer = self.conn_id, self.transport, self.peer
+        unpack = _unpack_len
+        nbytes = 0
+        try:
+            while n - off >= 4:
+                (length,) = unpack(buf, off)
+                if length > maxm:
+                    raise ProtocolError(f"raw message length {length} exceeds "
+                                        f"max_message_size ({maxm})",
+                                        GoAwayCode.MESSAGE_TOO_LARGE)
+                end = off + 4 + length
+                if end > n:
+                    if length >= DIRECT_THRESHOLD:
+                        self._direct_raw(buf, off, length)
+                        off = n
+                    break
+                payload = buf[off + 4:end]
+                off = end
+                if length == 1 and self.keepalive_filter and payload == RAW_KEEPALIVE:
+                    self.keepalives += 1
+                    continue
+                nbytes += length
+                append(Message(payload, cid, tname, peer))
+        finally:
+            self.bytes_received += nbytes
+        return off
+
+    def _direct_raw(self, buf: bytes, off: int, size: int) -> None:
+        target = bytearray(size)
+
+        def finish() -> None:
+            self.bytes_received += size
+            self.messages.append(Message(bytes(target), self.conn_id, self.transport,
+                                         self.peer))
+
+        self._go_direct(target, 0, size, buf, off + 4, finish)

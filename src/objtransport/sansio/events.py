@@ -1,0 +1,70 @@
+"""What the core hands to the application: messages, and control events for the driver."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "PRIORITY_NAMES",
+    "Closed",
+    "Event",
+    "HandshakeComplete",
+    "Message",
+    "PongReceived",
+]
+
+#: index = wire priority value
+PRIORITY_NAMES = ("control", "high", "normal", "low")
+
+
+@dataclass(slots=True, eq=True)
+class Message:
+    """One application message as received.
+
+    ``data`` is the payload; ``conn_id`` the connection it came on (reply with
+    ``send_data(msg.conn_id, ...)``); ``transport`` its name ("tcp", "udp", ...); ``peer`` the
+    remote address; ``stream`` and ``priority`` as the sender gave them; ``text`` is true for a
+    message that was a text message on a WebSocket.
+    """
+
+    data: bytes
+    conn_id: int
+    transport: str
+    peer: Any
+    stream: int = 0
+    priority: str = "normal"
+    text: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeComplete:
+    """The peer's HELLO arrived: the session is open."""
+
+    session_id: bytes
+    max_frame_size: int
+    max_message_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class PongReceived:
+    """A PONG answered one of our PINGs after ``rtt`` seconds."""
+
+    rtt: float
+
+
+@dataclass(frozen=True, slots=True)
+class Closed:
+    """The session ended. ``code`` is the GOAWAY code; ``by_peer`` tells who ended it.
+
+    ``error`` is true when it ended because of a fault (protocol error, timeout) rather
+    than an orderly GOAWAY NORMAL / SHUTDOWN.
+    """
+
+    code: int
+    reason: str
+    by_peer: bool
+    error: bool
+
+
+Event = HandshakeComplete | PongReceived | Closed

@@ -1,0 +1,157 @@
+"""Frame codec for the native and raw framings (docs/protocol.md is the normative text).
+
+Encoding is a handful of ``struct`` calls. Decoding is incremental and lives in
+:mod:`objtransport.sansio.decoder`; this module holds the constants and the small helpers both
+sides share. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+
+from ..exceptions import ProtocolError
+
+__all__ = [
+    "FLAG_FRAG",
+    "FLAG_TEXT",
+    "FRAG_EXT",
+    "FRAME_HEADER",
+    "HEADER_SIZE",
+    "HELLO_FORMAT",
+    "MAGIC",
+    "PREFIX_SIZE",
+    "RAW_KEEPALIVE",
+    "VERSION",
+    "FrameType",
+    "GoAwayCode",
+    "Hello",
+    "decode_goaway",
+    "decode_hello",
+    "encode_data",
+    "encode_data_fragment_header",
+    "encode_frame",
+    "encode_goaway",
+    "encode_hello",
+    "encode_raw",
+]
+
+MAGIC = b"OBJT"
+VERSION = 1
+PREFIX_SIZE = 4  # the u32 length
+HEADER_SIZE = 16  # version, type, flags, priority, stream, seq (after the length)
+#: length, version, type, flags, priority, stream, seq: 20 bytes in all
+FRAME_HEADER = struct.Struct("!IBBBBIQ")
+#: fragment extension: offset, total
+FRAG_EXT = struct.Struct("!II")
+FRAG_HEADER = struct.Struct("!IBBBBIQII")
+RAW_PREFIX = struct.Struct("!I")
+HELLO_FORMAT = struct.Struct("!16sIIIQ")
+GOAWAY_FORMAT = struct.Struct("!H")
+MAX_GOAWAY_REASON = 256
+RAW_KEEPALIVE = b"\x00"
+
+FLAG_FRAG = 0x01
+FLAG_TEXT = 0x02
+KNOWN_FLAGS = FLAG_FRAG | FLAG_TEXT
+
+
+class FrameType(enum.IntEnum):
+    HELLO = 1
+    DATA = 2
+    ACK = 3
+    PING = 4
+    PONG = 5
+    GOAWAY = 6
+
+
+class GoAwayCode(enum.IntEnum):
+    NORMAL = 0
+    PROTOCOL_ERROR = 1
+    UNSUPPORTED_VERSION = 2
+    FRAME_TOO_LARGE = 3
+    MESSAGE_TOO_LARGE = 4
+    HELLO_TIMEOUT = 5
+    IDLE_TIMEOUT = 6
+    SHUTDOWN = 7
+    OVERLOADED = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    session_id: bytes
+    features: int
+    max_frame_size: int
+    max_message_size: int
+    resume_seq: int = 0
+
+
+_pack_header = FRAME_HEADER.pack
+_pack_frag = FRAG_HEADER.pack
+_pack_raw = RAW_PREFIX.pack
+
+
+def encode_frame(
+    ftype: int, payload: bytes = b"", *, flags: int = 0, priority: int = 0,
+    stream: int = 0, seq: int = 0,
+) -> bytes:
+    """Return one complete native frame (length prefix included) for a small payload."""
+    return _pack_header(HEADER_SIZE + len(payload), VERSION, ftype, flags, priority,
+                        stream, seq) + payload
+
+
+def encode_data(payload: bytes, seq: int, stream: int, priority: int, flags: int = 0) -> bytes:
+    """One unfragmented DATA frame; the payload is copied (use for small messages)."""
+    return _pack_header(HEADER_SIZE + len(payload), VERSION, 2, flags, priority,
+                        stream, seq) + payload
+
+
+def encode_data_fragment_header(
+    piece_len: int, seq: int, stream: int, priority: int, offset: int, total: int,
+    flags: int = 0,
+) -> bytes:
+    """The 28-byte header of a DATA fragment; the caller sends the piece right after it."""
+    return _pack_frag(HEADER_SIZE + FRAG_EXT.size + piece_len, VERSION, 2, flags | FLAG_FRAG,
+                      priority, stream, seq, offset, total)
+
+
+def encode_raw(payload: bytes) -> bytes:
+    """One ``{packet, 4}`` frame: the 4-byte length, then the payload."""
+    return _pack_raw(len(payload)) + payload
+
+
+def encode_hello(hello: Hello) -> bytes:
+    """The HELLO frame (without the magic, which precedes only the first one)."""
+    if len(hello.session_id) != 16:
+        raise ValueError("session_id must be 16 bytes")
+    body = HELLO_FORMAT.pack(hello.session_id, hello.features, hello.max_frame_size,
+                             hello.max_message_size, hello.resume_seq)
+    return encode_frame(FrameType.HELLO, body)
+
+
+def decode_hello(payload: bytes) -> Hello:
+    """Parse a HELLO payload; extra trailing bytes are ignored (extensions)."""
+    if len(payload) < HELLO_FORMAT.size:
+        raise ProtocolError(
+            f"HELLO payload of {len(payload)} bytes, expected at least {HELLO_FORMAT.size}",
+            GoAwayCode.PROTOCOL_ERROR,
+        )
+    sid, features, max_frame, max_msg, resume = HELLO_FORMAT.unpack_from(payload)
+    if max_frame < 64 or max_msg < 1:
+        raise ProtocolError("HELLO announces unusable limits", GoAwayCode.PROTOCOL_ERROR)
+    return Hello(sid, features, max_frame, max_msg, resume)
+
+
+def encode_goaway(code: int, reason: str) -> bytes:
+    """A GOAWAY frame; the reason is cut to 256 bytes of UTF-8."""
+    raw = reason.encode("utf-8", "replace")[:MAX_GOAWAY_REASON]
+    return encode_frame(FrameType.GOAWAY, GOAWAY_FORMAT.pack(code) + raw)
+
+
+def decode_goaway(payload: bytes) -> tuple[int, str]:
+    """Return ``(code, reason)`` of a GOAWAY payload."""
+    if len(payload) < 2:
+        raise ProtocolError("GOAWAY payload shorter than 2 bytes", GoAwayCode.PROTOCOL_ERROR)
+    (code,) = GOAWAY_FORMAT.unpack_from(payload)
+    return code, bytes(payload[2:2 + MAX_GOAWAY_REASON]).decode("utf-8", "replace")

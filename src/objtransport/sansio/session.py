@@ -1,0 +1,473 @@
+"""One connection's protocol, without I/O: bytes in, messages and events and bytes out.
+
+A driver owns one session per connection and does only this:
+
+* received bytes: ``receive_data(data, now)`` (or ``get_buffer()`` then
+  ``buffer_updated(n, now)``) returns the messages decoded; then ``take_events()``;
+* sending: ``send_message(data, ...)`` queues; ``data_to_send(now, budget)`` returns chunks to
+  write (header and payload views, written in order);
+* time: ``next_deadline()`` is when ``handle_timer(now)`` must run next;
+* ``closed`` turns true once a GOAWAY was sent or received or a fault was found; the driver
+  writes what ``data_to_send`` still returns, then closes the socket.
+
+:class:`NativeSession` speaks the native framing (docs/protocol.md section 1);
+:class:`RawSession` speaks ``{packet, 4}`` (section 2). Both have the same surface.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import Any
+
+from ..config import Options, Priority
+from ..exceptions import ConnectionNotReady, MessageTooLarge, ProtocolError
+from .decoder import NativeDecoder, RawDecoder
+from .events import Closed, Event, HandshakeComplete, Message, PongReceived
+from .fragmentation import FragmentJob, Reassembler
+from .framing import (
+    FLAG_TEXT,
+    FRAME_HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    RAW_KEEPALIVE,
+    VERSION,
+    FrameType,
+    GoAwayCode,
+    Hello,
+    decode_goaway,
+    decode_hello,
+    encode_frame,
+    encode_goaway,
+    encode_hello,
+    encode_raw,
+)
+from .scheduler import Chunk, PriorityScheduler
+
+__all__ = ["NativeSession", "RawSession", "Session", "SessionState", "detect_native"]
+
+
+def detect_native(head: bytes) -> bool:
+    """Framing detection on a listener in ``auto`` mode (docs/protocol.md section 3): the
+    first 4 bytes are the native magic, or else the length of a raw message."""
+    return head[:4] == MAGIC
+
+_pack_header = FRAME_HEADER.pack
+_TOKEN = struct.Struct("!Q")
+_ERROR_FREE = (GoAwayCode.NORMAL, GoAwayCode.SHUTDOWN)
+_CONTROL = int(Priority.CONTROL)
+
+
+class SessionState(enum.Enum):
+    HANDSHAKE = "handshake"  # our HELLO is queued, the peer's has not arrived
+    OPEN = "open"
+    CLOSED = "closed"  # GOAWAY sent or received, or a fault: nothing more is accepted
+
+
+class Session:
+    """What both framings share: state, counters, the scheduler and the event list."""
+
+    transport_name: str
+
+    def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
+                 now: float) -> None:
+        self.options = options
+        self.conn_id = conn_id
+        self.transport_name = transport
+        self.peer = peer
+        self.state = SessionState.HANDSHAKE
+        self.scheduler = PriorityScheduler()
+        self.events: list[Event] = []
+        self.created = now
+        self.last_receive = now
+        self.last_send = now
+        self.messages_sent = 0
+        self.bytes_sent = 0
+        self.messages_received = 0
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.peer_max_message = options.max_message_size
+        self._final: list[Chunk] = []  # what goes after everything queued (GOAWAY)
+
+    # -- what each framing implements ------------------------------------------------------
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where to receive the next bytes (then call :meth:`buffer_updated`)."""
+        raise NotImplementedError
+
+    def buffer_updated(self, nbytes: int, now: float) -> list[Message]:
+        """``nbytes`` arrived in the buffer from :meth:`get_buffer`; return the messages."""
+        raise NotImplementedError
+
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Message]:
+        """Decode ``data``; return the complete messages (events go to ``take_events``)."""
+        raise NotImplementedError
+
+    def send_message(self, data: bytes | bytearray | memoryview, stream: int = 0,
+                     priority: int = 2, text: bool = False) -> int:
+        """Queue one message; raise ``ConnectionNotReady`` / ``MessageTooLarge``."""
+        raise NotImplementedError
+
+    def next_deadline(self) -> float | None:
+        raise NotImplementedError
+
+    def handle_timer(self, now: float) -> None:
+        raise NotImplementedError
+
+    @property
+    def bytes_received(self) -> int:
+        """Payload bytes of the messages delivered so far."""
+        raise NotImplementedError
+
+    @property
+    def has_final(self) -> bool:
+        """True while a GOAWAY waits to be written after the queue."""
+        return bool(self._final)
+
+    # -- common surface ------------------------------------------------------------------
+    def set_peer(self, peer: Any) -> None:
+        """The remote address, once the socket knows it (stamped on every message)."""
+        self.peer = peer
+        decoder = getattr(self, "decoder", None)
+        if decoder is not None:
+            decoder.peer = peer
+
+    @property
+    def closed(self) -> bool:
+        return self.state is SessionState.CLOSED
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is SessionState.OPEN
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued and not yet returned by :meth:`data_to_send`."""
+        return self.scheduler.pending_bytes + sum(len(c) for c in self._final)
+
+    def take_events(self) -> list[Event]:
+        out = self.events
+        self.events = []
+        return out
+
+    def data_to_send(self, now: float, budget: int = 1 << 62) -> list[Chunk]:
+        """Chunks to write now, in order; at most about ``budget`` bytes of them."""
+        out = self.scheduler.pop(budget) if self.scheduler.pending_bytes else []
+        if self._final and not self.scheduler.pending_bytes:
+            out.extend(self._final)
+            self._final = []
+        if out:
+            self.last_send = now
+        return out
+
+    def _fail(self, exc: ProtocolError, now: float) -> None:
+        """The peer broke the protocol: drop what is queued, queue GOAWAY, close."""
+        self._close(exc.code, str(exc), by_peer=False, drop_queued=True, error=True)
+
+    def _close(self, code: int, reason: str, *, by_peer: bool, drop_queued: bool,
+               error: bool) -> None:
+        if self.state is SessionState.CLOSED:
+            return
+        self.state = SessionState.CLOSED
+        self.close_code = code
+        self.close_reason = reason
+        if drop_queued:
+            self.scheduler.clear()
+        if not by_peer:
+            self._queue_goaway(code, reason)
+        self.events.append(Closed(code, reason, by_peer, error))
+
+    def _queue_goaway(self, code: int, reason: str) -> None:
+        """Native sessions send GOAWAY; raw has no such frame."""
+
+    def close(self, code: int = GoAwayCode.NORMAL, reason: str = "closed") -> None:
+        """Orderly close: what is queued still goes out, then GOAWAY (native)."""
+        self._close(code, reason, by_peer=False, drop_queued=False,
+                    error=code not in _ERROR_FREE)
+
+    def connection_lost(self, reason: str) -> None:
+        """The transport went away under us."""
+        if self.state is not SessionState.CLOSED:
+            self.state = SessionState.CLOSED
+            self.close_code = -1
+            self.close_reason = reason
+            self.events.append(Closed(-1, reason, True, True))
+
+    def _check_send(self, size: int) -> None:
+        if self.state is not SessionState.OPEN:
+            raise ConnectionNotReady(self.conn_id, self.state.value)
+        if size > self.peer_max_message:
+            raise MessageTooLarge(size, self.peer_max_message)
+
+
+class NativeSession(Session):
+    """The native protocol: preface, HELLO, DATA (fragmented when large), PING/PONG, GOAWAY."""
+
+    def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
+                 now: float, session_id: bytes, send_preface: bool = True) -> None:
+        super().__init__(options, conn_id, transport, peer, now)
+        self.session_id = session_id
+        self.peer_session_id = b""
+        self.reassembler = Reassembler(options.max_message_size, options.max_partial_messages,
+                                       options.max_reassembly_bytes)
+        self.decoder = NativeDecoder(conn_id, transport, peer, options.max_frame_size,
+                                     self.reassembler)
+        self._magic = b""  # bytes of the peer's magic seen so far
+        self._magic_ok = False
+        self._seq = 0
+        self._fragment = options.max_fragment_size
+        self._ping_token = 0
+        self._ping_sent_at: float | None = None
+        self._next_ping = now
+        self.rtt_last: float | None = None
+        self.pings_sent = 0
+        if send_preface:
+            hello = Hello(session_id, 0, options.max_frame_size, options.max_message_size, 0)
+            self.scheduler.push_frame(_CONTROL, MAGIC + encode_hello(hello))
+
+    # -- receiving -----------------------------------------------------------------------
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        return self.decoder.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int, now: float) -> list[Message]:
+        if not self._magic_ok:
+            return self.receive_data(bytes(self.decoder.get_buffer()[:nbytes]), now)
+        self.last_receive = now
+        dec = self.decoder
+        try:
+            dec.buffer_updated(nbytes)
+        except ProtocolError as exc:
+            self._fail(exc, now)
+        return self._after_decode(now)
+
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Message]:
+        """Decode ``data``; return the complete messages (events go to ``take_events``)."""
+        if self.state is SessionState.CLOSED:
+            return []
+        self.last_receive = now
+        if not self._magic_ok:
+            need = 4 - len(self._magic)
+            self._magic += bytes(data[:need])
+            data = data[need:]
+            if len(self._magic) < 4:
+                return []
+            if self._magic != MAGIC:
+                self._fail(ProtocolError(
+                    f"peer did not start with the objtransport preface (got {self._magic!r});"
+                    " is it a raw {packet, 4} peer or another protocol?",
+                    GoAwayCode.PROTOCOL_ERROR), now)
+                return []
+            self._magic_ok = True
+            if not data:
+                return []
+        try:
+            self.decoder.feed(data)
+        except ProtocolError as exc:
+            self._fail(exc, now)
+        return self._after_decode(now)
+
+    def _after_decode(self, now: float) -> list[Message]:
+        dec = self.decoder
+        if dec.control:
+            control = dec.control
+            dec.control = []
+            try:
+                for ftype, payload in control:
+                    self._on_control(ftype, payload, now)
+            except ProtocolError as exc:
+                self._fail(exc, now)
+        msgs = dec.messages
+        if msgs:
+            dec.messages = []
+            if self.state is SessionState.CLOSED and self.close_code not in _ERROR_FREE:
+                return []
+            self.messages_received += len(msgs)
+        return msgs
+
+    @property
+    def bytes_received(self) -> int:
+        return self.decoder.bytes_received
+
+    def _on_control(self, ftype: int, payload: bytes, now: float) -> None:
+        if ftype == FrameType.HELLO:
+            if self.state is not SessionState.HANDSHAKE:
+                raise ProtocolError("second HELLO", GoAwayCode.PROTOCOL_ERROR)
+            hello = decode_hello(payload)
+            self.peer_session_id = hello.session_id
+            self.peer_max_message = hello.max_message_size
+            self._fragment = min(self.options.max_fragment_size, hello.max_frame_size - 28)
+            self.state = SessionState.OPEN
+            self.events.append(HandshakeComplete(hello.session_id, hello.max_frame_size,
+                                                 hello.max_message_size))
+            self._send_ping(now)
+        elif self.state is SessionState.HANDSHAKE:
+            raise ProtocolError(f"{FrameType(ftype).name} frame before HELLO",
+                                GoAwayCode.PROTOCOL_ERROR)
+        elif ftype == FrameType.PING:
+            if self.state is SessionState.OPEN:
+                self.scheduler.push_frame(_CONTROL, encode_frame(FrameType.PONG, payload))
+        elif ftype == FrameType.PONG:
+            self._on_pong(payload, now)
+        elif ftype == FrameType.GOAWAY:
+            code, reason = decode_goaway(payload)
+            self._close(code, reason, by_peer=True, drop_queued=True,
+                        error=code not in _ERROR_FREE)
+        elif ftype == FrameType.ACK:
+            pass  # acknowledgements are used by resumable sessions; nothing to do here
+
+    def _on_pong(self, payload: bytes, now: float) -> None:
+        if len(payload) != 8 or self._ping_sent_at is None:
+            return
+        (token,) = _TOKEN.unpack(payload)
+        if token != self._ping_token:
+            return
+        rtt = max(0.0, now - self._ping_sent_at)
+        self._ping_sent_at = None
+        self.rtt_last = rtt
+        self.events.append(PongReceived(rtt))
+
+    # -- sending ---------------------------------------------------------------------------
+    def send_message(self, data: bytes | bytearray | memoryview, stream: int = 0,
+                     priority: int = 2, text: bool = False) -> int:
+        """Queue one message; return its sequence number.
+
+        Raises ``ConnectionNotReady`` unless the session is open and ``MessageTooLarge``
+        above the peer's ``max_message_size``; nothing is queued then.
+        """
+        size = len(data)
+        if self.state is not SessionState.OPEN or size > self.peer_max_message:
+            self._check_send(size)
+        self._seq = seq = self._seq + 1
+        self.messages_sent += 1
+        self.bytes_sent += size
+        flags = FLAG_TEXT if text else 0
+        if size <= self._fragment:
+            if not isinstance(data, bytes):
+                data = bytes(data)
+            self.scheduler.push_frame(priority, _pack_header(
+                HEADER_SIZE + size, VERSION, 2, flags, priority, stream, seq) + data)
+        else:
+            self.scheduler.push(priority, FragmentJob(data, seq, stream, priority, flags,
+                                                      self._fragment))
+        return seq
+
+    def _send_ping(self, now: float) -> None:
+        self._ping_token += 1
+        self._ping_sent_at = now
+        self.pings_sent += 1
+        self._next_ping = now + self.options.keepalive_interval
+        self.scheduler.push_frame(_CONTROL, encode_frame(FrameType.PING,
+                                                         _TOKEN.pack(self._ping_token)))
+
+    def _queue_goaway(self, code: int, reason: str) -> None:
+        self._final.append(encode_goaway(code, reason))
+
+    # -- time ------------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        opts = self.options
+        if self.state is SessionState.HANDSHAKE:
+            return self.created + opts.hello_timeout
+        if self.state is SessionState.CLOSED:
+            return None
+        dead = self.last_receive + opts.keepalive_interval + opts.pong_timeout
+        return min(self._next_ping, dead)
+
+    def handle_timer(self, now: float) -> None:
+        """Run what is due at ``now``: HELLO timeout, PING, liveness."""
+        opts = self.options
+        if self.state is SessionState.HANDSHAKE:
+            if now >= self.created + opts.hello_timeout:
+                self._close(GoAwayCode.HELLO_TIMEOUT,
+                            f"no HELLO within {opts.hello_timeout:g} s",
+                            by_peer=False, drop_queued=True, error=True)
+            return
+        if self.state is not SessionState.OPEN:
+            return
+        if now >= self.last_receive + opts.keepalive_interval + opts.pong_timeout:
+            self._close(GoAwayCode.IDLE_TIMEOUT,
+                        f"peer silent for {now - self.last_receive:.1f} s (no PONG)",
+                        by_peer=False, drop_queued=True, error=True)
+            return
+        if now >= self._next_ping:
+            if self._ping_sent_at is None:
+                self._send_ping(now)
+            else:
+                self._next_ping = now + opts.keepalive_interval
+
+
+class RawSession(Session):
+    """``{packet, 4}``: a length and a payload per message, nothing else on the wire."""
+
+    def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
+                 now: float) -> None:
+        super().__init__(options, conn_id, transport, peer, now)
+        self.state = SessionState.OPEN
+        self.decoder = RawDecoder(conn_id, transport, peer, options.max_message_size,
+                                  options.raw_keepalive_filter)
+        self.events.append(HandshakeComplete(b"", options.max_frame_size,
+                                             options.max_message_size))
+
+    @property
+    def bytes_received(self) -> int:
+        return self.decoder.bytes_received
+
+    @property
+    def keepalives_received(self) -> int:
+        return self.decoder.keepalives
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        return self.decoder.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int, now: float) -> list[Message]:
+        self.last_receive = now
+        try:
+            self.decoder.buffer_updated(nbytes)
+        except ProtocolError as exc:
+            self._fail(exc, now)
+        return self._take()
+
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Message]:
+        if self.state is SessionState.CLOSED:
+            return []
+        self.last_receive = now
+        try:
+            self.decoder.feed(data)
+        except ProtocolError as exc:
+            self._fail(exc, now)
+        return self._take()
+
+    def _take(self) -> list[Message]:
+        msgs = self.decoder.messages
+        if msgs:
+            self.decoder.messages = []
+            self.messages_received += len(msgs)
+        return msgs
+
+    def send_message(self, data: bytes | bytearray | memoryview, stream: int = 0,
+                     priority: int = 2, text: bool = False) -> int:
+        """Queue one ``{packet, 4}`` frame. ``stream``/``priority`` order the local queue
+        only; nothing of them reaches the wire."""
+        size = len(data)
+        if self.state is not SessionState.OPEN or size > self.peer_max_message:
+            self._check_send(size)
+        self.messages_sent += 1
+        self.bytes_sent += size
+        if size < 65536:
+            self.scheduler.push_frame(priority, encode_raw(bytes(data)))
+        else:  # header and payload as one atomic item: no copy of the payload
+            self.scheduler.push(priority, (_RAW_LEN.pack(size), memoryview(data)))
+        return self.messages_sent
+
+    def next_deadline(self) -> float | None:
+        interval = self.options.raw_keepalive_interval
+        if self.state is not SessionState.OPEN or not interval:
+            return None
+        return self.last_send + interval
+
+    def handle_timer(self, now: float) -> None:
+        interval = self.options.raw_keepalive_interval
+        if self.state is SessionState.OPEN and interval and now >= self.last_send + interval:
+            self.scheduler.push_frame(_CONTROL, encode_raw(RAW_KEEPALIVE))
+            self.last_send = now
+
+
+_RAW_LEN = struct.Struct("!I")

@@ -1,0 +1,430 @@
+"""``NetworkTransport``: the facade with the original Elixir module's API, in Python form.
+
+It composes: connections (:mod:`.connection`), listeners (:mod:`.listener`), the inbox
+(:mod:`.inbox`), handlers (:mod:`.dispatch`), pools (:mod:`.pool_manager`) and per-endpoint
+breakers. It holds no protocol logic. Every task it starts is owned and cancelled on stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import ssl as ssl_module
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from .config import Framing, Options, Priority, TransportKind
+from .connection import Connection, ConnectionInfo, ConnState, Endpoint, Hooks
+from .dispatch import Handler, HandlerRunner
+from .drivers.stream import StreamLink
+from .drivers.tcp import client_ssl_context, serve_stream
+from .exceptions import (
+    ConnectionNotFound,
+    ServiceNotRunning,
+    UnsupportedTransport,
+)
+from .inbox import Inbox
+from .listener import Listener
+from .pool_manager import PoolManager
+from .sansio.breaker import CircuitBreaker, CircuitBreakerState
+from .sansio.events import Message
+from .sansio.metrics import LatencyHistogram
+
+__all__ = ["NetworkTransport", "TransportMetrics"]
+
+log = logging.getLogger("objtransport")
+
+_SUPPORTED = (TransportKind.TCP,)
+
+
+@dataclass(frozen=True, slots=True)
+class TransportMetrics:
+    """Service-wide figures (``NetworkTransport.get_metrics``). Byte counts are payload bytes;
+    ``total_messages`` counts messages sent, as in the original module."""
+
+    total_connections: int
+    active_connections: int
+    total_bytes_sent: int
+    total_bytes_received: int
+    total_messages: int
+    messages_received: int
+    avg_latency_ms: float
+    p50_latency_ms: float = 0.0
+    p99_latency_ms: float = 0.0
+    latency_samples: int = 0
+    errors: int = 0
+    handler_errors: int = 0
+    reconnects: int = 0
+    connections_refused: int = 0
+    messages_queued: int = 0
+    listeners: int = 0
+    pooled_connections: int = 0
+
+
+class NetworkTransport:
+    """The service. Use ``async with NetworkTransport() as net:`` or ``start()``/``stop()``.
+
+    Keyword arguments are the defaults of every call (see :class:`objtransport.Options`):
+    ``pool_size=10, timeout=5.0, reconnect_interval=1.0, max_reconnect_attempts=5, ssl=False``,
+    ``keepalive_interval``, ``idle_timeout``, ``failure_threshold``, ``reset_timeout``,
+    ``max_frame_size``, ``max_message_size`` and more; each call may override them.
+    """
+
+    def __init__(self, *, transport: str = "tcp", rng: random.Random | None = None,
+                 **options: Any) -> None:
+        self.options = Options().with_overrides(**options)
+        self.default_transport = TransportKind.parse(transport)
+        self.rng = rng or random.Random()
+        self._ids = itertools.count(1)
+        self._conns: dict[int, Connection] = {}
+        self._handlers: dict[int, HandlerRunner] = {}
+        self._listeners: list[Listener] = []
+        self._breakers: dict[Endpoint, CircuitBreaker] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._inbox = Inbox(self.options.receive_queue_size, self.options.max_pending_bytes)
+        self._latency = LatencyHistogram()
+        self._pools: PoolManager | None = None
+        self._running = False
+        self._hooks = Hooks(self._deliver, self._latency.record, self._on_state,
+                            self._on_error)
+        # folded counters of forgotten connections
+        self._closed_totals = [0, 0, 0, 0]
+        self._total_connections = 0
+        self._errors = 0
+        self._handler_errors = 0
+        self._reconnects_closed = 0
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> NetworkTransport:
+        if not self._running:
+            self._running = True
+            self._pools = PoolManager(self)
+        return self
+
+    async def stop(self, timeout: float | None = None) -> None:
+        """Close listeners and connections in order (queued messages go out first, up to
+        ``timeout``), then cancel and await every task."""
+        if not self._running:
+            return
+        self._running = False
+        timeout = self.options.timeout if timeout is None else timeout
+        if self._pools is not None:
+            self._pools.close()
+        for listener in list(self._listeners):
+            if listener.server is not None:
+                listener.server.close()
+        await asyncio.gather(*(c.close(timeout, 7, "service stopping")
+                               for c in list(self._conns.values())), return_exceptions=True)
+        for listener in list(self._listeners):
+            await listener.close()
+        self._listeners.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for cid in list(self._conns):
+            self._forget(cid)
+        self._inbox.close()
+
+    async def __aenter__(self) -> NetworkTransport:
+        return await self.start()
+
+    async def __aexit__(self, et: type[BaseException] | None, e: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.stop()
+
+    def _check_running(self) -> None:
+        if not self._running:
+            raise ServiceNotRunning("NetworkTransport is not running: use `async with "
+                                    "NetworkTransport() as net` or `await net.start()`")
+
+    @staticmethod
+    def _kind(transport: str | TransportKind) -> TransportKind:
+        kind = TransportKind.parse(transport)
+        if kind not in _SUPPORTED:
+            raise UnsupportedTransport(kind.value, tuple(k.value for k in _SUPPORTED))
+        return kind
+
+    # -- listening -----------------------------------------------------------------------------
+    async def listen(self, host: str = "127.0.0.1", port: int = 0, *, transport: str = "tcp",
+                     ssl_context: ssl_module.SSLContext | None = None,
+                     handler: Handler | None = None, framing: str = "native",
+                     **options: Any) -> Listener:
+        """Start a listener; ``port=0`` picks a free port (read it from ``listener.port``).
+
+        Without a ``handler`` messages wait for ``receive()``/``messages()``; a handler (plain
+        or ``async def``) is called for each message instead. ``framing`` is ``"native"``,
+        ``"raw"`` (``{packet, 4}``) or ``"auto"`` (detected per connection).
+        """
+        self._check_running()
+        kind = self._kind(transport)
+        opts = self.options.with_overrides(**options)
+        listener = Listener(host, kind, opts, Framing.parse(framing), handler, ssl_context,
+                            self._accept)
+        listener._close_hook = self._close_listener
+        server = await serve_stream(host, port, listener.protocol_factory, ssl_context)
+        listener.server = server
+        listener.port = server.sockets[0].getsockname()[1]
+        self._listeners.append(listener)
+        log.info("listening on %r", listener)
+        return listener
+
+    def _accept(self, listener: Listener) -> StreamLink | None:
+        if not self._running:
+            return None
+        cid = next(self._ids)
+        endpoint = Endpoint(listener.kind, listener.host, listener.port, listener.tls)
+        breaker = CircuitBreaker(self.options.failure_threshold, self.options.reset_timeout)
+        conn = Connection(cid, endpoint, listener.options, breaker, self._hooks, role="server",
+                          native=listener.framing is not Framing.RAW)
+        conn.listener = listener
+        self._conns[cid] = conn
+        listener.connections.add(cid)
+        self._attach_receiver(conn, listener.handler)
+        link = conn.make_link(detect=listener.framing is Framing.AUTO)
+        conn.adopt(link)
+        return link
+
+    async def _close_listener(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+        conns = [self._conns[c] for c in list(listener.connections) if c in self._conns]
+        await asyncio.gather(*(c.close(self.options.timeout, 7, "listener closing")
+                               for c in conns), return_exceptions=True)
+
+    # -- connecting ----------------------------------------------------------------------------
+    async def connect(self, host: str, port: int, *, transport: str = "tcp",
+                      ssl: bool | None = None, ssl_context: ssl_module.SSLContext | None = None,
+                      server_hostname: str | None = None, framing: str = "native",
+                      handler: Handler | None = None, **options: Any) -> int:
+        """Open a connection and return its id once it is ready to carry messages.
+
+        Raises ``ConnectError`` (refused, unreachable, timed out, TLS rejected) or
+        ``CircuitOpenError`` (the endpoint failed too often lately; nothing was attempted).
+        After an unexpected loss the connection reconnects by itself, keeping its id.
+        """
+        return (await self._open(host, port, transport, ssl, ssl_context, server_hostname,
+                                 framing, handler, options, pooled=False)).id
+
+    async def _open(self, host: str, port: int, transport: str | TransportKind,
+                    ssl: bool | None, ssl_context: ssl_module.SSLContext | None,
+                    server_hostname: str | None, framing: str, handler: Handler | None,
+                    options: dict[str, Any], pooled: bool) -> Connection:
+        self._check_running()
+        kind = self._kind(transport)
+        opts = self.options.with_overrides(ssl=ssl, **options)
+        if pooled:
+            opts = opts.with_overrides(max_reconnect_attempts=0)
+        fr = Framing.parse(framing)
+        if fr is Framing.AUTO:
+            raise ValueError('framing="auto" is for listeners; a client says what it speaks')
+        ctx = client_ssl_context(opts.ssl, ssl_context)
+        endpoint = Endpoint(kind, host, port, ctx is not None)
+        cid = next(self._ids)
+        conn = Connection(cid, endpoint, opts, self.breaker_for(endpoint), self._hooks,
+                          native=fr is Framing.NATIVE, ssl_context=ctx,
+                          server_hostname=server_hostname, rng=self.rng)
+        conn.pooled = pooled
+        self._conns[cid] = conn
+        self._attach_receiver(conn, handler)
+        try:
+            await conn.open_first()
+        except BaseException:
+            self._forget(cid)
+            raise
+        if conn.task is not None:
+            self._tasks.add(conn.task)
+            conn.task.add_done_callback(self._tasks.discard)
+        return conn
+
+    def breaker_for(self, endpoint: Endpoint) -> CircuitBreaker:
+        b = self._breakers.get(endpoint)
+        if b is None:
+            o = self.options
+            b = self._breakers[endpoint] = CircuitBreaker(
+                o.failure_threshold, o.reset_timeout, o.half_open_max_probes,
+                on_state_change=lambda old, new, now, ep=endpoint: log.warning(
+                    "circuit breaker for %s: %s -> %s", ep, old.value, new.value))
+        return b
+
+    def circuit_breaker(self, host: str, port: int, transport: str = "tcp",
+                        ssl: bool = False) -> CircuitBreakerState:
+        """The breaker state of an endpoint (closed with zero counts if never used)."""
+        b = self.breaker_for(Endpoint(TransportKind.parse(transport), host, port, ssl))
+        snap = b.snapshot()
+        if snap.last_failure is not None:
+            snap = CircuitBreakerState(snap.state, snap.failure_count,
+                                       snap.last_failure + self._wall_offset(),
+                                       snap.success_count)
+        return snap
+
+    async def disconnect(self, conn_id: int, timeout: float | None = None) -> None:
+        """Close a connection in order (queued messages first); unknown ids are no error."""
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            return
+        await conn.close(self.options.timeout if timeout is None else timeout)
+        self._forget(conn_id)
+
+    def _forget(self, conn_id: int) -> None:
+        conn = self._conns.pop(conn_id, None)
+        if conn is None:
+            return
+        bs, br, ms, mr = conn.counters()
+        t = self._closed_totals
+        t[0] += bs
+        t[1] += br
+        t[2] += ms
+        t[3] += mr
+        self._reconnects_closed += conn.reconnects
+        runner = self._handlers.pop(conn_id, None)
+        if runner is not None:
+            runner.cancel()
+        self._inbox.unregister(conn_id)
+        listener = getattr(conn, "listener", None)
+        if listener is not None:
+            listener.connections.discard(conn_id)
+        if self._pools is not None and getattr(conn, "pooled", False):
+            self._pools.forget(conn)
+
+    # -- hooks from connections -----------------------------------------------------------------
+    def _attach_receiver(self, conn: Connection, handler: Handler | None) -> None:
+        flow = conn.flow_control
+        if handler is None:
+            self._inbox.register(conn.id, flow)
+        else:
+            self._handlers[conn.id] = HandlerRunner(
+                handler, conn.id, flow, self._tasks, self.options.receive_queue_size,
+                self._on_handler_error)
+
+    def _deliver(self, conn: Connection, msgs: list[Message], nbytes: int) -> None:
+        runner = self._handlers.get(conn.id)
+        if runner is None:
+            self._inbox.put_many(conn.id, msgs, nbytes)
+        else:
+            runner.deliver(msgs)
+
+    def _on_state(self, conn: Connection, state: ConnState) -> None:
+        if state is ConnState.CONNECTED:
+            self._total_connections += 1
+        elif state is ConnState.DISCONNECTED:
+            if conn.role == "server" or getattr(conn, "pooled", False):
+                self._forget(conn.id)
+
+    def _on_error(self, conn: Connection, reason: str) -> None:
+        self._errors += 1
+        if conn.error_count == 1:
+            log.warning("connection %s (%s, %s): %s", conn.id, conn.role, conn.endpoint,
+                        reason)
+
+    def _on_handler_error(self, exc: BaseException) -> None:
+        self._handler_errors += 1
+
+    # -- sending ---------------------------------------------------------------------------------
+    async def send_data(self, conn_id: int, data: bytes | bytearray | memoryview, *,
+                        priority: str | int = "normal", stream: int = 0, text: bool = False,
+                        timeout: float | None = None) -> None:
+        """Queue one message on a connection; return once it is queued.
+
+        Waits (backpressure) while the connection has more than ``max_pending_bytes`` queued,
+        and while it reconnects; raises ``SendTimeout`` / ``ConnectionNotReady`` after
+        ``timeout``. Raises ``ConnectionNotFound`` for an unknown id, ``MessageTooLarge``
+        above ``max_message_size``, ``CircuitOpenError`` when the endpoint's circuit is open.
+        """
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            raise ConnectionNotFound(conn_id)
+        link = conn.link
+        if link is None or not link.session.is_open:
+            link = await conn.ready_link(self.options.timeout if timeout is None else timeout)
+        prio = priority if type(priority) is int else Priority.parse(priority)
+        link.send(data, stream, prio, text)
+        if link.congested:
+            await link.wait_writable(self.options.timeout if timeout is None else timeout)
+
+    async def send_to(self, host: str, port: int, data: bytes | bytearray | memoryview, *,
+                      transport: str = "tcp", ssl: bool | None = None,
+                      ssl_context: ssl_module.SSLContext | None = None,
+                      priority: str | int = "normal", stream: int = 0,
+                      timeout: float | None = None, **options: Any) -> int:
+        """Send one message through the endpoint's connection pool; return the connection id
+        used. The pool opens at most ``pool_size`` connections per endpoint."""
+        self._check_running()
+        assert self._pools is not None
+        return await self._pools.send(host, port, data, transport, ssl, ssl_context, priority,
+                                      stream, timeout, options)
+
+    async def flush(self, conn_id: int, timeout: float | None = None) -> None:
+        """Wait until everything queued on the connection has been handed to the socket."""
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            raise ConnectionNotFound(conn_id)
+        link = conn.link
+        if link is not None:
+            await link.wait_flushed(self.options.timeout if timeout is None else timeout)
+
+    # -- receiving -------------------------------------------------------------------------------
+    async def receive(self, conn_id: int | None = None,
+                      timeout: float | None = None) -> Message:
+        """The next message from any connection (or from ``conn_id``).
+
+        Raises ``TimeoutError`` after ``timeout`` s (None waits for ever).
+        """
+        self._check_running()
+        if conn_id is not None and conn_id not in self._conns:
+            msg = self._inbox.get_nowait(conn_id)
+            if msg is not None:
+                return msg
+            raise ConnectionNotFound(conn_id)
+        return await self._inbox.get(conn_id, timeout)
+
+    async def messages(self, conn_id: int | None = None) -> AsyncIterator[Message]:
+        """Iterate over received messages until the service stops."""
+        while self._running:
+            yield await self._inbox.get(conn_id, None)
+
+    # -- observing -------------------------------------------------------------------------------
+    @staticmethod
+    def _wall_offset() -> float:
+        return time.time() - asyncio.get_running_loop().time()
+
+    def connection_info(self, conn_id: int) -> ConnectionInfo:
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            raise ConnectionNotFound(conn_id)
+        return conn.info(self._wall_offset())
+
+    def connections(self) -> list[int]:
+        return list(self._conns)
+
+    def get_metrics(self) -> TransportMetrics:
+        t = list(self._closed_totals)
+        active = 0
+        reconnects = self._reconnects_closed
+        for conn in self._conns.values():
+            bs, br, ms, mr = conn.counters()
+            t[0] += bs
+            t[1] += br
+            t[2] += ms
+            t[3] += mr
+            reconnects += conn.reconnects
+            if conn.state is ConnState.CONNECTED:
+                active += 1
+        lat = self._latency
+        return TransportMetrics(
+            total_connections=self._total_connections, active_connections=active,
+            total_bytes_sent=t[0], total_bytes_received=t[1], total_messages=t[2],
+            messages_received=t[3],
+            avg_latency_ms=lat.mean * 1000.0 if lat.count else 0.0,
+            p50_latency_ms=lat.percentile(50) * 1000.0 if lat.count else 0.0,
+            p99_latency_ms=lat.percentile(99) * 1000.0 if lat.count else 0.0,
+            latency_samples=lat.count, errors=self._errors,
+            handler_errors=self._handler_errors, reconnects=reconnects,
+            connections_refused=sum(x.refused for x in self._listeners),
+            messages_queued=self._inbox.size, listeners=len(self._listeners),
+            pooled_connections=self._pools.size if self._pools is not None else 0)
