@@ -58,7 +58,8 @@ class StreamLink(asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._drain_waiters: list[asyncio.Future[None]] = []
-        self._reading_paused = False
+        self._read_pauses: set[str] = set()  # reasons reading is paused for
+        self._overload_timer: asyncio.TimerHandle | None = None
         self.peer: Any = None
         self.close_error: BaseException | None = None
         self._closing = False
@@ -100,8 +101,11 @@ class StreamLink(asyncio.BufferedProtocol):
             self.on_messages(msgs)
         if session.events:
             self._process_events()
-        if session.scheduler.pending_bytes or session.has_final:
+        pending = session.scheduler.pending_bytes
+        if pending or session.has_final:
             self._schedule_flush()
+            if pending > self.max_pending and self._paused:
+                self._overloaded()
 
     def _detect_get_buffer(self, sizehint: int) -> memoryview:
         return memoryview(self._head)[self._head_len:]
@@ -135,6 +139,9 @@ class StreamLink(asyncio.BufferedProtocol):
             self.lost.set_result(None)
         self._wake_flushed()
         self._cancel_timer()
+        if self._overload_timer is not None:
+            self._overload_timer.cancel()
+            self._overload_timer = None
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -147,6 +154,32 @@ class StreamLink(asyncio.BufferedProtocol):
         self._paused = False
         self._flush()
         self._wake_drain_waiters()
+        if "overload" in self._read_pauses and (
+                self.session.scheduler.pending_bytes <= self.max_pending // 2):
+            if self._overload_timer is not None:
+                self._overload_timer.cancel()
+                self._overload_timer = None
+            self.resume_reading("overload")
+
+    def _overloaded(self) -> None:
+        """The peer sends (e.g. PINGs wanting PONGs) but does not read: stop reading from
+        it; if it is still stuck after ``timeout`` s, drop it with OVERLOADED."""
+        if "overload" in self._read_pauses:
+            return
+        self.pause_reading("overload")
+        timeout = self.session.options.timeout
+        self._overload_timer = self.loop.call_later(timeout, self._overload_expired)
+
+    def _overload_expired(self) -> None:
+        self._overload_timer = None
+        if "overload" not in self._read_pauses or self.transport is None:
+            return
+        session = self.session
+        session._close(8, f"peer does not read: {self.pending_bytes} bytes pending for "
+                          f"{session.options.timeout:g} s", by_peer=False, drop_queued=True,
+                       error=True)
+        self._process_events()
+        self.abort()
 
     # -- sending ---------------------------------------------------------------------------
     def send(self, data: bytes | bytearray | memoryview, stream: int = 0, priority: int = 2,
@@ -260,7 +293,10 @@ class StreamLink(asyncio.BufferedProtocol):
 
     # -- events and time -------------------------------------------------------------------
     def _process_events(self) -> None:
-        for ev in self.session.take_events():
+        events = self.session.take_events()
+        if not events:
+            return
+        for ev in events:
             if isinstance(ev, Closed):
                 self._flush()
                 self._close_transport()
@@ -272,6 +308,8 @@ class StreamLink(asyncio.BufferedProtocol):
             elif not self.ready.done() and self.session.is_open:
                 self.ready.set_result(None)
             self.on_event(self, ev)
+        if self.transport is not None and not self.closed.done():
+            self._rearm()  # a state change moves the deadline (HELLO timeout -> keepalive)
 
     def _rearm(self) -> None:
         deadline = self.session.next_deadline()
@@ -325,16 +363,21 @@ class StreamLink(asyncio.BufferedProtocol):
         self.session.connection_lost(reason)
         self._process_events()
 
-    def pause_reading(self) -> None:
-        if not self._reading_paused and self.transport is not None:
-            self._reading_paused = True
-            self.transport.pause_reading()
+    def pause_reading(self, reason: str = "consumer") -> None:
+        """Stop reading for ``reason`` (reading resumes once no reason is left)."""
+        first = not self._read_pauses
+        self._read_pauses.add(reason)
+        t = self.transport
+        if first and t is not None and not t.is_closing():
+            t.pause_reading()
 
-    def resume_reading(self) -> None:
-        if self._reading_paused and self.transport is not None:
-            self._reading_paused = False
-            if not self.transport.is_closing():
-                self.transport.resume_reading()
+    def resume_reading(self, reason: str = "consumer") -> None:
+        if reason not in self._read_pauses:
+            return
+        self._read_pauses.discard(reason)
+        t = self.transport
+        if not self._read_pauses and t is not None and not t.is_closing():
+            t.resume_reading()
 
 
 def _write_chunks(t: asyncio.Transport, chunks: list[Any]) -> None:
