@@ -11,6 +11,7 @@ import pytest
 
 from objtransport import NetworkTransport
 from objtransport.sansio.framing import MAGIC, GoAwayCode, decode_goaway
+from objtransport.testing import eventually
 
 HEADER = struct.Struct("!IBBBBIQ")
 
@@ -87,9 +88,7 @@ async def test_malformed_input_gets_goaway(target: tuple[NetworkTransport, int, 
     result = await _attack(port, payload)
     assert result is not None, name
     assert result[0] == code, result
-    async with asyncio.timeout(5):
-        while net.get_metrics().errors < 1:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: net.get_metrics().errors >= 1)
     assert net.get_metrics().errors == 1
     logged = [r for r in caplog.records if "connection" in r.getMessage()]
     assert len(logged) == 1, [r.getMessage() for r in caplog.records]
@@ -100,9 +99,7 @@ async def test_truncated_frame_then_eof(target: tuple[NetworkTransport, int, int
     net, port, good = target
     await _attack(port, _hello() + HEADER.pack(1000, 1, 2, 0, 2, 0, 1) + b"only a bit",
                   eof=True)
-    async with asyncio.timeout(5):
-        while net.get_metrics().errors < 1:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: net.get_metrics().errors >= 1)
     await _healthy(net, port, good)
 
 

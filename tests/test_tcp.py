@@ -18,6 +18,7 @@ from objtransport import (
     ServiceNotRunning,
     UnsupportedTransport,
 )
+from objtransport.testing import eventually
 
 from .conftest import TLS
 
@@ -116,9 +117,7 @@ async def test_pool_size_option_and_dead_connection_replaced(net: NetworkTranspo
     # kill the server side of every pooled connection: the pool replaces them
     for cid in list(listener.connections):
         await net.disconnect(cid)
-    async with asyncio.timeout(5):
-        while net.get_metrics().pooled_connections:
-            await asyncio.sleep(0.01)
+    await eventually(lambda: net.get_metrics().pooled_connections == 0)
     cid = await net.send_to("127.0.0.1", listener.port, b"again", pool_size=2)
     assert cid not in used
     assert (await net.receive(timeout=5.0)).data == b"again"
@@ -129,9 +128,7 @@ async def test_pool_closes_idle_connections() -> None:
         listener = await net.listen("127.0.0.1", 0)
         await net.send_to("127.0.0.1", listener.port, b"x")
         assert net.get_metrics().pooled_connections == 1
-        async with asyncio.timeout(5):
-            while net.get_metrics().pooled_connections:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: net.get_metrics().pooled_connections == 0)
 
 
 async def test_tls_round_trip(net: NetworkTransport, tls: TLS) -> None:
@@ -243,9 +240,7 @@ async def test_reconnect_after_listener_restarts_on_the_same_port(
     await net.send_data(conn, b"before")
     assert (await server_net.receive(timeout=5.0)).data == b"before"
     await listener.close()
-    async with asyncio.timeout(5):
-        while net.connection_info(conn).state == "connected":
-            await asyncio.sleep(0.01)
+    await eventually(lambda: net.connection_info(conn).state != "connected")
     listener = await server_net.listen("127.0.0.1", port)
     await net.send_data(conn, b"after", timeout=10.0)  # waits for the reconnection
     assert (await server_net.receive(timeout=5.0)).data == b"after"
@@ -261,9 +256,7 @@ async def test_gives_up_after_max_reconnect_attempts(
     conn = await net.connect("127.0.0.1", listener.port, reconnect_interval=0.01,
                              max_reconnect_attempts=2, failure_threshold=100)
     await listener.close()
-    async with asyncio.timeout(5):
-        while net.connection_info(conn).state != "disconnected":
-            await asyncio.sleep(0.01)
+    await eventually(lambda: net.connection_info(conn).state == "disconnected")
     with pytest.raises(ConnectionNotReady) as info:
         await net.send_data(conn, b"x")
     assert info.value.state == "disconnected"
@@ -328,9 +321,7 @@ async def test_latency_is_measured_from_ping_pong() -> None:
     async with NetworkTransport(keepalive_interval=0.05) as net:
         listener = await net.listen("127.0.0.1", 0)
         await net.connect("127.0.0.1", listener.port)
-        async with asyncio.timeout(5):
-            while net.get_metrics().latency_samples < 4:
-                await asyncio.sleep(0.02)
+        await eventually(lambda: net.get_metrics().latency_samples >= 4)
         m = net.get_metrics()
         assert 0 < m.avg_latency_ms < 100
         assert 0 < m.p50_latency_ms <= m.p99_latency_ms

@@ -19,6 +19,7 @@ from typing import Any
 from . import __version__
 from .sansio.events import Message
 from .service import NetworkTransport
+from .testing import eventually
 
 __all__ = ["main"]
 
@@ -68,9 +69,10 @@ async def demo(count: int = 1000) -> int:
         reply = await net.receive(conn, timeout=10.0)
         assert reply.data == b"echo:" + big
         print("1 MiB message: fragmented, reassembled and echoed intact")
-        deadline = time.monotonic() + 3.0
-        while net.get_metrics().latency_samples < 3 and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)  # a few keepalive round trips for the latency figure
+        try:  # a few keepalive round trips for the latency figure
+            await eventually(lambda: net.get_metrics().latency_samples >= 3, timeout=3.0)
+        except TimeoutError:
+            print("(fewer than 3 latency samples so far)")
         m = net.get_metrics()
         _table("objtransport metrics", [
             ("total_connections", m.total_connections),

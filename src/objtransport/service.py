@@ -31,7 +31,7 @@ from .exceptions import (
 from .inbox import Inbox
 from .listener import Listener
 from .pool_manager import PoolManager
-from .sansio.breaker import CircuitBreaker, CircuitBreakerState
+from .sansio.breaker import BreakerState, CircuitBreaker, CircuitBreakerState
 from .sansio.events import Message
 from .sansio.metrics import LatencyHistogram
 
@@ -40,6 +40,9 @@ __all__ = ["NetworkTransport", "TransportMetrics"]
 log = logging.getLogger("objtransport")
 
 _SUPPORTED = (TransportKind.TCP,)
+#: priority names and values accepted by send_data, resolved without parsing
+_PRIORITIES: dict[object, int] = {**{p.name.lower(): int(p) for p in Priority},
+                                  **{int(p): int(p) for p in Priority}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,10 +249,12 @@ class NetworkTransport:
         b = self._breakers.get(endpoint)
         if b is None:
             o = self.options
+            def changed(old: BreakerState, new: BreakerState, now: float) -> None:
+                log.warning("circuit breaker for %s: %s -> %s", endpoint, old.value, new.value)
+
             b = self._breakers[endpoint] = CircuitBreaker(
                 o.failure_threshold, o.reset_timeout, o.half_open_max_probes,
-                on_state_change=lambda old, new, now, ep=endpoint: log.warning(
-                    "circuit breaker for %s: %s -> %s", ep, old.value, new.value))
+                on_state_change=changed)
         return b
 
     def circuit_breaker(self, host: str, port: int, transport: str = "tcp",
@@ -340,11 +345,12 @@ class NetworkTransport:
         if conn is None:
             raise ConnectionNotFound(conn_id)
         link = conn.link
-        if link is None or not link.session.is_open:
+        if link is None or not link.session.open:
             link = await conn.ready_link(self.options.timeout if timeout is None else timeout)
-        prio = priority if type(priority) is int else Priority.parse(priority)
-        link.send(data, stream, prio, text)
-        if link.congested:
+        prio = _PRIORITIES.get(priority)
+        if prio is None:
+            prio = Priority.parse(priority)
+        if link.send(data, stream, prio, text):
             await link.wait_writable(self.options.timeout if timeout is None else timeout)
 
     async def send_to(self, host: str, port: int, data: bytes | bytearray | memoryview, *,

@@ -45,6 +45,7 @@ class StreamLink(asyncio.BufferedProtocol):
                  max_pending_bytes: int,
                  detect: Callable[[bool], Session] | None = None) -> None:
         self.session = session
+        self._sched = session.scheduler
         self.on_messages = on_messages
         self.on_event = on_event
         self.max_pending = max_pending_bytes
@@ -117,6 +118,7 @@ class StreamLink(asyncio.BufferedProtocol):
         del self.get_buffer, self.buffer_updated  # back to the class methods
         old = self.session
         self.session = self._detect(detect_native(bytes(self._head)))
+        self._sched = self.session.scheduler
         self.session.set_peer(self.peer)
         self.session.created = old.created
         msgs = self.session.receive_data(bytes(self._head), self.loop.time())
@@ -183,13 +185,17 @@ class StreamLink(asyncio.BufferedProtocol):
 
     # -- sending ---------------------------------------------------------------------------
     def send(self, data: bytes | bytearray | memoryview, stream: int = 0, priority: int = 2,
-             text: bool = False) -> None:
-        """Queue one message (raises ``ConnectionNotReady`` / ``MessageTooLarge``)."""
+             text: bool = False) -> bool:
+        """Queue one message; return True when the caller should wait (``wait_writable``).
+
+        Raises ``ConnectionNotReady`` / ``MessageTooLarge`` (nothing queued then).
+        """
         self.session.send_message(data, stream, priority, text)
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush_soon)
             if not self._paused:
                 self._flush()  # a lone message goes out at once
+        return self._sched.pending_bytes > self.max_pending
 
     @property
     def pending_bytes(self) -> int:

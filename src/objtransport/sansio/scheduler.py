@@ -23,24 +23,36 @@ Item = bytes | FragmentJob | tuple[Chunk, ...]
 class PriorityScheduler:
     """Queues of frames per priority; :meth:`pop` returns the next chunks to write."""
 
-    __slots__ = ("_queues", "pending_bytes", "_jobs", "_groups", "_weights", "_credit", "_quantum",
-                 "queued_by_priority")
+    __slots__ = ("queues", "pending_bytes", "_jobs", "_groups", "_weights", "_credit", "_quantum")
 
     def __init__(self, weights: tuple[int, int] = (4, 1), quantum: int = 64 * 1024) -> None:
         if weights[0] < 1 or weights[1] < 1:
             raise ValueError("weights must be >= 1")
-        self._queues: tuple[deque[Item], ...] = (deque(), deque(), deque(), deque())
+        self.queues: tuple[deque[Item], ...] = (deque(), deque(), deque(), deque())
         self.pending_bytes = 0
         self._jobs = 0
         self._groups = 0
         self._weights = weights
         self._quantum = quantum
         self._credit = [weights[0] * quantum, weights[1] * quantum]
-        #: bytes queued per priority (control, high, normal, low)
-        self.queued_by_priority = [0, 0, 0, 0]
 
     def __bool__(self) -> bool:
         return self.pending_bytes > 0
+
+    def queued_by_priority(self) -> list[int]:
+        """Bytes queued per priority (control, high, normal, low); not for the hot path."""
+        out = []
+        for q in self.queues:
+            n = 0
+            for item in q:
+                if isinstance(item, FragmentJob):
+                    n += item.remaining
+                elif isinstance(item, tuple):
+                    n += sum(len(c) for c in item)
+                else:
+                    n += len(item)
+            out.append(n)
+        return out
 
     @property
     def only_small(self) -> bool:
@@ -57,38 +69,34 @@ class PriorityScheduler:
             self._groups += 1
         else:
             size = len(item)
-        self._queues[priority].append(item)
+        self.queues[priority].append(item)
         self.pending_bytes += size
-        self.queued_by_priority[priority] += size
 
     def push_frame(self, priority: int, frame: bytes) -> None:
         """Fast path of :meth:`push` for an encoded frame."""
-        self._queues[priority].append(frame)
+        self.queues[priority].append(frame)
         n = len(frame)
         self.pending_bytes += n
-        self.queued_by_priority[priority] += n
 
     def clear(self) -> list[Item]:
         """Drop everything queued and return it (for accounting)."""
         dropped: list[Item] = []
-        for q in self._queues:
+        for q in self.queues:
             dropped.extend(q)
             q.clear()
         self.pending_bytes = 0
         self._jobs = 0
         self._groups = 0
-        self.queued_by_priority = [0, 0, 0, 0]
         return dropped
 
     def pop(self, budget: int) -> list[Chunk]:
         """Take up to about ``budget`` bytes of chunks (at least one item if any is queued)."""
-        q0, q1, q2, q3 = self._queues
+        q0, q1, q2, q3 = self.queues
         if not self._jobs and not self._groups and not q0 and not q1 and not q3:
             # only small normal frames: all of them, one write (no priority to respect)
             out: list[Chunk] = list(q2)  # type: ignore[arg-type]  # only frames queued
             q2.clear()
             self.pending_bytes = 0
-            self.queued_by_priority[2] = 0
             return out
         out = []
         taken = 0
@@ -112,7 +120,7 @@ class PriorityScheduler:
         return out
 
     def _take(self, prio: int, out: list[Chunk]) -> int:
-        q = self._queues[prio]
+        q = self.queues[prio]
         item = q[0]
         if isinstance(item, FragmentJob):
             header, piece = item.next_chunks()
@@ -133,7 +141,6 @@ class PriorityScheduler:
             out.append(item)
             sent = n = len(item)
         self.pending_bytes -= n
-        self.queued_by_priority[prio] -= n
         return sent
 
     def _pick_weighted(self) -> int:

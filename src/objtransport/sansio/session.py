@@ -76,12 +76,12 @@ class Session:
         self.transport_name = transport
         self.peer = peer
         self.state = SessionState.HANDSHAKE
+        self.open = False  # mirror of `state is OPEN`, read on the hot path
         self.scheduler = PriorityScheduler()
         self.events: list[Event] = []
         self.created = now
         self.last_receive = now
         self.last_send = now
-        self.messages_sent = 0
         self.bytes_sent = 0
         self.messages_received = 0
         self.close_code: int | None = None
@@ -124,6 +124,19 @@ class Session:
         return bool(self._final)
 
     # -- common surface ------------------------------------------------------------------
+    _TRANSITIONS = {
+        SessionState.HANDSHAKE: (SessionState.OPEN, SessionState.CLOSED),
+        SessionState.OPEN: (SessionState.CLOSED,),
+        SessionState.CLOSED: (),
+    }
+
+    def _set_state(self, new: SessionState) -> None:
+        """The one place the state changes; an illegal move is a bug and raises."""
+        if new not in self._TRANSITIONS[self.state]:
+            raise RuntimeError(f"illegal session transition {self.state.value} -> {new.value}")
+        self.state = new
+        self.open = new is SessionState.OPEN
+
     def set_peer(self, peer: Any) -> None:
         """The remote address, once the socket knows it (stamped on every message)."""
         self.peer = peer
@@ -137,7 +150,7 @@ class Session:
 
     @property
     def is_open(self) -> bool:
-        return self.state is SessionState.OPEN
+        return self.open
 
     @property
     def pending_bytes(self) -> int:
@@ -167,7 +180,7 @@ class Session:
                error: bool) -> None:
         if self.state is SessionState.CLOSED:
             return
-        self.state = SessionState.CLOSED
+        self._set_state(SessionState.CLOSED)
         self.close_code = code
         self.close_reason = reason
         if drop_queued:
@@ -187,10 +200,14 @@ class Session:
     def connection_lost(self, reason: str) -> None:
         """The transport went away under us."""
         if self.state is not SessionState.CLOSED:
-            self.state = SessionState.CLOSED
+            self._set_state(SessionState.CLOSED)
             self.close_code = -1
             self.close_reason = reason
             self.events.append(Closed(-1, reason, True, True))
+
+    @property
+    def messages_sent(self) -> int:
+        raise NotImplementedError
 
     def _check_send(self, size: int) -> None:
         if self.state is not SessionState.OPEN:
@@ -295,7 +312,7 @@ class NativeSession(Session):
             self.peer_session_id = hello.session_id
             self.peer_max_message = hello.max_message_size
             self._fragment = min(self.options.max_fragment_size, hello.max_frame_size - 28)
-            self.state = SessionState.OPEN
+            self._set_state(SessionState.OPEN)
             self.events.append(HandshakeComplete(hello.session_id, hello.max_frame_size,
                                                  hello.max_message_size))
             self._send_ping(now)
@@ -334,21 +351,27 @@ class NativeSession(Session):
         above the peer's ``max_message_size``; nothing is queued then.
         """
         size = len(data)
-        if self.state is not SessionState.OPEN or size > self.peer_max_message:
+        if not self.open or size > self.peer_max_message:
             self._check_send(size)
         self._seq = seq = self._seq + 1
-        self.messages_sent += 1
         self.bytes_sent += size
-        flags = FLAG_TEXT if text else 0
         if size <= self._fragment:
-            if not isinstance(data, bytes):
+            if type(data) is not bytes:
                 data = bytes(data)
-            self.scheduler.push_frame(priority, _pack_header(
-                HEADER_SIZE + size, VERSION, 2, flags, priority, stream, seq) + data)
+            frame = _pack_header(HEADER_SIZE + size, VERSION, 2, FLAG_TEXT if text else 0,
+                                 priority, stream, seq) + data
+            sched = self.scheduler
+            sched.queues[priority].append(frame)
+            sched.pending_bytes += size + 20
         else:
-            self.scheduler.push(priority, FragmentJob(data, seq, stream, priority, flags,
+            self.scheduler.push(priority, FragmentJob(data, seq, stream, priority,
+                                                      FLAG_TEXT if text else 0,
                                                       self._fragment))
         return seq
+
+    @property
+    def messages_sent(self) -> int:
+        return self._seq
 
     def _send_ping(self, now: float) -> None:
         self._ping_token += 1
@@ -400,7 +423,8 @@ class RawSession(Session):
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
                  now: float) -> None:
         super().__init__(options, conn_id, transport, peer, now)
-        self.state = SessionState.OPEN
+        self._count = 0
+        self._set_state(SessionState.OPEN)
         self.decoder = RawDecoder(conn_id, transport, peer, options.max_message_size,
                                   options.raw_keepalive_filter)
         self.events.append(HandshakeComplete(b"", options.max_frame_size,
@@ -447,15 +471,19 @@ class RawSession(Session):
         """Queue one ``{packet, 4}`` frame. ``stream``/``priority`` order the local queue
         only; nothing of them reaches the wire."""
         size = len(data)
-        if self.state is not SessionState.OPEN or size > self.peer_max_message:
+        if not self.open or size > self.peer_max_message:
             self._check_send(size)
-        self.messages_sent += 1
+        self._count += 1
         self.bytes_sent += size
         if size < 65536:
             self.scheduler.push_frame(priority, encode_raw(bytes(data)))
         else:  # header and payload as one atomic item: no copy of the payload
             self.scheduler.push(priority, (_RAW_LEN.pack(size), memoryview(data)))
-        return self.messages_sent
+        return self._count
+
+    @property
+    def messages_sent(self) -> int:
+        return self._count
 
     def next_deadline(self) -> float | None:
         interval = self.options.raw_keepalive_interval

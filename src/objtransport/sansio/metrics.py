@@ -1,0 +1,83 @@
+"""Metrics primitives: a fixed-memory latency histogram (p50/p99), an EWMA."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["Ewma", "LatencyHistogram"]
+
+_MIN = 1e-6  # 1 µs
+_GROWTH = 1.04  # ~4 % relative precision
+_BUCKETS = int(math.log(100.0 / _MIN, _GROWTH)) + 2  # up to 100 s
+_LOG_GROWTH = math.log(_GROWTH)
+
+
+class LatencyHistogram:
+    """Durations in seconds in log-spaced buckets: constant memory, ~4 % precision."""
+
+    __slots__ = ("_counts", "count", "_sum", "min", "max")
+
+    def __init__(self) -> None:
+        self._counts = [0] * _BUCKETS
+        self.count = 0
+        self._sum = 0.0
+        self.min = math.inf
+        self.max = 0.0
+
+    def record(self, seconds: float) -> None:
+        s = max(seconds, 0.0)
+        idx = 0 if s <= _MIN else min(_BUCKETS - 1, int(math.log(s / _MIN) / _LOG_GROWTH) + 1)
+        self._counts[idx] += 1
+        self.count += 1
+        self._sum += s
+        self.min = min(self.min, s)
+        self.max = max(self.max, s)
+
+    @property
+    def mean(self) -> float:
+        return self._sum / self.count if self.count else 0.0
+
+    def percentile(self, p: float) -> float:
+        """The value below which ``p`` % of the samples fall (bucket midpoint; 0.0 if empty)."""
+        if not self.count:
+            return 0.0
+        if not 0 <= p <= 100:
+            raise ValueError("p must be within 0..100")
+        rank = max(1, math.ceil(self.count * p / 100.0))
+        seen = 0
+        for idx, c in enumerate(self._counts):
+            seen += c
+            if seen >= rank:
+                if idx == 0:
+                    return min(_MIN, self.max)
+                lo = _MIN * _GROWTH ** (idx - 1)
+                return min(max(lo * math.sqrt(_GROWTH), self.min), self.max)
+        return self.max  # pragma: no cover
+
+    def merge(self, other: LatencyHistogram) -> None:
+        for i, c in enumerate(other._counts):
+            self._counts[i] += c
+        self.count += other.count
+        self._sum += other._sum
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
+class Ewma:
+    """Exponentially weighted moving average: ``value += alpha * (x - value)``."""
+
+    __slots__ = ("alpha", "value")
+
+    def __init__(self, alpha: float = 0.2) -> None:
+        if not 0 < alpha <= 1:
+            raise ValueError("alpha must be within (0, 1]")
+        self.alpha = alpha
+        self.value: float | None = None
+
+    def update(self, x: float) -> float:
+        v = x if self.value is None else self.value + self.alpha * (x - self.value)
+        self.value = v
+        return v
