@@ -28,7 +28,7 @@ from .exceptions import (
 )
 from .sansio.backoff import backoff_delays
 from .sansio.breaker import BreakerState, CircuitBreaker, CircuitBreakerState
-from .sansio.events import Closed, Event, HandshakeComplete, Message, PongReceived
+from .sansio.events import Closed, Event, HandshakeComplete, PongReceived, Received
 from .sansio.session import Session
 
 __all__ = ["ConnState", "Connection", "ConnectionInfo", "Endpoint"]
@@ -85,7 +85,7 @@ class ConnectionInfo:
 class Hooks:
     """What a connection reports to its owner (the service)."""
 
-    def __init__(self, deliver: Callable[[Connection, list[Message], int], None],
+    def __init__(self, deliver: Callable[[Connection, list[Received], int], None],
                  on_rtt: Callable[[float], None],
                  on_state: Callable[[Connection, ConnState], None],
                  on_error: Callable[[Connection, str], None]) -> None:
@@ -105,6 +105,9 @@ class Connection:
                  rng: random.Random | None = None) -> None:
         self.id = conn_id
         self.endpoint = endpoint
+        self.transport_name = endpoint.transport.value
+        #: the remote address stamped on received messages
+        self.peer_address: Any = (endpoint.host, endpoint.port)
         self.options = options
         self.breaker = breaker
         self.hooks = hooks
@@ -178,7 +181,7 @@ class Connection:
             else:
                 link.resume_reading()
 
-    def _on_messages(self, msgs: list[Message]) -> None:
+    def _on_messages(self, msgs: list[Received]) -> None:
         link = self.link
         received = link.session.bytes_received if link is not None else 0
         nbytes = received - self._delivered_bytes
@@ -206,6 +209,7 @@ class Connection:
 
     def _accepted_made(self, link: StreamLink) -> None:
         peer = link.peer
+        self.peer_address = peer
         if isinstance(peer, tuple) and len(peer) >= 2:
             self.endpoint = Endpoint(self.endpoint.transport, str(peer[0]), int(peer[1]),
                                      self.endpoint.tls)

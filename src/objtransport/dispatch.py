@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .sansio.events import Message
+from .sansio.events import Message, Received, as_message
 
 __all__ = ["Handler", "HandlerRunner"]
 
@@ -29,27 +29,32 @@ FlowControl = Callable[[bool], None]
 class HandlerRunner:
     """Runs one handler for one connection."""
 
-    def __init__(self, handler: Handler, conn_id: int, flow: FlowControl,
+    def __init__(self, handler: Handler, conn: Any, flow: FlowControl,
                  tasks: set[asyncio.Task[None]], max_backlog: int,
                  on_error: Callable[[BaseException], None]) -> None:
         self.handler = handler
-        self.conn_id = conn_id
+        self.conn = conn  # for conn.id, conn.transport_name and conn.peer_address
+        self.conn_id = conn.id
         self.flow = flow
         self.tasks = tasks
         self.max_backlog = max_backlog
         self.on_error = on_error
         self.is_async = inspect.iscoroutinefunction(handler)
         self.errors = 0
-        self._backlog: deque[Message] = deque()
+        self._backlog: deque[Received] = deque()
         self._task: asyncio.Task[None] | None = None
         self._paused = False
 
-    def deliver(self, msgs: list[Message]) -> None:
+    def deliver(self, msgs: list[Received]) -> None:
         if not self.is_async:
             handler = self.handler
+            cid = self.conn.id
+            tname = self.conn.transport_name
+            peer = self.conn.peer_address
             for m in msgs:
                 try:
-                    handler(m)
+                    # the Message is built here and usually freed right after the call
+                    handler(Message(m, cid, tname, peer) if isinstance(m, bytes) else m)
                 except Exception as exc:  # the user's bug must not kill the connection
                     self._failed(exc)
             return
@@ -67,10 +72,12 @@ class HandlerRunner:
         backlog = self._backlog
         handler: Callable[[Message], Awaitable[Any]] = self.handler
         try:
+            conn = self.conn
             while backlog:
                 m = backlog.popleft()
                 try:
-                    await handler(m)
+                    await handler(as_message(m, conn.id, conn.transport_name,
+                                             conn.peer_address))
                 except Exception as exc:
                     self._failed(exc)
                 if self._paused and len(backlog) <= self.max_backlog // 2:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
-from .sansio.events import Message
+from .sansio.events import Message, Received, as_message
 
 __all__ = ["Inbox"]
 
@@ -21,10 +22,11 @@ FlowControl = Callable[[bool], None]  # called with True to pause reading, False
 
 
 class _Queue:
-    __slots__ = ("items", "nbytes", "paused", "flow", "waiters")
+    __slots__ = ("items", "nbytes", "paused", "flow", "waiters", "conn")
 
-    def __init__(self, flow: FlowControl | None) -> None:
-        self.items: deque[Message] = deque()
+    def __init__(self, flow: FlowControl | None, conn: Any = None) -> None:
+        self.items: deque[Received] = deque()
+        self.conn = conn  # has .transport_name and .peer_address
         self.nbytes = 0
         self.paused = False
         self.flow = flow
@@ -42,8 +44,11 @@ class Inbox:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self.size = 0
 
-    def register(self, conn_id: int, flow: FlowControl | None) -> None:
-        self._queues.setdefault(conn_id, _Queue(flow)).flow = flow
+    def register(self, conn_id: int, flow: FlowControl | None, conn: Any) -> None:
+        """Create the queue of a connection; ``conn`` gives messages their ``transport`` and
+        ``peer`` (``conn.transport_name``, ``conn.peer_address``) when they are taken."""
+        q = self._queues.setdefault(conn_id, _Queue(flow))
+        q.flow, q.conn = flow, conn
 
     def unregister(self, conn_id: int) -> None:
         """Forget a connection once its queue is empty (messages already queued stay)."""
@@ -56,7 +61,7 @@ class Inbox:
                     if not w.done():
                         w.set_result(None)
 
-    def put_many(self, conn_id: int, msgs: list[Message], nbytes: int) -> None:
+    def put_many(self, conn_id: int, msgs: list[Received], nbytes: int) -> None:
         """Queue messages of one connection (``nbytes`` = their payload bytes)."""
         q = self._queues.get(conn_id)
         if q is None:
@@ -102,7 +107,11 @@ class Inbox:
         return msg
 
     def _pop(self, conn_id: int, q: _Queue) -> Message:
-        msg = q.items.popleft()
+        item = q.items.popleft()
+        if type(item) is bytes:
+            msg = Message(item, conn_id, q.conn.transport_name, q.conn.peer_address)
+        else:
+            msg = as_message(item, conn_id, "", None)
         q.nbytes -= len(msg.data)
         self.size -= 1
         if q.paused and len(q.items) <= self.max_messages // 2 and q.nbytes <= self.max_bytes // 2:

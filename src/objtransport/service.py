@@ -32,7 +32,7 @@ from .inbox import Inbox
 from .listener import Listener
 from .pool_manager import PoolManager
 from .sansio.breaker import BreakerState, CircuitBreaker, CircuitBreakerState
-from .sansio.events import Message
+from .sansio.events import Message, Received
 from .sansio.metrics import LatencyHistogram
 
 __all__ = ["NetworkTransport", "TransportMetrics"]
@@ -301,13 +301,13 @@ class NetworkTransport:
     def _attach_receiver(self, conn: Connection, handler: Handler | None) -> None:
         flow = conn.flow_control
         if handler is None:
-            self._inbox.register(conn.id, flow)
+            self._inbox.register(conn.id, flow, conn)
         else:
             self._handlers[conn.id] = HandlerRunner(
-                handler, conn.id, flow, self._tasks, self.options.receive_queue_size,
+                handler, conn, flow, self._tasks, self.options.receive_queue_size,
                 self._on_handler_error)
 
-    def _deliver(self, conn: Connection, msgs: list[Message], nbytes: int) -> None:
+    def _deliver(self, conn: Connection, msgs: list[Received], nbytes: int) -> None:
         runner = self._handlers.get(conn.id)
         if runner is None:
             self._inbox.put_many(conn.id, msgs, nbytes)

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..exceptions import ConnectionClosed, SendTimeout
-from ..sansio.events import Closed, Event, Message
+from ..sansio.events import Closed, Event, Received
 from ..sansio.session import NativeSession, RawSession, Session, detect_native
 
 __all__ = ["StreamLink", "WRITE_HIGH", "WRITE_LOW"]
@@ -34,7 +34,7 @@ WRITE_HIGH = 256 * 1024
 WRITE_LOW = 64 * 1024
 _BIG = 64 * 1024
 
-OnMessages = Callable[[list[Message]], None]
+OnMessages = Callable[[list[Received]], None]
 OnEvent = Callable[["StreamLink", Event], None]
 
 

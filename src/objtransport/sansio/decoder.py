@@ -6,8 +6,9 @@ Small frames are sliced out of one ``bytes`` per read; the body of a large frame
 directly into the message's own buffer, so it is never copied twice. A declared length is
 checked against the limit before anything of the body is kept.
 
-Complete messages are appended to ``self.messages`` as :class:`Message` objects (the caller
-takes the list with :meth:`take_messages`); native control frames go to ``self.control`` as
+Complete messages are appended to ``self.messages`` as :data:`Received` items (a plain
+``bytes`` payload for stream 0 / normal / binary, else a :class:`Message`; the caller takes the
+list with :meth:`take_messages`); native control frames go to ``self.control`` as
 ``(type, payload)`` pairs. A violation raises :class:`ProtocolError`; the decoder is then
 unusable and the caller closes the connection.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from ..exceptions import ProtocolError
-from .events import PRIORITY_NAMES, Message
+from .events import PRIORITY_NAMES, Message, Received
 from .fragmentation import Partial, Reassembler
 from .framing import (
     FLAG_FRAG,
@@ -66,7 +67,7 @@ class _DecoderBase:
                  "transport", "peer", "bytes_received")
 
     def __init__(self, conn_id: int, transport: str, peer: Any) -> None:
-        self.messages: list[Message] = []
+        self.messages: list[Received] = []
         self._pending = b""
         self._direct: _Direct | None = None
         self._rbuf = bytearray(RECV_BUFFER_SIZE)
@@ -93,7 +94,7 @@ class _DecoderBase:
                 self._direct = None
                 d.finish()
             return
-        self.feed(self._rbuf[:nbytes])
+        self.feed(self._rview[:nbytes])
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Decode ``data`` (any chunking)."""
@@ -115,7 +116,7 @@ class _DecoderBase:
         if used < len(buf):
             self._pending = buf[used:]
 
-    def take_messages(self) -> list[Message]:
+    def take_messages(self) -> list[Received]:
         """Return the messages decoded so far and start a new list."""
         out = self.messages
         self.messages = []
@@ -158,6 +159,7 @@ class NativeDecoder(_DecoderBase):
         cid, tname, peer = self.conn_id, self.transport, self.peer
         unpack = _unpack_header
         accept = self.accept_data
+        not_text = _NOT_TEXT
         nbytes = 0
         try:
             while n - off >= 20:
@@ -165,19 +167,21 @@ class NativeDecoder(_DecoderBase):
                 if length > maxf or length < HEADER_SIZE:
                     self._bad_length(length)
                 end = off + 4 + length
-                if ver != VERSION:
+                if ver != 1:
                     raise ProtocolError(f"frame version {ver}, expected {VERSION}",
                                         GoAwayCode.UNSUPPORTED_VERSION)
-                if typ == _DATA and not flags & _NOT_TEXT and prio <= 3 and accept:
+                if typ == 2 and not flags & not_text and prio <= 3 and accept:
                     if end > n:
                         if length >= DIRECT_THRESHOLD:
                             self._direct_whole(buf, off, end, flags, prio, stream)
                             off = n
                         break
-                    payload = buf[off + 20:end]
-                    nbytes += length - HEADER_SIZE
-                    append(Message(payload, cid, tname, peer, stream, PRIORITY_NAMES[prio],
-                                   flags == _TEXT_ONLY))
+                    nbytes += length - 16
+                    if stream or prio != 2 or flags:
+                        append(Message(buf[off + 20:end], cid, tname, peer, stream,
+                                       PRIORITY_NAMES[prio], flags == _TEXT_ONLY))
+                    else:
+                        append(buf[off + 20:end])
                     off = end
                     continue
                 if typ > _MAX_TYPE or typ < 1 or flags & ~KNOWN_FLAGS or prio > 3:
@@ -228,8 +232,12 @@ class NativeDecoder(_DecoderBase):
 
         def finish() -> None:
             self.bytes_received += size
-            self.messages.append(Message(bytes(target), self.conn_id, self.transport, self.peer,
-                                         stream, PRIORITY_NAMES[prio], flags == _TEXT_ONLY))
+            if stream or prio != 2 or flags:
+                self.messages.append(Message(bytes(target), self.conn_id, self.transport,
+                                             self.peer, stream, PRIORITY_NAMES[prio],
+                                             flags == _TEXT_ONLY))
+            else:
+                self.messages.append(bytes(target))
 
         self._go_direct(target, 0, size, buf, off + 20, finish)
 
@@ -256,6 +264,9 @@ class NativeDecoder(_DecoderBase):
 
     def _deliver_partial(self, p: Partial) -> None:
         self.bytes_received += p.total
+        if not p.stream and p.priority == 2 and not p.flags:
+            self.messages.append(bytes(p.buf))
+            return
         self.messages.append(Message(bytes(p.buf), self.conn_id, self.transport, self.peer,
                                      p.stream, PRIORITY_NAMES[p.priority],
                                      p.flags & FLAG_TEXT == FLAG_TEXT))
@@ -278,7 +289,6 @@ class RawDecoder(_DecoderBase):
         off = 0
         maxm = self.max_message_size
         append = self.messages.append
-        cid, tname, peer = self.conn_id, self.transport, self.peer
         unpack = _unpack_len
         nbytes = 0
         try:
@@ -300,7 +310,7 @@ class RawDecoder(_DecoderBase):
                     self.keepalives += 1
                     continue
                 nbytes += length
-                append(Message(payload, cid, tname, peer))
+                append(payload)
         finally:
             self.bytes_received += nbytes
         return off
@@ -310,7 +320,6 @@ class RawDecoder(_DecoderBase):
 
         def finish() -> None:
             self.bytes_received += size
-            self.messages.append(Message(bytes(target), self.conn_id, self.transport,
-                                         self.peer))
+            self.messages.append(bytes(target))
 
         self._go_direct(target, 0, size, buf, off + 4, finish)

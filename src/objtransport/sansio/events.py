@@ -7,6 +7,8 @@ from typing import Any
 
 __all__ = [
     "PRIORITY_NAMES",
+    "Received",
+    "as_message",
     "Closed",
     "Event",
     "HandshakeComplete",
@@ -35,6 +37,21 @@ class Message:
     stream: int = 0
     priority: str = "normal"
     text: bool = False
+
+
+#: What decoders hand out: a plain ``bytes`` payload for the common message (stream 0,
+#: priority normal, binary), a full :class:`Message` otherwise. Plain payloads are not tracked
+#: by the garbage collector, so thousands of them per read cost no GC passes; the
+#: :class:`Message` is built when the message is handed to the application.
+Received = bytes | Message
+
+
+def as_message(item: Received, conn_id: int, transport: str, peer: Any) -> Message:
+    """The application's view of one received item."""
+    if type(item) is bytes:
+        return Message(item, conn_id, transport, peer)
+    assert isinstance(item, Message)
+    return item
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from typing import Any
 from ..config import Options, Priority
 from ..exceptions import ConnectionNotReady, MessageTooLarge, ProtocolError
 from .decoder import NativeDecoder, RawDecoder
-from .events import Closed, Event, HandshakeComplete, Message, PongReceived
+from .events import Closed, Event, HandshakeComplete, PongReceived, Received
 from .fragmentation import FragmentJob, Reassembler
 from .framing import (
     FLAG_TEXT,
@@ -94,11 +94,11 @@ class Session:
         """Where to receive the next bytes (then call :meth:`buffer_updated`)."""
         raise NotImplementedError
 
-    def buffer_updated(self, nbytes: int, now: float) -> list[Message]:
+    def buffer_updated(self, nbytes: int, now: float) -> list[Received]:
         """``nbytes`` arrived in the buffer from :meth:`get_buffer`; return the messages."""
         raise NotImplementedError
 
-    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Message]:
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Received]:
         """Decode ``data``; return the complete messages (events go to ``take_events``)."""
         raise NotImplementedError
 
@@ -245,7 +245,7 @@ class NativeSession(Session):
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         return self.decoder.get_buffer(sizehint)
 
-    def buffer_updated(self, nbytes: int, now: float) -> list[Message]:
+    def buffer_updated(self, nbytes: int, now: float) -> list[Received]:
         if not self._magic_ok:
             return self.receive_data(bytes(self.decoder.get_buffer()[:nbytes]), now)
         self.last_receive = now
@@ -256,7 +256,7 @@ class NativeSession(Session):
             self._fail(exc, now)
         return self._after_decode(now)
 
-    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Message]:
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Received]:
         """Decode ``data``; return the complete messages (events go to ``take_events``)."""
         if self.state is SessionState.CLOSED:
             return []
@@ -282,7 +282,7 @@ class NativeSession(Session):
             self._fail(exc, now)
         return self._after_decode(now)
 
-    def _after_decode(self, now: float) -> list[Message]:
+    def _after_decode(self, now: float) -> list[Received]:
         dec = self.decoder
         if dec.control:
             control = dec.control
@@ -356,12 +356,11 @@ class NativeSession(Session):
         self._seq = seq = self._seq + 1
         self.bytes_sent += size
         if size <= self._fragment:
-            if type(data) is not bytes:
-                data = bytes(data)
-            frame = _pack_header(HEADER_SIZE + size, VERSION, 2, FLAG_TEXT if text else 0,
-                                 priority, stream, seq) + data
             sched = self.scheduler
-            sched.queues[priority].append(frame)
+            buf = sched.small[priority]
+            buf += _pack_header(HEADER_SIZE + size, VERSION, 2, FLAG_TEXT if text else 0,
+                                priority, stream, seq)
+            buf += data
             sched.pending_bytes += size + 20
         else:
             self.scheduler.push(priority, FragmentJob(data, seq, stream, priority,
@@ -441,7 +440,7 @@ class RawSession(Session):
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         return self.decoder.get_buffer(sizehint)
 
-    def buffer_updated(self, nbytes: int, now: float) -> list[Message]:
+    def buffer_updated(self, nbytes: int, now: float) -> list[Received]:
         self.last_receive = now
         try:
             self.decoder.buffer_updated(nbytes)
@@ -449,7 +448,7 @@ class RawSession(Session):
             self._fail(exc, now)
         return self._take()
 
-    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Message]:
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Received]:
         if self.state is SessionState.CLOSED:
             return []
         self.last_receive = now
@@ -459,7 +458,7 @@ class RawSession(Session):
             self._fail(exc, now)
         return self._take()
 
-    def _take(self) -> list[Message]:
+    def _take(self) -> list[Received]:
         msgs = self.decoder.messages
         if msgs:
             self.decoder.messages = []
@@ -476,7 +475,11 @@ class RawSession(Session):
         self._count += 1
         self.bytes_sent += size
         if size < 65536:
-            self.scheduler.push_frame(priority, encode_raw(bytes(data)))
+            sched = self.scheduler
+            buf = sched.small[priority]
+            buf += _RAW_LEN.pack(size)
+            buf += data
+            sched.pending_bytes += size + 4
         else:  # header and payload as one atomic item: no copy of the payload
             self.scheduler.push(priority, (_RAW_LEN.pack(size), memoryview(data)))
         return self._count
