@@ -94,6 +94,9 @@ class Reassembler:
         The caller then copies ``piece_len`` bytes to ``partial.buf[offset:]`` and calls
         :meth:`advance`.
         """
+        if offset + piece_len > total:
+            raise ProtocolError(f"fragment of message {seq} overruns its total {total}",
+                                GoAwayCode.PROTOCOL_ERROR)
         partial = self._partials.get(seq)
         if partial is None:
             if offset != 0:
@@ -119,9 +122,6 @@ class Reassembler:
         elif offset != partial.received:
             raise ProtocolError(f"fragment of message {seq} at offset {offset}, expected "
                                 f"{partial.received}", GoAwayCode.PROTOCOL_ERROR)
-        if offset + piece_len > total:
-            raise ProtocolError(f"fragment of message {seq} overruns its total {total}",
-                                GoAwayCode.PROTOCOL_ERROR)
         return partial
 
     def advance(self, seq: int, nbytes: int) -> Partial | None:

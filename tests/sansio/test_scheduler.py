@@ -1,0 +1,106 @@
+"""The priority scheduler: strict classes, weighted sharing, fragment interleaving, order."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from objtransport.sansio.fragmentation import FragmentJob
+from objtransport.sansio.scheduler import PriorityScheduler
+
+
+def drain(s: PriorityScheduler, budget: int = 1 << 30) -> bytes:
+    return b"".join(bytes(c) for c in s.pop(budget))
+
+
+def test_strict_order_of_classes() -> None:
+    s = PriorityScheduler()
+    s.push_frame(3, b"low")
+    s.push_frame(2, b"normal")
+    s.push_frame(1, b"high")
+    s.push_frame(0, b"ctl")
+    assert drain(s) == b"ctlhighnormallow"
+    assert s.pending_bytes == 0 and not s
+
+
+def test_fast_path_returns_one_buffer_for_normal_frames() -> None:
+    s = PriorityScheduler()
+    for i in range(100):
+        s.push_frame(2, b"%03d" % i)
+    out = s.pop(10)
+    assert len(out) == 1 and bytes(out[0]) == b"".join(b"%03d" % i for i in range(100))
+    assert s.only_small
+
+
+def test_push_seals_small_buffer_so_order_holds() -> None:
+    s = PriorityScheduler()
+    s.push_frame(2, b"a")
+    s.push(2, b"B")
+    s.push_frame(2, b"c")
+    assert not s.only_small
+    assert drain(s) == b"aBc"
+
+
+def test_fragments_interleave_with_higher_priority() -> None:
+    s = PriorityScheduler()
+    job = FragmentJob(b"x" * 1000, seq=1, stream=0, priority=3, flags=0, piece=100)
+    s.push(3, job)
+    first = s.pop(1)
+    assert len(first) == 2  # header + piece of one fragment
+    s.push_frame(1, b"URGENT")
+    nxt = s.pop(1)
+    assert bytes(nxt[0]) == b"URGENT"
+    rest = s.pop(1 << 30)
+    assert sum(len(c) for c in rest[1::2]) == 900 and s.pending_bytes == 0
+
+
+def test_groups_leave_together() -> None:
+    s = PriorityScheduler()
+    s.push(2, (b"head", memoryview(b"body")))
+    s.push_frame(0, b"c")
+    out = s.pop(1 << 20)
+    assert [bytes(c) for c in out] == [b"c", b"head", b"body"]
+
+
+def test_weights_share_normal_and_low() -> None:
+    s = PriorityScheduler(weights=(4, 1), quantum=1000)
+    s.push(2, FragmentJob(b"n" * 200_000, 1, 0, 2, 0, 100))
+    s.push(3, FragmentJob(b"l" * 200_000, 2, 0, 3, 0, 100))
+    sent = {2: 0, 3: 0}
+    while sent[2] < 100_000 and sent[3] < 100_000:
+        out = s.pop(100)
+        piece = bytes(out[1])
+        sent[2 if piece[:1] == b"n" else 3] += len(piece)
+    ratio = sent[2] / sent[3]
+    assert 3.6 <= ratio <= 4.4, sent
+
+
+def test_clear_drops_everything() -> None:
+    s = PriorityScheduler()
+    s.push_frame(2, b"x")
+    s.push(3, FragmentJob(b"y" * 10, 1, 0, 3, 0, 4))
+    assert len(s.clear()) == 2
+    assert s.pending_bytes == 0 and s.pop(100) == []
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.binary(min_size=1, max_size=50),
+                          st.booleans()), max_size=60))
+def test_per_class_order_and_accounting(items: list[tuple[int, bytes, bool]]) -> None:
+    s = PriorityScheduler()
+    for prio, data, as_item in items:
+        if as_item:
+            s.push(prio, data)
+        else:
+            s.push_frame(prio, data)
+    assert s.pending_bytes == sum(len(d) for _, d, _ in items)
+    assert s.queued_by_priority() == [sum(len(d) for p, d, _ in items if p == c)
+                                      for c in range(4)]
+    out = b""
+    while s:
+        out += drain(s, 7)
+    # strict classes first; each class keeps its own order
+    ctl_high = b"".join(d for p, d, _ in items if p == 0) + b"".join(
+        d for p, d, _ in items if p == 1)
+    assert out.startswith(ctl_high)
+    assert len(out) == sum(len(d) for _, d, _ in items)
