@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import Options, TransportKind
-from .drivers.stream import StreamLink, make_session
-from .drivers.tcp import open_stream
+from .drivers.base import Driver, Link, LinkParts
 from .exceptions import (
     CircuitOpenError,
     ConnectError,
@@ -29,7 +28,7 @@ from .exceptions import (
 from .sansio.backoff import backoff_delays
 from .sansio.breaker import BreakerState, CircuitBreaker, CircuitBreakerState
 from .sansio.events import Closed, Event, HandshakeComplete, PongReceived, Received
-from .sansio.session import Session
+from .sansio.session import NativeSession, RawSession, Session
 
 __all__ = ["ConnState", "Connection", "ConnectionInfo", "Endpoint"]
 
@@ -99,11 +98,14 @@ class Connection:
     """One logical connection (client or accepted)."""
 
     def __init__(self, conn_id: int, endpoint: Endpoint, options: Options,
-                 breaker: CircuitBreaker, hooks: Hooks, *, role: str = "client",
+                 breaker: CircuitBreaker, hooks: Hooks, driver: Driver, *,
+                 role: str = "client", extra: dict[str, Any] | None = None,
                  native: bool = True, ssl_context: ssl_module.SSLContext | None = None,
                  server_hostname: str | None = None,
                  rng: random.Random | None = None) -> None:
         self.id = conn_id
+        self.driver = driver
+        self.extra = extra or {}
         self.endpoint = endpoint
         self.transport_name = endpoint.transport.value
         #: the remote address stamped on received messages
@@ -118,7 +120,7 @@ class Connection:
         self.rng = rng or random.Random()
         self.loop = asyncio.get_running_loop()
         self.state = ConnState.CONNECTING
-        self.link: StreamLink | None = None
+        self.link: Link | None = None
         self.task: asyncio.Task[None] | None = None
         self._user_closed = False
         self._state_changed = asyncio.Event()
@@ -144,7 +146,7 @@ class Connection:
         return (b[0] + s.bytes_sent, b[1] + s.bytes_received, b[2] + s.messages_sent,
                 b[3] + s.messages_received)
 
-    def _fold(self, link: StreamLink) -> None:
+    def _fold(self, link: Link) -> None:
         s = link.session
         self._base[0] += s.bytes_sent
         self._base[1] += s.bytes_received
@@ -152,24 +154,21 @@ class Connection:
         self._base[3] += s.messages_received
 
     # -- links ------------------------------------------------------------------------------
-    def make_link(self, detect: bool = False) -> StreamLink:
-        """A protocol instance for a new socket of this connection.
+    def make_parts(self, detect: bool = False) -> LinkParts:
+        """What a driver needs to build a link for this connection.
 
-        With ``detect`` the framing is chosen from the peer's first 4 bytes (until then a
+        With ``detect`` the framing is chosen from the peer's first bytes (until then a
         native session that sends nothing holds the place, with its HELLO timeout).
         """
-        peer = (self.endpoint.host, self.endpoint.port)
-        session = make_session(self.native, self.options, self.id, self.endpoint.transport.value,
-                               peer, self.loop.time(), os.urandom(16), send_preface=not detect)
-        chooser = None
-        if detect:
-            def chooser(native: bool) -> Session:
-                self.native = native
-                return make_session(native, self.options, self.id,
-                                    self.endpoint.transport.value, peer, self.loop.time(),
-                                    os.urandom(16))
-        return StreamLink(session, self._on_messages, self._on_event,
-                          self.options.max_pending_bytes, detect=chooser)
+        return LinkParts(self._new_session, None if detect else self.native,
+                         self._on_messages, self._on_event, self.options.max_pending_bytes,
+                         self.extra, self.adopt if self.role == "server" else None)
+
+    def _new_session(self, native: bool | None) -> Session:
+        if native is not None:
+            self.native = native
+        return make_session(native, self.options, self.id, self.transport_name,
+                            self.peer_address, self.loop.time(), os.urandom(16))
 
     def flow_control(self, pause: bool) -> None:
         """Pause or resume reading from the current link (receive backpressure)."""
@@ -189,7 +188,7 @@ class Connection:
         self.last_activity = self.loop.time()
         self.hooks.deliver(self, msgs, nbytes)
 
-    def _on_event(self, link: StreamLink, ev: Event) -> None:
+    def _on_event(self, link: Link, ev: Event) -> None:
         if isinstance(ev, PongReceived):
             self.hooks.on_rtt(ev.rtt)
         elif isinstance(ev, HandshakeComplete):
@@ -200,14 +199,14 @@ class Connection:
             self.last_error = ev.reason
             self.hooks.on_error(self, ev.reason)
 
-    def adopt(self, link: StreamLink) -> None:
+    def adopt(self, link: Link) -> None:
         """Bind an accepted socket's link to this (server-side) connection."""
         self.link = link
         self._delivered_bytes = 0
         link.on_made = self._accepted_made
         link.closed.add_done_callback(lambda _f: self._accepted_link_closed(link))
 
-    def _accepted_made(self, link: StreamLink) -> None:
+    def _accepted_made(self, link: Link) -> None:
         peer = link.peer
         self.peer_address = peer
         if isinstance(peer, tuple) and len(peer) >= 2:
@@ -217,7 +216,7 @@ class Connection:
     def mark_connected(self) -> None:
         self._set_state(ConnState.CONNECTED)
 
-    def _accepted_link_closed(self, link: StreamLink) -> None:
+    def _accepted_link_closed(self, link: Link) -> None:
         self._fold(link)
         self.link = None
         self._set_state(ConnState.DISCONNECTED)
@@ -241,14 +240,14 @@ class Connection:
         self._up(link)
         self.task = asyncio.create_task(self._supervise(), name=f"objtransport-conn-{self.id}")
 
-    async def _attempt(self) -> StreamLink:
+    async def _attempt(self) -> Link:
         now = self.loop.time()
         if not self.breaker.allow(now):
             raise CircuitOpenError(str(self.endpoint), self.breaker.retry_after(now))
         try:
-            link = await open_stream(self.endpoint.host, self.endpoint.port, self.make_link,
-                                     self.ssl_context, self.options.timeout,
-                                     self.server_hostname)
+            link = await self.driver.open(self.endpoint.host, self.endpoint.port,
+                                          self.make_parts(), self.ssl_context, self.options,
+                                          self.server_hostname)
         except ConnectError as exc:
             self.breaker.record_failure(self.loop.time())
             self.error_count += 1
@@ -260,7 +259,7 @@ class Connection:
         self.breaker.record_success(self.loop.time())
         return link
 
-    def _up(self, link: StreamLink) -> None:
+    def _up(self, link: Link) -> None:
         self.link = link
         if self._reading_paused:
             link.pause_reading()
@@ -290,7 +289,7 @@ class Connection:
             self._up(new)
         self._set_state(ConnState.DISCONNECTED)
 
-    async def _reconnect(self) -> StreamLink | None:
+    async def _reconnect(self) -> Link | None:
         o = self.options
         for delay in backoff_delays(o.reconnect_interval, o.reconnect_multiplier,
                                     o.reconnect_max_delay, o.max_reconnect_attempts,
@@ -308,7 +307,7 @@ class Connection:
         return None
 
     # -- sending ----------------------------------------------------------------------------
-    async def ready_link(self, timeout: float) -> StreamLink:
+    async def ready_link(self, timeout: float) -> Link:
         """The open link, waiting up to ``timeout`` while (re)connecting."""
         link = self.link
         if link is not None and link.session.is_open:
@@ -374,3 +373,15 @@ class Connection:
             framing="native" if self.native else "raw", role=self.role,
             reconnects=self.reconnects, rtt_ms=rtt,
             pending_bytes=link.pending_bytes if link is not None else 0, tls=self.endpoint.tls)
+
+
+def make_session(native: bool | None, options: Options, conn_id: int, transport: str,
+                 peer: Any, now: float, session_id: bytes) -> Session:
+    """A session for a new link: native, raw, or (``None``) a native placeholder that sends
+    nothing until the framing is detected."""
+    if native is None:
+        return NativeSession(options, conn_id, transport, peer, now, session_id,
+                             send_preface=False)
+    if native:
+        return NativeSession(options, conn_id, transport, peer, now, session_id)
+    return RawSession(options, conn_id, transport, peer, now)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl as ssl_module
 from collections.abc import Callable
@@ -10,18 +9,11 @@ from typing import Any
 
 from .config import Framing, Options, TransportKind
 from .dispatch import Handler
-from .drivers.stream import StreamLink
+from .drivers.base import LinkParts, Server
 
 __all__ = ["Listener"]
 
 log = logging.getLogger("objtransport.listener")
-
-
-class _Refuse(asyncio.Protocol):
-    """Accepts and closes at once: the listener is at ``max_connections``."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.close()
 
 
 class Listener:
@@ -34,7 +26,8 @@ class Listener:
     def __init__(self, host: str, transport: TransportKind, options: Options,
                  framing: Framing, handler: Handler | None,
                  ssl_context: ssl_module.SSLContext | None,
-                 accept: Callable[[Listener], StreamLink | None]) -> None:
+                 accept: Callable[[Listener], LinkParts | None],
+                 extra: dict[str, Any] | None = None) -> None:
         self.host = host
         self.port = 0
         self.transport = transport.value
@@ -44,7 +37,8 @@ class Listener:
         self.handler = handler
         self.ssl_context = ssl_context
         self._accept = accept
-        self.server: asyncio.Server | None = None
+        self.extra = extra or {}
+        self.server: Server | None = None
         self.connections: set[int] = set()
         self.accepted = 0
         self.refused = 0
@@ -59,23 +53,18 @@ class Listener:
     def tls(self) -> bool:
         return self.ssl_context is not None
 
-    def protocol_factory(self) -> asyncio.BaseProtocol:
-        """Called by asyncio for each accepted socket."""
+    def accept(self) -> LinkParts | None:
+        """Called by the driver for each new peer; ``None`` refuses it."""
         if len(self.connections) >= self.options.max_connections:
             self.refused += 1
             if self.refused == 1:
                 log.warning("%r: max_connections (%d) reached; refusing new connections "
                             "(logged once)", self, self.options.max_connections)
-            return _Refuse()
-        link = self._accept(self)
-        if link is None:
-            return _Refuse()
-        self.accepted += 1
-        return link
-
-    @property
-    def sockets(self) -> list[Any]:
-        return list(self.server.sockets) if self.server is not None else []
+            return None
+        parts = self._accept(self)
+        if parts is not None:
+            self.accepted += 1
+        return parts
 
     async def close(self) -> None:
         """Stop accepting and close every connection this listener accepted (orderly)."""

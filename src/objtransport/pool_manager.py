@@ -58,7 +58,7 @@ class PoolManager:
                    ssl_context: ssl_module.SSLContext | None, priority: str | int,
                    stream: int, timeout: float | None, options: dict[str, Any]) -> int:
         svc = self.service
-        kind = svc._kind(transport)
+        kind = svc._driver(transport).kind
         opts = svc.options.with_overrides(ssl=ssl, **options)
         tls = client_ssl_context(opts.ssl, ssl_context) is not None
         ep = Endpoint(kind, host, port, tls)

@@ -13,7 +13,7 @@ import logging
 import random
 import ssl as ssl_module
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -21,8 +21,8 @@ from typing import Any
 from .config import Framing, Options, Priority, TransportKind
 from .connection import Connection, ConnectionInfo, ConnState, Endpoint, Hooks
 from .dispatch import Handler, HandlerRunner
-from .drivers.stream import StreamLink
-from .drivers.tcp import client_ssl_context, serve_stream
+from .drivers.base import Driver, LinkParts
+from .drivers.tcp import TcpDriver, client_ssl_context
 from .exceptions import (
     ConnectionNotFound,
     ServiceNotRunning,
@@ -39,10 +39,17 @@ __all__ = ["NetworkTransport", "TransportMetrics"]
 
 log = logging.getLogger("objtransport")
 
-_SUPPORTED = (TransportKind.TCP,)
 #: priority names and values accepted by send_data, resolved without parsing
 _PRIORITIES: dict[object, int] = {**{p.name.lower(): int(p) for p in Priority},
                                   **{int(p): int(p) for p in Priority}}
+
+
+def _optional_drivers() -> dict[TransportKind, Callable[[], Driver | None]]:
+    """Transports whose driver needs a third-party library: present when it imports."""
+    return {}
+
+
+_OPTIONAL_DRIVERS = _optional_drivers()
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +90,11 @@ class NetworkTransport:
         self.options = Options().with_overrides(**options)
         self.default_transport = TransportKind.parse(transport)
         self.rng = rng or random.Random()
+        self._drivers: dict[TransportKind, Driver] = {TransportKind.TCP: TcpDriver()}
+        for kind, factory in _OPTIONAL_DRIVERS.items():
+            driver = factory()
+            if driver is not None:
+                self._drivers[kind] = driver
         self._ids = itertools.count(1)
         self._conns: dict[int, Connection] = {}
         self._handlers: dict[int, HandlerRunner] = {}
@@ -146,12 +158,23 @@ class NetworkTransport:
             raise ServiceNotRunning("NetworkTransport is not running: use `async with "
                                     "NetworkTransport() as net` or `await net.start()`")
 
-    @staticmethod
-    def _kind(transport: str | TransportKind) -> TransportKind:
+    def _driver(self, transport: str | TransportKind) -> Driver:
         kind = TransportKind.parse(transport)
-        if kind not in _SUPPORTED:
-            raise UnsupportedTransport(kind.value, tuple(k.value for k in _SUPPORTED))
-        return kind
+        driver = self._drivers.get(kind)
+        if driver is None:
+            raise UnsupportedTransport(kind.value, tuple(k.value for k in self._drivers))
+        return driver
+
+    def _split_options(self, driver: Driver, options: dict[str, Any]
+                       ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Separate a driver's own options (e.g. ``path``) from :class:`Options` fields."""
+        extra = {k: options.pop(k) for k in list(options) if k in driver.extra_options}
+        return options, extra
+
+    @property
+    def transports(self) -> list[str]:
+        """The transports this installation supports."""
+        return [k.value for k in self._drivers]
 
     # -- listening -----------------------------------------------------------------------------
     async def listen(self, host: str = "127.0.0.1", port: int = 0, *, transport: str = "tcp",
@@ -165,33 +188,33 @@ class NetworkTransport:
         ``"raw"`` (``{packet, 4}``) or ``"auto"`` (detected per connection).
         """
         self._check_running()
-        kind = self._kind(transport)
+        driver = self._driver(transport)
+        options, extra = self._split_options(driver, dict(options))
         opts = self.options.with_overrides(**options)
-        listener = Listener(host, kind, opts, Framing.parse(framing), handler, ssl_context,
-                            self._accept)
+        listener = Listener(host, driver.kind, opts, Framing.parse(framing), handler,
+                            ssl_context, self._accept, extra)
         listener._close_hook = self._close_listener
-        server = await serve_stream(host, port, listener.protocol_factory, ssl_context)
+        server = await driver.serve(host, port, listener.accept, ssl_context, opts, extra)
         listener.server = server
-        listener.port = server.sockets[0].getsockname()[1]
+        listener.port = server.port
         self._listeners.append(listener)
         log.info("listening on %r", listener)
         return listener
 
-    def _accept(self, listener: Listener) -> StreamLink | None:
+    def _accept(self, listener: Listener) -> LinkParts | None:
         if not self._running:
             return None
         cid = next(self._ids)
         endpoint = Endpoint(listener.kind, listener.host, listener.port, listener.tls)
         breaker = CircuitBreaker(self.options.failure_threshold, self.options.reset_timeout)
-        conn = Connection(cid, endpoint, listener.options, breaker, self._hooks, role="server",
-                          native=listener.framing is not Framing.RAW)
+        conn = Connection(cid, endpoint, listener.options, breaker, self._hooks,
+                          self._drivers[listener.kind], role="server",
+                          native=listener.framing is not Framing.RAW, extra=listener.extra)
         conn.listener = listener
         self._conns[cid] = conn
         listener.connections.add(cid)
         self._attach_receiver(conn, listener.handler)
-        link = conn.make_link(detect=listener.framing is Framing.AUTO)
-        conn.adopt(link)
-        return link
+        return conn.make_parts(detect=listener.framing is Framing.AUTO)
 
     async def _close_listener(self, listener: Listener) -> None:
         if listener in self._listeners:
@@ -219,7 +242,9 @@ class NetworkTransport:
                     server_hostname: str | None, framing: str, handler: Handler | None,
                     options: dict[str, Any], pooled: bool) -> Connection:
         self._check_running()
-        kind = self._kind(transport)
+        driver = self._driver(transport)
+        kind = driver.kind
+        options, extra = self._split_options(driver, dict(options))
         opts = self.options.with_overrides(ssl=ssl, **options)
         if pooled:
             opts = opts.with_overrides(max_reconnect_attempts=0)
@@ -229,8 +254,8 @@ class NetworkTransport:
         ctx = client_ssl_context(opts.ssl, ssl_context)
         endpoint = Endpoint(kind, host, port, ctx is not None)
         cid = next(self._ids)
-        conn = Connection(cid, endpoint, opts, self.breaker_for(endpoint), self._hooks,
-                          native=fr is Framing.NATIVE, ssl_context=ctx,
+        conn = Connection(cid, endpoint, opts, self.breaker_for(endpoint), self._hooks, driver,
+                          extra=extra, native=fr is Framing.NATIVE, ssl_context=ctx,
                           server_hostname=server_hostname, rng=self.rng)
         conn.pooled = pooled
         self._conns[cid] = conn

@@ -24,7 +24,8 @@ from typing import Any
 
 from ..exceptions import ConnectionClosed, SendTimeout
 from ..sansio.events import Closed, Event, Received
-from ..sansio.session import NativeSession, RawSession, Session, detect_native
+from ..sansio.session import Session, detect_native
+from .base import LinkParts
 
 __all__ = ["StreamLink", "WRITE_HIGH", "WRITE_LOW"]
 
@@ -40,6 +41,17 @@ OnEvent = Callable[["StreamLink", Event], None]
 
 class StreamLink(asyncio.BufferedProtocol):
     """One stream socket bound to one session."""
+
+    @classmethod
+    def from_parts(cls, parts: LinkParts) -> StreamLink:
+        """The link for a new socket, as the connection layer describes it."""
+        native = parts.native
+        detect = parts.make_session if native is None else None
+        link = cls(parts.make_session(native), parts.on_messages, parts.on_event,
+                   parts.max_pending, detect)
+        if parts.on_link is not None:
+            parts.on_link(link)
+        return link
 
     def __init__(self, session: Session, on_messages: OnMessages, on_event: OnEvent,
                  max_pending_bytes: int,
@@ -65,7 +77,7 @@ class StreamLink(asyncio.BufferedProtocol):
         self.close_error: BaseException | None = None
         self._closing = False
         self._flushed_waiters: list[asyncio.Future[None]] = []
-        self.on_made: Callable[[StreamLink], None] | None = None
+        self.on_made: Callable[[Any], None] | None = None
         if detect is not None:  # framing="auto": decide on the first 4 bytes
             self._detect = detect
             self._head = bytearray(4)
@@ -402,11 +414,3 @@ def _write_chunks(t: asyncio.Transport, chunks: list[Any]) -> None:
             small.append(c)
     if small:
         t.write(b"".join(small))
-
-
-def make_session(native: bool, options: Any, conn_id: int, transport: str, peer: Any,
-                 now: float, session_id: bytes, send_preface: bool = True) -> Session:
-    """The session for a new stream socket."""
-    if native:
-        return NativeSession(options, conn_id, transport, peer, now, session_id, send_preface)
-    return RawSession(options, conn_id, transport, peer, now)

@@ -1,4 +1,4 @@
-"""Opening and serving TCP / TLS sockets, with OS and TLS errors mapped into our tree."""
+"""TCP and TLS: opening and serving stream sockets, OS and TLS errors mapped into our tree."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import asyncio
 import errno
 import ssl as ssl_module
 from collections.abc import Callable
+from typing import Any
 
-from ..exceptions import ConnectError
+from ..config import Options, TransportKind
+from ..exceptions import ConnectError, TransportError
+from .base import LinkParts
 from .stream import StreamLink
 
-__all__ = ["client_ssl_context", "describe_connect_error", "open_stream", "serve_stream"]
+__all__ = ["TcpDriver", "client_ssl_context", "describe_connect_error"]
 
 
 def client_ssl_context(ssl: bool, ssl_context: ssl_module.SSLContext | None,
@@ -44,51 +47,79 @@ def describe_connect_error(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
-async def open_stream(host: str, port: int, factory: Callable[[], StreamLink],
-                      ssl_context: ssl_module.SSLContext | None, timeout: float,
-                      server_hostname: str | None = None) -> StreamLink:
-    """Connect, run the TLS handshake if any, then wait for the session handshake.
+class _Refuse(asyncio.Protocol):
+    """Accepts and closes at once (the listener refused the peer)."""
 
-    Everything that can go wrong before the session is open raises ``ConnectError`` naming
-    the endpoint and the reason (the original exception is chained).
-    """
-    loop = asyncio.get_running_loop()
-    endpoint = f"{host}:{port}"
-    link: StreamLink | None = None
-    try:
-        async with asyncio.timeout(timeout):
-            if ssl_context is not None:
-                _, link = await loop.create_connection(
-                    factory, host, port, ssl=ssl_context,
-                    server_hostname=server_hostname or host, ssl_handshake_timeout=timeout)
-            else:
-                _, link = await loop.create_connection(factory, host, port)
-            await asyncio.shield(link.ready)
-        return link
-    except (OSError, TimeoutError, ssl_module.SSLError) as exc:
-        if link is not None:
-            link.abort()
-        raise ConnectError(endpoint, describe_connect_error(exc)) from exc
-    except Exception as exc:
-        if link is not None:
-            link.abort()
-        if isinstance(exc, ConnectError):
-            raise
-        from ..exceptions import TransportError
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()
 
-        if isinstance(exc, TransportError):
+
+class TcpServer:
+    def __init__(self, server: asyncio.Server) -> None:
+        self.server = server
+        self.port: int = server.sockets[0].getsockname()[1]
+
+    def close(self) -> None:
+        self.server.close()
+
+    async def wait_closed(self) -> None:
+        await self.server.wait_closed()
+
+
+class TcpDriver:
+    """Stream sockets, plain or TLS, native or raw framing (``StreamLink``)."""
+
+    kind = TransportKind.TCP
+    extra_options: frozenset[str] = frozenset()
+
+    async def open(self, host: str, port: int, parts: LinkParts,
+                   ssl_context: ssl_module.SSLContext | None, options: Options,
+                   server_hostname: str | None) -> StreamLink:
+        """Connect, run the TLS handshake if any, then wait for the session handshake.
+
+        Everything that can go wrong before the session is open raises ``ConnectError``
+        naming the endpoint and the reason (the original exception is chained).
+        """
+        loop = asyncio.get_running_loop()
+        endpoint = f"{host}:{port}"
+        timeout = options.timeout
+        link: StreamLink | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                factory = lambda: StreamLink.from_parts(parts)  # noqa: E731
+                if ssl_context is not None:
+                    _, link = await loop.create_connection(
+                        factory, host, port, ssl=ssl_context,
+                        server_hostname=server_hostname or host, ssl_handshake_timeout=timeout)
+                else:
+                    _, link = await loop.create_connection(factory, host, port)
+                await asyncio.shield(link.ready)
+            return link
+        except (OSError, TimeoutError, ssl_module.SSLError) as exc:
+            if link is not None:
+                link.abort()
+            raise ConnectError(endpoint, describe_connect_error(exc)) from exc
+        except TransportError as exc:
+            if link is not None:
+                link.abort()
+            if isinstance(exc, ConnectError):
+                raise
             raise ConnectError(endpoint, f"handshake failed: {exc}") from exc
-        raise
 
+    async def serve(self, host: str, port: int, accept: Callable[[], LinkParts | None],
+                    ssl_context: ssl_module.SSLContext | None, options: Options,
+                    extra: dict[str, Any]) -> TcpServer:
+        """Bind and start serving; raises ``ConnectError`` if the address cannot be bound."""
+        loop = asyncio.get_running_loop()
 
-async def serve_stream(host: str, port: int, factory: Callable[[], asyncio.BaseProtocol],
-                       ssl_context: ssl_module.SSLContext | None,
-                       backlog: int = 1024) -> asyncio.Server:
-    """Bind and start serving; raises ``ConnectError`` if the address cannot be bound."""
-    loop = asyncio.get_running_loop()
-    try:
-        return await loop.create_server(factory, host, port, ssl=ssl_context, backlog=backlog,
-                                        reuse_address=True)
-    except OSError as exc:
-        raise ConnectError(f"{host}:{port}", f"cannot listen: {describe_connect_error(exc)}"
-                           ) from exc
+        def factory() -> asyncio.BaseProtocol:
+            parts = accept()
+            return _Refuse() if parts is None else StreamLink.from_parts(parts)
+
+        try:
+            server = await loop.create_server(factory, host, port, ssl=ssl_context,
+                                              backlog=1024, reuse_address=True)
+        except OSError as exc:
+            raise ConnectError(f"{host}:{port}",
+                               f"cannot listen: {describe_connect_error(exc)}") from exc
+        return TcpServer(server)

@@ -1,0 +1,97 @@
+"""What every transport driver provides, and what the layers above may rely on.
+
+A driver turns sessions into links over its kind of socket. The connection layer builds
+sessions and callbacks (:class:`LinkParts`); the driver builds the link around them:
+
+* ``await driver.open(host, port, parts, ...)`` returns an open :class:`Link` (the session
+  handshake done) or raises ``ConnectError`` naming the endpoint and the reason;
+* ``await driver.serve(host, port, accept, ...)`` returns a :class:`Server`; for each accepted
+  peer it calls ``accept()`` for the parts (``None`` refuses the peer).
+
+Drivers never import the service or the connection layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl as ssl_module
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..config import Options, TransportKind
+from ..sansio.events import Closed, Event, Received
+from ..sansio.session import Session
+
+__all__ = ["Driver", "Link", "LinkParts", "Server"]
+
+
+class Link(Protocol):
+    """One live socket (or stream, or datagram peer) bound to one session."""
+
+    session: Session
+    peer: Any
+    ready: asyncio.Future[None]  # session handshake complete
+    closed: asyncio.Future[Closed]  # session ended
+    lost: asyncio.Future[None]  # the socket is gone
+    on_made: Callable[[Any], None] | None
+
+    def send(self, data: bytes | bytearray | memoryview, stream: int = 0, priority: int = 2,
+             text: bool = False) -> bool: ...
+
+    async def wait_writable(self, timeout: float) -> None: ...
+
+    async def wait_flushed(self, timeout: float) -> None: ...
+
+    def close(self, code: int = 0, reason: str = "closed") -> None: ...
+
+    def abort(self) -> None: ...
+
+    def pause_reading(self, reason: str = "consumer") -> None: ...
+
+    def resume_reading(self, reason: str = "consumer") -> None: ...
+
+    @property
+    def pending_bytes(self) -> int: ...
+
+
+@dataclass
+class LinkParts:
+    """What a driver needs to build a link: sessions on demand and the owner's callbacks."""
+
+    #: a new session: native (True), raw (False), or a native placeholder that sends
+    #: nothing until the framing is detected (None)
+    make_session: Callable[[bool | None], Session]
+    #: the framing: True native, False raw, None detect from the peer's first bytes
+    native: bool | None
+    on_messages: Callable[[list[Received]], None]
+    on_event: Callable[[Any, Event], None]
+    max_pending: int
+    #: transport-specific options (e.g. a WebSocket path)
+    extra: dict[str, Any] = field(default_factory=dict)
+    #: told about the link a driver built for an accepted peer, before any byte flows
+    on_link: Callable[[Any], None] | None = None
+
+
+class Server(Protocol):
+    """A listening endpoint."""
+
+    port: int
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+class Driver(Protocol):
+    kind: TransportKind
+    #: option names beyond :class:`Options` that connect()/listen() pass through
+    extra_options: frozenset[str]
+
+    async def open(self, host: str, port: int, parts: LinkParts,
+                   ssl_context: ssl_module.SSLContext | None, options: Options,
+                   server_hostname: str | None) -> Link: ...
+
+    async def serve(self, host: str, port: int, accept: Callable[[], LinkParts | None],
+                    ssl_context: ssl_module.SSLContext | None, options: Options,
+                    extra: dict[str, Any]) -> Server: ...
