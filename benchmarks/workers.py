@@ -1,0 +1,291 @@
+"""Benchmark peers. Each runs in its own process (spawned), on 127.0.0.1 only.
+
+Throughput: ``recv_*`` binds, reports its port, counts ``count`` messages and reports
+``(received, seconds from first to last)``; ``send_*`` sends ``count`` messages as fast as its
+API allows. Latency: ``echo_*`` serves, ``ping_*`` measures round trips in µs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+LEN = struct.Struct("!I")
+DEADLINE = 60.0
+
+# -- objtransport -------------------------------------------------------------------------
+
+
+def recv_objtransport(pipe: Connection, size: int, count: int) -> None:
+    from objtransport import Message, NetworkTransport
+
+    async def main() -> None:
+        got = 0
+        first = 0.0
+        nbytes = 0
+        done = asyncio.Event()
+
+        def on_message(msg: Message) -> None:
+            nonlocal got, first, nbytes
+            if not got:
+                first = time.perf_counter()
+            got += 1
+            nbytes += len(msg.data)
+            if got >= count:
+                done.set()
+
+        async with NetworkTransport() as net:
+            listener = await net.listen("127.0.0.1", 0, handler=on_message)
+            pipe.send(listener.port)
+            try:
+                await asyncio.wait_for(done.wait(), DEADLINE)
+            except TimeoutError:
+                pass
+            pipe.send((got, nbytes, time.perf_counter() - first))
+
+    asyncio.run(main())
+
+
+def send_objtransport(port: int, size: int, count: int) -> None:
+    from objtransport import NetworkTransport
+
+    async def main() -> None:
+        async with NetworkTransport(timeout=DEADLINE) as net:
+            conn = await net.connect("127.0.0.1", port)
+            payload = b"x" * size
+            for _ in range(count):
+                await net.send_data(conn, payload)
+            await net.flush(conn, timeout=DEADLINE)
+            await asyncio.sleep(0.2)
+
+    asyncio.run(main())
+
+
+def echo_objtransport(pipe: Connection) -> None:
+    from objtransport import Message, NetworkTransport
+
+    async def main() -> None:
+        async with NetworkTransport() as net:
+            async def echo(msg: Message) -> None:
+                await net.send_data(msg.conn_id, msg.data)
+
+            listener = await net.listen("127.0.0.1", 0, handler=echo)
+            pipe.send(listener.port)
+            await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+
+    asyncio.run(main())
+
+
+def ping_objtransport(port: int, rounds: int, warmup: int) -> list[float]:
+    from objtransport import NetworkTransport
+
+    async def main() -> list[float]:
+        async with NetworkTransport() as net:
+            conn = await net.connect("127.0.0.1", port)
+            payload = b"p" * 64
+            out: list[float] = []
+            for i in range(rounds + warmup):
+                t = time.perf_counter_ns()
+                await net.send_data(conn, payload)
+                await net.receive(conn, timeout=5.0)
+                if i >= warmup:
+                    out.append((time.perf_counter_ns() - t) / 1000)
+            return out
+
+    return asyncio.run(main())
+
+# -- plain asyncio: one write per message, a length-prefix Protocol receiver --------------
+
+
+class _Counter(asyncio.Protocol):
+    def __init__(self, pipe: Connection, count: int, done: asyncio.Event) -> None:
+        self.pipe, self.count, self.done = pipe, count, done
+        self.buf = bytearray()
+        self.got = 0
+        self.nbytes = 0
+        self.first = 0.0
+
+    def data_received(self, data: bytes) -> None:
+        if not self.got and not self.buf:
+            self.first = time.perf_counter()
+        buf = self.buf
+        buf += data
+        off = 0
+        n = len(buf)
+        while n - off >= 4:
+            (length,) = LEN.unpack_from(buf, off)
+            if n - off - 4 < length:
+                break
+            msg = bytes(buf[off + 4:off + 4 + length])
+            self.nbytes += len(msg)
+            self.got += 1
+            off += 4 + length
+        del buf[:off]
+        if self.got >= self.count:
+            self.done.set()
+
+
+def recv_asyncio(pipe: Connection, size: int, count: int) -> None:
+    async def main() -> None:
+        done = asyncio.Event()
+        proto: list[_Counter] = []
+
+        def factory() -> _Counter:
+            proto.append(_Counter(pipe, count, done))
+            return proto[-1]
+
+        server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0)
+        pipe.send(server.sockets[0].getsockname()[1])
+        try:
+            await asyncio.wait_for(done.wait(), DEADLINE)
+        except TimeoutError:
+            pass
+        p = proto[0]
+        pipe.send((p.got, p.nbytes, time.perf_counter() - p.first))
+        server.close()
+
+    asyncio.run(main())
+
+
+def send_asyncio(port: int, size: int, count: int) -> None:
+    async def main() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        payload = b"x" * size
+        head = LEN.pack(size)
+        for _ in range(count):
+            writer.write(head + payload)  # one write per message
+            await writer.drain()
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.close()
+
+    asyncio.run(main())
+
+
+class _Echo(asyncio.Protocol):
+    def connection_made(self, transport: Any) -> None:
+        self.t = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.t.write(data)
+
+
+def echo_asyncio(pipe: Connection) -> None:
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(_Echo, "127.0.0.1", 0)
+        pipe.send(server.sockets[0].getsockname()[1])
+        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+        server.close()
+
+    asyncio.run(main())
+
+
+class _Pinger(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.waiter: asyncio.Future[None] | None = None
+        self.need = 0
+
+    def connection_made(self, transport: Any) -> None:
+        self.t = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.need -= len(data)
+        if self.need <= 0 and self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+def ping_asyncio(port: int, rounds: int, warmup: int) -> list[float]:
+    async def main() -> list[float]:
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_connection(_Pinger, "127.0.0.1", port)
+        payload = LEN.pack(64) + b"p" * 64
+        out: list[float] = []
+        for i in range(rounds + warmup):
+            proto.need = len(payload)
+            proto.waiter = loop.create_future()
+            t = time.perf_counter_ns()
+            proto.t.write(payload)
+            await proto.waiter
+            if i >= warmup:
+                out.append((time.perf_counter_ns() - t) / 1000)
+        proto.t.close()
+        return out
+
+    return asyncio.run(main())
+
+# -- pyzmq --------------------------------------------------------------------------------
+
+
+def recv_pyzmq(pipe: Connection, size: int, count: int) -> None:
+    import zmq
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PULL)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    pipe.send(port)
+    sock.setsockopt(zmq.RCVTIMEO, int(DEADLINE * 1000))
+    got = nbytes = 0
+    first = 0.0
+    try:
+        while got < count:
+            msg = sock.recv(copy=size < 65536)
+            if not got:
+                first = time.perf_counter()
+            got += 1
+            nbytes += len(msg)
+    except zmq.Again:
+        pass
+    pipe.send((got, nbytes, time.perf_counter() - first))
+    sock.close(linger=0)
+    ctx.term()
+
+
+def send_pyzmq(port: int, size: int, count: int) -> None:
+    import zmq
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.PUSH)
+    sock.connect(f"tcp://127.0.0.1:{port}")
+    payload = b"x" * size
+    for _ in range(count):
+        sock.send(payload, copy=size < 65536)
+    sock.close(linger=int(DEADLINE * 1000))
+    ctx.term()
+
+
+def echo_pyzmq(pipe: Connection) -> None:
+    import zmq
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REP)
+    port = sock.bind_to_random_port("tcp://127.0.0.1")
+    pipe.send(port)
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    while not pipe.poll(0):
+        if poller.poll(100):
+            sock.send(sock.recv())
+    sock.close(linger=0)
+    ctx.term()
+
+
+def ping_pyzmq(port: int, rounds: int, warmup: int) -> list[float]:
+    import zmq
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.REQ)
+    sock.connect(f"tcp://127.0.0.1:{port}")
+    payload = b"p" * 64
+    out: list[float] = []
+    for i in range(rounds + warmup):
+        t = time.perf_counter_ns()
+        sock.send(payload)
+        sock.recv()
+        if i >= warmup:
+            out.append((time.perf_counter_ns() - t) / 1000)
+    sock.close(linger=0)
+    ctx.term()
+    return out
