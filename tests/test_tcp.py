@@ -376,3 +376,32 @@ async def test_ipv6_loopback(net: NetworkTransport) -> None:
     conn = await net.connect("::1", listener.port)
     await net.send_data(conn, b"v6")
     assert (await net.receive(timeout=5.0)).data == b"v6"
+
+
+async def test_send_backpressure_against_a_peer_that_never_reads() -> None:
+    """send_data blocks once max_pending_bytes are queued, then raises SendTimeout; the
+    queue never grows past the limit plus one message, and the breaker hears about it."""
+    from objtransport import SendTimeout
+
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def sink(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # never reads
+
+    server = await asyncio.start_server(sink, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server, NetworkTransport(max_pending_bytes=256 * 1024) as net:
+        conn = await net.connect("127.0.0.1", port, framing="raw")
+        chunk = b"x" * 16 * 1024
+        sent = 0
+        with pytest.raises(SendTimeout, match="does not read"):
+            for _ in range(100_000):
+                await net.send_data(conn, chunk, timeout=0.3)
+                sent += len(chunk)
+                info = net.connection_info(conn)
+                # scheduler <= limit + one message; transport buffer <= 256 KiB + one pop
+                assert info.pending_bytes <= 3 * 256 * 1024 + 2 * len(chunk)
+        assert sent < 64 * 1024 * 1024  # stopped long before buffering everything
+        assert net.circuit_breaker("127.0.0.1", port).failure_count == 1
+        for w in accepted:
+            w.close()

@@ -25,6 +25,7 @@ from .drivers.base import Driver, LinkParts
 from .drivers.tcp import TcpDriver, client_ssl_context
 from .exceptions import (
     ConnectionNotFound,
+    SendTimeout,
     ServiceNotRunning,
     UnsupportedTransport,
 )
@@ -376,7 +377,11 @@ class NetworkTransport:
         if prio is None:
             prio = Priority.parse(priority)
         if link.send(data, stream, prio, text):
-            await link.wait_writable(self.options.timeout if timeout is None else timeout)
+            try:
+                await link.wait_writable(self.options.timeout if timeout is None else timeout)
+            except SendTimeout:
+                conn.breaker.record_failure(asyncio.get_running_loop().time())
+                raise
 
     async def send_to(self, host: str, port: int, data: bytes | bytearray | memoryview, *,
                       transport: str = "tcp", ssl: bool | None = None,
