@@ -104,3 +104,41 @@ def test_per_class_order_and_accounting(items: list[tuple[int, bytes, bool]]) ->
         d for p, d, _ in items if p == 1)
     assert out.startswith(ctl_high)
     assert len(out) == sum(len(d) for _, d, _ in items)
+
+
+def _frame(tag: bytes) -> bytes:
+    return len(tag).to_bytes(4, "big") + tag
+
+
+def test_large_message_on_one_stream_does_not_hold_back_another() -> None:
+    s = PriorityScheduler()
+    s.push(2, FragmentJob(b"B" * 1000, seq=1, stream=1, priority=2, flags=0, piece=100), 1)
+    s.push_frame(2, _frame(b"s2-a"), stream=2)
+    first = s.pop(1)  # one turn: the small buffer of other streams or one fragment
+    second = s.pop(1)
+    tags = [bytes(c) for c in first + second]
+    assert _frame(b"s2-a") in tags  # stream 2 did not wait for the 1000-byte message
+
+
+def test_same_stream_keeps_order_behind_its_large_message() -> None:
+    s = PriorityScheduler()
+    s.push_frame(2, _frame(b"before"), stream=1)
+    s.push(2, FragmentJob(b"B" * 300, seq=2, stream=1, priority=2, flags=0, piece=100), 1)
+    s.push_frame(2, _frame(b"after"), stream=1)
+    out = [bytes(c) for c in s.pop(1 << 30)]
+    assert out[0] == _frame(b"before") and out[-1] == _frame(b"after")
+    assert not s.blocked and s.pending_bytes == 0
+
+
+def test_strict_budget_cuts_small_buffers_at_frame_boundaries() -> None:
+    s = PriorityScheduler()
+    frames = [_frame(b"%02d" % i) for i in range(10)]  # 6 bytes each
+    for f in frames:
+        s.push_frame(2, f)
+    got = []
+    while s:
+        chunk = s.pop(13, strict=True)
+        assert sum(len(c) for c in chunk) <= 13
+        got.extend(bytes(c) for c in chunk)
+    assert b"".join(got) == b"".join(frames)
+    assert s.sent_bytes[2] == 60

@@ -1,19 +1,24 @@
-"""Priority scheduler: what goes on the wire next.
+"""Priority and stream scheduler: what goes on the wire next.
 
-Four classes: control and high are strict (always first, in that order); normal and low share
-what is left by byte weights (default 4:1), so neither starves. Within one class, items leave
-in the order they came.
+Classes: control and high are strict (always first, in that order); normal and low share what
+is left by byte weights (default 4:1), so neither starves.
 
-Small frames are appended to one growing ``bytearray`` per class (``small[priority]``): an
-append costs a third of building a ``bytes`` per frame and joining them later, and a loop
-turn's frames leave in one write. Large messages are :class:`FragmentJob` items that yield one
-fragment per turn, so fragments of different messages interleave and a small high-priority
-message never waits behind more than one fragment of a large one. Pushing any item seals the
-class's small buffer first, so order within the class is kept.
+Inside one class:
+
+* small frames are appended to one growing ``bytearray`` (``small[priority]``): an append
+  costs a third of building a ``bytes`` per frame and joining them later, and a loop turn's
+  frames leave in one write;
+* a large message is a :class:`FragmentJob` that yields one fragment per turn. It waits in a
+  queue of its own stream; streams with such items take turns (round robin), and turns
+  alternate with the shared small-frame buffer. So a large message on stream 1 does not hold
+  back stream 2, and a small high-priority message waits for at most one fragment;
+* a stream's later messages queue behind its pending large item (order per stream and
+  priority is kept); frames queued before a large item are sealed and leave first.
 """
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 
 from .fragmentation import FragmentJob
@@ -21,101 +26,141 @@ from .fragmentation import FragmentJob
 __all__ = ["Chunk", "Item", "PriorityScheduler"]
 
 Chunk = bytes | bytearray | memoryview
-#: a sealed buffer of frames, a fragment job, or a group of chunks that must leave together
+#: a buffer of frames, a fragment job, or a group of chunks that must leave together
 Item = bytes | bytearray | FragmentJob | tuple[Chunk, ...]
+
+_LEN = struct.Struct("!I").unpack_from
+
+
+def _size(item: Item) -> int:
+    if isinstance(item, FragmentJob):
+        return item.remaining  # payload bytes; fragment headers are not counted
+    if isinstance(item, tuple):
+        return sum(len(c) for c in item)
+    return len(item)
+
+
+class _Class:
+    """The queues of one priority class."""
+
+    __slots__ = ("sealed", "streams", "rr", "small_turn")
+
+    def __init__(self) -> None:
+        self.sealed: deque[bytearray] = deque()  # frames queued before a large item
+        self.streams: dict[int, deque[Item]] = {}  # streams with a pending large item
+        self.rr: deque[int] = deque()  # their turn order
+        self.small_turn = True
 
 
 class PriorityScheduler:
-    """Queues of frames per priority; :meth:`pop` returns the next chunks to write.
+    """Queues per priority and stream; :meth:`pop` returns the next chunks to write.
 
-    Writers of small frames append straight to ``small[priority]`` and add the frame's size
-    to ``pending_bytes`` (the session's hot path); everything else goes through :meth:`push`.
+    Writers of small frames on a stream without a pending large item append straight to
+    ``small[priority]`` and add the frame's size to ``pending_bytes`` (the session's hot
+    path, allowed while ``blocked`` is empty); everything else goes through :meth:`push` or
+    :meth:`push_frame`.
     """
 
-    __slots__ = ("queues", "small", "pending_bytes", "_items", "_weights", "_credit",
-                 "_quantum")
+    __slots__ = ("classes", "small", "pending_bytes", "blocked", "_items", "_weights",
+                 "_credit", "_quantum", "sent_bytes")
 
     def __init__(self, weights: tuple[int, int] = (4, 1), quantum: int = 64 * 1024) -> None:
         if weights[0] < 1 or weights[1] < 1:
             raise ValueError("weights must be >= 1")
-        self.queues: tuple[deque[Item], ...] = (deque(), deque(), deque(), deque())
+        self.classes = (_Class(), _Class(), _Class(), _Class())
         self.small = [bytearray(), bytearray(), bytearray(), bytearray()]
         self.pending_bytes = 0
-        self._items = 0  # items in the deques
+        #: (priority, stream) pairs with a pending large item: their frames must queue
+        self.blocked: set[tuple[int, int]] = set()
+        self._items = 0
         self._weights = weights
         self._quantum = quantum
         self._credit = [weights[0] * quantum, weights[1] * quantum]
+        #: bytes handed out per priority (control, high, normal, low)
+        self.sent_bytes = [0, 0, 0, 0]
 
     def __bool__(self) -> bool:
         return self.pending_bytes > 0
 
-    def push(self, priority: int, item: Item) -> None:
-        """Queue a fragment job, a chunk group or an encoded frame at ``priority`` (0..3)."""
-        if isinstance(item, FragmentJob):
-            size = item.remaining  # payload bytes; fragment headers are not counted
-        elif isinstance(item, tuple):
-            size = sum(len(c) for c in item)
-        else:
-            size = len(item)
-        self._seal(priority)
-        self.queues[priority].append(item)
-        self._items += 1
-        self.pending_bytes += size
+    def set_weights(self, normal: int, low: int) -> None:
+        if normal < 1 or low < 1:
+            raise ValueError("weights must be >= 1")
+        self._weights = (normal, low)
+        self._credit = [normal * self._quantum, low * self._quantum]
 
-    def push_frame(self, priority: int, frame: bytes) -> None:
-        """Queue one small encoded frame."""
-        self.small[priority] += frame
+    # -- queueing --------------------------------------------------------------------------
+    def push(self, priority: int, item: Item, stream: int = 0) -> None:
+        """Queue a large item (a fragment job or a chunk group) on ``stream``."""
+        cls = self.classes[priority]
+        buf = self.small[priority]
+        if buf:  # what was queued before leaves before this item
+            cls.sealed.append(buf)
+            self.small[priority] = bytearray()
+        q = cls.streams.get(stream)
+        if q is None:
+            q = cls.streams[stream] = deque()
+            cls.rr.append(stream)
+            self.blocked.add((priority, stream))
+        q.append(item)
+        self._items += 1
+        self.pending_bytes += _size(item)
+
+    def push_frame(self, priority: int, frame: bytes | bytearray, stream: int = 0) -> None:
+        """Queue one small encoded frame, behind the stream's pending large item if any."""
+        if (priority, stream) in self.blocked:
+            self.classes[priority].streams[stream].append(bytes(frame))
+            self._items += 1
+        else:
+            self.small[priority] += frame
         self.pending_bytes += len(frame)
 
-    def _seal(self, priority: int) -> None:
-        buf = self.small[priority]
-        if buf:
-            self.queues[priority].append(buf)
-            self._items += 1
-            self.small[priority] = bytearray()
+    def clear(self) -> list[Item]:
+        """Drop everything queued and return it (for accounting)."""
+        dropped: list[Item] = []
+        for p, cls in enumerate(self.classes):
+            dropped.extend(cls.sealed)
+            for q in cls.streams.values():
+                dropped.extend(q)
+            self.classes[p].__init__()  # type: ignore[misc]
+            if self.small[p]:
+                dropped.append(self.small[p])
+                self.small[p] = bytearray()
+        self.blocked.clear()
+        self.pending_bytes = 0
+        self._items = 0
+        return dropped
 
-    def queued_by_priority(self) -> list[int]:
-        """Bytes queued per priority (control, high, normal, low); not for the hot path."""
-        out = []
-        for q, buf in zip(self.queues, self.small, strict=True):
-            n = len(buf)
-            for item in q:
-                if isinstance(item, FragmentJob):
-                    n += item.remaining
-                elif isinstance(item, tuple):
-                    n += sum(len(c) for c in item)
-                else:
-                    n += len(item)
-            out.append(n)
-        return out
-
+    # -- observing -------------------------------------------------------------------------
     @property
     def only_small(self) -> bool:
         """True when nothing but small-frame buffers is queued (one write, no big chunks)."""
         return not self._items
 
-    def clear(self) -> list[Item]:
-        """Drop everything queued and return it (for accounting)."""
-        dropped: list[Item] = []
-        for p, q in enumerate(self.queues):
-            dropped.extend(q)
-            q.clear()
-            if self.small[p]:
-                dropped.append(self.small[p])
-                self.small[p] = bytearray()
-        self.pending_bytes = 0
-        self._items = 0
-        return dropped
+    def queued_by_priority(self) -> list[int]:
+        """Bytes queued per priority (control, high, normal, low); not for the hot path."""
+        out = []
+        for cls, buf in zip(self.classes, self.small, strict=True):
+            n = len(buf) + sum(len(b) for b in cls.sealed)
+            n += sum(_size(item) for q in cls.streams.values() for item in q)
+            out.append(n)
+        return out
 
-    def pop(self, budget: int) -> list[Chunk]:
-        """Take up to about ``budget`` bytes of chunks (at least one if anything is queued)."""
+    # -- taking ----------------------------------------------------------------------------
+    def pop(self, budget: int, strict: bool = False) -> list[Chunk]:
+        """Take about ``budget`` bytes of chunks (at least one chunk if anything is queued).
+
+        Small-frame buffers are taken whole unless ``strict`` (throttled links), in which case
+        they are cut at a frame boundary so that at most ``budget`` bytes (or one frame) go.
+        """
         small = self.small
-        if not self._items and not small[0] and not small[1] and not small[3]:
+        if (not self._items and not small[0] and not small[1] and not small[3]
+                and not self.classes[2].sealed and (not strict or len(small[2]) <= budget)):
             buf = small[2]  # the common case: only normal small frames
             if not buf:
                 return []
             small[2] = bytearray()
             self.pending_bytes -= len(buf)
+            self.sent_bytes[2] += len(buf)
             return [buf]
         out: list[Chunk] = []
         taken = 0
@@ -123,14 +168,18 @@ class PriorityScheduler:
             prio = self._next_class()
             if prio < 0:
                 break
-            n = self._take(prio, out)
+            n = self._take(prio, out, budget - taken if strict else 1 << 62)
+            if n < 0:  # strict: the next frame does not fit what is left of the budget
+                break
             taken += n
+            self.sent_bytes[prio] += n
             if prio >= 2 and self._has(2) and self._has(3):
                 self._credit[prio - 2] -= n
         return out
 
     def _has(self, prio: int) -> bool:
-        return bool(self.queues[prio]) or bool(self.small[prio])
+        cls = self.classes[prio]
+        return bool(self.small[prio]) or bool(cls.sealed) or bool(cls.rr)
 
     def _next_class(self) -> int:
         if self._has(0):
@@ -146,33 +195,76 @@ class PriorityScheduler:
             return 2 if credit[0] > 0 else 3
         return 2 if normal else 3 if low else -1
 
-    def _take(self, prio: int, out: list[Chunk]) -> int:
+    def _take(self, prio: int, out: list[Chunk], budget: int) -> int:
         """Move the next piece of class ``prio`` to ``out``; return the bytes it adds."""
-        q = self.queues[prio]
-        if not q:
-            buf = self.small[prio]
+        cls = self.classes[prio]
+        if cls.sealed:
+            return self._take_buffer(cls.sealed, out, budget)
+        small = self.small[prio]
+        if small and (cls.small_turn or not cls.rr):
+            cls.small_turn = False
+            holder: deque[bytearray] = deque([small])
             self.small[prio] = bytearray()
-            out.append(buf)
-            self.pending_bytes -= len(buf)
-            return len(buf)
+            n = self._take_buffer(holder, out, budget)
+            if n < 0:
+                cls.small_turn = True
+            if holder:  # a cut left the rest: it goes back in front of newer frames
+                holder[0] += self.small[prio]
+                self.small[prio] = holder[0]
+            return n
+        cls.small_turn = True
+        stream = cls.rr[0]
+        q = cls.streams[stream]
         item = q[0]
         if isinstance(item, FragmentJob):
             header, piece = item.next_chunks()
             out.append(header)
             out.append(piece)
             n = len(piece)
-            if item.done:
-                q.popleft()
-                self._items -= 1
             self.pending_bytes -= n
+            if item.done:
+                self._pop_item(prio, stream, q)
+            else:
+                cls.rr.rotate(-1)
             return n + len(header)
-        q.popleft()
-        self._items -= 1
+        self._pop_item(prio, stream, q)
         if isinstance(item, tuple):
             out.extend(item)
-            n = sum(len(c) for c in item)
         else:
             out.append(item)
-            n = len(item)
+        n = _size(item)
         self.pending_bytes -= n
         return n
+
+    def _pop_item(self, prio: int, stream: int, q: deque[Item]) -> None:
+        cls = self.classes[prio]
+        q.popleft()
+        self._items -= 1
+        if q:
+            cls.rr.rotate(-1)
+            return
+        cls.rr.popleft()
+        del cls.streams[stream]
+        self.blocked.discard((prio, stream))
+
+    def _take_buffer(self, bufs: deque[bytearray], out: list[Chunk], budget: int) -> int:
+        """Take the first buffer whole, or cut it after the last frame within ``budget``."""
+        buf = bufs[0]
+        if len(buf) <= budget:
+            bufs.popleft()
+            out.append(buf)
+            self.pending_bytes -= len(buf)
+            return len(buf)
+        cut = 4 + int(_LEN(buf, 0)[0])  # at least one frame ...
+        if cut > budget and out:  # ... unless something is already going out
+            return -1
+        while True:
+            nxt = cut + 4 + int(_LEN(buf, cut)[0]) if cut + 4 <= len(buf) else len(buf) + 1
+            if nxt > budget or nxt > len(buf):
+                break
+            cut = nxt
+        head = bytes(buf[:cut])
+        del buf[:cut]
+        out.append(head)
+        self.pending_bytes -= cut
+        return cut

@@ -357,15 +357,19 @@ class NativeSession(Session):
         self.bytes_sent += size
         if size <= self._fragment:
             sched = self.scheduler
-            buf = sched.small[priority]
-            buf += _pack_header(HEADER_SIZE + size, VERSION, 2, FLAG_TEXT if text else 0,
-                                priority, stream, seq)
-            buf += data
-            sched.pending_bytes += size + 20
+            header = _pack_header(HEADER_SIZE + size, VERSION, 2, FLAG_TEXT if text else 0,
+                                  priority, stream, seq)
+            if sched.blocked and (priority, stream) in sched.blocked:
+                sched.push_frame(priority, header + bytes(data), stream)
+            else:
+                buf = sched.small[priority]
+                buf += header
+                buf += data
+                sched.pending_bytes += size + 20
         else:
             self.scheduler.push(priority, FragmentJob(data, seq, stream, priority,
                                                       FLAG_TEXT if text else 0,
-                                                      self._fragment))
+                                                      self._fragment), stream)
         return seq
 
     @property
@@ -474,14 +478,16 @@ class RawSession(Session):
             self._check_send(size)
         self._count += 1
         self.bytes_sent += size
-        if size < 65536:
-            sched = self.scheduler
+        sched = self.scheduler
+        if size < 65536 and not sched.blocked:
             buf = sched.small[priority]
             buf += _RAW_LEN.pack(size)
             buf += data
             sched.pending_bytes += size + 4
+        elif size < 65536:
+            sched.push_frame(priority, _RAW_LEN.pack(size) + bytes(data), stream)
         else:  # header and payload as one atomic item: no copy of the payload
-            self.scheduler.push(priority, (_RAW_LEN.pack(size), memoryview(data)))
+            sched.push(priority, (_RAW_LEN.pack(size), memoryview(data)), stream)
         return self._count
 
     @property
