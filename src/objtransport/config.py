@@ -126,6 +126,12 @@ class Options:
     framing: Framing = Framing.NATIVE
     raw_keepalive_filter: bool = True
     raw_keepalive_interval: float = 0.0  # 0 = do not send the 0x00 keepalive byte
+    # throttling and QoS (0 = unlimited); burst 0 = 1/10 s of traffic, at least 16 KiB
+    max_bandwidth: float = 0.0  # bytes/s sent, per connection
+    burst: float = 0.0
+    max_receive_bandwidth: float = 0.0  # bytes/s read, per connection (pauses reading)
+    receive_burst: float = 0.0
+    qos_weights: tuple[int, int] = (4, 1)  # normal : low share of what high leaves
 
     def __post_init__(self) -> None:
         if self.pool_size < 1:
@@ -148,6 +154,10 @@ class Options:
             raise ValueError("max_message_size must be within 1 .. 2**32-2")
         if not 1 <= self.max_fragment_size <= self.max_frame_size - 24:
             raise ValueError("max_fragment_size must be within 1 .. max_frame_size - 24")
+        for name in ("max_bandwidth", "burst", "max_receive_bandwidth", "receive_burst"):
+            _positive(name, getattr(self, name), allow_zero=True)
+        if len(self.qos_weights) != 2 or min(self.qos_weights) < 1:
+            raise ValueError("qos_weights must be two integers >= 1 (normal, low)")
         for name in ("max_partial_messages", "max_reassembly_bytes", "max_pending_bytes",
                      "max_connections", "receive_queue_size"):
             if getattr(self, name) < 1:

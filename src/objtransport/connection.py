@@ -15,11 +15,12 @@ import os
 import random
 import ssl as ssl_module
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Options, TransportKind
 from .drivers.base import Driver, Link, LinkParts
+from .drivers.pacing import Pacer, default_burst
 from .exceptions import (
     CircuitOpenError,
     ConnectError,
@@ -27,8 +28,16 @@ from .exceptions import (
 )
 from .sansio.backoff import backoff_delays
 from .sansio.breaker import BreakerState, CircuitBreaker, CircuitBreakerState
-from .sansio.events import Closed, Event, HandshakeComplete, PongReceived, Received
+from .sansio.events import (
+    PRIORITY_NAMES,
+    Closed,
+    Event,
+    HandshakeComplete,
+    PongReceived,
+    Received,
+)
 from .sansio.session import NativeSession, RawSession, Session
+from .sansio.throttle import TokenBucket
 
 __all__ = ["ConnState", "Connection", "ConnectionInfo", "Endpoint"]
 
@@ -79,6 +88,14 @@ class ConnectionInfo:
     rtt_ms: float | None = None
     pending_bytes: int = 0
     tls: bool = False
+    #: QoS and throttling, per priority name ("control", "high", "normal", "low")
+    queued_bytes_by_priority: dict[str, int] = field(default_factory=dict)
+    sent_bytes_by_priority: dict[str, int] = field(default_factory=dict)
+    sent_messages_by_priority: dict[str, int] = field(default_factory=dict)
+    send_rate: float = 0.0  # bytes/s over about the last second
+    throttle_wait: float = 0.0  # seconds spent waiting for bandwidth tokens
+    max_bandwidth: float = 0.0
+    max_receive_bandwidth: float = 0.0
 
 
 class Hooks:
@@ -102,7 +119,8 @@ class Connection:
                  role: str = "client", extra: dict[str, Any] | None = None,
                  native: bool = True, ssl_context: ssl_module.SSLContext | None = None,
                  server_hostname: str | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 shared_buckets: list[TokenBucket] | None = None) -> None:
         self.id = conn_id
         self.driver = driver
         self.extra = extra or {}
@@ -132,8 +150,17 @@ class Connection:
         self._reading_paused = False
         self.last_error = ""
         self.last_activity = self.loop.time()
+        # throttling: own buckets (from the options) plus shared ones (service, pool)
+        self._shared_buckets = list(shared_buckets or [])
+        self.send_bucket: TokenBucket | None = None
+        self.receive_bucket: TokenBucket | None = None
+        self.pacer = Pacer(list(self._shared_buckets))
+        self.set_bandwidth(options.max_bandwidth, options.burst,
+                           options.max_receive_bandwidth, options.receive_burst)
         # counters of links that ended
         self._base = [0, 0, 0, 0]  # bytes_sent, bytes_received, messages_sent, messages_received
+        self._base_prio_bytes = [0, 0, 0, 0]
+        self._base_prio_msgs = [0, 0, 0, 0]
         self._delivered_bytes = 0  # bytes_received already reported to deliver()
 
     # -- counters ---------------------------------------------------------------------------
@@ -148,6 +175,10 @@ class Connection:
 
     def _fold(self, link: Link) -> None:
         s = link.session
+        for i, n in enumerate(s.scheduler.sent_bytes):
+            self._base_prio_bytes[i] += n
+        for i, n in enumerate(s.messages_by_priority()):
+            self._base_prio_msgs[i] += n
         self._base[0] += s.bytes_sent
         self._base[1] += s.bytes_received
         self._base[2] += s.messages_sent
@@ -162,7 +193,26 @@ class Connection:
         """
         return LinkParts(self._new_session, None if detect else self.native,
                          self._on_messages, self._on_event, self.options.max_pending_bytes,
-                         self.extra, self.adopt if self.role == "server" else None)
+                         self.extra, self.adopt if self.role == "server" else None,
+                         self.pacer, self.receive_bucket)
+
+    def set_bandwidth(self, max_bandwidth: float | None = None, burst: float | None = None,
+                      max_receive_bandwidth: float | None = None,
+                      receive_burst: float | None = None) -> None:
+        """Change the limits (bytes/s; 0 removes a limit; None leaves it). The live link
+        follows at once."""
+        now = self.loop.time()
+        if max_bandwidth is not None:
+            self.send_bucket = _bucket(self.send_bucket, max_bandwidth, burst, now)
+        if max_receive_bandwidth is not None:
+            self.receive_bucket = _bucket(self.receive_bucket, max_receive_bandwidth,
+                                          receive_burst, now)
+        self.pacer.buckets = ([self.send_bucket] if self.send_bucket else []) + \
+            self._shared_buckets
+        link = self.link
+        if link is not None and hasattr(link, "repace"):
+            link.receive_bucket = self.receive_bucket  # type: ignore[attr-defined]
+            link.repace()
 
     def _new_session(self, native: bool | None) -> Session:
         if native is not None:
@@ -372,7 +422,30 @@ class Connection:
             messages_sent=ms, messages_received=mr,
             framing="native" if self.native else "raw", role=self.role,
             reconnects=self.reconnects, rtt_ms=rtt,
-            pending_bytes=link.pending_bytes if link is not None else 0, tls=self.endpoint.tls)
+            pending_bytes=link.pending_bytes if link is not None else 0, tls=self.endpoint.tls,
+            **self._qos_info())
+
+    def _qos_info(self) -> dict[str, Any]:
+        names = PRIORITY_NAMES
+        link = self.link
+        queued = sent = msgs = [0, 0, 0, 0]
+        if link is not None:
+            sched = link.session.scheduler
+            queued = sched.queued_by_priority()
+            sent = sched.sent_bytes
+            msgs = link.session.messages_by_priority()
+        now = self.loop.time()
+        return {
+            "queued_bytes_by_priority": dict(zip(names, queued, strict=True)),
+            "sent_bytes_by_priority": {n: a + b for n, a, b in
+                                       zip(names, self._base_prio_bytes, sent, strict=True)},
+            "sent_messages_by_priority": {n: a + b for n, a, b in
+                                          zip(names, self._base_prio_msgs, msgs, strict=True)},
+            "send_rate": self.pacer.rate(now),
+            "throttle_wait": self.pacer.waited,
+            "max_bandwidth": self.send_bucket.rate if self.send_bucket else 0.0,
+            "max_receive_bandwidth": self.receive_bucket.rate if self.receive_bucket else 0.0,
+        }
 
 
 def make_session(native: bool | None, options: Options, conn_id: int, transport: str,
@@ -385,3 +458,15 @@ def make_session(native: bool | None, options: Options, conn_id: int, transport:
     if native:
         return NativeSession(options, conn_id, transport, peer, now, session_id)
     return RawSession(options, conn_id, transport, peer, now)
+
+
+def _bucket(current: TokenBucket | None, rate: float, burst: float | None,
+            now: float) -> TokenBucket | None:
+    """The bucket for a new limit: None for 0, the current one re-rated, or a new one."""
+    if rate <= 0:
+        return None
+    b = burst or default_burst(rate)
+    if current is None:
+        return TokenBucket(rate, b, now)
+    current.set_rate(rate, b, now)
+    return current

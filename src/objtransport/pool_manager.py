@@ -14,10 +14,12 @@ import ssl as ssl_module
 from typing import TYPE_CHECKING, Any
 
 from .connection import Connection, Endpoint
+from .drivers.pacing import default_burst
 from .drivers.tcp import client_ssl_context
 from .exceptions import CircuitOpenError, NoAvailableConnection
 from .sansio.breaker import BreakerState
 from .sansio.pool import Assign, Open, PoolBookkeeper
+from .sansio.throttle import TokenBucket
 
 if TYPE_CHECKING:
     from .service import NetworkTransport
@@ -26,11 +28,14 @@ __all__ = ["PoolManager"]
 
 
 class _Pool:
-    __slots__ = ("book", "changed")
+    __slots__ = ("book", "changed", "buckets")
 
     def __init__(self, size: int, idle_timeout: float) -> None:
         self.book = PoolBookkeeper(size, idle_timeout)
         self.changed = asyncio.Event()
+        #: one send limit shared by the endpoint's pooled connections (send_to's
+        #: max_bandwidth)
+        self.buckets: list[TokenBucket] = []
 
     def pulse(self) -> None:
         self.changed.set()
@@ -63,6 +68,14 @@ class PoolManager:
         tls = client_ssl_context(opts.ssl, ssl_context) is not None
         ep = Endpoint(kind, host, port, tls)
         pool = self._pool_for(ep, opts.pool_size, opts.idle_timeout)
+        if opts.max_bandwidth > 0:
+            now = asyncio.get_running_loop().time()
+            burst = opts.burst or default_burst(opts.max_bandwidth)
+            if pool.buckets:
+                pool.buckets[0].set_rate(opts.max_bandwidth, burst, now)
+            else:
+                pool.buckets.append(TokenBucket(opts.max_bandwidth, burst, now))
+        conn_options = {k: v for k, v in options.items() if k not in ("max_bandwidth", "burst")}
         breaker = svc.breaker_for(ep)
         loop = asyncio.get_running_loop()
         timeout = opts.timeout if timeout is None else timeout
@@ -84,7 +97,8 @@ class PoolManager:
             if isinstance(action, Open):
                 try:
                     conn = await svc._open(host, port, kind, ssl, ssl_context, None, "native",
-                                           None, options, pooled=True)
+                                           None, dict(conn_options), pooled=True,
+                                           shared_buckets=pool.buckets)
                 except BaseException:
                     pool.book.open_failed(action.slot)
                     pool.pulse()

@@ -14,7 +14,7 @@ import random
 import ssl as ssl_module
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
@@ -22,6 +22,7 @@ from .config import Framing, Options, Priority, TransportKind
 from .connection import Connection, ConnectionInfo, ConnState, Endpoint, Hooks
 from .dispatch import Handler, HandlerRunner
 from .drivers.base import Driver, LinkParts
+from .drivers.pacing import default_burst
 from .drivers.tcp import TcpDriver, client_ssl_context
 from .exceptions import (
     ConnectionNotFound,
@@ -35,6 +36,7 @@ from .pool_manager import PoolManager
 from .sansio.breaker import BreakerState, CircuitBreaker, CircuitBreakerState
 from .sansio.events import Message, Received
 from .sansio.metrics import LatencyHistogram
+from .sansio.throttle import TokenBucket
 
 __all__ = ["NetworkTransport", "TransportMetrics"]
 
@@ -75,6 +77,11 @@ class TransportMetrics:
     messages_queued: int = 0
     listeners: int = 0
     pooled_connections: int = 0
+    #: QoS, per priority name, over the live connections
+    queued_bytes_by_priority: dict[str, int] = field(default_factory=dict)
+    sent_bytes_by_priority: dict[str, int] = field(default_factory=dict)
+    sent_messages_by_priority: dict[str, int] = field(default_factory=dict)
+    throttle_wait: float = 0.0  # seconds connections spent waiting for bandwidth tokens
 
 
 class NetworkTransport:
@@ -87,8 +94,11 @@ class NetworkTransport:
     """
 
     def __init__(self, *, transport: str = "tcp", rng: random.Random | None = None,
-                 **options: Any) -> None:
+                 max_bandwidth: float = 0.0, burst: float = 0.0, **options: Any) -> None:
         self.options = Options().with_overrides(**options)
+        #: the whole service's send limit (bytes/s), on top of each connection's own
+        self._global_bucket: TokenBucket | None = None
+        self._global_rate = (max_bandwidth, burst)
         self.default_transport = TransportKind.parse(transport)
         self.rng = rng or random.Random()
         self._drivers: dict[TransportKind, Driver] = {TransportKind.TCP: TcpDriver()}
@@ -120,6 +130,10 @@ class NetworkTransport:
         if not self._running:
             self._running = True
             self._pools = PoolManager(self)
+            rate, burst = self._global_rate
+            if rate > 0:
+                self._global_bucket = TokenBucket(rate, burst or default_burst(rate),
+                                                  asyncio.get_running_loop().time())
         return self
 
     async def stop(self, timeout: float | None = None) -> None:
@@ -210,7 +224,8 @@ class NetworkTransport:
         breaker = CircuitBreaker(self.options.failure_threshold, self.options.reset_timeout)
         conn = Connection(cid, endpoint, listener.options, breaker, self._hooks,
                           self._drivers[listener.kind], role="server",
-                          native=listener.framing is not Framing.RAW, extra=listener.extra)
+                          native=listener.framing is not Framing.RAW, extra=listener.extra,
+                          shared_buckets=[self._global_bucket] if self._global_bucket else None)
         conn.listener = listener
         self._conns[cid] = conn
         listener.connections.add(cid)
@@ -241,7 +256,8 @@ class NetworkTransport:
     async def _open(self, host: str, port: int, transport: str | TransportKind,
                     ssl: bool | None, ssl_context: ssl_module.SSLContext | None,
                     server_hostname: str | None, framing: str, handler: Handler | None,
-                    options: dict[str, Any], pooled: bool) -> Connection:
+                    options: dict[str, Any], pooled: bool,
+                    shared_buckets: list[TokenBucket] | None = None) -> Connection:
         self._check_running()
         driver = self._driver(transport)
         kind = driver.kind
@@ -255,9 +271,13 @@ class NetworkTransport:
         ctx = client_ssl_context(opts.ssl, ssl_context)
         endpoint = Endpoint(kind, host, port, ctx is not None)
         cid = next(self._ids)
+        shared = list(shared_buckets or [])
+        if self._global_bucket is not None:
+            shared.append(self._global_bucket)
         conn = Connection(cid, endpoint, opts, self.breaker_for(endpoint), self._hooks, driver,
                           extra=extra, native=fr is Framing.NATIVE, ssl_context=ctx,
-                          server_hostname=server_hostname, rng=self.rng)
+                          server_hostname=server_hostname, rng=self.rng,
+                          shared_buckets=shared)
         conn.pooled = pooled
         self._conns[cid] = conn
         self._attach_receiver(conn, handler)
@@ -378,7 +398,8 @@ class NetworkTransport:
             prio = Priority.parse(priority)
         if link.send(data, stream, prio, text):
             try:
-                await link.wait_writable(self.options.timeout if timeout is None else timeout)
+                await link.wait_writable(self.options.timeout if timeout is None else timeout,
+                                         prio)
             except SendTimeout:
                 conn.breaker.record_failure(asyncio.get_running_loop().time())
                 raise
@@ -394,6 +415,17 @@ class NetworkTransport:
         assert self._pools is not None
         return await self._pools.send(host, port, data, transport, ssl, ssl_context, priority,
                                       stream, timeout, options)
+
+    def set_bandwidth(self, conn_id: int, max_bandwidth: float | None = None,
+                      burst: float | None = None, *,
+                      max_receive_bandwidth: float | None = None,
+                      receive_burst: float | None = None) -> None:
+        """Change a connection's limits at run time (bytes/s; 0 removes a limit; None
+        keeps it). Takes effect at once, also across reconnections."""
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            raise ConnectionNotFound(conn_id)
+        conn.set_bandwidth(max_bandwidth, burst, max_receive_bandwidth, receive_burst)
 
     async def flush(self, conn_id: int, timeout: float | None = None) -> None:
         """Wait until everything queued on the connection has been handed to the socket."""
@@ -452,7 +484,18 @@ class NetworkTransport:
             if conn.state is ConnState.CONNECTED:
                 active += 1
         lat = self._latency
+        qos: dict[str, dict[str, int]] = {"queued_bytes_by_priority": {},
+                                          "sent_bytes_by_priority": {},
+                                          "sent_messages_by_priority": {}}
+        wait = 0.0
+        for conn in self._conns.values():
+            info = conn._qos_info()
+            wait += info["throttle_wait"]
+            for key, per in qos.items():
+                for name, n in info[key].items():
+                    per[name] = per.get(name, 0) + n
         return TransportMetrics(
+            throttle_wait=wait, **qos,
             total_connections=self._total_connections, active_connections=active,
             total_bytes_sent=t[0], total_bytes_received=t[1], total_messages=t[2],
             messages_received=t[3],

@@ -22,6 +22,8 @@ from typing import Any, Protocol
 from ..config import Options, TransportKind
 from ..sansio.events import Closed, Event, Received
 from ..sansio.session import Session
+from ..sansio.throttle import TokenBucket
+from .pacing import Pacer
 
 __all__ = ["Driver", "Link", "LinkParts", "Server"]
 
@@ -39,7 +41,7 @@ class Link(Protocol):
     def send(self, data: bytes | bytearray | memoryview, stream: int = 0, priority: int = 2,
              text: bool = False) -> bool: ...
 
-    async def wait_writable(self, timeout: float) -> None: ...
+    async def wait_writable(self, timeout: float, priority: int = 3) -> None: ...
 
     async def wait_flushed(self, timeout: float) -> None: ...
 
@@ -71,6 +73,10 @@ class LinkParts:
     extra: dict[str, Any] = field(default_factory=dict)
     #: told about the link a driver built for an accepted peer, before any byte flows
     on_link: Callable[[Any], None] | None = None
+    #: the buckets limiting what the link sends (shared, so rate changes apply at once)
+    pacer: Pacer = field(default_factory=Pacer)
+    #: the bucket limiting what the link reads, if any
+    receive_bucket: TokenBucket | None = None
 
 
 class Server(Protocol):

@@ -25,7 +25,9 @@ from typing import Any
 from ..exceptions import ConnectionClosed, SendTimeout
 from ..sansio.events import Closed, Event, Received
 from ..sansio.session import Session, detect_native
+from ..sansio.throttle import TokenBucket
 from .base import LinkParts
+from .pacing import Pacer
 
 __all__ = ["StreamLink", "WRITE_HIGH", "WRITE_LOW"]
 
@@ -49,6 +51,8 @@ class StreamLink(asyncio.BufferedProtocol):
         detect = parts.make_session if native is None else None
         link = cls(parts.make_session(native), parts.on_messages, parts.on_event,
                    parts.max_pending, detect)
+        link.pacer = parts.pacer
+        link.receive_bucket = parts.receive_bucket
         if parts.on_link is not None:
             parts.on_link(link)
         return link
@@ -70,13 +74,17 @@ class StreamLink(asyncio.BufferedProtocol):
         self._flush_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._drain_waiters: list[tuple[asyncio.Future[None], int]] = []
         self._read_pauses: set[str] = set()  # reasons reading is paused for
         self._overload_timer: asyncio.TimerHandle | None = None
         self.peer: Any = None
         self.close_error: BaseException | None = None
         self._closing = False
         self._flushed_waiters: list[asyncio.Future[None]] = []
+        self.pacer = Pacer()
+        self.receive_bucket: TokenBucket | None = None
+        self._pace_handle: asyncio.TimerHandle | None = None
+        self._recv_handle: asyncio.TimerHandle | None = None
         self.on_made: Callable[[Any], None] | None = None
         if detect is not None:  # framing="auto": decide on the first 4 bytes
             self._detect = detect
@@ -110,6 +118,8 @@ class StreamLink(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         session = self.session
         msgs = session.buffer_updated(nbytes, self.loop.time())
+        if self.receive_bucket is not None:
+            self._pace_receive(nbytes)
         if msgs:
             self.on_messages(msgs)
         if session.events:
@@ -153,6 +163,10 @@ class StreamLink(asyncio.BufferedProtocol):
             self.lost.set_result(None)
         self._wake_flushed()
         self._cancel_timer()
+        for handle in (self._pace_handle, self._recv_handle):
+            if handle is not None:
+                handle.cancel()
+        self._pace_handle = self._recv_handle = None
         if self._overload_timer is not None:
             self._overload_timer.cancel()
             self._overload_timer = None
@@ -220,23 +234,33 @@ class StreamLink(asyncio.BufferedProtocol):
     def congested(self) -> bool:
         return self.session.scheduler.pending_bytes > self.max_pending
 
-    async def wait_writable(self, timeout: float) -> None:
-        """Wait until the queued bytes fall below the high-water mark.
+    def backlog(self, priority: int = 3) -> int:
+        """Bytes queued that would leave before a new message of ``priority``."""
+        sched = self.session.scheduler
+        if priority >= 3:
+            return sched.pending_bytes
+        return sum(sched.queued_by_priority()[:priority + 1])
+
+    async def wait_writable(self, timeout: float, priority: int = 3) -> None:
+        """Wait while more than ``max_pending`` bytes would leave before a message of
+        ``priority`` (a high message does not wait for a low backlog), until half drained.
 
         Raises ``SendTimeout`` after ``timeout`` s and ``ConnectionClosed`` if the link ends.
         """
-        while self.session.scheduler.pending_bytes > self.max_pending:
-            if self.closed.done():
-                raise self._closed_error()
-            fut: asyncio.Future[None] = self.loop.create_future()
-            self._drain_waiters.append(fut)
-            try:
-                async with asyncio.timeout(timeout):
+        if self.backlog(priority) <= self.max_pending:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                while self.backlog(priority) > self.max_pending // 2:
+                    if self.closed.done():
+                        raise self._closed_error()
+                    fut: asyncio.Future[None] = self.loop.create_future()
+                    self._drain_waiters.append((fut, priority))
                     await fut
-            except TimeoutError:
-                raise SendTimeout(
-                    f"send to {self.session.peer} blocked for {timeout:g} s: the peer does "
-                    f"not read fast enough ({self.pending_bytes} bytes pending)") from None
+        except TimeoutError:
+            raise SendTimeout(
+                f"send to {self.session.peer} blocked for {timeout:g} s: the peer does "
+                f"not read fast enough ({self.pending_bytes} bytes pending)") from None
 
     async def wait_flushed(self, timeout: float) -> None:
         """Wait until nothing is queued in the session any more (all handed to the socket)."""
@@ -265,14 +289,20 @@ class StreamLink(asyncio.BufferedProtocol):
         return ConnectionClosed(str(s.peer), s.close_code or 0, s.close_reason)
 
     def _wake_drain_waiters(self) -> None:
-        if self._drain_waiters and (
-                self.session.scheduler.pending_bytes <= self.max_pending // 2
-                or self.closed.done()):
-            waiters = self._drain_waiters
-            self._drain_waiters = []
-            for w in waiters:
-                if not w.done():
-                    w.set_result(None)
+        """Wake the senders that may go on: all at the low-water mark (or on close); those
+        waiting with a priority above low at every flush (they check their own backlog)."""
+        if not self._drain_waiters:
+            return
+        everyone = (self.session.scheduler.pending_bytes <= self.max_pending // 2
+                    or self.closed.done())
+        keep = []
+        for fut, prio in self._drain_waiters:
+            if everyone or prio < 3:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((fut, prio))
+        self._drain_waiters = keep
 
     def _schedule_flush(self) -> None:
         if self._flush_handle is None:
@@ -290,14 +320,27 @@ class StreamLink(asyncio.BufferedProtocol):
         session = self.session
         sched = session.scheduler
         now = self.loop.time()
+        pacer = self.pacer
         while not self._paused and (sched.pending_bytes or session.has_final):
             budget = WRITE_HIGH - t.get_write_buffer_size()
             if budget <= 0:
                 break
+            strict = bool(pacer.buckets)
+            if strict:
+                if self._pace_handle is not None:
+                    break  # a paced flush is already scheduled
+                allowed = pacer.allowance(now)
+                if allowed <= 0:
+                    self._pace_handle = self.loop.call_at(now + pacer.delay(now),
+                                                          self._paced_flush)
+                    break
+                budget = min(budget, int(allowed))
             simple = sched.only_small
-            chunks = session.data_to_send(now, budget)
+            chunks = session.data_to_send(now, budget, strict)
             if not chunks:
                 break
+            n = sum(len(c) for c in chunks) if len(chunks) > 1 else len(chunks[0])
+            pacer.consume(n, now)
             if simple:
                 t.write(b"".join(chunks) if len(chunks) > 1 else chunks[0])
             else:
@@ -308,6 +351,46 @@ class StreamLink(asyncio.BufferedProtocol):
             self._wake_flushed()
         if session.closed and not sched.pending_bytes and not session.has_final:
             self._close_transport()
+
+    def _paced_flush(self) -> None:
+        self._pace_handle = None
+        self._flush()
+        if self._drain_waiters:
+            self._wake_drain_waiters()
+
+    def repace(self) -> None:
+        """The limits changed: drop a pending pacing wait and flush under the new ones."""
+        if self._pace_handle is not None:
+            self._pace_handle.cancel()
+            self._pace_handle = None
+        self._flush()
+        if self._recv_handle is not None:
+            self._recv_handle.cancel()
+            self._recv_handle = None
+            self._resume_receive()
+
+    def _pace_receive(self, nbytes: int) -> None:
+        """Reading faster than ``max_receive_bandwidth``: stop reading until the bucket
+        is out of debt; the peer is slowed by TCP flow control, nothing is buffered."""
+        bucket = self.receive_bucket
+        assert bucket is not None
+        now = self.loop.time()
+        bucket.consume(nbytes, now)
+        if bucket.tokens(now) < 0 and self._recv_handle is None:
+            self.pause_reading("throttle")
+            self._recv_handle = self.loop.call_at(now + bucket.time_until(0, now),
+                                                  self._resume_receive)
+
+    def _resume_receive(self) -> None:
+        self._recv_handle = None
+        bucket = self.receive_bucket
+        if bucket is not None:
+            now = self.loop.time()
+            if bucket.tokens(now) < 0:
+                self._recv_handle = self.loop.call_at(now + bucket.time_until(0, now),
+                                                      self._resume_receive)
+                return
+        self.resume_reading("throttle")
 
     # -- events and time -------------------------------------------------------------------
     def _process_events(self) -> None:

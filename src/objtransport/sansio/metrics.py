@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["Ewma", "LatencyHistogram"]
+__all__ = ["Ewma", "LatencyHistogram", "RateMeter"]
 
 _MIN = 1e-6  # 1 µs
 _GROWTH = 1.04  # ~4 % relative precision
@@ -81,3 +81,36 @@ class Ewma:
         v = x if self.value is None else self.value + self.alpha * (x - self.value)
         self.value = v
         return v
+
+
+class RateMeter:
+    """Bytes per second over roughly the last ``window`` seconds, from a running total.
+
+    ``update(total, now)`` is cheap (it keeps one sample per ``window / 8``); ``rate(now)``
+    compares the newest total with the oldest sample still in the window.
+    """
+
+    __slots__ = ("window", "_samples", "_step")
+
+    def __init__(self, window: float = 1.0) -> None:
+        self.window = window
+        self._step = window / 8
+        self._samples: list[tuple[float, int]] = []
+
+    def update(self, total: int, now: float) -> None:
+        s = self._samples
+        if len(s) >= 2 and now - s[-2][0] < self._step:
+            s[-1] = (now, total)
+        else:
+            s.append((now, total))
+        while len(s) > 2 and now - s[1][0] >= self.window:
+            s.pop(0)
+
+    def rate(self, now: float) -> float:
+        s = self._samples
+        if len(s) < 2:
+            return 0.0
+        (t0, b0), (t1, b1) = s[0], s[-1]
+        if now - t1 >= self.window:  # nothing moved lately
+            return 0.0
+        return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0

@@ -77,12 +77,14 @@ class Session:
         self.peer = peer
         self.state = SessionState.HANDSHAKE
         self.open = False  # mirror of `state is OPEN`, read on the hot path
-        self.scheduler = PriorityScheduler()
+        self.scheduler = PriorityScheduler(options.qos_weights)
         self.events: list[Event] = []
         self.created = now
         self.last_receive = now
         self.last_send = now
         self.bytes_sent = 0
+        #: messages sent per priority, except normal (derived: see messages_by_priority)
+        self.other_priority_messages = [0, 0, 0, 0]
         self.messages_received = 0
         self.close_code: int | None = None
         self.close_reason = ""
@@ -157,14 +159,22 @@ class Session:
         """Bytes queued and not yet returned by :meth:`data_to_send`."""
         return self.scheduler.pending_bytes + sum(len(c) for c in self._final)
 
+    def messages_by_priority(self) -> list[int]:
+        """Messages queued for sending per priority (control, high, normal, low)."""
+        out = list(self.other_priority_messages)
+        out[2] = self.messages_sent - sum(out)
+        return out
+
     def take_events(self) -> list[Event]:
         out = self.events
         self.events = []
         return out
 
-    def data_to_send(self, now: float, budget: int = 1 << 62) -> list[Chunk]:
-        """Chunks to write now, in order; at most about ``budget`` bytes of them."""
-        out = self.scheduler.pop(budget) if self.scheduler.pending_bytes else []
+    def data_to_send(self, now: float, budget: int = 1 << 62,
+                     strict: bool = False) -> list[Chunk]:
+        """Chunks to write now, in order; about ``budget`` bytes of them (at most, and at
+        least one frame, when ``strict``: throttled links)."""
+        out = self.scheduler.pop(budget, strict) if self.scheduler.pending_bytes else []
         if self._final and not self.scheduler.pending_bytes:
             out.extend(self._final)
             self._final = []
@@ -355,6 +365,8 @@ class NativeSession(Session):
             self._check_send(size)
         self._seq = seq = self._seq + 1
         self.bytes_sent += size
+        if priority != 2:
+            self.other_priority_messages[priority] += 1
         if size <= self._fragment:
             sched = self.scheduler
             header = _pack_header(HEADER_SIZE + size, VERSION, 2, FLAG_TEXT if text else 0,
@@ -478,6 +490,8 @@ class RawSession(Session):
             self._check_send(size)
         self._count += 1
         self.bytes_sent += size
+        if priority != 2:
+            self.other_priority_messages[priority] += 1
         sched = self.scheduler
         if size < 65536 and not sched.blocked:
             buf = sched.small[priority]

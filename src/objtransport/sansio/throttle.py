@@ -60,6 +60,12 @@ class TokenBucket:
         missing = min(n, self._burst) - self._tokens
         return 0.0 if missing <= _EPSILON else missing / self._rate
 
+    def consume(self, n: float, now: float) -> None:
+        """Take ``n`` tokens unconditionally (the bytes went out); the bucket may go into
+        debt, which later waits repay."""
+        self._refill(now)
+        self._tokens -= n
+
     def set_rate(self, rate: float, burst: float, now: float) -> None:
         """Change the limits from ``now`` on; saved tokens are clamped to the new burst."""
         self._check(rate, burst)

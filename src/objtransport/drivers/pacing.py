@@ -1,0 +1,62 @@
+"""Bandwidth pacing for links: the token buckets that apply to one link's traffic.
+
+A :class:`Pacer` holds the buckets that limit a link's sending (its own and, if set, the
+service's and its pool's); all apply. It tells the link how many bytes may go now and how long
+to wait otherwise, and keeps the figures: time spent waiting for tokens and the current rate.
+The buckets are shared objects, so a rate change (``set_bandwidth``) takes effect at once.
+"""
+
+from __future__ import annotations
+
+from ..sansio.metrics import RateMeter
+from ..sansio.throttle import TokenBucket
+
+__all__ = ["Pacer", "default_burst"]
+
+#: never wait for fewer tokens than this (or the burst, if smaller): avoids tiny writes
+MIN_GRANT = 16 * 1024
+
+
+def default_burst(rate: float) -> float:
+    """The burst used when the caller gives none: 1/10 s of traffic, at least 16 KiB."""
+    return max(float(MIN_GRANT), rate / 10)
+
+
+class Pacer:
+    __slots__ = ("buckets", "waited", "meter", "total", "_blocked_since")
+
+    def __init__(self, buckets: list[TokenBucket] | None = None) -> None:
+        self.buckets: list[TokenBucket] = buckets or []
+        self.waited = 0.0  # seconds spent waiting for tokens
+        self.meter = RateMeter()
+        self.total = 0
+        self._blocked_since: float | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.buckets)
+
+    def allowance(self, now: float) -> float:
+        """Bytes that may go now (<= 0: wait :meth:`delay` first)."""
+        grant = min(b.tokens(now) for b in self.buckets)
+        threshold = min(MIN_GRANT, min(b.burst for b in self.buckets))
+        if grant < threshold:
+            if self._blocked_since is None:
+                self._blocked_since = now
+            return 0.0
+        if self._blocked_since is not None:
+            self.waited += now - self._blocked_since
+            self._blocked_since = None
+        return grant
+
+    def delay(self, now: float) -> float:
+        """Seconds until :meth:`allowance` is worth writing for."""
+        return max(b.time_until(min(MIN_GRANT, b.burst), now) for b in self.buckets)
+
+    def consume(self, n: int, now: float) -> None:
+        for b in self.buckets:
+            b.consume(n, now)
+        self.total += n
+        self.meter.update(self.total, now)
+
+    def rate(self, now: float) -> float:
+        return self.meter.rate(now)
