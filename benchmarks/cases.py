@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from . import workers as w
 from .runner import Result, latency, throughput
@@ -45,6 +46,15 @@ CASES: list[Case] = [
     _tcp_throughput(KiB, (800_000, 200_000, 800_000), "msg/s", ">= 1.2x pyzmq"),
     _tcp_throughput(64 * KiB, (20_000, 10_000, 20_000), "MB/s", "-"),
     _tcp_throughput(MiB, (2_000, 1_000, 2_000), "MB/s", ">= 0.8x best baseline"),
+    Case("tcp 64 B QoS mix", "msg/s", "QoS on >= 0.9x QoS off (cost <= 10%)", {
+        # high and normal messages alternating; nothing throttled
+        "objtransport": _tp(w.recv_objtransport,
+                            partial(w.send_objtransport, priorities=("high", "normal")),
+                            64, 1_500_000, "msg/s"),
+        "qos off": _tp(w.recv_objtransport,
+                       partial(w.send_objtransport, options={"qos": False},
+                               priorities=("high", "normal")), 64, 1_500_000, "msg/s"),
+    }),
     Case("tcp ping-pong 64 B", "µs", "p50 within 15 us of asyncio", {
         "objtransport": _lat(w.echo_objtransport, w.ping_objtransport),
         "asyncio": _lat(w.echo_asyncio, w.ping_asyncio),

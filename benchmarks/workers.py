@@ -49,15 +49,23 @@ def recv_objtransport(pipe: Connection, size: int, count: int) -> None:
     asyncio.run(main())
 
 
-def send_objtransport(port: int, size: int, count: int) -> None:
+def send_objtransport(port: int, size: int, count: int,
+                      options: dict[str, Any] | None = None,
+                      priorities: tuple[str, ...] = ("normal",)) -> None:
+    """Send ``count`` messages; ``priorities`` are used in turn (a QoS mix)."""
     from objtransport import NetworkTransport
 
     async def main() -> None:
-        async with NetworkTransport(timeout=DEADLINE) as net:
+        async with NetworkTransport(timeout=DEADLINE, **(options or {})) as net:
             conn = await net.connect("127.0.0.1", port)
             payload = b"x" * size
-            for _ in range(count):
-                await net.send_data(conn, payload)
+            if len(priorities) == 1:
+                for _ in range(count):
+                    await net.send_data(conn, payload)
+            else:
+                k = len(priorities)
+                for i in range(count):
+                    await net.send_data(conn, payload, priority=priorities[i % k])
             await net.flush(conn, timeout=DEADLINE)
             await asyncio.sleep(0.2)
 

@@ -132,6 +132,7 @@ class Options:
     max_receive_bandwidth: float = 0.0  # bytes/s read, per connection (pauses reading)
     receive_burst: float = 0.0
     qos_weights: tuple[int, int] = (4, 1)  # normal : low share of what high leaves
+    qos: bool = True  # False: one FIFO for every priority (the priority still travels)
 
     def __post_init__(self) -> None:
         if self.pool_size < 1:

@@ -242,6 +242,7 @@ class NativeSession(Session):
         self._magic_ok = False
         self._seq = 0
         self._fragment = options.max_fragment_size
+        self._qos = options.qos
         self._ping_token = 0
         self._ping_sent_at: float | None = None
         self._next_ping = now
@@ -365,23 +366,26 @@ class NativeSession(Session):
             self._check_send(size)
         self._seq = seq = self._seq + 1
         self.bytes_sent += size
+        queue = priority
         if priority != 2:
             self.other_priority_messages[priority] += 1
+            if not self._qos:
+                queue = 2
         if size <= self._fragment:
             sched = self.scheduler
             header = _pack_header(HEADER_SIZE + size, VERSION, 2, FLAG_TEXT if text else 0,
                                   priority, stream, seq)
-            if sched.blocked and (priority, stream) in sched.blocked:
-                sched.push_frame(priority, header + bytes(data), stream)
+            if sched.blocked and (queue, stream) in sched.blocked:
+                sched.push_frame(queue, header + bytes(data), stream)
             else:
-                buf = sched.small[priority]
+                buf = sched.small[queue]
                 buf += header
                 buf += data
                 sched.pending_bytes += size + 20
         else:
-            self.scheduler.push(priority, FragmentJob(data, seq, stream, priority,
-                                                      FLAG_TEXT if text else 0,
-                                                      self._fragment), stream)
+            self.scheduler.push(queue, FragmentJob(data, seq, stream, priority,
+                                                   FLAG_TEXT if text else 0,
+                                                   self._fragment), stream)
         return seq
 
     @property
