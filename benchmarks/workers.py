@@ -77,8 +77,8 @@ def echo_objtransport(pipe: Connection) -> None:
 
     async def main() -> None:
         async with NetworkTransport() as net:
-            async def echo(msg: Message) -> None:
-                await net.send_data(msg.conn_id, msg.data)
+            def echo(msg: Message) -> None:  # a plain handler replies without awaiting
+                net.send_nowait(msg.conn_id, msg.data)
 
             listener = await net.listen("127.0.0.1", 0, handler=echo)
             pipe.send(listener.port)

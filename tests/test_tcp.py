@@ -405,3 +405,21 @@ async def test_send_backpressure_against_a_peer_that_never_reads() -> None:
         assert net.circuit_breaker("127.0.0.1", port).failure_count == 1
         for w in accepted:
             w.close()
+
+
+async def test_send_nowait_from_a_plain_handler(net: NetworkTransport) -> None:
+    from objtransport import SendTimeout
+
+    def echo(msg: Message) -> None:
+        net.send_nowait(msg.conn_id, msg.data.upper(), priority="high")
+
+    listener = await net.listen("127.0.0.1", 0, handler=echo)
+    conn = await net.connect("127.0.0.1", listener.port, max_pending_bytes=64 * 1024)
+    net.send_nowait(conn, b"hi")
+    assert (await net.receive(conn, timeout=5.0)).data == b"HI"
+    with pytest.raises(SendTimeout, match="already queued"):
+        for _ in range(100):
+            net.send_nowait(conn, b"x" * 8192)  # no await: nothing drains
+    await net.disconnect(conn)
+    with pytest.raises(ConnectionNotFound):
+        net.send_nowait(conn, b"gone")

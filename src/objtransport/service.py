@@ -26,6 +26,7 @@ from .drivers.pacing import default_burst
 from .drivers.tcp import TcpDriver, client_ssl_context
 from .exceptions import (
     ConnectionNotFound,
+    ConnectionNotReady,
     SendTimeout,
     ServiceNotRunning,
     UnsupportedTransport,
@@ -403,6 +404,30 @@ class NetworkTransport:
             except SendTimeout:
                 conn.breaker.record_failure(asyncio.get_running_loop().time())
                 raise
+
+    def send_nowait(self, conn_id: int, data: bytes | bytearray | memoryview, *,
+                    priority: str | int = "normal", stream: int = 0,
+                    text: bool = False) -> None:
+        """Queue one message without waiting: for plain-function handlers and callbacks.
+
+        Raises ``SendTimeout`` at once instead of waiting when more than
+        ``max_pending_bytes`` are already queued (nothing is queued then),
+        ``ConnectionNotReady`` when the connection is not connected, and the errors of
+        :meth:`send_data`.
+        """
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            raise ConnectionNotFound(conn_id)
+        link = conn.link
+        if link is None or not link.session.open:
+            raise ConnectionNotReady(conn.id, conn.state.value, str(conn.endpoint))
+        prio = _PRIORITIES.get(priority)
+        if prio is None:
+            prio = Priority.parse(priority)
+        if link.backlog(prio) > link.max_pending:
+            raise SendTimeout(f"send_nowait to {conn.endpoint}: {link.pending_bytes} bytes "
+                              "already queued (max_pending_bytes); use send_data to wait")
+        link.send(data, stream, prio, text)
 
     async def send_to(self, host: str, port: int, data: bytes | bytearray | memoryview, *,
                       transport: str = "tcp", ssl: bool | None = None,
