@@ -33,6 +33,7 @@ from .framing import (
     FrameType,
     GoAwayCode,
 )
+from .reliability import ResumeState
 
 __all__ = ["NativeDecoder", "RawDecoder", "RECV_BUFFER_SIZE", "DIRECT_THRESHOLD"]
 
@@ -65,7 +66,7 @@ class _Direct:
 
 class _DecoderBase:
     __slots__ = ("messages", "_pending", "_direct", "_rbuf", "_rview", "conn_id",
-                 "transport", "peer", "bytes_received", "_header_only")
+                 "transport", "peer", "bytes_received", "_header_only", "_skip")
 
     def __init__(self, conn_id: int, transport: str, peer: Any) -> None:
         self.messages: list[Received] = []
@@ -80,6 +81,7 @@ class _DecoderBase:
         #: after a large body, read only a header's worth next, so that the following
         #: large body is received in place too instead of through the shared buffer
         self._header_only = False
+        self._skip = 0  # body bytes of a duplicate frame still to discard
 
     # -- driving ---------------------------------------------------------------------------
     def get_buffer(self, sizehint: int = -1) -> memoryview:
@@ -87,6 +89,8 @@ class _DecoderBase:
         d = self._direct
         if d is not None:
             return memoryview(d.buf)[d.pos:d.end]
+        if self._skip:
+            return self._rview[:min(self._skip, len(self._rbuf))]
         if self._header_only and len(self._pending) < _LARGEST_HEADER:
             return self._rview[:_LARGEST_HEADER - len(self._pending)]
         return self._rview
@@ -101,11 +105,21 @@ class _DecoderBase:
                 self._header_only = True
                 d.finish()
             return
+        if self._skip:
+            self._skip -= nbytes
+            self._header_only = not self._skip
+            return
         self._header_only = False
         self.feed(self._rview[:nbytes])
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Decode ``data`` (any chunking)."""
+        if self._skip:
+            n = min(len(data), self._skip)
+            self._skip -= n
+            data = data[n:]
+            if not data and not self._pending:
+                return
         d = self._direct
         if d is not None:
             n = min(len(data), d.end - d.pos)
@@ -147,18 +161,27 @@ class _DecoderBase:
 
 
 class NativeDecoder(_DecoderBase):
-    """Decoder of native frames (after the 4-byte magic, which the session checks)."""
+    """Decoder of native frames (after the 4-byte magic, which the session checks).
 
-    __slots__ = ("max_frame_size", "reassembler", "control", "accept_data")
+    With a :class:`ResumeState` (``rx``) it drops duplicates (sequence numbers already
+    delivered, resent after a resume) and records what it delivered. It stops right after a
+    HELLO so the session can settle the handshake (and pick the resume state) before any
+    DATA that follows is decoded; call :meth:`feed` with ``b""`` to go on.
+    """
+
+    __slots__ = ("max_frame_size", "reassembler", "control", "accept_data", "rx",
+                 "duplicates")
 
     def __init__(self, conn_id: int, transport: str, peer: Any, max_frame_size: int,
-                 reassembler: Reassembler) -> None:
+                 reassembler: Reassembler, rx: ResumeState | None = None) -> None:
         super().__init__(conn_id, transport, peer)
         self.max_frame_size = max_frame_size
         self.reassembler = reassembler
         self.control: list[tuple[int, bytes]] = []
         #: DATA is a protocol error until a HELLO has been decoded
         self.accept_data = False
+        self.rx = rx
+        self.duplicates = 0
 
     def _parse(self, buf: bytes) -> int:
         n = len(buf)
@@ -169,7 +192,11 @@ class NativeDecoder(_DecoderBase):
         unpack = _unpack_header
         accept = self.accept_data
         not_text = _NOT_TEXT
+        rx = self.rx
+        floor = rx.floor if rx is not None else 0
+        above: set[int] = rx.above if rx is not None else set()
         nbytes = 0
+        dups = 0
         try:
             while n - off >= 20:
                 length, ver, typ, flags, prio, stream, seq = unpack(buf, off)
@@ -180,10 +207,27 @@ class NativeDecoder(_DecoderBase):
                     raise ProtocolError(f"frame version {ver}, expected {VERSION}",
                                         GoAwayCode.UNSUPPORTED_VERSION)
                 if typ == 2 and not flags & not_text and prio <= 3 and accept:
+                    if rx is not None:
+                        if seq == floor + 1:
+                            floor = seq
+                        elif seq <= floor or seq in above:
+                            dups += 1
+                            if end > n:
+                                self._skip = end - n
+                                off = n
+                                break
+                            off = end
+                            continue
+                        else:
+                            above.add(seq)
                     if end > n:
                         if length >= DIRECT_THRESHOLD:
-                            self._direct_whole(buf, off, end, flags, prio, stream)
+                            if rx is not None:  # counted as delivered once it is complete
+                                floor = self._unmark(rx, seq, floor)
+                            self._direct_whole(buf, off, end, flags, prio, stream, seq)
                             off = n
+                        elif rx is not None:
+                            floor = self._unmark(rx, seq, floor)
                         break
                     nbytes += length - 16
                     if stream or prio != 2 or flags:
@@ -205,9 +249,21 @@ class NativeDecoder(_DecoderBase):
                                             GoAwayCode.PROTOCOL_ERROR)
                     if n - off < 28:
                         break
+                    if rx is not None and (seq <= floor or seq in above):
+                        dups += 1 if _unpack_frag(buf, off + 20)[0] == 0 else 0
+                        if end > n:
+                            self._skip = end - n
+                            off = n
+                            break
+                        off = end
+                        continue
                     if end > n and length < DIRECT_THRESHOLD:
                         break
+                    if rx is not None:
+                        rx.floor = floor
                     done = self._fragment(buf, off, end, n, length, flags, prio, stream, seq)
+                    if rx is not None:
+                        floor = rx.floor
                     if done is None:  # went direct
                         off = n
                         break
@@ -218,14 +274,29 @@ class NativeDecoder(_DecoderBase):
                 self.control.append((typ, buf[off + 20:end]))
                 off = end
                 if typ == _HELLO:
-                    accept = self.accept_data = True
+                    self.accept_data = True
+                    break  # the session settles the handshake before more is decoded
             if n - off >= 4:
                 (length,) = _unpack_len(buf, off)
                 if length > maxf or length < HEADER_SIZE:
                     self._bad_length(length)
         finally:
             self.bytes_received += nbytes
+            if rx is not None:
+                rx.floor = floor
+                if above:
+                    rx.settle()
+                self.duplicates += dups
+                rx.duplicates += dups
         return off
+
+    @staticmethod
+    def _unmark(rx: ResumeState, seq: int, floor: int) -> int:
+        """Undo the optimistic mark of a message that is not complete yet."""
+        if seq == floor:
+            return floor - 1
+        rx.above.discard(seq)
+        return floor
 
     def _bad_length(self, length: int) -> NoReturn:
         if length > self.max_frame_size:
@@ -235,7 +306,7 @@ class NativeDecoder(_DecoderBase):
                             GoAwayCode.PROTOCOL_ERROR)
 
     def _direct_whole(self, buf: bytes, off: int, end: int, flags: int, prio: int,
-                      stream: int) -> None:
+                      stream: int, seq: int) -> None:
         size = end - off - 20
         recycler = self.reassembler.recycler
         target = recycler.take(size)
@@ -243,6 +314,8 @@ class NativeDecoder(_DecoderBase):
         def finish() -> None:
             self.bytes_received += size
             data = recycler.finish(target, size)
+            if self.rx is not None:
+                self.rx.mark(seq)
             if stream or prio != 2 or flags:
                 self.messages.append(Message(data, self.conn_id, self.transport,
                                              self.peer, stream, PRIORITY_NAMES[prio],
@@ -263,18 +336,20 @@ class NativeDecoder(_DecoderBase):
             def finish() -> None:
                 done = ra.advance(seq, piece_len)
                 if done is not None:
-                    self._deliver_partial(done)
+                    self._deliver_partial(seq, done)
 
             self._go_direct(partial.buf, offset, offset + piece_len, buf, off + 28, finish)
             return None
         partial.buf[offset:offset + piece_len] = memoryview(buf)[off + 28:end]
         done = ra.advance(seq, piece_len)
         if done is not None:
-            self._deliver_partial(done)
+            self._deliver_partial(seq, done)
         return True
 
-    def _deliver_partial(self, p: Partial) -> None:
+    def _deliver_partial(self, seq: int, p: Partial) -> None:
         self.bytes_received += p.total
+        if self.rx is not None:
+            self.rx.mark(seq)
         if not p.stream and p.priority == 2 and not p.flags:
             self.messages.append(self.reassembler.recycler.finish(p.buf, p.total))
             return

@@ -7,6 +7,8 @@ from typing import Any
 
 __all__ = [
     "PRIORITY_NAMES",
+    "Acked",
+    "SessionLost",
     "Received",
     "as_message",
     "Closed",
@@ -84,4 +86,20 @@ class Closed:
     error: bool
 
 
-Event = HandshakeComplete | PongReceived | Closed
+@dataclass(frozen=True, slots=True)
+class Acked:
+    """The peer acknowledged everything up to ``seq``."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLost:
+    """The peer does not know our session any more (it restarted, or the resume came too
+    late): the messages in ``unconfirmed`` (seq, payload, stream, priority, text) may or may
+    not have been delivered. Numbering starts again."""
+
+    unconfirmed: list[tuple[int, bytes, int, int, bool]]
+
+
+Event = HandshakeComplete | PongReceived | Closed | Acked | SessionLost

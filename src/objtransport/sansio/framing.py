@@ -52,6 +52,11 @@ GOAWAY_FORMAT = struct.Struct("!H")
 MAX_GOAWAY_REASON = 256
 RAW_KEEPALIVE = b"\x00"
 
+FEATURE_ACKS = 0x01  # the sender acknowledges DATA
+FEATURE_RESUME = 0x02  # the sender can resume this session after a reconnection
+FEATURE_RESUMED = 0x04  # (listener's HELLO) this continues a session it kept
+ACK_FORMAT = struct.Struct("!Q")
+
 FLAG_FRAG = 0x01
 FLAG_TEXT = 0x02
 KNOWN_FLAGS = FLAG_FRAG | FLAG_TEXT

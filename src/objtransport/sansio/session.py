@@ -18,14 +18,27 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from ..config import Options, Priority
 from ..exceptions import ConnectionNotReady, MessageTooLarge, ProtocolError
 from .decoder import NativeDecoder, RawDecoder
-from .events import Closed, Event, HandshakeComplete, PongReceived, Received
+from .events import (
+    Acked,
+    Closed,
+    Event,
+    HandshakeComplete,
+    PongReceived,
+    Received,
+    SessionLost,
+)
 from .fragmentation import FragmentJob, Reassembler
 from .framing import (
+    ACK_FORMAT,
+    FEATURE_ACKS,
+    FEATURE_RESUME,
+    FEATURE_RESUMED,
     FLAG_TEXT,
     FRAME_HEADER,
     HEADER_SIZE,
@@ -42,7 +55,14 @@ from .framing import (
     encode_hello,
     encode_raw,
 )
+from .reliability import ResumeState
 from .scheduler import Chunk, PriorityScheduler
+
+#: acknowledge at least every this many messages ...
+ACK_EVERY = 256
+#: ... or this long after the first unacknowledged one
+ACK_DELAY = 0.005
+ResumeLookup = Callable[[bytes], tuple[ResumeState, bool]]
 
 __all__ = ["NativeSession", "RawSession", "Session", "SessionState", "detect_native"]
 
@@ -230,9 +250,22 @@ class NativeSession(Session):
     """The native protocol: preface, HELLO, DATA (fragmented when large), PING/PONG, GOAWAY."""
 
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
-                 now: float, session_id: bytes, send_preface: bool = True) -> None:
+                 now: float, session_id: bytes, send_preface: bool = True,
+                 resume: ResumeState | None = None, role: str = "peer",
+                 resume_lookup: ResumeLookup | None = None) -> None:
+        """``role``: "peer" (both sides send HELLO at once; no resume), "client" (sends
+        HELLO first, resumes ``resume``) or "server" (answers the client's HELLO, finding
+        the session to resume with ``resume_lookup``)."""
         super().__init__(options, conn_id, transport, peer, now)
         self.session_id = session_id
+        self.role = role
+        self.resume_lookup = resume_lookup
+        #: sequence numbers, unacknowledged messages, duplicate filter (outlives sessions)
+        self.rs = resume if resume is not None else ResumeState(session_id)
+        self._reliable = resume is not None or resume_lookup is not None
+        self._acks = False  # both sides agreed on ACKs (set by the handshake)
+        self._ack_due: float | None = None
+        self._seq0 = self.rs.next_seq
         self.peer_session_id = b""
         self.reassembler = Reassembler(options.max_message_size, options.max_partial_messages,
                                        options.max_reassembly_bytes)
@@ -240,7 +273,6 @@ class NativeSession(Session):
                                      self.reassembler)
         self._magic = b""  # bytes of the peer's magic seen so far
         self._magic_ok = False
-        self._seq = 0
         self._fragment = options.max_fragment_size
         self._qos = options.qos
         self._ping_token = 0
@@ -248,9 +280,22 @@ class NativeSession(Session):
         self._next_ping = now
         self.rtt_last: float | None = None
         self.pings_sent = 0
-        if send_preface:
-            hello = Hello(session_id, 0, options.max_frame_size, options.max_message_size, 0)
-            self.scheduler.push_frame(_CONTROL, MAGIC + encode_hello(hello))
+        if send_preface and role != "server":
+            self._send_hello()
+
+    def _features(self) -> int:
+        return FEATURE_ACKS | FEATURE_RESUME if self._reliable else 0
+
+    def _send_hello(self, features: int | None = None, resume_seq: int | None = None,
+                    session_id: bytes | None = None) -> None:
+        o = self.options
+        rs = self.rs
+        if resume_seq is None:
+            resume_seq = rs.floor if rs.established else 0
+        hello = Hello(session_id or rs.session_id,
+                      self._features() if features is None else features,
+                      o.max_frame_size, o.max_message_size, resume_seq)
+        self.scheduler.push_frame(_CONTROL, MAGIC + encode_hello(hello))
 
     # -- receiving -----------------------------------------------------------------------
     def get_buffer(self, sizehint: int = -1) -> memoryview:
@@ -295,14 +340,19 @@ class NativeSession(Session):
 
     def _after_decode(self, now: float) -> list[Received]:
         dec = self.decoder
-        if dec.control:
+        while dec.control:
             control = dec.control
             dec.control = []
             try:
                 for ftype, payload in control:
                     self._on_control(ftype, payload, now)
+                if self.state is SessionState.OPEN and dec.buffered:
+                    dec.feed(b"")  # what followed the HELLO
             except ProtocolError as exc:
                 self._fail(exc, now)
+                break
+        if self._acks and self.rs.floor > self.rs.ack_sent:
+            self._schedule_ack(now)
         msgs = dec.messages
         if msgs:
             dec.messages = []
@@ -320,13 +370,7 @@ class NativeSession(Session):
             if self.state is not SessionState.HANDSHAKE:
                 raise ProtocolError("second HELLO", GoAwayCode.PROTOCOL_ERROR)
             hello = decode_hello(payload)
-            self.peer_session_id = hello.session_id
-            self.peer_max_message = hello.max_message_size
-            self._fragment = min(self.options.max_fragment_size, hello.max_frame_size - 28)
-            self._set_state(SessionState.OPEN)
-            self.events.append(HandshakeComplete(hello.session_id, hello.max_frame_size,
-                                                 hello.max_message_size))
-            self._send_ping(now)
+            self._on_hello(hello, now)
         elif self.state is SessionState.HANDSHAKE:
             raise ProtocolError(f"{FrameType(ftype).name} frame before HELLO",
                                 GoAwayCode.PROTOCOL_ERROR)
@@ -340,7 +384,77 @@ class NativeSession(Session):
             self._close(code, reason, by_peer=True, drop_queued=True,
                         error=code not in _ERROR_FREE)
         elif ftype == FrameType.ACK:
-            pass  # acknowledgements are used by resumable sessions; nothing to do here
+            if len(payload) != 8:
+                raise ProtocolError("ACK payload is not 8 bytes", GoAwayCode.PROTOCOL_ERROR)
+            (seq,) = ACK_FORMAT.unpack(payload)
+            if seq > self.rs.next_seq:
+                raise ProtocolError(f"ACK of message {seq}, only {self.rs.next_seq} were sent",
+                                    GoAwayCode.PROTOCOL_ERROR)
+            if self.rs.on_ack(seq):
+                self.events.append(Acked(seq))
+
+    def _on_hello(self, hello: Hello, now: float) -> None:
+        """Settle the handshake: limits, ACKs, and resuming (or not) the session."""
+        self.peer_session_id = hello.session_id
+        self.peer_max_message = hello.max_message_size
+        self._fragment = min(self.options.max_fragment_size, hello.max_frame_size - 28)
+        both = FEATURE_ACKS | FEATURE_RESUME
+        agreed = self._reliable and hello.features & both == both
+        rs = self.rs
+        if self.role == "server":
+            resumed = False
+            if agreed and self.resume_lookup is not None:
+                rs, resumed = self.resume_lookup(hello.session_id)
+                self.rs = rs
+                self._seq0 = rs.next_seq
+            if resumed:
+                self._send_hello(both | FEATURE_RESUMED, rs.floor, hello.session_id)
+                self._resend(hello.resume_seq)
+            else:
+                rs.reset_receive()
+                self._send_hello(both if agreed else 0, 0, hello.session_id)
+        elif agreed:
+            if hello.features & FEATURE_RESUMED:
+                self._resend(hello.resume_seq)
+            else:
+                if rs.established:
+                    lost = rs.take_unconfirmed()
+                    if lost:
+                        self.events.append(SessionLost(lost))
+                    rs.next_seq = 0
+                    self._seq0 = 0
+                rs.reset_receive()
+            rs.established = True
+        if agreed:
+            self.decoder.rx = rs
+            self._acks = True
+        rs.peer_session_id = hello.session_id
+        self._set_state(SessionState.OPEN)
+        self.events.append(HandshakeComplete(hello.session_id, hello.max_frame_size,
+                                             hello.max_message_size))
+        self._send_ping(now)
+
+    def _resend(self, peer_floor: int) -> None:
+        """After a resume: drop what the peer has, send the rest again, same numbers."""
+        rs = self.rs
+        rs.on_ack(peer_floor)
+        for seq, data, stream, priority, text in rs.unacked:
+            self._queue(data, seq, stream, priority, text)
+            rs.resent += 1
+
+    def _schedule_ack(self, now: float) -> None:
+        rs = self.rs
+        if rs.floor - rs.ack_sent >= ACK_EVERY:
+            self._send_ack()
+        elif self._ack_due is None:
+            self._ack_due = now + ACK_DELAY
+
+    def _send_ack(self) -> None:
+        rs = self.rs
+        rs.ack_sent = rs.floor
+        self._ack_due = None
+        self.scheduler.push_frame(_CONTROL, encode_frame(FrameType.ACK,
+                                                         ACK_FORMAT.pack(rs.floor)))
 
     def _on_pong(self, payload: bytes, now: float) -> None:
         if len(payload) != 8 or self._ping_sent_at is None:
@@ -364,13 +478,17 @@ class NativeSession(Session):
         size = len(data)
         if not self.open or size > self.peer_max_message:
             self._check_send(size)
-        self._seq = seq = self._seq + 1
+        rs = self.rs
+        rs.next_seq = seq = rs.next_seq + 1
         self.bytes_sent += size
-        queue = priority
         if priority != 2:
             self.other_priority_messages[priority] += 1
-            if not self._qos:
-                queue = 2
+        if self._acks:
+            if type(data) is not bytes:
+                data = bytes(data)
+            rs.unacked.append((seq, data, stream, priority, text))
+            rs.unacked_bytes += size
+        queue = priority if self._qos else 2
         if size <= self._fragment:
             sched = self.scheduler
             header = _pack_header(HEADER_SIZE + size, VERSION, 2, FLAG_TEXT if text else 0,
@@ -383,14 +501,35 @@ class NativeSession(Session):
                 buf += data
                 sched.pending_bytes += size + 20
         else:
-            self.scheduler.push(queue, FragmentJob(data, seq, stream, priority,
-                                                   FLAG_TEXT if text else 0,
-                                                   self._fragment), stream)
+            sched = self.scheduler
+            sched.push(queue, FragmentJob(data, seq, stream, priority, FLAG_TEXT if text else 0,
+                                          self._fragment), stream)
         return seq
+
+    def _queue(self, data: bytes, seq: int, stream: int, priority: int, text: bool) -> None:
+        """Queue an already numbered message (a resend)."""
+        flags = FLAG_TEXT if text else 0
+        queue = priority if self._qos else 2
+        if len(data) <= self._fragment:
+            self.scheduler.push_frame(queue, _pack_header(
+                HEADER_SIZE + len(data), VERSION, 2, flags, priority, stream, seq) + data,
+                stream)
+        else:
+            self.scheduler.push(queue, FragmentJob(data, seq, stream, priority, flags,
+                                                   self._fragment), stream)
+
+    @property
+    def unacked_bytes(self) -> int:
+        """Bytes sent and not yet acknowledged (0 without ACKs)."""
+        return self.rs.unacked_bytes if self._acks else 0
+
+    @property
+    def acks(self) -> bool:
+        return self._acks
 
     @property
     def messages_sent(self) -> int:
-        return self._seq
+        return self.rs.next_seq - self._seq0
 
     def _send_ping(self, now: float) -> None:
         self._ping_token += 1
@@ -411,6 +550,8 @@ class NativeSession(Session):
         if self.state is SessionState.CLOSED:
             return None
         dead = self.last_receive + opts.keepalive_interval + opts.pong_timeout
+        if self._ack_due is not None:
+            return min(self._next_ping, dead, self._ack_due)
         return min(self._next_ping, dead)
 
     def handle_timer(self, now: float) -> None:
@@ -424,6 +565,8 @@ class NativeSession(Session):
             return
         if self.state is not SessionState.OPEN:
             return
+        if self._ack_due is not None and now >= self._ack_due:
+            self._send_ack()
         if now >= self.last_receive + opts.keepalive_interval + opts.pong_timeout:
             self._close(GoAwayCode.IDLE_TIMEOUT,
                         f"peer silent for {now - self.last_receive:.1f} s (no PONG)",
