@@ -169,7 +169,7 @@ async def test_normal_and_low_share_by_weights_under_saturation() -> None:
     async with NetworkTransport() as net:
         listener = await net.listen("127.0.0.1", 0, handler=on_message)
         conn = await net.connect("127.0.0.1", listener.port, max_bandwidth=8 * MiB,
-                                 max_pending_bytes=64 * MiB)
+                                 max_pending_bytes=64 * MiB, max_unacked_bytes=64 * MiB)
         payload = b"w" * 16 * 1024
         for _ in range(1000):  # 16 MB of each, far more than 1.5 s at 8 MiB/s
             await net.send_data(conn, payload, priority="normal")

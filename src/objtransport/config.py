@@ -133,6 +133,9 @@ class Options:
     receive_burst: float = 0.0
     qos_weights: tuple[int, int] = (4, 1)  # normal : low share of what high leaves
     qos: bool = True  # False: one FIFO for every priority (the priority still travels)
+    # lossless sessions (native framing)
+    session_resume_timeout: float = 60.0  # both sides keep a broken session this long
+    max_unacked_bytes: int = 16 * MiB  # sent, not yet acknowledged, before send_data waits
 
     def __post_init__(self) -> None:
         if self.pool_size < 1:

@@ -25,18 +25,25 @@ from .exceptions import (
     CircuitOpenError,
     ConnectError,
     ConnectionNotReady,
+    SendTimeout,
+    SessionLost,
 )
 from .sansio.backoff import backoff_delays
 from .sansio.breaker import BreakerState, CircuitBreaker, CircuitBreakerState
 from .sansio.events import (
     PRIORITY_NAMES,
+    Acked,
     Closed,
     Event,
     HandshakeComplete,
     PongReceived,
     Received,
 )
-from .sansio.session import NativeSession, RawSession, Session
+from .sansio.events import (
+    SessionLost as SessionLostEvent,
+)
+from .sansio.reliability import ResumeState
+from .sansio.session import NativeSession, RawSession, ResumeLookup, Session
 from .sansio.throttle import TokenBucket
 
 __all__ = ["ConnState", "Connection", "ConnectionInfo", "Endpoint"]
@@ -104,8 +111,10 @@ class Hooks:
     def __init__(self, deliver: Callable[[Connection, list[Received], int], None],
                  on_rtt: Callable[[float], None],
                  on_state: Callable[[Connection, ConnState], None],
-                 on_error: Callable[[Connection, str], None]) -> None:
+                 on_error: Callable[[Connection, str], None],
+                 on_detached: Callable[[Connection], None] | None = None) -> None:
         self.deliver = deliver
+        self.on_detached = on_detached or (lambda conn: None)
         self.on_rtt = on_rtt
         self.on_state = on_state
         self.on_error = on_error
@@ -144,7 +153,16 @@ class Connection:
         self._state_changed = asyncio.Event()
         self.error_count = 0
         self.reconnects = 0
+        #: the session that survives reconnections (client) or waits to be resumed (server)
+        self.resume_state = ResumeState(os.urandom(16))
+        self.resume_lookup: ResumeLookup | None = None
+        #: messages whose delivery could not be confirmed (the peer lost the session)
+        self.unconfirmed: list[tuple[int, bytes, int, int, bool]] = []
+        self.unconfirmed_total = 0
+        self._ack_waiters: list[asyncio.Future[None]] = []
+        self._state_changed_waiters: list[asyncio.Future[None]] = []
         self.pooled = False
+        self.ever_connected = False
         self.pool_endpoint: Endpoint | None = None
         self.listener: Any = None  # the Listener that accepted it (server side)
         self._reading_paused = False
@@ -217,8 +235,18 @@ class Connection:
     def _new_session(self, native: bool | None) -> Session:
         if native is not None:
             self.native = native
-        return make_session(native, self.options, self.id, self.transport_name,
-                            self.peer_address, self.loop.time(), os.urandom(16))
+        now = self.loop.time()
+        if native is False:
+            return RawSession(self.options, self.id, self.transport_name, self.peer_address,
+                              now)
+        if self.role == "server":
+            return NativeSession(self.options, self.id, self.transport_name,
+                                 self.peer_address, now, self.resume_state.session_id,
+                                 send_preface=False, role="server",
+                                 resume_lookup=self.resume_lookup)
+        return NativeSession(self.options, self.id, self.transport_name, self.peer_address,
+                             now, self.resume_state.session_id, resume=self.resume_state,
+                             role="client")
 
     def flow_control(self, pause: bool) -> None:
         """Pause or resume reading from the current link (receive backpressure)."""
@@ -241,6 +269,10 @@ class Connection:
     def _on_event(self, link: Link, ev: Event) -> None:
         if isinstance(ev, PongReceived):
             self.hooks.on_rtt(ev.rtt)
+        elif isinstance(ev, Acked):
+            self._wake_ack_waiters()
+        elif isinstance(ev, SessionLostEvent):
+            self._session_lost(ev.unconfirmed)
         elif isinstance(ev, HandshakeComplete):
             if self.role == "server":
                 self._set_state(ConnState.CONNECTED)
@@ -267,14 +299,43 @@ class Connection:
         self._set_state(ConnState.CONNECTED)
 
     def _accepted_link_closed(self, link: Link) -> None:
+        if self.link is not link:
+            return  # the link moved to the connection whose session it resumed
         self._fold(link)
         self.link = None
+        closed = link.closed.result() if link.closed.done() else None
+        orderly = closed is not None and closed.by_peer and not closed.error
+        if (link.session.acks if isinstance(link.session, NativeSession) else False) \
+                and not orderly and not self._user_closed:
+            # keep the session for the client to resume
+            self._set_state(ConnState.CONNECTING)
+            self.hooks.on_detached(self)
+            return
         self._set_state(ConnState.DISCONNECTED)
+
+    def take_over(self, link: Link) -> None:
+        """A new socket resumed this (server-side) connection's session: it is ours now."""
+        link.on_messages = self._on_messages
+        link.on_event = self._on_event
+        session = link.session
+        session.conn_id = self.id
+        session.set_peer(link.peer)
+        decoder = getattr(session, "decoder", None)
+        if decoder is not None:
+            decoder.conn_id = self.id
+        self.reconnects += 1
+        self.adopt(link)
+        self._accepted_made(link)
 
     def _set_state(self, state: ConnState) -> None:
         if state is self.state:
             return
         self.state = state
+        if self._state_changed_waiters:
+            waiters, self._state_changed_waiters = self._state_changed_waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
         self._state_changed.set()
         self._state_changed = asyncio.Event()
         self.hooks.on_state(self, state)
@@ -355,6 +416,56 @@ class Connection:
         log.warning("connection %s to %s: giving up after %d reconnect attempts (%s)",
                     self.id, self.endpoint, o.max_reconnect_attempts, self.last_error)
         return None
+
+    # -- acknowledgements -------------------------------------------------------------------
+    def _wake_ack_waiters(self) -> None:
+        waiters = self._ack_waiters
+        self._ack_waiters = []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    def _session_lost(self, unconfirmed: list[tuple[int, bytes, int, int, bool]]) -> None:
+        """The peer no longer knows our session: say so, loudly, and keep the list."""
+        self.unconfirmed.extend(unconfirmed)
+        self.unconfirmed_total += len(unconfirmed)
+        self.error_count += 1
+        self.last_error = (f"the peer lost the session: {len(unconfirmed)} message(s) not "
+                           "confirmed")
+        self.hooks.on_error(self, self.last_error)
+        self._wake_ack_waiters()
+
+    async def wait_acked(self, timeout: float, seq: int | None = None) -> None:
+        """Wait until the peer acknowledged everything sent so far (or up to ``seq``).
+
+        Raises ``SendTimeout`` after ``timeout`` s and ``SessionLost`` if the peer lost the
+        session meanwhile. Without ACKs (raw framing) it waits until all is handed to the
+        socket.
+        """
+        lost_before = self.unconfirmed_total
+        rs = self.resume_state
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    if self.unconfirmed_total != lost_before:
+                        raise SessionLost(str(self.endpoint), self.unconfirmed)
+                    link = self.link
+                    if link is not None and not getattr(link.session, "acks", False) \
+                            and link.session.open:
+                        await link.wait_flushed(timeout)
+                        return
+                    if not rs.unacked or (seq is not None and rs.unacked[0][0] > seq):
+                        return
+                    if self.state is ConnState.DISCONNECTED:
+                        raise ConnectionNotReady(self.id, self.state.value, str(self.endpoint))
+                    fut: asyncio.Future[None] = self.loop.create_future()
+                    self._ack_waiters.append(fut)
+                    if self.state is ConnState.CONNECTING:
+                        self._state_changed_waiters.append(fut)
+                    await fut
+        except TimeoutError:
+            raise SendTimeout(f"{len(rs.unacked)} message(s) to {self.endpoint} not "
+                              f"acknowledged within {timeout:g} s") from None
 
     # -- sending ----------------------------------------------------------------------------
     async def ready_link(self, timeout: float) -> Link:

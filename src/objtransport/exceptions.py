@@ -16,6 +16,7 @@ tree at the driver boundary and chained as ``__cause__``; they never reach the c
     ├── MessageTooLarge           a message above max_message_size (or the datagram limit)
     ├── ProtocolError             the peer broke the wire protocol (carries .code)
     ├── SendTimeout               backpressure did not clear within the timeout
+    ├── SessionLost               the peer lost our session: some messages unconfirmed
     ├── UnsupportedTransport      a transport name objtransport does not know
     └── ServiceNotRunning         the NetworkTransport was not started or is stopped
 
@@ -35,6 +36,7 @@ __all__ = [
     "ProtocolError",
     "SendTimeout",
     "ServiceNotRunning",
+    "SessionLost",
     "TransportError",
     "UnsupportedTransport",
 ]
@@ -115,6 +117,19 @@ class ProtocolError(TransportError):
     def __init__(self, message: str, code: int = 1) -> None:
         self.code = code
         super().__init__(message)
+
+
+class SessionLost(TransportError):
+    """The peer lost our session (it restarted, or the resume came too late). The messages
+    in ``unconfirmed`` (seq, payload, stream, priority, text) may or may not have arrived;
+    ``NetworkTransport.unconfirmed(conn_id)`` hands them over."""
+
+    def __init__(self, endpoint: str, unconfirmed: list[tuple[int, bytes, int, int, bool]]
+                 ) -> None:
+        self.endpoint = endpoint
+        self.unconfirmed = list(unconfirmed)
+        super().__init__(f"{endpoint} lost the session: {len(unconfirmed)} message(s) sent "
+                         "before were not confirmed")
 
 
 class SendTimeout(TransportError):

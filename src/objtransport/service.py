@@ -37,6 +37,7 @@ from .pool_manager import PoolManager
 from .sansio.breaker import BreakerState, CircuitBreaker, CircuitBreakerState
 from .sansio.events import Message, Received
 from .sansio.metrics import LatencyHistogram
+from .sansio.reliability import ResumeState
 from .sansio.throttle import TokenBucket
 
 __all__ = ["NetworkTransport", "TransportMetrics"]
@@ -118,7 +119,10 @@ class NetworkTransport:
         self._pools: PoolManager | None = None
         self._running = False
         self._hooks = Hooks(self._deliver, self._latency.record, self._on_state,
-                            self._on_error)
+                            self._on_error, self._on_detached)
+        #: listener-side connections by the client's session id, for resuming
+        self._kept: dict[bytes, Connection] = {}
+        self._expiry: dict[int, asyncio.TimerHandle] = {}
         # folded counters of forgotten connections
         self._closed_totals = [0, 0, 0, 0]
         self._total_connections = 0
@@ -228,10 +232,60 @@ class NetworkTransport:
                           native=listener.framing is not Framing.RAW, extra=listener.extra,
                           shared_buckets=[self._global_bucket] if self._global_bucket else None)
         conn.listener = listener
+        conn.resume_lookup = lambda sid, c=conn: self._resume_lookup(c, sid)
         self._conns[cid] = conn
         listener.connections.add(cid)
         self._attach_receiver(conn, listener.handler)
         return conn.make_parts(detect=listener.framing is Framing.AUTO)
+
+    def _resume_lookup(self, fresh: Connection, sid: bytes) -> tuple[ResumeState, bool]:
+        """A client's HELLO asks to resume session ``sid`` on the socket ``fresh`` holds.
+
+        If we kept that session, the socket moves to the kept connection (same id, same
+        counters, its unacknowledged messages resent) and ``fresh`` disappears unseen.
+        """
+        kept = self._kept.get(sid)
+        link = fresh.link
+        if kept is not None and kept is not fresh and kept.id in self._conns and link is not None:
+            stale = kept.link
+            if stale is not None:  # we had not noticed the old socket died yet
+                kept._fold(stale)
+                kept.link = None
+                stale.abort()
+            handle = self._expiry.pop(kept.id, None)
+            if handle is not None:
+                handle.cancel()
+            fresh.link = None
+            self._drop_unseen(fresh)
+            kept.take_over(link)
+            return kept.resume_state, True
+        fresh.resume_state = ResumeState(sid)
+        self._kept[sid] = fresh
+        return fresh.resume_state, False
+
+    def _drop_unseen(self, conn: Connection) -> None:
+        """Forget a connection that was only a vehicle for a resume: not counted."""
+        self._conns.pop(conn.id, None)
+        runner = self._handlers.pop(conn.id, None)
+        if runner is not None:
+            runner.cancel()
+        self._inbox.unregister(conn.id)
+        if conn.listener is not None:
+            conn.listener.connections.discard(conn.id)
+
+    def _on_detached(self, conn: Connection) -> None:
+        """A listener-side session lost its socket: keep it for the client to resume."""
+        timeout = conn.options.session_resume_timeout
+        self._expiry[conn.id] = asyncio.get_running_loop().call_later(
+            timeout, self._expire, conn)
+
+    def _expire(self, conn: Connection) -> None:
+        self._expiry.pop(conn.id, None)
+        if conn.link is None and conn.id in self._conns:
+            rs = conn.resume_state
+            if rs.unacked:
+                conn._session_lost(rs.take_unconfirmed())
+            conn._set_state(ConnState.DISCONNECTED)
 
     async def _close_listener(self, listener: Listener) -> None:
         if listener in self._listeners:
@@ -341,6 +395,12 @@ class NetworkTransport:
         listener = getattr(conn, "listener", None)
         if listener is not None:
             listener.connections.discard(conn_id)
+        sid = conn.resume_state.session_id
+        if self._kept.get(sid) is conn:
+            del self._kept[sid]
+        handle = self._expiry.pop(conn_id, None)
+        if handle is not None:
+            handle.cancel()
         if self._pools is not None and getattr(conn, "pooled", False):
             self._pools.forget(conn)
 
@@ -363,7 +423,9 @@ class NetworkTransport:
 
     def _on_state(self, conn: Connection, state: ConnState) -> None:
         if state is ConnState.CONNECTED:
-            self._total_connections += 1
+            if not conn.ever_connected:
+                conn.ever_connected = True
+                self._total_connections += 1
         elif state is ConnState.DISCONNECTED:
             if conn.role == "server" or getattr(conn, "pooled", False):
                 self._forget(conn.id)
@@ -380,7 +442,7 @@ class NetworkTransport:
     # -- sending ---------------------------------------------------------------------------------
     async def send_data(self, conn_id: int, data: bytes | bytearray | memoryview, *,
                         priority: str | int = "normal", stream: int = 0, text: bool = False,
-                        timeout: float | None = None) -> None:
+                        timeout: float | None = None, wait_ack: bool = False) -> None:
         """Queue one message on a connection; return once it is queued.
 
         Waits (backpressure) while the connection has more than ``max_pending_bytes`` queued,
@@ -397,6 +459,11 @@ class NetworkTransport:
         prio = _PRIORITIES.get(priority)
         if prio is None:
             prio = Priority.parse(priority)
+        if wait_ack:
+            link.send(data, stream, prio, text)
+            await conn.wait_acked(self.options.timeout if timeout is None else timeout,
+                                  link.last_seq)
+            return
         if link.send(data, stream, prio, text):
             try:
                 await link.wait_writable(self.options.timeout if timeout is None else timeout,
@@ -453,13 +520,24 @@ class NetworkTransport:
         conn.set_bandwidth(max_bandwidth, burst, max_receive_bandwidth, receive_burst)
 
     async def flush(self, conn_id: int, timeout: float | None = None) -> None:
-        """Wait until everything queued on the connection has been handed to the socket."""
+        """Wait until the peer acknowledged everything sent so far on the connection
+        (native framing; across reconnections), or, in raw framing, until it was all handed
+        to the socket. Raises ``SendTimeout``, or ``SessionLost`` if the peer lost the
+        session (then :meth:`unconfirmed` gives the messages in doubt)."""
         conn = self._conns.get(conn_id)
         if conn is None:
             raise ConnectionNotFound(conn_id)
-        link = conn.link
-        if link is not None:
-            await link.wait_flushed(self.options.timeout if timeout is None else timeout)
+        await conn.wait_acked(self.options.timeout if timeout is None else timeout)
+
+    def unconfirmed(self, conn_id: int) -> list[bytes]:
+        """Hand over (and forget) the payloads whose delivery could not be confirmed
+        because the peer lost the session; see ``SessionLost``."""
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            raise ConnectionNotFound(conn_id)
+        out = [u[1] for u in conn.unconfirmed]
+        conn.unconfirmed.clear()
+        return out
 
     # -- receiving -------------------------------------------------------------------------------
     async def receive(self, conn_id: int | None = None,

@@ -37,6 +37,9 @@ class Link(Protocol):
     closed: asyncio.Future[Closed]  # session ended
     lost: asyncio.Future[None]  # the socket is gone
     on_made: Callable[[Any], None] | None
+    last_seq: int  # the sequence number of the last message send() queued
+    on_messages: Callable[[list[Received]], None]
+    on_event: Callable[[Any, Event], None]
 
     def send(self, data: bytes | bytearray | memoryview, stream: int = 0, priority: int = 2,
              text: bool = False) -> bool: ...

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..exceptions import ConnectionClosed, SendTimeout
-from ..sansio.events import Closed, Event, Received
+from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
+from ..sansio.reliability import ResumeState
 from ..sansio.session import Session, detect_native
 from ..sansio.throttle import TokenBucket
 from .base import LinkParts
@@ -62,6 +63,9 @@ class StreamLink(asyncio.BufferedProtocol):
                  detect: Callable[[bool], Session] | None = None) -> None:
         self.session = session
         self._sched = session.scheduler
+        self._rs: ResumeState | None = getattr(session, "rs", None)
+        self.max_unacked = session.options.max_unacked_bytes
+        self.last_seq = 0
         self.on_messages = on_messages
         self.on_event = on_event
         self.max_pending = max_pending_bytes
@@ -124,6 +128,9 @@ class StreamLink(asyncio.BufferedProtocol):
             self.on_messages(msgs)
         if session.events:
             self._process_events()
+        if session.timer_changed:
+            session.timer_changed = False
+            self._rearm()
         pending = session.scheduler.pending_bytes
         if pending or session.has_final:
             self._schedule_flush()
@@ -141,6 +148,7 @@ class StreamLink(asyncio.BufferedProtocol):
         old = self.session
         self.session = self._detect(detect_native(bytes(self._head)))
         self._sched = self.session.scheduler
+        self._rs = getattr(self.session, "rs", None)
         self.session.set_peer(self.peer)
         self.session.created = old.created
         msgs = self.session.receive_data(bytes(self._head), self.loop.time())
@@ -216,12 +224,14 @@ class StreamLink(asyncio.BufferedProtocol):
 
         Raises ``ConnectionNotReady`` / ``MessageTooLarge`` (nothing queued then).
         """
-        self.session.send_message(data, stream, priority, text)
+        self.last_seq = self.session.send_message(data, stream, priority, text)
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush_soon)
             if not self._paused:
                 self._flush()  # a lone message goes out at once
-        return self._sched.pending_bytes > self.max_pending
+        rs = self._rs
+        return self._sched.pending_bytes > self.max_pending or (
+            rs is not None and rs.unacked_bytes > self.max_unacked)
 
     @property
     def pending_bytes(self) -> int:
@@ -233,6 +243,11 @@ class StreamLink(asyncio.BufferedProtocol):
     @property
     def congested(self) -> bool:
         return self.session.scheduler.pending_bytes > self.max_pending
+
+    def _unacked_over(self, divisor: int) -> bool:
+        rs = self._rs
+        return (rs is not None and getattr(self.session, "acks", False)
+                and rs.unacked_bytes > self.max_unacked // divisor)
 
     def backlog(self, priority: int = 3) -> int:
         """Bytes queued that would leave before a new message of ``priority``."""
@@ -247,11 +262,12 @@ class StreamLink(asyncio.BufferedProtocol):
 
         Raises ``SendTimeout`` after ``timeout`` s and ``ConnectionClosed`` if the link ends.
         """
-        if self.backlog(priority) <= self.max_pending:
+        if self.backlog(priority) <= self.max_pending and not self._unacked_over(1):
             return
         try:
             async with asyncio.timeout(timeout):
-                while self.backlog(priority) > self.max_pending // 2:
+                while (self.backlog(priority) > self.max_pending // 2
+                       or self._unacked_over(2)):
                     if self.closed.done():
                         raise self._closed_error()
                     fut: asyncio.Future[None] = self.loop.create_future()
@@ -288,13 +304,13 @@ class StreamLink(asyncio.BufferedProtocol):
         s = self.session
         return ConnectionClosed(str(s.peer), s.close_code or 0, s.close_reason)
 
-    def _wake_drain_waiters(self) -> None:
+    def _wake_drain_waiters(self, everyone: bool = False) -> None:
         """Wake the senders that may go on: all at the low-water mark (or on close); those
         waiting with a priority above low at every flush (they check their own backlog)."""
         if not self._drain_waiters:
             return
-        everyone = (self.session.scheduler.pending_bytes <= self.max_pending // 2
-                    or self.closed.done())
+        everyone = everyone or (self.session.scheduler.pending_bytes <= self.max_pending // 2
+                                or self.closed.done())
         keep = []
         for fut, prio in self._drain_waiters:
             if everyone or prio < 3:
@@ -398,7 +414,11 @@ class StreamLink(asyncio.BufferedProtocol):
         if not events:
             return
         for ev in events:
-            if isinstance(ev, Closed):
+            if isinstance(ev, Acked):
+                self._rs = getattr(self.session, "rs", None)  # the server may have swapped it
+                if self._drain_waiters:
+                    self._wake_drain_waiters(everyone=True)
+            elif isinstance(ev, Closed):
                 self._flush()
                 self._close_transport()
                 if not self.closed.done():
@@ -406,8 +426,10 @@ class StreamLink(asyncio.BufferedProtocol):
                 if not self.ready.done():
                     self.ready.set_exception(self._closed_error())
                     self.ready.exception()  # mark retrieved; the owner reads `closed`
-            elif not self.ready.done() and self.session.is_open:
-                self.ready.set_result(None)
+            elif isinstance(ev, HandshakeComplete):
+                self._rs = getattr(self.session, "rs", None)  # a resumed server session
+                if not self.ready.done():
+                    self.ready.set_result(None)
             self.on_event(self, ev)
         if self.transport is not None and not self.closed.done():
             self._rearm()  # a state change moves the deadline (HELLO timeout -> keepalive)

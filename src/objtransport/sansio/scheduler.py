@@ -114,10 +114,12 @@ class PriorityScheduler:
             self.small[priority] += frame
         self.pending_bytes += len(frame)
 
-    def clear(self) -> list[Item]:
-        """Drop everything queued and return it (for accounting)."""
+    def clear(self, keep_control: bool = False) -> list[Item]:
+        """Drop everything queued (but control frames, if ``keep_control``) and return it."""
         dropped: list[Item] = []
         for p, cls in enumerate(self.classes):
+            if keep_control and p == 0:
+                continue
             dropped.extend(cls.sealed)
             for q in cls.streams.values():
                 dropped.extend(q)
@@ -125,9 +127,11 @@ class PriorityScheduler:
             if self.small[p]:
                 dropped.append(self.small[p])
                 self.small[p] = bytearray()
-        self.blocked.clear()
-        self.pending_bytes = 0
-        self._items = 0
+        self.blocked = {b for b in self.blocked if keep_control and b[0] == 0}
+        c0 = self.classes[0]
+        self.pending_bytes = (len(self.small[0]) + sum(len(b) for b in c0.sealed)
+                              + sum(_size(i) for q in c0.streams.values() for i in q))
+        self._items = sum(len(q) for q in c0.streams.values())
         return dropped
 
     # -- observing -------------------------------------------------------------------------

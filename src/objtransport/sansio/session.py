@@ -110,6 +110,8 @@ class Session:
         self.close_reason = ""
         self.peer_max_message = options.max_message_size
         self._final: list[Chunk] = []  # what goes after everything queued (GOAWAY)
+        #: set when next_deadline() moved earlier outside handle_timer (driver re-arms)
+        self.timer_changed = False
 
     # -- what each framing implements ------------------------------------------------------
     def get_buffer(self, sizehint: int = -1) -> memoryview:
@@ -213,8 +215,8 @@ class Session:
         self._set_state(SessionState.CLOSED)
         self.close_code = code
         self.close_reason = reason
-        if drop_queued:
-            self.scheduler.clear()
+        if drop_queued:  # control frames (our HELLO, PONGs) still go, before the GOAWAY
+            self.scheduler.clear(keep_control=True)
         if not by_peer:
             self._queue_goaway(code, reason)
         self.events.append(Closed(code, reason, by_peer, error))
@@ -280,6 +282,7 @@ class NativeSession(Session):
         self._next_ping = now
         self.rtt_last: float | None = None
         self.pings_sent = 0
+        self._preface_sent = False
         if send_preface and role != "server":
             self._send_hello()
 
@@ -296,6 +299,7 @@ class NativeSession(Session):
                       self._features() if features is None else features,
                       o.max_frame_size, o.max_message_size, resume_seq)
         self.scheduler.push_frame(_CONTROL, MAGIC + encode_hello(hello))
+        self._preface_sent = True
 
     # -- receiving -----------------------------------------------------------------------
     def get_buffer(self, sizehint: int = -1) -> memoryview:
@@ -448,6 +452,7 @@ class NativeSession(Session):
             self._send_ack()
         elif self._ack_due is None:
             self._ack_due = now + ACK_DELAY
+            self.timer_changed = True
 
     def _send_ack(self) -> None:
         rs = self.rs
@@ -540,7 +545,10 @@ class NativeSession(Session):
                                                          _TOKEN.pack(self._ping_token)))
 
     def _queue_goaway(self, code: int, reason: str) -> None:
-        self._final.append(encode_goaway(code, reason))
+        # a listener that has not spoken yet still starts with the magic, so any native
+        # peer can read why it is refused
+        magic = b"" if self._preface_sent else MAGIC
+        self._final.append(magic + encode_goaway(code, reason))
 
     # -- time ------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
