@@ -8,8 +8,8 @@ EXPECTED = {
     "CircuitBreakerState", "CircuitOpenError", "ConnectError", "ConnectionClosed",
     "ConnectionInfo", "ConnectionNotFound", "ConnectionNotReady", "Framing", "Listener",
     "Message", "MessageTooLarge", "NetworkTransport", "NoAvailableConnection", "Options",
-    "Priority", "ProtocolError", "SendTimeout", "ServiceNotRunning", "TransportError",
-    "TransportKind", "TransportMetrics", "UnsupportedTransport", "__version__",
+    "Priority", "ProtocolError", "SendTimeout", "ServiceNotRunning", "SessionLost",
+    "TransportError", "TransportKind", "TransportMetrics", "UnsupportedTransport", "__version__",
 }
 
 
@@ -23,7 +23,7 @@ def test_every_error_is_a_transport_error() -> None:
     errors = [getattr(objtransport, n) for n in objtransport.__all__
               if isinstance(getattr(objtransport, n), type)
               and issubclass(getattr(objtransport, n), Exception)]
-    assert len(errors) == 12
+    assert len(errors) == 13
     assert all(issubclass(e, objtransport.TransportError) for e in errors)
 
 

@@ -26,6 +26,7 @@ from .exceptions import (
     ProtocolError,
     SendTimeout,
     ServiceNotRunning,
+    SessionLost,
     TransportError,
     UnsupportedTransport,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "ProtocolError",
     "SendTimeout",
     "ServiceNotRunning",
+    "SessionLost",
     "TransportError",
     "TransportKind",
     "TransportMetrics",

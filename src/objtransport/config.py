@@ -134,6 +134,7 @@ class Options:
     qos_weights: tuple[int, int] = (4, 1)  # normal : low share of what high leaves
     qos: bool = True  # False: one FIFO for every priority (the priority still travels)
     # lossless sessions (native framing)
+    reliable: bool = True  # sequence numbers, ACKs and resume (False: fire and forget)
     session_resume_timeout: float = 60.0  # both sides keep a broken session this long
     max_unacked_bytes: int = 16 * MiB  # sent, not yet acknowledged, before send_data waits
 

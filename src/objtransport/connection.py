@@ -103,6 +103,12 @@ class ConnectionInfo:
     throttle_wait: float = 0.0  # seconds spent waiting for bandwidth tokens
     max_bandwidth: float = 0.0
     max_receive_bandwidth: float = 0.0
+    #: lossless sessions (native framing)
+    unacked_bytes: int = 0  # sent, not yet acknowledged by the peer
+    unacked_messages: int = 0
+    unconfirmed: int = 0  # messages in doubt since the peer lost the session (total)
+    duplicates_dropped: int = 0  # resent messages we had already delivered
+    resent: int = 0  # messages we sent again after a resume
 
 
 class Hooks:
@@ -473,6 +479,10 @@ class Connection:
         link = self.link
         if link is not None and link.session.is_open:
             return link
+        now = self.loop.time()
+        if self.breaker.state is BreakerState.OPEN and self.breaker.retry_after(now) > 0:
+            # the endpoint is down: fail at once instead of waiting for a reconnection
+            raise CircuitOpenError(str(self.endpoint), self.breaker.retry_after(now))
         if self.state is ConnState.CONNECTING and not self._user_closed:
             try:
                 async with asyncio.timeout(timeout):
@@ -534,6 +544,10 @@ class Connection:
             framing="native" if self.native else "raw", role=self.role,
             reconnects=self.reconnects, rtt_ms=rtt,
             pending_bytes=link.pending_bytes if link is not None else 0, tls=self.endpoint.tls,
+            unacked_bytes=self.resume_state.unacked_bytes,
+            unacked_messages=len(self.resume_state.unacked),
+            unconfirmed=self.unconfirmed_total,
+            duplicates_dropped=self.resume_state.duplicates, resent=self.resume_state.resent,
             **self._qos_info())
 
     def _qos_info(self) -> dict[str, Any]:

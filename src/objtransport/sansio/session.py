@@ -264,7 +264,8 @@ class NativeSession(Session):
         self.resume_lookup = resume_lookup
         #: sequence numbers, unacknowledged messages, duplicate filter (outlives sessions)
         self.rs = resume if resume is not None else ResumeState(session_id)
-        self._reliable = resume is not None or resume_lookup is not None
+        self._reliable = options.reliable and (resume is not None
+                                               or resume_lookup is not None)
         self._acks = False  # both sides agreed on ACKs (set by the handshake)
         self._ack_due: float | None = None
         self._seq0 = self.rs.next_seq

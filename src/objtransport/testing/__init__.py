@@ -6,7 +6,9 @@ import asyncio
 import math
 from collections.abc import Callable
 
-__all__ = ["eventually"]
+from .proxy import FaultProxy
+
+__all__ = ["FaultProxy", "eventually"]
 
 
 async def eventually(predicate: Callable[[], object], timeout: float = 5.0,

@@ -1,0 +1,304 @@
+"""Sessions that lose nothing across reconnects, against injected faults and load.
+
+All over real sockets on loopback, through objtransport.testing.FaultProxy where a fault is
+injected, and with listeners in separate processes where a process must die.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from objtransport import (
+    CircuitOpenError,
+    Message,
+    NetworkTransport,
+    SendTimeout,
+    SessionLost,
+)
+from objtransport.testing import FaultProxy, eventually
+
+from .conftest import TLS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _numbers(msgs: list[bytes]) -> list[int]:
+    return [int(m) for m in msgs]
+
+
+@pytest.mark.parametrize("tls_on", [False, True], ids=["tcp", "tls"])
+async def test_20000_messages_through_resets_arrive_exactly_once_in_order(
+        tls_on: bool, tls: TLS) -> None:
+    got: list[bytes] = []
+    done = asyncio.Event()
+    total = 20_000
+
+    def on_message(msg: Message) -> None:
+        got.append(msg.data)
+        if len(got) >= total:
+            done.set()
+
+    async with NetworkTransport() as server, NetworkTransport(
+            reconnect_interval=0.01, reconnect_max_delay=0.05, max_reconnect_attempts=1000,
+            failure_threshold=1000) as client:
+        listener = await server.listen("127.0.0.1", 0, handler=on_message,
+                                       ssl_context=tls.server_ctx if tls_on else None)
+        # about 2,000 messages of ~25 bytes (5-byte payload + 20-byte header) per connection
+        async with FaultProxy("127.0.0.1", listener.port, reset_every=50_000) as proxy:
+            conn = await client.connect("127.0.0.1", proxy.port,
+                                        ssl_context=tls.client_ctx if tls_on else None,
+                                        server_hostname="localhost" if tls_on else None)
+            for i in range(total):
+                await client.send_data(conn, b"%05d" % i, timeout=10.0)
+            await client.flush(conn, timeout=20.0)
+            await asyncio.wait_for(done.wait(), 10)
+            assert proxy.resets >= 5
+    assert _numbers(got) == list(range(total))
+
+
+async def test_resumed_sessions_keep_their_server_side_id() -> None:
+    seen: list[int] = []
+
+    def on_message(msg: Message) -> None:
+        seen.append(msg.conn_id)
+
+    async with NetworkTransport() as server, NetworkTransport(reconnect_interval=0.01) as c:
+        listener = await server.listen("127.0.0.1", 0, handler=on_message)
+        async with FaultProxy("127.0.0.1", listener.port) as proxy:
+            conn = await c.connect("127.0.0.1", proxy.port)
+            await c.send_data(conn, b"1", wait_ack=True)
+            proxy.reset_all()
+            await c.send_data(conn, b"2", wait_ack=True, timeout=5.0)
+    assert len(set(seen)) == 1  # the listener saw one connection, resumed
+    assert server.get_metrics().total_connections == 1
+
+
+async def test_blackhole_is_detected_by_keepalive_then_the_session_resumes() -> None:
+    got: list[bytes] = []
+
+    def on_message(msg: Message) -> None:
+        got.append(msg.data)
+
+    keepalive, pong = 0.2, 0.3
+    async with NetworkTransport(keepalive_interval=keepalive, pong_timeout=pong) as server, \
+            NetworkTransport(keepalive_interval=keepalive, pong_timeout=pong,
+                             reconnect_interval=0.01) as client:
+        listener = await server.listen("127.0.0.1", 0, handler=on_message)
+        async with FaultProxy("127.0.0.1", listener.port) as proxy:
+            conn = await client.connect("127.0.0.1", proxy.port)
+            await client.send_data(conn, b"before", wait_ack=True)
+            loop = asyncio.get_running_loop()
+            proxy.blackhole(True)
+            started = loop.time()
+            await client.send_data(conn, b"into the void")
+            await eventually(lambda: client.connection_info(conn).state != "connected",
+                             timeout=5.0, interval=0.005)
+            detected = loop.time() - started
+            proxy.blackhole(False)
+            await client.flush(conn, timeout=10.0)
+    assert detected <= keepalive + pong + 2 * pong  # silence rule, plus timer slack
+    assert got == [b"before", b"into the void"]
+
+
+async def _spawn_listener(port: int, expected: int | None = None
+                          ) -> tuple[asyncio.subprocess.Process, asyncio.StreamReader]:
+    args = [sys.executable, "-m", "tests.peers.counting_listener", str(port)]
+    if expected is not None:
+        args.append(str(expected))
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=ROOT, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.stdout is not None
+    line = await asyncio.wait_for(proc.stdout.readline(), 20)
+    assert json.loads(line)["port"]
+    return proc, proc.stdout
+
+
+async def _last_report(out: asyncio.StreamReader, until: dict[str, int] | None = None,
+                       timeout: float = 30.0) -> dict[str, int]:
+    report: dict[str, int] = {}
+    async with asyncio.timeout(timeout):
+        while True:
+            line = await out.readline()
+            if not line:
+                return report
+            report = json.loads(line)
+            if report.get("done") or (until and all(report.get(k, 0) >= v
+                                                    for k, v in until.items())):
+                return report
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_server_restart_reports_what_was_not_confirmed() -> None:
+    port = _free_port()
+    proc, out = await _spawn_listener(port)
+    try:
+        async with NetworkTransport(reconnect_interval=0.05, max_reconnect_attempts=100,
+                                    failure_threshold=1000) as client:
+            conn = await client.connect("127.0.0.1", port)
+            for i in range(100):
+                await client.send_data(conn, b"#%d" % i)
+            await client.flush(conn)  # all 100 confirmed
+            for i in range(100, 200):
+                await client.send_data(conn, b"#%d" % i)
+            proc.send_signal(signal.SIGKILL)  # no goodbye, no ACKs for what is in flight
+            await proc.wait()
+            proc, out = await _spawn_listener(port)
+            with pytest.raises(SessionLost) as info:
+                await client.flush(conn, timeout=10.0)
+            lost = client.unconfirmed(conn)
+            assert lost == [b"#%d" % i for i in range(200 - len(lost), 200)]
+            assert info.value.unconfirmed and client.connection_info(conn).error_count >= 1
+            for i in range(50):  # the new session works
+                await client.send_data(conn, b"#%d" % i)
+            await client.flush(conn, timeout=10.0)
+            report = await _last_report(out, {"received": 50})
+            assert report["received"] == 50 and report["errors"] == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_reconnect_storm_is_spread_by_jitter() -> None:
+    """200 clients lose their server at once; their first reconnect attempts spread out."""
+    attempts: list[float] = []
+    interval = 1.0
+    async with NetworkTransport() as server:
+        listener = await server.listen("127.0.0.1", 0)
+        port = listener.port
+        async with NetworkTransport(reconnect_interval=interval, max_reconnect_attempts=1,
+                                    failure_threshold=10_000) as clients:
+            await asyncio.gather(*(clients.connect("127.0.0.1", port) for _ in range(200)))
+
+            async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+                             ) -> None:
+                attempts.append(time.perf_counter())
+                writer.close()
+
+            lost_at = time.perf_counter()
+            await server.stop()  # GOAWAY to all 200 at once
+            recorder = await asyncio.start_server(record, "127.0.0.1", port)
+            async with recorder:
+                # an attempt that came before the recorder listened was refused, unrecorded
+                await eventually(lambda: len(attempts) >= 150, timeout=10.0)
+                await asyncio.sleep(interval)
+    offsets = sorted(t - lost_at for t in attempts)
+    spread = offsets[-1] - offsets[0]
+    # full jitter: uniform over [0, interval]; without jitter they would all land together
+    print(f"\nreconnect storm: {len(offsets)} attempts over {spread:.2f} s, "
+          f"stdev {statistics.pstdev(offsets):.2f} s")
+    assert spread >= 0.6 * interval, spread
+    assert statistics.pstdev(offsets) >= 0.15 * interval
+    buckets = [sum(1 for o in offsets if k * 0.05 <= o < (k + 1) * 0.05) for k in range(40)]
+    assert max(buckets) <= 40, buckets  # no thundering herd in any 50 ms
+
+
+async def test_breaker_fails_fast_then_a_probe_closes_it() -> None:
+    port = _free_port()
+    async with NetworkTransport() as server, NetworkTransport(
+            failure_threshold=3, reset_timeout=0.3, reconnect_interval=0.01,
+            reconnect_max_delay=0.02, max_reconnect_attempts=1000) as client:
+        listener = await server.listen("127.0.0.1", port)
+        conn = await client.connect("127.0.0.1", port)
+        await listener.close()
+        await eventually(lambda: client.circuit_breaker("127.0.0.1", port).state == "open")
+        slowest = 0.0
+        for _ in range(100):
+            t = time.perf_counter()
+            with pytest.raises(CircuitOpenError):
+                await client.send_data(conn, b"x")
+            with pytest.raises(CircuitOpenError):
+                await client.send_to("127.0.0.1", port, b"x")
+            slowest = max(slowest, (time.perf_counter() - t) / 2)
+        assert slowest < 0.001, slowest
+        listener = await server.listen("127.0.0.1", port)
+        await eventually(lambda: client.connection_info(conn).state == "connected", 5.0)
+        assert client.circuit_breaker("127.0.0.1", port).state == "closed"
+        await client.send_data(conn, b"back", wait_ack=True)
+
+
+async def test_1000_connections_1000_messages_each_to_another_process() -> None:
+    port = _free_port()
+    n_conns, n_msgs = 1000, 1000
+    proc, out = await _spawn_listener(port, n_conns * n_msgs)
+    try:
+        async with NetworkTransport(timeout=30.0) as client:
+            conns: list[int] = []
+            for k in range(0, n_conns, 100):
+                conns += await asyncio.gather(*(client.connect("127.0.0.1", port)
+                                                for _ in range(k, k + 100)))
+
+            async def pump(conn: int) -> None:
+                for i in range(n_msgs):
+                    await client.send_data(conn, b"#%d" % i)
+                    if i % 100 == 99:
+                        await asyncio.sleep(0)  # let the other 999 connections go too
+                await client.flush(conn, timeout=60.0)
+
+            started = time.perf_counter()
+            await asyncio.gather(*(pump(c) for c in conns))
+            elapsed = time.perf_counter() - started
+            report = await _last_report(out, timeout=60.0)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert report["received"] == n_conns * n_msgs and report["errors"] == 0
+    print(f"\n1000x1000 messages in {elapsed:.1f} s; listener RSS {report['rss_kb'] / 1024:.0f} "
+          "MiB")
+    assert report["rss_kb"] < 400 * 1024
+
+
+async def test_slow_consumer_blocks_the_sender_within_limits() -> None:
+    async with NetworkTransport(receive_queue_size=1000) as server, \
+            NetworkTransport(max_pending_bytes=256 * 1024,
+                             max_unacked_bytes=1024 * 1024) as client:
+        listener = await server.listen("127.0.0.1", 0)  # nobody calls receive()
+        conn = await client.connect("127.0.0.1", listener.port)
+        sent = 0
+        with pytest.raises(SendTimeout):
+            for _ in range(1_000_000):
+                await client.send_data(conn, b"s" * 1024, timeout=0.5)
+                sent += 1
+        assert sent < 10_000  # stopped near the limits, far from buffering everything
+        info = client.connection_info(conn)
+        assert info.unacked_bytes <= 1024 * 1024 + 1024
+        assert server.get_metrics().messages_queued <= 1000 * 2
+        await client.disconnect(conn, timeout=0.1)
+
+
+async def test_graceful_stop_flushes_and_closes_cleanly() -> None:
+    got: list[bytes] = []
+
+    def on_message(msg: Message) -> None:
+        got.append(msg.data)
+
+    async with NetworkTransport() as server:
+        listener = await server.listen("127.0.0.1", 0, handler=on_message)
+        client = NetworkTransport()
+        await client.start()
+        conn = await client.connect("127.0.0.1", listener.port)
+        for i in range(5000):
+            await client.send_data(conn, b"%d" % i)
+        await client.stop(timeout=5.0)  # flush (ACKed), GOAWAY, close
+        await eventually(lambda: len(got) == 5000)
+        await eventually(lambda: not listener.connections)
+        assert server.get_metrics().errors == 0
+    assert _numbers(got) == list(range(5000))
+
