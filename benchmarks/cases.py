@@ -55,6 +55,12 @@ CASES: list[Case] = [
                        partial(w.send_objtransport, options={"qos": False},
                                priorities=("high", "normal")), 64, 1_500_000, "msg/s"),
     }),
+    *[Case(f"tcp {label} acks", "msg/s", "acks on >= 0.85x acks off (cost <= 15%)", {
+        "objtransport": _tp(w.recv_objtransport, w.send_objtransport, size, count, "msg/s"),
+        "acks off": _tp(w.recv_objtransport,
+                        partial(w.send_objtransport, options={"reliable": False}),
+                        size, count, "msg/s"),
+    }) for label, size, count in (("64 B", 64, 1_500_000), ("1 KiB", KiB, 800_000))],
     Case("tcp ping-pong 64 B", "µs", "p50 within 15 us of asyncio", {
         "objtransport": _lat(w.echo_objtransport, w.ping_objtransport),
         "asyncio": _lat(w.echo_asyncio, w.ping_asyncio),

@@ -460,7 +460,7 @@ class Connection:
                             and link.session.open:
                         await link.wait_flushed(timeout)
                         return
-                    if not rs.unacked or (seq is not None and rs.unacked[0][0] > seq):
+                    if not rs.unacked_data or (seq is not None and rs.acked >= seq):
                         return
                     if self.state is ConnState.DISCONNECTED:
                         raise ConnectionNotReady(self.id, self.state.value, str(self.endpoint))
@@ -470,7 +470,7 @@ class Connection:
                         self._state_changed_waiters.append(fut)
                     await fut
         except TimeoutError:
-            raise SendTimeout(f"{len(rs.unacked)} message(s) to {self.endpoint} not "
+            raise SendTimeout(f"{rs.unacked_count} message(s) to {self.endpoint} not "
                               f"acknowledged within {timeout:g} s") from None
 
     # -- sending ----------------------------------------------------------------------------
@@ -545,7 +545,7 @@ class Connection:
             reconnects=self.reconnects, rtt_ms=rtt,
             pending_bytes=link.pending_bytes if link is not None else 0, tls=self.endpoint.tls,
             unacked_bytes=self.resume_state.unacked_bytes,
-            unacked_messages=len(self.resume_state.unacked),
+            unacked_messages=self.resume_state.unacked_count,
             unconfirmed=self.unconfirmed_total,
             duplicates_dropped=self.resume_state.duplicates, resent=self.resume_state.resent,
             **self._qos_info())

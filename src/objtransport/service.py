@@ -283,7 +283,7 @@ class NetworkTransport:
         self._expiry.pop(conn.id, None)
         if conn.link is None and conn.id in self._conns:
             rs = conn.resume_state
-            if rs.unacked:
+            if rs.unacked_data:
                 conn._session_lost(rs.take_unconfirmed())
             conn._set_state(ConnState.DISCONNECTED)
 

@@ -64,7 +64,7 @@ def test_acks_free_the_sender() -> None:
     got = deliver(c, s)
     assert len(got) == 300
     deliver(s, c)  # 300 >= ACK_EVERY: acknowledged at once
-    assert rs.unacked_bytes == 0 and not rs.unacked
+    assert rs.unacked_bytes == 0 and not rs.unacked()
     assert any(isinstance(e, Acked) for e in c.take_events())
 
 
@@ -76,7 +76,7 @@ def test_delayed_ack_for_a_few_messages() -> None:
     assert s.next_deadline() is not None and s.next_deadline() <= 0.005 + 1e-9
     s.handle_timer(0.005)
     deliver(s, c)
-    assert not rs.unacked
+    assert not rs.unacked()
 
 
 def test_resume_resends_exactly_what_was_lost_and_drops_duplicates() -> None:

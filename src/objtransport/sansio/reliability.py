@@ -27,13 +27,19 @@ Unacked = tuple[int, bytes, int, int, bool]
 
 
 class ResumeState:
-    __slots__ = ("session_id", "next_seq", "unacked", "unacked_bytes", "floor", "above",
-                 "ack_sent", "peer_session_id", "established", "duplicates", "resent")
+    __slots__ = ("session_id", "next_seq", "acked", "unacked_data", "meta", "unacked_bytes",
+                 "floor", "above", "ack_sent", "peer_session_id", "established",
+                 "duplicates", "resent")
 
     def __init__(self, session_id: bytes) -> None:
         self.session_id = session_id
         self.next_seq = 0  # last sequence number given out
-        self.unacked: deque[Unacked] = deque()
+        # unacknowledged messages are acked+1 .. next_seq, payloads in order. Only plain
+        # objects (bytes, ints) are kept per message: a tuple per message would be tracked
+        # by the cyclic GC, and 100,000s of them made acknowledged sending 25 % slower.
+        self.acked = 0  # the peer has everything up to here
+        self.unacked_data: deque[bytes] = deque()
+        self.meta: dict[int, tuple[int, int, bool]] = {}  # seq -> (stream, priority, text)
         self.unacked_bytes = 0
         self.floor = 0  # everything <= floor was delivered
         self.above: set[int] = set()
@@ -44,21 +50,45 @@ class ResumeState:
         self.resent = 0
 
     # -- sending ---------------------------------------------------------------------------
+    @property
+    def unacked_count(self) -> int:
+        return len(self.unacked_data)
+
+    def unacked(self) -> list[Unacked]:
+        """The messages not acknowledged yet, oldest first (not for the hot path)."""
+        meta = self.meta
+        first = self.acked + 1
+        return [(first + i, data, *meta.get(first + i, (0, 2, False)))
+                for i, data in enumerate(self.unacked_data)]
+
     def on_ack(self, seq: int) -> int:
         """The peer has everything up to ``seq``; forget those; return the bytes freed."""
+        n = min(seq - self.acked, len(self.unacked_data))
+        if n <= 0:
+            return 0
+        q = self.unacked_data
         freed = 0
-        q = self.unacked
-        while q and q[0][0] <= seq:
-            freed += len(q.popleft()[1])
+        for _ in range(n):
+            freed += len(q.popleft())
+        if self.meta:
+            for s in range(self.acked + 1, self.acked + n + 1):
+                self.meta.pop(s, None)
+        self.acked += n
         self.unacked_bytes -= freed
         return freed
 
     def take_unconfirmed(self) -> list[Unacked]:
         """Give up on everything not acknowledged (the peer lost the session)."""
-        out = list(self.unacked)
-        self.unacked.clear()
+        out = self.unacked()
+        self.unacked_data.clear()
+        self.meta.clear()
         self.unacked_bytes = 0
+        self.acked = self.next_seq
         return out
+
+    def restart_numbering(self) -> None:
+        self.next_seq = 0
+        self.acked = 0
 
     # -- receiving -------------------------------------------------------------------------
     def settle(self) -> None:

@@ -392,7 +392,7 @@ class NativeSession(Session):
             if len(payload) != 8:
                 raise ProtocolError("ACK payload is not 8 bytes", GoAwayCode.PROTOCOL_ERROR)
             (seq,) = ACK_FORMAT.unpack(payload)
-            if seq > self.rs.next_seq:
+            if seq > self.rs.next_seq and self._acks:
                 raise ProtocolError(f"ACK of message {seq}, only {self.rs.next_seq} were sent",
                                     GoAwayCode.PROTOCOL_ERROR)
             if self.rs.on_ack(seq):
@@ -426,7 +426,7 @@ class NativeSession(Session):
                     lost = rs.take_unconfirmed()
                     if lost:
                         self.events.append(SessionLost(lost))
-                    rs.next_seq = 0
+                    rs.restart_numbering()
                     self._seq0 = 0
                 rs.reset_receive()
             rs.established = True
@@ -443,7 +443,7 @@ class NativeSession(Session):
         """After a resume: drop what the peer has, send the rest again, same numbers."""
         rs = self.rs
         rs.on_ack(peer_floor)
-        for seq, data, stream, priority, text in rs.unacked:
+        for seq, data, stream, priority, text in rs.unacked():
             self._queue(data, seq, stream, priority, text)
             rs.resent += 1
 
@@ -492,8 +492,10 @@ class NativeSession(Session):
         if self._acks:
             if type(data) is not bytes:
                 data = bytes(data)
-            rs.unacked.append((seq, data, stream, priority, text))
+            rs.unacked_data.append(data)
             rs.unacked_bytes += size
+            if stream or priority != 2 or text:
+                rs.meta[seq] = (stream, priority, text)
         queue = priority if self._qos else 2
         if size <= self._fragment:
             sched = self.scheduler
