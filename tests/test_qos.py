@@ -12,6 +12,8 @@ import pytest
 
 from objtransport import Message, NetworkTransport
 
+from .conftest import TLS
+
 MiB = 1024 * 1024
 
 
@@ -31,16 +33,20 @@ async def _measure_rate(net: NetworkTransport, conn: int, seconds: float,
     return total / (last_t - first_t)
 
 
+@pytest.mark.parametrize("tls_on", [False, True], ids=["tcp", "tls"])
 @pytest.mark.parametrize("rate", [1 * MiB, 50 * MiB])
-async def test_send_rate_within_5_percent_of_the_limit(rate: int) -> None:
+async def test_send_rate_within_5_percent_of_the_limit(rate: int, tls_on: bool,
+                                                       tls: TLS) -> None:
     received: list[tuple[float, int]] = []
 
     def on_message(msg: Message) -> None:
         received.append((time.perf_counter(), len(msg.data)))
 
     async with NetworkTransport() as net:
-        listener = await net.listen("127.0.0.1", 0, handler=on_message)
-        conn = await net.connect("127.0.0.1", listener.port, max_bandwidth=rate)
+        listener = await net.listen("127.0.0.1", 0, handler=on_message,
+                                    ssl_context=tls.server_ctx if tls_on else None)
+        conn = await net.connect("127.0.0.1", listener.port, max_bandwidth=rate,
+                                 ssl_context=tls.client_ctx if tls_on else None)
         measured = await _measure_rate(net, conn, 5.0, received)
         assert measured == pytest.approx(rate, rel=0.05), measured / rate
         info = net.connection_info(conn)
@@ -132,7 +138,9 @@ async def _pump(net: NetworkTransport, conn: int, payload: bytes, seconds: float
         await net.send_data(conn, payload, timeout=10.0)
 
 
-async def test_high_priority_overtakes_a_64_mib_low_message_within_50_ms() -> None:
+@pytest.mark.parametrize("tls_on", [False, True], ids=["tcp", "tls"])
+async def test_high_priority_overtakes_a_64_mib_low_message_within_50_ms(
+        tls_on: bool, tls: TLS) -> None:
     arrivals: dict[bytes, float] = {}
     done = asyncio.Event()
 
@@ -142,8 +150,10 @@ async def test_high_priority_overtakes_a_64_mib_low_message_within_50_ms() -> No
             done.set()
 
     async with NetworkTransport(max_message_size=80 * MiB) as net:
-        listener = await net.listen("127.0.0.1", 0, handler=on_message)
-        conn = await net.connect("127.0.0.1", listener.port, max_bandwidth=20 * MiB)
+        listener = await net.listen("127.0.0.1", 0, handler=on_message,
+                                    ssl_context=tls.server_ctx if tls_on else None)
+        conn = await net.connect("127.0.0.1", listener.port, max_bandwidth=20 * MiB,
+                                 ssl_context=tls.client_ctx if tls_on else None)
         # the low send waits (backpressure: 64 MiB is far over max_pending_bytes) ...
         low = asyncio.create_task(net.send_data(conn, b"LOW!" + bytes(64 * MiB),
                                                 priority="low", timeout=10.0))
