@@ -85,9 +85,11 @@ class NoAvailableConnection(TransportError):
 class ConnectError(TransportError):
     """Opening a connection failed: refused, unreachable, timed out or TLS rejected."""
 
-    def __init__(self, endpoint: str, reason: str) -> None:
+    def __init__(self, endpoint: str, reason: str, status: int | None = None) -> None:
         self.endpoint = endpoint
         self.reason = reason
+        #: the HTTP status of a refused WebSocket upgrade (None otherwise)
+        self.status = status
         super().__init__(f"cannot connect to {endpoint}: {reason}")
 
 

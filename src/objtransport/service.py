@@ -51,7 +51,17 @@ _PRIORITIES: dict[object, int] = {**{p.name.lower(): int(p) for p in Priority},
 
 def _optional_drivers() -> dict[TransportKind, Callable[[], Driver | None]]:
     """Transports whose driver needs a third-party library: present when it imports."""
-    return {}
+    drivers: dict[TransportKind, Callable[[], Driver | None]] = {}
+
+    def websocket() -> Driver | None:
+        try:
+            from .drivers.websocket import WebSocketDriver
+        except ImportError:  # `websockets` is not installed
+            return None
+        return WebSocketDriver()
+
+    drivers[TransportKind.WEBSOCKET] = websocket
+    return drivers
 
 
 _OPTIONAL_DRIVERS = _optional_drivers()

@@ -1,0 +1,647 @@
+"""WebSocket (ws:// and wss://) on the ``websockets`` library's asyncio API.
+
+One :class:`WebSocketLink` per WebSocket connection pumps whole WebSocket messages between a
+``websockets`` connection and a sans-I/O session:
+
+* **native** (subprotocol ``objtransport.v1``): the WebSocket is a byte pipe for the native
+  frames. Each binary message received goes to ``NativeSession.receive_data``; everything the
+  session queued during a loop turn leaves as one binary message (split at ``CARRIER_MAX``
+  bytes), so the library's per-message cost is paid once per batch;
+* **raw** (any other peer): one WebSocket message is one application message
+  (:class:`~objtransport.sansio.message.MessageSession`); a text message is delivered as its
+  UTF-8 bytes with ``Message.text`` set. Keepalive is WebSocket ping/pong, its RTT reported
+  as ``PongReceived``.
+
+A reader task and a writer task per link (owned by the link, cancelled when it ends) and one
+``loop.call_at`` timer at the session's deadline. ``websockets`` exceptions are mapped into
+the objtransport tree here and never reach the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as ssl_module
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import (
+    ConnectionClosed as WsConnectionClosed,
+)
+from websockets.exceptions import (
+    InvalidHandshake,
+    InvalidMessage,
+    InvalidStatus,
+    InvalidURI,
+)
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from ..config import Options, TransportKind
+from ..exceptions import ConnectError, ConnectionClosed, SendTimeout, TransportError
+from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
+from ..sansio.framing import GoAwayCode
+from ..sansio.message import MessageSession
+from ..sansio.reliability import ResumeState
+from ..sansio.session import NativeSession, Session
+from .base import LinkParts
+from .tcp import describe_connect_error
+
+__all__ = ["CARRIER_MAX", "DEFAULT_PATH", "SUBPROTOCOL", "WebSocketDriver", "WebSocketLink"]
+
+log = logging.getLogger("objtransport.websocket")
+
+#: the subprotocol that selects the native framing
+SUBPROTOCOL = Subprotocol("objtransport.v1")
+#: the URL path a listener serves and a client asks for, unless ``path=`` says otherwise
+DEFAULT_PATH = "/"
+#: the largest binary message carrying native frames (a sender splits above it)
+CARRIER_MAX = 1024 * 1024
+WRITE_HIGH = 256 * 1024
+MAX_QUEUE = 64  # frames websockets buffers before it pauses reading
+
+#: GOAWAY codes -> WebSocket close codes (a code >= 1000 is used as it is)
+_CLOSE_CODES = {
+    GoAwayCode.NORMAL: 1000,
+    GoAwayCode.SHUTDOWN: 1001,
+    GoAwayCode.PROTOCOL_ERROR: 1002,
+    GoAwayCode.UNSUPPORTED_VERSION: 1002,
+    GoAwayCode.FRAME_TOO_LARGE: 1009,
+    GoAwayCode.MESSAGE_TOO_LARGE: 1009,
+    GoAwayCode.OVERLOADED: 1013,
+}
+_ORDERLY = (1000, 1001)
+_GOAWAY_VALUES = frozenset(int(c) for c in GoAwayCode)
+
+
+def ws_close_code(code: int | None) -> int:
+    """The WebSocket close code for a session's close code."""
+    if code is None or code < 0:
+        return 1011
+    if 1000 <= code <= 4999:
+        return code
+    return _CLOSE_CODES.get(GoAwayCode(code), 1011) if code in _GOAWAY_VALUES else 1011
+
+
+def _set_max_size(ws: ServerConnection | ClientConnection, limit: int) -> None:
+    """Per-connection receive limit, once the framing is known (checked before buffering)."""
+    protocol: Any = ws.protocol
+    if hasattr(protocol, "max_message_size"):
+        protocol.max_message_size = limit
+    else:  # pragma: no cover - websockets < 15
+        protocol.max_size = limit
+
+
+class WebSocketLink:
+    """One WebSocket connection bound to one session (native or message)."""
+
+    def __init__(self, ws: ServerConnection | ClientConnection, session: Session,
+                 parts: LinkParts) -> None:
+        self.ws = ws
+        self.session = session
+        self.native = isinstance(session, NativeSession)
+        self._sched = session.scheduler
+        self._rs: ResumeState | None = getattr(session, "rs", None)
+        self.max_unacked = session.options.max_unacked_bytes
+        self.last_seq = 0
+        self.on_messages: Callable[[list[Received]], None] = parts.on_messages
+        self.on_event: Callable[[Any, Event], None] = parts.on_event
+        self.max_pending = parts.max_pending
+        self.pacer = parts.pacer
+        self.receive_bucket = parts.receive_bucket
+        self.loop = asyncio.get_running_loop()
+        self.ready: asyncio.Future[None] = self.loop.create_future()
+        self.closed: asyncio.Future[Closed] = self.loop.create_future()
+        self.lost: asyncio.Future[None] = self.loop.create_future()
+        self.on_made: Callable[[Any], None] | None = None
+        self.peer: Any = ws.remote_address
+        session.set_peer(self.peer)
+        self._wake = asyncio.Event()
+        self._resume = asyncio.Event()
+        self._resume.set()
+        self._read_pauses: set[str] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._drain_waiters: list[tuple[asyncio.Future[None], int]] = []
+        self._flushed_waiters: list[asyncio.Future[None]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._aborted = False
+
+    # -- running ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Client side: run the reader in a task of its own."""
+        self._reader = self.loop.create_task(self.run(), name="objtransport-ws-reader")
+        self._reader.add_done_callback(_log_failure)
+
+    async def run(self) -> None:
+        """Read until the connection ends (a server handler awaits this)."""
+        self._writer = self.loop.create_task(self._write_loop(), name="objtransport-ws-writer")
+        self._process_events()
+        self._kick()
+        self._rearm()
+        try:
+            await self._read_loop()
+        finally:
+            self._finish()
+
+    async def _read_loop(self) -> None:
+        ws = self.ws
+        session = self.session
+        msession = session if isinstance(session, MessageSession) else None
+        try:
+            while not session.closed:
+                if self._read_pauses:
+                    await self._resume.wait()
+                data = await ws.recv()
+                now = self.loop.time()
+                if isinstance(data, str):
+                    if msession is None:
+                        await ws.close(1003, "objtransport.v1 carries binary messages only")
+                        break
+                    msgs = msession.receive_message(data.encode(), True, now)
+                elif msession is not None:
+                    msgs = msession.receive_message(data, False, now)
+                else:
+                    msgs = session.receive_data(data, now)
+                if self.receive_bucket is not None:
+                    await self._pace_receive(len(data), now)
+                if msgs:
+                    self.on_messages(msgs)
+                if session.events:
+                    self._process_events()
+                if session.timer_changed:
+                    session.timer_changed = False
+                    self._rearm()
+                if session.scheduler.pending_bytes or session.has_final:
+                    self._kick()
+        except WsConnectionClosed as exc:
+            self._ws_closed(exc)
+            return
+        await self._writer_done()
+
+    async def _writer_done(self) -> None:
+        """The session ended: let the writer send what is left and close the WebSocket
+        (bounded by ``timeout``), then read until the close handshake is over."""
+        writer = self._writer
+        if writer is not None and not writer.done():
+            self._kick()
+            await asyncio.wait([writer], timeout=self.session.options.timeout)
+        try:
+            async with asyncio.timeout(self.session.options.timeout):
+                while True:
+                    await self.ws.recv()
+        except (WsConnectionClosed, TimeoutError):
+            pass
+
+    def _ws_closed(self, exc: WsConnectionClosed) -> None:
+        """The WebSocket ended: record its close code and reason on the session."""
+        session = self.session
+        if session.closed:
+            return
+        rcvd, sent = exc.rcvd, exc.sent
+        if rcvd is not None and (sent is None or exc.rcvd_then_sent):
+            session._close(rcvd.code, rcvd.reason or f"closed by peer (code {rcvd.code})",
+                           by_peer=True, drop_queued=True, error=rcvd.code not in _ORDERLY)
+        elif sent is not None:
+            session._close(sent.code, sent.reason or f"closed (code {sent.code})",
+                           by_peer=False, drop_queued=True, error=sent.code not in _ORDERLY)
+        else:
+            session.connection_lost("connection lost (no close frame)")
+        self._process_events()
+
+    def _finish(self) -> None:
+        session = self.session
+        if not session.closed:
+            session.connection_lost("connection closed")
+            self._process_events()
+        self._cancel_timer()
+        writer = self._writer
+        if writer is not None and not writer.done():
+            writer.cancel()
+        if not self.lost.done():
+            self.lost.set_result(None)
+        self._wake_flushed()
+        self._wake_drain_waiters(everyone=True)
+        transport = self.ws.transport
+        if not transport.is_closing():
+            transport.abort()
+
+    # -- sending ---------------------------------------------------------------------------
+    def send(self, data: bytes | bytearray | memoryview, stream: int = 0, priority: int = 2,
+             text: bool = False) -> bool:
+        """Queue one message; return True when the caller should wait (``wait_writable``)."""
+        self.last_seq = self.session.send_message(data, stream, priority, text)
+        wake = self._wake
+        if not wake.is_set():
+            wake.set()
+        rs = self._rs
+        return self._sched.pending_bytes > self.max_pending or (
+            rs is not None and rs.unacked_bytes > self.max_unacked)
+
+    def _kick(self) -> None:
+        if not self._wake.is_set():
+            self._wake.set()
+
+    async def _write_loop(self) -> None:
+        ws = self.ws
+        session = self.session
+        msession = session if isinstance(session, MessageSession) else None
+        wake = self._wake
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                if msession is not None and msession.ping_due:
+                    msession.ping_due = False
+                    await self._ping(msession)
+                while True:
+                    budget, strict = await self._budget()
+                    now = self.loop.time()
+                    if msession is not None:
+                        items = msession.messages_to_send(now, budget, strict)
+                        if not items:
+                            break
+                        n = 0
+                        for payload, text in items:
+                            n += len(payload)
+                            await ws.send(payload, text=text)
+                    else:
+                        chunks = session.data_to_send(now, budget, strict)
+                        if not chunks:
+                            break
+                        n = await self._send_native(chunks)
+                    self.pacer.consume(n, now)
+                    if self._drain_waiters:
+                        self._wake_drain_waiters()
+                if self._drain_waiters:
+                    self._wake_drain_waiters()
+                if self._flushed_waiters and not session.scheduler.pending_bytes:
+                    self._wake_flushed()
+                if session.closed and not session.scheduler.pending_bytes \
+                        and not session.has_final:
+                    await ws.close(ws_close_code(session.close_code),
+                                   session.close_reason[:120])
+                    return
+        except WsConnectionClosed:
+            return  # the reader sees it too and records why
+
+    async def _send_native(self, chunks: list[Any]) -> int:
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        n = len(data)
+        if n <= CARRIER_MAX:
+            await self.ws.send(data)
+            return n
+        view = memoryview(data)
+        for off in range(0, n, CARRIER_MAX):
+            await self.ws.send(view[off:off + CARRIER_MAX])
+        return n
+
+    async def _budget(self) -> tuple[int, bool]:
+        """How much to take from the scheduler now (waiting for bandwidth tokens)."""
+        pacer = self.pacer
+        if not pacer.buckets:
+            return CARRIER_MAX, False
+        while True:
+            now = self.loop.time()
+            allowed = pacer.allowance(now)
+            if allowed > 0:
+                return min(CARRIER_MAX, int(allowed)), True
+            await asyncio.sleep(pacer.delay(now))
+
+    async def _ping(self, session: MessageSession) -> None:
+        pong = await self.ws.ping()
+
+        def done(fut: asyncio.Future[float]) -> None:
+            if fut.cancelled() or fut.exception() is not None or session.closed:
+                return
+            session.pong_received(fut.result(), self.loop.time())
+            self._process_events()
+            self._rearm()
+
+        pong.add_done_callback(done)  # type: ignore[attr-defined]
+
+    def repace(self) -> None:
+        """The limits changed: let the writer look again."""
+        self._kick()
+
+    async def _pace_receive(self, nbytes: int, now: float) -> None:
+        bucket = self.receive_bucket
+        assert bucket is not None
+        bucket.consume(nbytes, now)
+        if bucket.tokens(now) < 0:
+            await asyncio.sleep(bucket.time_until(0, now))
+
+    # -- backpressure ----------------------------------------------------------------------
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued in the session plus bytes in the socket's buffer."""
+        t = self.ws.transport
+        buffered = t.get_write_buffer_size() if not t.is_closing() else 0
+        return self.session.scheduler.pending_bytes + buffered
+
+    def _unacked_over(self, divisor: int) -> bool:
+        rs = self._rs
+        return (rs is not None and getattr(self.session, "acks", False)
+                and rs.unacked_bytes > self.max_unacked // divisor)
+
+    def backlog(self, priority: int = 3) -> int:
+        """Bytes queued that would leave before a new message of ``priority``."""
+        sched = self.session.scheduler
+        if priority >= 3:
+            return sched.pending_bytes
+        return sum(sched.queued_by_priority()[:priority + 1])
+
+    async def wait_writable(self, timeout: float, priority: int = 3) -> None:
+        """Wait while the backlog is above ``max_pending``, until half drained.
+
+        Raises ``SendTimeout`` after ``timeout`` s and ``ConnectionClosed`` if the link ends.
+        """
+        if self.backlog(priority) <= self.max_pending and not self._unacked_over(1):
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                while (self.backlog(priority) > self.max_pending // 2
+                       or self._unacked_over(2)):
+                    if self.closed.done():
+                        raise self._closed_error()
+                    fut: asyncio.Future[None] = self.loop.create_future()
+                    self._drain_waiters.append((fut, priority))
+                    await fut
+        except TimeoutError:
+            raise SendTimeout(
+                f"send to {self.session.peer} blocked for {timeout:g} s: the peer does "
+                f"not read fast enough ({self.pending_bytes} bytes pending)") from None
+
+    async def wait_flushed(self, timeout: float) -> None:
+        """Wait until nothing is queued in the session any more."""
+        if not self.session.scheduler.pending_bytes:
+            return
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._flushed_waiters.append(fut)
+        try:
+            async with asyncio.timeout(timeout):
+                await fut
+        except TimeoutError:
+            raise SendTimeout(f"flush to {self.session.peer} did not finish within "
+                              f"{timeout:g} s ({self.pending_bytes} bytes pending)") from None
+        if self.closed.done() and self.session.scheduler.pending_bytes:
+            raise self._closed_error()
+
+    def _wake_flushed(self) -> None:
+        waiters, self._flushed_waiters = self._flushed_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    def _wake_drain_waiters(self, everyone: bool = False) -> None:
+        if not self._drain_waiters:
+            return
+        everyone = everyone or (self.session.scheduler.pending_bytes <= self.max_pending // 2
+                                or self.closed.done())
+        keep = []
+        for fut, prio in self._drain_waiters:
+            if everyone or prio < 3:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((fut, prio))
+        self._drain_waiters = keep
+
+    def _closed_error(self) -> ConnectionClosed:
+        s = self.session
+        return ConnectionClosed(str(s.peer), s.close_code or 0, s.close_reason)
+
+    # -- events and time -------------------------------------------------------------------
+    def _process_events(self) -> None:
+        events = self.session.take_events()
+        for ev in events:
+            if isinstance(ev, Acked):
+                self._rs = getattr(self.session, "rs", None)
+                if self._drain_waiters:
+                    self._wake_drain_waiters(everyone=True)
+            elif isinstance(ev, Closed):
+                self._kick()  # the writer flushes, then closes the WebSocket
+                if not self.closed.done():
+                    self.closed.set_result(ev)
+                if not self.ready.done():
+                    self.ready.set_exception(self._closed_error())
+                    self.ready.exception()  # retrieved: the owner reads `closed`
+            elif isinstance(ev, HandshakeComplete):
+                self._rs = getattr(self.session, "rs", None)
+                if not self.ready.done():
+                    self.ready.set_result(None)
+            self.on_event(self, ev)
+        if events and not self.closed.done():
+            self._rearm()
+
+    def _rearm(self) -> None:
+        deadline = self.session.next_deadline()
+        if deadline == self._timer_at:
+            return
+        self._cancel_timer()
+        if deadline is not None and not self.lost.done():
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        session = self.session
+        session.handle_timer(self.loop.time())
+        self._process_events()
+        if session.scheduler.pending_bytes or session.has_final or session.closed \
+                or getattr(session, "ping_due", False):
+            self._kick()
+        if not self.closed.done():
+            self._rearm()
+
+    # -- closing and flow control ----------------------------------------------------------
+    def close(self, code: int = 0, reason: str = "closed") -> None:
+        """Orderly close: queued messages go out, then GOAWAY (native), then the close
+        handshake."""
+        self.session.close(code, reason)
+        self._process_events()
+        self._kick()
+
+    def abort(self) -> None:
+        """Drop the connection at once, discarding what is queued."""
+        self._aborted = True
+        self.ws.transport.abort()
+
+    def pause_reading(self, reason: str = "consumer") -> None:
+        self._read_pauses.add(reason)
+        self._resume.clear()
+
+    def resume_reading(self, reason: str = "consumer") -> None:
+        self._read_pauses.discard(reason)
+        if not self._read_pauses:
+            self._resume.set()
+
+
+class WebSocketServer:
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.port: int = next(iter(server.sockets)).getsockname()[1]
+
+    def close(self) -> None:
+        # the service closes the accepted connections itself, in order
+        self.server.close(close_connections=False)
+
+    async def wait_closed(self) -> None:
+        await self.server.wait_closed()
+
+
+def _url(host: str, port: int, path: str, tls: bool) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"{'wss' if tls else 'ws'}://{shown}:{port}{path}"
+
+
+def _check_path(path: Any) -> str:
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"path must be a string starting with '/', not {path!r}")
+    return path
+
+
+class WebSocketDriver:
+    """ws:// and wss://, native (subprotocol ``objtransport.v1``) or raw per connection."""
+
+    kind = TransportKind.WEBSOCKET
+    extra_options: frozenset[str] = frozenset({"path"})
+
+    async def open(self, host: str, port: int, parts: LinkParts,
+                   ssl_context: ssl_module.SSLContext | None, options: Options,
+                   server_hostname: str | None) -> WebSocketLink:
+        """Open the WebSocket, then wait for the session handshake (native).
+
+        Raises ``ConnectError`` naming the URL and the reason: refused, TLS, timed out, an
+        HTTP status that refused the upgrade (``.status``), a peer that is no WebSocket
+        server, or a server that does not speak ``objtransport.v1`` in native mode.
+        """
+        path = _check_path(parts.extra.get("path", DEFAULT_PATH))
+        url = _url(host, port, path, ssl_context is not None)
+        native = parts.native is not False
+        link: WebSocketLink | None = None
+        ws: ClientConnection | None = None
+        try:
+            async with asyncio.timeout(options.timeout):
+                ws = await connect(
+                    url, ssl=ssl_context, server_hostname=server_hostname,
+                    subprotocols=[SUBPROTOCOL] if native else None, compression=None,
+                    open_timeout=None, ping_interval=None, ping_timeout=None,
+                    close_timeout=options.timeout, proxy=None,
+                    max_size=CARRIER_MAX if native else options.max_message_size,
+                    max_queue=MAX_QUEUE, write_limit=WRITE_HIGH)
+                if native and ws.subprotocol != SUBPROTOCOL:
+                    raise ConnectError(url, "the server did not accept the objtransport.v1 "
+                                       "subprotocol (a plain WebSocket server? connect "
+                                       "with framing='raw')")
+                session = parts.make_session(native)
+                if not native:
+                    session = MessageSession.like(session, asyncio.get_running_loop().time())
+                link = WebSocketLink(ws, session, parts)
+                link.start()
+                await asyncio.shield(link.ready)
+            return link
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            _abort(ws, link)
+            raise ConnectError(url, f"WebSocket upgrade refused: HTTP {status} "
+                               f"{_phrase(status)}", status) from exc
+        except InvalidMessage as exc:
+            _abort(ws, link)
+            raise ConnectError(url, "not a WebSocket server (invalid HTTP response: "
+                               f"{exc.__cause__ or exc})") from exc
+        except (InvalidHandshake, InvalidURI) as exc:
+            _abort(ws, link)
+            raise ConnectError(url, f"WebSocket handshake failed: {exc}") from exc
+        except WsConnectionClosed as exc:
+            _abort(ws, link)
+            raise ConnectError(url, f"closed during the handshake: {exc}") from exc
+        except (OSError, TimeoutError, ssl_module.SSLError) as exc:
+            _abort(ws, link)
+            raise ConnectError(url, describe_connect_error(exc)) from exc
+        except TransportError as exc:
+            _abort(ws, link)
+            if isinstance(exc, ConnectError):
+                raise
+            raise ConnectError(url, f"handshake failed: {exc}") from exc
+        except BaseException:
+            _abort(ws, link)
+            raise
+
+    async def serve(self, host: str, port: int, accept: Callable[[], LinkParts | None],
+                    ssl_context: ssl_module.SSLContext | None, options: Options,
+                    extra: dict[str, Any]) -> WebSocketServer:
+        """Serve ``path`` (other paths get 404). Each connection is native when the client
+        asks for ``objtransport.v1``, raw otherwise."""
+        path = _check_path(extra.get("path", DEFAULT_PATH))
+        raw_limit = options.max_message_size
+
+        def process_request(conn: ServerConnection, request: Request) -> Response | None:
+            if urlsplit(request.path).path != path:
+                return conn.respond(HTTPStatus.NOT_FOUND,
+                                    f"no WebSocket endpoint at {request.path}\n")
+            return None
+
+        def select(conn: ServerConnection, offered: Any) -> Subprotocol | None:
+            return SUBPROTOCOL if SUBPROTOCOL in offered else None
+
+        async def handler(ws: ServerConnection) -> None:
+            parts = accept()
+            if parts is None:
+                await ws.close(1013, "too many connections")
+                return
+            native = ws.subprotocol == SUBPROTOCOL
+            _set_max_size(ws, CARRIER_MAX if native else raw_limit)
+            session = parts.make_session(native)
+            if not native:
+                session = MessageSession.like(session, asyncio.get_running_loop().time())
+            link = WebSocketLink(ws, session, parts)
+            if parts.on_link is not None:
+                parts.on_link(link)
+            if link.on_made is not None:
+                link.on_made(link)
+            await link.run()
+
+        try:
+            server = await serve(
+                handler, host, port, ssl=ssl_context, process_request=process_request,
+                select_subprotocol=select, compression=None, ping_interval=None,
+                ping_timeout=None, open_timeout=options.timeout,
+                close_timeout=options.timeout, max_size=max(raw_limit, CARRIER_MAX),
+                max_queue=MAX_QUEUE, write_limit=WRITE_HIGH, backlog=1024,
+                reuse_address=True)
+        except OSError as exc:
+            raise ConnectError(f"{host}:{port}",
+                               f"cannot listen: {describe_connect_error(exc)}") from exc
+        return WebSocketServer(server)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("WebSocket link failed", exc_info=task.exception())
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _abort(ws: ClientConnection | None, link: WebSocketLink | None) -> None:
+    if link is not None:
+        link.abort()
+    elif ws is not None:
+        ws.transport.abort()

@@ -1,0 +1,179 @@
+"""Message-oriented raw framing: one transport message is one application message.
+
+:class:`MessageSession` has the surface of :class:`~.session.RawSession` for carriers that
+keep message boundaries themselves (a WebSocket in raw mode): there is no length prefix on
+the wire, a text message keeps its text flag, and liveness is the carrier's own ping/pong.
+
+* received: ``receive_message(data, text, now)`` per carrier message;
+* sending: ``send_message`` queues; ``messages_to_send(now, budget)`` returns
+  ``(payload, text)`` pairs, each one carrier message, in priority order;
+* time: ``next_deadline()`` / ``handle_timer(now)`` decide when a ping is due
+  (``ping_due`` turns true: the driver sends one) and when a missing pong ends the session;
+  the driver reports each pong with ``pong_received(rtt, now)``.
+
+Inside the scheduler each message is held as ``[length (4)][flags (1)][payload]`` where
+length counts the flag byte, so priority budgets still cut at message boundaries.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from ..config import Options
+from ..exceptions import ProtocolError
+from .events import HandshakeComplete, Message, PongReceived, Received
+from .framing import GoAwayCode
+from .scheduler import Chunk
+from .session import Session, SessionState
+
+__all__ = ["MessageSession"]
+
+_HDR = struct.Struct("!IB")
+_TEXT = 1
+_SMALL = 64 * 1024
+
+
+class MessageSession(Session):
+    """One carrier message per application message; text messages flagged."""
+
+    def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
+                 now: float, keepalive: bool = True) -> None:
+        super().__init__(options, conn_id, transport, peer, now)
+        self._count = 0
+        self._received_bytes = 0
+        self._need: int | None = None  # a large message's payload is the next chunk
+        self._need_text = False
+        self.keepalive = keepalive
+        self.rtt_last: float | None = None
+        self.pings_sent = 0
+        #: the driver must send a ping (and then set this back to False)
+        self.ping_due = False
+        self._ping_sent_at: float | None = None
+        self._next_ping = now + options.keepalive_interval
+        self._set_state(SessionState.OPEN)
+        self.events.append(HandshakeComplete(b"", options.max_frame_size,
+                                             options.max_message_size))
+
+    @classmethod
+    def like(cls, other: Session, now: float, keepalive: bool = True) -> MessageSession:
+        """A message session for the same connection as ``other`` (built by an owner that
+        only knows stream framings)."""
+        return cls(other.options, other.conn_id, other.transport_name, other.peer, now,
+                   keepalive)
+
+    # -- receiving -------------------------------------------------------------------------
+    @property
+    def bytes_received(self) -> int:
+        return self._received_bytes
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        raise NotImplementedError("a message session receives whole messages")
+
+    def buffer_updated(self, nbytes: int, now: float) -> list[Received]:
+        raise NotImplementedError("a message session receives whole messages")
+
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Received]:
+        """One whole binary message."""
+        return self.receive_message(bytes(data), False, now)
+
+    def receive_message(self, data: bytes, text: bool, now: float) -> list[Received]:
+        """One whole carrier message: a binary message, or a text one as its UTF-8 bytes."""
+        if self.state is not SessionState.OPEN:
+            return []
+        self.last_receive = now
+        size = len(data)
+        limit = self.options.max_message_size
+        if size > limit:
+            self._fail(ProtocolError(f"message of {size} bytes exceeds max_message_size "
+                                     f"({limit})", GoAwayCode.MESSAGE_TOO_LARGE), now)
+            return []
+        self.messages_received += 1
+        self._received_bytes += size
+        if text:
+            return [Message(data, self.conn_id, self.transport_name, self.peer, text=True)]
+        return [data]
+
+    # -- sending ---------------------------------------------------------------------------
+    def send_message(self, data: bytes | bytearray | memoryview, stream: int = 0,
+                     priority: int = 2, text: bool = False) -> int:
+        """Queue one message; ``stream``/``priority`` order the local queue only."""
+        size = len(data)
+        if not self.open or size > self.peer_max_message:
+            self._check_send(size)
+        self._count += 1
+        self.bytes_sent += size
+        if priority != 2:
+            self.other_priority_messages[priority] += 1
+        sched = self.scheduler
+        header = _HDR.pack(size + 1, _TEXT if text else 0)
+        if size < _SMALL and not sched.blocked:
+            buf = sched.small[priority]
+            buf += header
+            buf += data
+            sched.pending_bytes += size + 5
+        elif size < _SMALL:
+            sched.push_frame(priority, header + bytes(data), stream)
+        else:  # header and payload as one item: the payload is not copied
+            sched.push(priority, (header, memoryview(data)), stream)
+        return self._count
+
+    @property
+    def messages_sent(self) -> int:
+        return self._count
+
+    def messages_to_send(self, now: float, budget: int = 1 << 62,
+                         strict: bool = False) -> list[tuple[Chunk, bool]]:
+        """The next messages to send, as ``(payload, text)``, about ``budget`` bytes."""
+        out: list[tuple[Chunk, bool]] = []
+        for chunk in self.data_to_send(now, budget, strict):
+            if self._need is not None:
+                out.append((chunk, self._need_text))
+                self._need = None
+                continue
+            n = len(chunk)
+            view = memoryview(chunk)
+            off = 0
+            while off < n:
+                length, flags = _HDR.unpack_from(chunk, off)
+                end = off + 4 + length
+                if end > n:  # a large message's header: its payload is the next chunk
+                    self._need = length - 1
+                    self._need_text = bool(flags & _TEXT)
+                    break
+                out.append((view[off + 5:end], bool(flags & _TEXT)))
+                off = end
+        return out
+
+    # -- liveness --------------------------------------------------------------------------
+    def pong_received(self, rtt: float, now: float) -> None:
+        """The carrier's pong answered our ping after ``rtt`` seconds."""
+        self._ping_sent_at = None
+        self.rtt_last = rtt
+        self.last_receive = now
+        self.events.append(PongReceived(rtt))
+
+    def next_deadline(self) -> float | None:
+        if self.state is not SessionState.OPEN or not self.keepalive:
+            return None
+        if self._ping_sent_at is not None:
+            return self._ping_sent_at + self.options.pong_timeout
+        return self._next_ping
+
+    def handle_timer(self, now: float) -> None:
+        """Ask for a ping when one is due; close when the last one went unanswered."""
+        if self.state is not SessionState.OPEN or not self.keepalive:
+            return
+        opts = self.options
+        sent = self._ping_sent_at
+        if sent is not None:
+            if now >= sent + opts.pong_timeout:
+                self._close(GoAwayCode.IDLE_TIMEOUT,
+                            f"no pong within {opts.pong_timeout:g} s",
+                            by_peer=False, drop_queued=True, error=True)
+            return
+        if now >= self._next_ping:
+            self.ping_due = True
+            self.pings_sent += 1
+            self._ping_sent_at = now
+            self._next_ping = now + opts.keepalive_interval
