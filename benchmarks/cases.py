@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from . import workers as w
+from . import workers_ws as ws
 from .runner import Result, latency, throughput
 
 KiB = 1024
@@ -66,4 +67,30 @@ CASES: list[Case] = [
         "asyncio": _lat(w.echo_asyncio, w.ping_asyncio),
         "pyzmq": _lat(w.echo_pyzmq, w.ping_pyzmq),
     }),
+]
+
+
+# -- WebSocket (issue 4): objtransport native and raw next to a plain `websockets` pair ------
+
+def _ws_case(framing: str, label: str, size: int, counts: tuple[int, int], unit: str,
+             target: str) -> Case:
+    send = ws.send_objtransport if framing == "native" else ws.send_objtransport_raw
+    return Case(f"websocket {framing} {label}", unit, target, {
+        "objtransport": _tp(ws.recv_objtransport, send, size, counts[0], unit),
+        "websockets": _tp(ws.recv_plain, ws.send_plain, size, counts[1], unit),
+    })
+
+
+CASES += [
+    _ws_case("native", "64 B", 64, (1_000_000, 200_000), "msg/s", ">= 5x websockets"),
+    _ws_case("native", "1 KiB", KiB, (600_000, 200_000), "msg/s", ">= 5x websockets"),
+    _ws_case("native", "1 MiB", MiB, (2_000, 1_000), "MB/s", ">= 0.85x websockets"),
+    _ws_case("raw", "64 B", 64, (200_000, 200_000), "msg/s", ">= 0.85x websockets"),
+    _ws_case("raw", "1 KiB", KiB, (200_000, 200_000), "msg/s", ">= 0.85x websockets"),
+    _ws_case("raw", "1 MiB", MiB, (1_000, 1_000), "MB/s", ">= 0.85x websockets"),
+    *[Case(f"websocket {framing} ping-pong 64 B", "µs", "p50 <= 1.2x websockets", {
+        "objtransport": _lat(ws.echo_objtransport, ping),
+        "websockets": _lat(ws.echo_plain, ws.ping_plain),
+    }) for framing, ping in (("native", ws.ping_objtransport),
+                             ("raw", ws.ping_objtransport_raw))],
 ]

@@ -1,0 +1,188 @@
+"""WebSocket benchmark peers: objtransport (native and raw) and a plain ``websockets`` pair.
+
+Same contract as :mod:`benchmarks.workers`: ``recv_*`` reports its port then
+``(received, bytes, seconds)``; ``send_*`` sends ``count`` messages; ``echo_*`` serves until
+told to stop; ``ping_*`` returns round trips in µs. The plain pair runs with compression off,
+one WebSocket message per message, as the library's users write it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from multiprocessing.connection import Connection
+
+from .workers import DEADLINE
+
+# -- objtransport -------------------------------------------------------------------------
+
+
+def recv_objtransport(pipe: Connection, size: int, count: int) -> None:
+    """A WebSocket listener: native or raw per connection (the sender's choice)."""
+    from objtransport import Message, NetworkTransport
+
+    async def main() -> None:
+        got = 0
+        first = 0.0
+        nbytes = 0
+        done = asyncio.Event()
+
+        def on_message(msg: Message) -> None:
+            nonlocal got, first, nbytes
+            if not got:
+                first = time.perf_counter()
+            got += 1
+            nbytes += len(msg.data)
+            if got >= count:
+                done.set()
+
+        async with NetworkTransport() as net:
+            listener = await net.listen("127.0.0.1", 0, handler=on_message,
+                                        transport="websocket")
+            pipe.send(listener.port)
+            try:
+                await asyncio.wait_for(done.wait(), DEADLINE)
+            except TimeoutError:
+                pass
+            pipe.send((got, nbytes, time.perf_counter() - first))
+
+    asyncio.run(main())
+
+
+def send_objtransport(port: int, size: int, count: int, framing: str = "native") -> None:
+    from objtransport import NetworkTransport
+
+    async def main() -> None:
+        async with NetworkTransport(timeout=DEADLINE) as net:
+            conn = await net.connect("127.0.0.1", port, transport="websocket",
+                                     framing=framing)
+            payload = b"x" * size
+            for _ in range(count):
+                await net.send_data(conn, payload)
+            await net.flush(conn, timeout=DEADLINE)
+            await asyncio.sleep(0.2)
+
+    asyncio.run(main())
+
+
+def send_objtransport_raw(port: int, size: int, count: int) -> None:
+    send_objtransport(port, size, count, "raw")
+
+
+def echo_objtransport(pipe: Connection) -> None:
+    from objtransport import Message, NetworkTransport
+
+    async def main() -> None:
+        async with NetworkTransport() as net:
+            def echo(msg: Message) -> None:
+                net.send_nowait(msg.conn_id, msg.data)
+
+            listener = await net.listen("127.0.0.1", 0, handler=echo, transport="websocket")
+            pipe.send(listener.port)
+            await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+
+    asyncio.run(main())
+
+
+def ping_objtransport(port: int, rounds: int, warmup: int, framing: str = "native"
+                      ) -> list[float]:
+    from objtransport import NetworkTransport
+
+    async def main() -> list[float]:
+        async with NetworkTransport() as net:
+            conn = await net.connect("127.0.0.1", port, transport="websocket",
+                                     framing=framing)
+            payload = b"p" * 64
+            out: list[float] = []
+            for i in range(rounds + warmup):
+                t = time.perf_counter_ns()
+                await net.send_data(conn, payload)
+                await net.receive(conn, timeout=5.0)
+                if i >= warmup:
+                    out.append((time.perf_counter_ns() - t) / 1000)
+            return out
+
+    return asyncio.run(main())
+
+
+def ping_objtransport_raw(port: int, rounds: int, warmup: int) -> list[float]:
+    return ping_objtransport(port, rounds, warmup, "raw")
+
+# -- plain websockets ---------------------------------------------------------------------
+
+
+def recv_plain(pipe: Connection, size: int, count: int) -> None:
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def main() -> None:
+        got = 0
+        first = 0.0
+        nbytes = 0
+        done = asyncio.Event()
+
+        async def handler(ws: ServerConnection) -> None:
+            nonlocal got, first, nbytes
+            async for msg in ws:
+                if not got:
+                    first = time.perf_counter()
+                got += 1
+                nbytes += len(msg)
+                if got >= count:
+                    done.set()
+
+        async with serve(handler, "127.0.0.1", 0, compression=None, max_size=None) as server:
+            pipe.send(next(iter(server.sockets)).getsockname()[1])
+            try:
+                await asyncio.wait_for(done.wait(), DEADLINE)
+            except TimeoutError:
+                pass
+            pipe.send((got, nbytes, time.perf_counter() - first))
+
+    asyncio.run(main())
+
+
+def send_plain(port: int, size: int, count: int) -> None:
+    from websockets.asyncio.client import connect
+
+    async def main() -> None:
+        async with connect(f"ws://127.0.0.1:{port}/", compression=None, max_size=None,
+                           proxy=None) as ws:
+            payload = b"x" * size
+            for _ in range(count):
+                await ws.send(payload)
+            await asyncio.sleep(0.2)
+
+    asyncio.run(main())
+
+
+def echo_plain(pipe: Connection) -> None:
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def main() -> None:
+        async def handler(ws: ServerConnection) -> None:
+            async for msg in ws:
+                await ws.send(msg)
+
+        async with serve(handler, "127.0.0.1", 0, compression=None) as server:
+            pipe.send(next(iter(server.sockets)).getsockname()[1])
+            await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+
+    asyncio.run(main())
+
+
+def ping_plain(port: int, rounds: int, warmup: int) -> list[float]:
+    from websockets.asyncio.client import connect
+
+    async def main() -> list[float]:
+        async with connect(f"ws://127.0.0.1:{port}/", compression=None, proxy=None) as ws:
+            payload = b"p" * 64
+            out: list[float] = []
+            for i in range(rounds + warmup):
+                t = time.perf_counter_ns()
+                await ws.send(payload)
+                await ws.recv()
+                if i >= warmup:
+                    out.append((time.perf_counter_ns() - t) / 1000)
+            return out
+
+    return asyncio.run(main())
