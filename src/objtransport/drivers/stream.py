@@ -19,10 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
 from ..exceptions import ConnectionClosed, SendTimeout
+from ..sansio.decoder import RECV_BUFFER_SIZE
 from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
 from ..sansio.reliability import ResumeState
 from ..sansio.session import Session, detect_native
@@ -62,6 +64,7 @@ class StreamLink(asyncio.BufferedProtocol):
                  max_pending_bytes: int,
                  detect: Callable[[bool], Session] | None = None) -> None:
         self.session = session
+        _share_receive_buffer(session)
         self._sched = session.scheduler
         self._rs: ResumeState | None = getattr(session, "rs", None)
         self.max_unacked = session.options.max_unacked_bytes
@@ -147,6 +150,7 @@ class StreamLink(asyncio.BufferedProtocol):
         del self.get_buffer, self.buffer_updated  # back to the class methods
         old = self.session
         self.session = self._detect(detect_native(bytes(self._head)))
+        _share_receive_buffer(self.session)
         self._sched = self.session.scheduler
         self._rs = getattr(self.session, "rs", None)
         self.session.set_peer(self.peer)
@@ -501,6 +505,19 @@ class StreamLink(asyncio.BufferedProtocol):
         t = self.transport
         if not self._read_pauses and t is not None and not t.is_closing():
             t.resume_reading()
+
+
+_local = threading.local()
+
+
+def _share_receive_buffer(session: Session) -> None:
+    """Give the session's decoder this thread's shared receive buffer (see use_buffer)."""
+    buf = getattr(_local, "buf", None)
+    if buf is None:
+        buf = _local.buf = bytearray(RECV_BUFFER_SIZE)
+    decoder = getattr(session, "decoder", None)
+    if decoder is not None:
+        decoder.use_buffer(buf)
 
 
 def _write_chunks(t: asyncio.Transport, chunks: list[Any]) -> None:
