@@ -39,6 +39,7 @@ from websockets.exceptions import (
     InvalidURI,
 )
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from ..config import Options, TransportKind
@@ -131,6 +132,9 @@ class WebSocketLink:
         self._writer: asyncio.Task[None] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._aborted = False
+        self._idle = False  # the writer task waits for work (the fast path may write)
+        self._flush_handle: asyncio.Handle | None = None
+        self._msession = session if isinstance(session, MessageSession) else None
 
     # -- running ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -178,7 +182,7 @@ class WebSocketLink:
                     session.timer_changed = False
                     self._rearm()
                 if session.scheduler.pending_bytes or session.has_final:
-                    self._kick()
+                    self._schedule_flush()
         except WsConnectionClosed as exc:
             self._ws_closed(exc)
             return
@@ -220,6 +224,9 @@ class WebSocketLink:
             session.connection_lost("connection closed")
             self._process_events()
         self._cancel_timer()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         writer = self._writer
         if writer is not None and not writer.done():
             writer.cancel()
@@ -236,9 +243,9 @@ class WebSocketLink:
              text: bool = False) -> bool:
         """Queue one message; return True when the caller should wait (``wait_writable``)."""
         self.last_seq = self.session.send_message(data, stream, priority, text)
-        wake = self._wake
-        if not wake.is_set():
-            wake.set()
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush_soon)
+            self._flush()  # a lone message goes out at once; the rest of the turn coalesces
         rs = self._rs
         return self._sched.pending_bytes > self.max_pending or (
             rs is not None and rs.unacked_bytes > self.max_unacked)
@@ -247,6 +254,53 @@ class WebSocketLink:
         if not self._wake.is_set():
             self._wake.set()
 
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_handle = None
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write one batch without awaiting, when nothing stands in the way (the writer task
+        idle, no pacing, the socket buffer below its high-water mark); otherwise, and for
+        whatever is left, the writer task takes over."""
+        session = self.session
+        ws = self.ws
+        if (not self._idle or self.pacer.buckets or session.closed
+                or ws.protocol.state is not State.OPEN
+                or ws.transport.get_write_buffer_size() > WRITE_HIGH):
+            self._kick()
+            return
+        now = self.loop.time()
+        protocol = ws.protocol
+        msession = self._msession
+        n = 0
+        if msession is not None:
+            for payload, text in msession.messages_to_send(now, CARRIER_MAX):
+                n += len(payload)
+                if text:
+                    protocol.send_text(payload)
+                else:
+                    protocol.send_binary(payload)
+        else:
+            chunks = session.data_to_send(now, CARRIER_MAX)
+            if chunks:
+                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                n = len(data)
+                view = memoryview(data)
+                for off in range(0, n, CARRIER_MAX):
+                    protocol.send_binary(view[off:off + CARRIER_MAX])
+        if n:
+            ws.send_data()
+        if session.scheduler.pending_bytes or session.has_final:
+            self._kick()
+        if self._drain_waiters:
+            self._wake_drain_waiters()
+        if self._flushed_waiters and not session.scheduler.pending_bytes:
+            self._wake_flushed()
+
     async def _write_loop(self) -> None:
         ws = self.ws
         session = self.session
@@ -254,7 +308,11 @@ class WebSocketLink:
         wake = self._wake
         try:
             while True:
-                await wake.wait()
+                self._idle = True
+                try:
+                    await wake.wait()
+                finally:
+                    self._idle = False
                 wake.clear()
                 if msession is not None and msession.ping_due:
                     msession.ping_due = False
