@@ -218,15 +218,17 @@ async def test_breaker_fails_fast_then_a_probe_closes_it() -> None:
         conn = await client.connect("127.0.0.1", port)
         await listener.close()
         await eventually(lambda: client.circuit_breaker("127.0.0.1", port).state == "open")
-        slowest = 0.0
+        durations = []
         for _ in range(100):
             t = time.perf_counter()
             with pytest.raises(CircuitOpenError):
                 await client.send_data(conn, b"x")
             with pytest.raises(CircuitOpenError):
                 await client.send_to("127.0.0.1", port, b"x")
-            slowest = max(slowest, (time.perf_counter() - t) / 2)
-        assert slowest < 0.001, slowest
+            durations.append((time.perf_counter() - t) / 2)
+        durations.sort()
+        # each well under 1 ms; the 95th percentile leaves room for a GC pause on a busy VM
+        assert durations[50] < 0.0005 and durations[95] < 0.001, durations[-5:]
         listener = await server.listen("127.0.0.1", port)
         await eventually(lambda: client.connection_info(conn).state == "connected", 5.0)
         assert client.circuit_breaker("127.0.0.1", port).state == "closed"

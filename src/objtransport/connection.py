@@ -27,6 +27,7 @@ from .exceptions import (
     ConnectionNotReady,
     SendTimeout,
     SessionLost,
+    TransportError,
 )
 from .sansio.backoff import backoff_delays
 from .sansio.breaker import BreakerState, CircuitBreaker, CircuitBreakerState
@@ -500,8 +501,18 @@ class Connection:
 
     # -- closing ----------------------------------------------------------------------------
     async def close(self, timeout: float, code: int = 0, reason: str = "closed") -> None:
-        """Orderly close: queued messages go out (up to ``timeout``), GOAWAY, socket closed."""
+        """Orderly close: queued messages go out and are acknowledged (up to ``timeout``),
+        GOAWAY, socket closed. What stays unacknowledged is reported as unconfirmed."""
+        loop = self.loop
+        deadline = loop.time() + timeout
+        link = self.link
+        if link is not None and getattr(link.session, "acks", False) and link.session.open:
+            try:
+                await self.wait_acked(timeout)
+            except TransportError:
+                pass  # reported below
         self._user_closed = True
+        timeout = max(0.01, deadline - loop.time())
         link = self.link
         if link is not None:
             link.close(code, reason)
@@ -522,6 +533,11 @@ class Connection:
         if self.link is not None:
             self._fold(self.link)
             self.link = None
+        if self.resume_state.unacked_data:
+            lost = self.resume_state.take_unconfirmed()
+            self._session_lost(lost)
+            log.warning("connection %s to %s closed with %d message(s) not acknowledged",
+                        self.id, self.endpoint, len(lost))
         self._set_state(ConnState.DISCONNECTED)
 
     def info(self, wall_offset: float) -> ConnectionInfo:
