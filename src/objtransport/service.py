@@ -60,7 +60,15 @@ def _optional_drivers() -> dict[TransportKind, Callable[[], Driver | None]]:
             return None
         return WebSocketDriver()
 
+    def grpc() -> Driver | None:
+        try:
+            from .drivers.grpc import GrpcDriver
+        except ImportError:  # `grpcio` is not installed
+            return None
+        return GrpcDriver()
+
     drivers[TransportKind.WEBSOCKET] = websocket
+    drivers[TransportKind.GRPC] = grpc
     return drivers
 
 
