@@ -43,13 +43,12 @@ from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from ..config import Options, TransportKind
-from ..exceptions import ConnectError, ConnectionClosed, SendTimeout, TransportError
-from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
+from ..exceptions import ConnectError, TransportError
 from ..sansio.framing import GoAwayCode
 from ..sansio.message import MessageSession
-from ..sansio.reliability import ResumeState
-from ..sansio.session import NativeSession, Session
+from ..sansio.session import Session
 from .base import LinkParts
+from .message_link import MessageLink
 from .tcp import describe_connect_error
 
 __all__ = ["CARRIER_MAX", "DEFAULT_PATH", "SUBPROTOCOL", "WebSocketDriver", "WebSocketLink"]
@@ -61,7 +60,7 @@ SUBPROTOCOL = Subprotocol("objtransport.v1")
 #: the URL path a listener serves and a client asks for, unless ``path=`` says otherwise
 DEFAULT_PATH = "/"
 #: the largest binary message carrying native frames (a sender splits above it)
-CARRIER_MAX = 1024 * 1024
+CARRIER_MAX = MessageLink.carrier_max
 WRITE_HIGH = 256 * 1024
 MAX_QUEUE = 64  # frames websockets buffers before it pauses reading
 
@@ -97,44 +96,16 @@ def _set_max_size(ws: ServerConnection | ClientConnection, limit: int) -> None:
         protocol.max_size = limit
 
 
-class WebSocketLink:
+class WebSocketLink(MessageLink):
     """One WebSocket connection bound to one session (native or message)."""
 
     def __init__(self, ws: ServerConnection | ClientConnection, session: Session,
                  parts: LinkParts) -> None:
         self.ws = ws
-        self.session = session
-        self.native = isinstance(session, NativeSession)
-        self._sched = session.scheduler
-        self._rs: ResumeState | None = getattr(session, "rs", None)
-        self.max_unacked = session.options.max_unacked_bytes
-        self.last_seq = 0
-        self.on_messages: Callable[[list[Received]], None] = parts.on_messages
-        self.on_event: Callable[[Any, Event], None] = parts.on_event
-        self.max_pending = parts.max_pending
-        self.pacer = parts.pacer
-        self.receive_bucket = parts.receive_bucket
-        self.loop = asyncio.get_running_loop()
-        self.ready: asyncio.Future[None] = self.loop.create_future()
-        self.closed: asyncio.Future[Closed] = self.loop.create_future()
-        self.lost: asyncio.Future[None] = self.loop.create_future()
-        self.on_made: Callable[[Any], None] | None = None
-        self.peer: Any = ws.remote_address
-        session.set_peer(self.peer)
-        self._wake = asyncio.Event()
-        self._resume = asyncio.Event()
-        self._resume.set()
-        self._read_pauses: set[str] = set()
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
-        self._drain_waiters: list[tuple[asyncio.Future[None], int]] = []
-        self._flushed_waiters: list[asyncio.Future[None]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._init_link(session, parts, ws.remote_address)
         self._reader: asyncio.Task[None] | None = None
-        self._aborted = False
         self._idle = False  # the writer task waits for work (the fast path may write)
         self._flush_handle: asyncio.Handle | None = None
-        self._msession = session if isinstance(session, MessageSession) else None
 
     # -- running ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -219,21 +190,10 @@ class WebSocketLink:
         self._process_events()
 
     def _finish(self) -> None:
-        session = self.session
-        if not session.closed:
-            session.connection_lost("connection closed")
-            self._process_events()
-        self._cancel_timer()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        writer = self._writer
-        if writer is not None and not writer.done():
-            writer.cancel()
-        if not self.lost.done():
-            self.lost.set_result(None)
-        self._wake_flushed()
-        self._wake_drain_waiters(everyone=True)
+        self._finish_common()
         transport = self.ws.transport
         if not transport.is_closing():
             transport.abort()
@@ -249,10 +209,6 @@ class WebSocketLink:
         rs = self._rs
         return self._sched.pending_bytes > self.max_pending or (
             rs is not None and rs.unacked_bytes > self.max_unacked)
-
-    def _kick(self) -> None:
-        if not self._wake.is_set():
-            self._wake.set()
 
     def _schedule_flush(self) -> None:
         if self._flush_handle is None:
@@ -359,18 +315,6 @@ class WebSocketLink:
             await self.ws.send(view[off:off + CARRIER_MAX])
         return n
 
-    async def _budget(self) -> tuple[int, bool]:
-        """How much to take from the scheduler now (waiting for bandwidth tokens)."""
-        pacer = self.pacer
-        if not pacer.buckets:
-            return CARRIER_MAX, False
-        while True:
-            now = self.loop.time()
-            allowed = pacer.allowance(now)
-            if allowed > 0:
-                return min(CARRIER_MAX, int(allowed)), True
-            await asyncio.sleep(pacer.delay(now))
-
     async def _ping(self, session: MessageSession) -> None:
         pong = await self.ws.ping()
 
@@ -383,17 +327,6 @@ class WebSocketLink:
 
         pong.add_done_callback(done)  # type: ignore[attr-defined]
 
-    def repace(self) -> None:
-        """The limits changed: let the writer look again."""
-        self._kick()
-
-    async def _pace_receive(self, nbytes: int, now: float) -> None:
-        bucket = self.receive_bucket
-        assert bucket is not None
-        bucket.consume(nbytes, now)
-        if bucket.tokens(now) < 0:
-            await asyncio.sleep(bucket.time_until(0, now))
-
     # -- backpressure ----------------------------------------------------------------------
     @property
     def pending_bytes(self) -> int:
@@ -402,149 +335,11 @@ class WebSocketLink:
         buffered = t.get_write_buffer_size() if not t.is_closing() else 0
         return self.session.scheduler.pending_bytes + buffered
 
-    def _unacked_over(self, divisor: int) -> bool:
-        rs = self._rs
-        return (rs is not None and getattr(self.session, "acks", False)
-                and rs.unacked_bytes > self.max_unacked // divisor)
-
-    def backlog(self, priority: int = 3) -> int:
-        """Bytes queued that would leave before a new message of ``priority``."""
-        sched = self.session.scheduler
-        if priority >= 3:
-            return sched.pending_bytes
-        return sum(sched.queued_by_priority()[:priority + 1])
-
-    async def wait_writable(self, timeout: float, priority: int = 3) -> None:
-        """Wait while the backlog is above ``max_pending``, until half drained.
-
-        Raises ``SendTimeout`` after ``timeout`` s and ``ConnectionClosed`` if the link ends.
-        """
-        if self.backlog(priority) <= self.max_pending and not self._unacked_over(1):
-            return
-        try:
-            async with asyncio.timeout(timeout):
-                while (self.backlog(priority) > self.max_pending // 2
-                       or self._unacked_over(2)):
-                    if self.closed.done():
-                        raise self._closed_error()
-                    fut: asyncio.Future[None] = self.loop.create_future()
-                    self._drain_waiters.append((fut, priority))
-                    await fut
-        except TimeoutError:
-            raise SendTimeout(
-                f"send to {self.session.peer} blocked for {timeout:g} s: the peer does "
-                f"not read fast enough ({self.pending_bytes} bytes pending)") from None
-
-    async def wait_flushed(self, timeout: float) -> None:
-        """Wait until nothing is queued in the session any more."""
-        if not self.session.scheduler.pending_bytes:
-            return
-        fut: asyncio.Future[None] = self.loop.create_future()
-        self._flushed_waiters.append(fut)
-        try:
-            async with asyncio.timeout(timeout):
-                await fut
-        except TimeoutError:
-            raise SendTimeout(f"flush to {self.session.peer} did not finish within "
-                              f"{timeout:g} s ({self.pending_bytes} bytes pending)") from None
-        if self.closed.done() and self.session.scheduler.pending_bytes:
-            raise self._closed_error()
-
-    def _wake_flushed(self) -> None:
-        waiters, self._flushed_waiters = self._flushed_waiters, []
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
-
-    def _wake_drain_waiters(self, everyone: bool = False) -> None:
-        if not self._drain_waiters:
-            return
-        everyone = everyone or (self.session.scheduler.pending_bytes <= self.max_pending // 2
-                                or self.closed.done())
-        keep = []
-        for fut, prio in self._drain_waiters:
-            if everyone or prio < 3:
-                if not fut.done():
-                    fut.set_result(None)
-            else:
-                keep.append((fut, prio))
-        self._drain_waiters = keep
-
-    def _closed_error(self) -> ConnectionClosed:
-        s = self.session
-        return ConnectionClosed(str(s.peer), s.close_code or 0, s.close_reason)
-
-    # -- events and time -------------------------------------------------------------------
-    def _process_events(self) -> None:
-        events = self.session.take_events()
-        for ev in events:
-            if isinstance(ev, Acked):
-                self._rs = getattr(self.session, "rs", None)
-                if self._drain_waiters:
-                    self._wake_drain_waiters(everyone=True)
-            elif isinstance(ev, Closed):
-                self._kick()  # the writer flushes, then closes the WebSocket
-                if not self.closed.done():
-                    self.closed.set_result(ev)
-                if not self.ready.done():
-                    self.ready.set_exception(self._closed_error())
-                    self.ready.exception()  # retrieved: the owner reads `closed`
-            elif isinstance(ev, HandshakeComplete):
-                self._rs = getattr(self.session, "rs", None)
-                if not self.ready.done():
-                    self.ready.set_result(None)
-            self.on_event(self, ev)
-        if events and not self.closed.done():
-            self._rearm()
-
-    def _rearm(self) -> None:
-        deadline = self.session.next_deadline()
-        if deadline == self._timer_at:
-            return
-        self._cancel_timer()
-        if deadline is not None and not self.lost.done():
-            self._timer_at = deadline
-            self._timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
-        self._timer_at = None
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        self._timer_at = None
-        session = self.session
-        session.handle_timer(self.loop.time())
-        self._process_events()
-        if session.scheduler.pending_bytes or session.has_final or session.closed \
-                or getattr(session, "ping_due", False):
-            self._kick()
-        if not self.closed.done():
-            self._rearm()
-
-    # -- closing and flow control ----------------------------------------------------------
-    def close(self, code: int = 0, reason: str = "closed") -> None:
-        """Orderly close: queued messages go out, then GOAWAY (native), then the close
-        handshake."""
-        self.session.close(code, reason)
-        self._process_events()
-        self._kick()
-
+    # -- closing ---------------------------------------------------------------------------
     def abort(self) -> None:
         """Drop the connection at once, discarding what is queued."""
         self._aborted = True
         self.ws.transport.abort()
-
-    def pause_reading(self, reason: str = "consumer") -> None:
-        self._read_pauses.add(reason)
-        self._resume.clear()
-
-    def resume_reading(self, reason: str = "consumer") -> None:
-        self._read_pauses.discard(reason)
-        if not self._read_pauses:
-            self._resume.set()
 
 
 class WebSocketServer:

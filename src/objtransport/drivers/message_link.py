@@ -1,0 +1,268 @@
+"""What the links over message-oriented carriers (WebSocket, gRPC) share.
+
+A carrier that keeps message boundaries itself drives a session the same way whatever the
+library under it: a reader hands each carrier message to the session, a writer task sends what
+the session queued (coalesced per loop turn in native mode), and one ``loop.call_at`` timer
+sits at the session's deadline. :class:`MessageLink` holds everything of that which does not
+touch the library: events, the timer, backpressure (``wait_writable`` / ``wait_flushed`` /
+``backlog``), pacing of both directions, pausing reads and the orderly close. A driver's link
+subclasses it and adds its reader, its writer and ``abort``.
+
+The subclass must set ``peer`` (via :meth:`_init_link`) and provide ``pending_bytes`` and
+``abort()``; its writer task waits on ``_wake`` and, after each batch, calls
+:meth:`_after_write`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from ..exceptions import ConnectionClosed, SendTimeout
+from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
+from ..sansio.message import MessageSession
+from ..sansio.reliability import ResumeState
+from ..sansio.session import NativeSession, Session
+from .base import LinkParts
+
+__all__ = ["MessageLink"]
+
+
+class MessageLink:
+    """The library-independent half of a link over a message carrier."""
+
+    #: the largest carrier message the writer produces (a sender splits above it)
+    carrier_max = 1024 * 1024
+
+    def _init_link(self, session: Session, parts: LinkParts, peer: Any) -> None:
+        self.session = session
+        self.native = isinstance(session, NativeSession)
+        self._sched = session.scheduler
+        self._rs: ResumeState | None = getattr(session, "rs", None)
+        self.max_unacked = session.options.max_unacked_bytes
+        self.last_seq = 0
+        self.on_messages: Callable[[list[Received]], None] = parts.on_messages
+        self.on_event: Callable[[Any, Event], None] = parts.on_event
+        self.max_pending = parts.max_pending
+        self.pacer = parts.pacer
+        self.receive_bucket = parts.receive_bucket
+        self.loop = asyncio.get_running_loop()
+        self.ready: asyncio.Future[None] = self.loop.create_future()
+        self.closed: asyncio.Future[Closed] = self.loop.create_future()
+        self.lost: asyncio.Future[None] = self.loop.create_future()
+        self.on_made: Callable[[Any], None] | None = None
+        self.peer: Any = peer
+        session.set_peer(peer)
+        self._wake = asyncio.Event()
+        self._resume = asyncio.Event()
+        self._resume.set()
+        self._read_pauses: set[str] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._drain_waiters: list[tuple[asyncio.Future[None], int]] = []
+        self._flushed_waiters: list[asyncio.Future[None]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._aborted = False
+        self._msession = session if isinstance(session, MessageSession) else None
+
+    # -- what the subclass provides --------------------------------------------------------
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued in the session (plus whatever the carrier buffers, if known)."""
+        return self.session.scheduler.pending_bytes
+
+    def abort(self) -> None:  # pragma: no cover - every driver overrides it
+        raise NotImplementedError
+
+    # -- the writer ------------------------------------------------------------------------
+    def _kick(self) -> None:
+        """Wake the writer task (it sends what is queued, or closes)."""
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _after_write(self) -> None:
+        """After a batch: wake the senders waiting for room or for the queue to empty."""
+        if self._drain_waiters:
+            self._wake_drain_waiters()
+        if self._flushed_waiters and not self.session.scheduler.pending_bytes:
+            self._wake_flushed()
+
+    async def _budget(self) -> tuple[int, bool]:
+        """How much to take from the scheduler now (waiting for bandwidth tokens)."""
+        pacer = self.pacer
+        if not pacer.buckets:
+            return self.carrier_max, False
+        while True:
+            now = self.loop.time()
+            allowed = pacer.allowance(now)
+            if allowed > 0:
+                return min(self.carrier_max, int(allowed)), True
+            await asyncio.sleep(pacer.delay(now))
+
+    def repace(self) -> None:
+        """The limits changed: let the writer look again."""
+        self._kick()
+
+    async def _pace_receive(self, nbytes: int, now: float) -> None:
+        bucket = self.receive_bucket
+        assert bucket is not None
+        bucket.consume(nbytes, now)
+        if bucket.tokens(now) < 0:
+            await asyncio.sleep(bucket.time_until(0, now))
+
+    # -- backpressure ----------------------------------------------------------------------
+    def _unacked_over(self, divisor: int) -> bool:
+        rs = self._rs
+        return (rs is not None and getattr(self.session, "acks", False)
+                and rs.unacked_bytes > self.max_unacked // divisor)
+
+    def backlog(self, priority: int = 3) -> int:
+        """Bytes queued that would leave before a new message of ``priority``."""
+        sched = self.session.scheduler
+        if priority >= 3:
+            return sched.pending_bytes
+        return sum(sched.queued_by_priority()[:priority + 1])
+
+    async def wait_writable(self, timeout: float, priority: int = 3) -> None:
+        """Wait while the backlog is above ``max_pending``, until half drained.
+
+        Raises ``SendTimeout`` after ``timeout`` s and ``ConnectionClosed`` if the link ends.
+        """
+        if self.backlog(priority) <= self.max_pending and not self._unacked_over(1):
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                while (self.backlog(priority) > self.max_pending // 2
+                       or self._unacked_over(2)):
+                    if self.closed.done():
+                        raise self._closed_error()
+                    fut: asyncio.Future[None] = self.loop.create_future()
+                    self._drain_waiters.append((fut, priority))
+                    await fut
+        except TimeoutError:
+            raise SendTimeout(
+                f"send to {self.session.peer} blocked for {timeout:g} s: the peer does "
+                f"not read fast enough ({self.pending_bytes} bytes pending)") from None
+
+    async def wait_flushed(self, timeout: float) -> None:
+        """Wait until nothing is queued in the session any more."""
+        if not self.session.scheduler.pending_bytes:
+            return
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._flushed_waiters.append(fut)
+        try:
+            async with asyncio.timeout(timeout):
+                await fut
+        except TimeoutError:
+            raise SendTimeout(f"flush to {self.session.peer} did not finish within "
+                              f"{timeout:g} s ({self.pending_bytes} bytes pending)") from None
+        if self.closed.done() and self.session.scheduler.pending_bytes:
+            raise self._closed_error()
+
+    def _wake_flushed(self) -> None:
+        waiters, self._flushed_waiters = self._flushed_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    def _wake_drain_waiters(self, everyone: bool = False) -> None:
+        if not self._drain_waiters:
+            return
+        everyone = everyone or (self.session.scheduler.pending_bytes <= self.max_pending // 2
+                                or self.closed.done())
+        keep = []
+        for fut, prio in self._drain_waiters:
+            if everyone or prio < 3:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((fut, prio))
+        self._drain_waiters = keep
+
+    def _closed_error(self) -> ConnectionClosed:
+        s = self.session
+        return ConnectionClosed(str(s.peer), s.close_code or 0, s.close_reason)
+
+    # -- events and time -------------------------------------------------------------------
+    def _process_events(self) -> None:
+        events = self.session.take_events()
+        for ev in events:
+            if isinstance(ev, Acked):
+                self._rs = getattr(self.session, "rs", None)
+                if self._drain_waiters:
+                    self._wake_drain_waiters(everyone=True)
+            elif isinstance(ev, Closed):
+                self._kick()  # the writer flushes, then ends the carrier
+                if not self.closed.done():
+                    self.closed.set_result(ev)
+                if not self.ready.done():
+                    self.ready.set_exception(self._closed_error())
+                    self.ready.exception()  # retrieved: the owner reads `closed`
+            elif isinstance(ev, HandshakeComplete):
+                self._rs = getattr(self.session, "rs", None)
+                if not self.ready.done():
+                    self.ready.set_result(None)
+            self.on_event(self, ev)
+        if events and not self.closed.done():
+            self._rearm()
+
+    def _rearm(self) -> None:
+        deadline = self.session.next_deadline()
+        if deadline == self._timer_at:
+            return
+        self._cancel_timer()
+        if deadline is not None and not self.lost.done():
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        session = self.session
+        session.handle_timer(self.loop.time())
+        self._process_events()
+        if session.scheduler.pending_bytes or session.has_final or session.closed \
+                or getattr(session, "ping_due", False):
+            self._kick()
+        if not self.closed.done():
+            self._rearm()
+
+    def _finish_common(self) -> None:
+        """The carrier is gone: close the session if still open, stop the timer, wake
+        every waiter and resolve ``lost``. The subclass then releases its carrier."""
+        session = self.session
+        if not session.closed:
+            session.connection_lost("connection closed")
+            self._process_events()
+        self._cancel_timer()
+        writer = self._writer
+        if writer is not None and not writer.done():
+            writer.cancel()
+        if not self.lost.done():
+            self.lost.set_result(None)
+        self._wake_flushed()
+        self._wake_drain_waiters(everyone=True)
+
+    # -- closing and flow control ----------------------------------------------------------
+    def close(self, code: int = 0, reason: str = "closed") -> None:
+        """Orderly close: queued messages go out, then GOAWAY (native), then the carrier's
+        own close."""
+        self.session.close(code, reason)
+        self._process_events()
+        self._kick()
+
+    def pause_reading(self, reason: str = "consumer") -> None:
+        self._read_pauses.add(reason)
+        self._resume.clear()
+
+    def resume_reading(self, reason: str = "consumer") -> None:
+        self._read_pauses.discard(reason)
+        if not self._read_pauses:
+            self._resume.set()
