@@ -137,7 +137,9 @@ class StreamLink(asyncio.BufferedProtocol):
         pending = session.scheduler.pending_bytes
         if pending or session.has_final:
             self._schedule_flush()
-            if pending > self.max_pending and self._paused:
+            if (pending > self.max_pending and self._paused
+                    and session.scheduler.queued_by_priority()[0] > self.max_pending // 2):
+                # what we cannot write is mostly our answers to the peer (PONGs, ACKs)
                 self._overloaded()
 
     def _detect_get_buffer(self, sizehint: int) -> memoryview:
@@ -194,8 +196,12 @@ class StreamLink(asyncio.BufferedProtocol):
         self._paused = False
         self._flush()
         self._wake_drain_waiters()
-        if "overload" in self._read_pauses and (
-                self.session.scheduler.pending_bytes <= self.max_pending // 2):
+        self._end_overload()
+
+    def _end_overload(self) -> None:
+        """Writing flows again and the backlog fell to half: read from the peer again."""
+        if ("overload" in self._read_pauses and not self._paused
+                and self.session.scheduler.pending_bytes <= self.max_pending // 2):
             if self._overload_timer is not None:
                 self._overload_timer.cancel()
                 self._overload_timer = None
@@ -213,6 +219,11 @@ class StreamLink(asyncio.BufferedProtocol):
     def _overload_expired(self) -> None:
         self._overload_timer = None
         if "overload" not in self._read_pauses or self.transport is None:
+            return
+        if not self._paused:
+            # the peer did read (the socket takes our bytes): only our own backlog is high,
+            # e.g. a sender paced by a bandwidth limit. Not an overload.
+            self.resume_reading("overload")
             return
         session = self.session
         session._close(8, f"peer does not read: {self.pending_bytes} bytes pending for "
@@ -369,6 +380,8 @@ class StreamLink(asyncio.BufferedProtocol):
             self._wake_drain_waiters()
         if self._flushed_waiters and not sched.pending_bytes:
             self._wake_flushed()
+        if self._overload_timer is not None:
+            self._end_overload()
         if session.closed and not sched.pending_bytes and not session.has_final:
             self._close_transport()
 
