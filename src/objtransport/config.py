@@ -137,6 +137,13 @@ class Options:
     reliable: bool = True  # sequence numbers, ACKs and resume (False: fire and forget)
     session_resume_timeout: float = 60.0  # both sides keep a broken session this long
     max_unacked_bytes: int = 16 * MiB  # sent, not yet acknowledged, before send_data waits
+    # UDP (transport="udp"): message bytes per datagram (native frames add a 20 or 28-byte
+    # header); fragments missing after reassembly_timeout give their message up; all peers
+    # of one UDP listener share max_total_reassembly_bytes; socket buffers asked of the OS
+    max_datagram_payload: int = 1200
+    reassembly_timeout: float = 5.0
+    max_total_reassembly_bytes: int = 256 * MiB
+    udp_socket_buffer: int = 4 * MiB
 
     def __post_init__(self) -> None:
         if self.pool_size < 1:
@@ -167,6 +174,12 @@ class Options:
                      "max_connections", "receive_queue_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if not 64 <= self.max_datagram_payload <= 65_479:
+            raise ValueError("max_datagram_payload must be within 64 .. 65479 (UDP's 65507 "
+                             "less the 28-byte fragment header)")
+        _positive("reassembly_timeout", self.reassembly_timeout)
+        if self.max_total_reassembly_bytes < 1 or self.udp_socket_buffer < 0:
+            raise ValueError("max_total_reassembly_bytes must be >= 1, udp_socket_buffer >= 0")
         if not isinstance(self.framing, Framing):
             object.__setattr__(self, "framing", Framing.parse(self.framing))
 

@@ -110,6 +110,8 @@ class ConnectionInfo:
     unconfirmed: int = 0  # messages in doubt since the peer lost the session (total)
     duplicates_dropped: int = 0  # resent messages we had already delivered
     resent: int = 0  # messages we sent again after a resume
+    #: UDP: datagrams sent and received, and what was lost (see docs/protocol.md section 6)
+    datagram: dict[str, int] = field(default_factory=dict)
 
 
 class Hooks:
@@ -187,6 +189,7 @@ class Connection:
         self._base_prio_bytes = [0, 0, 0, 0]
         self._base_prio_msgs = [0, 0, 0, 0]
         self._delivered_bytes = 0  # bytes_received already reported to deliver()
+        self._base_datagram: dict[str, int] = {}  # loss counters of links that ended
 
     # -- counters ---------------------------------------------------------------------------
     def counters(self) -> tuple[int, int, int, int]:
@@ -208,6 +211,20 @@ class Connection:
         self._base[1] += s.bytes_received
         self._base[2] += s.messages_sent
         self._base[3] += s.messages_received
+        counters = getattr(s, "loss_counters", None)
+        if counters is not None:
+            for name, n in counters().items():
+                self._base_datagram[name] = self._base_datagram.get(name, 0) + n
+
+    def datagram_counters(self) -> dict[str, int]:
+        """UDP loss counters over every link of this connection (empty for streams)."""
+        out = dict(self._base_datagram)
+        link = self.link
+        counters = getattr(link.session, "loss_counters", None) if link is not None else None
+        if counters is not None:
+            for name, n in counters().items():
+                out[name] = out.get(name, 0) + n
+        return out
 
     # -- links ------------------------------------------------------------------------------
     def make_parts(self, detect: bool = False) -> LinkParts:
@@ -564,6 +581,7 @@ class Connection:
             unacked_messages=self.resume_state.unacked_count,
             unconfirmed=self.unconfirmed_total,
             duplicates_dropped=self.resume_state.duplicates, resent=self.resume_state.resent,
+            datagram=self.datagram_counters(),
             **self._qos_info())
 
     def _qos_info(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from .dispatch import Handler, HandlerRunner
 from .drivers.base import Driver, LinkParts
 from .drivers.pacing import default_burst
 from .drivers.tcp import TcpDriver, client_ssl_context
+from .drivers.udp import UdpDriver
 from .exceptions import (
     ConnectionNotFound,
     ConnectionNotReady,
@@ -102,6 +103,8 @@ class TransportMetrics:
     sent_bytes_by_priority: dict[str, int] = field(default_factory=dict)
     sent_messages_by_priority: dict[str, int] = field(default_factory=dict)
     throttle_wait: float = 0.0  # seconds connections spent waiting for bandwidth tokens
+    #: UDP: loss figures over every datagram connection (live and forgotten) and listener
+    datagram: dict[str, int] = field(default_factory=dict)
 
 
 class NetworkTransport:
@@ -121,7 +124,8 @@ class NetworkTransport:
         self._global_rate = (max_bandwidth, burst)
         self.default_transport = TransportKind.parse(transport)
         self.rng = rng or random.Random()
-        self._drivers: dict[TransportKind, Driver] = {TransportKind.TCP: TcpDriver()}
+        self._drivers: dict[TransportKind, Driver] = {TransportKind.TCP: TcpDriver(),
+                                                      TransportKind.UDP: UdpDriver()}
         for kind, factory in _OPTIONAL_DRIVERS.items():
             driver = factory()
             if driver is not None:
@@ -143,6 +147,7 @@ class NetworkTransport:
         self._expiry: dict[int, asyncio.TimerHandle] = {}
         # folded counters of forgotten connections
         self._closed_totals = [0, 0, 0, 0]
+        self._closed_datagram: dict[str, int] = {}
         self._total_connections = 0
         self._errors = 0
         self._handler_errors = 0
@@ -228,7 +233,7 @@ class NetworkTransport:
         self._check_running()
         driver = self._driver(transport)
         options, extra = self._split_options(driver, dict(options))
-        opts = self.options.with_overrides(**options)
+        opts = self.options.with_overrides(framing=framing, **options)
         listener = Listener(host, driver.kind, opts, Framing.parse(framing), handler,
                             ssl_context, self._accept, extra)
         listener._close_hook = self._close_listener
@@ -406,6 +411,7 @@ class NetworkTransport:
         t[2] += ms
         t[3] += mr
         self._reconnects_closed += conn.reconnects
+        _add_counts(self._closed_datagram, conn.datagram_counters())
         runner = self._handlers.pop(conn_id, None)
         if runner is not None:
             runner.cancel()
@@ -609,14 +615,20 @@ class NetworkTransport:
                                           "sent_bytes_by_priority": {},
                                           "sent_messages_by_priority": {}}
         wait = 0.0
+        datagram = dict(self._closed_datagram)
+        for listener in self._listeners:
+            counters = getattr(listener.server, "counters", None)
+            if counters is not None:
+                _add_counts(datagram, counters())
         for conn in self._conns.values():
+            _add_counts(datagram, conn.datagram_counters())
             info = conn._qos_info()
             wait += info["throttle_wait"]
             for key, per in qos.items():
                 for name, n in info[key].items():
                     per[name] = per.get(name, 0) + n
         return TransportMetrics(
-            throttle_wait=wait, **qos,
+            throttle_wait=wait, **qos, datagram=datagram,
             total_connections=self._total_connections, active_connections=active,
             total_bytes_sent=t[0], total_bytes_received=t[1], total_messages=t[2],
             messages_received=t[3],
@@ -628,3 +640,8 @@ class NetworkTransport:
             connections_refused=sum(x.refused for x in self._listeners),
             messages_queued=self._inbox.size, listeners=len(self._listeners),
             pooled_connections=self._pools.size if self._pools is not None else 0)
+
+
+def _add_counts(into: dict[str, int], counts: dict[str, int]) -> None:
+    for name, n in counts.items():
+        into[name] = into.get(name, 0) + n
