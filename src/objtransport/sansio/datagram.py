@@ -222,7 +222,7 @@ class SeqWindow:
 class _Partial:
     """A fragmented message being put together: its pieces by offset."""
 
-    __slots__ = ("total", "step", "final_off", "pieces", "held", "top", "created", "stream",
+    __slots__ = ("total", "step", "final_off", "pieces", "held", "created", "stream",
                  "priority", "text")
 
     def __init__(self, total: int, stream: int, priority: int, text: bool,
@@ -232,7 +232,6 @@ class _Partial:
         self.final_off = -1  # offset of the last piece, while the step is not known
         self.pieces: dict[int, bytes] = {}
         self.held = 0
-        self.top = -1  # highest offset received
         self.created = now
         self.stream = stream
         self.priority = priority
@@ -290,7 +289,9 @@ class DatagramSession(Session):
         self._count = 0  # messages queued (the last sequence number given out)
         self._received_bytes = 0
         self.window = SeqWindow()
-        self._hi_seen = 0  # the highest number of any DATA datagram accepted
+        #: the highest (seq << 32 | offset) of the DATA datagrams accepted: one below it
+        #: arrived after a datagram the sender numbered later (``reordered``)
+        self._hi_key = 0
         self._partials: dict[int, _Partial] = {}
         self._gave_up: dict[int, None] = {}
         self.held = 0  # bytes of partial messages held
@@ -392,12 +393,15 @@ class DatagramSession(Session):
             w = self.window
             if seq == w.floor + 1 and not w.above:
                 w.floor = w.hi = seq
-                if seq > self._hi_seen:
-                    self._hi_seen = seq
             elif not self._accept_new(seq):
                 return
             else:
                 w.mark(seq)
+            key = seq << 32
+            if key > self._hi_key:
+                self._hi_key = key
+            else:
+                self.reordered += 1
             self._received_bytes += n - 20
             self.messages_received += 1
             if stream or prio != 2 or flags:
@@ -435,19 +439,18 @@ class DatagramSession(Session):
     def _accept_new(self, seq: int) -> bool:
         """A DATA number off the fast path: False (counted) for a duplicate or garbage."""
         w = self.window
-        if seq - w.hi > MAX_JUMP:
+        if seq - w.hi > MAX_JUMP and w.hi:
             self.garbage += 1
             return False
+        restarts = w.restarts
         if w.seen(seq):
             if seq in self._gave_up:
                 self.fragments_expired += 1
             else:
                 self.duplicates += 1
             return False
-        if seq < self._hi_seen:
-            self.reordered += 1
-        else:
-            self._hi_seen = seq
+        if w.restarts != restarts:
+            self._hi_key = 0
         return True
 
     def _fragment(self, data: bytes | bytearray | memoryview, n: int, flags: int, prio: int,
@@ -483,10 +486,11 @@ class DatagramSession(Session):
             return
         p.pieces[offset] = bytes(data[FRAG_SIZE:])
         p.held += piece
-        if offset < p.top:
-            self.reordered += 1
+        key = seq << 32 | offset
+        if key > self._hi_key:
+            self._hi_key = key
         else:
-            p.top = offset
+            self.reordered += 1
         if p.held == total:
             self._complete(seq, p)
 

@@ -6,9 +6,10 @@ import asyncio
 import math
 from collections.abc import Callable
 
+from .lossy import LossyDatagramProxy
 from .proxy import FaultProxy
 
-__all__ = ["FaultProxy", "eventually"]
+__all__ = ["FaultProxy", "LossyDatagramProxy", "eventually"]
 
 
 async def eventually(predicate: Callable[[], object], timeout: float = 5.0,
