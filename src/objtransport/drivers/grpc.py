@@ -1,0 +1,661 @@
+"""gRPC on grpcio's asyncio API (``grpc.aio``): one connection is one bidirectional stream.
+
+The contract is ``proto/objtransport/v1/transport.proto`` (shipped in the wheel): service
+``objtransport.v1.Transport``, ``rpc Connect(stream Envelope) returns (stream Envelope)``.
+One :class:`GrpcLink` per ``Connect`` call pumps Envelopes between the call and a session:
+
+* **native** (the client sends the metadata ``objtransport-framing: native``, the listener
+  answers with it in its initial metadata): each Envelope's ``frames`` field is a piece of the
+  native byte stream, fed to ``NativeSession.receive_data``; whatever the session queued while
+  the previous Envelope was being written leaves as one Envelope (split at ``CARRIER_MAX``),
+  so grpc.aio's ~70 µs per message is paid once per batch;
+* **raw** (any other peer, e.g. a client generated from the .proto): one Envelope ``payload``
+  is one application message (:class:`~objtransport.sansio.message.MessageSession`); liveness
+  is HTTP/2 keepalive, there is no RTT figure.
+
+Envelopes are encoded and decoded by hand (:mod:`objtransport.sansio.envelope`): no protoc,
+no generated code, and no protobuf object per message. A reader and a writer per link (owned
+by it) and one ``loop.call_at`` timer at the session's deadline. Each client link has a channel
+of its own (``grpc.use_local_subchannel_pool``), so each connection attempt is a real connect
+that objtransport's backoff and breaker see. Listeners also serve ``grpc.health.v1.Health``.
+gRPC status codes and exceptions are mapped into the objtransport tree here and never reach
+the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl as ssl_module
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import unquote
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
+
+from ..config import Options, TransportKind
+from ..exceptions import ConnectError, ProtocolError, TransportError
+from ..sansio.envelope import decode_envelope, encode_payload, frames_header
+from ..sansio.framing import GoAwayCode
+from ..sansio.message import MessageSession
+from ..sansio.session import Session
+from .base import LinkParts
+from .message_link import MessageLink
+
+__all__ = ["CARRIER_MAX", "FRAMING_KEY", "METHOD", "SERVICE", "GrpcDriver", "GrpcLink",
+           "GrpcServer"]
+
+log = logging.getLogger("objtransport.grpc")
+
+#: the gRPC service and the one method objtransport serves and calls
+SERVICE = "objtransport.v1.Transport"
+METHOD = f"/{SERVICE}/Connect"
+#: the call metadata key that selects the native framing (value ``native``)
+FRAMING_KEY = "objtransport-framing"
+NATIVE = "native"
+_NATIVE_MD = ((FRAMING_KEY, NATIVE),)
+#: the most native-frame bytes one Envelope carries (a sender splits above it)
+CARRIER_MAX = MessageLink.carrier_max
+#: the first Envelopes of a call are smaller and double up to CARRIER_MAX ("slow start"): a
+#: connection that breaks every few KiB still delivers whole Envelopes, so resuming progresses
+CARRIER_START = 16 * 1024
+#: the Envelope's own bytes around its content (tag, length varint, text flag), rounded up
+OVERHEAD = 64
+#: the PEM material a gRPC connect/listen takes instead of an ``ssl.SSLContext``
+TLS_OPTIONS = frozenset({"root_certificates", "certificate_chain", "private_key"})
+
+_OK = grpc.StatusCode.OK
+#: session close codes -> the status a listener ends the call with
+_STATUS = {
+    GoAwayCode.NORMAL: _OK,
+    GoAwayCode.SHUTDOWN: grpc.StatusCode.UNAVAILABLE,
+    GoAwayCode.PROTOCOL_ERROR: grpc.StatusCode.INVALID_ARGUMENT,
+    GoAwayCode.UNSUPPORTED_VERSION: grpc.StatusCode.INVALID_ARGUMENT,
+    GoAwayCode.FRAME_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    GoAwayCode.MESSAGE_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    GoAwayCode.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    GoAwayCode.HELLO_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
+    GoAwayCode.IDLE_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
+    -1: grpc.StatusCode.CANCELLED,
+}
+#: statuses that mean "the connection went away": reconnect (and feed the breaker)
+_LOST = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+                   grpc.StatusCode.CANCELLED, grpc.StatusCode.UNKNOWN,
+                   grpc.StatusCode.INTERNAL, grpc.StatusCode.ABORTED})
+
+
+def status_for_close(code: int | None) -> grpc.StatusCode:
+    """The gRPC status a listener ends a call with, for a session close code."""
+    if code is None:
+        return _OK
+    return _STATUS.get(code, _OK)
+
+
+def describe_rpc_error(code: grpc.StatusCode, details: str) -> str:
+    """A short, specific reason for a call that failed while connecting."""
+    low = details.lower()
+    if "connection refused" in low:
+        return "connection refused"
+    if "certificate_verify_failed" in low:
+        return f"TLS certificate verification failed: {details}"
+    if "handshake failed" in low or "ssl_error" in low:
+        return f"TLS handshake failed: {details}"
+    if code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "timed out"
+    if code is grpc.StatusCode.UNIMPLEMENTED:
+        return (f"the server does not implement {METHOD} (not an objtransport gRPC "
+                f"listener?): {details}")
+    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return f"refused by the listener (RESOURCE_EXHAUSTED): {details}"
+    return f"{code.name}: {details}" if details else code.name
+
+
+def _framing(metadata: Any) -> str:
+    for key, value in metadata or ():
+        if key == FRAMING_KEY:
+            return str(value)
+    return ""
+
+
+def _peer(text: str) -> tuple[str, int] | str:
+    """``ipv4:127.0.0.1:5000`` / ``ipv6:[::1]:5000`` -> ``(host, port)``."""
+    kind, _, rest = unquote(text).partition(":")
+    if kind not in ("ipv4", "ipv6"):
+        return text
+    host, _, port = rest.rpartition(":")
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        return text
+
+
+def _pem(value: Any, name: str) -> bytes | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    raise TypeError(f"{name} must be PEM bytes or str, not {type(value).__name__}")
+
+
+def _roots_from_context(ctx: ssl_module.SSLContext) -> bytes | None:
+    """The CA certificates an ``ssl.SSLContext`` trusts, as PEM (None: the system roots)."""
+    if ctx.verify_mode == ssl_module.CERT_NONE:
+        raise ValueError("gRPC always verifies the server's certificate: an ssl_context "
+                         "with verification off cannot be honoured (pass "
+                         "root_certificates= with the CA to trust)")
+    ders = ctx.get_ca_certs(binary_form=True)
+    if not ders:
+        return None
+    return "".join(ssl_module.DER_cert_to_PEM_cert(d) for d in ders).encode()
+
+
+def client_credentials(ssl_context: ssl_module.SSLContext | None,
+                       extra: dict[str, Any]) -> grpc.ChannelCredentials | None:
+    """TLS credentials for a client, or None for plaintext.
+
+    TLS is on with ``ssl=True`` / ``ssl_context=`` or ``root_certificates=``. The server is
+    always verified: against ``root_certificates`` (PEM), else the CAs loaded in
+    ``ssl_context``, else the system roots. ``certificate_chain=`` + ``private_key=`` add a
+    client certificate (mTLS).
+    """
+    roots = _pem(extra.get("root_certificates"), "root_certificates")
+    chain = _pem(extra.get("certificate_chain"), "certificate_chain")
+    key = _pem(extra.get("private_key"), "private_key")
+    if ssl_context is None and roots is None:
+        if chain is not None or key is not None:
+            raise ValueError("a client certificate needs TLS: pass ssl=True (and "
+                             "root_certificates=)")
+        return None
+    if roots is None and ssl_context is not None:
+        roots = _roots_from_context(ssl_context)
+    return grpc.ssl_channel_credentials(roots, key, chain)
+
+
+def server_credentials(ssl_context: ssl_module.SSLContext | None,
+                       extra: dict[str, Any]) -> grpc.ServerCredentials | None:
+    """TLS credentials for a listener from ``certificate_chain=`` and ``private_key=`` (PEM);
+    with ``root_certificates=`` too, clients must present a certificate it signed."""
+    chain = _pem(extra.get("certificate_chain"), "certificate_chain")
+    key = _pem(extra.get("private_key"), "private_key")
+    roots = _pem(extra.get("root_certificates"), "root_certificates")
+    if chain is None and key is None:
+        if ssl_context is not None:
+            raise ValueError("a gRPC listener cannot take an ssl.SSLContext (grpcio wants "
+                             "PEM): pass certificate_chain= and private_key=")
+        return None
+    if chain is None or key is None:
+        raise ValueError("certificate_chain= and private_key= go together")
+    return grpc.ssl_server_credentials([(key, chain)], root_certificates=roots,
+                                       require_client_auth=roots is not None)
+
+
+def _keepalive(options: Options) -> list[tuple[str, Any]]:
+    return [("grpc.keepalive_time_ms", max(1000, int(options.keepalive_interval * 1000))),
+            ("grpc.keepalive_timeout_ms", max(1000, int(options.pong_timeout * 1000))),
+            ("grpc.http2.max_pings_without_data", 0)]
+
+
+def channel_options(options: Options, native: bool,
+                    server_hostname: str | None) -> list[tuple[str, Any]]:
+    """A client channel's options: message limits from the frame/message limits, HTTP/2
+    keepalive, a subchannel of its own."""
+    limit = (max(CARRIER_MAX, options.max_frame_size) if native
+             else options.max_message_size) + OVERHEAD
+    opts: list[tuple[str, Any]] = [
+        ("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit),
+        ("grpc.use_local_subchannel_pool", 1), ("grpc.enable_retries", 0),
+        *_keepalive(options)]
+    if server_hostname:
+        opts += [("grpc.ssl_target_name_override", server_hostname),
+                 ("grpc.default_authority", server_hostname)]
+    return opts
+
+
+def server_options(options: Options) -> list[tuple[str, Any]]:
+    limit = max(CARRIER_MAX, options.max_frame_size, options.max_message_size) + OVERHEAD
+    return [("grpc.max_send_message_length", limit),
+            ("grpc.max_receive_message_length", limit),
+            ("grpc.so_reuseport", 0),
+            ("grpc.http2.min_ping_interval_without_data_ms", 1000),
+            ("grpc.http2.max_ping_strikes", 0),
+            ("grpc.keepalive_permit_without_calls", 1),
+            *_keepalive(options)]
+
+
+def carriers(chunks: Sequence[bytes | bytearray | memoryview], limit: int = CARRIER_MAX
+             ) -> list[bytes]:
+    """Serialized Envelopes holding ``chunks`` as native frames, at most ``limit`` frame
+    bytes each (every byte copied once)."""
+    total = sum(len(c) for c in chunks)
+    if total <= limit:
+        return [b"".join([frames_header(total), *chunks])]
+    out: list[bytes] = []
+    parts: list[bytes | bytearray | memoryview] = []
+    room = limit
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            piece = view[:room]
+            parts.append(piece)
+            room -= len(piece)
+            view = view[len(piece):]
+            if not room:
+                out.append(b"".join([frames_header(limit), *parts]))
+                parts, room = [], limit
+    if parts:
+        out.append(b"".join([frames_header(limit - room), *parts]))
+    return out
+
+
+class GrpcLink(MessageLink):
+    """One ``Connect`` call bound to one session (native or message): ``call`` and
+    ``channel`` on a client, ``context`` on a listener."""
+
+    carrier_max = CARRIER_MAX
+
+    def __init__(self, session: Session, parts: LinkParts, peer: Any, *,
+                 call: Any = None, channel: grpc.aio.Channel | None = None,
+                 context: Any = None) -> None:
+        self._init_link(session, parts, peer)
+        self._call = call
+        self._channel = channel
+        self._context = context
+        self.client = call is not None
+        io = call if call is not None else context
+        self._read: Callable[[], Any] = io.read
+        self._write: Callable[[bytes], Any] = io.write
+        #: listener: the writer is done, the handler may end the call
+        self._end: asyncio.Future[None] = self.loop.create_future()
+        self._reader: asyncio.Task[None] | None = None
+        self._carrier = CARRIER_START
+
+    # -- running ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """Client side: run the reader in a task of its own."""
+        self._reader = self.loop.create_task(self.run(), name="objtransport-grpc-reader")
+        self._reader.add_done_callback(_log_failure)
+
+    async def run(self) -> None:
+        """Pump until the call ends (a listener's handler awaits this)."""
+        self._writer = self.loop.create_task(self._write_loop(),
+                                             name="objtransport-grpc-writer")
+        self._process_events()
+        self._kick()
+        self._rearm()
+        try:
+            if self.client:
+                await self._read_loop()
+                await self._writer_done()
+            else:
+                await self._serve()
+        finally:
+            self._finish()
+            if self._channel is not None:
+                await self._channel.close()
+
+    async def _serve(self) -> None:
+        """Listener: read in a task until the writer ends the call or the reader stops."""
+        reader = self.loop.create_task(self._read_loop(), name="objtransport-grpc-reader")
+        self._reader = reader
+        try:
+            await asyncio.wait([reader, self._end], return_when=asyncio.FIRST_COMPLETED)
+            if not self._end.done() and self.session.closed:
+                self._kick()  # what is queued still goes (a raw client that half-closed)
+                await asyncio.wait([self._end], timeout=self.session.options.timeout)
+        finally:
+            if not reader.done():
+                reader.cancel()
+
+    async def _read_loop(self) -> None:
+        session = self.session
+        msession = self._msession
+        read = self._read
+        now = self.loop.time()
+        try:
+            while not session.closed:
+                if self._read_pauses:
+                    await self._resume.wait()
+                data = await read()
+                if data is grpc.aio.EOF:
+                    await self._eof()
+                    return
+                now = self.loop.time()
+                payload, frames, text = decode_envelope(data)
+                if msession is not None:
+                    msgs = msession.receive_message(bytes(payload), text, now)
+                else:
+                    msgs = session.receive_data(frames, now)
+                if self.receive_bucket is not None:
+                    await self._pace_receive(len(data), now)
+                if msgs:
+                    self.on_messages(msgs)
+                if session.events:
+                    self._process_events()
+                if session.timer_changed:
+                    session.timer_changed = False
+                    self._rearm()
+                if session.scheduler.pending_bytes or session.has_final:
+                    self._kick()
+        except grpc.aio.AioRpcError as exc:
+            self._call_ended(exc.code(), exc.details() or "")
+        except ProtocolError as exc:
+            session._fail(exc, now)
+            self._process_events()
+
+    async def _eof(self) -> None:
+        """The peer ended its side of the stream."""
+        session = self.session
+        if self.client:
+            call = self._call
+            self._call_ended(await call.code(), await call.details() or "")
+        elif self.native:
+            session.connection_lost("the client ended the stream without GOAWAY")
+        else:  # a raw client is done sending: what is queued for it still goes
+            session._close(0, "the client ended its stream", by_peer=True,
+                           drop_queued=False, error=False)
+        self._process_events()
+
+    def _call_ended(self, code: grpc.StatusCode, details: str) -> None:
+        """Client: the listener ended the call with ``code``: record it on the session."""
+        session = self.session
+        if session.closed:
+            return
+        if code is _OK:
+            if self.native:
+                session.connection_lost("the listener ended the call without GOAWAY")
+            else:
+                session._close(0, "the server ended the call", by_peer=True,
+                               drop_queued=True, error=False)
+        elif code in _LOST:
+            session.connection_lost(f"{code.name}: {details}")
+        elif code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+            session._close(GoAwayCode.MESSAGE_TOO_LARGE, f"RESOURCE_EXHAUSTED: {details}",
+                           by_peer=True, drop_queued=True, error=True)
+        else:
+            session._close(GoAwayCode.PROTOCOL_ERROR, f"{code.name}: {details}",
+                           by_peer=True, drop_queued=True, error=True)
+        self._process_events()
+
+    async def _writer_done(self) -> None:
+        """Client: the session ended; let the writer send what is left and half-close
+        (bounded by ``timeout``), then read until the listener ends the call."""
+        timeout = self.session.options.timeout
+        writer = self._writer
+        if writer is not None and not writer.done():
+            self._kick()
+            await asyncio.wait([writer], timeout=timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                while await self._call.read() is not grpc.aio.EOF:
+                    pass
+        except (grpc.aio.AioRpcError, TimeoutError):
+            pass
+
+    def _finish(self) -> None:
+        self._finish_common()
+        if self._call is not None:
+            self._call.cancel()
+        if not self._end.done():
+            self._end.set_result(None)
+
+    def final_status(self) -> tuple[grpc.StatusCode, str]:
+        """Listener: the status to end the call with."""
+        if self._aborted:
+            return grpc.StatusCode.UNAVAILABLE, "connection aborted"
+        s = self.session
+        return status_for_close(s.close_code), s.close_reason
+
+    # -- sending ---------------------------------------------------------------------------
+    def send(self, data: bytes | bytearray | memoryview, stream: int = 0, priority: int = 2,
+             text: bool = False) -> bool:
+        """Queue one message; return True when the caller should wait (``wait_writable``).
+        The writer task sends everything queued by then as one Envelope (native)."""
+        self.last_seq = self.session.send_message(data, stream, priority, text)
+        wake = self._wake
+        if not wake.is_set():
+            wake.set()
+        rs = self._rs
+        return self._sched.pending_bytes > self.max_pending or (
+            rs is not None and rs.unacked_bytes > self.max_unacked)
+
+    async def _write_loop(self) -> None:
+        session = self.session
+        msession = self._msession
+        write = self._write
+        wake = self._wake
+        try:
+            while True:
+                await wake.wait()
+                wake.clear()
+                while True:
+                    budget, strict = await self._budget()
+                    now = self.loop.time()
+                    n = 0
+                    if msession is not None:
+                        items = msession.messages_to_send(now, budget, strict)
+                        if not items:
+                            break
+                        for payload, text in items:
+                            n += len(payload)
+                            await write(encode_payload(payload, text))
+                    else:
+                        chunks = session.data_to_send(now, budget, strict)
+                        if not chunks:
+                            break
+                        for envelope in carriers(chunks, self._carrier):
+                            n += len(envelope)
+                            await write(envelope)
+                            if self._carrier < CARRIER_MAX:
+                                self._carrier = min(CARRIER_MAX, self._carrier * 2)
+                    self.pacer.consume(n, now)
+                    if self._drain_waiters:
+                        self._wake_drain_waiters()
+                self._after_write()
+                if session.closed and not session.scheduler.pending_bytes \
+                        and not session.has_final:
+                    await self._end_stream()
+                    return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - grpc raises several kinds once a call ends
+            self._write_failed(exc)
+
+    async def _end_stream(self) -> None:
+        if self._call is not None:
+            await self._call.done_writing()
+        elif not self._end.done():
+            self._end.set_result(None)
+
+    def _write_failed(self, exc: Exception) -> None:
+        """A write failed: the call is over. A client's reader learns the status; a
+        listener records the loss and ends the handler."""
+        log.debug("gRPC write to %s failed: %r", self.peer, exc)
+        if self.client:
+            return
+        if not self.session.closed:
+            self.session.connection_lost(f"the call ended: {exc}")
+            self._process_events()
+        if not self._end.done():
+            self._end.set_result(None)
+
+    # -- closing ---------------------------------------------------------------------------
+    def abort(self) -> None:
+        """Drop the call at once, discarding what is queued."""
+        self._aborted = True
+        if self._call is not None:
+            self._call.cancel()
+        elif not self._end.done():
+            self._end.set_result(None)
+
+
+class GrpcServer:
+    """A ``grpc.aio`` server serving ``Transport`` and ``grpc.health.v1.Health``."""
+
+    def __init__(self, server: grpc.aio.Server, health: health_aio.HealthServicer,
+                 port: int) -> None:
+        self.server = server
+        self.health = health
+        self.port = port
+        self.closing = False
+        self._health_task: asyncio.Task[None] | None = None
+        self._stopped: asyncio.Task[None] | None = None
+
+    def close(self) -> None:
+        """Stop accepting (new calls are refused with UNAVAILABLE, health says
+        NOT_SERVING); the service closes the accepted connections itself, in order."""
+        if self.closing:
+            return
+        self.closing = True
+        self._health_task = asyncio.get_running_loop().create_task(
+            self.health.enter_graceful_shutdown())
+
+    async def wait_closed(self) -> None:
+        """Stop the server (cancelling any call still open, e.g. health watches) and
+        release the port."""
+        self.close()
+        if self._health_task is not None:
+            await self._health_task
+        if self._stopped is None:
+            self._stopped = asyncio.get_running_loop().create_task(self.server.stop(None))
+        await asyncio.shield(self._stopped)
+
+
+class GrpcDriver:
+    """``transport="grpc"``: native or raw per call, plaintext or TLS (PEM options)."""
+
+    kind = TransportKind.GRPC
+    extra_options: frozenset[str] = TLS_OPTIONS
+
+    async def open(self, host: str, port: int, parts: LinkParts,
+                   ssl_context: ssl_module.SSLContext | None, options: Options,
+                   server_hostname: str | None) -> GrpcLink:
+        """Open a channel and the ``Connect`` call, then wait for the session handshake
+        (native). Raises ``ConnectError`` naming the endpoint and the reason: refused, TLS,
+        timed out, a server that does not serve the method, or one that does not answer
+        in native mode."""
+        endpoint = f"{f'[{host}]' if ':' in host else host}:{port}"
+        native = parts.native is not False
+        creds = client_credentials(ssl_context, parts.extra)
+        opts = channel_options(options, native, server_hostname)
+        channel = (grpc.aio.secure_channel(endpoint, creds, opts) if creds is not None
+                   else grpc.aio.insecure_channel(endpoint, opts))
+        call: Any = None
+        link: GrpcLink | None = None
+        stage = "connecting"
+        try:
+            async with asyncio.timeout(options.timeout):
+                call = channel.stream_stream(METHOD)(
+                    metadata=_NATIVE_MD if native else None, wait_for_ready=False)
+                await call.wait_for_connection()
+                session = parts.make_session(native)
+                if not native:
+                    session = MessageSession.like(session, asyncio.get_running_loop().time(),
+                                                  keepalive=False)
+                link = GrpcLink(session, parts, (host, port), call=call, channel=channel)
+                link.start()  # a native client speaks first: its HELLO goes out now
+                if native:
+                    stage = ("waiting for the listener's answer (a plain gRPC server? "
+                             "connect with framing='raw')")
+                    await self._check_native(call, endpoint)
+                stage = "in the session handshake"
+                await asyncio.shield(link.ready)
+            return link
+        except grpc.aio.AioRpcError as exc:
+            await _abandon(channel, call, link)
+            raise ConnectError(endpoint, describe_rpc_error(exc.code(), exc.details() or "")
+                               ) from exc
+        except TimeoutError as exc:
+            await _abandon(channel, call, link)
+            raise ConnectError(endpoint, f"timed out {stage}") from exc
+        except TransportError as exc:
+            await _abandon(channel, call, link)
+            if isinstance(exc, ConnectError):
+                raise
+            raise ConnectError(endpoint, f"handshake failed: {exc}") from exc
+        except BaseException:
+            await _abandon(channel, call, link)
+            raise
+
+    @staticmethod
+    async def _check_native(call: Any, endpoint: str) -> None:
+        metadata = await call.initial_metadata()
+        if _framing(metadata) == NATIVE:
+            return
+        if call.done():
+            code = await call.code()
+            if code is not _OK:
+                raise ConnectError(endpoint, describe_rpc_error(code,
+                                                                await call.details() or ""))
+        raise ConnectError(endpoint, "the server did not answer in native mode (a plain "
+                           "gRPC server? connect with framing='raw')")
+
+    async def serve(self, host: str, port: int, accept: Callable[[], LinkParts | None],
+                    ssl_context: ssl_module.SSLContext | None, options: Options,
+                    extra: dict[str, Any]) -> GrpcServer:
+        """Serve ``Transport/Connect`` and the health service on ``host:port`` (0: any free
+        port). Each call is native when its metadata asks for it, raw otherwise."""
+        creds = server_credentials(ssl_context, extra)
+        server = grpc.aio.server(options=server_options(options))
+        health = health_aio.HealthServicer()
+        gserver = GrpcServer(server, health, 0)
+
+        async def connect(request_iterator: Any, context: Any) -> None:
+            if gserver.closing:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "the listener is closing")
+                return
+            parts = accept()
+            if parts is None:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many connections")
+                return
+            native = _framing(context.invocation_metadata()) == NATIVE
+            if native:
+                await context.send_initial_metadata(_NATIVE_MD)
+            session = parts.make_session(native)
+            if not native:
+                session = MessageSession.like(session, asyncio.get_running_loop().time(),
+                                              keepalive=False)
+            link = GrpcLink(session, parts, _peer(context.peer()), context=context)
+            if parts.on_link is not None:
+                parts.on_link(link)
+            if link.on_made is not None:
+                link.on_made(link)
+            await link.run()
+            code, details = link.final_status()
+            if code is not _OK:
+                context.set_code(code)
+                context.set_details(details[:500])
+
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            SERVICE, {"Connect": grpc.stream_stream_rpc_method_handler(connect)}),))
+        health_pb2_grpc.add_HealthServicer_to_server(health, server)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            bound = (server.add_secure_port(address, creds) if creds is not None
+                     else server.add_insecure_port(address))
+        except RuntimeError as exc:
+            raise ConnectError(address, f"cannot listen: {exc}") from exc
+        if not bound:
+            raise ConnectError(address, "cannot listen: the address cannot be bound")
+        gserver.port = bound
+        await server.start()
+        await health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+        return gserver
+
+
+async def _abandon(channel: grpc.aio.Channel, call: Any, link: GrpcLink | None) -> None:
+    """A connect failed: drop the call (the link's task closes the channel) or the channel."""
+    if link is not None:
+        link.abort()
+        return
+    if call is not None:
+        call.cancel()
+    await channel.close()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("gRPC link failed", exc_info=task.exception())

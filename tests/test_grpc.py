@@ -1,0 +1,477 @@
+"""The gRPC transport over real loopback sockets: native and raw, plaintext and TLS, against
+plain ``grpcio`` peers built from the shipped .proto (stubs generated at test time)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.resources
+import os
+import sys
+import time
+import types
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+grpc = pytest.importorskip("grpc")
+grpc_tools = pytest.importorskip("grpc_tools")
+
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+from grpc_tools import protoc  # noqa: E402
+
+from objtransport import (  # noqa: E402
+    ConnectError,
+    Message,
+    MessageTooLarge,
+    NetworkTransport,
+    ProtocolError,
+    TransportError,
+)
+from objtransport.drivers.grpc import METHOD, SERVICE, carriers  # noqa: E402
+from objtransport.sansio.envelope import (  # noqa: E402
+    decode_envelope,
+    encode_frames,
+    encode_payload,
+)
+from objtransport.sansio.session import NativeSession  # noqa: E402
+from objtransport.testing import FaultProxy, eventually  # noqa: E402
+
+from .conftest import TLS  # noqa: E402
+
+G = {"transport": "grpc"}
+SIZES = [1, 100, 64 * 1024, 256 * 1024 + 1, 1024 * 1024, 3 * 1024 * 1024 + 7,
+         16 * 1024 * 1024]
+PROTO = importlib.resources.files("objtransport") / "proto/objtransport/v1/transport.proto"
+
+
+# -- stubs generated from the shipped .proto, at test time --------------------------------------
+
+@pytest.fixture(scope="module")
+def pb(tmp_path_factory: pytest.TempPathFactory) -> types.SimpleNamespace:
+    """``transport_pb2`` and ``transport_pb2_grpc`` made by grpc_tools.protoc from the .proto
+    in the package (copied flat, so the module names do not clash with ``objtransport``)."""
+    out = tmp_path_factory.mktemp("proto")
+    src = out / "transport.proto"
+    src.write_text(PROTO.read_text(encoding="utf-8"), encoding="utf-8")
+    include = str(Path(protoc.__file__).parent / "_proto")
+    rc = protoc.main(["grpc_tools.protoc", f"-I{out}", f"-I{include}", f"--python_out={out}",
+                      f"--grpc_python_out={out}", str(src)])
+    assert rc == 0
+    sys.path.insert(0, str(out))
+    try:
+        pb2 = importlib.import_module("transport_pb2")
+        pb2_grpc = importlib.import_module("transport_pb2_grpc")
+    finally:
+        sys.path.remove(str(out))
+    return types.SimpleNamespace(pb2=pb2, grpc=pb2_grpc)
+
+
+def _tls_files(tls: TLS) -> dict[str, bytes]:
+    cert = tls.ca.issue_cert("127.0.0.1", "localhost", "::1")
+    return {"certificate_chain": b"".join(p.bytes() for p in cert.cert_chain_pems),
+            "private_key": cert.private_key_pem.bytes()}
+
+
+@contextlib.asynccontextmanager
+async def plain_echo_server(pb: Any, **kw: Any) -> AsyncIterator[int]:
+    """A plain grpc.aio server implementing the .proto (echoes every Envelope)."""
+    class Echo(pb.grpc.TransportServicer):  # type: ignore[misc,name-defined]
+        async def Connect(self, request_iterator: Any, context: Any) -> AsyncIterator[Any]:
+            async for env in request_iterator:
+                yield pb.pb2.Envelope(payload=env.payload, text=env.text)
+
+    server = grpc.aio.server(**kw)
+    pb.grpc.add_TransportServicer_to_server(Echo(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield port
+    finally:
+        await server.stop(None)
+
+
+async def echo_listener(net: NetworkTransport, host: str = "127.0.0.1", port: int = 0,
+                        **kw: Any) -> Any:
+    def echo(msg: Message) -> None:
+        net.send_nowait(msg.conn_id, msg.data, text=msg.text)
+
+    return await net.listen(host, port, handler=echo, transport="grpc", **kw)
+
+
+# -- the contract: the .proto and the hand-written Envelope codec -------------------------------
+
+def test_proto_is_shipped_in_the_package() -> None:
+    text = PROTO.read_text(encoding="utf-8")
+    assert "package objtransport.v1;" in text
+    assert "rpc Connect(stream Envelope) returns (stream Envelope);" in text
+    assert "bytes payload = 1;" in text
+    assert (METHOD, SERVICE) == ("/objtransport.v1.Transport/Connect",
+                                 "objtransport.v1.Transport")
+
+
+@pytest.mark.parametrize("size", [0, 1, 127, 128, 300, 16_383, 16_384, 70_000, 2_100_000])
+def test_envelope_codec_matches_protobuf(pb: Any, size: int) -> None:
+    data = os.urandom(size)
+    env = pb.pb2.Envelope
+    for text in (False, True):
+        ours = encode_payload(data, text)
+        assert ours == env(payload=data, text=text).SerializeToString()
+        parsed = env.FromString(ours)
+        assert (parsed.payload, parsed.text) == (data, text)
+        payload, frames, got_text = decode_envelope(ours)
+        assert (bytes(payload), bytes(frames), got_text) == (data, b"", text)
+    ours = encode_frames([data[:size // 2], memoryview(data)[size // 2:]])
+    assert ours == env(frames=data).SerializeToString()
+    full = env(payload=data[:10], frames=data, text=True).SerializeToString()
+    payload, frames, text = decode_envelope(full)
+    assert (bytes(payload), bytes(frames), text) == (data[:10], data, True)
+
+
+def test_envelope_decoder_skips_unknown_fields_and_rejects_garbage() -> None:
+    unknown = (b"\x38\x96\x01"            # field 7, varint 150
+               + b"\x4a\x03abc"           # field 9, bytes
+               + b"\x55\x01\x02\x03\x04"  # field 10, fixed32
+               + b"\x59" + b"\x00" * 8)   # field 11, fixed64
+    payload, frames, text = decode_envelope(unknown + encode_payload(b"hi") + unknown)
+    assert (bytes(payload), bytes(frames), text) == (b"hi", b"", False)
+    for bad in (b"\x0a\x05abc", b"\x0a", b"\x0a\xff\xff", b"\x0b", b"\x00\x01", b"\x55\x01"):
+        with pytest.raises(ProtocolError):
+            decode_envelope(bad)
+
+
+def test_carriers_split_native_bytes_at_the_limit() -> None:
+    chunks = [os.urandom(n) for n in (10, 700, 300, 5)]
+    joined = b"".join(chunks)
+    out = carriers(chunks, limit=256)
+    assert [len(bytes(decode_envelope(e)[1])) for e in out] == [256, 256, 256, 247]
+    assert b"".join(bytes(decode_envelope(e)[1]) for e in out) == joined
+    assert carriers([b"abc"]) == [encode_frames([b"abc"])]
+
+
+# -- native ---------------------------------------------------------------------------------------
+
+async def test_native_round_trips_1_byte_to_16_mib_in_order(net: NetworkTransport) -> None:
+    listener = await echo_listener(net)
+    conn = await net.connect("127.0.0.1", listener.port, **G)
+    payloads = [bytes([i + 1]) * n for i, n in enumerate(SIZES)]
+    small, big = payloads[:-2], payloads[-2:]
+    for p in small:  # several in flight at once, order kept
+        await net.send_data(conn, p)
+    for p in small:
+        got = await net.receive(conn, timeout=20.0)
+        assert got.data == p
+        assert got.transport == "grpc" and got.conn_id == conn
+    for p in big:  # one at a time: the inbox holds at most max_pending_bytes unread
+        await net.send_data(conn, p)
+        assert (await net.receive(conn, timeout=20.0)).data == p
+    info = net.connection_info(conn)
+    assert info.framing == "native" and info.transport == "grpc"
+
+
+async def test_native_features_priorities_text_acks_and_rtt(net: NetworkTransport) -> None:
+    listener = await net.listen("127.0.0.1", 0, keepalive_interval=0.05, **G)
+    conn = await net.connect("127.0.0.1", listener.port, keepalive_interval=0.05, **G)
+    await net.send_data(conn, b"low", priority="low", stream=3)
+    await net.send_data(conn, b"texte", text=True, priority="high")
+    await net.flush(conn, timeout=5.0)  # every message acknowledged by the peer
+    got = {}
+    for _ in range(2):
+        m = await net.receive(timeout=5.0)
+        got[m.data] = m.text
+    assert got == {b"low": False, b"texte": True}
+    assert net.connection_info(conn).unacked_messages == 0
+    await eventually(lambda: net.get_metrics().latency_samples >= 2)  # native PING/PONG
+    assert net.connection_info(conn).rtt_ms is not None
+
+
+async def test_native_coalesces_one_loop_turn_into_few_envelopes(
+        net: NetworkTransport, monkeypatch: pytest.MonkeyPatch) -> None:
+    carriers_seen: list[int] = []  # Envelopes the listener side received
+    original = NativeSession.receive_data
+
+    def counting(self: NativeSession, data: Any, now: float) -> Any:
+        if self.role == "server":
+            carriers_seen.append(len(data))
+        return original(self, data, now)
+
+    monkeypatch.setattr(NativeSession, "receive_data", counting)
+    got: list[bytes] = []
+    listener = await net.listen("127.0.0.1", 0, handler=lambda m: got.append(m.data), **G)
+    conn = await net.connect("127.0.0.1", listener.port, **G)
+    await eventually(lambda: carriers_seen)  # HELLO and PING went out
+    carriers_seen.clear()
+    for i in range(1000):
+        net.send_nowait(conn, i.to_bytes(4, "big") * 16)
+    await eventually(lambda: len(got) == 1000)
+    assert got == [i.to_bytes(4, "big") * 16 for i in range(1000)]
+    assert 1 <= len(carriers_seen) <= 3, carriers_seen
+
+
+async def test_native_client_against_plain_server_is_a_clear_connect_error(
+        net: NetworkTransport, pb: Any) -> None:
+    async with plain_echo_server(pb) as port:
+        with pytest.raises(ConnectError, match="framing='raw'"):
+            await net.connect("127.0.0.1", port, timeout=2.0, **G)
+
+
+async def test_server_without_the_service_is_a_clear_connect_error(
+        net: NetworkTransport) -> None:
+    server = grpc.aio.server()
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        with pytest.raises(ConnectError, match="does not implement"):
+            await net.connect("127.0.0.1", port, **G)
+        # raw: the call opens; the status ends it (and is reported, never raised raw)
+        conn = await net.connect("127.0.0.1", port, framing="raw", max_reconnect_attempts=0,
+                                 **G)
+        await eventually(lambda: net.connection_info(conn).error_count >= 1)
+        assert "UNIMPLEMENTED" in net._conns[conn].last_error
+    finally:
+        await server.stop(None)
+
+
+# -- raw: plain grpcio peers built from the .proto ----------------------------------------------
+
+async def test_plain_grpc_client_talks_raw_to_a_listener(net: NetworkTransport, pb: Any) -> None:
+    listener = await net.listen("127.0.0.1", 0, **G)
+    async with grpc.aio.insecure_channel(
+            f"127.0.0.1:{listener.port}",
+            options=[("grpc.max_receive_message_length", 64 << 20)]) as channel:
+        call = pb.grpc.TransportStub(channel).Connect()
+        await call.write(pb.pb2.Envelope(payload=b"\x00\x01binary"))
+        await call.write(pb.pb2.Envelope(payload="texte ü".encode(), text=True))
+        first = await net.receive(timeout=5.0)
+        second = await net.receive(timeout=5.0)
+        assert (first.data, first.text) == (b"\x00\x01binary", False)
+        assert (second.data, second.text) == ("texte ü".encode(), True)
+        assert first.transport == "grpc"
+        assert net.connection_info(first.conn_id).framing == "raw"
+        await net.send_data(first.conn_id, b"reply")
+        await net.send_data(first.conn_id, "réponse".encode(), text=True)
+        big = os.urandom(3 * 1024 * 1024)
+        await net.send_data(first.conn_id, big)
+        assert await call.read() == pb.pb2.Envelope(payload=b"reply")
+        assert await call.read() == pb.pb2.Envelope(payload="réponse".encode(), text=True)
+        assert (await call.read()).payload == big
+        await call.done_writing()  # a raw client that is done: the listener ends the call
+        assert await call.read() is grpc.aio.EOF
+        assert await call.code() == grpc.StatusCode.OK
+
+
+async def test_raw_client_against_plain_grpc_server(net: NetworkTransport, pb: Any) -> None:
+    async with plain_echo_server(
+            pb, options=[("grpc.max_receive_message_length", 64 << 20),
+                         ("grpc.max_send_message_length", 64 << 20)]) as port:
+        conn = await net.connect("127.0.0.1", port, framing="raw", **G)
+        payloads = [b"a", b"", os.urandom(100_000), os.urandom(5 * 1024 * 1024)]
+        for p in payloads:
+            await net.send_data(conn, p)
+        await net.send_data(conn, b"as text", text=True)
+        for p in payloads:
+            assert (await net.receive(conn, timeout=10.0)).data == p
+        last = await net.receive(conn, timeout=5.0)
+        assert last.data == b"as text" and last.text
+        info = net.connection_info(conn)
+        assert info.framing == "raw" and info.messages_received == 5
+        await net.disconnect(conn)
+
+
+async def test_raw_oversized_send_raises_message_too_large_locally(
+        net: NetworkTransport, pb: Any) -> None:
+    async with plain_echo_server(pb) as port:
+        conn = await net.connect("127.0.0.1", port, framing="raw", max_message_size=1000, **G)
+        with pytest.raises(MessageTooLarge):
+            await net.send_data(conn, b"x" * 1001)
+        await net.send_data(conn, b"x" * 1000)
+        assert (await net.receive(conn, timeout=5.0)).data == b"x" * 1000
+
+
+async def test_oversized_message_from_plain_client_is_resource_exhausted(
+        net: NetworkTransport, pb: Any) -> None:
+    listener = await echo_listener(net, max_message_size=1024)
+    target = f"127.0.0.1:{listener.port}"
+    opts = [("grpc.max_send_message_length", 64 << 20)]
+    async with grpc.aio.insecure_channel(target, options=opts) as channel:
+        stub = pb.grpc.TransportStub(channel)
+        good = stub.Connect()
+        await good.write(pb.pb2.Envelope(payload=b"ok"))
+        assert (await good.read()).payload == b"ok"
+        # above max_message_size (our check) and above the channel limit (grpc's own)
+        for size in (2048, 3 * 1024 * 1024):
+            bad = stub.Connect()
+            await bad.write(pb.pb2.Envelope(payload=b"x" * size))
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await bad.read()
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        await good.write(pb.pb2.Envelope(payload=b"still here"))
+        assert (await good.read()).payload == b"still here"
+    async with grpc.aio.insecure_channel(target) as channel:
+        again = pb.grpc.TransportStub(channel).Connect()
+        await again.write(pb.pb2.Envelope(payload=b"new one"))
+        assert (await again.read()).payload == b"new one"
+    await eventually(lambda: net.get_metrics().errors >= 1)
+
+
+async def test_status_codes_never_leak(net: NetworkTransport, pb: Any) -> None:
+    class Denied(pb.grpc.TransportServicer):  # type: ignore[misc,name-defined]
+        async def Connect(self, request_iterator: Any, context: Any) -> None:
+            await context.read()
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "not you")
+
+    server = grpc.aio.server()
+    pb.grpc.add_TransportServicer_to_server(Denied(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        conn = await net.connect("127.0.0.1", port, framing="raw", max_reconnect_attempts=0,
+                                 **G)
+        await net.send_data(conn, b"hi")
+        await eventually(lambda: net.connection_info(conn).state == "disconnected")
+        assert "PERMISSION_DENIED: not you" in net._conns[conn].last_error
+        with pytest.raises(TransportError):  # never a grpc exception
+            await net.send_data(conn, b"more", timeout=0.2)
+    finally:
+        await server.stop(None)
+
+
+# -- health ---------------------------------------------------------------------------------------
+
+async def test_health_check_answers_serving_then_not_serving(net: NetworkTransport) -> None:
+    listener = await net.listen("127.0.0.1", 0, **G)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{listener.port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        for service in ("", SERVICE):
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service),
+                                     timeout=5.0)
+            assert reply.status == serving
+        watch = stub.Watch(health_pb2.HealthCheckRequest(service=SERVICE), timeout=10.0)
+        assert (await watch.read()).status == serving
+        closing = asyncio.create_task(listener.close())
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        await asyncio.wait_for(closing, 5.0)
+
+
+# -- TLS ------------------------------------------------------------------------------------------
+
+async def test_tls_native_and_plain_client(net: NetworkTransport, tls: TLS, pb: Any) -> None:
+    files = _tls_files(tls)
+    listener = await echo_listener(net, **files)
+    roots = tls.ca.cert_pem.bytes()
+    conn = await net.connect("127.0.0.1", listener.port, ssl=True, root_certificates=roots,
+                             **G)
+    await net.send_data(conn, b"secret" * 1000)
+    assert (await net.receive(conn, timeout=5.0)).data == b"secret" * 1000
+    assert net.connection_info(conn).tls
+    # the CAs of an ssl.SSLContext are used as the roots too
+    other = await net.connect("127.0.0.1", listener.port, ssl_context=tls.client_ctx,
+                              framing="raw", **G)
+    await net.send_data(other, b"via context")
+    assert (await net.receive(other, timeout=5.0)).data == b"via context"
+    creds = grpc.ssl_channel_credentials(roots)
+    async with grpc.aio.secure_channel(f"localhost:{listener.port}", creds) as channel:
+        call = pb.grpc.TransportStub(channel).Connect()
+        await call.write(pb.pb2.Envelope(payload=b"plain tls client"))
+        assert (await call.read()).payload == b"plain tls client"
+
+
+async def test_tls_untrusted_certificate_is_refused(net: NetworkTransport, tls: TLS) -> None:
+    listener = await echo_listener(net, **_tls_files(tls))
+    started = time.monotonic()
+    with pytest.raises(ConnectError, match="certificate verification failed"):
+        await net.connect("127.0.0.1", listener.port, ssl=True, **G)  # system roots only
+    with pytest.raises(ConnectError):  # plaintext to a TLS listener
+        await net.connect("127.0.0.1", listener.port, **G)
+    assert time.monotonic() - started < 4.0
+    with pytest.raises(ValueError, match="certificate_chain"):
+        await net.listen("127.0.0.1", 0, ssl_context=tls.server_ctx, **G)
+
+
+# -- failures and recovery ----------------------------------------------------------------------
+
+async def test_refused_port_is_a_quick_connect_error_that_feeds_the_breaker(
+        net: NetworkTransport) -> None:
+    listener = await net.listen("127.0.0.1", 0, **G)
+    port = listener.port
+    await listener.close()
+    started = time.monotonic()
+    with pytest.raises(ConnectError, match="refused"):
+        await net.connect("127.0.0.1", port, **G)
+    assert time.monotonic() - started < 2.0
+    breaker = net.circuit_breaker("127.0.0.1", port, transport="grpc")
+    assert breaker.failure_count == 1
+
+
+async def test_reconnect_after_server_restart() -> None:
+    server = NetworkTransport(timeout=5.0)
+    await server.start()
+    listener = await echo_listener(server)
+    port = listener.port
+    async with NetworkTransport(timeout=5.0, reconnect_interval=0.05,
+                                reconnect_jitter=False) as net:
+        conn = await net.connect("127.0.0.1", port, **G)
+        await net.send_data(conn, b"before")
+        assert (await net.receive(conn, timeout=5.0)).data == b"before"
+        await server.stop()
+        await eventually(lambda: net.connection_info(conn).state != "connected")
+        server = NetworkTransport(timeout=5.0)
+        await server.start()
+        try:
+            await echo_listener(server, port=port)
+            await eventually(lambda: net.connection_info(conn).state == "connected")
+            await net.send_data(conn, b"after")
+            assert (await net.receive(conn, timeout=5.0)).data == b"after"
+            assert net.connection_info(conn).reconnects >= 1
+        finally:
+            await server.stop()
+
+
+async def test_20000_messages_through_resets_arrive_exactly_once_in_order() -> None:
+    got: list[bytes] = []
+    done = asyncio.Event()
+    total = 20_000
+
+    def on_message(msg: Message) -> None:
+        got.append(msg.data)
+        if len(got) >= total:
+            done.set()
+
+    async with NetworkTransport() as server, NetworkTransport(
+            reconnect_interval=0.01, reconnect_max_delay=0.05, max_reconnect_attempts=1000,
+            failure_threshold=1000) as client:
+        listener = await server.listen("127.0.0.1", 0, handler=on_message, **G)
+        async with FaultProxy("127.0.0.1", listener.port, reset_every=50_000) as proxy:
+            conn = await client.connect("127.0.0.1", proxy.port, **G)
+            for i in range(total):
+                await client.send_data(conn, b"%05d" % i, timeout=10.0)
+            await client.flush(conn, timeout=20.0)
+            await asyncio.wait_for(done.wait(), 10)
+            assert proxy.resets >= 3
+    assert [int(m) for m in got] == list(range(total))
+
+
+async def test_send_to_pools_grpc_connections(net: NetworkTransport) -> None:
+    listener = await net.listen("127.0.0.1", 0, **G)
+    for i in range(3):
+        await net.send_to("127.0.0.1", listener.port, bytes([i]), **G)
+    got = sorted([(await net.receive(timeout=5.0)).data for _ in range(3)])
+    assert got == [b"\x00", b"\x01", b"\x02"]
+
+
+async def test_ipv6_loopback(net: NetworkTransport) -> None:
+    try:
+        listener = await echo_listener(net, host="::1")
+    except ConnectError:
+        pytest.skip("no IPv6 loopback on this machine")
+    conn = await net.connect("::1", listener.port, **G)
+    await net.send_data(conn, b"v6")
+    assert (await net.receive(conn, timeout=5.0)).data == b"v6"
+
+
+def test_grpc_is_a_supported_transport() -> None:
+    assert "grpc" in NetworkTransport().transports
