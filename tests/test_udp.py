@@ -1,0 +1,278 @@
+"""NetworkTransport over real UDP sockets on 127.0.0.1: fragmentation, per-address
+connections, raw mode against plain sockets, ICMP refusal and the breaker, a lossy link with
+exact accounting, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+import pytest
+
+from objtransport import (
+    CircuitOpenError,
+    ConnectError,
+    Message,
+    MessageTooLarge,
+    NetworkTransport,
+)
+from objtransport.sansio.framing import FRAME_HEADER, FrameType
+from objtransport.testing import LossyDatagramProxy, eventually
+
+SIZES = [1, 100, 1200, 1201, 5_000, 64 * 1024, 256 * 1024 + 1, 1024 * 1024]
+
+
+def _payload(n: int, seed: int = 0) -> bytes:
+    return (bytes(range(seed, 256)) + bytes(range(seed)) or b"x") * (n // 256) + \
+        b"t" * (n % 256)
+
+
+@pytest.mark.parametrize("piece", [1200, 65_000])
+async def test_1_byte_to_1_mib_fragmented_and_reassembled(net: NetworkTransport,
+                                                        piece: int) -> None:
+    async def echo(msg: Message) -> None:
+        await net.send_data(msg.conn_id, msg.data)
+
+    listener = await net.listen("127.0.0.1", 0, transport="udp", handler=echo,
+                                max_datagram_payload=piece)
+    conn = await net.connect("127.0.0.1", listener.port, transport="udp",
+                             max_datagram_payload=piece)
+    for i, n in enumerate(SIZES):
+        p = _payload(n, i)
+        await net.send_data(conn, p)
+        got = await net.receive(conn, timeout=10.0)
+        assert got.data == p and got.transport == "udp" and got.conn_id == conn
+    counters = net.connection_info(conn).datagram
+    assert counters["messages_dropped"] == counters["messages_missing"] == 0
+    assert counters["fragments_received"] == sum(
+        -(-n // piece) for n in SIZES if n > piece)
+
+
+async def test_each_remote_address_is_its_own_connection(net: NetworkTransport) -> None:
+    listener = await net.listen("127.0.0.1", 0, transport="udp")
+    a = await net.connect("127.0.0.1", listener.port, transport="udp")
+    b = await net.connect("127.0.0.1", listener.port, transport="udp")
+    await net.send_data(a, b"from a")
+    ma = await net.receive(timeout=5.0)
+    await net.send_data(b, b"from b")
+    mb = await net.receive(timeout=5.0)
+    assert ma.conn_id != mb.conn_id and ma.data == b"from a" and mb.data == b"from b"
+    assert ma.peer != mb.peer and len(listener.connections) == 2
+    await net.send_data(mb.conn_id, b"to b")
+    assert (await net.receive(b, timeout=5.0)).data == b"to b"
+    info = net.connection_info(ma.conn_id)
+    assert info.role == "server" and info.transport == "udp" and info.port == ma.peer[1]
+
+
+async def test_idle_peers_are_forgotten(net: NetworkTransport) -> None:
+    listener = await net.listen("127.0.0.1", 0, transport="udp", idle_timeout=0.2)
+    conn = await net.connect("127.0.0.1", listener.port, transport="udp")
+    await net.send_data(conn, b"hello")
+    msg = await net.receive(timeout=5.0)
+    assert msg.conn_id in net.connections()
+    await eventually(lambda: msg.conn_id not in net.connections(), timeout=5.0)
+    assert not listener.connections and net.get_metrics().errors == 0
+    await net.send_data(conn, b"again")  # comes back as a new peer
+    again = await net.receive(timeout=5.0)
+    assert again.data == b"again" and again.conn_id != msg.conn_id
+
+
+async def test_rtt_from_ping_feeds_avg_latency(net: NetworkTransport) -> None:
+    listener = await net.listen("127.0.0.1", 0, transport="udp")
+    conn = await net.connect("127.0.0.1", listener.port, transport="udp")
+    info = net.connection_info(conn)
+    m = net.get_metrics()
+    assert info.rtt_ms is not None and 0 < info.rtt_ms < 1000
+    assert m.latency_samples >= 1 and m.avg_latency_ms > 0
+
+
+# -- raw framing against plain sockets -------------------------------------------------------
+
+async def test_raw_listener_with_a_plain_socket_peer(net: NetworkTransport) -> None:
+    async def echo(msg: Message) -> None:
+        await net.send_data(msg.conn_id, msg.data.upper())
+
+    listener = await net.listen("127.0.0.1", 0, transport="udp", framing="raw",
+                                handler=echo)
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as plain:
+        plain.setblocking(False)
+        plain.connect(("127.0.0.1", listener.port))
+        for data in (b"hello", b"", b"z" * 60_000):
+            await loop.sock_sendall(plain, data)
+            async with asyncio.timeout(5):
+                reply = await loop.sock_recv(plain, 65_536)
+            assert reply == data.upper()
+    assert net.get_metrics().messages_received == 3
+
+
+async def test_raw_client_to_a_plain_socket_server(net: NetworkTransport) -> None:
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as plain:
+        plain.setblocking(False)
+        plain.bind(("127.0.0.1", 0))
+        port = plain.getsockname()[1]
+        conn = await net.connect("127.0.0.1", port, transport="udp", framing="raw")
+        await net.send_data(conn, b"exactly these bytes")
+        async with asyncio.timeout(5):
+            data, addr = await loop.sock_recvfrom(plain, 65_536)
+        assert data == b"exactly these bytes"
+        with pytest.raises(MessageTooLarge):
+            await net.send_data(conn, b"x" * 65_508)
+        await loop.sock_sendto(plain, b"reply", addr)
+        assert (await net.receive(conn, timeout=5.0)).data == b"reply"
+        await net.send_data(conn, b"after")
+        async with asyncio.timeout(5):  # nothing of the too-large message was sent
+            assert (await loop.sock_recvfrom(plain, 65_536))[0] == b"after"
+
+
+# -- failures ------------------------------------------------------------------------------
+
+def _closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_icmp_refusal_feeds_the_breaker() -> None:
+    port = _closed_port()
+    async with NetworkTransport(timeout=2.0, failure_threshold=2, reset_timeout=30) as net:
+        for _ in range(2):
+            with pytest.raises(ConnectError, match="refused"):
+                await net.connect("127.0.0.1", port, transport="udp")
+        with pytest.raises(CircuitOpenError):
+            await net.connect("127.0.0.1", port, transport="udp")
+        state = net.circuit_breaker("127.0.0.1", port, transport="udp")
+        assert state.state == "open" and state.failure_count == 2
+
+
+async def test_a_vanished_peer_is_a_link_failure_for_the_breaker(
+        net: NetworkTransport) -> None:
+    """A peer that answered the probe and then closed its port: the next PING brings back
+    ICMP port unreachable, which ends the link with an error (a breaker failure)."""
+    loop = asyncio.get_running_loop()
+    plain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    plain.setblocking(False)
+    plain.bind(("127.0.0.1", 0))
+    port = plain.getsockname()[1]
+
+    async def answer_once() -> None:
+        data, addr = await loop.sock_recvfrom(plain, 100)
+        pong = FRAME_HEADER.pack(24, 1, FrameType.PONG, 0, 0, 0, 0) + data[20:28]
+        await loop.sock_sendto(plain, pong, addr)
+        plain.close()
+
+    task = asyncio.create_task(answer_once())
+    conn = await net.connect("127.0.0.1", port, transport="udp", keepalive_interval=0.05,
+                             max_reconnect_attempts=0)
+    await task
+    await eventually(lambda: net.connection_info(conn).state == "disconnected", timeout=5.0)
+    info = net.connection_info(conn)
+    assert info.error_count == 1 and info.circuit_breaker.failure_count == 1
+
+
+async def test_native_connect_to_a_silent_peer_times_out(net: NetworkTransport) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        with pytest.raises(ConnectError, match="no answer"):
+            await net.connect("127.0.0.1", silent.getsockname()[1], transport="udp",
+                              timeout=0.5, hello_timeout=0.5)
+
+
+# -- a lossy link, exact accounting ------------------------------------------------------
+
+def _key(d: bytes) -> tuple[int, int] | None:
+    """(seq, offset) of a DATA datagram, None for anything else."""
+    _l, _v, typ, flags, _p, _s, seq = FRAME_HEADER.unpack_from(d)
+    if typ != FrameType.DATA:
+        return None
+    return seq, struct.unpack_from("!I", d, 20)[0] if flags & 1 else 0
+
+
+async def test_lossy_link_exact_accounting(net: NetworkTransport) -> None:
+    listener = await net.listen("127.0.0.1", 0, transport="udp", max_datagram_payload=200,
+                                reassembly_timeout=0.3)
+    proxy = await LossyDatagramProxy("127.0.0.1", listener.port, seed=11, drop=0.08,
+                                     duplicate=0.05, reorder=0.08).start()
+    try:
+        conn = await net.connect("127.0.0.1", proxy.port, transport="udp",
+                                 max_datagram_payload=200)
+        sent = {}
+        for i in range(300):
+            size = 100 if i % 3 else 700  # every third message has 4 fragments
+            data = i.to_bytes(4, "big") * (size // 4)
+            sent[i + 1] = data  # its sequence number
+            await net.send_data(conn, data)
+            if i % 20 == 19:
+                await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
+        proxy.drop = proxy.duplicate = proxy.reorder = 0.0
+        await net.send_data(conn, b"last")  # closes the gaps before it
+        # what the listener must have seen, from the proxy's record alone
+        arrived: dict[int, set[int]] = {}
+        dups = reordered = 0
+        top: tuple[int, int] = (0, -1)
+        for d in proxy.forwarded:
+            k = _key(d)
+            if k is None:
+                continue
+            got = arrived.setdefault(k[0], set())
+            if k[1] in got:
+                dups += 1
+                continue
+            got.add(k[1])
+            if k < top:
+                reordered += 1
+            else:
+                top = k
+        need = {seq: -(-len(data) // 200) if len(data) > 200 else 1
+                for seq, data in sent.items()}
+        complete = {s for s, n in need.items() if len(arrived.get(s, ())) == n}
+        partial = {s for s in need if s in arrived and s not in complete}
+        missing = {s for s in need if s not in arrived}
+        assert proxy.dropped and dups and reordered and partial and missing
+        received: list[bytes] = []
+        while len(received) < len(complete) + 1:
+            received.append((await net.receive(timeout=5.0)).data)
+        assert received[-1] == b"last" or b"last" in received
+        assert sorted(x for x in received if x != b"last") == sorted(sent[s] for s in complete)
+        server_conn = next(iter(listener.connections))
+        await eventually(lambda: net.connection_info(server_conn).datagram[
+            "messages_dropped"] == len(partial), timeout=5.0)
+        c = net.connection_info(server_conn).datagram
+        assert c["messages_missing"] == len(missing)
+        assert c["duplicates"] == dups and c["reordered"] == reordered
+        assert c["fragments_expired"] == sum(len(arrived[s]) for s in partial)
+        assert c["garbage"] == c["inconsistent"] == c["oversized"] == 0
+        m = net.get_metrics().datagram
+        assert m["messages_dropped"] == len(partial) and m["duplicates"] == dups
+    finally:
+        await proxy.close()
+
+
+async def test_metrics_exact(net: NetworkTransport) -> None:
+    listener = await net.listen("127.0.0.1", 0, transport="udp")
+    conn = await net.connect("127.0.0.1", listener.port, transport="udp")
+    sizes = [10, 1200, 1201, 3000]
+    for n in sizes:
+        await net.send_data(conn, b"m" * n)
+    for _ in sizes:
+        msg = await net.receive(timeout=5.0)
+    client = net.connection_info(conn).datagram
+    server = net.connection_info(msg.conn_id).datagram
+    data_datagrams = 1 + 1 + 2 + 3
+    assert client["datagrams_sent"] == 1 + data_datagrams  # the PING probe first
+    assert server["datagrams_received"] == 1 + data_datagrams
+    assert server["datagrams_sent"] == client["datagrams_received"] == 1  # the PONG
+    assert server["fragments_received"] == 5
+    for name in ("messages_dropped", "messages_missing", "duplicates", "reordered",
+                 "garbage", "fragments_expired"):
+        assert server[name] == 0, name
+    si = net.connection_info(msg.conn_id)
+    assert si.messages_received == 4 and si.bytes_received == sum(sizes)
+    ci = net.connection_info(conn)
+    assert ci.messages_sent == 4 and ci.bytes_sent == sum(sizes)
+    m = net.get_metrics()
+    assert m.datagram["datagrams_received"] == 2 + data_datagrams
+    assert m.datagram["peers"] == 1 and m.datagram["reassembly_bytes"] == 0
