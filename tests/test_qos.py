@@ -1,4 +1,4 @@
-"""Throttling, priorities and streams over real TCP sockets on loopback.
+"""Throttling, priorities and streams over real sockets on loopback: TCP, TLS, WebSocket.
 
 Rate tests measure over seconds with margins, never exact timings.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -15,6 +16,18 @@ from objtransport import Message, NetworkTransport
 from .conftest import TLS
 
 MiB = 1024 * 1024
+KINDS = ["tcp", "tls", "websocket"]
+TWO_KINDS = ["tcp", "websocket"]
+
+
+def _ends(kind: str, tls: TLS | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """listen() and connect() arguments for a transport kind ("tls" is TCP with TLS)."""
+    transport = "websocket" if kind == "websocket" else "tcp"
+    if kind == "tls":
+        assert tls is not None
+        return ({"transport": transport, "ssl_context": tls.server_ctx},
+                {"transport": transport, "ssl_context": tls.client_ctx})
+    return {"transport": transport}, {"transport": transport}
 
 
 async def _measure_rate(net: NetworkTransport, conn: int, seconds: float,
@@ -33,9 +46,9 @@ async def _measure_rate(net: NetworkTransport, conn: int, seconds: float,
     return total / (last_t - first_t)
 
 
-@pytest.mark.parametrize("tls_on", [False, True], ids=["tcp", "tls"])
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("rate", [1 * MiB, 50 * MiB])
-async def test_send_rate_within_5_percent_of_the_limit(rate: int, tls_on: bool,
+async def test_send_rate_within_5_percent_of_the_limit(rate: int, kind: str,
                                                        tls: TLS) -> None:
     received: list[tuple[float, int]] = []
 
@@ -43,10 +56,9 @@ async def test_send_rate_within_5_percent_of_the_limit(rate: int, tls_on: bool,
         received.append((time.perf_counter(), len(msg.data)))
 
     async with NetworkTransport() as net:
-        listener = await net.listen("127.0.0.1", 0, handler=on_message,
-                                    ssl_context=tls.server_ctx if tls_on else None)
-        conn = await net.connect("127.0.0.1", listener.port, max_bandwidth=rate,
-                                 ssl_context=tls.client_ctx if tls_on else None)
+        lkw, ckw = _ends(kind, tls)
+        listener = await net.listen("127.0.0.1", 0, handler=on_message, **lkw)
+        conn = await net.connect("127.0.0.1", listener.port, max_bandwidth=rate, **ckw)
         measured = await _measure_rate(net, conn, 5.0, received)
         assert measured == pytest.approx(rate, rel=0.05), measured / rate
         info = net.connection_info(conn)
@@ -109,16 +121,18 @@ async def test_global_limit_applies_to_all_connections() -> None:
     assert total / span <= 2 * MiB * 1.15
 
 
-async def test_rate_change_at_run_time_takes_effect_within_100_ms() -> None:
+@pytest.mark.parametrize("kind", TWO_KINDS)
+async def test_rate_change_at_run_time_takes_effect_within_100_ms(kind: str) -> None:
     received: list[tuple[float, int]] = []
 
     def on_message(msg: Message) -> None:
         received.append((time.perf_counter(), len(msg.data)))
 
     async with NetworkTransport() as net:
-        listener = await net.listen("127.0.0.1", 0, handler=on_message)
+        lkw, ckw = _ends(kind)
+        listener = await net.listen("127.0.0.1", 0, handler=on_message, **lkw)
         conn = await net.connect("127.0.0.1", listener.port, max_bandwidth=64 * 1024,
-                                 burst=16 * 1024)
+                                 burst=16 * 1024, **ckw)
         payload = b"c" * 8192
         sender = asyncio.create_task(_pump(net, conn, payload, 3.0))
         await asyncio.sleep(0.5)
@@ -138,9 +152,9 @@ async def _pump(net: NetworkTransport, conn: int, payload: bytes, seconds: float
         await net.send_data(conn, payload, timeout=10.0)
 
 
-@pytest.mark.parametrize("tls_on", [False, True], ids=["tcp", "tls"])
+@pytest.mark.parametrize("kind", KINDS)
 async def test_high_priority_overtakes_a_64_mib_low_message_within_50_ms(
-        tls_on: bool, tls: TLS) -> None:
+        kind: str, tls: TLS) -> None:
     arrivals: dict[bytes, float] = {}
     done = asyncio.Event()
 
@@ -150,10 +164,9 @@ async def test_high_priority_overtakes_a_64_mib_low_message_within_50_ms(
             done.set()
 
     async with NetworkTransport(max_message_size=80 * MiB) as net:
-        listener = await net.listen("127.0.0.1", 0, handler=on_message,
-                                    ssl_context=tls.server_ctx if tls_on else None)
-        conn = await net.connect("127.0.0.1", listener.port, max_bandwidth=20 * MiB,
-                                 ssl_context=tls.client_ctx if tls_on else None)
+        lkw, ckw = _ends(kind, tls)
+        listener = await net.listen("127.0.0.1", 0, handler=on_message, **lkw)
+        conn = await net.connect("127.0.0.1", listener.port, max_bandwidth=20 * MiB, **ckw)
         # the low send waits (backpressure: 64 MiB is far over max_pending_bytes) ...
         low = asyncio.create_task(net.send_data(conn, b"LOW!" + bytes(64 * MiB),
                                                 priority="low", timeout=10.0))
@@ -168,7 +181,8 @@ async def test_high_priority_overtakes_a_64_mib_low_message_within_50_ms(
     assert arrivals[b"HIGH"] < arrivals[b"LOW!"]
 
 
-async def test_normal_and_low_share_by_weights_under_saturation() -> None:
+@pytest.mark.parametrize("kind", TWO_KINDS)
+async def test_normal_and_low_share_by_weights_under_saturation(kind: str) -> None:
     got = {"normal": 0, "low": 0}
     received_at: list[float] = []
 
@@ -177,9 +191,10 @@ async def test_normal_and_low_share_by_weights_under_saturation() -> None:
         received_at.append(time.perf_counter())
 
     async with NetworkTransport() as net:
-        listener = await net.listen("127.0.0.1", 0, handler=on_message)
+        lkw, ckw = _ends(kind)
+        listener = await net.listen("127.0.0.1", 0, handler=on_message, **lkw)
         conn = await net.connect("127.0.0.1", listener.port, max_bandwidth=8 * MiB,
-                                 max_pending_bytes=64 * MiB, max_unacked_bytes=64 * MiB)
+                                 max_pending_bytes=64 * MiB, max_unacked_bytes=64 * MiB, **ckw)
         payload = b"w" * 16 * 1024
         for _ in range(1000):  # 16 MB of each, far more than 1.5 s at 8 MiB/s
             await net.send_data(conn, payload, priority="normal")
@@ -190,7 +205,8 @@ async def test_normal_and_low_share_by_weights_under_saturation() -> None:
     assert ratio == pytest.approx(4.0, rel=0.10), got
 
 
-async def test_streams_are_ordered_independently() -> None:
+@pytest.mark.parametrize("kind", TWO_KINDS)
+async def test_streams_are_ordered_independently(kind: str) -> None:
     order: list[tuple[int, int]] = []
     done = asyncio.Event()
 
@@ -200,8 +216,9 @@ async def test_streams_are_ordered_independently() -> None:
             done.set()
 
     async with NetworkTransport() as net:
-        listener = await net.listen("127.0.0.1", 0, handler=on_message)
-        conn = await net.connect("127.0.0.1", listener.port, max_bandwidth=20 * MiB)
+        lkw, ckw = _ends(kind)
+        listener = await net.listen("127.0.0.1", 0, handler=on_message, **lkw)
+        conn = await net.connect("127.0.0.1", listener.port, max_bandwidth=20 * MiB, **ckw)
         await net.send_data(conn, bytes(8 * MiB), stream=1)  # ~0.4 s at 20 MiB/s
         await net.send_data(conn, b"after big, same stream", stream=1)
         await net.send_data(conn, b"s2 one", stream=2)
@@ -211,16 +228,18 @@ async def test_streams_are_ordered_independently() -> None:
     assert order[2:] == [(1, 8 * MiB), (1, 22)]  # stream 1 kept its own order
 
 
-async def test_receive_throttle_slows_a_fast_sender_without_buffering() -> None:
+@pytest.mark.parametrize("kind", TWO_KINDS)
+async def test_receive_throttle_slows_a_fast_sender_without_buffering(kind: str) -> None:
     received: list[tuple[float, int]] = []
 
     def on_message(msg: Message) -> None:
         received.append((time.perf_counter(), len(msg.data)))
 
     async with NetworkTransport() as server, NetworkTransport() as client:
+        lkw, ckw = _ends(kind)
         listener = await server.listen("127.0.0.1", 0, handler=on_message,
-                                       max_receive_bandwidth=2 * MiB)
-        conn = await client.connect("127.0.0.1", listener.port, max_pending_bytes=MiB)
+                                       max_receive_bandwidth=2 * MiB, **lkw)
+        conn = await client.connect("127.0.0.1", listener.port, max_pending_bytes=MiB, **ckw)
         await _pump(client, conn, b"f" * 16 * 1024, 2.0)
         span = received[-1][0] - received[0][0]
         total = sum(n for _, n in received)
