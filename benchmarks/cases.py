@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from . import workers as w
+from . import workers_udp as udp_
 from . import workers_ws as ws
 from .runner import Result, latency, throughput
 
@@ -93,4 +94,43 @@ CASES += [
         "websockets": _lat(ws.echo_plain, ws.ping_plain),
     }) for framing, ping in (("native", ws.ping_objtransport),
                              ("raw", ws.ping_objtransport_raw))],
+]
+
+
+# -- UDP (issue 3): objtransport native next to a plain asyncio DatagramProtocol pair --------
+# Received messages/s and loss (printed per run). "paced" senders send at a fixed rate in
+# bursts of 64 (both sides alike); unpaced ones as fast as their API allows.
+
+def _udp(size: int, count: int, unit: str, rate: float = 0.0
+         ) -> Callable[[Callable[..., None], Callable[..., None], str],
+                       Callable[[float], Result]]:
+    def make(recv: Callable[..., None], send: Callable[..., None], label: str
+             ) -> Callable[[float], Result]:
+        return lambda scale: udp_.udp_throughput(
+            recv, partial(send, rate=rate), size, max(1000, int(count * scale)), unit, label)
+    return make
+
+
+def _udp_case(name: str, size: int, count: int, unit: str, target: str,
+              rate: float = 0.0) -> Case:
+    make = _udp(size, count, unit, rate)
+    return Case(name, unit, target, {
+        "objtransport": make(udp_.recv_objtransport, udp_.send_objtransport,
+                             f"{name} objtransport"),
+        "asyncio": make(udp_.recv_asyncio, udp_.send_asyncio, f"{name} asyncio"),
+    })
+
+
+CASES += [
+    _udp_case("udp 64 B", 64, 400_000, "msg/s", ">= 200k msg/s received"),
+    _udp_case("udp 64 B paced 200k", 64, 400_000, "msg/s", "loss <= 2 %", rate=200_000),
+    _udp_case("udp 1 KiB", KiB, 300_000, "msg/s", "received >= asyncio"),
+    _udp_case("udp 1 KiB paced 150k", KiB, 300_000, "msg/s", "loss <= 2 %", rate=150_000),
+    Case("udp 64 KiB frag 1200 B", "MB/s", "-", {
+        "objtransport": _udp(64 * KiB, 4_000, "MB/s", 4_000)(
+            udp_.recv_objtransport, udp_.send_objtransport, "udp 64 KiB objtransport"),
+        # the same bytes as plain 1200 B datagrams (55 per 64 KiB message)
+        "asyncio 1200 B": _udp(udp_.PIECE, 4_000 * 55, "MB/s", 4_000 * 55)(
+            udp_.recv_asyncio, udp_.send_asyncio, "udp 64 KiB asyncio 1200 B"),
+    }),
 ]

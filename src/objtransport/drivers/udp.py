@@ -363,6 +363,9 @@ class DatagramLink:
         self._timer_at: float | None = None
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._flushed_waiters: list[asyncio.Future[None]] = []
+        #: a connected socket's send(), for the lone-message fast path
+        self._sock_send: Callable[[bytes], object] | None = (
+            owner.sock.send if isinstance(owner, UdpEndpoint) else None)
 
     def start(self) -> None:
         """Hand over the first events, send what is queued (a client's PING), arm the
@@ -403,6 +406,27 @@ class DatagramLink:
         """Queue one message and send what the turn allows; True when the caller should
         wait (``wait_writable``). Raises ``ConnectionNotReady`` / ``MessageTooLarge``."""
         session = self.ds
+        if self._turn < BURST and not self.blocked and not self.pacer.buckets:
+            dgram = session.encode_direct(data, stream, priority, text)
+            if dgram is not None:  # nothing queued: straight to the socket
+                self.last_seq = session.messages_sent
+                direct = self._sock_send
+                try:
+                    if direct is None:
+                        raise BlockingIOError
+                    direct(dgram)
+                    ok = True
+                except OSError:  # the owner maps the error (or says: full)
+                    ok = self.owner.transmit(self, dgram)
+                if ok:
+                    session.datagrams_sent += 1
+                    self._turn += 1
+                    if self._turn_handle is None:
+                        self._turn_handle = self.loop.call_soon(self._next_turn)
+                else:
+                    self._held.append(dgram)
+                    self._block()
+                return False
         self.last_seq = session.send_message(data, stream, priority, text)
         if not self.blocked:
             self._flush()

@@ -607,6 +607,27 @@ class DatagramSession(Session):
             sched.pending_bytes += size + len(head)
         return seq
 
+    def encode_direct(self, data: bytes | bytearray | memoryview, stream: int = 0,
+                      priority: int = 2, text: bool = False) -> bytes | None:
+        """The one datagram of a message to send at once, bypassing the queue: only when
+        nothing is queued (so priorities cannot be overtaken) and the message fits one
+        datagram; else None (use :meth:`send_message`). Counted like a queued message."""
+        size = len(data)
+        if (not self.open or self.scheduler.pending_bytes or self._final
+                or size > (self._piece if self.native else self.peer_max_message)):
+            return None
+        self._count = seq = self._count + 1
+        self.bytes_sent += size
+        if priority != 2:
+            self.other_priority_messages[priority] += 1
+        if self.native:
+            dgram = _pack_header(HEADER_SIZE + size, VERSION, 2, FLAG_TEXT if text else 0,
+                                 priority, stream, seq) + data
+        else:
+            dgram = bytes(data)
+        self.scheduler.sent_bytes[priority if self._qos else 2] += len(dgram)
+        return dgram
+
     def datagrams_to_send(self, now: float, budget: int = 1 << 62,
                           strict: bool = False) -> list[Datagram]:
         """The next datagrams to send, about ``budget`` bytes of them, in priority order."""
