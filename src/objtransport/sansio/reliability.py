@@ -19,6 +19,7 @@ messages the peer may have unacknowledged.
 from __future__ import annotations
 
 from collections import deque
+from itertools import islice, repeat
 
 __all__ = ["ResumeState", "Unacked"]
 
@@ -67,9 +68,14 @@ class ResumeState:
         if n <= 0:
             return 0
         q = self.unacked_data
-        freed = 0
-        for _ in range(n):
-            freed += len(q.popleft())
+        if n == len(q):
+            freed = self.unacked_bytes
+            q.clear()
+        else:
+            freed = sum(map(len, islice(q, n)))
+            pop = q.popleft
+            for _ in repeat(None, n):
+                pop()
         if self.meta:
             for s in range(self.acked + 1, self.acked + n + 1):
                 self.meta.pop(s, None)

@@ -160,6 +160,18 @@ class Session:
             raise RuntimeError(f"illegal session transition {self.state.value} -> {new.value}")
         self.state = new
         self.open = new is SessionState.OPEN
+        self._send_limit = self._peer_max_message if self.open else -1
+
+    @property
+    def peer_max_message(self) -> int:
+        """The largest message the peer accepts (its HELLO says, else our own limit)."""
+        return self._peer_max_message
+
+    @peer_max_message.setter
+    def peer_max_message(self, value: int) -> None:
+        self._peer_max_message = value
+        # one comparison on the send path: -1 unless open, so any size takes the slow check
+        self._send_limit = value if self.open else -1
 
     def set_peer(self, peer: Any) -> None:
         """The remote address, once the socket knows it (stamped on every message)."""
@@ -482,11 +494,28 @@ class NativeSession(Session):
         above the peer's ``max_message_size``; nothing is queued then.
         """
         size = len(data)
-        if not self.open or size > self.peer_max_message:
+        if size > self._send_limit:
             self._check_send(size)
         rs = self.rs
         rs.next_seq = seq = rs.next_seq + 1
         self.bytes_sent += size
+        if priority == 2 and not stream and not text and size <= self._fragment:
+            # the common case: a normal small message on stream 0
+            sched = self.scheduler
+            if self._acks:
+                if type(data) is not bytes:
+                    data = bytes(data)
+                rs.unacked_data.append(data)
+                rs.unacked_bytes += size
+            if not sched.blocked:
+                buf = sched.small[2]
+                buf += _pack_header(HEADER_SIZE + size, VERSION, 2, 0, 2, 0, seq)
+                buf += data
+                sched.pending_bytes += size + 20
+                return seq
+            sched.push_frame(2, _pack_header(HEADER_SIZE + size, VERSION, 2, 0, 2, 0, seq)
+                             + bytes(data), 0)
+            return seq
         if priority != 2:
             self.other_priority_messages[priority] += 1
         if self._acks:
@@ -644,7 +673,7 @@ class RawSession(Session):
         """Queue one ``{packet, 4}`` frame. ``stream``/``priority`` order the local queue
         only; nothing of them reaches the wire."""
         size = len(data)
-        if not self.open or size > self.peer_max_message:
+        if size > self._send_limit:
             self._check_send(size)
         self._count += 1
         self.bytes_sent += size
