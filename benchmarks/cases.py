@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from . import workers as w
+from . import workers_grpc as gr
 from . import workers_udp as udp_
 from . import workers_ws as ws
 from .runner import Result, latency, throughput
@@ -94,6 +95,32 @@ CASES += [
         "websockets": _lat(ws.echo_plain, ws.ping_plain),
     }) for framing, ping in (("native", ws.ping_objtransport),
                              ("raw", ws.ping_objtransport_raw))],
+]
+
+
+# -- gRPC (issue 5): objtransport native and raw next to a plain grpc.aio streaming pair ------
+
+def _grpc_case(framing: str, label: str, size: int, counts: tuple[int, int], unit: str,
+               target: str) -> Case:
+    send = gr.send_objtransport if framing == "native" else gr.send_objtransport_raw
+    return Case(f"grpc {framing} {label}", unit, target, {
+        "objtransport": _tp(gr.recv_objtransport, send, size, counts[0], unit),
+        "grpc.aio": _tp(gr.recv_plain, gr.send_plain, size, counts[1], unit),
+    })
+
+
+CASES += [
+    _grpc_case("native", "64 B", 64, (1_000_000, 40_000), "msg/s", ">= 20x grpc.aio"),
+    _grpc_case("native", "1 KiB", KiB, (500_000, 40_000), "msg/s", ">= 20x grpc.aio"),
+    _grpc_case("native", "1 MiB", MiB, (2_000, 1_000), "MB/s", ">= 0.9x grpc.aio"),
+    _grpc_case("raw", "64 B", 64, (40_000, 40_000), "msg/s", ">= 0.9x grpc.aio"),
+    _grpc_case("raw", "1 KiB", KiB, (40_000, 40_000), "msg/s", ">= 0.9x grpc.aio"),
+    _grpc_case("raw", "1 MiB", MiB, (1_000, 1_000), "MB/s", ">= 0.9x grpc.aio"),
+    *[Case(f"grpc {framing} ping-pong 64 B", "µs", "p50 <= 1.2x grpc.aio", {
+        "objtransport": _lat(gr.echo_objtransport, ping),
+        "grpc.aio": _lat(gr.echo_plain, gr.ping_plain),
+    }) for framing, ping in (("native", gr.ping_objtransport),
+                             ("raw", gr.ping_objtransport_raw))],
 ]
 
 

@@ -7,7 +7,7 @@ One :class:`GrpcLink` per ``Connect`` call pumps Envelopes between the call and 
 * **native** (the client sends the metadata ``objtransport-framing: native``, the listener
   answers with it in its initial metadata): each Envelope's ``frames`` field is a piece of the
   native byte stream, fed to ``NativeSession.receive_data``; whatever the session queued while
-  the previous Envelope was being written leaves as one Envelope (split at ``CARRIER_MAX``),
+  the previous Envelope was being written leaves as one Envelope (about ``CARRIER_MAX``),
   so grpc.aio's ~70 µs per message is paid once per batch;
 * **raw** (any other peer, e.g. a client generated from the .proto): one Envelope ``payload``
   is one application message (:class:`~objtransport.sansio.message.MessageSession`); liveness
@@ -56,8 +56,11 @@ METHOD = f"/{SERVICE}/Connect"
 FRAMING_KEY = "objtransport-framing"
 NATIVE = "native"
 _NATIVE_MD = ((FRAMING_KEY, NATIVE),)
-#: the most native-frame bytes one Envelope carries (a sender splits above it)
+#: the native-frame bytes a sender takes from its queue for one Envelope
 CARRIER_MAX = MessageLink.carrier_max
+#: the most native-frame bytes one Envelope carries: the queue hands out whole frames, so a
+#: sender may go 1/16 above its budget (frame headers) before it splits
+CARRIER_LIMIT = CARRIER_MAX + CARRIER_MAX // 16
 #: the first Envelopes of a call are smaller and double up to CARRIER_MAX ("slow start"): a
 #: connection that breaks every few KiB still delivers whole Envelopes, so resuming progresses
 CARRIER_START = 16 * 1024
@@ -203,7 +206,7 @@ def channel_options(options: Options, native: bool,
                     server_hostname: str | None) -> list[tuple[str, Any]]:
     """A client channel's options: message limits from the frame/message limits, HTTP/2
     keepalive, a subchannel of its own."""
-    limit = (max(CARRIER_MAX, options.max_frame_size) if native
+    limit = (max(CARRIER_LIMIT, options.max_frame_size) if native
              else options.max_message_size) + OVERHEAD
     opts: list[tuple[str, Any]] = [
         ("grpc.max_send_message_length", limit), ("grpc.max_receive_message_length", limit),
@@ -216,7 +219,7 @@ def channel_options(options: Options, native: bool,
 
 
 def server_options(options: Options) -> list[tuple[str, Any]]:
-    limit = max(CARRIER_MAX, options.max_frame_size, options.max_message_size) + OVERHEAD
+    limit = max(CARRIER_LIMIT, options.max_frame_size, options.max_message_size) + OVERHEAD
     return [("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
             ("grpc.so_reuseport", 0),
@@ -226,7 +229,7 @@ def server_options(options: Options) -> list[tuple[str, Any]]:
             *_keepalive(options)]
 
 
-def carriers(chunks: Sequence[bytes | bytearray | memoryview], limit: int = CARRIER_MAX
+def carriers(chunks: Sequence[bytes | bytearray | memoryview], limit: int = CARRIER_LIMIT
              ) -> list[bytes]:
     """Serialized Envelopes holding ``chunks`` as native frames, at most ``limit`` frame
     bytes each (every byte copied once)."""
@@ -255,8 +258,6 @@ class GrpcLink(MessageLink):
     """One ``Connect`` call bound to one session (native or message): ``call`` and
     ``channel`` on a client, ``context`` on a listener."""
 
-    carrier_max = CARRIER_MAX
-
     def __init__(self, session: Session, parts: LinkParts, peer: Any, *,
                  call: Any = None, channel: grpc.aio.Channel | None = None,
                  context: Any = None) -> None:
@@ -271,7 +272,7 @@ class GrpcLink(MessageLink):
         #: listener: the writer is done, the handler may end the call
         self._end: asyncio.Future[None] = self.loop.create_future()
         self._reader: asyncio.Task[None] | None = None
-        self._carrier = CARRIER_START
+        self.carrier_max = CARRIER_START  # the budget per Envelope, doubling per Envelope
 
     # -- running ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -446,11 +447,12 @@ class GrpcLink(MessageLink):
                         chunks = session.data_to_send(now, budget, strict)
                         if not chunks:
                             break
-                        for envelope in carriers(chunks, self._carrier):
+                        size = self.carrier_max
+                        for envelope in carriers(chunks, size + size // 16):
                             n += len(envelope)
                             await write(envelope)
-                            if self._carrier < CARRIER_MAX:
-                                self._carrier = min(CARRIER_MAX, self._carrier * 2)
+                        if size < CARRIER_MAX:
+                            self.carrier_max = min(CARRIER_MAX, size * 2)
                     self.pacer.consume(n, now)
                     if self._drain_waiters:
                         self._wake_drain_waiters()
@@ -585,11 +587,14 @@ class GrpcDriver:
         metadata = await call.initial_metadata()
         if _framing(metadata) == NATIVE:
             return
-        if call.done():
-            code = await call.code()
-            if code is not _OK:
-                raise ConnectError(endpoint, describe_rpc_error(code,
-                                                                await call.details() or ""))
+        # not objtransport: a status may be on its way (e.g. UNIMPLEMENTED) and says more
+        status = asyncio.ensure_future(call.code())
+        await asyncio.wait([status], timeout=0.25)
+        if not status.done():
+            status.cancel()
+        elif status.result() is not _OK:
+            raise ConnectError(endpoint, describe_rpc_error(status.result(),
+                                                            await call.details() or ""))
         raise ConnectError(endpoint, "the server did not answer in native mode (a plain "
                            "gRPC server? connect with framing='raw')")
 
