@@ -36,9 +36,11 @@ def _numbers(msgs: list[bytes]) -> list[int]:
     return [int(m) for m in msgs]
 
 
-@pytest.mark.parametrize("tls_on", [False, True], ids=["tcp", "tls"])
+@pytest.mark.parametrize("kind", ["tcp", "tls", "websocket", "wss"])
 async def test_20000_messages_through_resets_arrive_exactly_once_in_order(
-        tls_on: bool, tls: TLS) -> None:
+        kind: str, tls: TLS) -> None:
+    transport = "websocket" if kind in ("websocket", "wss") else "tcp"
+    tls_on = kind in ("tls", "wss")
     got: list[bytes] = []
     done = asyncio.Event()
     total = 20_000
@@ -51,11 +53,11 @@ async def test_20000_messages_through_resets_arrive_exactly_once_in_order(
     async with NetworkTransport() as server, NetworkTransport(
             reconnect_interval=0.01, reconnect_max_delay=0.05, max_reconnect_attempts=1000,
             failure_threshold=1000) as client:
-        listener = await server.listen("127.0.0.1", 0, handler=on_message,
+        listener = await server.listen("127.0.0.1", 0, handler=on_message, transport=transport,
                                        ssl_context=tls.server_ctx if tls_on else None)
         # about 2,000 messages of ~25 bytes (5-byte payload + 20-byte header) per connection
         async with FaultProxy("127.0.0.1", listener.port, reset_every=50_000) as proxy:
-            conn = await client.connect("127.0.0.1", proxy.port,
+            conn = await client.connect("127.0.0.1", proxy.port, transport=transport,
                                         ssl_context=tls.client_ctx if tls_on else None,
                                         server_hostname="localhost" if tls_on else None)
             for i in range(total):

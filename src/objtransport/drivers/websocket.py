@@ -61,6 +61,8 @@ SUBPROTOCOL = Subprotocol("objtransport.v1")
 DEFAULT_PATH = "/"
 #: the largest binary message carrying native frames (a sender splits above it)
 CARRIER_MAX = MessageLink.carrier_max
+#: the first native carrier message of a connection (then doubling up to CARRIER_MAX)
+CARRIER_START = 16 * 1024
 WRITE_HIGH = 256 * 1024
 MAX_QUEUE = 64  # frames websockets buffers before it pauses reading
 
@@ -106,6 +108,30 @@ class WebSocketLink(MessageLink):
         self._reader: asyncio.Task[None] | None = None
         self._idle = False  # the writer task waits for work (the fast path may write)
         self._flush_handle: asyncio.Handle | None = None
+        if self.native:
+            # native carriers start small and double per message up to CARRIER_MAX ("slow
+            # start"): after a reconnect, resent frames arrive (and are acknowledged) in
+            # pieces, not as one large message that a link breaking again would lose whole
+            self.carrier_max = CARRIER_START
+
+    def _carriers(self, data: bytes | bytearray) -> list[bytes | bytearray | memoryview]:
+        """``data`` (native frames, a byte stream) cut into carrier messages of
+        ``carrier_max`` bytes, doubling per message up to CARRIER_MAX."""
+        n = len(data)
+        size = self.carrier_max
+        if n <= size:
+            if size < CARRIER_MAX:
+                self.carrier_max = min(CARRIER_MAX, size * 2)
+            return [data]
+        view = memoryview(data)
+        out: list[bytes | bytearray | memoryview] = []
+        off = 0
+        while off < n:
+            out.append(view[off:off + size])
+            off += size
+            size = min(CARRIER_MAX, size * 2)
+        self.carrier_max = size
+        return out
 
     # -- running ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -245,9 +271,8 @@ class WebSocketLink(MessageLink):
             if chunks:
                 data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 n = len(data)
-                view = memoryview(data)
-                for off in range(0, n, CARRIER_MAX):
-                    protocol.send_binary(view[off:off + CARRIER_MAX])
+                for piece in self._carriers(data):
+                    protocol.send_binary(piece)
         if n:
             ws.send_data()
         if session.scheduler.pending_bytes or session.has_final:
@@ -307,12 +332,8 @@ class WebSocketLink(MessageLink):
     async def _send_native(self, chunks: list[Any]) -> int:
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         n = len(data)
-        if n <= CARRIER_MAX:
-            await self.ws.send(data)
-            return n
-        view = memoryview(data)
-        for off in range(0, n, CARRIER_MAX):
-            await self.ws.send(view[off:off + CARRIER_MAX])
+        for piece in self._carriers(data):
+            await self.ws.send(piece)
         return n
 
     async def _ping(self, session: MessageSession) -> None:
