@@ -114,7 +114,8 @@ class WebSocketLink(MessageLink):
             # pieces, not as one large message that a link breaking again would lose whole
             self.carrier_max = CARRIER_START
 
-    def _carriers(self, data: bytes | bytearray) -> list[bytes | bytearray | memoryview]:
+    def _carriers(self, data: bytes | bytearray | memoryview
+                  ) -> list[bytes | bytearray | memoryview]:
         """``data`` (native frames, a byte stream) cut into carrier messages of
         ``carrier_max`` bytes, doubling per message up to CARRIER_MAX."""
         n = len(data)
