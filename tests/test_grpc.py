@@ -31,7 +31,7 @@ from objtransport import (  # noqa: E402
     ProtocolError,
     TransportError,
 )
-from objtransport.drivers.grpc import METHOD, SERVICE, carriers  # noqa: E402
+from objtransport.drivers.grpc_config import METHOD, SERVICE, carriers  # noqa: E402
 from objtransport.sansio.envelope import (  # noqa: E402
     decode_envelope,
     encode_frames,
@@ -339,6 +339,47 @@ async def test_status_codes_never_leak(net: NetworkTransport, pb: Any) -> None:
         await server.stop(None)
 
 
+async def test_unavailable_feeds_the_breaker_and_reconnects(net: NetworkTransport,
+                                                           pb: Any) -> None:
+    calls = 0
+
+    class Flaky(pb.grpc.TransportServicer):  # type: ignore[misc,name-defined]
+        async def Connect(self, request_iterator: Any, context: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                await context.read()
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "try again later")
+            async for env in request_iterator:
+                yield env
+
+    server = grpc.aio.server()
+    pb.grpc.add_TransportServicer_to_server(Flaky(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        conn = await net.connect("127.0.0.1", port, framing="raw", reconnect_jitter=False,
+                                 **G)
+        await net.send_data(conn, b"first")
+        await eventually(lambda: net.connection_info(conn).reconnects >= 1)
+        # the failure was recorded (the successful reconnect then reset the count)
+        assert net.circuit_breaker("127.0.0.1", port, transport="grpc").last_failure
+        assert "UNAVAILABLE: try again later" in net._conns[conn].last_error
+        await net.send_data(conn, b"second")
+        assert (await net.receive(conn, timeout=5.0)).data == b"second"
+    finally:
+        await server.stop(None)
+
+
+async def test_full_listener_refuses_with_resource_exhausted(net: NetworkTransport) -> None:
+    listener = await echo_listener(net, max_connections=1)
+    first = await net.connect("127.0.0.1", listener.port, **G)
+    with pytest.raises(ConnectError, match="RESOURCE_EXHAUSTED"):
+        await net.connect("127.0.0.1", listener.port, **G)
+    await net.send_data(first, b"still served")
+    assert (await net.receive(first, timeout=5.0)).data == b"still served"
+
+
 # -- health ---------------------------------------------------------------------------------------
 
 async def test_health_check_answers_serving_then_not_serving(net: NetworkTransport) -> None:
@@ -378,6 +419,17 @@ async def test_tls_native_and_plain_client(net: NetworkTransport, tls: TLS, pb: 
         call = pb.grpc.TransportStub(channel).Connect()
         await call.write(pb.pb2.Envelope(payload=b"plain tls client"))
         assert (await call.read()).payload == b"plain tls client"
+
+
+async def test_mutual_tls(net: NetworkTransport, tls: TLS) -> None:
+    roots = tls.ca.cert_pem.bytes()
+    listener = await echo_listener(net, root_certificates=roots, **_tls_files(tls))
+    conn = await net.connect("127.0.0.1", listener.port, root_certificates=roots,
+                             **_tls_files(tls), **G)
+    await net.send_data(conn, b"both verified")
+    assert (await net.receive(conn, timeout=5.0)).data == b"both verified"
+    with pytest.raises(ConnectError):  # no client certificate
+        await net.connect("127.0.0.1", listener.port, root_certificates=roots, **G)
 
 
 async def test_tls_untrusted_certificate_is_refused(net: NetworkTransport, tls: TLS) -> None:
@@ -461,6 +513,9 @@ async def test_send_to_pools_grpc_connections(net: NetworkTransport) -> None:
         await net.send_to("127.0.0.1", listener.port, bytes([i]), **G)
     got = sorted([(await net.receive(timeout=5.0)).data for _ in range(3)])
     assert got == [b"\x00", b"\x01", b"\x02"]
+    for cid in net.connections():  # acknowledged before the service stops
+        if net.connection_info(cid).role == "client":
+            await net.flush(cid, timeout=5.0)
 
 
 async def test_ipv6_loopback(net: NetworkTransport) -> None:
