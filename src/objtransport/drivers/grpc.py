@@ -89,7 +89,8 @@ class GrpcLink(MessageLink):
         #: listener: the writer is done, the handler may end the call
         self._end: asyncio.Future[None] = self.loop.create_future()
         self._reader: asyncio.Task[None] | None = None
-        self.carrier_max = CARRIER_START  # the budget per Envelope, doubling per Envelope
+        if self.native:  # the budget per Envelope: doubling per Envelope up to CARRIER_MAX
+            self.carrier_max = CARRIER_START
 
     # -- running ---------------------------------------------------------------------------
     def start(self) -> None:
