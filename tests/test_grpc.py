@@ -29,6 +29,7 @@ from objtransport import (  # noqa: E402
     MessageTooLarge,
     NetworkTransport,
     ProtocolError,
+    SendTimeout,
     TransportError,
 )
 from objtransport.drivers.grpc_config import METHOD, SERVICE, carriers  # noqa: E402
@@ -380,6 +381,21 @@ async def test_full_listener_refuses_with_resource_exhausted(net: NetworkTranspo
     assert (await net.receive(first, timeout=5.0)).data == b"still served"
 
 
+async def test_a_client_that_never_reads_blocks_the_sender_within_limits(
+        net: NetworkTransport, pb: Any) -> None:
+    listener = await net.listen("127.0.0.1", 0, max_pending_bytes=1 << 20, **G)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{listener.port}") as channel:
+        call = pb.grpc.TransportStub(channel).Connect()
+        await call.write(pb.pb2.Envelope(payload=b"hello"))  # then never reads
+        conn = (await net.receive(timeout=5.0)).conn_id
+        chunk = b"z" * 65536
+        with pytest.raises(SendTimeout):
+            for _ in range(2000):  # 128 MiB: far more than any window
+                await net.send_data(conn, chunk, timeout=0.5)
+        assert net.connection_info(conn).pending_bytes <= 2 * (1 << 20) + len(chunk)
+        call.cancel()
+
+
 # -- health ---------------------------------------------------------------------------------------
 
 async def test_health_check_answers_serving_then_not_serving(net: NetworkTransport) -> None:
@@ -409,6 +425,11 @@ async def test_tls_native_and_plain_client(net: NetworkTransport, tls: TLS, pb: 
     await net.send_data(conn, b"secret" * 1000)
     assert (await net.receive(conn, timeout=5.0)).data == b"secret" * 1000
     assert net.connection_info(conn).tls
+    # server_hostname: the name the certificate is checked against (and the :authority)
+    named = await net.connect("127.0.0.1", listener.port, ssl=True, root_certificates=roots,
+                              server_hostname="localhost", **G)
+    await net.send_data(named, b"by name")
+    assert (await net.receive(named, timeout=5.0)).data == b"by name"
     # the CAs of an ssl.SSLContext are used as the roots too
     other = await net.connect("127.0.0.1", listener.port, ssl_context=tls.client_ctx,
                               framing="raw", **G)
