@@ -528,6 +528,29 @@ async def test_20000_messages_through_resets_arrive_exactly_once_in_order() -> N
     assert [int(m) for m in got] == list(range(total))
 
 
+async def test_orderly_close_is_quick_and_error_free() -> None:
+    async with NetworkTransport(timeout=5.0) as server:
+        listener = await echo_listener(server)
+        started = time.monotonic()
+        async with NetworkTransport(timeout=5.0) as net:
+            native = await net.connect("127.0.0.1", listener.port, **G)
+            raw = await net.connect("127.0.0.1", listener.port, framing="raw", **G)
+            for conn in (native, raw):
+                await net.send_data(conn, b"ping", wait_ack=True)
+                assert (await net.receive(conn, timeout=5.0)).data == b"ping"
+            await net.disconnect(native)
+            await net.disconnect(raw)
+            await eventually(lambda: not server.connections())
+            assert net.get_metrics().errors == 0 and server.get_metrics().errors == 0
+            again = await net.connect("127.0.0.1", listener.port, **G)
+            await net.send_data(again, b"x", wait_ack=True)
+        # the listener side saw the client's GOAWAY: no error, nothing kept for resuming
+        await eventually(lambda: not server.connections())
+        assert server.get_metrics().errors == 0
+        await listener.close()
+        assert time.monotonic() - started < 3.0
+
+
 async def test_send_to_pools_grpc_connections(net: NetworkTransport) -> None:
     listener = await net.listen("127.0.0.1", 0, **G)
     for i in range(3):
