@@ -32,7 +32,15 @@ from objtransport import (  # noqa: E402
     SendTimeout,
     TransportError,
 )
-from objtransport.drivers.grpc_config import METHOD, SERVICE, carriers  # noqa: E402
+from objtransport.config import Options  # noqa: E402
+from objtransport.drivers.grpc_config import (  # noqa: E402
+    METHOD,
+    OVERHEAD,
+    SERVICE,
+    carriers,
+    channel_options,
+    server_options,
+)
 from objtransport.sansio.envelope import (  # noqa: E402
     decode_envelope,
     encode_frames,
@@ -151,6 +159,21 @@ def test_carriers_split_native_bytes_at_the_limit() -> None:
     assert [len(bytes(decode_envelope(e)[1])) for e in out] == [256, 256, 256, 247]
     assert b"".join(bytes(decode_envelope(e)[1]) for e in out) == joined
     assert carriers([b"abc"]) == [encode_frames([b"abc"])]
+
+
+def test_channel_limits_and_keepalive_follow_the_options() -> None:
+    opts = Options(max_frame_size=4 << 20, max_message_size=8 << 20, keepalive_interval=2.5,
+                   pong_timeout=3.0)
+    native = dict(channel_options(opts, True, None))
+    raw = dict(channel_options(opts, False, "example.org"))
+    server = dict(server_options(opts))
+    assert native["grpc.max_receive_message_length"] == (4 << 20) + OVERHEAD
+    assert raw["grpc.max_send_message_length"] == (8 << 20) + OVERHEAD
+    assert server["grpc.max_receive_message_length"] == (8 << 20) + OVERHEAD
+    assert (native["grpc.keepalive_time_ms"], native["grpc.keepalive_timeout_ms"]) == (2500,
+                                                                                     3000)
+    assert raw["grpc.ssl_target_name_override"] == "example.org"
+    assert server["grpc.so_reuseport"] == 0 and server["grpc.http2.max_ping_strikes"] == 0
 
 
 # -- native ---------------------------------------------------------------------------------------
