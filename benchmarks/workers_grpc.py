@@ -170,7 +170,7 @@ def recv_plain(pipe: Connection, size: int, count: int) -> None:
         except TimeoutError:
             pass
         pipe.send((got, nbytes, time.perf_counter() - first))
-        await server.stop(None)
+        await server.stop(1.0)  # the sender half-closes, then the call ends by itself
 
     asyncio.run(main())
 
