@@ -20,6 +20,7 @@ import pytest
 
 from objtransport import (
     CircuitOpenError,
+    ConnectionNotReady,
     Message,
     NetworkTransport,
     SendTimeout,
@@ -306,3 +307,48 @@ async def test_graceful_stop_flushes_and_closes_cleanly() -> None:
         assert server.get_metrics().errors == 0
     assert _numbers(got) == list(range(5000))
 
+
+
+async def test_a_closing_listener_acknowledges_what_it_received_before_goaway() -> None:
+    """The server side closes right after the last message arrived (its ACK timer has not
+    fired yet): the ACK still goes before GOAWAY, so the client confirms everything."""
+    async with NetworkTransport() as server, NetworkTransport(
+            max_reconnect_attempts=0) as client:
+        done = asyncio.Event()
+        got: list[bytes] = []
+
+        def on_message(msg: Message) -> None:
+            got.append(msg.data)
+            if len(got) == 10:
+                done.set()
+
+        listener = await server.listen("127.0.0.1", 0, handler=on_message)
+        conn = await client.connect("127.0.0.1", listener.port)
+        for i in range(10):
+            await client.send_data(conn, b"m%d" % i)
+        await asyncio.wait_for(done.wait(), 5)
+        (sid,) = list(listener.connections)
+        await server.disconnect(sid, timeout=2.0)  # well within the 5 ms ACK delay
+        await eventually(lambda: client.connection_info(conn).state == "disconnected", 5)
+        info = client.connection_info(conn)
+        assert info.unacked_messages == 0 and info.unconfirmed == 0, info
+        assert client.unconfirmed(conn) == []
+
+
+async def test_flush_ends_when_the_connection_is_given_up() -> None:
+    """A flush waiting for ACKs that will never come ends as soon as the connection is
+    given up (not after its own timeout)."""
+    async with NetworkTransport() as server, NetworkTransport(
+            reconnect_interval=0.01, max_reconnect_attempts=1) as client:
+        listener = await server.listen("127.0.0.1", 0)
+        proxy = await FaultProxy("127.0.0.1", listener.port).start()
+        conn = await client.connect("127.0.0.1", proxy.port)
+        proxy.blackhole(True)
+        await client.send_data(conn, b"never acknowledged")
+        flush = asyncio.create_task(client.flush(conn, timeout=30.0))
+        await asyncio.sleep(0)
+        started = time.perf_counter()
+        await proxy.close()  # resets the connection; the one reconnect attempt is refused
+        with pytest.raises((ConnectionNotReady, SessionLost)):
+            await asyncio.wait_for(flush, 10)
+        assert time.perf_counter() - started < 5.0

@@ -362,6 +362,8 @@ class Connection:
                     w.set_result(None)
         self._state_changed.set()
         self._state_changed = asyncio.Event()
+        if self._ack_waiters:  # flush()/wait_ack look again: the link may be gone for good
+            self._wake_ack_waiters()
         self.hooks.on_state(self, state)
 
     # -- client side: connect, supervise, reconnect -----------------------------------------
@@ -483,9 +485,7 @@ class Connection:
                     if self.state is ConnState.DISCONNECTED:
                         raise ConnectionNotReady(self.id, self.state.value, str(self.endpoint))
                     fut: asyncio.Future[None] = self.loop.create_future()
-                    self._ack_waiters.append(fut)
-                    if self.state is ConnState.CONNECTING:
-                        self._state_changed_waiters.append(fut)
+                    self._ack_waiters.append(fut)  # woken by ACKs and by state changes
                     await fut
         except TimeoutError:
             raise SendTimeout(f"{rs.unacked_count} message(s) to {self.endpoint} not "

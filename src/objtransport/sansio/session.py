@@ -580,6 +580,11 @@ class NativeSession(Session):
         # a listener that has not spoken yet still starts with the magic, so any native
         # peer can read why it is refused
         magic = b"" if self._preface_sent else MAGIC
+        rs = self.rs
+        if self._acks and rs.floor > rs.ack_sent:
+            # what we received is acknowledged before we go: the peer must not report
+            # delivered messages as unconfirmed (or wait for an ACK that never comes)
+            self._send_ack()
         self._final.append(magic + encode_goaway(code, reason))
 
     # -- time ------------------------------------------------------------------------------
