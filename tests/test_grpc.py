@@ -255,6 +255,12 @@ async def test_server_without_the_service_is_a_clear_connect_error(
                                  **G)
         await eventually(lambda: net.connection_info(conn).error_count >= 1)
         assert "UNIMPLEMENTED" in net._conns[conn].last_error
+        # each call opens and fails at once: that is a failed attempt, not a success that
+        # starts the backoff over, so the connection is given up after the attempts
+        again = await net.connect("127.0.0.1", port, framing="raw", max_reconnect_attempts=3,
+                                  reconnect_interval=0.01, **G)
+        await eventually(lambda: net.connection_info(again).state == "disconnected", 10)
+        assert net.connection_info(again).reconnects <= 3
     finally:
         await server.stop(None)
 

@@ -14,7 +14,7 @@ import logging
 import os
 import random
 import ssl as ssl_module
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -405,10 +405,18 @@ class Connection:
         self._set_state(ConnState.CONNECTED)
 
     async def _supervise(self) -> None:
-        """Wait for the link to end; reconnect with backoff unless the user closed it."""
+        """Wait for the link to end; reconnect with backoff unless the user closed it.
+
+        A link that fails before the peer sent or acknowledged anything (a server that
+        accepts the socket, then refuses the session) counts as a failed attempt: the
+        backoff schedule goes on instead of starting over, so such a peer is given up
+        after ``max_reconnect_attempts`` like one that refuses the connection.
+        """
+        delays: Iterator[float] | None = None
         while True:
             link = self.link
             assert link is not None
+            acked_before = self.resume_state.acked
             closed = await link.closed
             self._fold(link)
             self.link = None
@@ -416,21 +424,31 @@ class Connection:
                 break
             if closed.error:
                 self.breaker.record_failure(self.loop.time())
+            progressed = (link.session.bytes_received > 0
+                          or self.resume_state.acked != acked_before)
+            if not closed.error or progressed:
+                delays = None
             log.info("connection %s to %s lost (%s); reconnecting", self.id, self.endpoint,
                      closed.reason)
             self._set_state(ConnState.CONNECTING)
-            new = await self._reconnect()
+            if delays is None:
+                delays = self._delays()
+            new = await self._reconnect(delays)
             if new is None:
                 break
             self.reconnects += 1
             self._up(new)
         self._set_state(ConnState.DISCONNECTED)
 
-    async def _reconnect(self) -> Link | None:
+    def _delays(self) -> Iterator[float]:
         o = self.options
-        for delay in backoff_delays(o.reconnect_interval, o.reconnect_multiplier,
-                                    o.reconnect_max_delay, o.max_reconnect_attempts,
-                                    self.rng if o.reconnect_jitter else None):
+        return backoff_delays(o.reconnect_interval, o.reconnect_multiplier,
+                              o.reconnect_max_delay, o.max_reconnect_attempts,
+                              self.rng if o.reconnect_jitter else None)
+
+    async def _reconnect(self, delays: Iterator[float]) -> Link | None:
+        o = self.options
+        for delay in delays:
             wait = max(delay, self.breaker.retry_after(self.loop.time()))
             await asyncio.sleep(wait)
             if self._user_closed:
