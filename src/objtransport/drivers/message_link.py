@@ -19,17 +19,17 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from ..exceptions import ConnectionClosed, SendTimeout
 from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
 from ..sansio.message import MessageSession
 from ..sansio.reliability import ResumeState
 from ..sansio.session import NativeSession, Session
 from .base import LinkParts
+from .flow import FlowControl
 
 __all__ = ["MessageLink"]
 
 
-class MessageLink:
+class MessageLink(FlowControl):
     """The library-independent half of a link over a message carrier."""
 
     #: the largest carrier message the writer produces (a sender splits above it)
@@ -67,11 +67,6 @@ class MessageLink:
         self._msession = session if isinstance(session, MessageSession) else None
 
     # -- what the subclass provides --------------------------------------------------------
-    @property
-    def pending_bytes(self) -> int:
-        """Bytes queued in the session (plus whatever the carrier buffers, if known)."""
-        return self.session.scheduler.pending_bytes
-
     def abort(self) -> None:  # pragma: no cover - every driver overrides it
         raise NotImplementedError
 
@@ -112,78 +107,6 @@ class MessageLink:
             await asyncio.sleep(bucket.time_until(0, now))
 
     # -- backpressure ----------------------------------------------------------------------
-    def _unacked_over(self, divisor: int) -> bool:
-        rs = self._rs
-        return (rs is not None and getattr(self.session, "acks", False)
-                and rs.unacked_bytes > self.max_unacked // divisor)
-
-    def backlog(self, priority: int = 3) -> int:
-        """Bytes queued that would leave before a new message of ``priority``."""
-        sched = self.session.scheduler
-        if priority >= 3:
-            return sched.pending_bytes
-        return sum(sched.queued_by_priority()[:priority + 1])
-
-    async def wait_writable(self, timeout: float, priority: int = 3) -> None:
-        """Wait while the backlog is above ``max_pending``, until half drained.
-
-        Raises ``SendTimeout`` after ``timeout`` s and ``ConnectionClosed`` if the link ends.
-        """
-        if self.backlog(priority) <= self.max_pending and not self._unacked_over(1):
-            return
-        try:
-            async with asyncio.timeout(timeout):
-                while (self.backlog(priority) > self.max_pending // 2
-                       or self._unacked_over(2)):
-                    if self.closed.done():
-                        raise self._closed_error()
-                    fut: asyncio.Future[None] = self.loop.create_future()
-                    self._drain_waiters.append((fut, priority))
-                    await fut
-        except TimeoutError:
-            raise SendTimeout(
-                f"send to {self.session.peer} blocked for {timeout:g} s: the peer does "
-                f"not read fast enough ({self.pending_bytes} bytes pending)") from None
-
-    async def wait_flushed(self, timeout: float) -> None:
-        """Wait until nothing is queued in the session any more."""
-        if not self.session.scheduler.pending_bytes:
-            return
-        fut: asyncio.Future[None] = self.loop.create_future()
-        self._flushed_waiters.append(fut)
-        try:
-            async with asyncio.timeout(timeout):
-                await fut
-        except TimeoutError:
-            raise SendTimeout(f"flush to {self.session.peer} did not finish within "
-                              f"{timeout:g} s ({self.pending_bytes} bytes pending)") from None
-        if self.closed.done() and self.session.scheduler.pending_bytes:
-            raise self._closed_error()
-
-    def _wake_flushed(self) -> None:
-        waiters, self._flushed_waiters = self._flushed_waiters, []
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
-
-    def _wake_drain_waiters(self, everyone: bool = False) -> None:
-        if not self._drain_waiters:
-            return
-        everyone = everyone or (self.session.scheduler.pending_bytes <= self.max_pending // 2
-                                or self.closed.done())
-        keep = []
-        for fut, prio in self._drain_waiters:
-            if everyone or prio < 3:
-                if not fut.done():
-                    fut.set_result(None)
-            else:
-                keep.append((fut, prio))
-        self._drain_waiters = keep
-
-    def _closed_error(self) -> ConnectionClosed:
-        s = self.session
-        return ConnectionClosed(str(s.peer), s.close_code or 0, s.close_reason)
-
     # -- events and time -------------------------------------------------------------------
     def _process_events(self) -> None:
         events = self.session.take_events()
@@ -215,12 +138,6 @@ class MessageLink:
         if deadline is not None and not self.lost.done():
             self._timer_at = deadline
             self._timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
-        self._timer_at = None
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -23,13 +23,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..exceptions import ConnectionClosed, SendTimeout
 from ..sansio.decoder import RECV_BUFFER_SIZE
 from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
 from ..sansio.reliability import ResumeState
 from ..sansio.session import Session, detect_native
 from ..sansio.throttle import TokenBucket
 from .base import LinkParts
+from .flow import FlowControl
 from .pacing import Pacer
 
 __all__ = ["StreamLink", "WRITE_HIGH", "WRITE_LOW"]
@@ -44,7 +44,7 @@ OnMessages = Callable[[list[Received]], None]
 OnEvent = Callable[["StreamLink", Event], None]
 
 
-class StreamLink(asyncio.BufferedProtocol):
+class StreamLink(FlowControl, asyncio.BufferedProtocol):
     """One stream socket bound to one session."""
 
     @classmethod
@@ -259,82 +259,6 @@ class StreamLink(asyncio.BufferedProtocol):
     def congested(self) -> bool:
         return self.session.scheduler.pending_bytes > self.max_pending
 
-    def _unacked_over(self, divisor: int) -> bool:
-        rs = self._rs
-        return (rs is not None and getattr(self.session, "acks", False)
-                and rs.unacked_bytes > self.max_unacked // divisor)
-
-    def backlog(self, priority: int = 3) -> int:
-        """Bytes queued that would leave before a new message of ``priority``."""
-        sched = self.session.scheduler
-        if priority >= 3:
-            return sched.pending_bytes
-        return sum(sched.queued_by_priority()[:priority + 1])
-
-    async def wait_writable(self, timeout: float, priority: int = 3) -> None:
-        """Wait while more than ``max_pending`` bytes would leave before a message of
-        ``priority`` (a high message does not wait for a low backlog), until half drained.
-
-        Raises ``SendTimeout`` after ``timeout`` s and ``ConnectionClosed`` if the link ends.
-        """
-        if self.backlog(priority) <= self.max_pending and not self._unacked_over(1):
-            return
-        try:
-            async with asyncio.timeout(timeout):
-                while (self.backlog(priority) > self.max_pending // 2
-                       or self._unacked_over(2)):
-                    if self.closed.done():
-                        raise self._closed_error()
-                    fut: asyncio.Future[None] = self.loop.create_future()
-                    self._drain_waiters.append((fut, priority))
-                    await fut
-        except TimeoutError:
-            raise SendTimeout(
-                f"send to {self.session.peer} blocked for {timeout:g} s: the peer does "
-                f"not read fast enough ({self.pending_bytes} bytes pending)") from None
-
-    async def wait_flushed(self, timeout: float) -> None:
-        """Wait until nothing is queued in the session any more (all handed to the socket)."""
-        if not self.session.scheduler.pending_bytes:
-            return
-        fut: asyncio.Future[None] = self.loop.create_future()
-        self._flushed_waiters.append(fut)
-        try:
-            async with asyncio.timeout(timeout):
-                await fut
-        except TimeoutError:
-            raise SendTimeout(f"flush to {self.session.peer} did not finish within "
-                              f"{timeout:g} s ({self.pending_bytes} bytes pending)") from None
-        if self.closed.done() and self.session.scheduler.pending_bytes:
-            raise self._closed_error()
-
-    def _wake_flushed(self) -> None:
-        waiters = self._flushed_waiters
-        self._flushed_waiters = []
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
-
-    def _closed_error(self) -> ConnectionClosed:
-        s = self.session
-        return ConnectionClosed(str(s.peer), s.close_code or 0, s.close_reason)
-
-    def _wake_drain_waiters(self, everyone: bool = False) -> None:
-        """Wake the senders that may go on: all at the low-water mark (or on close); those
-        waiting with a priority above low at every flush (they check their own backlog)."""
-        if not self._drain_waiters:
-            return
-        everyone = everyone or (self.session.scheduler.pending_bytes <= self.max_pending // 2
-                                or self.closed.done())
-        keep = []
-        for fut, prio in self._drain_waiters:
-            if everyone or prio < 3:
-                if not fut.done():
-                    fut.set_result(None)
-            else:
-                keep.append((fut, prio))
-        self._drain_waiters = keep
-
     def _schedule_flush(self) -> None:
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush_soon)
@@ -459,12 +383,6 @@ class StreamLink(asyncio.BufferedProtocol):
         if deadline is not None:
             self._timer_at = deadline
             self._timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-            self._timer_at = None
 
     def _on_timer(self) -> None:
         self._timer = None

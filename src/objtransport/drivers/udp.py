@@ -33,12 +33,13 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import Framing, Options, TransportKind
-from ..exceptions import ConnectError, ConnectionClosed, SendTimeout, TransportError
+from ..exceptions import ConnectError, TransportError
 from ..sansio.datagram import Datagram, DatagramSession, ReassemblyBudget, looks_native
 from ..sansio.events import Closed, Event, HandshakeComplete, Received
 from ..sansio.session import Session
 from ..sansio.throttle import TokenBucket
 from .base import LinkParts
+from .flow import FlowControl
 from .pacing import Pacer
 from .tcp import describe_connect_error
 
@@ -327,7 +328,7 @@ class UdpServer(_Owner):
         await self._closed_event.wait()
 
 
-class DatagramLink:
+class DatagramLink(FlowControl):
     """One datagram peer bound to one :class:`DatagramSession`."""
 
     def __init__(self, session: DatagramSession, parts: LinkParts, owner: _Owner,
@@ -361,7 +362,7 @@ class DatagramLink:
         self._pace_handle: asyncio.TimerHandle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._drain_waiters: list[tuple[asyncio.Future[None], int]] = []
         self._flushed_waiters: list[asyncio.Future[None]] = []
         #: a connected socket's send(), for the lone-message fast path
         self._sock_send: Callable[[bytes], object] | None = (
@@ -490,7 +491,7 @@ class DatagramLink:
         session = self.ds
         if not session.scheduler.pending_bytes and not self._held:
             if self._flushed_waiters:
-                _wake(self._flushed_waiters)
+                self._wake_flushed()
             if session.closed and not session.has_final:
                 self._finish()
 
@@ -525,53 +526,8 @@ class DatagramLink:
     def pending_bytes(self) -> int:
         return self.ds.scheduler.pending_bytes + sum(_size(d) for d in self._held)
 
-    def backlog(self, priority: int = 3) -> int:
-        """Bytes queued that would leave before a new message of ``priority``."""
-        sched = self.ds.scheduler
-        if priority >= 3:
-            return sched.pending_bytes
-        return sum(sched.queued_by_priority()[:priority + 1])
-
-    async def wait_writable(self, timeout: float, priority: int = 3) -> None:
-        """Wait while more than ``max_pending`` bytes are queued, until half drained.
-        Raises ``SendTimeout`` after ``timeout`` s, ``ConnectionClosed`` if the link ends."""
-        if self.backlog(priority) <= self.max_pending:
-            return
-        try:
-            async with asyncio.timeout(timeout):
-                while self.backlog(priority) > self.max_pending // 2:
-                    if self.closed.done():
-                        raise self._closed_error()
-                    fut: asyncio.Future[None] = self.loop.create_future()
-                    self._drain_waiters.append(fut)
-                    await fut
-        except TimeoutError:
-            raise SendTimeout(f"send to {self.peer} blocked for {timeout:g} s "
-                              f"({self.pending_bytes} bytes pending)") from None
-
-    def _wake_drain_waiters(self) -> None:
-        if (self.ds.scheduler.pending_bytes <= self.max_pending // 2
-                or self.closed.done()):
-            _wake(self._drain_waiters)
-
-    async def wait_flushed(self, timeout: float) -> None:
-        """Wait until everything queued was handed to the socket."""
-        if not self.ds.scheduler.pending_bytes and not self._held:
-            return
-        fut: asyncio.Future[None] = self.loop.create_future()
-        self._flushed_waiters.append(fut)
-        try:
-            async with asyncio.timeout(timeout):
-                await fut
-        except TimeoutError:
-            raise SendTimeout(f"flush to {self.peer} did not finish within {timeout:g} s "
-                              f"({self.pending_bytes} bytes pending)") from None
-        if self.closed.done() and (self.ds.scheduler.pending_bytes or self._held):
-            raise self._closed_error()
-
-    def _closed_error(self) -> ConnectionClosed:
-        s = self.ds
-        return ConnectionClosed(str(self.peer), s.close_code or 0, s.close_reason)
+    def _queued(self) -> int:
+        return self.ds.scheduler.pending_bytes + len(self._held)
 
     # -- events and time -------------------------------------------------------------------
     def _process_events(self) -> None:
@@ -601,12 +557,6 @@ class DatagramLink:
         if deadline is not None and not self.finished:
             self._timer_at = deadline
             self._timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-            self._timer_at = None
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -642,8 +592,8 @@ class DatagramLink:
         self.owner.detach(self)
         if not self.lost.done():
             self.lost.set_result(None)
-        _wake(self._drain_waiters)
-        _wake(self._flushed_waiters)
+        self._wake_drain_waiters(everyone=True)
+        self._wake_flushed()
 
     def pause_reading(self, reason: str = "consumer") -> None:
         """Stop taking messages for ``reason``. A connected endpoint stops reading its
@@ -665,14 +615,6 @@ def _size(d: Datagram) -> int:
     if isinstance(d, tuple):
         return len(d[0]) + len(d[1])
     return len(d)
-
-
-def _wake(waiters: list[asyncio.Future[None]]) -> None:
-    pending = list(waiters)
-    waiters.clear()
-    for w in pending:
-        if not w.done():
-            w.set_result(None)
 
 
 class UdpDriver:

@@ -1,0 +1,126 @@
+"""Backpressure and flush waiting, the same for every link (TCP, WebSocket, gRPC, UDP).
+
+A link class derives from :class:`FlowControl` and sets, in its ``__init__``, the attributes
+declared below. It calls ``_wake_drain_waiters()`` after it handed bytes to its socket or
+carrier and ``_wake_flushed()`` once nothing is queued any more; it may override
+``_queued()`` when it holds bytes outside the session's scheduler (UDP's held datagrams).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from ..exceptions import ConnectionClosed, SendTimeout
+from ..sansio.events import Closed
+from ..sansio.reliability import ResumeState
+from ..sansio.session import Session
+
+__all__ = ["FlowControl"]
+
+
+class FlowControl:
+    """``wait_writable`` / ``wait_flushed`` / ``backlog`` and their waiters."""
+
+    session: Session
+    loop: asyncio.AbstractEventLoop
+    closed: asyncio.Future[Closed]
+    max_pending: int
+    max_unacked: int = 0
+    _rs: ResumeState | None = None
+    _drain_waiters: list[tuple[asyncio.Future[None], int]]
+    _flushed_waiters: list[asyncio.Future[None]]
+    _timer: asyncio.TimerHandle | None
+    _timer_at: float | None
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued (the link adds what its socket or carrier buffers, if known)."""
+        return self.session.scheduler.pending_bytes
+
+    def _queued(self) -> int:
+        """Bytes not handed to the socket or carrier yet."""
+        return self.session.scheduler.pending_bytes
+
+    # -- sending side ----------------------------------------------------------------------
+    def _unacked_over(self, divisor: int) -> bool:
+        rs = self._rs
+        return (rs is not None and getattr(self.session, "acks", False)
+                and rs.unacked_bytes > self.max_unacked // divisor)
+
+    def backlog(self, priority: int = 3) -> int:
+        """Bytes queued that would leave before a new message of ``priority``."""
+        sched = self.session.scheduler
+        if priority >= 3:
+            return sched.pending_bytes
+        return sum(sched.queued_by_priority()[:priority + 1])
+
+    async def wait_writable(self, timeout: float, priority: int = 3) -> None:
+        """Wait while more than ``max_pending`` bytes would leave before a message of
+        ``priority`` (a high message does not wait for a low backlog), or while more than
+        ``max_unacked`` bytes are unacknowledged, until half drained.
+
+        Raises ``SendTimeout`` after ``timeout`` s and ``ConnectionClosed`` if the link ends.
+        """
+        if self.backlog(priority) <= self.max_pending and not self._unacked_over(1):
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                while (self.backlog(priority) > self.max_pending // 2
+                       or self._unacked_over(2)):
+                    if self.closed.done():
+                        raise self._closed_error()
+                    fut: asyncio.Future[None] = self.loop.create_future()
+                    self._drain_waiters.append((fut, priority))
+                    await fut
+        except TimeoutError:
+            raise SendTimeout(
+                f"send to {self.session.peer} blocked for {timeout:g} s: the peer does "
+                f"not read fast enough ({self.pending_bytes} bytes pending)") from None
+
+    async def wait_flushed(self, timeout: float) -> None:
+        """Wait until nothing is queued any more (all handed to the socket or carrier)."""
+        if not self._queued():
+            return
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._flushed_waiters.append(fut)
+        try:
+            async with asyncio.timeout(timeout):
+                await fut
+        except TimeoutError:
+            raise SendTimeout(f"flush to {self.session.peer} did not finish within "
+                              f"{timeout:g} s ({self.pending_bytes} bytes pending)") from None
+        if self.closed.done() and self._queued():
+            raise self._closed_error()
+
+    def _wake_flushed(self) -> None:
+        waiters, self._flushed_waiters = self._flushed_waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    def _wake_drain_waiters(self, everyone: bool = False) -> None:
+        """Wake the senders that may go on: all at the low-water mark (or on close); those
+        waiting with a priority above low at every call (they check their own backlog)."""
+        if not self._drain_waiters:
+            return
+        everyone = everyone or (self.session.scheduler.pending_bytes <= self.max_pending // 2
+                                or self.closed.done())
+        keep = []
+        for fut, prio in self._drain_waiters:
+            if everyone or prio < 3:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((fut, prio))
+        self._drain_waiters = keep
+
+    def _closed_error(self) -> ConnectionClosed:
+        s = self.session
+        return ConnectionClosed(str(s.peer), s.close_code or 0, s.close_reason)
+
+    # -- the session timer -----------------------------------------------------------------
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
