@@ -76,9 +76,10 @@ CASES: list[Case] = [
 
 def _ws_case(framing: str, label: str, size: int, counts: tuple[int, int], unit: str,
              target: str) -> Case:
-    send = ws.send_objtransport if framing == "native" else ws.send_objtransport_raw
+    recv = partial(w.recv_objtransport, transport="websocket")
+    send = partial(w.send_objtransport, transport="websocket", framing=framing)
     return Case(f"websocket {framing} {label}", unit, target, {
-        "objtransport": _tp(ws.recv_objtransport, send, size, counts[0], unit),
+        "objtransport": _tp(recv, send, size, counts[0], unit),
         "websockets": _tp(ws.recv_plain, ws.send_plain, size, counts[1], unit),
     })
 
@@ -91,10 +92,11 @@ CASES += [
     _ws_case("raw", "1 KiB", KiB, (200_000, 200_000), "msg/s", ">= 0.85x websockets"),
     _ws_case("raw", "1 MiB", MiB, (1_000, 1_000), "MB/s", ">= 0.85x websockets"),
     *[Case(f"websocket {framing} ping-pong 64 B", "µs", "p50 <= 1.2x websockets", {
-        "objtransport": _lat(ws.echo_objtransport, ping),
+        "objtransport": _lat(partial(w.echo_objtransport, transport="websocket"),
+                             partial(w.ping_objtransport, transport="websocket",
+                                     framing=framing)),
         "websockets": _lat(ws.echo_plain, ws.ping_plain),
-    }) for framing, ping in (("native", ws.ping_objtransport),
-                             ("raw", ws.ping_objtransport_raw))],
+    }) for framing in ("native", "raw")],
 ]
 
 
@@ -102,9 +104,10 @@ CASES += [
 
 def _grpc_case(framing: str, label: str, size: int, counts: tuple[int, int], unit: str,
                target: str) -> Case:
-    send = gr.send_objtransport if framing == "native" else gr.send_objtransport_raw
+    recv = partial(w.recv_objtransport, transport="grpc")
+    send = partial(w.send_objtransport, transport="grpc", framing=framing)
     return Case(f"grpc {framing} {label}", unit, target, {
-        "objtransport": _tp(gr.recv_objtransport, send, size, counts[0], unit),
+        "objtransport": _tp(recv, send, size, counts[0], unit),
         "grpc.aio": _tp(gr.recv_plain, gr.send_plain, size, counts[1], unit),
     })
 
@@ -117,10 +120,10 @@ CASES += [
     _grpc_case("raw", "1 KiB", KiB, (40_000, 40_000), "msg/s", ">= 0.9x grpc.aio"),
     _grpc_case("raw", "1 MiB", MiB, (1_000, 1_000), "MB/s", ">= 0.9x grpc.aio"),
     *[Case(f"grpc {framing} ping-pong 64 B", "µs", "p50 <= 1.2x grpc.aio", {
-        "objtransport": _lat(gr.echo_objtransport, ping),
+        "objtransport": _lat(partial(w.echo_objtransport, transport="grpc"),
+                             partial(w.ping_objtransport, transport="grpc", framing=framing)),
         "grpc.aio": _lat(gr.echo_plain, gr.ping_plain),
-    }) for framing, ping in (("native", gr.ping_objtransport),
-                             ("raw", gr.ping_objtransport_raw))],
+    }) for framing in ("native", "raw")],
 ]
 
 

@@ -19,7 +19,8 @@ DEADLINE = 60.0
 # -- objtransport -------------------------------------------------------------------------
 
 
-def recv_objtransport(pipe: Connection, size: int, count: int) -> None:
+def recv_objtransport(pipe: Connection, size: int, count: int, transport: str = "tcp") -> None:
+    """A listener of ``transport``: native or raw per connection (the sender's choice)."""
     from objtransport import Message, NetworkTransport
 
     async def main() -> None:
@@ -38,7 +39,8 @@ def recv_objtransport(pipe: Connection, size: int, count: int) -> None:
                 done.set()
 
         async with NetworkTransport() as net:
-            listener = await net.listen("127.0.0.1", 0, handler=on_message)
+            listener = await net.listen("127.0.0.1", 0, handler=on_message,
+                                        transport=transport)
             pipe.send(listener.port)
             try:
                 await asyncio.wait_for(done.wait(), DEADLINE)
@@ -51,13 +53,14 @@ def recv_objtransport(pipe: Connection, size: int, count: int) -> None:
 
 def send_objtransport(port: int, size: int, count: int,
                       options: dict[str, Any] | None = None,
-                      priorities: tuple[str, ...] = ("normal",)) -> None:
+                      priorities: tuple[str, ...] = ("normal",), transport: str = "tcp",
+                      framing: str = "native") -> None:
     """Send ``count`` messages; ``priorities`` are used in turn (a QoS mix)."""
     from objtransport import NetworkTransport
 
     async def main() -> None:
         async with NetworkTransport(timeout=DEADLINE, **(options or {})) as net:
-            conn = await net.connect("127.0.0.1", port)
+            conn = await net.connect("127.0.0.1", port, transport=transport, framing=framing)
             payload = b"x" * size
             if len(priorities) == 1:
                 for _ in range(count):
@@ -72,7 +75,7 @@ def send_objtransport(port: int, size: int, count: int,
     asyncio.run(main())
 
 
-def echo_objtransport(pipe: Connection) -> None:
+def echo_objtransport(pipe: Connection, transport: str = "tcp") -> None:
     from objtransport import Message, NetworkTransport
 
     async def main() -> None:
@@ -80,19 +83,20 @@ def echo_objtransport(pipe: Connection) -> None:
             def echo(msg: Message) -> None:  # a plain handler replies without awaiting
                 net.send_nowait(msg.conn_id, msg.data)
 
-            listener = await net.listen("127.0.0.1", 0, handler=echo)
+            listener = await net.listen("127.0.0.1", 0, handler=echo, transport=transport)
             pipe.send(listener.port)
             await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
 
     asyncio.run(main())
 
 
-def ping_objtransport(port: int, rounds: int, warmup: int) -> list[float]:
+def ping_objtransport(port: int, rounds: int, warmup: int, transport: str = "tcp",
+                      framing: str = "native") -> list[float]:
     from objtransport import NetworkTransport
 
     async def main() -> list[float]:
         async with NetworkTransport() as net:
-            conn = await net.connect("127.0.0.1", port)
+            conn = await net.connect("127.0.0.1", port, transport=transport, framing=framing)
             payload = b"p" * 64
             out: list[float] = []
             for i in range(rounds + warmup):
