@@ -60,6 +60,9 @@ from .scheduler import Chunk, PriorityScheduler
 
 #: acknowledge at least every this many messages ...
 ACK_EVERY = 256
+#: ... or every this many payload bytes (large messages: the sender's window of
+#: ``max_unacked_bytes`` must not wait for the delay below) ...
+ACK_BYTES = 512 * 1024
 #: ... or this long after the first unacknowledged one
 ACK_DELAY = 0.005
 ResumeLookup = Callable[[bytes], tuple[ResumeState, bool]]
@@ -280,6 +283,7 @@ class NativeSession(Session):
                                                or resume_lookup is not None)
         self._acks = False  # both sides agreed on ACKs (set by the handshake)
         self._ack_due: float | None = None
+        self._ack_bytes = 0  # payload bytes received when the last ACK went
         self._seq0 = self.rs.next_seq
         self.peer_session_id = b""
         self.reassembler = Reassembler(options.max_message_size, options.max_partial_messages,
@@ -461,7 +465,8 @@ class NativeSession(Session):
 
     def _schedule_ack(self, now: float) -> None:
         rs = self.rs
-        if rs.floor - rs.ack_sent >= ACK_EVERY:
+        if (rs.floor - rs.ack_sent >= ACK_EVERY
+                or self.decoder.bytes_received - self._ack_bytes >= ACK_BYTES):
             self._send_ack()
         elif self._ack_due is None:
             self._ack_due = now + ACK_DELAY
@@ -470,6 +475,7 @@ class NativeSession(Session):
     def _send_ack(self) -> None:
         rs = self.rs
         rs.ack_sent = rs.floor
+        self._ack_bytes = self.decoder.bytes_received
         self._ack_due = None
         self.scheduler.push_frame(_CONTROL, encode_frame(FrameType.ACK,
                                                          ACK_FORMAT.pack(rs.floor)))
