@@ -270,12 +270,14 @@ async def test_1000_connections_1000_messages_each_to_another_process() -> None:
     assert report["rss_kb"] < 200 * 1024  # one shared receive buffer, not one per socket
 
 
-async def test_slow_consumer_blocks_the_sender_within_limits() -> None:
+@pytest.mark.parametrize("transport", ["tcp", "websocket"])
+async def test_slow_consumer_blocks_the_sender_within_limits(transport: str) -> None:
     async with NetworkTransport(receive_queue_size=1000) as server, \
             NetworkTransport(max_pending_bytes=256 * 1024,
                              max_unacked_bytes=1024 * 1024) as client:
-        listener = await server.listen("127.0.0.1", 0)  # nobody calls receive()
-        conn = await client.connect("127.0.0.1", listener.port)
+        # nobody calls receive()
+        listener = await server.listen("127.0.0.1", 0, transport=transport)
+        conn = await client.connect("127.0.0.1", listener.port, transport=transport)
         sent = 0
         with pytest.raises(SendTimeout):
             for _ in range(1_000_000):

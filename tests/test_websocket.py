@@ -143,6 +143,27 @@ async def test_raw_plain_client_binary_and_text_to_listener(net: NetworkTranspor
         assert await ws.recv() == big
 
 
+async def test_raw_fragmented_messages_and_invalid_utf8(net: NetworkTransport) -> None:
+    """A message sent in fragments arrives whole; a text message that is not UTF-8 closes
+    only that connection (1007) and the listener keeps serving."""
+    listener = await net.listen("127.0.0.1", 0, **WS)
+    url = f"ws://127.0.0.1:{listener.port}/"
+    async with ws_connect(url, proxy=None) as ws:
+        await ws.send([b"frag", b"mented", b"!"])
+        await ws.send(["tex", "te ü"])
+        first = await net.receive(timeout=5.0)
+        second = await net.receive(timeout=5.0)
+        assert (first.data, first.text) == (b"fragmented!", False)
+        assert (second.data, second.text) == ("texte ü".encode(), True)
+        await ws.send(b"\xff\xfe not utf-8", text=True)
+        with pytest.raises(WsConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1007
+    async with ws_connect(url, proxy=None) as ws:
+        await ws.send(b"still serving")
+        assert (await net.receive(timeout=5.0)).data == b"still serving"
+
+
 async def test_raw_client_against_plain_websockets_server(net: NetworkTransport) -> None:
     async with plain_echo_server(max_size=None) as port:
         conn = await net.connect("127.0.0.1", port, framing="raw", **WS)
