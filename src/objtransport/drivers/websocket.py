@@ -12,8 +12,10 @@ One :class:`WebSocketLink` per WebSocket connection pumps whole WebSocket messag
   UTF-8 bytes with ``Message.text`` set. Keepalive is WebSocket ping/pong, its RTT reported
   as ``PongReceived``.
 
-A reader task and a writer task per link (owned by the link, cancelled when it ends) and one
-``loop.call_at`` timer at the session's deadline. ``websockets`` exceptions are mapped into
+Received messages go from ``data_received`` straight to the session through a frame sink
+that replaces the library's message queue (:class:`_FrameSink`). A task that waits for the
+end of the connection and a writer task per link (owned by the link, cancelled when it ends)
+and one ``loop.call_at`` timer at the session's deadline. ``websockets`` exceptions are mapped into
 the objtransport tree here and never reach the caller.
 """
 
