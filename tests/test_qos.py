@@ -1,4 +1,4 @@
-"""Throttling, priorities and streams over real sockets on loopback: TCP, TLS, WebSocket.
+"""Throttling, priorities and streams over real sockets on loopback: TCP, TLS, WebSocket, gRPC.
 
 Rate tests measure over seconds with margins, never exact timings.
 """
@@ -16,13 +16,13 @@ from objtransport import Message, NetworkTransport
 from .conftest import TLS
 
 MiB = 1024 * 1024
-KINDS = ["tcp", "tls", "websocket"]
-TWO_KINDS = ["tcp", "websocket"]
+KINDS = ["tcp", "tls", "websocket", "grpc"]
+TWO_KINDS = ["tcp", "websocket", "grpc"]
 
 
 def _ends(kind: str, tls: TLS | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """listen() and connect() arguments for a transport kind ("tls" is TCP with TLS)."""
-    transport = "websocket" if kind == "websocket" else "tcp"
+    transport = kind if kind in ("websocket", "grpc") else "tcp"
     if kind == "tls":
         assert tls is not None
         return ({"transport": transport, "ssl_context": tls.server_ctx},
