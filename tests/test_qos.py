@@ -1,4 +1,5 @@
-"""Throttling, priorities and streams over real sockets on loopback: TCP, TLS, WebSocket, gRPC.
+"""Throttling, priorities and streams over real sockets on loopback: TCP, TLS, WebSocket,
+gRPC and UDP.
 
 Rate tests measure over seconds with margins, never exact timings.
 """
@@ -16,13 +17,13 @@ from objtransport import Message, NetworkTransport
 from .conftest import TLS
 
 MiB = 1024 * 1024
-KINDS = ["tcp", "tls", "websocket", "grpc"]
-TWO_KINDS = ["tcp", "websocket", "grpc"]
+KINDS = ["tcp", "tls", "websocket", "grpc", "udp"]
+TWO_KINDS = ["tcp", "websocket", "grpc", "udp"]
 
 
 def _ends(kind: str, tls: TLS | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
     """listen() and connect() arguments for a transport kind ("tls" is TCP with TLS)."""
-    transport = kind if kind in ("websocket", "grpc") else "tcp"
+    transport = kind if kind in ("websocket", "grpc", "udp") else "tcp"
     if kind == "tls":
         assert tls is not None
         return ({"transport": transport, "ssl_context": tls.server_ctx},
@@ -228,7 +229,9 @@ async def test_streams_are_ordered_independently(kind: str) -> None:
     assert order[2:] == [(1, 8 * MiB), (1, 22)]  # stream 1 kept its own order
 
 
-@pytest.mark.parametrize("kind", TWO_KINDS)
+# not UDP: it has no flow control to slow the sender with; a throttled UDP reader could only
+# drop datagrams, which max_receive_bandwidth does not do (docs/design.md, UDP)
+@pytest.mark.parametrize("kind", ["tcp", "websocket", "grpc"])
 async def test_receive_throttle_slows_a_fast_sender_without_buffering(kind: str) -> None:
     received: list[tuple[float, int]] = []
 
