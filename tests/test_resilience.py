@@ -20,6 +20,7 @@ import pytest
 
 from objtransport import (
     CircuitOpenError,
+    ConnectionNotFound,
     ConnectionNotReady,
     Message,
     NetworkTransport,
@@ -172,6 +173,40 @@ async def test_server_restart_reports_what_was_not_confirmed() -> None:
             await client.flush(conn, timeout=10.0)
             report = await _last_report(out, {"received": 50})
             assert report["received"] == 50 and report["errors"] == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_pooled_sends_report_what_was_not_confirmed_too() -> None:
+    """send_to's pooled connections keep sessions like connect()'s: when the listener dies,
+    what it had not acknowledged is reported on the pooled connection, never dropped."""
+    port = _free_port()
+    proc, out = await _spawn_listener(port)
+    try:
+        async with NetworkTransport(reconnect_interval=0.05, max_reconnect_attempts=100,
+                                    failure_threshold=1000, pool_size=1) as client:
+            conn = await client.send_to("127.0.0.1", port, b"#0")
+            await client.flush(conn)
+            proc.send_signal(signal.SIGSTOP)  # from now on nothing is acknowledged
+            blob = b"x" * 50_000
+            for i in range(1, 40):
+                assert await client.send_to("127.0.0.1", port, b"#%d " % i + blob) == conn
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+            proc, out = await _spawn_listener(port)
+            with pytest.raises((SessionLost, ConnectionNotReady, ConnectionNotFound)):
+                await client.flush(conn, timeout=10.0)
+            # a pooled connection does not reconnect: it is given up, leaves the pool, and
+            # what it had not confirmed stays retrievable by its id
+            await eventually(lambda: conn not in client.connections(), 5)
+            lost = client.unconfirmed(conn)
+            assert [m.split(b" ")[0] for m in lost] == [b"#%d" % i for i in range(1, 40)]
+            assert client.get_metrics().errors >= 1
+            again = await client.send_to("127.0.0.1", port, b"#0 after")  # a new connection
+            assert again != conn
+            await client.flush(again, timeout=10.0)
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -354,3 +389,6 @@ async def test_flush_ends_when_the_connection_is_given_up() -> None:
         with pytest.raises((ConnectionNotReady, SessionLost)):
             await asyncio.wait_for(flush, 10)
         assert time.perf_counter() - started < 5.0
+        # given up: what was not acknowledged is reported, not dropped
+        assert client.unconfirmed(conn) == [b"never acknowledged"]
+        assert client.connection_info(conn).unconfirmed == 1

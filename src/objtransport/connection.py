@@ -435,10 +435,21 @@ class Connection:
                 delays = self._delays()
             new = await self._reconnect(delays)
             if new is None:
+                self._given_up()
                 break
             self.reconnects += 1
             self._up(new)
         self._set_state(ConnState.DISCONNECTED)
+
+    def _given_up(self) -> None:
+        """No more attempts: what the peer had not acknowledged can no longer be confirmed.
+        It is reported (``unconfirmed``, ``SessionLost`` in waiters), never dropped."""
+        if self._user_closed or not self.resume_state.unacked_data:
+            return
+        lost = self.resume_state.take_unconfirmed()
+        self._session_lost(lost, "the connection was given up")
+        log.warning("connection %s to %s given up with %d message(s) not acknowledged",
+                    self.id, self.endpoint, len(lost))
 
     def _delays(self) -> Iterator[float]:
         o = self.options
@@ -457,8 +468,12 @@ class Connection:
                 return await self._attempt()
             except (ConnectError, CircuitOpenError) as exc:
                 log.debug("reconnect %s to %s failed: %s", self.id, self.endpoint, exc)
-        log.warning("connection %s to %s: giving up after %d reconnect attempts (%s)",
-                    self.id, self.endpoint, o.max_reconnect_attempts, self.last_error)
+        if o.max_reconnect_attempts:
+            log.warning("connection %s to %s: giving up after %d reconnect attempts (%s)",
+                        self.id, self.endpoint, o.max_reconnect_attempts, self.last_error)
+        else:
+            log.info("connection %s to %s lost; it does not reconnect (%s)", self.id,
+                     self.endpoint, self.last_error)
         return None
 
     # -- acknowledgements -------------------------------------------------------------------
@@ -469,13 +484,13 @@ class Connection:
             if not w.done():
                 w.set_result(None)
 
-    def _session_lost(self, unconfirmed: list[tuple[int, bytes, int, int, bool]]) -> None:
-        """The peer no longer knows our session: say so, loudly, and keep the list."""
+    def _session_lost(self, unconfirmed: list[tuple[int, bytes, int, int, bool]],
+                      why: str = "the peer lost the session") -> None:
+        """The session's guarantee no longer holds: say so, loudly, and keep the list."""
         self.unconfirmed.extend(unconfirmed)
         self.unconfirmed_total += len(unconfirmed)
         self.error_count += 1
-        self.last_error = (f"the peer lost the session: {len(unconfirmed)} message(s) not "
-                           "confirmed")
+        self.last_error = f"{why}: {len(unconfirmed)} message(s) not confirmed"
         self.hooks.on_error(self, self.last_error)
         self._wake_ack_waiters()
 

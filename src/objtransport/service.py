@@ -132,6 +132,9 @@ class NetworkTransport:
                 self._drivers[kind] = driver
         self._ids = itertools.count(1)
         self._conns: dict[int, Connection] = {}
+        #: unconfirmed payloads of connections that are gone (a pooled connection that
+        #: died), until ``unconfirmed(conn_id)`` hands them over
+        self._orphans: dict[int, list[bytes]] = {}
         self._handlers: dict[int, HandlerRunner] = {}
         self._listeners: list[Listener] = []
         self._breakers: dict[Endpoint, CircuitBreaker] = {}
@@ -404,6 +407,8 @@ class NetworkTransport:
         conn = self._conns.pop(conn_id, None)
         if conn is None:
             return
+        if conn.unconfirmed:  # kept for unconfirmed(conn_id), e.g. a dead pooled connection
+            self._orphans[conn_id] = [u[1] for u in conn.unconfirmed]
         bs, br, ms, mr = conn.counters()
         t = self._closed_totals
         t[0] += bs
@@ -554,11 +559,15 @@ class NetworkTransport:
         await conn.wait_acked(self.options.timeout if timeout is None else timeout)
 
     def unconfirmed(self, conn_id: int) -> list[bytes]:
-        """Hand over (and forget) the payloads whose delivery could not be confirmed
-        because the peer lost the session; see ``SessionLost``."""
+        """Hand over (and forget) the payloads whose delivery could not be confirmed: the
+        peer lost the session, or the connection was given up (also after it is gone, e.g.
+        a pooled connection that died); see ``SessionLost``."""
         conn = self._conns.get(conn_id)
         if conn is None:
-            raise ConnectionNotFound(conn_id)
+            orphaned = self._orphans.pop(conn_id, None)
+            if orphaned is None:
+                raise ConnectionNotFound(conn_id)
+            return orphaned
         out = [u[1] for u in conn.unconfirmed]
         conn.unconfirmed.clear()
         return out
