@@ -50,8 +50,9 @@ class FlowControl:
     def backlog(self, priority: int = 3) -> int:
         """Bytes queued that would leave before a new message of ``priority``."""
         sched = self.session.scheduler
-        if priority >= 3:
-            return sched.pending_bytes
+        pending = sched.pending_bytes
+        if priority >= 3 or not pending:
+            return pending
         return sum(sched.queued_by_priority()[:priority + 1])
 
     async def wait_writable(self, timeout: float, priority: int = 3) -> None:
