@@ -74,6 +74,8 @@ def _optional_drivers() -> dict[TransportKind, Callable[[], Driver | None]]:
 
 
 _OPTIONAL_DRIVERS = _optional_drivers()
+#: gone connections whose unconfirmed messages are kept for ``unconfirmed()``, at most
+MAX_ORPHANS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,6 +411,11 @@ class NetworkTransport:
             return
         if conn.unconfirmed:  # kept for unconfirmed(conn_id), e.g. a dead pooled connection
             self._orphans[conn_id] = [u[1] for u in conn.unconfirmed]
+            if len(self._orphans) > MAX_ORPHANS:  # bounded: the oldest report goes
+                old_id = next(iter(self._orphans))
+                dropped = self._orphans.pop(old_id)
+                log.warning("the %d unconfirmed message(s) of gone connection %s were never "
+                            "collected with unconfirmed(); discarded", len(dropped), old_id)
         bs, br, ms, mr = conn.counters()
         t = self._closed_totals
         t[0] += bs
