@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+
 import objtransport
 
 EXPECTED = {
@@ -33,3 +36,19 @@ def test_defaults_are_the_original_modules() -> None:
         10, 5.0, 1.0, 5, False)
     assert (o.failure_threshold, o.reset_timeout) == (5, 30.0)
     assert o.max_message_size == 64 * 1024 * 1024
+
+
+async def test_the_demo_runs_every_installed_transport_and_exits_0() -> None:
+    """`make demo` runs `objtransport demo`: it must finish by itself, quickly, and succeed."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c",
+        "from objtransport.cli import main; raise SystemExit(main(['demo']))",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert "received 1000 echoes in order" in text
+    for transport in ("udp", "websocket", "grpc"):
+        assert f"│ {transport}" in text or f"  {transport}" in text, text
+    assert "WRONG" not in text
+    assert "demo finished" in text

@@ -1,7 +1,8 @@
 """The ``objtransport`` command.
 
 * ``objtransport demo``: a listener and a client on 127.0.0.1 exchange messages both ways,
-  through a connection and through the pool, then the metrics are printed.
+  through a connection and through the pool, then the metrics are printed; then the same
+  exchange over every other transport installed (UDP, WebSocket, gRPC).
 * ``objtransport serve --port P [--framing raw|native|auto]``: an echo listener.
 * ``objtransport send HOST PORT MESSAGE... [--raw]``: send messages, print the replies.
 """
@@ -95,8 +96,44 @@ async def demo(count: int = 1000) -> int:
             ("circuit_breaker", info.circuit_breaker.state),
         ])
         await net.disconnect(conn)
+        await _other_transports(net, echo)
     print(f"demo finished in {time.perf_counter() - started:.2f} s")
     return 0
+
+
+async def _other_transports(net: NetworkTransport, echo: Any, count: int = 200) -> None:
+    """The same exchange over every other transport installed: one row each."""
+    rows: list[tuple[str, Any]] = []
+    for transport in net.transports:
+        if transport == "tcp":
+            continue
+        listener = await net.listen("127.0.0.1", 0, handler=echo, transport=transport)
+        conn = await net.connect("127.0.0.1", listener.port, transport=transport)
+        t = time.perf_counter()
+        for i in range(count):
+            await net.send_data(conn, f"{transport} {i}".encode())
+        best_effort = transport == "udp"  # datagrams may be lost: count, do not fail
+        replies = []
+        try:
+            for _ in range(count):
+                replies.append(await net.receive(conn, timeout=2.0 if best_effort else 10.0))
+        except TimeoutError:
+            if not best_effort:
+                raise
+        elapsed = time.perf_counter() - t
+        got = [r.data for r in replies]
+        want = [f"echo:{transport} {i}".encode() for i in range(count)]
+        ok = got == want or (best_effort and set(got) <= set(want))
+        info = net.connection_info(conn)
+        rtt = f", RTT {info.rtt_ms:.2f} ms" if info.rtt_ms is not None else ""
+        what = "in order" if got == want else f"of {count} (best effort)" if ok else "WRONG"
+        rows.append((transport, f"{len(got)} echoes {what} in {elapsed * 1000:.0f} ms{rtt}"))
+        await net.disconnect(conn)
+        await listener.close()
+        if not ok:
+            raise SystemExit(f"{transport}: echoes out of order or missing")
+    if rows:
+        _table("other transports (port 0 on 127.0.0.1, native framing)", rows)
 
 
 async def serve(host: str, port: int, framing: str) -> int:
