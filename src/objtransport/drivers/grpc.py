@@ -150,15 +150,7 @@ class GrpcLink(MessageLink):
                     msgs = session.receive_data(frames, now)
                 if self.receive_bucket is not None:
                     await self._pace_receive(len(data), now)
-                if msgs:
-                    self.on_messages(msgs)
-                if session.events:
-                    self._process_events()
-                if session.timer_changed:
-                    session.timer_changed = False
-                    self._rearm()
-                if session.scheduler.pending_bytes or session.has_final:
-                    self._kick()
+                self._delivered(msgs)
         except grpc.aio.AioRpcError as exc:
             self._call_ended(exc.code(), exc.details() or "")
         except ProtocolError as exc:

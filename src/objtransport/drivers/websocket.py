@@ -204,16 +204,11 @@ class WebSocketLink(MessageLink):
             self._finish()
 
     async def _read_loop(self) -> None:
-        sink = self.ws.recv_messages
-        if isinstance(sink, _FrameSink):
-            await self._direct_loop(sink)
-            return
-        await self._recv_loop()
-
-    async def _direct_loop(self, sink: _FrameSink) -> None:
         """Messages arrive through the sink (``_on_ws_message``); this task only waits for
         the end: of the WebSocket, or of the session (then the orderly close)."""
         ws = self.ws
+        sink = ws.recv_messages
+        assert isinstance(sink, _FrameSink), "connections are made by _Direct*Connection"
         sink.deliver = self._on_ws_message
         early, sink.early = sink.early, []
         for data, text in early:
@@ -254,15 +249,10 @@ class WebSocketLink(MessageLink):
             msgs = session.receive_data(data, now)
         if self.receive_bucket is not None:
             self._pace_receive_now(len(data), now)
-        if msgs:
-            self.on_messages(msgs)
-        if session.events:
-            self._process_events()
-        if session.timer_changed:
-            session.timer_changed = False
-            self._rearm()
-        if session.scheduler.pending_bytes or session.has_final:
-            self._schedule_flush()
+        self._delivered(msgs)
+
+    def _answer(self) -> None:
+        self._schedule_flush()  # the rest of this loop turn coalesces with it
 
     def _close_ws(self, code: int, reason: str) -> None:
         """Start the WebSocket closing handshake from a callback (no await)."""
@@ -282,63 +272,13 @@ class WebSocketLink(MessageLink):
 
     def pause_reading(self, reason: str = "consumer") -> None:
         super().pause_reading(reason)
-        if isinstance(self.ws.recv_messages, _FrameSink) and not self.ws.transport.is_closing():
+        if not self.ws.transport.is_closing():
             self.ws.transport.pause_reading()
 
     def resume_reading(self, reason: str = "consumer") -> None:
         super().resume_reading(reason)
-        if (not self._read_pauses and isinstance(self.ws.recv_messages, _FrameSink)
-                and not self.ws.transport.is_closing()):
+        if not self._read_pauses and not self.ws.transport.is_closing():
             self.ws.transport.resume_reading()
-
-    async def _recv_loop(self) -> None:
-        ws = self.ws
-        session = self.session
-        msession = session if isinstance(session, MessageSession) else None
-        try:
-            while not session.closed:
-                if self._read_pauses:
-                    await self._resume.wait()
-                data = await ws.recv()
-                now = self.loop.time()
-                if isinstance(data, str):
-                    if msession is None:
-                        await ws.close(1003, "objtransport.v1 carries binary messages only")
-                        break
-                    msgs = msession.receive_message(data.encode(), True, now)
-                elif msession is not None:
-                    msgs = msession.receive_message(data, False, now)
-                else:
-                    msgs = session.receive_data(data, now)
-                if self.receive_bucket is not None:
-                    await self._pace_receive(len(data), now)
-                if msgs:
-                    self.on_messages(msgs)
-                if session.events:
-                    self._process_events()
-                if session.timer_changed:
-                    session.timer_changed = False
-                    self._rearm()
-                if session.scheduler.pending_bytes or session.has_final:
-                    self._schedule_flush()
-        except WsConnectionClosed as exc:
-            self._ws_closed(exc)
-            return
-        await self._writer_done()
-
-    async def _writer_done(self) -> None:
-        """The session ended: let the writer send what is left and close the WebSocket
-        (bounded by ``timeout``), then read until the close handshake is over."""
-        writer = self._writer
-        if writer is not None and not writer.done():
-            self._kick()
-            await asyncio.wait([writer], timeout=self.session.options.timeout)
-        try:
-            async with asyncio.timeout(self.session.options.timeout):
-                while True:
-                    await self.ws.recv()
-        except (WsConnectionClosed, TimeoutError):
-            pass
 
     def _ws_closed(self, exc: WsConnectionClosed) -> None:
         """The WebSocket ended: record its close code and reason on the session."""
