@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from objtransport.config import Options
 from objtransport.sansio.events import Acked, SessionLost, as_message
 from objtransport.sansio.reliability import ResumeState
-from objtransport.sansio.session import NativeSession
+from objtransport.sansio.session import ACK_BYTES, ACK_EVERY, NativeSession
 
 OPTS = Options()
 
@@ -58,14 +58,25 @@ def connect(rs: ResumeState, server: Server) -> tuple[NativeSession, NativeSessi
 def test_acks_free_the_sender() -> None:
     rs = ResumeState(b"c" * 16)
     c, s = connect(rs, Server())
-    for i in range(300):
+    n = ACK_EVERY + 10
+    for i in range(n):
         c.send_message(b"%d" % i)
     assert rs.unacked_bytes > 0
     got = deliver(c, s)
-    assert len(got) == 300
-    deliver(s, c)  # 300 >= ACK_EVERY: acknowledged at once
+    assert len(got) == n
+    deliver(s, c)  # n >= ACK_EVERY: acknowledged at once
     assert rs.unacked_bytes == 0 and not rs.unacked()
     assert any(isinstance(e, Acked) for e in c.take_events())
+
+
+def test_a_megabyte_of_payload_is_acknowledged_at_once() -> None:
+    rs = ResumeState(b"c" * 16)
+    c, s = connect(rs, Server())
+    for _ in range(ACK_BYTES // (64 * 1024)):
+        c.send_message(bytes(64 * 1024))
+    deliver(c, s)
+    deliver(s, c)  # ACK_BYTES of payload: acknowledged without waiting for the delay
+    assert rs.unacked_bytes == 0
 
 
 def test_delayed_ack_for_a_few_messages() -> None:
