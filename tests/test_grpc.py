@@ -452,8 +452,12 @@ async def test_tls_native_and_plain_client(net: NetworkTransport, tls: TLS, pb: 
     conn = await net.connect("127.0.0.1", listener.port, ssl=True, root_certificates=roots,
                              **G)
     await net.send_data(conn, b"secret" * 1000)
-    assert (await net.receive(conn, timeout=5.0)).data == b"secret" * 1000
+    reply = await net.receive(conn, timeout=5.0)
+    assert reply.data == b"secret" * 1000
     assert net.connection_info(conn).tls
+    assert listener.tls and "+tls" in repr(listener)  # PEM material: a TLS listener too
+    (accepted,) = listener.connections
+    assert net.connection_info(accepted).tls
     # server_hostname: the name the certificate is checked against (and the :authority)
     named = await net.connect("127.0.0.1", listener.port, ssl=True, root_certificates=roots,
                               server_hostname="localhost", **G)

@@ -45,13 +45,14 @@ class Listener:
         self._close_hook: Callable[[Listener], Any] | None = None
 
     def __repr__(self) -> str:
-        tls = "+tls" if self.ssl_context is not None else ""
+        tls = "+tls" if self.tls else ""
         return (f"<Listener {self.transport}{tls}://{self.host}:{self.port} "
                 f"framing={self.framing.value} connections={len(self.connections)}>")
 
     @property
     def tls(self) -> bool:
-        return self.ssl_context is not None
+        """Serving TLS: an ``ssl_context``, or PEM material (gRPC's ``certificate_chain``)."""
+        return self.ssl_context is not None or bool(self.extra.get("certificate_chain"))
 
     def accept(self) -> LinkParts | None:
         """Called by the driver for each new peer; ``None`` refuses it."""
