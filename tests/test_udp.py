@@ -5,6 +5,7 @@ exact accounting, metrics."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 
@@ -16,6 +17,7 @@ from objtransport import (
     Message,
     MessageTooLarge,
     NetworkTransport,
+    TransportError,
 )
 from objtransport.sansio.framing import FRAME_HEADER, FrameType
 from objtransport.testing import LossyDatagramProxy, eventually
@@ -145,6 +147,46 @@ async def test_icmp_refusal_feeds_the_breaker() -> None:
             await net.connect("127.0.0.1", port, transport="udp")
         state = net.circuit_breaker("127.0.0.1", port, transport="udp")
         assert state.state == "open" and state.failure_count == 2
+
+
+async def test_raw_sends_to_a_closed_port_open_the_breaker() -> None:
+    """Raw framing has no PING, so opening the socket proves nothing: each send that brings
+    back ICMP port unreachable is a failure, and no reconnect counts as a success until the
+    peer is heard from. The breaker opens; then sends fail fast."""
+    port = _closed_port()
+    async with NetworkTransport(failure_threshold=3, reset_timeout=30,
+                                reconnect_interval=0.01, reconnect_max_delay=0.02,
+                                max_reconnect_attempts=20) as net:
+        conn = await net.connect("127.0.0.1", port, transport="udp", framing="raw")
+
+        def opened() -> bool:
+            return net.circuit_breaker("127.0.0.1", port, transport="udp").state == "open"
+
+        async with asyncio.timeout(10):
+            while not opened():
+                with contextlib.suppress(TransportError):
+                    await net.send_data(conn, b"anyone?", timeout=0.2)
+                await asyncio.sleep(0.01)
+        assert net.circuit_breaker("127.0.0.1", port, transport="udp").failure_count >= 3
+        with pytest.raises(CircuitOpenError):
+            await net.connect("127.0.0.1", port, transport="udp", framing="raw")
+
+
+async def test_raw_peer_heard_from_counts_as_a_success(net: NetworkTransport) -> None:
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as plain:
+        plain.setblocking(False)
+        plain.bind(("127.0.0.1", 0))
+        port = plain.getsockname()[1]
+        conn = await net.connect("127.0.0.1", port, transport="udp", framing="raw")
+        before = net.circuit_breaker("127.0.0.1", port, transport="udp").success_count
+        await net.send_data(conn, b"ping")
+        async with asyncio.timeout(5):
+            data, addr = await loop.sock_recvfrom(plain, 100)
+            await loop.sock_sendto(plain, b"pong", addr)
+        assert (await net.receive(conn, timeout=5.0)).data == b"pong"
+        after = net.circuit_breaker("127.0.0.1", port, transport="udp").success_count
+        assert after == before + 1
 
 
 async def test_a_vanished_peer_is_a_link_failure_for_the_breaker(

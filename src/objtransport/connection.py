@@ -169,6 +169,7 @@ class Connection:
         self.unconfirmed: list[tuple[int, bytes, int, int, bool]] = []
         self.unconfirmed_total = 0
         self._ack_waiters: list[asyncio.Future[None]] = []
+        self._unverified = False  # the link's peer has not been heard from yet (raw UDP)
         self._state_changed_waiters: list[asyncio.Future[None]] = []
         self.pooled = False
         self.ever_connected = False
@@ -283,6 +284,9 @@ class Connection:
                 link.resume_reading()
 
     def _on_messages(self, msgs: list[Received]) -> None:
+        if self._unverified:
+            self._unverified = False
+            self.breaker.record_success(self.loop.time())
         link = self.link
         received = link.session.bytes_received if link is not None else 0
         nbytes = received - self._delivered_bytes
@@ -393,7 +397,11 @@ class Connection:
         except BaseException:
             self.breaker.release_probe()
             raise
-        self.breaker.record_success(self.loop.time())
+        if getattr(link, "verified", True):
+            self.breaker.record_success(self.loop.time())
+        else:  # a raw datagram socket: a success once the peer is heard from, not before
+            self.breaker.release_probe()
+            self._unverified = True
         return link
 
     def _up(self, link: Link) -> None:

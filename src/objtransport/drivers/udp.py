@@ -352,6 +352,7 @@ class DatagramLink(FlowControl):
         self.read_paused = False
         self.blocked = False  # datagrams wait for room in the socket
         self.finished = False
+        self.verified = True  # the peer has answered (see UdpDriver.open)
         #: open() is waiting for the first PONG: a failure now is open()'s ConnectError,
         #: not a link event for the owner
         self.opening = False
@@ -659,6 +660,10 @@ class UdpDriver:
                 link.start()
                 await asyncio.shield(link.ready)
             link.opening = False
+            # native: the peer answered a PING. Raw: nothing came back yet, so opening the
+            # socket proves nothing about the peer (the owner counts a success once it is
+            # heard from)
+            link.verified = native
             return link
         except (OSError, TimeoutError) as exc:
             if link is not None:
