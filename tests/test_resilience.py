@@ -179,9 +179,28 @@ async def test_server_restart_reports_what_was_not_confirmed() -> None:
             await proc.wait()
 
 
+async def test_pooled_sends_survive_resets_exactly_once_in_order() -> None:
+    """send_to's pooled connection resumes its session after a reset like connect()'s."""
+    got: list[bytes] = []
+    total = 5_000
+
+    async with NetworkTransport() as server, NetworkTransport(
+            reconnect_interval=0.01, reconnect_max_delay=0.05, max_reconnect_attempts=1000,
+            failure_threshold=1000, pool_size=1) as client:
+        listener = await server.listen("127.0.0.1", 0, handler=lambda m: got.append(m.data))
+        async with FaultProxy("127.0.0.1", listener.port, reset_every=20_000) as proxy:
+            conns = {await client.send_to("127.0.0.1", proxy.port, b"%05d" % i, timeout=10.0)
+                     for i in range(total)}
+            (conn,) = conns  # one pooled connection, resumed, never replaced
+            await client.flush(conn, timeout=20.0)
+            await eventually(lambda: len(got) >= total, 10)
+            assert proxy.resets >= 3
+    assert _numbers(got) == list(range(total))
+
+
 async def test_pooled_sends_report_what_was_not_confirmed_too() -> None:
-    """send_to's pooled connections keep sessions like connect()'s: when the listener dies,
-    what it had not acknowledged is reported on the pooled connection, never dropped."""
+    """When the listener dies, what it had not acknowledged is reported on the pooled
+    connection (never dropped); the connection then goes on with a new session."""
     port = _free_port()
     proc, out = await _spawn_listener(port)
     try:
@@ -196,21 +215,36 @@ async def test_pooled_sends_report_what_was_not_confirmed_too() -> None:
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
             proc, out = await _spawn_listener(port)
-            with pytest.raises((SessionLost, ConnectionNotReady, ConnectionNotFound)):
+            with pytest.raises(SessionLost):
                 await client.flush(conn, timeout=10.0)
-            # a pooled connection does not reconnect: it is given up, leaves the pool, and
-            # what it had not confirmed stays retrievable by its id
-            await eventually(lambda: conn not in client.connections(), 5)
             lost = client.unconfirmed(conn)
             assert [m.split(b" ")[0] for m in lost] == [b"#%d" % i for i in range(1, 40)]
-            assert client.get_metrics().errors >= 1
-            again = await client.send_to("127.0.0.1", port, b"#0 after")  # a new connection
-            assert again != conn
-            await client.flush(again, timeout=10.0)
+            assert client.connection_info(conn).error_count >= 1
+            # the same pooled connection goes on, with a new session
+            assert await client.send_to("127.0.0.1", port, b"#0 after") == conn
+            await client.flush(conn, timeout=10.0)
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_given_up_pooled_connection_keeps_its_report() -> None:
+    """A pooled connection that runs out of attempts leaves the pool; what it had not
+    confirmed stays retrievable by its id."""
+    async with NetworkTransport() as server, NetworkTransport(
+            reconnect_interval=0.01, max_reconnect_attempts=1, pool_size=1) as client:
+        listener = await server.listen("127.0.0.1", 0)
+        proxy = await FaultProxy("127.0.0.1", listener.port).start()
+        conn = await client.send_to("127.0.0.1", proxy.port, b"first")
+        await client.flush(conn)
+        proxy.blackhole(True)
+        await client.send_to("127.0.0.1", proxy.port, b"never acknowledged")
+        await proxy.close()  # reset; the one reconnect attempt is refused
+        await eventually(lambda: conn not in client.connections(), 5)
+        assert client.unconfirmed(conn) == [b"never acknowledged"]
+        with pytest.raises(ConnectionNotFound):
+            client.unconfirmed(conn)  # handed over once
 
 
 async def test_reconnect_storm_is_spread_by_jitter() -> None:

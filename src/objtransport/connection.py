@@ -432,6 +432,11 @@ class Connection:
                 break
             if closed.error:
                 self.breaker.record_failure(self.loop.time())
+            if self.pooled and not closed.error:
+                # closed in order (by the peer, or idle): a pooled connection leaves its
+                # pool rather than reconnecting; the next send_to opens another
+                self._given_up()
+                break
             progressed = (link.session.bytes_received > 0
                           or self.resume_state.acked != acked_before)
             if not closed.error or progressed:

@@ -1,9 +1,10 @@
 """The connection pools behind ``send_to``: the async half of :mod:`.sansio.pool`.
 
 The bookkeeper decides (assign / open / wait); this module does the I/O it asks for. Per
-endpoint (transport, host, port, TLS) at most ``pool_size`` connections exist; pooled
-connections do not reconnect by themselves: a dead one leaves the pool and the next
-``send_to`` opens a replacement. Idle ones are closed after ``idle_timeout``. When the
+endpoint (transport, host, port, TLS) at most ``pool_size`` connections exist. After an
+unexpected loss a pooled connection reconnects and resumes its session like any other (so
+nothing sent through the pool is lost); one the peer closes in order, or that runs out of
+reconnect attempts, leaves the pool and the next ``send_to`` opens a replacement. Idle ones are closed after ``idle_timeout``. When the
 endpoint's circuit is open, ``send_to`` fails at once without touching the network.
 """
 

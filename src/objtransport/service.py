@@ -346,8 +346,6 @@ class NetworkTransport:
         kind = driver.kind
         options, extra = self._split_options(driver, dict(options))
         opts = self.options.with_overrides(ssl=ssl, **options)
-        if pooled:
-            opts = opts.with_overrides(max_reconnect_attempts=0)
         fr = Framing.parse(framing)
         if fr is Framing.AUTO:
             raise ValueError('framing="auto" is for listeners; a client says what it speaks')
@@ -409,7 +407,7 @@ class NetworkTransport:
         conn = self._conns.pop(conn_id, None)
         if conn is None:
             return
-        if conn.unconfirmed:  # kept for unconfirmed(conn_id), e.g. a dead pooled connection
+        if conn.unconfirmed:  # kept for unconfirmed(conn_id) after the connection is gone
             self._orphans[conn_id] = [u[1] for u in conn.unconfirmed]
             if len(self._orphans) > MAX_ORPHANS:  # bounded: the oldest report goes
                 old_id = next(iter(self._orphans))
