@@ -4,8 +4,9 @@ The bookkeeper decides (assign / open / wait); this module does the I/O it asks 
 endpoint (transport, host, port, TLS) at most ``pool_size`` connections exist. After an
 unexpected loss a pooled connection reconnects and resumes its session like any other (so
 nothing sent through the pool is lost); one the peer closes in order, or that runs out of
-reconnect attempts, leaves the pool and the next ``send_to`` opens a replacement. Idle ones are closed after ``idle_timeout``. When the
-endpoint's circuit is open, ``send_to`` fails at once without touching the network.
+reconnect attempts, leaves the pool and the next ``send_to`` opens a replacement. Idle
+ones are closed after ``idle_timeout``. When the endpoint's circuit is open, ``send_to``
+fails at once without touching the network.
 """
 
 from __future__ import annotations
