@@ -435,7 +435,7 @@ class NetworkTransport:
         handle = self._expiry.pop(conn_id, None)
         if handle is not None:
             handle.cancel()
-        if self._pools is not None and getattr(conn, "pooled", False):
+        if self._pools is not None and conn.pooled:
             self._pools.forget(conn)
 
     # -- hooks from connections -----------------------------------------------------------------
@@ -461,7 +461,7 @@ class NetworkTransport:
                 conn.ever_connected = True
                 self._total_connections += 1
         elif state is ConnState.DISCONNECTED:
-            if conn.role == "server" or getattr(conn, "pooled", False):
+            if conn.role == "server" or conn.pooled:
                 self._forget(conn.id)
 
     def _on_error(self, conn: Connection, reason: str) -> None:
