@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
+from pathlib import Path
 
 import objtransport
 
@@ -52,3 +54,18 @@ async def test_the_demo_runs_every_installed_transport_and_exits_0() -> None:
         assert f"│ {transport}" in text or f"  {transport}" in text, text
     assert "WRONG" not in text
     assert "demo finished" in text
+
+
+def test_the_readme_quick_start_runs_cleanly(tmp_path: Path) -> None:
+    """The first example users copy works as printed: its reply, and no error or traceback
+    (its echo handler's last reply races the service stopping: that is not an error)."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = readme.split("## Quick start", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "quick_start.py"
+    script.write_text(code)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, timeout=30,
+                          check=False)
+    out, err = done.stdout.decode(), done.stderr.decode()
+    assert done.returncode == 0, err
+    assert out.startswith("b'echo: hello'"), out
+    assert "Traceback" not in err and "ERROR" not in err.upper(), err

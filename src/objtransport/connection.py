@@ -560,7 +560,15 @@ class Connection:
         now = self.loop.time()
         if self.breaker.state is BreakerState.OPEN and self.breaker.retry_after(now) > 0:
             raise CircuitOpenError(str(self.endpoint), self.breaker.retry_after(now))
-        raise ConnectionNotReady(self.id, self.state.value, str(self.endpoint))
+        state = "closing" if self.closing else self.state.value
+        raise ConnectionNotReady(self.id, state, str(self.endpoint))
+
+    @property
+    def closing(self) -> bool:
+        """Connected, but its session is ending (a close or GOAWAY is under way)."""
+        link = self.link
+        return self._user_closed or (self.state is ConnState.CONNECTED and link is not None
+                                     and not link.session.is_open)
 
     # -- closing ----------------------------------------------------------------------------
     async def close(self, timeout: float, code: int = 0, reason: str = "closed") -> None:

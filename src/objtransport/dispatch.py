@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .exceptions import ConnectionClosed, ConnectionNotReady
 from .sansio.events import Message, Received, as_message
 
 __all__ = ["Handler", "HandlerRunner"]
@@ -88,7 +89,12 @@ class HandlerRunner:
 
     def _failed(self, exc: BaseException) -> None:
         self.errors += 1
-        if self.errors == 1:
+        if isinstance(exc, (ConnectionNotReady, ConnectionClosed)) \
+                and getattr(self.conn, "closing", False):
+            # a reply to a connection being closed (e.g. by stop()): expected, not a bug
+            log.info("handler for connection %s: %s (the connection is closing)",
+                     self.conn_id, exc)
+        elif self.errors == 1:
             log.error("handler for connection %s raised %r (logged once; counted in "
                       "metrics.handler_errors)", self.conn_id, exc, exc_info=exc)
         self.on_error(exc)
