@@ -287,3 +287,17 @@ def test_raw_sends_keepalive_byte_when_asked() -> None:
     assert a.next_deadline() == 5.0
     a.handle_timer(5.0)
     assert wire(a, 5.0) == encode_raw(b"\x00")
+
+
+def test_raw_eof_between_messages_is_orderly_and_inside_one_is_an_error() -> None:
+    between = RawSession(OPTS, 1, "tcp", None, 0.0)
+    between.receive_data(encode_raw(b"whole"), 0.0)
+    between.connection_lost("peer closed the connection (EOF)")
+    (closed,) = [e for e in between.take_events() if isinstance(e, Closed)]
+    assert closed.by_peer and not closed.error
+
+    inside = RawSession(OPTS, 2, "tcp", None, 0.0)
+    inside.receive_data(encode_raw(b"whole")[:6], 0.0)  # length and one byte of payload
+    inside.connection_lost("peer closed the connection (EOF)")
+    (closed,) = [e for e in inside.take_events() if isinstance(e, Closed)]
+    assert closed.error

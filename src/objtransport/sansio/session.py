@@ -652,6 +652,15 @@ class RawSession(Session):
     def keepalives_received(self) -> int:
         return self.decoder.keepalives
 
+    def connection_lost(self, reason: str) -> None:
+        """A raw peer has no goodbye frame: closing its side between two messages is its
+        orderly end. EOF in the middle of a message is an error."""
+        if self.state is not SessionState.CLOSED and not self.decoder.buffered:
+            self._close(GoAwayCode.NORMAL, "peer closed the connection", by_peer=True,
+                        drop_queued=True, error=False)
+            return
+        super().connection_lost(reason)
+
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         return self.decoder.get_buffer(sizehint)
 
