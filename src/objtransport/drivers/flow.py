@@ -1,4 +1,5 @@
-"""Backpressure and flush waiting, the same for every link (TCP, WebSocket, gRPC, UDP).
+"""What every link (TCP, WebSocket, gRPC, UDP) does the same way: backpressure and flush
+waiting, and the step after received bytes went to the session (``_delivered``).
 
 A link class derives from :class:`FlowControl` and sets, in its ``__init__``, the attributes
 declared below. It calls ``_wake_drain_waiters()`` after it handed bytes to its socket or
@@ -9,9 +10,10 @@ carrier and ``_wake_flushed()`` once nothing is queued any more; it may override
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from ..exceptions import ConnectionClosed, SendTimeout
-from ..sansio.events import Closed
+from ..sansio.events import Closed, Received
 from ..sansio.reliability import ResumeState
 from ..sansio.session import Session
 
@@ -22,6 +24,7 @@ class FlowControl:
     """``wait_writable`` / ``wait_flushed`` / ``backlog`` and their waiters."""
 
     session: Session
+    on_messages: Callable[[list[Received]], None]
     loop: asyncio.AbstractEventLoop
     closed: asyncio.Future[Closed]
     max_pending: int
@@ -118,6 +121,30 @@ class FlowControl:
     def _closed_error(self) -> ConnectionClosed:
         s = self.session
         return ConnectionClosed(str(s.peer), s.close_code or 0, s.close_reason)
+
+    # -- receiving -------------------------------------------------------------------------
+    def _delivered(self, msgs: list[Received]) -> None:
+        """Received bytes went to the session: hand over its messages, handle its events,
+        re-arm the timer, have what it answered sent (``_answer``)."""
+        session = self.session
+        if msgs:
+            self.on_messages(msgs)
+        if session.events:
+            self._process_events()
+        if session.timer_changed:
+            session.timer_changed = False
+            self._rearm()
+        if session.scheduler.pending_bytes or session.has_final:
+            self._answer()
+
+    def _answer(self) -> None:  # pragma: no cover - every link overrides it
+        raise NotImplementedError
+
+    def _process_events(self) -> None:  # pragma: no cover - every link overrides it
+        raise NotImplementedError
+
+    def _rearm(self) -> None:  # pragma: no cover - every link overrides it
+        raise NotImplementedError
 
     # -- the session timer -----------------------------------------------------------------
     def _cancel_timer(self) -> None:

@@ -107,20 +107,6 @@ class MessageLink(FlowControl):
             await asyncio.sleep(bucket.time_until(0, now))
 
     # -- receiving -------------------------------------------------------------------------
-    def _delivered(self, msgs: list[Received]) -> None:
-        """A carrier message went to the session: hand over its messages, handle the
-        session's events, re-arm the timer, send what the session answered."""
-        session = self.session
-        if msgs:
-            self.on_messages(msgs)
-        if session.events:
-            self._process_events()
-        if session.timer_changed:
-            session.timer_changed = False
-            self._rearm()
-        if session.scheduler.pending_bytes or session.has_final:
-            self._answer()
-
     def _answer(self) -> None:
         """Queued bytes are waiting: have them sent (the writer task, by default)."""
         self._kick()

@@ -127,20 +127,15 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         msgs = session.buffer_updated(nbytes, self.loop.time())
         if self.receive_bucket is not None:
             self._pace_receive(nbytes)
-        if msgs:
-            self.on_messages(msgs)
-        if session.events:
-            self._process_events()
-        if session.timer_changed:
-            session.timer_changed = False
-            self._rearm()
-        pending = session.scheduler.pending_bytes
-        if pending or session.has_final:
-            self._schedule_flush()
-            if (pending > self.max_pending and self._paused
-                    and session.scheduler.queued_by_priority()[0] > self.max_pending // 2):
-                # what we cannot write is mostly our answers to the peer (PONGs, ACKs)
-                self._overloaded()
+        self._delivered(msgs)
+
+    def _answer(self) -> None:
+        self._schedule_flush()
+        sched = self.session.scheduler
+        if (self._paused and sched.pending_bytes > self.max_pending
+                and sched.queued_by_priority()[0] > self.max_pending // 2):
+            # what we cannot write is mostly our answers to the peer (PONGs, ACKs)
+            self._overloaded()
 
     def _detect_get_buffer(self, sizehint: int) -> memoryview:
         return memoryview(self._head)[self._head_len:]

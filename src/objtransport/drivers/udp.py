@@ -379,17 +379,10 @@ class DatagramLink(FlowControl):
     # -- receiving -------------------------------------------------------------------------
     def after_receive(self) -> None:
         """A read batch went to the session: deliver, handle events, answer, re-arm."""
-        session = self.ds
-        msgs = session.take_messages()
-        if msgs:
-            self.on_messages(msgs)
-        if session.events:
-            self._process_events()
-        if session.timer_changed:
-            session.timer_changed = False
-            self._rearm()
-        if session.scheduler.pending_bytes or session.has_final:
-            self._flush()
+        self._delivered(self.ds.take_messages())
+
+    def _answer(self) -> None:
+        self._flush()
 
     def fail(self, reason: str) -> None:
         """The socket failed (e.g. ICMP port unreachable): the link ends with an error,
