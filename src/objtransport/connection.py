@@ -43,6 +43,7 @@ from .sansio.events import (
 from .sansio.events import (
     SessionLost as SessionLostEvent,
 )
+from .sansio.framing import GoAwayCode
 from .sansio.reliability import ResumeState
 from .sansio.session import NativeSession, RawSession, ResumeLookup, Session
 from .sansio.throttle import TokenBucket
@@ -571,7 +572,8 @@ class Connection:
                                      and not link.session.is_open)
 
     # -- closing ----------------------------------------------------------------------------
-    async def close(self, timeout: float, code: int = 0, reason: str = "closed") -> None:
+    async def close(self, timeout: float, code: int = GoAwayCode.NORMAL,
+                    reason: str = "closed") -> None:
         """Orderly close: queued messages go out and are acknowledged (up to ``timeout``),
         GOAWAY, socket closed. What stays unacknowledged is reported as unconfirmed."""
         loop = self.loop

@@ -37,6 +37,7 @@ from .listener import Listener
 from .pool_manager import PoolManager
 from .sansio.breaker import BreakerState, CircuitBreaker, CircuitBreakerState
 from .sansio.events import Message, Received
+from .sansio.framing import GoAwayCode
 from .sansio.metrics import LatencyHistogram
 from .sansio.reliability import ResumeState
 from .sansio.throttle import TokenBucket
@@ -181,7 +182,7 @@ class NetworkTransport:
         for listener in list(self._listeners):
             if listener.server is not None:
                 listener.server.close()
-        await asyncio.gather(*(c.close(timeout, 7, "service stopping")
+        await asyncio.gather(*(c.close(timeout, GoAwayCode.SHUTDOWN, "service stopping")
                                for c in list(self._conns.values())), return_exceptions=True)
         for listener in list(self._listeners):
             await listener.close()
@@ -319,7 +320,8 @@ class NetworkTransport:
         if listener in self._listeners:
             self._listeners.remove(listener)
         conns = [self._conns[c] for c in list(listener.connections) if c in self._conns]
-        await asyncio.gather(*(c.close(self.options.timeout, 7, "listener closing")
+        await asyncio.gather(*(c.close(self.options.timeout, GoAwayCode.SHUTDOWN,
+                                       "listener closing")
                                for c in conns), return_exceptions=True)
 
     # -- connecting ----------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from ..config import Options, TransportKind
 from ..sansio.events import Closed, Event, Received
+from ..sansio.framing import GoAwayCode
 from ..sansio.session import Session
 from ..sansio.throttle import TokenBucket
 from .pacing import Pacer
@@ -52,7 +53,7 @@ class Link(Protocol):
 
     async def wait_flushed(self, timeout: float) -> None: ...
 
-    def close(self, code: int = 0, reason: str = "closed") -> None: ...
+    def close(self, code: int = GoAwayCode.NORMAL, reason: str = "closed") -> None: ...
 
     def abort(self) -> None: ...
 

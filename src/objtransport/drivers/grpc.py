@@ -154,7 +154,7 @@ class GrpcLink(MessageLink):
         except grpc.aio.AioRpcError as exc:
             self._call_ended(exc.code(), exc.details() or "")
         except ProtocolError as exc:
-            session._fail(exc, now)
+            session.fail(str(exc), exc.code)
             self._process_events()
 
     async def _eof(self) -> None:
@@ -166,8 +166,8 @@ class GrpcLink(MessageLink):
         elif self.native:
             session.connection_lost("the client ended the stream without GOAWAY")
         else:  # a raw client is done sending: what is queued for it still goes
-            session._close(0, "the client ended its stream", by_peer=True,
-                           drop_queued=False, error=False)
+            session.peer_closed(GoAwayCode.NORMAL, "the client ended its stream",
+                                keep_queued=True)
         self._process_events()
 
     def _call_ended(self, code: grpc.StatusCode, details: str) -> None:
@@ -179,16 +179,13 @@ class GrpcLink(MessageLink):
             if self.native:
                 session.connection_lost("the listener ended the call without GOAWAY")
             else:
-                session._close(0, "the server ended the call", by_peer=True,
-                               drop_queued=True, error=False)
+                session.peer_closed(GoAwayCode.NORMAL, "the server ended the call")
         elif code in LOST:
             session.connection_lost(f"{code.name}: {details}")
         elif code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-            session._close(GoAwayCode.MESSAGE_TOO_LARGE, f"RESOURCE_EXHAUSTED: {details}",
-                           by_peer=True, drop_queued=True, error=True)
+            session.peer_closed(GoAwayCode.MESSAGE_TOO_LARGE, f"RESOURCE_EXHAUSTED: {details}")
         else:
-            session._close(GoAwayCode.PROTOCOL_ERROR, f"{code.name}: {details}",
-                           by_peer=True, drop_queued=True, error=True)
+            session.peer_closed(GoAwayCode.PROTOCOL_ERROR, f"{code.name}: {details}")
         self._process_events()
 
     async def _writer_done(self) -> None:

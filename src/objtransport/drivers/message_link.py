@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
+from ..sansio.framing import GoAwayCode
 from ..sansio.message import MessageSession
 from ..sansio.reliability import ResumeState
 from ..sansio.session import NativeSession, Session
@@ -172,7 +173,7 @@ class MessageLink(FlowControl):
         self._wake_drain_waiters(everyone=True)
 
     # -- closing and flow control ----------------------------------------------------------
-    def close(self, code: int = 0, reason: str = "closed") -> None:
+    def close(self, code: int = GoAwayCode.NORMAL, reason: str = "closed") -> None:
         """Orderly close: queued messages go out, then GOAWAY (native), then the carrier's
         own close."""
         self.session.close(code, reason)

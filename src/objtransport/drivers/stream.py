@@ -25,6 +25,7 @@ from typing import Any
 
 from ..sansio.decoder import RECV_BUFFER_SIZE
 from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
+from ..sansio.framing import GoAwayCode
 from ..sansio.reliability import ResumeState
 from ..sansio.session import Session, detect_native
 from ..sansio.throttle import TokenBucket
@@ -221,9 +222,8 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
             self.resume_reading("overload")
             return
         session = self.session
-        session._close(8, f"peer does not read: {self.pending_bytes} bytes pending for "
-                          f"{session.options.timeout:g} s", by_peer=False, drop_queued=True,
-                       error=True)
+        session.fail(f"peer does not read: {self.pending_bytes} bytes pending for "
+                     f"{session.options.timeout:g} s", GoAwayCode.OVERLOADED)
         self._process_events()
         self.abort()
 
@@ -391,7 +391,7 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
             self._rearm()
 
     # -- closing ---------------------------------------------------------------------------
-    def close(self, code: int = 0, reason: str = "closed") -> None:
+    def close(self, code: int = GoAwayCode.NORMAL, reason: str = "closed") -> None:
         """Orderly close: queued messages go out, then GOAWAY, then the socket closes."""
         self.session.close(code, reason)
         self._process_events()

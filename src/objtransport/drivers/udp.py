@@ -36,6 +36,7 @@ from ..config import Framing, Options, TransportKind
 from ..exceptions import ConnectError, TransportError
 from ..sansio.datagram import Datagram, DatagramSession, ReassemblyBudget, looks_native
 from ..sansio.events import Closed, Event, HandshakeComplete, Received
+from ..sansio.framing import GoAwayCode
 from ..sansio.session import Session
 from ..sansio.throttle import TokenBucket
 from .base import LinkParts
@@ -564,7 +565,7 @@ class DatagramLink(FlowControl):
         self._rearm()
 
     # -- closing ---------------------------------------------------------------------------
-    def close(self, code: int = 0, reason: str = "closed") -> None:
+    def close(self, code: int = GoAwayCode.NORMAL, reason: str = "closed") -> None:
         """Orderly close: what is queued goes out, then GOAWAY (native), then the link ends."""
         self.ds.close(code, reason)
         self._process_events()

@@ -287,11 +287,11 @@ class WebSocketLink(MessageLink):
             return
         rcvd, sent = exc.rcvd, exc.sent
         if rcvd is not None and (sent is None or exc.rcvd_then_sent):
-            session._close(rcvd.code, rcvd.reason or f"closed by peer (code {rcvd.code})",
-                           by_peer=True, drop_queued=True, error=rcvd.code not in _ORDERLY)
+            session.peer_closed(rcvd.code, rcvd.reason or f"closed by peer (code {rcvd.code})",
+                                error=rcvd.code not in _ORDERLY)
         elif sent is not None:
-            session._close(sent.code, sent.reason or f"closed (code {sent.code})",
-                           by_peer=False, drop_queued=True, error=sent.code not in _ORDERLY)
+            session.carrier_closed(sent.code, sent.reason or f"closed (code {sent.code})",
+                                   error=sent.code not in _ORDERLY)
         else:
             session.connection_lost("connection lost (no close frame)")
         self._process_events()

@@ -86,7 +86,7 @@ class MessageSession(Session):
         limit = self.options.max_message_size
         if size > limit:
             self._fail(ProtocolError(f"message of {size} bytes exceeds max_message_size "
-                                     f"({limit})", GoAwayCode.MESSAGE_TOO_LARGE), now)
+                                     f"({limit})", GoAwayCode.MESSAGE_TOO_LARGE))
             return []
         self.messages_received += 1
         self._received_bytes += size

@@ -220,8 +220,36 @@ class Session:
             self.last_send = now
         return out
 
-    def _fail(self, exc: ProtocolError, now: float) -> None:
-        """The peer broke the protocol: drop what is queued, queue GOAWAY, close."""
+    # -- how a session ends (the drivers call these; see also close / connection_lost) ------
+    def fail(self, reason: str, code: int = GoAwayCode.PROTOCOL_ERROR) -> None:
+        """This side found a fault (the peer broke the protocol, or does not read): drop
+        what is queued, queue GOAWAY ``code`` (native), close with an error. The driver
+        writes what :meth:`data_to_send` still returns, then closes the socket."""
+        self._close(code, reason, by_peer=False, drop_queued=True, error=True)
+
+    def peer_closed(self, code: int, reason: str, *, error: bool | None = None,
+                    keep_queued: bool = False) -> None:
+        """The peer ended the conversation through its carrier (a WebSocket close, the end
+        of a gRPC stream or call): nothing is answered. ``error`` defaults to "``code`` is
+        not NORMAL or SHUTDOWN"; ``keep_queued`` lets what is queued still go (a peer that
+        only stopped sending)."""
+        if error is None:
+            error = code not in _ERROR_FREE
+        self._close(code, reason, by_peer=True, drop_queued=not keep_queued, error=error)
+
+    def carrier_closed(self, code: int, reason: str, *, error: bool) -> None:
+        """The carrier was closed from this side by the library under it (e.g. a WebSocket
+        close frame it sent): drop what is queued; no GOAWAY, nothing more can go out."""
+        if self.state is SessionState.CLOSED:
+            return
+        self.scheduler.clear(keep_control=True)
+        self._final = []
+        self._set_state(SessionState.CLOSED)
+        self.close_code = code
+        self.close_reason = reason
+        self.events.append(Closed(code, reason, False, error))
+
+    def _fail(self, exc: ProtocolError) -> None:
         self._close(exc.code, str(exc), by_peer=False, drop_queued=True, error=True)
 
     def _close(self, code: int, reason: str, *, by_peer: bool, drop_queued: bool,
@@ -331,7 +359,7 @@ class NativeSession(Session):
         try:
             dec.buffer_updated(nbytes)
         except ProtocolError as exc:
-            self._fail(exc, now)
+            self._fail(exc)
         return self._after_decode(now)
 
     def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Received]:
@@ -349,7 +377,7 @@ class NativeSession(Session):
                 self._fail(ProtocolError(
                     f"peer did not start with the objtransport preface (got {self._magic!r});"
                     " is it a raw {packet, 4} peer or another protocol?",
-                    GoAwayCode.PROTOCOL_ERROR), now)
+                    GoAwayCode.PROTOCOL_ERROR))
                 return []
             self._magic_ok = True
             if not data:
@@ -357,7 +385,7 @@ class NativeSession(Session):
         try:
             self.decoder.feed(data)
         except ProtocolError as exc:
-            self._fail(exc, now)
+            self._fail(exc)
         return self._after_decode(now)
 
     def _after_decode(self, now: float) -> list[Received]:
@@ -371,7 +399,7 @@ class NativeSession(Session):
                 if self.state is SessionState.OPEN and dec.buffered:
                     dec.feed(b"")  # what followed the HELLO
             except ProtocolError as exc:
-                self._fail(exc, now)
+                self._fail(exc)
                 break
         if self._acks and self.rs.floor > self.rs.ack_sent:
             self._schedule_ack(now)
@@ -669,7 +697,7 @@ class RawSession(Session):
         try:
             self.decoder.buffer_updated(nbytes)
         except ProtocolError as exc:
-            self._fail(exc, now)
+            self._fail(exc)
         return self._take()
 
     def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Received]:
@@ -679,7 +707,7 @@ class RawSession(Session):
         try:
             self.decoder.feed(data)
         except ProtocolError as exc:
-            self._fail(exc, now)
+            self._fail(exc)
         return self._take()
 
     def _take(self) -> list[Received]:
