@@ -1,8 +1,15 @@
 """``python -m benchmarks``: objtransport next to its baselines, measured in the same run.
 
-Sender and receiver run in separate processes on 127.0.0.1. Each figure is the median of
-interleaved repetitions (rep 1 of every case, then rep 2, ...), with min-max. Results also go
-to benchmarks/results/last.json.
+Sender and receiver run in separate processes on 127.0.0.1. Reps are interleaved: rep 1 of
+every case (every implementation of a case, one after the other, on every selected loop),
+then rep 2, ...; the order of the implementations alternates from one rep to the next
+(A B C, C B A, ...). Each figure is the median of the reps with min-max; ratios are per rep
+(see :mod:`benchmarks.report`). Before anything runs, a missing baseline stops the suite;
+a run that fails is reported and makes the exit status 1.
+
+Results go to ``benchmarks/results/<UTC time>.json`` and ``benchmarks/results/last.json``
+(rewritten after every rep, so an interrupted run keeps what it measured); the format is in
+``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -10,117 +17,148 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
+from . import machine, report
 from .cases import CASES, Case
-from .runner import Result
+from .runner import LOOPS, BenchError
+
+FORMAT = 2
+RESULTS = Path(__file__).resolve().parent / "results"
+MALLOC_TUNED = {"MALLOC_MMAP_THRESHOLD_": "1048576", "MALLOC_TRIM_THRESHOLD_": "268435456"}
 
 
-def _fmt(v: float | None, unit: str) -> str:
-    if v is None:
-        return "error"
-    if unit == "msg/s":
-        return f"{v / 1e3:,.0f}k" if v < 1e6 else f"{v / 1e6:,.2f}M"
-    return f"{v:,.0f}" if unit == "MB/s" else f"{v:,.0f}"
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n")[0])
+    ap.add_argument("--reps", type=int, default=0, help="interleaved repetitions (default 5, "
+                    "--quick 1)")
+    ap.add_argument("--quick", action="store_true", help="smaller counts (x0.2), 1 rep unless "
+                    "--reps: to check the harness, not to measure")
+    ap.add_argument("--scale", type=float, default=0.0, help="multiply message counts")
+    ap.add_argument("--only", default="", help="cases whose name contains one of these "
+                    "comma-separated strings")
+    ap.add_argument("--loop", choices=(*LOOPS, "both"), default="default",
+                    help="event loop of every peer (both: each case on each loop, interleaved)")
+    ap.add_argument("--malloc", action="store_true", help="set " + " ".join(
+        f"{k}={v}" for k, v in MALLOC_TUNED.items()) + " for every peer")
+    ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    return ap.parse_args(argv)
+
+
+def _select(only: str) -> list[Case]:
+    wanted = [w.strip() for w in only.split(",") if w.strip()]
+    return [c for c in CASES if not wanted or any(w in c.name for w in wanted)]
+
+
+def _one(case: Case, impl: str, loop: str, rep: int, scale: float) -> dict[str, Any]:
+    """Run one implementation of one case once; the run's record (``error`` None if ok)."""
+    t0 = time.monotonic()
+    run: dict[str, Any] = {"case": case.name, "loop": loop, "impl": impl, "rep": rep,
+                           "value": None, "sender_cpu_us": None, "receiver_cpu_us": None,
+                           "extra": {}, "error": None, "timed_s": None}
+    try:
+        res = case.impls[impl](scale, loop)
+    except BenchError as exc:
+        run["error"] = str(exc)
+    except Exception as exc:  # a broken run is reported, the suite goes on
+        run["error"] = f"{type(exc).__name__}: {exc}"
+    else:
+        run.update(value=res.value, sender_cpu_us=res.sender_cpu_us,
+                   receiver_cpu_us=res.receiver_cpu_us, extra=res.extra, timed_s=res.timed_s)
+    run["wall_s"] = time.monotonic() - t0
+    run["loadavg_1m"] = os.getloadavg()[0]
+    return run
+
+
+def _write(doc: dict[str, Any], stamp: str) -> None:
+    RESULTS.mkdir(exist_ok=True)
+    text = json.dumps(doc, indent=1, ensure_ascii=False)
+    (RESULTS / f"{stamp}.json").write_text(text, encoding="utf-8")
+    (RESULTS / "last.json").write_text(text, encoding="utf-8")
+
+
+def _entries(cases: list[Case], loops: list[str], runs: list[dict[str, Any]]
+             ) -> list[dict[str, Any]]:
+    return [report.summarize_case(case, loop, [r for r in runs if r["case"] == case.name
+                                               and r["loop"] == loop])
+            for case in cases for loop in loops]
+
+
+def _print_report(entries: list[dict[str, Any]], reps: int) -> None:
+    print(f"\nDetail: median (min-max) of {reps} rep(s); CPU µs/msg sender / receiver")
+    for entry in entries:
+        print("\n".join(report.detail_lines(entry)))
+    print(f"\nSummary ({reps} interleaved reps). {report.RATIO_NOTE}\n")
+    print("\n".join(report.summary_table(entries)))
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks")
-    ap.add_argument("--quick", action="store_true", help="1 repetition, smaller counts")
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--only", default="", help="run cases whose name contains this")
-    ap.add_argument("--malloc", action="store_true",
-                    help="MALLOC_MMAP_THRESHOLD_=1048576 MALLOC_TRIM_THRESHOLD_=268435456")
-    args = ap.parse_args(argv)
+    args = _parse(argv)
+    cases = _select(args.only)
+    if args.list:
+        for c in cases:
+            print(f"{c.name:<30} {c.unit:<6} baseline {c.baseline:<12} {', '.join(c.impls)}")
+        return 0
+    if not cases:
+        print(f"no case matches --only {args.only!r} (see --list)", file=sys.stderr)
+        return 2
+    loops = list(LOOPS) if args.loop == "both" else [args.loop]
     if args.malloc:
-        os.environ["MALLOC_MMAP_THRESHOLD_"] = "1048576"
-        os.environ["MALLOC_TRIM_THRESHOLD_"] = "268435456"
-    reps = 1 if args.quick else args.reps
-    scale = 0.2 if args.quick else 1.0
-    cases = [c for c in CASES if args.only in c.name]
-    results: dict[str, dict[str, list[Result]]] = {c.name: {} for c in cases}
+        os.environ.update(MALLOC_TUNED)  # inherited by every spawned peer
+    missing = machine.missing(cases, loops)
+    if missing:
+        print("benchmarks cannot run: a baseline (or what it needs) is missing:\n  "
+              + "\n  ".join(missing), file=sys.stderr)
+        return 2
+    reps = args.reps or (1 if args.quick else 5)
+    scale = args.scale or (0.2 if args.quick else 1.0)
     started = time.time()
-    print(f"objtransport benchmarks: {reps} rep(s), malloc tuning "
-          f"{'on' if args.malloc else 'off'}, python {sys.version.split()[0]}", flush=True)
-    for rep in range(reps):
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started))
+    doc: dict[str, Any] = {
+        "format": FORMAT, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "argv": sys.argv[1:] if argv is None else argv, "reps": reps, "scale": scale,
+        "complete": False, "machine": machine.describe(loops),
+    }
+    m = doc["machine"]
+    print(f"objtransport benchmarks: {len(cases)} case(s) x {len(loops)} loop(s) "
+          f"({', '.join(loops)}), {reps} interleaved rep(s), scale {scale}; "
+          f"{m['cores']} cores, python {m['python']}, malloc {m['malloc'] or 'default'}, "
+          f"commit {(m['git_commit'] or '?')[:10]}{' (dirty)' if m['git_dirty'] else ''}, "
+          f"load {m['loadavg_start'][0]:.2f}", flush=True)
+    runs: list[dict[str, Any]] = []
+    for rep in range(1, reps + 1):
         for case in cases:
-            for impl, run in case.impls.items():
-                res = run(scale)
-                results[case.name].setdefault(impl, []).append(res)
-                shown = _fmt(res.value, case.unit) if res.value is not None else res.error
-                print(f"  rep {rep + 1} {case.name:<22} {impl:<14} {shown}", flush=True)
-    table = summarize(cases, results)
-    render(cases, table)
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "last.json").write_text(json.dumps(
-        {"when": started, "reps": reps, "malloc": args.malloc, "cases": table}, indent=2))
-    print(f"finished in {time.time() - started:.0f} s; results in benchmarks/results/last.json")
+            for loop in loops:
+                order = list(case.impls) if rep % 2 else list(reversed(case.impls))
+                for impl in order:
+                    runs.append(_one(case, impl, loop, rep, scale))
+                    print(report.run_line(runs[-1], case.unit, reps), flush=True)
+        doc.update(duration_s=time.time() - started, reps_done=rep,
+                   cases=_entries(cases, loops, runs))
+        _write(doc, stamp)
+    entries = doc["cases"]
+    errors = [f"{r['case']} [{r['loop']}] {r['impl']} rep {r['rep']}: {r['error']}"
+              for r in runs if r["error"] is not None]
+    m["loadavg_end"] = list(os.getloadavg())
+    doc.update(complete=True, errors=errors, duration_s=time.time() - started)
+    _write(doc, stamp)
+    _print_report(entries, reps)
+    per_rep = doc["duration_s"] / reps
+    print(f"\nfinished in {doc['duration_s']:.0f} s ({per_rep:.0f} s per rep); results in "
+          f"benchmarks/results/{stamp}.json and last.json")
+    if scale != 1.0:
+        # a run is start-up (fixed) plus a timed section (proportional to the counts)
+        full = sum(r["wall_s"] + (r["timed_s"] or 0.0) * (1 / scale - 1) for r in runs) / reps
+        print(f"at scale 1 one rep of these cases would take about {full:.0f} s "
+              f"({5 * full / 60:.0f} min for 5 reps)")
+    if errors:
+        print(f"\nFAILED: {len(errors)} run(s) failed; their figures are missing above:\n  "
+              + "\n  ".join(errors), file=sys.stderr)
+        return 1
     return 0
-
-
-def summarize(cases: list[Case], results: dict[str, dict[str, list[Result]]]
-              ) -> dict[str, dict[str, dict[str, float | str | None]]]:
-    table: dict[str, dict[str, dict[str, float | str | None]]] = {}
-    for case in cases:
-        row: dict[str, dict[str, float | str | None]] = {}
-        for impl, rs in results[case.name].items():
-            vals = [r.value for r in rs if r.value is not None]
-            if not vals:
-                row[impl] = {"median": None, "error": rs[0].error}
-                continue
-            p99 = [r.extra["p99"] for r in rs if "p99" in r.extra]
-            row[impl] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals),
-                         "p99": statistics.median(p99) if p99 else None}
-        table[case.name] = row
-    return table
-
-
-def render(cases: list[Case], table: dict[str, dict[str, dict[str, float | str | None]]]
-           ) -> None:
-    lines = []
-    for case in cases:
-        row = table[case.name]
-        ours = row.get("objtransport", {}).get("median")
-        cells = []
-        for impl in case.impls:
-            d = row.get(impl, {})
-            med = d.get("median")
-            if not isinstance(med, float | int):
-                cells.append(f"{impl}: error ({d.get('error', '')})")
-                continue
-            text = f"{impl}: {_fmt(med, case.unit)} [{_fmt(d['min'], case.unit)}-" \
-                   f"{_fmt(d['max'], case.unit)}]"  # type: ignore[arg-type]
-            if d.get("p99") is not None:
-                text += f" p99 {d['p99']:,.0f}"
-            if impl != "objtransport" and isinstance(ours, float | int) and med:
-                if case.unit == "µs":
-                    text += f" (ours {ours - med:+,.0f} µs)"
-                else:
-                    text += f" (ours {ours / med:.2f}x)"
-            cells.append(text)
-        lines.append((case, cells))
-    try:
-        from rich.console import Console
-        from rich.markup import escape
-        from rich.table import Table
-    except ImportError:
-        for case, cells in lines:
-            print(f"{case.name} ({case.unit}), target: {case.target}")
-            for c in cells:
-                print(f"    {c}")
-        return
-    t = Table(title="objtransport vs baselines (median of reps, min-max)")
-    t.add_column("case")
-    t.add_column("unit")
-    t.add_column("results (ratio = objtransport / baseline)")
-    t.add_column("target")
-    for case, cells in lines:
-        t.add_row(case.name, case.unit, escape("\n".join(cells)), escape(case.target))
-    Console(width=160).print(t)
 
 
 if __name__ == "__main__":

@@ -1,95 +1,178 @@
-"""Running one measurement in separate processes, bounded in time."""
+"""Running one measurement in separate processes, bounded in time.
+
+Every peer runs in its own spawned process, on the event loop chosen for the run
+(:func:`use_loop`). A peer that raises reports the error through its pipe (and exits non-zero);
+the runner turns that, a crash or a timeout into :class:`BenchError`, which the suite reports
+loudly instead of printing a figure.
+
+CPU time is measured inside each peer around its timed section (``resource.getrusage``,
+user + sys of the whole process, all threads: pyzmq's and grpc's I/O threads count) and
+reported per message in µs.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing as mp
-import os
 import statistics
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 CTX = mp.get_context("spawn")
 CASE_TIMEOUT = 90.0
+START_TIMEOUT = 30.0
+LOOPS = ("default", "uvloop")
+
+
+class BenchError(Exception):
+    """One run failed: a peer raised, crashed, timed out or came up short."""
 
 
 @dataclass
 class Result:
-    value: float | None = None  # msg/s, MB/s or µs
-    error: str = ""
+    """One run of one implementation of a case."""
+
+    value: float  # msg/s, MB/s or µs (p50)
+    #: CPU µs per message of the sending process (per round trip of the pinger)
+    sender_cpu_us: float | None = None
+    #: CPU µs per message of the receiving process (per round trip of the echo server)
+    receiver_cpu_us: float | None = None
     extra: dict[str, float] = field(default_factory=dict)
+    #: length of the timed section, s (the rest of a run is start-up and tear-down)
+    timed_s: float = 0.0
 
 
-def _with_env(env: dict[str, str]) -> Callable[[], None]:
-    def apply() -> None:
-        os.environ.update(env)
-    return apply
+def use_loop(loop: str) -> None:
+    """Make ``asyncio.run`` in this process use ``loop`` ("default" or "uvloop")."""
+    if loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    elif loop != "default":
+        raise ValueError(f"unknown event loop {loop!r}")
 
 
-def _run_target(target: Callable[..., Any], args: tuple[Any, ...]) -> mp.process.BaseProcess:
-    proc = CTX.Process(target=target, args=args, daemon=True)
+def _child(loop: str, target: Callable[..., Any], args: tuple[Any, ...], reply: Connection,
+           send_result: bool) -> None:
+    """Body of every peer process: an error goes to the parent as a string, then re-raises."""
+    try:
+        use_loop(loop)
+        out = target(*args)
+    except BaseException as exc:
+        func = getattr(target, "func", target)  # a functools.partial names its function
+        reply.send(f"{getattr(func, '__name__', func)}: {type(exc).__name__}: {exc}")
+        raise
+    if send_result:
+        reply.send(out)
+
+
+_Peer = tuple[str, BaseProcess, Connection]  # name, process, the parent's end of its pipe
+
+
+def _start(name: str, loop: str, target: Callable[..., Any], args: tuple[Any, ...],
+           parent: Connection, child: Connection, send_result: bool) -> _Peer:
+    proc = CTX.Process(target=_child, args=(loop, target, args, child, send_result),
+                       daemon=True)
     proc.start()
-    return proc
+    return name, proc, parent
 
 
-def throughput(recv: Callable[..., None], send: Callable[..., None], size: int, count: int,
-               unit: str) -> Result:
-    """Receiver-side rate: msg/s (unit "msg/s") or MB/s (unit "MB/s")."""
-    parent, child = CTX.Pipe()
-    r = _run_target(recv, (child, size, count))
-    s = None
+def _get(peer: _Peer, watch: Sequence[_Peer], timeout: float, what: str) -> Any:
+    """The next message from ``peer``; raise BenchError if a watched peer died or reported
+    an error, or nothing came within ``timeout`` s."""
+    name, _, pipe = peer
+    end = time.monotonic() + timeout
+    while not pipe.poll(0.05):
+        for other, proc, other_pipe in watch:
+            if proc.exitcode not in (None, 0):
+                why = other_pipe.recv() if other_pipe.poll() else "no message"
+                raise BenchError(f"{other} failed (exit code {proc.exitcode}): {why}")
+        if time.monotonic() > end:
+            raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+    msg = pipe.recv()
+    if isinstance(msg, str):
+        raise BenchError(f"{name} failed: {msg}")
+    return msg
+
+
+def _reap(peers: Sequence[_Peer | None]) -> None:
+    for peer in peers:
+        if peer is None:
+            continue
+        proc = peer[1]
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+
+
+def throughput(recv: Callable[..., None], send: Callable[..., float], size: int, count: int,
+               unit: str, loop: str, lossy: bool = False) -> Result:
+    """Receiver-side rate: msg/s (unit "msg/s") or MB/s (unit "MB/s").
+
+    ``recv(pipe, size, count)`` sends its port, then ``(received, bytes, seconds, cpu s)``
+    (seconds and CPU from its first message to its last); ``send(port, size, count)`` returns
+    the CPU seconds of its sending loop. Unless ``lossy`` (UDP: the loss goes to
+    ``extra["loss %"]``), fewer than ``count`` received is an error.
+    """
+    rx_parent, rx_child = CTX.Pipe()
+    tx_parent, tx_child = CTX.Pipe()
+    rx = _start("receiver", loop, recv, (rx_child, size, count), rx_parent, rx_child, False)
+    tx: _Peer | None = None
     try:
-        if not parent.poll(20):
-            return Result(error="receiver did not start")
-        port = parent.recv()
-        s = _run_target(send, (port, size, count))
-        if not parent.poll(CASE_TIMEOUT):
-            return Result(error="timed out")
-        got, nbytes, seconds = parent.recv()
-        if got < count:
-            return Result(error=f"received {got} of {count}")
-        if unit == "msg/s":
-            return Result(got / seconds)
-        return Result(nbytes / seconds / 1e6)
-    except Exception as exc:  # a broken case must not stop the suite
-        return Result(error=f"{type(exc).__name__}: {exc}")
+        port = _get(rx, [rx], START_TIMEOUT, "the receiver's port")
+        tx = _start("sender", loop, send, (port, size, count), tx_parent, tx_child, True)
+        got, nbytes, seconds, rx_cpu = _get(rx, [rx, tx], CASE_TIMEOUT, "the receiver's count")
+        tx_cpu = _get(tx, [tx], START_TIMEOUT, "the sender's CPU time")
     finally:
-        for p in (s, r):
-            if p is not None:
-                p.join(10)
-                if p.is_alive():
-                    p.kill()
+        _reap([tx, rx])
+    extra: dict[str, float] = {}
+    if lossy:
+        if got < 2 or seconds <= 0:
+            raise BenchError(f"received {got} of {count}")
+        extra["loss %"] = 100.0 * (count - got) / count
+    elif got < count:
+        raise BenchError(f"received {got} of {count}")
+    value = got / seconds if unit == "msg/s" else nbytes / seconds / 1e6
+    return Result(value, sender_cpu_us=tx_cpu / count * 1e6,
+                  receiver_cpu_us=rx_cpu / max(1, got - 1) * 1e6, extra=extra,
+                  timed_s=seconds)
 
 
-def _ping_child(ping: Callable[..., list[float]], port: int, rounds: int, warmup: int,
-                pipe: Any) -> None:
-    pipe.send(ping(port, rounds, warmup))
+def latency(echo: Callable[..., None], ping: Callable[..., tuple[list[float], float]],
+            rounds: int, warmup: int, loop: str) -> Result:
+    """p50 (value) and p99 (``extra``) of 64 B round trips, in µs.
 
-
-def latency(echo: Callable[..., None], ping: Callable[..., list[float]], rounds: int,
-            warmup: int) -> Result:
-    """p50 (value) and p99 (extra) of 64 B round trips, in µs."""
-    parent, child = CTX.Pipe()
-    e = _run_target(echo, (child,))
-    p = None
+    ``echo(pipe)`` sends its port, serves until it receives "stop", then sends its CPU
+    seconds since it sent the port; ``ping(port, rounds, warmup)`` returns its samples and
+    the CPU seconds of its loop. CPU is reported per round trip (warm-up included).
+    """
+    e_parent, e_child = CTX.Pipe()
+    p_parent, p_child = CTX.Pipe()
+    ec = _start("echo server", loop, echo, (e_child,), e_parent, e_child, False)
+    pc: _Peer | None = None
+    stopped = False
     try:
-        if not parent.poll(20):
-            return Result(error="echo server did not start")
-        port = parent.recv()
-        back, out = CTX.Pipe()
-        p = _run_target(_ping_child, (ping, port, rounds, warmup, out))
-        if not back.poll(CASE_TIMEOUT):
-            return Result(error="timed out")
-        samples = sorted(back.recv())
-        p50 = statistics.median(samples)
-        p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
-        return Result(p50, extra={"p99": p99})
-    except Exception as exc:
-        return Result(error=f"{type(exc).__name__}: {exc}")
+        port = _get(ec, [ec], START_TIMEOUT, "the echo server's port")
+        pc = _start("pinger", loop, ping, (port, rounds, warmup), p_parent, p_child, True)
+        samples, ping_cpu = _get(pc, [pc, ec], CASE_TIMEOUT, "the round trips")
+        e_parent.send("stop")
+        stopped = True
+        echo_cpu = _get(ec, [ec], START_TIMEOUT, "the echo server's CPU time")
     finally:
-        parent.send("stop")
-        for proc in (p, e):
-            if proc is not None:
-                proc.join(10)
-                if proc.is_alive():
-                    proc.kill()
+        if not stopped:
+            try:
+                e_parent.send("stop")
+            except OSError:
+                pass
+        _reap([pc, ec])
+    samples = sorted(samples)
+    total = rounds + warmup
+    p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
+    return Result(statistics.median(samples), sender_cpu_us=ping_cpu / total * 1e6,
+                  receiver_cpu_us=echo_cpu / total * 1e6, extra={"p99": p99},
+                  timed_s=sum(samples) / 1e6 * total / len(samples))

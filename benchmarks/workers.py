@@ -1,13 +1,17 @@
 """Benchmark peers. Each runs in its own process (spawned), on 127.0.0.1 only.
 
 Throughput: ``recv_*`` binds, reports its port, counts ``count`` messages and reports
-``(received, seconds from first to last)``; ``send_*`` sends ``count`` messages as fast as its
-API allows. Latency: ``echo_*`` serves, ``ping_*`` measures round trips in µs.
+``(received, bytes, seconds, CPU seconds)``, both from its first message to its last;
+``send_*`` sends ``count`` messages as fast as its API allows and returns the CPU seconds of
+its sending loop (until everything is handed to the kernel). Latency: ``echo_*`` serves
+until told to stop, then reports its CPU seconds; ``ping_*`` returns its round trips in µs
+and the CPU seconds of its loop. CPU is :func:`cpu_seconds`: user + sys of the whole process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import resource
 import struct
 import time
 from multiprocessing.connection import Connection
@@ -15,6 +19,12 @@ from typing import Any
 
 LEN = struct.Struct("!I")
 DEADLINE = 60.0
+
+
+def cpu_seconds() -> float:
+    """User + sys CPU time of this process so far, all threads included."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
 
 # -- objtransport -------------------------------------------------------------------------
 
@@ -25,14 +35,15 @@ def recv_objtransport(pipe: Connection, size: int, count: int, transport: str = 
 
     async def main() -> None:
         got = 0
-        first = 0.0
+        first = cpu0 = 0.0
         nbytes = 0
         done = asyncio.Event()
 
         def on_message(msg: Message) -> None:
-            nonlocal got, first, nbytes
+            nonlocal got, first, nbytes, cpu0
             if not got:
                 first = time.perf_counter()
+                cpu0 = cpu_seconds()
             got += 1
             nbytes += len(msg.data)
             if got >= count:
@@ -46,7 +57,7 @@ def recv_objtransport(pipe: Connection, size: int, count: int, transport: str = 
                 await asyncio.wait_for(done.wait(), DEADLINE)
             except TimeoutError:
                 pass
-            pipe.send((got, nbytes, time.perf_counter() - first))
+            pipe.send((got, nbytes, time.perf_counter() - first, cpu_seconds() - cpu0))
 
     asyncio.run(main())
 
@@ -54,14 +65,15 @@ def recv_objtransport(pipe: Connection, size: int, count: int, transport: str = 
 def send_objtransport(port: int, size: int, count: int,
                       options: dict[str, Any] | None = None,
                       priorities: tuple[str, ...] = ("normal",), transport: str = "tcp",
-                      framing: str = "native") -> None:
+                      framing: str = "native") -> float:
     """Send ``count`` messages; ``priorities`` are used in turn (a QoS mix)."""
     from objtransport import NetworkTransport
 
-    async def main() -> None:
+    async def main() -> float:
         async with NetworkTransport(timeout=DEADLINE, **(options or {})) as net:
             conn = await net.connect("127.0.0.1", port, transport=transport, framing=framing)
             payload = b"x" * size
+            cpu0 = cpu_seconds()
             if len(priorities) == 1:
                 for _ in range(count):
                     await net.send_data(conn, payload)
@@ -70,9 +82,11 @@ def send_objtransport(port: int, size: int, count: int,
                 for i in range(count):
                     await net.send_data(conn, payload, priority=priorities[i % k])
             await net.flush(conn, timeout=DEADLINE)
+            cpu = cpu_seconds() - cpu0
             await asyncio.sleep(0.2)
+        return cpu
 
-    asyncio.run(main())
+    return asyncio.run(main())
 
 
 def echo_objtransport(pipe: Connection, transport: str = "tcp") -> None:
@@ -85,27 +99,30 @@ def echo_objtransport(pipe: Connection, transport: str = "tcp") -> None:
 
             listener = await net.listen("127.0.0.1", 0, handler=echo, transport=transport)
             pipe.send(listener.port)
+            cpu0 = cpu_seconds()
             await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+            pipe.send(cpu_seconds() - cpu0)
 
     asyncio.run(main())
 
 
 def ping_objtransport(port: int, rounds: int, warmup: int, transport: str = "tcp",
-                      framing: str = "native") -> list[float]:
+                      framing: str = "native") -> tuple[list[float], float]:
     from objtransport import NetworkTransport
 
-    async def main() -> list[float]:
+    async def main() -> tuple[list[float], float]:
         async with NetworkTransport() as net:
             conn = await net.connect("127.0.0.1", port, transport=transport, framing=framing)
             payload = b"p" * 64
             out: list[float] = []
+            cpu0 = cpu_seconds()
             for i in range(rounds + warmup):
                 t = time.perf_counter_ns()
                 await net.send_data(conn, payload)
                 await net.receive(conn, timeout=5.0)
                 if i >= warmup:
                     out.append((time.perf_counter_ns() - t) / 1000)
-            return out
+            return out, cpu_seconds() - cpu0
 
     return asyncio.run(main())
 
@@ -118,11 +135,12 @@ class _Counter(asyncio.Protocol):
         self.buf = bytearray()
         self.got = 0
         self.nbytes = 0
-        self.first = 0.0
+        self.first = self.cpu0 = 0.0
 
     def data_received(self, data: bytes) -> None:
         if not self.got and not self.buf:
             self.first = time.perf_counter()
+            self.cpu0 = cpu_seconds()
         buf = self.buf
         buf += data
         off = 0
@@ -156,25 +174,28 @@ def recv_asyncio(pipe: Connection, size: int, count: int) -> None:
         except TimeoutError:
             pass
         p = proto[0]
-        pipe.send((p.got, p.nbytes, time.perf_counter() - p.first))
+        pipe.send((p.got, p.nbytes, time.perf_counter() - p.first, cpu_seconds() - p.cpu0))
         server.close()
 
     asyncio.run(main())
 
 
-def send_asyncio(port: int, size: int, count: int) -> None:
-    async def main() -> None:
+def send_asyncio(port: int, size: int, count: int) -> float:
+    async def main() -> float:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         payload = b"x" * size
         head = LEN.pack(size)
+        cpu0 = cpu_seconds()
         for _ in range(count):
             writer.write(head + payload)  # one write per message
             await writer.drain()
         await writer.drain()
+        cpu = cpu_seconds() - cpu0
         await asyncio.sleep(0.2)
         writer.close()
+        return cpu
 
-    asyncio.run(main())
+    return asyncio.run(main())
 
 
 class _Echo(asyncio.Protocol):
@@ -189,7 +210,9 @@ def echo_asyncio(pipe: Connection) -> None:
     async def main() -> None:
         server = await asyncio.get_running_loop().create_server(_Echo, "127.0.0.1", 0)
         pipe.send(server.sockets[0].getsockname()[1])
+        cpu0 = cpu_seconds()
         await asyncio.get_running_loop().run_in_executor(None, pipe.recv)
+        pipe.send(cpu_seconds() - cpu0)
         server.close()
 
     asyncio.run(main())
@@ -209,12 +232,13 @@ class _Pinger(asyncio.Protocol):
             self.waiter.set_result(None)
 
 
-def ping_asyncio(port: int, rounds: int, warmup: int) -> list[float]:
-    async def main() -> list[float]:
+def ping_asyncio(port: int, rounds: int, warmup: int) -> tuple[list[float], float]:
+    async def main() -> tuple[list[float], float]:
         loop = asyncio.get_running_loop()
         _, proto = await loop.create_connection(_Pinger, "127.0.0.1", port)
         payload = LEN.pack(64) + b"p" * 64
         out: list[float] = []
+        cpu0 = cpu_seconds()
         for i in range(rounds + warmup):
             proto.need = len(payload)
             proto.waiter = loop.create_future()
@@ -223,8 +247,9 @@ def ping_asyncio(port: int, rounds: int, warmup: int) -> list[float]:
             await proto.waiter
             if i >= warmup:
                 out.append((time.perf_counter_ns() - t) / 1000)
+        cpu = cpu_seconds() - cpu0
         proto.t.close()
-        return out
+        return out, cpu
 
     return asyncio.run(main())
 
@@ -240,32 +265,35 @@ def recv_pyzmq(pipe: Connection, size: int, count: int) -> None:
     pipe.send(port)
     sock.setsockopt(zmq.RCVTIMEO, int(DEADLINE * 1000))
     got = nbytes = 0
-    first = 0.0
+    first = cpu0 = 0.0
     try:
         while got < count:
             msg = sock.recv(copy=size < 65536)
             if not got:
                 first = time.perf_counter()
+                cpu0 = cpu_seconds()
             got += 1
             nbytes += len(msg)
     except zmq.Again:
         pass
-    pipe.send((got, nbytes, time.perf_counter() - first))
+    pipe.send((got, nbytes, time.perf_counter() - first, cpu_seconds() - cpu0))
     sock.close(linger=0)
     ctx.term()
 
 
-def send_pyzmq(port: int, size: int, count: int) -> None:
+def send_pyzmq(port: int, size: int, count: int) -> float:
     import zmq
 
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PUSH)
     sock.connect(f"tcp://127.0.0.1:{port}")
     payload = b"x" * size
+    cpu0 = cpu_seconds()
     for _ in range(count):
         sock.send(payload, copy=size < 65536)
     sock.close(linger=int(DEADLINE * 1000))
-    ctx.term()
+    ctx.term()  # returns once everything queued is sent
+    return cpu_seconds() - cpu0
 
 
 def echo_pyzmq(pipe: Connection) -> None:
@@ -277,14 +305,16 @@ def echo_pyzmq(pipe: Connection) -> None:
     pipe.send(port)
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
+    cpu0 = cpu_seconds()
     while not pipe.poll(0):
         if poller.poll(100):
             sock.send(sock.recv())
+    pipe.send(cpu_seconds() - cpu0)
     sock.close(linger=0)
     ctx.term()
 
 
-def ping_pyzmq(port: int, rounds: int, warmup: int) -> list[float]:
+def ping_pyzmq(port: int, rounds: int, warmup: int) -> tuple[list[float], float]:
     import zmq
 
     ctx = zmq.Context()
@@ -292,12 +322,14 @@ def ping_pyzmq(port: int, rounds: int, warmup: int) -> list[float]:
     sock.connect(f"tcp://127.0.0.1:{port}")
     payload = b"p" * 64
     out: list[float] = []
+    cpu0 = cpu_seconds()
     for i in range(rounds + warmup):
         t = time.perf_counter_ns()
         sock.send(payload)
         sock.recv()
         if i >= warmup:
             out.append((time.perf_counter_ns() - t) / 1000)
+    cpu = cpu_seconds() - cpu0
     sock.close(linger=0)
     ctx.term()
-    return out
+    return out, cpu

@@ -2,21 +2,20 @@
 
 UDP loses what the receiver cannot drain, so these cases report what arrived and the loss:
 ``recv_*`` reports its port, counts until ``count`` messages arrived or nothing came for
-:data:`QUIET` s, then reports ``(received, bytes, seconds from first to last)``. Senders are
-paced the same way on both sides (:func:`pace`: ``rate`` messages/s in bursts, 0 = as fast as
-the API allows). :func:`udp_throughput` is the runner: it reports received msg/s (or MB/s)
-and prints the loss.
+:data:`QUIET` s, then reports ``(received, bytes, seconds from first to last, CPU seconds from
+the first to the report)``. Senders are paced the same way on both sides (:class:`_Pacer`:
+``rate`` messages/s in bursts, 0 = as fast as the API allows) and return their CPU seconds.
+They run under :func:`benchmarks.runner.throughput` with ``lossy=True``: received msg/s (or
+MB/s), the loss in ``extra``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from multiprocessing.connection import Connection
 
-from .runner import CASE_TIMEOUT, CTX, Result, _run_target
-from .workers import DEADLINE
+from .workers import DEADLINE, cpu_seconds
 
 QUIET = 0.5  # the sender is done (or everything left was lost)
 BURST = 64  # messages between pacing checks
@@ -62,13 +61,14 @@ def recv_objtransport(pipe: Connection, size: int, count: int) -> None:
     from objtransport import Message, NetworkTransport
 
     async def main() -> None:
-        state = [0.0, 0.0, 0.0, 0.0]  # received, bytes, first, last
+        state = [0.0, 0.0, 0.0, 0.0, 0.0]  # received, bytes, first, last, CPU at first
         done = asyncio.Event()
 
         def on_message(msg: Message) -> None:
             now = time.perf_counter()
             if not state[0]:
                 state[2] = now
+                state[4] = cpu_seconds()
             state[0] += 1
             state[1] += len(msg.data)
             state[3] = now
@@ -80,27 +80,31 @@ def recv_objtransport(pipe: Connection, size: int, count: int) -> None:
                                         max_datagram_payload=PIECE)
             pipe.send(listener.port)
             await _count_until_quiet(state, count, done)
-            pipe.send((int(state[0]), int(state[1]), state[3] - state[2]))
+            pipe.send((int(state[0]), int(state[1]), state[3] - state[2],
+                       cpu_seconds() - state[4]))
 
     asyncio.run(main())
 
 
-def send_objtransport(port: int, size: int, count: int, rate: float = 0.0) -> None:
+def send_objtransport(port: int, size: int, count: int, rate: float = 0.0) -> float:
     from objtransport import NetworkTransport
 
-    async def main() -> None:
+    async def main() -> float:
         async with NetworkTransport(timeout=DEADLINE) as net:
             conn = await net.connect("127.0.0.1", port, transport="udp",
                                      max_datagram_payload=PIECE)
             payload = b"x" * size
+            cpu0 = cpu_seconds()
             pacer = _Pacer(rate)
             for _ in range(count):
                 await net.send_data(conn, payload)
                 await pacer.tick()
             await net.flush(conn, timeout=DEADLINE)
+            cpu = cpu_seconds() - cpu0
             await asyncio.sleep(0.2)
+        return cpu
 
-    asyncio.run(main())
+    return asyncio.run(main())
 
 
 # -- plain asyncio DatagramProtocol ---------------------------------------------------------
@@ -108,7 +112,7 @@ def send_objtransport(port: int, size: int, count: int, rate: float = 0.0) -> No
 
 def recv_asyncio(pipe: Connection, size: int, count: int) -> None:
     async def main() -> None:
-        state = [0.0, 0.0, 0.0, 0.0]
+        state = [0.0, 0.0, 0.0, 0.0, 0.0]
         done = asyncio.Event()
 
         class Receiver(asyncio.DatagramProtocol):
@@ -116,6 +120,7 @@ def recv_asyncio(pipe: Connection, size: int, count: int) -> None:
                 now = time.perf_counter()
                 if not state[0]:
                     state[2] = now
+                    state[4] = cpu_seconds()
                 state[0] += 1
                 state[1] += len(data)
                 state[3] = now
@@ -128,57 +133,25 @@ def recv_asyncio(pipe: Connection, size: int, count: int) -> None:
         pipe.send(transport.get_extra_info("sockname")[1])
         await _count_until_quiet(state, count, done)
         transport.close()
-        pipe.send((int(state[0]), int(state[1]), state[3] - state[2]))
+        pipe.send((int(state[0]), int(state[1]), state[3] - state[2], cpu_seconds() - state[4]))
 
     asyncio.run(main())
 
 
-def send_asyncio(port: int, size: int, count: int, rate: float = 0.0) -> None:
-    async def main() -> None:
+def send_asyncio(port: int, size: int, count: int, rate: float = 0.0) -> float:
+    async def main() -> float:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
             asyncio.DatagramProtocol, remote_addr=("127.0.0.1", port))
         payload = b"x" * size
+        cpu0 = cpu_seconds()
         pacer = _Pacer(rate)
         for _ in range(count):
             transport.sendto(payload)
             await pacer.tick()
+        cpu = cpu_seconds() - cpu0
         await asyncio.sleep(0.2)
         transport.close()
+        return cpu
 
-    asyncio.run(main())
-
-
-# -- the runner ------------------------------------------------------------------------------
-
-
-def udp_throughput(recv: Callable[..., None], send: Callable[..., None], size: int,
-                   count: int, unit: str, label: str) -> Result:
-    """Received msg/s (or MB/s) over the receiving time; the loss is printed and kept in
-    ``extra["loss %"]``. ``count`` messages are sent; fewer may arrive."""
-    parent, child = CTX.Pipe()
-    r = _run_target(recv, (child, size, count))
-    s = None
-    try:
-        if not parent.poll(20):
-            return Result(error="receiver did not start")
-        port = parent.recv()
-        s = _run_target(send, (port, size, count))
-        if not parent.poll(CASE_TIMEOUT):
-            return Result(error="timed out")
-        got, nbytes, seconds = parent.recv()
-        if got < 2 or seconds <= 0:
-            return Result(error=f"received {got} of {count}")
-        loss = 100.0 * (count - got) / count
-        value = got / seconds if unit == "msg/s" else nbytes / seconds / 1e6
-        print(f"      {label}: received {got:,} of {count:,} (loss {loss:.2f} %)",
-              flush=True)
-        return Result(value, extra={"loss %": loss})
-    except Exception as exc:  # a broken case must not stop the suite
-        return Result(error=f"{type(exc).__name__}: {exc}")
-    finally:
-        for p in (s, r):
-            if p is not None:
-                p.join(10)
-                if p.is_alive():
-                    p.kill()
+    return asyncio.run(main())
