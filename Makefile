@@ -28,8 +28,24 @@ pytest: install
 
 test: lint typecheck pytest
 
-bench: install
-	$(BIN)/python -m benchmarks
+# Benchmarks: 5 interleaved reps, ~20 min each on a quiet 2-core machine (README, "bench").
+# iperf3 (Debian) is the bulk TCP baseline: installed here when missing and running as root.
+# Pass options with BENCH_ARGS, e.g. make bench BENCH_ARGS="--only tcp --reps 7".
+.PHONY: bench-deps bench-uvloop
+bench-deps: install
+	@command -v iperf3 >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq >/dev/null; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 >/dev/null; \
+	  else \
+	    echo "iperf3 is missing and cannot be installed here: apt-get install iperf3" >&2; \
+	  fi; }
+
+bench: bench-deps
+	$(BIN)/python -m benchmarks --loop default $(BENCH_ARGS)
+
+bench-uvloop: bench-deps
+	$(BIN)/python -m benchmarks --loop uvloop $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
