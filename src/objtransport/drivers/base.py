@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..config import Options, TransportKind
+from ..sansio.core import AnySession, Session
 from ..sansio.events import Closed, Event, Received
 from ..sansio.framing import GoAwayCode
-from ..sansio.session import Session
 from ..sansio.throttle import TokenBucket
 from .pacing import Pacer
 
@@ -32,7 +32,6 @@ __all__ = ["Driver", "Link", "LinkParts", "Server"]
 class Link(Protocol):
     """One live socket (or stream, or datagram peer) bound to one session."""
 
-    session: Session
     peer: Any
     ready: asyncio.Future[None]  # session handshake complete
     closed: asyncio.Future[Closed]  # session ended
@@ -41,6 +40,9 @@ class Link(Protocol):
     last_seq: int  # the sequence number of the last message send() queued
     on_messages: Callable[[list[Received]], None]
     on_event: Callable[[Any, Event], None]
+
+    @property
+    def session(self) -> AnySession: ...
 
     def send(self, data: bytes | bytearray | memoryview, stream: int = 0, priority: int = 2,
              text: bool = False) -> bool: ...

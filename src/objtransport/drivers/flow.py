@@ -5,25 +5,44 @@ A link class derives from :class:`FlowControl` and sets, in its ``__init__``, th
 declared below. It calls ``_wake_drain_waiters()`` after it handed bytes to its socket or
 carrier and ``_wake_flushed()`` once nothing is queued any more; it may override
 ``_queued()`` when it holds bytes outside the session's scheduler (UDP's held datagrams).
+For ``_delivered`` it provides ``_answer`` (have queued answers sent), ``_process_events``
+and ``_rearm`` (the :class:`_Pump` protocol, checked by mypy where ``_delivered`` is called).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Protocol
 
 from ..exceptions import ConnectionClosed, SendTimeout
+from ..sansio.core import AnySession
 from ..sansio.events import Closed, Received
 from ..sansio.reliability import ResumeState
-from ..sansio.session import Session
 
 __all__ = ["FlowControl"]
+
+
+class _Pump(Protocol):
+    """What a link provides for :meth:`FlowControl._delivered`: where its messages and
+    events go, how it re-arms its timer and how it gets queued answers sent."""
+
+    @property
+    def session(self) -> AnySession: ...
+
+    on_messages: Callable[[list[Received]], None]
+
+    def _answer(self) -> None: ...
+
+    def _process_events(self) -> None: ...
+
+    def _rearm(self) -> None: ...
 
 
 class FlowControl:
     """``wait_writable`` / ``wait_flushed`` / ``backlog`` and their waiters."""
 
-    session: Session
+    session: AnySession
     on_messages: Callable[[list[Received]], None]
     loop: asyncio.AbstractEventLoop
     closed: asyncio.Future[Closed]
@@ -123,7 +142,7 @@ class FlowControl:
         return ConnectionClosed(str(s.peer), s.close_code or 0, s.close_reason)
 
     # -- receiving -------------------------------------------------------------------------
-    def _delivered(self, msgs: list[Received]) -> None:
+    def _delivered(self: _Pump, msgs: list[Received]) -> None:
         """Received bytes went to the session: hand over its messages, handle its events,
         re-arm the timer, have what it answered sent (``_answer``)."""
         session = self.session
@@ -136,15 +155,6 @@ class FlowControl:
             self._rearm()
         if session.scheduler.pending_bytes or session.has_final:
             self._answer()
-
-    def _answer(self) -> None:  # pragma: no cover - every link overrides it
-        raise NotImplementedError
-
-    def _process_events(self) -> None:  # pragma: no cover - every link overrides it
-        raise NotImplementedError
-
-    def _rearm(self) -> None:  # pragma: no cover - every link overrides it
-        raise NotImplementedError
 
     # -- the session timer -----------------------------------------------------------------
     def _cancel_timer(self) -> None:

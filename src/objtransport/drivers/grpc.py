@@ -37,10 +37,10 @@ from grpc_health.v1.health import aio as health_aio
 
 from ..config import Options, TransportKind
 from ..exceptions import ConnectError, ProtocolError, TransportError
+from ..sansio.core import AnySession
 from ..sansio.envelope import decode_envelope, encode_payload
 from ..sansio.framing import GoAwayCode
 from ..sansio.message import MessageSession
-from ..sansio.session import Session
 from .base import LinkParts
 from .grpc_config import (
     CARRIER_MAX,
@@ -75,7 +75,7 @@ class GrpcLink(MessageLink):
     """One ``Connect`` call bound to one session (native or message): ``call`` and
     ``channel`` on a client, ``context`` on a listener."""
 
-    def __init__(self, session: Session, parts: LinkParts, peer: Any, *,
+    def __init__(self, session: AnySession, parts: LinkParts, peer: Any, *,
                  call: Any = None, channel: grpc.aio.Channel | None = None,
                  context: Any = None) -> None:
         self._init_link(session, parts, peer)
@@ -361,7 +361,7 @@ class GrpcDriver:
                 call = channel.stream_stream(METHOD)(
                     metadata=NATIVE_METADATA if native else None, wait_for_ready=False)
                 await call.wait_for_connection()
-                session = parts.make_session(native)
+                session: AnySession = parts.make_session(native)
                 if not native:
                     session = MessageSession.like(session, asyncio.get_running_loop().time(),
                                                   keepalive=False)
@@ -427,7 +427,7 @@ class GrpcDriver:
             native = framing_of(context.invocation_metadata()) == NATIVE
             if native:
                 await context.send_initial_metadata(NATIVE_METADATA)
-            session = parts.make_session(native)
+            session: AnySession = parts.make_session(native)
             if not native:
                 session = MessageSession.like(session, asyncio.get_running_loop().time(),
                                               keepalive=False)

@@ -19,11 +19,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from ..sansio.core import AnySession
 from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
 from ..sansio.framing import GoAwayCode
 from ..sansio.message import MessageSession
 from ..sansio.reliability import ResumeState
-from ..sansio.session import NativeSession, Session
+from ..sansio.session import NativeSession
 from .base import LinkParts
 from .flow import FlowControl
 
@@ -36,7 +37,7 @@ class MessageLink(FlowControl):
     #: the largest carrier message the writer produces (a sender splits above it)
     carrier_max = 1024 * 1024
 
-    def _init_link(self, session: Session, parts: LinkParts, peer: Any) -> None:
+    def _init_link(self, session: AnySession, parts: LinkParts, peer: Any) -> None:
         self.session = session
         self.native = isinstance(session, NativeSession)
         self._sched = session.scheduler
@@ -66,10 +67,6 @@ class MessageLink(FlowControl):
         self._writer: asyncio.Task[None] | None = None
         self._aborted = False
         self._msession = session if isinstance(session, MessageSession) else None
-
-    # -- what the subclass provides --------------------------------------------------------
-    def abort(self) -> None:  # pragma: no cover - every driver overrides it
-        raise NotImplementedError
 
     # -- the writer ------------------------------------------------------------------------
     def _kick(self) -> None:

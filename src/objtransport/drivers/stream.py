@@ -48,6 +48,8 @@ OnEvent = Callable[["StreamLink", Event], None]
 class StreamLink(FlowControl, asyncio.BufferedProtocol):
     """One stream socket bound to one session."""
 
+    session: Session
+
     @classmethod
     def from_parts(cls, parts: LinkParts) -> StreamLink:
         """The link for a new socket, as the connection layer describes it."""
@@ -441,9 +443,7 @@ def _share_receive_buffer(session: Session) -> None:
     buf = getattr(_local, "buf", None)
     if buf is None:
         buf = _local.buf = bytearray(RECV_BUFFER_SIZE)
-    decoder = getattr(session, "decoder", None)
-    if decoder is not None:
-        decoder.use_buffer(buf)
+    session.use_buffer(buf)
 
 
 def _write_chunks(t: asyncio.Transport, chunks: list[Any]) -> None:

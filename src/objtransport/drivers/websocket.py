@@ -47,9 +47,9 @@ from websockets.typing import Subprotocol
 
 from ..config import Options, TransportKind
 from ..exceptions import ConnectError, TransportError
+from ..sansio.core import AnySession
 from ..sansio.framing import GoAwayCode
 from ..sansio.message import MessageSession
-from ..sansio.session import Session
 from .base import LinkParts
 from .message_link import MessageLink
 from .tcp import describe_connect_error
@@ -153,7 +153,7 @@ class _DirectClientConnection(ClientConnection):
 class WebSocketLink(MessageLink):
     """One WebSocket connection bound to one session (native or message)."""
 
-    def __init__(self, ws: ServerConnection | ClientConnection, session: Session,
+    def __init__(self, ws: ServerConnection | ClientConnection, session: AnySession,
                  parts: LinkParts) -> None:
         self.ws = ws
         self._init_link(session, parts, ws.remote_address)
@@ -502,7 +502,7 @@ class WebSocketDriver:
                     raise ConnectError(url, "the server did not accept the objtransport.v1 "
                                        "subprotocol (a plain WebSocket server? connect "
                                        "with framing='raw')")
-                session = parts.make_session(native)
+                session: AnySession = parts.make_session(native)
                 if not native:
                     session = MessageSession.like(session, asyncio.get_running_loop().time())
                 link = WebSocketLink(ws, session, parts)
@@ -560,7 +560,7 @@ class WebSocketDriver:
                 return
             native = ws.subprotocol == SUBPROTOCOL
             _set_max_size(ws, CARRIER_MAX if native else raw_limit)
-            session = parts.make_session(native)
+            session: AnySession = parts.make_session(native)
             if not native:
                 session = MessageSession.like(session, asyncio.get_running_loop().time())
             link = WebSocketLink(ws, session, parts)

@@ -37,9 +37,9 @@ from typing import Any
 
 from ..config import Options
 from ..exceptions import MessageTooLarge
+from .core import AnySession, SessionCore, SessionState
 from .events import (
     PRIORITY_NAMES,
-    Closed,
     HandshakeComplete,
     Message,
     PongReceived,
@@ -61,8 +61,9 @@ from .framing import (
     encode_goaway,
     encode_raw,
 )
+from .liveness import Pinger
+from .reassembly import Reassembly, ReassemblyBudget, SeqWindow
 from .scheduler import Chunk
-from .session import Session, SessionState
 
 __all__ = [
     "LOSS_COUNTERS",
@@ -76,14 +77,10 @@ __all__ = [
 
 #: the largest UDP payload over IPv4
 MAX_UDP_PAYLOAD = 65_507
-#: how many message numbers the duplicate filter remembers behind the newest
-WINDOW = 4096
 #: a DATA number further ahead than this of the newest is garbage, not a gap
 MAX_JUMP = 1 << 20
 #: a client resends its PING this often until the first PONG
 PROBE_INTERVAL = 0.25
-#: numbers of messages given up, remembered so late fragments count as expired
-_GAVE_UP_KEEP = 1024
 FRAG_SIZE = FRAME_HEADER.size + FRAG_EXT.size  # 28
 
 #: one datagram to send: a buffer, or a fragment header and its piece
@@ -100,13 +97,11 @@ _unpack = FRAME_HEADER.unpack_from
 _unpack_frag = FRAG_EXT.unpack_from
 _pack_header = FRAME_HEADER.pack
 _LEN = struct.Struct("!I")
-_TOKEN = struct.Struct("!Q")
 _NOT_TEXT = 0xFF & ~FLAG_TEXT
 _FRAG_FLAGS = FLAG_FRAG | FLAG_TEXT
 _PING = int(FrameType.PING)
 _PONG = int(FrameType.PONG)
 _GOAWAY = int(FrameType.GOAWAY)
-_ORDERLY = (GoAwayCode.NORMAL, GoAwayCode.SHUTDOWN)
 
 
 def looks_native(data: bytes | bytearray | memoryview) -> bool:
@@ -124,153 +119,14 @@ def looks_native(data: bytes | bytearray | memoryview) -> bool:
     return typ == _PING and n == 28 and not flags
 
 
-class ReassemblyBudget:
-    """Bytes of partial messages held by every peer that shares it (one UDP listener)."""
-
-    __slots__ = ("limit", "used", "peak")
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-        self.peak = 0
-
-    def __repr__(self) -> str:
-        return f"<ReassemblyBudget used={self.used} peak={self.peak} limit={self.limit}>"
-
-
-class SeqWindow:
-    """Which message numbers are done (delivered or given up), in a bounded window.
-
-    ``floor``: every number up to it is done or was passed over (counted in ``passed``);
-    ``above``: numbers done beyond the floor. When the newest number gets more than ``size``
-    ahead of the floor, the floor moves up and the numbers it passes that never completed
-    count as missing. A number at or below the floor is a duplicate, unless it is small while
-    the floor is far above (the peer started numbering again: ``restarts``).
-    """
-
-    __slots__ = ("floor", "above", "hi", "passed", "size", "restarts")
-
-    def __init__(self, size: int = WINDOW) -> None:
-        self.size = size
-        self.floor = 0
-        self.above: set[int] = set()
-        self.hi = 0  # the highest number done
-        self.passed = 0  # numbers the floor passed over that never completed
-        self.restarts = 0
-
-    def seen(self, seq: int) -> bool:
-        """True when ``seq`` is already done (a duplicate)."""
-        if not self.hi and not self.above and seq > self.size:
-            self.floor = seq - 1  # joining a numbering already under way (a fresh window)
-            return False
-        if seq <= self.floor:
-            if seq <= self.size and self.floor > 2 * self.size:
-                self.passed += self.hi - self.floor - len(self.above)
-                self.floor = self.hi = 0
-                self.above.clear()
-                self.restarts += 1
-                return False
-            return True
-        return seq in self.above
-
-    def mark(self, seq: int) -> None:
-        """Record ``seq`` as done."""
-        floor = self.floor
-        if seq <= floor:
-            return
-        above = self.above
-        if seq == floor + 1:
-            floor = seq
-            while above and floor + 1 in above:
-                floor += 1
-                above.discard(floor)
-            self.floor = floor
-            if floor > self.hi:
-                self.hi = floor
-            return
-        above.add(seq)
-        if seq > self.hi:
-            self.hi = seq
-        if seq - floor > self.size:
-            self._advance(seq - self.size)
-
-    def _advance(self, new_floor: int) -> None:
-        above = self.above
-        floor = self.floor
-        span = new_floor - floor
-        if span > 4 * len(above):
-            done = [s for s in above if s <= new_floor]
-            self.passed += span - len(done)
-            above.difference_update(done)
-        else:
-            for s in range(floor + 1, new_floor + 1):
-                if s in above:
-                    above.discard(s)
-                else:
-                    self.passed += 1
-        while above and new_floor + 1 in above:
-            new_floor += 1
-            above.discard(new_floor)
-        self.floor = new_floor
-
-    @property
-    def missing(self) -> int:
-        """Numbers below the newest one that never completed (passed over or still gaps)."""
-        return self.passed + self.hi - self.floor - len(self.above)
-
-
-class _Partial:
-    """A fragmented message being put together: its pieces by offset."""
-
-    __slots__ = ("total", "step", "final_off", "pieces", "held", "created", "stream",
-                 "priority", "text")
-
-    def __init__(self, total: int, stream: int, priority: int, text: bool,
-                 now: float) -> None:
-        self.total = total
-        self.step = 0  # the size of every piece but the last (0: not known yet)
-        self.final_off = -1  # offset of the last piece, while the step is not known
-        self.pieces: dict[int, bytes] = {}
-        self.held = 0
-        self.created = now
-        self.stream = stream
-        self.priority = priority
-        self.text = text
-
-    def fits(self, offset: int, piece: int) -> bool:
-        """Is a piece at ``offset`` consistent with the others (equal steps, no overlap)?"""
-        final = offset + piece == self.total
-        step = self.step
-        if step:
-            if offset % step:
-                return False
-            return piece <= step if final else piece == step
-        if final:
-            if self.final_off >= 0 and self.final_off != offset:
-                return False
-            self.final_off = offset
-            return True
-        fo = self.final_off
-        if offset % piece or (fo >= 0 and (fo % piece or self.total - fo > piece)):
-            return False
-        self.step = piece
-        return True
-
-    def assemble(self) -> bytes:
-        pieces = self.pieces
-        if len(pieces) == 1:
-            return pieces[0]
-        step = self.step
-        return b"".join([pieces[o] for o in range(0, self.total, step)])
-
-
-class DatagramSession(Session):
+class DatagramSession(SessionCore):
     """One UDP peer: native (frames, fragments, PING/PONG) or raw (one datagram per message).
 
     ``role`` is "client" (a connected endpoint: PING probes until the first PONG, then
     keepalive and a liveness deadline) or "server" (a listener's peer: open at once, forgotten
     after ``idle_timeout`` of silence, or ``keepalive_interval + pong_timeout`` in native
-    framing, since a native client pings every ``keepalive_interval``).
+    framing, since a native client pings every ``keepalive_interval``). Fragmented messages
+    are put together by its :class:`~.reassembly.Reassembly`.
     """
 
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
@@ -279,7 +135,6 @@ class DatagramSession(Session):
         super().__init__(options, conn_id, transport, peer, now)
         self.native = native
         self.role = role
-        self.budget = budget
         self.messages: list[Received] = []
         self.max_message_size = (options.max_message_size if native
                                  else min(options.max_message_size, MAX_UDP_PAYLOAD))
@@ -289,33 +144,25 @@ class DatagramSession(Session):
         self._count = 0  # messages queued (the last sequence number given out)
         self._received_bytes = 0
         self.window = SeqWindow()
+        self.reassembly = Reassembly(options, self.window, budget)
         #: the highest (seq << 32 | offset) of the DATA datagrams accepted: one below it
         #: arrived after a datagram the sender numbered later (``reordered``)
         self._hi_key = 0
-        self._partials: dict[int, _Partial] = {}
-        self._gave_up: dict[int, None] = {}
-        self.held = 0  # bytes of partial messages held
         self._need_head: memoryview | None = None
-        # counters (see LOSS_COUNTERS)
-        self.datagrams_sent = self.datagrams_received = self.fragments_received = 0
-        self.fragments_expired = self.messages_dropped = self.duplicates = 0
-        self.reordered = self.garbage = self.oversized = self.inconsistent = 0
-        self.evicted = self.keepalives = 0
+        # counters (see LOSS_COUNTERS; the reassembly keeps the fragment ones)
+        self.datagrams_sent = self.datagrams_received = 0
+        self.reordered = self.garbage = self.keepalives = 0
+        self._duplicates = self._oversized = 0
         self.overrun = 0  # datagrams dropped while the application had reading paused
-        # liveness
-        self.rtt_last: float | None = None
-        self.pings_sent = 0
-        self._ping_token = 0
-        self._ping_sent_at: float | None = None
-        self._next_ping = now
+        self.pinger = Pinger(now)
         if native and role == "client":
             self._send_ping(now)  # the probe: open once it is answered
-            self._next_ping = now + PROBE_INTERVAL
+            self.pinger.next_at = now + PROBE_INTERVAL
         else:
             self._open()
 
     @classmethod
-    def like(cls, other: Session, now: float, *, native: bool, role: str,
+    def like(cls, other: AnySession, now: float, *, native: bool, role: str,
              budget: ReassemblyBudget | None = None) -> DatagramSession:
         """A datagram session for the same connection as ``other`` (built by an owner that
         only knows stream framings)."""
@@ -342,24 +189,59 @@ class DatagramSession(Session):
         return False
 
     @property
+    def rtt_last(self) -> float | None:
+        return self.pinger.rtt_last
+
+    @property
+    def pings_sent(self) -> int:
+        return self.pinger.sent
+
+    @property
     def messages_missing(self) -> int:
         return self.window.missing
 
     @property
     def partial_messages(self) -> int:
-        return len(self._partials)
+        return len(self.reassembly.partials)
+
+    @property
+    def held(self) -> int:
+        """Bytes of partial messages held."""
+        return self.reassembly.held
+
+    @property
+    def duplicates(self) -> int:
+        return self._duplicates + self.reassembly.duplicates
+
+    @property
+    def oversized(self) -> int:
+        return self._oversized + self.reassembly.oversized
+
+    @property
+    def fragments_received(self) -> int:
+        return self.reassembly.fragments_received
+
+    @property
+    def fragments_expired(self) -> int:
+        return self.reassembly.fragments_expired
+
+    @property
+    def messages_dropped(self) -> int:
+        return self.reassembly.messages_dropped
+
+    @property
+    def inconsistent(self) -> int:
+        return self.reassembly.inconsistent
+
+    @property
+    def evicted(self) -> int:
+        return self.reassembly.evicted
 
     def loss_counters(self) -> dict[str, int]:
         """The datagram figures, named as in :data:`LOSS_COUNTERS`."""
         return {name: getattr(self, name) for name in LOSS_COUNTERS}
 
     # -- receiving -------------------------------------------------------------------------
-    def get_buffer(self, sizehint: int = -1) -> memoryview:
-        raise NotImplementedError("a datagram session receives whole datagrams")
-
-    def buffer_updated(self, nbytes: int, now: float) -> list[Received]:
-        raise NotImplementedError("a datagram session receives whole datagrams")
-
     def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Received]:
         """One whole datagram; return the messages it completed."""
         self.receive_datagram(data, now)
@@ -419,14 +301,13 @@ class DatagramSession(Session):
             self._on_pong(bytes(data[20:]), now)
         elif typ == _GOAWAY and n >= 22:
             code, reason = decode_goaway(bytes(data[20:]))
-            self._close(code, reason, by_peer=True, drop_queued=True,
-                        error=code not in _ORDERLY)
+            self.peer_closed(code, reason)
         else:
             self.garbage += 1
 
     def _receive_raw(self, data: bytes | bytearray | memoryview, n: int) -> None:
         if n > self.max_message_size:
-            self.oversized += 1
+            self._oversized += 1
             return
         payload = bytes(data)
         if n == 1 and payload == RAW_KEEPALIVE and self.options.raw_keepalive_filter:
@@ -444,10 +325,8 @@ class DatagramSession(Session):
             return False
         restarts = w.restarts
         if w.seen(seq):
-            if seq in self._gave_up:
-                self.fragments_expired += 1
-            else:
-                self.duplicates += 1
+            if not self.reassembly.late(seq):
+                self._duplicates += 1
             return False
         if w.restarts != restarts:
             self._hi_key = 0
@@ -459,116 +338,45 @@ class DatagramSession(Session):
             self.garbage += 1
             return
         offset, total = _unpack_frag(data, 20)
-        piece = n - FRAG_SIZE
-        self.fragments_received += 1
-        if total > self.max_message_size:
-            self.oversized += 1
+        r = self.reassembly
+        if not r.check(seq, offset, n - FRAG_SIZE, total, stream, prio):
             return
-        if offset + piece > total:
-            self.inconsistent += 1
-            return
-        p = self._partials.get(seq)
+        p = r.partials.get(seq)
         if p is None:
             if not self._accept_new(seq):
                 return
-            p = self._start(seq, total, stream, prio, bool(flags & FLAG_TEXT), now)
-        elif total != p.total or stream != p.stream or prio != p.priority:
-            self.inconsistent += 1
+            p = r.start(seq, total, stream, prio, bool(flags & FLAG_TEXT), now)
+            if len(r.partials) == 1:
+                self.timer_changed = True  # the reassembly deadline may come first now
+        if not r.add(seq, p, offset, bytes(data[FRAG_SIZE:])):
             return
-        if not p.fits(offset, piece):
-            self.inconsistent += 1
-            return
-        if offset in p.pieces:
-            self.duplicates += 1
-            return
-        if not self._charge(piece, p):
-            self._give_up(seq, evicted=True)
-            return
-        p.pieces[offset] = bytes(data[FRAG_SIZE:])
-        p.held += piece
         key = seq << 32 | offset
         if key > self._hi_key:
             self._hi_key = key
         else:
             self.reordered += 1
-        if p.held == total:
-            self._complete(seq, p)
-
-    def _start(self, seq: int, total: int, stream: int, prio: int, text: bool,
-               now: float) -> _Partial:
-        parts = self._partials
-        if len(parts) >= self.options.max_partial_messages:
-            self._give_up(next(iter(parts)), evicted=True)
-        if not parts:
-            self.timer_changed = True  # the reassembly deadline may come first now
-        p = parts[seq] = _Partial(total, stream, prio, text, now)
-        return p
-
-    def _charge(self, n: int, keep: _Partial) -> bool:
-        """Reserve ``n`` bytes, giving up this peer's oldest other partials if need be."""
-        limit = self.options.max_reassembly_bytes
-        budget = self.budget
-        while self.held + n > limit or (budget is not None and budget.used + n > budget.limit):
-            victim = next((s for s, p in self._partials.items() if p is not keep), None)
-            if victim is None:
-                return False
-            self._give_up(victim, evicted=True)
-        self.held += n
-        if budget is not None:
-            budget.used += n
-            if budget.used > budget.peak:
-                budget.peak = budget.used
-        return True
-
-    def _release(self, n: int) -> None:
-        self.held -= n
-        if self.budget is not None:
-            self.budget.used -= n
-
-    def _complete(self, seq: int, p: _Partial) -> None:
-        del self._partials[seq]
-        self._release(p.held)
-        data = p.assemble()
-        self.window.mark(seq)
-        self._received_bytes += p.total
-        self.messages_received += 1
-        if p.stream or p.priority != 2 or p.text:
-            self.messages.append(Message(data, self.conn_id, self.transport_name, self.peer,
-                                         p.stream, PRIORITY_NAMES[p.priority], p.text))
-        else:
-            self.messages.append(data)
-
-    def _give_up(self, seq: int, evicted: bool = False) -> None:
-        """Drop a partial message: counted as dropped, its fragments as expired."""
-        p = self._partials.pop(seq)
-        self._release(p.held)
-        self.messages_dropped += 1
-        self.fragments_expired += len(p.pieces)
-        if evicted:
-            self.evicted += 1
-        self.window.mark(seq)
-        gave_up = self._gave_up
-        gave_up[seq] = None
-        if len(gave_up) > _GAVE_UP_KEEP:
-            del gave_up[next(iter(gave_up))]
-
-    def _discard_partials(self) -> None:
-        for seq in list(self._partials):
-            self._give_up(seq)
+        if p.complete:
+            data = r.finish(seq, p)
+            self._received_bytes += p.total
+            self.messages_received += 1
+            if p.stream or p.priority != 2 or p.text:
+                self.messages.append(Message(data, self.conn_id, self.transport_name,
+                                             self.peer, p.stream, PRIORITY_NAMES[p.priority],
+                                             p.text))
+            else:
+                self.messages.append(data)
 
     def _on_pong(self, payload: bytes, now: float) -> None:
-        (token,) = _TOKEN.unpack(payload)
-        if token < 1 or token > self._ping_token:
+        p = self.pinger
+        if not p.known(payload):
             self.garbage += 1
             return
         if self.state is SessionState.HANDSHAKE:
             self._open()
-            self._next_ping = now + self.options.keepalive_interval
+            p.next_at = now + self.options.keepalive_interval
             self.timer_changed = True
-        if token == self._ping_token and self._ping_sent_at is not None:
-            rtt = max(0.0, now - self._ping_sent_at)
-            self._ping_sent_at = None
-            self.rtt_last = rtt
+        rtt = p.pong(payload, now)
+        if rtt is not None:
             self.events.append(PongReceived(rtt))
 
     # -- sending ---------------------------------------------------------------------------
@@ -655,11 +463,7 @@ class DatagramSession(Session):
         return out
 
     def _send_ping(self, now: float) -> None:
-        self._ping_token += 1
-        self._ping_sent_at = now
-        self.pings_sent += 1
-        self.scheduler.push_frame(0, encode_frame(FrameType.PING,
-                                                  _TOKEN.pack(self._ping_token)))
+        self.scheduler.push_frame(0, self.pinger.ping(now))
 
     def _queue_goaway(self, code: int, reason: str) -> None:
         if self.native:
@@ -668,11 +472,11 @@ class DatagramSession(Session):
     def _close(self, code: int, reason: str, *, by_peer: bool, drop_queued: bool,
                error: bool) -> None:
         super()._close(code, reason, by_peer=by_peer, drop_queued=drop_queued, error=error)
-        self._discard_partials()
+        self.reassembly.discard()
 
     def connection_lost(self, reason: str) -> None:
         super().connection_lost(reason)
-        self._discard_partials()
+        self.reassembly.discard()
 
     # -- time ------------------------------------------------------------------------------
     def _idle_limit(self) -> float:
@@ -687,38 +491,32 @@ class DatagramSession(Session):
             return None
         o = self.options
         if state is SessionState.HANDSHAKE:
-            d = min(self._next_ping, self.created + o.hello_timeout)
+            d = min(self.pinger.next_at, self.created + o.hello_timeout)
         elif self.role == "server":
             d = self.last_receive + self._idle_limit()
         elif self.native:
-            d = min(self._next_ping, self.last_receive + o.keepalive_interval + o.pong_timeout)
+            d = min(self.pinger.next_at, self.last_receive + o.keepalive_interval + o.pong_timeout)
         elif o.raw_keepalive_interval:
             d = self.last_send + o.raw_keepalive_interval
         else:
             d = None
-        if self._partials:
-            first = next(iter(self._partials.values())).created + o.reassembly_timeout
+        first = self.reassembly.next_expiry()
+        if first is not None:
             d = first if d is None else min(d, first)
         return d
 
     def handle_timer(self, now: float) -> None:
         """Run what is due at ``now``: reassembly expiry, probes, keepalive, liveness."""
         o = self.options
-        parts = self._partials
-        while parts:
-            seq, p = next(iter(parts.items()))
-            if p.created + o.reassembly_timeout > now:
-                break
-            self._give_up(seq)
+        self.reassembly.expire(now)
         state = self.state
         if state is SessionState.HANDSHAKE:
             if now >= self.created + o.hello_timeout:
-                self._close(GoAwayCode.HELLO_TIMEOUT,
-                            f"no answer to PING within {o.hello_timeout:g} s",
-                            by_peer=False, drop_queued=True, error=True)
-            elif now >= self._next_ping:
+                self.fail(f"no answer to PING within {o.hello_timeout:g} s",
+                          GoAwayCode.HELLO_TIMEOUT)
+            elif now >= self.pinger.next_at:
                 self._send_ping(now)
-                self._next_ping = now + PROBE_INTERVAL
+                self.pinger.next_at = now + PROBE_INTERVAL
             return
         if state is not SessionState.OPEN:
             return
@@ -729,21 +527,17 @@ class DatagramSession(Session):
             return
         if self.native:
             if now >= self.last_receive + o.keepalive_interval + o.pong_timeout:
-                self._close(GoAwayCode.IDLE_TIMEOUT,
-                            f"peer silent for {now - self.last_receive:.1f} s (no PONG)",
-                            by_peer=False, drop_queued=True, error=True)
-            elif now >= self._next_ping:
+                self.fail(f"peer silent for {now - self.last_receive:.1f} s (no PONG)",
+                          GoAwayCode.IDLE_TIMEOUT)
+            elif now >= self.pinger.next_at:
                 self._send_ping(now)
-                self._next_ping = now + o.keepalive_interval
+                self.pinger.next_at = now + o.keepalive_interval
         elif o.raw_keepalive_interval and now >= self.last_send + o.raw_keepalive_interval:
             self.scheduler.push_frame(0, encode_raw(RAW_KEEPALIVE))
             self.last_send = now
 
     def _forget(self, reason: str) -> None:
         """A listener's idle peer: closed without a word (it may be gone), not an error."""
-        self._set_state(SessionState.CLOSED)
-        self.close_code = GoAwayCode.IDLE_TIMEOUT
-        self.close_reason = reason
         self.scheduler.clear()
-        self._discard_partials()
-        self.events.append(Closed(GoAwayCode.IDLE_TIMEOUT, reason, False, False))
+        self._ended(GoAwayCode.IDLE_TIMEOUT, reason, by_peer=False, error=False)
+        self.reassembly.discard()

@@ -1,7 +1,8 @@
 """Message-oriented raw framing: one transport message is one application message.
 
-:class:`MessageSession` has the surface of :class:`~.session.RawSession` for carriers that
-keep message boundaries themselves (a WebSocket in raw mode): there is no length prefix on
+:class:`MessageSession` has the surface of :class:`~.core.AnySession` (like
+:class:`~.raw.RawSession`, without its byte-stream input) for carriers that keep message
+boundaries themselves (a WebSocket in raw mode): there is no length prefix on
 the wire, a text message keeps its text flag, and liveness is the carrier's own ping/pong.
 
 * received: ``receive_message(data, text, now)`` per carrier message;
@@ -22,10 +23,10 @@ from typing import Any
 
 from ..config import Options
 from ..exceptions import ProtocolError
+from .core import AnySession, SessionCore, SessionState
 from .events import HandshakeComplete, Message, PongReceived, Received
 from .framing import GoAwayCode
 from .scheduler import Chunk
-from .session import Session, SessionState
 
 __all__ = ["MessageSession"]
 
@@ -34,7 +35,7 @@ _TEXT = 1
 _SMALL = 64 * 1024
 
 
-class MessageSession(Session):
+class MessageSession(SessionCore):
     """One carrier message per application message; text messages flagged."""
 
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
@@ -56,7 +57,7 @@ class MessageSession(Session):
                                              options.max_message_size))
 
     @classmethod
-    def like(cls, other: Session, now: float, keepalive: bool = True) -> MessageSession:
+    def like(cls, other: AnySession, now: float, keepalive: bool = True) -> MessageSession:
         """A message session for the same connection as ``other`` (built by an owner that
         only knows stream framings)."""
         return cls(other.options, other.conn_id, other.transport_name, other.peer, now,
@@ -66,12 +67,6 @@ class MessageSession(Session):
     @property
     def bytes_received(self) -> int:
         return self._received_bytes
-
-    def get_buffer(self, sizehint: int = -1) -> memoryview:
-        raise NotImplementedError("a message session receives whole messages")
-
-    def buffer_updated(self, nbytes: int, now: float) -> list[Received]:
-        raise NotImplementedError("a message session receives whole messages")
 
     def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Received]:
         """One whole binary message."""
@@ -168,9 +163,7 @@ class MessageSession(Session):
         sent = self._ping_sent_at
         if sent is not None:
             if now >= sent + opts.pong_timeout:
-                self._close(GoAwayCode.IDLE_TIMEOUT,
-                            f"no pong within {opts.pong_timeout:g} s",
-                            by_peer=False, drop_queued=True, error=True)
+                self.fail(f"no pong within {opts.pong_timeout:g} s", GoAwayCode.IDLE_TIMEOUT)
             return
         if now >= self._next_ping:
             self.ping_due = True

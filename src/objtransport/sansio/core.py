@@ -1,0 +1,300 @@
+"""What every session shares, and the surfaces the drivers rely on.
+
+* :class:`SessionCore` is the implementation every session kind derives from: the state and
+  its one transition table, the counters, the scheduler, the event list and the ways a
+  session ends (``close``, ``fail``, ``peer_closed``, ``carrier_closed``,
+  ``connection_lost``). It declares nothing a subclass must fill in.
+* The protocols say what a driver may call, per kind of carrier:
+
+  - :class:`AnySession`: every session (stream, datagram, message), the surface of
+    :class:`~objtransport.drivers.base.Link` and of the connection layer;
+  - :class:`Session`: a session over a byte stream (``NativeSession``, ``RawSession``):
+    also ``get_buffer`` / ``buffer_updated`` / ``receive_data``. The connection layer builds
+    these; datagram and message sessions are built from one (their ``like``).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Protocol
+
+from ..config import Options
+from ..exceptions import ConnectionNotReady, MessageTooLarge, ProtocolError
+from .events import Closed, Event, Received
+from .framing import GoAwayCode
+from .scheduler import Chunk, PriorityScheduler
+
+__all__ = ["ERROR_FREE", "AnySession", "Session", "SessionCore", "SessionState"]
+
+#: GOAWAY codes that end a connection in order: no error, no breaker failure
+ERROR_FREE = (GoAwayCode.NORMAL, GoAwayCode.SHUTDOWN)
+
+
+class SessionState(enum.Enum):
+    HANDSHAKE = "handshake"  # our HELLO is queued, the peer's has not arrived
+    OPEN = "open"
+    CLOSED = "closed"  # GOAWAY sent or received, or a fault: nothing more is accepted
+
+
+_TRANSITIONS = {
+    SessionState.HANDSHAKE: (SessionState.OPEN, SessionState.CLOSED),
+    SessionState.OPEN: (SessionState.CLOSED,),
+    SessionState.CLOSED: (),
+}
+
+
+class _Counted(Protocol):
+    other_priority_messages: list[int]
+
+    @property
+    def messages_sent(self) -> int: ...
+
+
+class SessionCore:
+    """State, counters, the scheduler and the event list; how a session ends."""
+
+    def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
+                 now: float) -> None:
+        self.options = options
+        self.conn_id = conn_id
+        self.transport_name = transport
+        self.peer = peer
+        self.state = SessionState.HANDSHAKE
+        self.open = False  # mirror of `state is OPEN`, read on the hot path
+        self.scheduler = PriorityScheduler(options.qos_weights)
+        self.events: list[Event] = []
+        self.created = now
+        self.last_receive = now
+        self.last_send = now
+        self.bytes_sent = 0
+        #: messages sent per priority, except normal (derived: see messages_by_priority)
+        self.other_priority_messages = [0, 0, 0, 0]
+        self.messages_received = 0
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.peer_max_message = options.max_message_size
+        self._final: list[Chunk] = []  # what goes after everything queued (GOAWAY)
+        #: set when next_deadline() moved earlier outside handle_timer (driver re-arms)
+        self.timer_changed = False
+
+    # -- state -----------------------------------------------------------------------------
+    def _set_state(self, new: SessionState) -> None:
+        """The one place the state changes; an illegal move is a bug and raises."""
+        if new not in _TRANSITIONS[self.state]:
+            raise RuntimeError(f"illegal session transition {self.state.value} -> {new.value}")
+        self.state = new
+        self.open = new is SessionState.OPEN
+        self._send_limit = self._peer_max_message if self.open else -1
+
+    @property
+    def closed(self) -> bool:
+        return self.state is SessionState.CLOSED
+
+    @property
+    def is_open(self) -> bool:
+        return self.open
+
+    @property
+    def peer_max_message(self) -> int:
+        """The largest message the peer accepts (its HELLO says, else our own limit)."""
+        return self._peer_max_message
+
+    @peer_max_message.setter
+    def peer_max_message(self, value: int) -> None:
+        self._peer_max_message = value
+        # one comparison on the send path: -1 unless open, so any size takes the slow check
+        self._send_limit = value if self.open else -1
+
+    def set_peer(self, peer: Any) -> None:
+        """The remote address, once the socket knows it (stamped on every message)."""
+        self.peer = peer
+
+    # -- figures ---------------------------------------------------------------------------
+    @property
+    def has_final(self) -> bool:
+        """True while a GOAWAY waits to be written after the queue."""
+        return bool(self._final)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued and not yet returned by :meth:`data_to_send`."""
+        return self.scheduler.pending_bytes + sum(len(c) for c in self._final)
+
+    def messages_by_priority(self: _Counted) -> list[int]:
+        """Messages queued for sending per priority (control, high, normal, low)."""
+        out = list(self.other_priority_messages)
+        out[2] = self.messages_sent - sum(out)
+        return out
+
+    # -- output ----------------------------------------------------------------------------
+    def take_events(self) -> list[Event]:
+        out = self.events
+        self.events = []
+        return out
+
+    def data_to_send(self, now: float, budget: int = 1 << 62,
+                     strict: bool = False) -> list[Chunk]:
+        """Chunks to write now, in order; about ``budget`` bytes of them (at most, and at
+        least one frame, when ``strict``: throttled links)."""
+        out = self.scheduler.pop(budget, strict) if self.scheduler.pending_bytes else []
+        if self._final and not self.scheduler.pending_bytes:
+            out.extend(self._final)
+            self._final = []
+        if out:
+            self.last_send = now
+        return out
+
+    def _check_send(self, size: int) -> None:
+        if self.state is not SessionState.OPEN:
+            raise ConnectionNotReady(self.conn_id, self.state.value)
+        if size > self.peer_max_message:
+            raise MessageTooLarge(size, self.peer_max_message)
+
+    # -- how a session ends (the drivers call these) ---------------------------------------
+    def close(self, code: int = GoAwayCode.NORMAL, reason: str = "closed") -> None:
+        """Orderly close: what is queued still goes out, then GOAWAY (native)."""
+        self._close(code, reason, by_peer=False, drop_queued=False,
+                    error=code not in ERROR_FREE)
+
+    def fail(self, reason: str, code: int = GoAwayCode.PROTOCOL_ERROR) -> None:
+        """This side found a fault (the peer broke the protocol, or does not read): drop
+        what is queued, queue GOAWAY ``code`` (native), close with an error. The driver
+        writes what :meth:`data_to_send` still returns, then closes the socket."""
+        self._close(code, reason, by_peer=False, drop_queued=True, error=True)
+
+    def peer_closed(self, code: int, reason: str, *, error: bool | None = None,
+                    keep_queued: bool = False) -> None:
+        """The peer ended the conversation through its carrier (a WebSocket close, the end
+        of a gRPC stream or call): nothing is answered. ``error`` defaults to "``code`` is
+        not NORMAL or SHUTDOWN"; ``keep_queued`` lets what is queued still go (a peer that
+        only stopped sending)."""
+        if error is None:
+            error = code not in ERROR_FREE
+        self._close(code, reason, by_peer=True, drop_queued=not keep_queued, error=error)
+
+    def carrier_closed(self, code: int, reason: str, *, error: bool) -> None:
+        """The carrier was closed from this side by the library under it (e.g. a WebSocket
+        close frame it sent): drop what is queued; no GOAWAY, nothing more can go out."""
+        if self.state is SessionState.CLOSED:
+            return
+        self.scheduler.clear(keep_control=True)
+        self._final = []
+        self._ended(code, reason, by_peer=False, error=error)
+
+    def connection_lost(self, reason: str) -> None:
+        """The transport went away under us."""
+        if self.state is not SessionState.CLOSED:
+            self._ended(-1, reason, by_peer=True, error=True)
+
+    def _fail(self, exc: ProtocolError) -> None:
+        self._close(exc.code, str(exc), by_peer=False, drop_queued=True, error=True)
+
+    def _close(self, code: int, reason: str, *, by_peer: bool, drop_queued: bool,
+               error: bool) -> None:
+        if self.state is SessionState.CLOSED:
+            return
+        if drop_queued:  # control frames (our HELLO, PONGs) still go, before the GOAWAY
+            self.scheduler.clear(keep_control=True)
+        if not by_peer:
+            self._queue_goaway(code, reason)
+        self._ended(code, reason, by_peer=by_peer, error=error)
+
+    def _ended(self, code: int, reason: str, *, by_peer: bool, error: bool) -> None:
+        """Record the end and report it (once): the state, the code, a Closed event."""
+        self._set_state(SessionState.CLOSED)
+        self.close_code = code
+        self.close_reason = reason
+        self.events.append(Closed(code, reason, by_peer, error))
+
+    def _queue_goaway(self, code: int, reason: str) -> None:
+        """Put the goodbye on the wire after the queue: only the native framings have one
+        (they override this); raw framing ends without a word."""
+
+
+class AnySession(Protocol):
+    """What every session offers its driver and the connection layer."""
+
+    options: Options
+    conn_id: int
+    transport_name: str
+    peer: Any
+    state: SessionState
+    open: bool
+    scheduler: PriorityScheduler
+    events: list[Event]
+    created: float
+    bytes_sent: int
+    messages_received: int
+    close_code: int | None
+    close_reason: str
+    timer_changed: bool
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def is_open(self) -> bool: ...
+
+    @property
+    def has_final(self) -> bool: ...
+
+    @property
+    def pending_bytes(self) -> int: ...
+
+    @property
+    def bytes_received(self) -> int: ...
+
+    @property
+    def messages_sent(self) -> int: ...
+
+    def messages_by_priority(self) -> list[int]: ...
+
+    def set_peer(self, peer: Any) -> None: ...
+
+    def receive_data(self, data: bytes | bytearray | memoryview,
+                     now: float) -> list[Received]:
+        """One unit of input: any cut of the byte stream (stream sessions), or one whole
+        carrier message or datagram (message and datagram sessions). Returns the complete
+        messages; events go to ``take_events``."""
+        ...
+
+    def send_message(self, data: bytes | bytearray | memoryview, stream: int = 0,
+                     priority: int = 2, text: bool = False) -> int: ...
+
+    def data_to_send(self, now: float, budget: int = 1 << 62,
+                     strict: bool = False) -> list[Chunk]: ...
+
+    def take_events(self) -> list[Event]: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+    def close(self, code: int = GoAwayCode.NORMAL, reason: str = "closed") -> None: ...
+
+    def fail(self, reason: str, code: int = GoAwayCode.PROTOCOL_ERROR) -> None: ...
+
+    def peer_closed(self, code: int, reason: str, *, error: bool | None = None,
+                    keep_queued: bool = False) -> None: ...
+
+    def carrier_closed(self, code: int, reason: str, *, error: bool) -> None: ...
+
+    def connection_lost(self, reason: str) -> None: ...
+
+
+class Session(AnySession, Protocol):
+    """A session over a byte stream (TCP, TLS, and the native framing over a WebSocket or
+    gRPC): bytes in, in any cut."""
+
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        """Where to receive the next bytes (then call :meth:`buffer_updated`)."""
+        ...
+
+    def buffer_updated(self, nbytes: int, now: float) -> list[Received]:
+        """``nbytes`` arrived in the buffer from :meth:`get_buffer`; return the messages."""
+        ...
+
+    def use_buffer(self, buf: bytearray) -> None:
+        """Receive small frames through ``buf``, which other sessions of the same thread
+        may share (what arrives is copied out within :meth:`buffer_updated`)."""
+        ...

@@ -1,0 +1,195 @@
+"""The reliable half of a native session: the HELLO exchange, resuming, acknowledgements.
+
+:class:`NativeHandshake` settles what the two sides agree on (limits, ACKs, resume) when the
+peer's HELLO arrives, resends what a resumed session had not confirmed, and schedules ACKs.
+:class:`~.session.NativeSession` derives from it and adds the frames in and out and the
+timers (docs/protocol.md sections 1.3, 1.6, 1.7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..config import Options, Priority
+from .core import SessionCore, SessionState
+from .decoder import NativeDecoder
+from .events import HandshakeComplete, SessionLost
+from .fragmentation import FragmentJob
+from .framing import (
+    ACK_FORMAT,
+    FEATURE_ACKS,
+    FEATURE_RESUME,
+    FEATURE_RESUMED,
+    FLAG_TEXT,
+    FRAME_HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    VERSION,
+    FrameType,
+    Hello,
+    encode_frame,
+    encode_hello,
+)
+from .reliability import ResumeState
+
+__all__ = ["ACK_BYTES", "ACK_DELAY", "ACK_EVERY", "NativeHandshake", "ResumeLookup"]
+
+#: acknowledge at least every this many messages (each ACK costs a write on this side and
+#: a wake-up on the other: every 256 took 18 % of 1 KiB throughput) ...
+ACK_EVERY = 4096
+#: ... or every this many payload bytes (large messages: the sender's window of
+#: ``max_unacked_bytes`` must not wait for the delay below) ...
+ACK_BYTES = 1024 * 1024
+#: ... or this long after the first unacknowledged one
+ACK_DELAY = 0.005
+#: a listener's way to find a kept session by the id in the client's HELLO:
+#: ``(state, resumed)``
+ResumeLookup = Callable[[bytes], tuple[ResumeState, bool]]
+
+_pack_header = FRAME_HEADER.pack
+_CONTROL = int(Priority.CONTROL)
+_BOTH = FEATURE_ACKS | FEATURE_RESUME
+
+
+class NativeHandshake(SessionCore):
+    """HELLO, resume and ACK state of a native session (the frames are the subclass's)."""
+
+    decoder: NativeDecoder
+
+    def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
+                 now: float, session_id: bytes, resume: ResumeState | None, role: str,
+                 resume_lookup: ResumeLookup | None) -> None:
+        super().__init__(options, conn_id, transport, peer, now)
+        self.session_id = session_id
+        self.role = role
+        self.resume_lookup = resume_lookup
+        #: sequence numbers, unacknowledged messages, duplicate filter (outlives sessions)
+        self.rs = resume if resume is not None else ResumeState(session_id)
+        self._reliable = options.reliable and (resume is not None
+                                               or resume_lookup is not None)
+        self._acks = False  # both sides agreed on ACKs (set by the handshake)
+        self._ack_due: float | None = None
+        self._ack_bytes = 0  # payload bytes received when the last ACK went
+        self._seq0 = self.rs.next_seq
+        self.peer_session_id = b""
+        self._fragment = options.max_fragment_size
+        self._qos = options.qos
+        self._preface_sent = False
+
+    # -- figures ---------------------------------------------------------------------------
+    @property
+    def unacked_bytes(self) -> int:
+        """Bytes sent and not yet acknowledged (0 without ACKs)."""
+        return self.rs.unacked_bytes if self._acks else 0
+
+    @property
+    def acks(self) -> bool:
+        return self._acks
+
+    @property
+    def messages_sent(self) -> int:
+        return self.rs.next_seq - self._seq0
+
+    # -- HELLO -----------------------------------------------------------------------------
+    def _send_hello(self, features: int | None = None, resume_seq: int | None = None,
+                    session_id: bytes | None = None) -> None:
+        o = self.options
+        rs = self.rs
+        if resume_seq is None:
+            resume_seq = rs.floor if rs.established else 0
+        if features is None:
+            features = _BOTH if self._reliable else 0
+        hello = Hello(session_id or rs.session_id, features, o.max_frame_size,
+                      o.max_message_size, resume_seq)
+        self.scheduler.push_frame(_CONTROL, MAGIC + encode_hello(hello))
+        self._preface_sent = True
+
+    def _on_hello(self, hello: Hello) -> None:
+        """Settle the handshake: limits, ACKs, and resuming (or not) the session. The
+        caller starts the keepalive."""
+        self.peer_session_id = hello.session_id
+        self.peer_max_message = hello.max_message_size
+        self._fragment = min(self.options.max_fragment_size, hello.max_frame_size - 28)
+        agreed = self._reliable and hello.features & _BOTH == _BOTH
+        if self.role == "server":
+            self._answer_hello(hello, agreed)
+        elif agreed:
+            self._client_resume(hello)
+        rs = self.rs
+        if agreed:
+            self.decoder.rx = rs
+            self._acks = True
+        rs.peer_session_id = hello.session_id
+        self._set_state(SessionState.OPEN)
+        self.events.append(HandshakeComplete(hello.session_id, hello.max_frame_size,
+                                             hello.max_message_size))
+
+    def _answer_hello(self, hello: Hello, agreed: bool) -> None:
+        """Listener: find the session to resume (if any) and send our HELLO."""
+        rs = self.rs
+        resumed = False
+        if agreed and self.resume_lookup is not None:
+            rs, resumed = self.resume_lookup(hello.session_id)
+            self.rs = rs
+            self._seq0 = rs.next_seq
+        if resumed:
+            self._send_hello(_BOTH | FEATURE_RESUMED, rs.floor, hello.session_id)
+            self._resend(hello.resume_seq)
+        else:
+            rs.reset_receive()
+            self._send_hello(_BOTH if agreed else 0, 0, hello.session_id)
+
+    def _client_resume(self, hello: Hello) -> None:
+        """Client: the listener resumed our session (resend) or started a new one (what
+        was unconfirmed is lost: reported)."""
+        rs = self.rs
+        if hello.features & FEATURE_RESUMED:
+            self._resend(hello.resume_seq)
+        else:
+            if rs.established:
+                lost = rs.take_unconfirmed()
+                if lost:
+                    self.events.append(SessionLost(lost))
+                rs.restart_numbering()
+                self._seq0 = 0
+            rs.reset_receive()
+        rs.established = True
+
+    def _resend(self, peer_floor: int) -> None:
+        """After a resume: drop what the peer has, send the rest again, same numbers."""
+        rs = self.rs
+        rs.on_ack(peer_floor)
+        for seq, data, stream, priority, text in rs.unacked():
+            self._queue(data, seq, stream, priority, text)
+            rs.resent += 1
+
+    def _queue(self, data: bytes, seq: int, stream: int, priority: int, text: bool) -> None:
+        """Queue an already numbered message (a resend)."""
+        flags = FLAG_TEXT if text else 0
+        queue = priority if self._qos else 2
+        if len(data) <= self._fragment:
+            self.scheduler.push_frame(queue, _pack_header(
+                HEADER_SIZE + len(data), VERSION, 2, flags, priority, stream, seq) + data,
+                stream)
+        else:
+            self.scheduler.push(queue, FragmentJob(data, seq, stream, priority, flags,
+                                                   self._fragment), stream)
+
+    # -- ACKs ------------------------------------------------------------------------------
+    def _schedule_ack(self, now: float) -> None:
+        rs = self.rs
+        if (rs.floor - rs.ack_sent >= ACK_EVERY
+                or self.decoder.bytes_received - self._ack_bytes >= ACK_BYTES):
+            self._send_ack()
+        elif self._ack_due is None:
+            self._ack_due = now + ACK_DELAY
+            self.timer_changed = True
+
+    def _send_ack(self) -> None:
+        rs = self.rs
+        rs.ack_sent = rs.floor
+        self._ack_bytes = self.decoder.bytes_received
+        self._ack_due = None
+        self.scheduler.push_frame(_CONTROL, encode_frame(FrameType.ACK,
+                                                         ACK_FORMAT.pack(rs.floor)))

@@ -1,0 +1,126 @@
+"""``{packet, 4}`` over a byte stream (docs/protocol.md section 2): a 4-byte length and a
+payload per message, nothing else on the wire; no handshake, no goodbye frame."""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from ..config import Options, Priority
+from ..exceptions import ProtocolError
+from .core import SessionCore, SessionState
+from .decoder import RawDecoder
+from .events import HandshakeComplete, Received
+from .framing import RAW_KEEPALIVE, GoAwayCode, encode_raw
+
+__all__ = ["RawSession"]
+
+_RAW_LEN = struct.Struct("!I")
+_CONTROL = int(Priority.CONTROL)
+
+
+class RawSession(SessionCore):
+    """``{packet, 4}``: a length and a payload per message, nothing else on the wire."""
+
+    def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
+                 now: float) -> None:
+        super().__init__(options, conn_id, transport, peer, now)
+        self._count = 0
+        self._set_state(SessionState.OPEN)
+        self.decoder = RawDecoder(conn_id, transport, peer, options.max_message_size,
+                                  options.raw_keepalive_filter)
+        self.events.append(HandshakeComplete(b"", options.max_frame_size,
+                                             options.max_message_size))
+
+    def set_peer(self, peer: Any) -> None:
+        self.peer = peer
+        self.decoder.peer = peer
+
+    def use_buffer(self, buf: bytearray) -> None:
+        self.decoder.use_buffer(buf)
+
+    @property
+    def bytes_received(self) -> int:
+        return self.decoder.bytes_received
+
+    @property
+    def keepalives_received(self) -> int:
+        return self.decoder.keepalives
+
+    @property
+    def messages_sent(self) -> int:
+        return self._count
+
+    def connection_lost(self, reason: str) -> None:
+        """A raw peer has no goodbye frame: closing its side between two messages is its
+        orderly end. EOF in the middle of a message is an error."""
+        if self.state is not SessionState.CLOSED and not self.decoder.buffered:
+            self.peer_closed(GoAwayCode.NORMAL, "peer closed the connection")
+            return
+        super().connection_lost(reason)
+
+    # -- receiving -------------------------------------------------------------------------
+    def get_buffer(self, sizehint: int = -1) -> memoryview:
+        return self.decoder.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int, now: float) -> list[Received]:
+        self.last_receive = now
+        try:
+            self.decoder.buffer_updated(nbytes)
+        except ProtocolError as exc:
+            self._fail(exc)
+        return self._take()
+
+    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Received]:
+        if self.state is SessionState.CLOSED:
+            return []
+        self.last_receive = now
+        try:
+            self.decoder.feed(data)
+        except ProtocolError as exc:
+            self._fail(exc)
+        return self._take()
+
+    def _take(self) -> list[Received]:
+        msgs = self.decoder.messages
+        if msgs:
+            self.decoder.messages = []
+            self.messages_received += len(msgs)
+        return msgs
+
+    # -- sending ---------------------------------------------------------------------------
+    def send_message(self, data: bytes | bytearray | memoryview, stream: int = 0,
+                     priority: int = 2, text: bool = False) -> int:
+        """Queue one ``{packet, 4}`` frame. ``stream``/``priority`` order the local queue
+        only; nothing of them reaches the wire."""
+        size = len(data)
+        if size > self._send_limit:
+            self._check_send(size)
+        self._count += 1
+        self.bytes_sent += size
+        if priority != 2:
+            self.other_priority_messages[priority] += 1
+        sched = self.scheduler
+        if size < 65536 and not sched.blocked:
+            buf = sched.small[priority]
+            buf += _RAW_LEN.pack(size)
+            buf += data
+            sched.pending_bytes += size + 4
+        elif size < 65536:
+            sched.push_frame(priority, _RAW_LEN.pack(size) + bytes(data), stream)
+        else:  # header and payload as one atomic item: no copy of the payload
+            sched.push(priority, (_RAW_LEN.pack(size), memoryview(data)), stream)
+        return self._count
+
+    # -- time ------------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        interval = self.options.raw_keepalive_interval
+        if self.state is not SessionState.OPEN or not interval:
+            return None
+        return self.last_send + interval
+
+    def handle_timer(self, now: float) -> None:
+        interval = self.options.raw_keepalive_interval
+        if self.state is SessionState.OPEN and interval and now >= self.last_send + interval:
+            self.scheduler.push_frame(_CONTROL, encode_raw(RAW_KEEPALIVE))
+            self.last_send = now
