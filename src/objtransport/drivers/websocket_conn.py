@@ -112,7 +112,7 @@ class WsConnection(asyncio.Protocol):
                 self._frame(ev)
             else:
                 self._handshake_event(ev)
-        if state is _OPEN and p.state is not _OPEN:
+        if p.state is not state and p.state is not _OPEN:
             self._closing_started(events)
         self.send_data()
         if p.close_expected():
