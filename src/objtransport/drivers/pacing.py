@@ -1,5 +1,7 @@
 """Bandwidth pacing for links: the token buckets that apply to one link's traffic.
 
+A :class:`ReadThrottle` keeps a stream link's reading under its receive bucket.
+
 A :class:`Pacer` holds the buckets that limit a link's sending (its own and, if set, the
 service's and its pool's); all apply. It tells the link how many bytes may go now and how long
 to wait otherwise, and keeps the figures: time spent waiting for tokens and the current rate.
@@ -8,10 +10,13 @@ The buckets are shared objects, so a rate change (``set_bandwidth``) takes effec
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+
 from ..sansio.metrics import RateMeter
 from ..sansio.throttle import TokenBucket
 
-__all__ = ["Pacer", "default_burst"]
+__all__ = ["Pacer", "ReadThrottle", "default_burst"]
 
 #: never wait for fewer tokens than this (or the burst, if smaller): avoids tiny writes
 MIN_GRANT = 16 * 1024
@@ -60,3 +65,51 @@ class Pacer:
 
     def rate(self, now: float) -> float:
         return self.meter.rate(now)
+
+
+class ReadThrottle:
+    """Keeps a stream link's reading under its receive bucket: each read is charged; in
+    debt, reading pauses (reason ``"throttle"``) until the bucket is out of it. The peer is
+    slowed by TCP flow control; nothing is buffered."""
+
+    __slots__ = ("loop", "bucket", "_pause", "_resume", "_handle")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, pause: Callable[[str], None],
+                 resume: Callable[[str], None]) -> None:
+        self.loop = loop
+        self.bucket: TokenBucket | None = None
+        self._pause = pause
+        self._resume = resume
+        self._handle: asyncio.TimerHandle | None = None
+
+    def charge(self, bucket: TokenBucket, nbytes: int) -> None:
+        """``nbytes`` were read under ``bucket``."""
+        self.bucket = bucket
+        now = self.loop.time()
+        bucket.consume(nbytes, now)
+        if bucket.tokens(now) < 0 and self._handle is None:
+            self._pause("throttle")
+            self._handle = self.loop.call_at(now + bucket.time_until(0, now), self._check)
+
+    def reset(self, bucket: TokenBucket | None) -> None:
+        """The limit changed: a paused link looks again at once."""
+        self.bucket = bucket
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+            self._check()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _check(self) -> None:
+        self._handle = None
+        bucket = self.bucket
+        if bucket is not None:
+            now = self.loop.time()
+            if bucket.tokens(now) < 0:
+                self._handle = self.loop.call_at(now + bucket.time_until(0, now), self._check)
+                return
+        self._resume("throttle")

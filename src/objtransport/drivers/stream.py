@@ -31,7 +31,8 @@ from ..sansio.session import Session, detect_native
 from ..sansio.throttle import TokenBucket
 from .base import LinkParts
 from .flow import FlowControl
-from .pacing import Pacer
+from .overload import OverloadGuard
+from .pacing import Pacer, ReadThrottle
 
 __all__ = ["StreamLink", "WRITE_HIGH", "WRITE_LOW"]
 
@@ -54,9 +55,13 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
     def from_parts(cls, parts: LinkParts) -> StreamLink:
         """The link for a new socket, as the connection layer describes it."""
         native = parts.native
-        detect = parts.make_session if native is None else None
-        link = cls(parts.make_session(native), parts.on_messages, parts.on_event,
-                   parts.max_pending, detect)
+        if native is None:
+            link: StreamLink = DetectingStreamLink(parts.make_session(None), parts.on_messages,
+                                                   parts.on_event, parts.max_pending,
+                                                   parts.make_session)
+        else:
+            link = cls(parts.make_session(native), parts.on_messages, parts.on_event,
+                       parts.max_pending)
         link.pacer = parts.pacer
         link.receive_bucket = parts.receive_bucket
         if parts.on_link is not None:
@@ -64,8 +69,7 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         return link
 
     def __init__(self, session: Session, on_messages: OnMessages, on_event: OnEvent,
-                 max_pending_bytes: int,
-                 detect: Callable[[bool], Session] | None = None) -> None:
+                 max_pending_bytes: int) -> None:
         self.session = session
         _share_receive_buffer(session)
         self._sched = session.scheduler
@@ -80,13 +84,13 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         self.ready: asyncio.Future[None] = self.loop.create_future()  # handshake done
         self.closed: asyncio.Future[Closed] = self.loop.create_future()  # session ended
         self.lost: asyncio.Future[None] = self.loop.create_future()  # socket closed
-        self._paused = False  # the transport asked us to stop writing
+        self.write_paused = False  # the transport asked us to stop writing
         self._flush_handle: asyncio.Handle | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._drain_waiters: list[tuple[asyncio.Future[None], int]] = []
         self._read_pauses: set[str] = set()  # reasons reading is paused for
-        self._overload_timer: asyncio.TimerHandle | None = None
+        self._overload = OverloadGuard(self)
         self.peer: Any = None
         self.close_error: BaseException | None = None
         self._closing = False
@@ -94,14 +98,8 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         self.pacer = Pacer()
         self.receive_bucket: TokenBucket | None = None
         self._pace_handle: asyncio.TimerHandle | None = None
-        self._recv_handle: asyncio.TimerHandle | None = None
+        self._read_throttle = ReadThrottle(self.loop, self.pause_reading, self.resume_reading)
         self.on_made: Callable[[Any], None] | None = None
-        if detect is not None:  # framing="auto": decide on the first 4 bytes
-            self._detect = detect
-            self._head = bytearray(4)
-            self._head_len = 0
-            self.get_buffer = self._detect_get_buffer  # type: ignore[method-assign]
-            self.buffer_updated = self._detect_buffer_updated  # type: ignore[method-assign]
 
     # -- asyncio protocol callbacks ------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -129,38 +127,13 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         session = self.session
         msgs = session.buffer_updated(nbytes, self.loop.time())
         if self.receive_bucket is not None:
-            self._pace_receive(nbytes)
+            self._read_throttle.charge(self.receive_bucket, nbytes)
         self._delivered(msgs)
 
     def _answer(self) -> None:
         self._schedule_flush()
-        sched = self.session.scheduler
-        if (self._paused and sched.pending_bytes > self.max_pending
-                and sched.queued_by_priority()[0] > self.max_pending // 2):
-            # what we cannot write is mostly our answers to the peer (PONGs, ACKs)
-            self._overloaded()
-
-    def _detect_get_buffer(self, sizehint: int) -> memoryview:
-        return memoryview(self._head)[self._head_len:]
-
-    def _detect_buffer_updated(self, nbytes: int) -> None:
-        self._head_len += nbytes
-        if self._head_len < 4:
-            return
-        del self.get_buffer, self.buffer_updated  # back to the class methods
-        old = self.session
-        self.session = self._detect(detect_native(bytes(self._head)))
-        _share_receive_buffer(self.session)
-        self._sched = self.session.scheduler
-        self._rs = getattr(self.session, "rs", None)
-        self.session.set_peer(self.peer)
-        self.session.created = old.created
-        msgs = self.session.receive_data(bytes(self._head), self.loop.time())
-        if msgs:
-            self.on_messages(msgs)
-        self._process_events()
-        self._flush()
-        self._rearm()
+        if self.write_paused:
+            self._overload.check()
 
     def eof_received(self) -> bool | None:
         self._lost("peer closed the connection (EOF)")
@@ -175,59 +148,24 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
             self.lost.set_result(None)
         self._wake_flushed()
         self._cancel_timer()
-        for handle in (self._pace_handle, self._recv_handle):
-            if handle is not None:
-                handle.cancel()
-        self._pace_handle = self._recv_handle = None
-        if self._overload_timer is not None:
-            self._overload_timer.cancel()
-            self._overload_timer = None
+        if self._pace_handle is not None:
+            self._pace_handle.cancel()
+            self._pace_handle = None
+        self._read_throttle.cancel()
+        self._overload.cancel()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
         self._wake_drain_waiters()
 
     def pause_writing(self) -> None:
-        self._paused = True
+        self.write_paused = True
 
     def resume_writing(self) -> None:
-        self._paused = False
+        self.write_paused = False
         self._flush()
         self._wake_drain_waiters()
-        self._end_overload()
-
-    def _end_overload(self) -> None:
-        """Writing flows again and the backlog fell to half: read from the peer again."""
-        if ("overload" in self._read_pauses and not self._paused
-                and self.session.scheduler.pending_bytes <= self.max_pending // 2):
-            if self._overload_timer is not None:
-                self._overload_timer.cancel()
-                self._overload_timer = None
-            self.resume_reading("overload")
-
-    def _overloaded(self) -> None:
-        """The peer sends (e.g. PINGs wanting PONGs) but does not read: stop reading from
-        it; if it is still stuck after ``timeout`` s, drop it with OVERLOADED."""
-        if "overload" in self._read_pauses:
-            return
-        self.pause_reading("overload")
-        timeout = self.session.options.timeout
-        self._overload_timer = self.loop.call_later(timeout, self._overload_expired)
-
-    def _overload_expired(self) -> None:
-        self._overload_timer = None
-        if "overload" not in self._read_pauses or self.transport is None:
-            return
-        if not self._paused:
-            # the peer did read (the socket takes our bytes): only our own backlog is high,
-            # e.g. a sender paced by a bandwidth limit. Not an overload.
-            self.resume_reading("overload")
-            return
-        session = self.session
-        session.fail(f"peer does not read: {self.pending_bytes} bytes pending for "
-                     f"{session.options.timeout:g} s", GoAwayCode.OVERLOADED)
-        self._process_events()
-        self.abort()
+        self._overload.relieved()
 
     # -- sending ---------------------------------------------------------------------------
     def send(self, data: bytes | bytearray | memoryview, stream: int = 0, priority: int = 2,
@@ -239,7 +177,7 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         self.last_seq = self.session.send_message(data, stream, priority, text)
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush_soon)
-            if not self._paused:
+            if not self.write_paused:
                 self._flush()  # a lone message goes out at once
         rs = self._rs
         return self._sched.pending_bytes > self.max_pending or (
@@ -273,7 +211,7 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         sched = session.scheduler
         now = self.loop.time()
         pacer = self.pacer
-        while not self._paused and (sched.pending_bytes or session.has_final):
+        while not self.write_paused and (sched.pending_bytes or session.has_final):
             budget = WRITE_HIGH - t.get_write_buffer_size()
             if budget <= 0:
                 break
@@ -301,8 +239,8 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
             self._wake_drain_waiters()
         if self._flushed_waiters and not sched.pending_bytes:
             self._wake_flushed()
-        if self._overload_timer is not None:
-            self._end_overload()
+        if self._overload.paused:
+            self._overload.relieved()
         if session.closed and not sched.pending_bytes and not session.has_final:
             self._close_transport()
 
@@ -318,33 +256,7 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
             self._pace_handle.cancel()
             self._pace_handle = None
         self._flush()
-        if self._recv_handle is not None:
-            self._recv_handle.cancel()
-            self._recv_handle = None
-            self._resume_receive()
-
-    def _pace_receive(self, nbytes: int) -> None:
-        """Reading faster than ``max_receive_bandwidth``: stop reading until the bucket
-        is out of debt; the peer is slowed by TCP flow control, nothing is buffered."""
-        bucket = self.receive_bucket
-        assert bucket is not None
-        now = self.loop.time()
-        bucket.consume(nbytes, now)
-        if bucket.tokens(now) < 0 and self._recv_handle is None:
-            self.pause_reading("throttle")
-            self._recv_handle = self.loop.call_at(now + bucket.time_until(0, now),
-                                                  self._resume_receive)
-
-    def _resume_receive(self) -> None:
-        self._recv_handle = None
-        bucket = self.receive_bucket
-        if bucket is not None:
-            now = self.loop.time()
-            if bucket.tokens(now) < 0:
-                self._recv_handle = self.loop.call_at(now + bucket.time_until(0, now),
-                                                      self._resume_receive)
-                return
-        self.resume_reading("throttle")
+        self._read_throttle.reset(self.receive_bucket)
 
     # -- events and time -------------------------------------------------------------------
     def _process_events(self) -> None:
@@ -399,6 +311,13 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         self._process_events()
         self._flush()
 
+    def fail(self, reason: str, code: int) -> None:
+        """End the link for a fault this side found: GOAWAY ``code`` (native) if it can
+        still go, then the socket is closed at once."""
+        self.session.fail(reason, code)
+        self._process_events()
+        self.abort()
+
     def abort(self) -> None:
         """Close the socket at once, discarding what is queued."""
         self._closing = True
@@ -433,6 +352,44 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         t = self.transport
         if not self._read_pauses and t is not None and not t.is_closing():
             t.resume_reading()
+
+
+class DetectingStreamLink(StreamLink):
+    """A listener's link in ``framing="auto"``: the first 4 bytes decide native or raw
+    (docs/protocol.md section 3); until then the session is a native placeholder that
+    sends nothing."""
+
+    def __init__(self, session: Session, on_messages: OnMessages, on_event: OnEvent,
+                 max_pending_bytes: int, detect: Callable[[bool], Session]) -> None:
+        super().__init__(session, on_messages, on_event, max_pending_bytes)
+        self._detect = detect
+        self._head = bytearray(4)
+        self._head_len = 0
+        # until the framing is known; then back to the class methods (no cost afterwards)
+        self.get_buffer = self._detect_get_buffer  # type: ignore[method-assign]
+        self.buffer_updated = self._detect_buffer_updated  # type: ignore[method-assign]
+
+    def _detect_get_buffer(self, sizehint: int) -> memoryview:
+        return memoryview(self._head)[self._head_len:]
+
+    def _detect_buffer_updated(self, nbytes: int) -> None:
+        self._head_len += nbytes
+        if self._head_len < 4:
+            return
+        del self.get_buffer, self.buffer_updated  # back to the class methods
+        old = self.session
+        self.session = self._detect(detect_native(bytes(self._head)))
+        _share_receive_buffer(self.session)
+        self._sched = self.session.scheduler
+        self._rs = getattr(self.session, "rs", None)
+        self.session.set_peer(self.peer)
+        self.session.created = old.created
+        msgs = self.session.receive_data(bytes(self._head), self.loop.time())
+        if msgs:
+            self.on_messages(msgs)
+        self._process_events()
+        self._flush()
+        self._rearm()
 
 
 _local = threading.local()
