@@ -139,7 +139,9 @@ class Options:
     max_unacked_bytes: int = 16 * MiB  # sent, not yet acknowledged, before send_data waits
     # UDP (transport="udp"): message bytes per datagram (native frames add a 20 or 28-byte
     # header); fragments missing after reassembly_timeout give their message up; all peers
-    # of one UDP listener share max_total_reassembly_bytes; socket buffers asked of the OS
+    # of one UDP or TCP listener share max_total_reassembly_bytes (memory of incomplete
+    # messages: a connection that would pass it is closed, OVERLOADED); socket buffers
+    # asked of the OS
     max_datagram_payload: int = 1200
     reassembly_timeout: float = 5.0
     max_total_reassembly_bytes: int = 256 * MiB

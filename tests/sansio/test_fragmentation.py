@@ -19,7 +19,7 @@ def test_split_and_join() -> None:
     for header, piece in job.fragments():
         assert header[20:24] == (job.offset - len(piece)).to_bytes(4, "big")
         done = r.add(5, int.from_bytes(header[20:24], "big"), len(data), piece, 1, 2, 0)
-    assert done is not None and bytes(done.buf) == data and len(r) == 0 and r.allocated == 0
+    assert done is not None and done.data == data and len(r) == 0 and r.allocated == 0
 
 
 @given(st.binary(min_size=1, max_size=5000), st.integers(1, 700))
@@ -27,7 +27,7 @@ def test_any_piece_size(data: bytes, piece: int) -> None:
     r = Reassembler(10_000, 4, 100_000)
     out = [r.add(1, len(data) - job_rest, len(data), p, 0, 2, 0)
            for job_rest, p in _pieces(data, piece)]
-    assert out[-1] is not None and bytes(out[-1].buf) == data
+    assert out[-1] is not None and out[-1].data == data
     assert all(o is None for o in out[:-1])
 
 

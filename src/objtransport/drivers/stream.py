@@ -26,6 +26,7 @@ from typing import Any
 from ..sansio.decoder import RECV_BUFFER_SIZE
 from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
 from ..sansio.framing import GoAwayCode
+from ..sansio.reassembly import ReassemblyBudget
 from ..sansio.reliability import ResumeState
 from ..sansio.session import Session, detect_native
 from ..sansio.throttle import TokenBucket
@@ -52,16 +53,18 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
     session: Session
 
     @classmethod
-    def from_parts(cls, parts: LinkParts) -> StreamLink:
-        """The link for a new socket, as the connection layer describes it."""
+    def from_parts(cls, parts: LinkParts, budget: ReassemblyBudget | None = None,
+                   ) -> StreamLink:
+        """The link for a new socket, as the connection layer describes it; ``budget`` is
+        the listener's memory for incomplete messages, shared by its connections."""
         native = parts.native
         if native is None:
             link: StreamLink = DetectingStreamLink(parts.make_session(None), parts.on_messages,
                                                    parts.on_event, parts.max_pending,
-                                                   parts.make_session)
+                                                   parts.make_session, budget)
         else:
             link = cls(parts.make_session(native), parts.on_messages, parts.on_event,
-                       parts.max_pending)
+                       parts.max_pending, budget)
         link.pacer = parts.pacer
         link.receive_bucket = parts.receive_bucket
         if parts.on_link is not None:
@@ -69,9 +72,10 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         return link
 
     def __init__(self, session: Session, on_messages: OnMessages, on_event: OnEvent,
-                 max_pending_bytes: int) -> None:
+                 max_pending_bytes: int, budget: ReassemblyBudget | None = None) -> None:
         self.session = session
-        _share_receive_buffer(session)
+        self.budget = budget
+        _share_receive_buffer(session, budget)
         self._sched = session.scheduler
         self._rs: ResumeState | None = getattr(session, "rs", None)
         self.max_unacked = session.options.max_unacked_bytes
@@ -144,6 +148,7 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
             self.close_error = exc
         reason = f"connection lost: {exc}" if exc else "connection closed"
         self._lost(reason)
+        self.session.drop_incomplete()  # their memory (and budget) goes back
         if not self.lost.done():
             self.lost.set_result(None)
         self._wake_flushed()
@@ -360,8 +365,9 @@ class DetectingStreamLink(StreamLink):
     sends nothing."""
 
     def __init__(self, session: Session, on_messages: OnMessages, on_event: OnEvent,
-                 max_pending_bytes: int, detect: Callable[[bool], Session]) -> None:
-        super().__init__(session, on_messages, on_event, max_pending_bytes)
+                 max_pending_bytes: int, detect: Callable[[bool], Session],
+                 budget: ReassemblyBudget | None = None) -> None:
+        super().__init__(session, on_messages, on_event, max_pending_bytes, budget)
         self._detect = detect
         self._head = bytearray(4)
         self._head_len = 0
@@ -379,7 +385,7 @@ class DetectingStreamLink(StreamLink):
         del self.get_buffer, self.buffer_updated  # back to the class methods
         old = self.session
         self.session = self._detect(detect_native(bytes(self._head)))
-        _share_receive_buffer(self.session)
+        _share_receive_buffer(self.session, self.budget)
         self._sched = self.session.scheduler
         self._rs = getattr(self.session, "rs", None)
         self.session.set_peer(self.peer)
@@ -395,12 +401,15 @@ class DetectingStreamLink(StreamLink):
 _local = threading.local()
 
 
-def _share_receive_buffer(session: Session) -> None:
-    """Give the session's decoder this thread's shared receive buffer (see use_buffer)."""
+def _share_receive_buffer(session: Session, budget: ReassemblyBudget | None) -> None:
+    """Give the session this thread's shared receive buffer (see use_buffer) and the
+    listener's reassembly budget, if any."""
     buf = getattr(_local, "buf", None)
     if buf is None:
         buf = _local.buf = bytearray(RECV_BUFFER_SIZE)
     session.use_buffer(buf)
+    if budget is not None:
+        session.use_budget(budget)
 
 
 def _write_chunks(t: asyncio.Transport, chunks: list[Any]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..config import Options, TransportKind
 from ..exceptions import ConnectError, TransportError
+from ..sansio.reassembly import ReassemblyBudget
 from .base import LinkParts
 from .stream import StreamLink
 
@@ -55,9 +56,17 @@ class _Refuse(asyncio.Protocol):
 
 
 class TcpServer:
-    def __init__(self, server: asyncio.Server) -> None:
+    def __init__(self, server: asyncio.Server, budget: ReassemblyBudget) -> None:
         self.server = server
         self.port: int = server.sockets[0].getsockname()[1]
+        #: memory held for incomplete messages by every connection of the listener
+        self.budget = budget
+
+    def counters(self) -> dict[str, int]:
+        """The listener's own figures (the connections' are on their connections)."""
+        b = self.budget
+        return {"reassembly_bytes": b.used, "reassembly_peak": b.peak,
+                "reassembly_refused": b.refused}
 
     def close(self) -> None:
         self.server.close()
@@ -111,10 +120,11 @@ class TcpDriver:
                     extra: dict[str, Any]) -> TcpServer:
         """Bind and start serving; raises ``ConnectError`` if the address cannot be bound."""
         loop = asyncio.get_running_loop()
+        budget = ReassemblyBudget(options.max_total_reassembly_bytes)
 
         def factory() -> asyncio.BaseProtocol:
             parts = accept()
-            return _Refuse() if parts is None else StreamLink.from_parts(parts)
+            return _Refuse() if parts is None else StreamLink.from_parts(parts, budget)
 
         try:
             server = await loop.create_server(factory, host, port, ssl=ssl_context,
@@ -122,4 +132,4 @@ class TcpDriver:
         except OSError as exc:
             raise ConnectError(f"{host}:{port}",
                                f"cannot listen: {describe_connect_error(exc)}") from exc
-        return TcpServer(server)
+        return TcpServer(server, budget)

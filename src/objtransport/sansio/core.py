@@ -22,6 +22,7 @@ from ..config import Options
 from ..exceptions import ConnectionNotReady, MessageTooLarge, ProtocolError
 from .events import Closed, Event, Received
 from .framing import GoAwayCode
+from .reassembly import ReassemblyBudget
 from .scheduler import Chunk, PriorityScheduler
 
 __all__ = ["ERROR_FREE", "AnySession", "Session", "SessionCore", "SessionState"]
@@ -297,4 +298,13 @@ class Session(AnySession, Protocol):
     def use_buffer(self, buf: bytearray) -> None:
         """Receive small frames through ``buf``, which other sessions of the same thread
         may share (what arrives is copied out within :meth:`buffer_updated`)."""
+        ...
+
+    def use_budget(self, budget: ReassemblyBudget) -> None:
+        """Charge the memory of incomplete messages to ``budget``, shared by a listener's
+        connections (passing it fails the session, OVERLOADED)."""
+        ...
+
+    def drop_incomplete(self) -> None:
+        """The connection is gone: give back the memory of incomplete messages."""
         ...

@@ -3,8 +3,9 @@
 Both accept bytes in any chunking (``feed``), or let the driver receive straight into their
 memory (``get_buffer`` / ``buffer_updated``, the shape of asyncio's ``BufferedProtocol``).
 Small frames are sliced out of one ``bytes`` per read; the body of a large frame is received
-directly into the message's own buffer, so it is never copied twice. A declared length is
-checked against the limit before anything of the body is kept.
+directly into the message's own chunks (:class:`BodyBuffer`), joined once when complete. A
+declared length is checked against the limit before anything of the body is kept, and the
+chunks grow with the bytes that arrive, never with the declared length.
 
 Complete messages are appended to ``self.messages`` as :data:`Received` items (a plain
 ``bytes`` payload for stream 0 / normal / binary, else a :class:`Message`; the caller takes the
@@ -19,7 +20,7 @@ from typing import Any, NoReturn
 
 from ..exceptions import ProtocolError
 from .events import PRIORITY_NAMES, Message, Received
-from .fragmentation import BufferRecycler, Partial, Reassembler
+from .fragmentation import BodyBuffer, BufferRecycler, Partial, Reassembler
 from .framing import (
     FLAG_FRAG,
     FLAG_TEXT,
@@ -33,6 +34,7 @@ from .framing import (
     FrameType,
     GoAwayCode,
 )
+from .reassembly import ReassemblyBudget
 from .reliability import ResumeState
 
 __all__ = ["NativeDecoder", "RawDecoder", "RECV_BUFFER_SIZE", "DIRECT_THRESHOLD"]
@@ -42,6 +44,7 @@ RECV_BUFFER_SIZE = 256 * 1024
 DIRECT_THRESHOLD = 64 * 1024
 _LARGEST_HEADER = 28  # length + header + fragment extension
 _NO_BUFFER = memoryview(b"")
+_FOREVER = 1 << 62  # bytes to discard after a protocol error
 
 _unpack_header = FRAME_HEADER.unpack_from
 _unpack_len = RAW_PREFIX.unpack_from
@@ -54,20 +57,19 @@ _MAX_TYPE = max(FrameType)
 
 
 class _Direct:
-    """A frame body being received straight into ``buf[pos:end]``."""
+    """A frame body being received straight into ``body`` until ``body.got`` is ``end``."""
 
-    __slots__ = ("buf", "pos", "end", "finish")
+    __slots__ = ("body", "end", "finish")
 
-    def __init__(self, buf: bytearray, pos: int, end: int, finish: Any) -> None:
-        self.buf = buf
-        self.pos = pos
+    def __init__(self, body: BodyBuffer, end: int, finish: Any) -> None:
+        self.body = body
         self.end = end
-        self.finish = finish  # called with no argument when pos reaches end
+        self.finish = finish  # called with no argument when body.got reaches end
 
 
 class _DecoderBase:
     __slots__ = ("messages", "_pending", "_direct", "_rview", "conn_id",
-                 "transport", "peer", "bytes_received", "_header_only", "_skip")
+                 "transport", "peer", "bytes_received", "_header_only", "_skip", "budget")
 
     def __init__(self, conn_id: int, transport: str, peer: Any) -> None:
         self.messages: list[Received] = []
@@ -82,6 +84,8 @@ class _DecoderBase:
         #: large body is received in place too instead of through the shared buffer
         self._header_only = False
         self._skip = 0  # body bytes of a duplicate frame still to discard
+        #: shared by a listener's connections: memory held for incomplete messages
+        self.budget: ReassemblyBudget | None = None
 
     # -- driving ---------------------------------------------------------------------------
     def use_buffer(self, buf: bytearray) -> None:
@@ -90,11 +94,23 @@ class _DecoderBase:
         1,000 idle connections then cost 1,000 small objects, not 1,000 x 256 KiB."""
         self._rview = memoryview(buf)
 
+    def use_budget(self, budget: ReassemblyBudget) -> None:
+        """Charge the memory of incomplete messages to ``budget`` (a listener's); call
+        :meth:`release` when the connection ends."""
+        self.budget = budget
+
+    def release(self) -> None:
+        """Give back the memory of incomplete messages (the connection ended)."""
+        d = self._direct
+        self._direct = None
+        if d is not None:
+            d.body.drop()
+
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Where the driver should receive the next bytes; then call ``buffer_updated``."""
         d = self._direct
         if d is not None:
-            return memoryview(d.buf)[d.pos:d.end]
+            return d.body.space(d.end)
         if not len(self._rview):
             self._rview = memoryview(bytearray(RECV_BUFFER_SIZE))
         if self._skip:
@@ -104,21 +120,32 @@ class _DecoderBase:
         return self._rview
 
     def buffer_updated(self, nbytes: int) -> None:
-        """``nbytes`` were written into the last buffer from :meth:`get_buffer`."""
-        d = self._direct
-        if d is not None:
-            d.pos += nbytes
-            if d.pos >= d.end:
-                self._direct = None
-                self._header_only = True
-                d.finish()
-            return
-        if self._skip:
-            self._skip -= nbytes
-            self._header_only = not self._skip
-            return
-        self._header_only = False
-        self.feed(self._rview[:nbytes])
+        """``nbytes`` were written into the last buffer from :meth:`get_buffer`.
+
+        After a ``ProtocolError`` the decoder discards whatever else arrives."""
+        try:
+            d = self._direct
+            if d is not None:
+                body = d.body
+                body.wrote(nbytes)
+                if body.got >= d.end:
+                    self._direct = None
+                    self._header_only = True
+                    d.finish()
+                else:
+                    body.ensure_space()
+                return
+            if self._skip:
+                self._skip -= nbytes
+                self._header_only = not self._skip
+                return
+            self._header_only = False
+            self.feed(self._rview[:nbytes])
+        except ProtocolError:
+            self.release()
+            self._pending = b""
+            self._skip = _FOREVER
+            raise
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Decode ``data`` (any chunking)."""
@@ -130,10 +157,10 @@ class _DecoderBase:
                 return
         d = self._direct
         if d is not None:
-            n = min(len(data), d.end - d.pos)
-            d.buf[d.pos:d.pos + n] = data[:n]
-            d.pos += n
-            if d.pos < d.end:
+            body = d.body
+            n = min(len(data), d.end - body.got)
+            body.write(data[:n])
+            if body.got < d.end:
                 return
             self._direct = None
             d.finish()
@@ -160,12 +187,15 @@ class _DecoderBase:
     def _parse(self, buf: bytes) -> int:
         raise NotImplementedError
 
-    def _go_direct(self, target: bytearray, start: int, end: int, buf: bytes, body_off: int,
+    def _go_direct(self, body: BodyBuffer, end: int, buf: bytes, body_off: int,
                    finish: Any) -> None:
+        """Receive the rest of a frame in place: ``body`` up to its offset ``end``."""
+        self._direct = _Direct(body, end, finish)
         have = len(buf) - body_off
+        body.ensure_space(have + DIRECT_THRESHOLD)
         if have:
-            target[start:start + have] = memoryview(buf)[body_off:]
-        self._direct = _Direct(target, start + have, end, finish)
+            body.write(memoryview(buf)[body_off:])
+        body.ensure_space()
 
 
 class NativeDecoder(_DecoderBase):
@@ -306,6 +336,14 @@ class NativeDecoder(_DecoderBase):
         rx.above.discard(seq)
         return floor
 
+    def use_budget(self, budget: ReassemblyBudget) -> None:
+        super().use_budget(budget)
+        self.reassembler.budget = budget
+
+    def release(self) -> None:
+        super().release()
+        self.reassembler.clear()
+
     def _bad_length(self, length: int) -> NoReturn:
         if length > self.max_frame_size:
             raise ProtocolError(f"frame length {length} exceeds max_frame_size "
@@ -316,12 +354,11 @@ class NativeDecoder(_DecoderBase):
     def _direct_whole(self, buf: bytes, off: int, end: int, flags: int, prio: int,
                       stream: int, seq: int) -> None:
         size = end - off - 20
-        recycler = self.reassembler.recycler
-        target = recycler.take(size)
+        body = BodyBuffer(size, self.reassembler.recycler, self.budget)
 
         def finish() -> None:
             self.bytes_received += size
-            data = recycler.finish(target, size)
+            data = body.take()
             if self.rx is not None:
                 self.rx.mark(seq)
             if stream or prio != 2 or flags:
@@ -331,7 +368,7 @@ class NativeDecoder(_DecoderBase):
             else:
                 self.messages.append(data)
 
-        self._go_direct(target, 0, size, buf, off + 20, finish)
+        self._go_direct(body, size, buf, off + 20, finish)
 
     def _fragment(self, buf: bytes, off: int, end: int, n: int, length: int, flags: int,
                   prio: int, stream: int, seq: int) -> bool | None:
@@ -342,14 +379,14 @@ class NativeDecoder(_DecoderBase):
         partial = ra.begin(seq, offset, piece_len, total, stream, prio, flags & ~FLAG_FRAG)
         if end > n:
             def finish() -> None:
-                done = ra.advance(seq, piece_len)
+                done = ra.advance(seq)
                 if done is not None:
                     self._deliver_partial(seq, done)
 
-            self._go_direct(partial.buf, offset, offset + piece_len, buf, off + 28, finish)
+            self._go_direct(partial.body, offset + piece_len, buf, off + 28, finish)
             return None
-        partial.buf[offset:offset + piece_len] = memoryview(buf)[off + 28:end]
-        done = ra.advance(seq, piece_len)
+        partial.body.write(memoryview(buf)[off + 28:end])
+        done = ra.advance(seq)
         if done is not None:
             self._deliver_partial(seq, done)
         return True
@@ -359,10 +396,9 @@ class NativeDecoder(_DecoderBase):
         if self.rx is not None:
             self.rx.mark(seq)
         if not p.stream and p.priority == 2 and not p.flags:
-            self.messages.append(self.reassembler.recycler.finish(p.buf, p.total))
+            self.messages.append(p.data)
             return
-        data = self.reassembler.recycler.finish(p.buf, p.total)
-        self.messages.append(Message(data, self.conn_id, self.transport, self.peer,
+        self.messages.append(Message(p.data, self.conn_id, self.transport, self.peer,
                                      p.stream, PRIORITY_NAMES[p.priority],
                                      p.flags & FLAG_TEXT == FLAG_TEXT))
 
@@ -412,10 +448,10 @@ class RawDecoder(_DecoderBase):
         return off
 
     def _direct_raw(self, buf: bytes, off: int, size: int) -> None:
-        target = self.recycler.take(size)
+        body = BodyBuffer(size, self.recycler, self.budget)
 
         def finish() -> None:
             self.bytes_received += size
-            self.messages.append(self.recycler.finish(target, size))
+            self.messages.append(body.take())
 
-        self._go_direct(target, 0, size, buf, off + 4, finish)
+        self._go_direct(body, size, buf, off + 4, finish)

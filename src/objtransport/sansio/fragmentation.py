@@ -2,7 +2,8 @@
 
 On stream transports the fragments of one message arrive in order (fragments of different
 messages may interleave), so the reassembler requires each piece to start where the previous
-one ended; anything else is a protocol error. Limits are checked before allocating.
+one ended; anything else is a protocol error. Limits are checked before allocating, and
+memory grows with the bytes that arrive, never with the total a peer declares.
 """
 
 from __future__ import annotations
@@ -12,43 +13,157 @@ from dataclasses import dataclass
 
 from ..exceptions import ProtocolError
 from .framing import GoAwayCode, encode_data_fragment_header
+from .reassembly import ReassemblyBudget
 
-__all__ = ["BufferRecycler", "FragmentJob", "Partial", "Reassembler"]
+__all__ = ["BodyBuffer", "BufferRecycler", "FragmentJob", "Partial", "Reassembler"]
+
+
+#: a body received in place starts with a chunk this large; each next chunk is as large as
+#: everything received so far (the body's memory at most doubles ahead of its bytes) ...
+FIRST_CHUNK = 64 * 1024
+#: ... and at most this large: a claimed length commits memory only as its bytes arrive
+CHUNK_LIMIT = 1024 * 1024
 
 
 class BufferRecycler:
-    """Keeps the last large receive buffer for the next large message.
+    """Keeps the chunks of the last large bodies for the next ones.
 
-    A fresh multi-megabyte ``bytearray`` is zero-filled and, with glibc, usually a new
+    A fresh ``bytearray`` is zero-filled and, with glibc, a large one is usually a new
     ``mmap`` whose every page faults on first touch: on a 2-vCPU VM that cost more than the
     transfer itself (0.5 GB/s against 2.3 GB/s with the buffer reused). Messages are copied
-    out of the buffer on completion, so it can be reused at once. At most one buffer of at
-    most ``max_keep`` bytes is kept per connection.
+    out of their chunks on completion, so the chunks can be reused at once. At most
+    ``max_keep`` bytes of chunks are kept per connection, the largest first.
     """
 
-    __slots__ = ("_spare", "max_keep")
+    __slots__ = ("_spares", "_kept", "max_keep")
 
     def __init__(self, max_keep: int = 4 * 1024 * 1024) -> None:
-        self._spare: bytearray | None = None
+        self._spares: list[bytearray] = []  # smallest first
+        self._kept = 0
         self.max_keep = max_keep
 
     def take(self, size: int) -> bytearray:
-        """A buffer of at least ``size`` bytes (contents undefined)."""
-        spare = self._spare
-        if spare is not None and len(spare) >= size:
-            self._spare = None
-            return spare
+        """The largest kept chunk (of any size, contents undefined), else a new one of
+        ``size`` bytes."""
+        if self._spares:
+            buf = self._spares.pop()
+            self._kept -= len(buf)
+            return buf
         return bytearray(size)
 
     def give(self, buf: bytearray) -> None:
-        if len(buf) <= self.max_keep and (self._spare is None or len(buf) > len(self._spare)):
-            self._spare = buf
+        if len(buf) < FIRST_CHUNK or len(buf) > self.max_keep:
+            return
+        spares = self._spares
+        spares.append(buf)
+        self._kept += len(buf)
+        if len(spares) > 1 and len(buf) < len(spares[-2]):
+            spares.sort(key=len)
+        while self._kept > self.max_keep:
+            self._kept -= len(spares.pop(0))
 
-    def finish(self, buf: bytearray, size: int) -> bytes:
-        """Copy the first ``size`` bytes out as the message and keep the buffer."""
-        data = bytes(memoryview(buf)[:size])
-        self.give(buf)
+    def expect(self, size: int) -> None:
+        """A body of ``size`` bytes arrived in several chunks: keep one chunk ready that holds
+        the next such body whole (at most ``CHUNK_LIMIT``), as received bytes proved it."""
+        size = min(size, CHUNK_LIMIT)
+        if size >= FIRST_CHUNK and not (self._spares and len(self._spares[-1]) >= size):
+            self.give(bytearray(size))
+
+
+class BodyBuffer:
+    """The body of one message of a declared ``size``, received in place.
+
+    The bytes go into chunks allocated as they arrive (see ``FIRST_CHUNK`` / ``CHUNK_LIMIT``):
+    a peer that claims 64 MiB and sends one byte costs one small chunk, not 64 MiB. Each chunk
+    is charged to the shared ``budget``, if any. Write with :meth:`write` (a copy), or into
+    :meth:`space` then :meth:`wrote` (``recv_into``); call :meth:`ensure_space` before
+    :meth:`space` when the current chunk may be full. :meth:`take` joins the chunks once
+    (the only copy of a body received in place) and gives them back; :meth:`drop` gives
+    them back unused.
+    """
+
+    __slots__ = ("size", "got", "_full", "_cur", "_pos", "_recycler", "_budget", "held")
+
+    def __init__(self, size: int, recycler: BufferRecycler,
+                 budget: ReassemblyBudget | None = None) -> None:
+        self.size = size
+        self.got = 0  # bytes written so far
+        self._full: list[bytearray] = []  # chunks written to the end
+        self._cur = bytearray()
+        self._pos = 0
+        self._recycler = recycler
+        self._budget = budget
+        self.held = 0  # bytes of chunks attached (charged to the budget)
+
+    def ensure_space(self, hint: int = FIRST_CHUNK) -> None:
+        """Attach the next chunk if the current one is full and bytes are still expected:
+        ``hint`` bytes (about to arrive), or as many as arrived so far, at most
+        ``CHUNK_LIMIT``. Raises ``ProtocolError`` when the shared budget refuses it."""
+        if self._pos < len(self._cur) or self.got >= self.size:
+            return
+        n = min(self.size - self.got, CHUNK_LIMIT, max(hint, self.got))
+        chunk = self._recycler.take(n)
+        budget = self._budget
+        if budget is not None and not budget.try_charge(len(chunk)):
+            self._recycler.give(chunk)
+            raise ProtocolError(
+                f"the listener's reassembly memory ({budget.used} of {budget.limit} bytes, "
+                "max_total_reassembly_bytes) is used up by incomplete messages",
+                GoAwayCode.OVERLOADED)
+        self.held += len(chunk)
+        if self._pos:
+            self._full.append(self._cur)
+        self._cur = chunk
+        self._pos = 0
+
+    def space(self, end: int) -> memoryview:
+        """Where the next bytes go, up to body offset ``end`` (after :meth:`ensure_space`)."""
+        pos = self._pos
+        return memoryview(self._cur)[pos:pos + min(len(self._cur) - pos, end - self.got)]
+
+    def wrote(self, n: int) -> None:
+        """``n`` bytes were written into the last :meth:`space`."""
+        self._pos += n
+        self.got += n
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Copy ``data`` in (the caller checked it fits within ``size``)."""
+        view = memoryview(data)
+        while view:
+            self.ensure_space(len(view))
+            room = self.space(self.size)
+            k = min(len(room), len(view))
+            room[:k] = view[:k]
+            self.wrote(k)
+            view = view[k:]
+
+    def take(self) -> bytes:
+        """The body as one ``bytes``; the chunks go back to the recycler."""
+        last = memoryview(self._cur)[:self._pos]
+        if self._full:
+            data = b"".join([*self._full, last])
+            last.release()
+            self.drop()
+            self._recycler.expect(self.size)
+        else:
+            data = bytes(last)
+            last.release()
+            self.drop()
         return data
+
+    def drop(self) -> None:
+        """Give the chunks back (and their charge to the budget)."""
+        give = self._recycler.give
+        for chunk in self._full:
+            give(chunk)
+        if self._cur:
+            give(self._cur)
+        self._full = []
+        self._cur = bytearray()
+        self._pos = 0
+        if self._budget is not None and self.held:
+            self._budget.release(self.held)
+        self.held = 0
 
 
 class FragmentJob:
@@ -94,42 +209,55 @@ class FragmentJob:
 
 @dataclass(slots=True)
 class Partial:
-    buf: bytearray
+    body: BodyBuffer
     total: int
-    received: int
     stream: int
     priority: int
     flags: int
+    data: bytes = b""  # the message, once complete
+
+    @property
+    def received(self) -> int:
+        return self.body.got
 
 
 class Reassembler:
     """Holds partially received messages of one connection, keyed by message seq.
 
     Bounds: each message at most ``max_message_size``; at most ``max_partial`` messages in
-    progress; at most ``max_bytes`` allocated for them in all. A violation raises
-    ``ProtocolError`` with the GOAWAY code to send.
+    progress; their declared totals at most ``max_bytes`` (``allocated``). A violation raises
+    ``ProtocolError`` with the GOAWAY code to send. Memory is not taken on a declared total:
+    each message grows with its bytes (:class:`BodyBuffer`), charged to ``budget`` (shared by
+    a listener's connections) when there is one.
     """
 
     __slots__ = ("max_message_size", "max_partial", "max_bytes", "_partials", "allocated",
-                 "recycler")
+                 "recycler", "budget")
 
     def __init__(self, max_message_size: int, max_partial: int, max_bytes: int,
-                 recycler: BufferRecycler | None = None) -> None:
+                 recycler: BufferRecycler | None = None,
+                 budget: ReassemblyBudget | None = None) -> None:
         self.recycler = recycler or BufferRecycler()
+        self.budget = budget
         self.max_message_size = max_message_size
         self.max_partial = max_partial
         self.max_bytes = max_bytes
         self._partials: dict[int, Partial] = {}
-        self.allocated = 0
+        self.allocated = 0  # declared totals of the messages in progress
 
     def __len__(self) -> int:
         return len(self._partials)
+
+    @property
+    def held(self) -> int:
+        """Bytes of memory the messages in progress hold."""
+        return sum(p.body.held for p in self._partials.values())
 
     def begin(self, seq: int, offset: int, piece_len: int, total: int, stream: int,
               priority: int, flags: int) -> Partial:
         """Validate a fragment header and return the partial message it writes into.
 
-        The caller then copies ``piece_len`` bytes to ``partial.buf[offset:]`` and calls
+        The caller then writes ``piece_len`` bytes to ``partial.body`` and calls
         :meth:`advance`.
         """
         if offset + piece_len > total:
@@ -151,7 +279,8 @@ class Reassembler:
                 raise ProtocolError(
                     f"reassembly memory would exceed {self.max_bytes} bytes",
                     GoAwayCode.MESSAGE_TOO_LARGE)
-            partial = Partial(self.recycler.take(total), total, 0, stream, priority, flags)
+            partial = Partial(BodyBuffer(total, self.recycler, self.budget), total, stream,
+                              priority, flags)
             self._partials[seq] = partial
             self.allocated += total
         elif total != partial.total:
@@ -162,25 +291,27 @@ class Reassembler:
                                 f"{partial.received}", GoAwayCode.PROTOCOL_ERROR)
         return partial
 
-    def advance(self, seq: int, nbytes: int) -> Partial | None:
-        """Record ``nbytes`` more written; return the partial once it is complete (and forget
-        it), else None."""
+    def advance(self, seq: int) -> Partial | None:
+        """After a piece was written: return the partial once it is complete (its ``data``
+        set, and forgotten), else None."""
         partial = self._partials[seq]
-        partial.received += nbytes
-        if partial.received < partial.total:
+        if partial.body.got < partial.total:
             return None
         del self._partials[seq]
         self.allocated -= partial.total
+        partial.data = partial.body.take()
         return partial
 
     def add(self, seq: int, offset: int, total: int, piece: bytes | memoryview, stream: int,
             priority: int, flags: int) -> Partial | None:
         """Copy one whole fragment in; return the complete partial when it was the last."""
-        n = len(piece)
-        partial = self.begin(seq, offset, n, total, stream, priority, flags)
-        partial.buf[offset:offset + n] = piece
-        return self.advance(seq, n)
+        partial = self.begin(seq, offset, len(piece), total, stream, priority, flags)
+        partial.body.write(piece)
+        return self.advance(seq)
 
     def clear(self) -> None:
+        """Forget every message in progress and give its memory back."""
+        for partial in self._partials.values():
+            partial.body.drop()
         self._partials.clear()
         self.allocated = 0

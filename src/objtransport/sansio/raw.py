@@ -12,6 +12,7 @@ from .core import SessionCore, SessionState
 from .decoder import RawDecoder
 from .events import HandshakeComplete, Received
 from .framing import RAW_KEEPALIVE, GoAwayCode, encode_raw
+from .reassembly import ReassemblyBudget
 
 __all__ = ["RawSession"]
 
@@ -38,6 +39,12 @@ class RawSession(SessionCore):
 
     def use_buffer(self, buf: bytearray) -> None:
         self.decoder.use_buffer(buf)
+
+    def use_budget(self, budget: ReassemblyBudget) -> None:
+        self.decoder.use_budget(budget)
+
+    def drop_incomplete(self) -> None:
+        self.decoder.release()
 
     @property
     def bytes_received(self) -> int:

@@ -24,17 +24,32 @@ _GAVE_UP_KEEP = 1024
 
 
 class ReassemblyBudget:
-    """Bytes of partial messages held by every peer that shares it (one UDP listener)."""
+    """Bytes of partial messages held by every peer that shares it (one UDP or TCP
+    listener). Stream connections charge it with :meth:`try_charge` / :meth:`release`."""
 
-    __slots__ = ("limit", "used", "peak")
+    __slots__ = ("limit", "used", "peak", "refused")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.used = 0
         self.peak = 0
+        self.refused = 0  # charges refused (each closed its connection)
 
     def __repr__(self) -> str:
         return f"<ReassemblyBudget used={self.used} peak={self.peak} limit={self.limit}>"
+
+    def try_charge(self, n: int) -> bool:
+        """Take ``n`` bytes; False (counted in ``refused``) when that would pass ``limit``."""
+        if self.used + n > self.limit:
+            self.refused += 1
+            return False
+        self.used += n
+        if self.used > self.peak:
+            self.peak = self.used
+        return True
+
+    def release(self, n: int) -> None:
+        self.used -= n
 
 
 class SeqWindow:

@@ -43,6 +43,7 @@ from .framing import (
 from .handshake import ACK_BYTES, ACK_DELAY, ACK_EVERY, NativeHandshake, ResumeLookup
 from .liveness import Pinger
 from .raw import RawSession
+from .reassembly import ReassemblyBudget
 from .reliability import ResumeState
 
 __all__ = [
@@ -98,6 +99,12 @@ class NativeSession(NativeHandshake):
 
     def use_buffer(self, buf: bytearray) -> None:
         self.decoder.use_buffer(buf)
+
+    def use_budget(self, budget: ReassemblyBudget) -> None:
+        self.decoder.use_budget(budget)
+
+    def drop_incomplete(self) -> None:
+        self.decoder.release()
 
     @property
     def rtt_last(self) -> float | None:

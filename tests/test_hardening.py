@@ -1,0 +1,190 @@
+"""Hardening (issue 12): a listener is attacked from raw sockets, and each cost is bounded by
+a measured number (tracemalloc, time to cut), asserted here."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from objtransport import NetworkTransport
+from objtransport.config import MiB
+from objtransport.sansio.fragmentation import FIRST_CHUNK
+from objtransport.sansio.framing import (
+    FLAG_FRAG,
+    MAGIC,
+    GoAwayCode,
+    Hello,
+    decode_goaway,
+    encode_hello,
+)
+from objtransport.testing import eventually
+
+HEADER = struct.Struct("!IBBBBIQ")
+FRAG = struct.Struct("!IBBBBIQII")
+RAW_LEN = struct.Struct("!I")
+ATTACKERS = 8
+CLAIM = 64 * MiB
+
+Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _raw(port: int, payload: bytes) -> Conn:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(payload)
+    await writer.drain()
+    return reader, writer
+
+
+def _hello() -> bytes:
+    return MAGIC + encode_hello(Hello(b"a" * 16, 0, 1 << 20, CLAIM))
+
+
+def _fragment(seq: int, total: int, piece: bytes, offset: int = 0) -> bytes:
+    return FRAG.pack(16 + 8 + len(piece), 1, 2, FLAG_FRAG, 2, 0, seq, offset, total) + piece
+
+
+def _counters(listener: Any) -> dict[str, int]:
+    counters: dict[str, int] = listener.server.counters()
+    return counters
+
+
+async def _read_goaway(reader: asyncio.StreamReader) -> tuple[int, str] | None:
+    """Read native frames until GOAWAY or EOF; return GOAWAY's (code, reason) or None.
+
+    None also when the connection was reset: a listener that closes a socket with unread
+    bytes in it makes the kernel send RST, which may discard the GOAWAY before it is read."""
+    async with asyncio.timeout(5):
+        try:
+            assert await reader.readexactly(4) == MAGIC
+            while True:
+                raw = await reader.readexactly(20)
+                length, _v, ftype, _f, _p, _s, _q = HEADER.unpack(raw)
+                body = await reader.readexactly(length - 16)
+                if ftype == 6:
+                    return decode_goaway(body)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+
+
+async def _traced_peak(attack: Callable[[], Awaitable[None]]) -> int:
+    """Bytes allocated at the peak of ``attack`` above what was allocated before it."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        tracemalloc.reset_peak()
+        await attack()
+        return tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+
+
+async def _close_all(conns: list[Conn]) -> None:
+    for _, writer in conns:
+        writer.close()
+    for _, writer in conns:
+        try:
+            await writer.wait_closed()
+        except ConnectionError:
+            pass
+
+
+# -- 1. raw {packet, 4}: a claimed length commits nothing -----------------------------------
+async def test_raw_length_claims_commit_memory_as_bytes_arrive(net: NetworkTransport) -> None:
+    """8 raw sockets each claim 64 MiB and send one byte. Before: 8 x 64 MiB = 512 MiB
+    committed (a zero-filled buffer per claim). Now: one 64 KiB chunk each."""
+    listener = await net.listen("127.0.0.1", 0, framing="raw")
+    good = await net.connect("127.0.0.1", listener.port, framing="raw")
+    conns: list[Conn] = []
+
+    async def attack() -> None:
+        for _ in range(ATTACKERS):
+            conns.append(await _raw(listener.port, RAW_LEN.pack(CLAIM) + b"x"))
+        # every attacker's body is being received: each holds its first chunk
+        await eventually(lambda: _counters(listener)["reassembly_bytes"]
+                         >= ATTACKERS * FIRST_CHUNK)
+
+    try:
+        peak = await _traced_peak(attack)
+        held = _counters(listener)["reassembly_bytes"]
+        assert held <= ATTACKERS * (FIRST_CHUNK + 1), held
+        assert peak < 2 * MiB, peak  # measured: about 0.6 MiB
+        payload = bytes(range(256)) * 4096  # 1 MiB: the in-place path still works
+        await net.send_data(good, payload)
+        got = await net.receive(timeout=5.0)
+        assert got.data == payload
+    finally:
+        await _close_all(conns)
+    await eventually(lambda: _counters(listener)["reassembly_bytes"] == 0)
+
+
+# -- 2. native fragments: the first fragment's total commits nothing -------------------------
+async def test_fragment_totals_commit_memory_as_bytes_arrive(net: NetworkTransport) -> None:
+    """8 raw sockets each send HELLO and the first 100-byte fragment of two messages that
+    claim 64 MiB each. Before: 2 x 64 MiB per connection, 1 GiB in all. Now: 100 B each."""
+    listener = await net.listen("127.0.0.1", 0)
+    good = await net.connect("127.0.0.1", listener.port)
+    conns: list[Conn] = []
+    piece = b"p" * 100
+
+    async def attack() -> None:
+        for _ in range(ATTACKERS):
+            conns.append(await _raw(listener.port, _hello() + _fragment(1, CLAIM, piece)
+                                    + _fragment(2, CLAIM, piece)))
+        await eventually(lambda: _counters(listener)["reassembly_bytes"]
+                         == ATTACKERS * 2 * len(piece))
+
+    try:
+        peak = await _traced_peak(attack)
+        assert peak < 2 * MiB, peak  # measured: about 0.3 MiB
+        payload = bytes(range(256)) * (32 * 1024)  # 8 MiB, 32 fragments, grown chunk by chunk
+        await net.send_data(good, payload)
+        got = await net.receive(timeout=10.0)
+        assert got.data == payload
+    finally:
+        await _close_all(conns)
+    await eventually(lambda: _counters(listener)["reassembly_bytes"] == 0)
+
+
+async def test_listener_reassembly_budget_closes_the_connection_that_passes_it(
+        net: NetworkTransport, caplog: pytest.LogCaptureFixture) -> None:
+    """Connections each hold 200 KiB of an incomplete 4 MiB message; the listener's 1 MiB
+    budget refuses the one that would pass it: GOAWAY OVERLOADED, counted, logged once."""
+    caplog.set_level(logging.WARNING, logger="objtransport")
+    limit = 1 * MiB
+    listener = await net.listen("127.0.0.1", 0, max_total_reassembly_bytes=limit)
+    piece = b"q" * (200 * 1024)
+    conns: list[Conn] = []
+    refused: list[tuple[int, str] | None] = []
+    try:
+        for _ in range(ATTACKERS):
+            before = _counters(listener)
+            conn = await _raw(listener.port, _hello() + _fragment(1, 4 * MiB, piece))
+            conns.append(conn)
+            await eventually(lambda b=before: _counters(listener)["reassembly_bytes"]
+                             > b["reassembly_bytes"]
+                             or _counters(listener)["reassembly_refused"]
+                             > b["reassembly_refused"])
+            if _counters(listener)["reassembly_refused"] > before["reassembly_refused"]:
+                refused.append(await _read_goaway(conn[0]))
+            assert _counters(listener)["reassembly_bytes"] <= limit
+        assert refused, _counters(listener)
+        assert len(refused) == _counters(listener)["reassembly_refused"]
+        for result in refused:  # a GOAWAY that made it before the RST names the budget
+            assert result is None or (result[0] == GoAwayCode.OVERLOADED
+                                      and "max_total_reassembly_bytes" in result[1]), result
+        await eventually(lambda: net.get_metrics().errors >= len(refused))
+        logged = [r for r in caplog.records if "max_total_reassembly_bytes" in r.getMessage()]
+        assert len(logged) == len(refused), [r.getMessage() for r in logged]
+    finally:
+        await _close_all(conns)
+    await eventually(lambda: _counters(listener)["reassembly_bytes"] == 0)
+    good = await net.connect("127.0.0.1", listener.port)
+    payload = b"g" * (768 * 1024)
+    await net.send_data(good, payload)
+    assert (await net.receive(timeout=5.0)).data == payload
