@@ -1,38 +1,39 @@
-"""A logical connection with a stable id: its current link, its reconnection, its counters.
+"""A logical connection with a stable id: its current link, its state, its counters.
 
-A client connection owns one supervising task: it keeps a link up, reconnects with the
-backoff policy when the link is lost unexpectedly, and ends in DISCONNECTED when the attempts
-run out or the user disconnects. An accepted (server-side) connection has exactly one link
-and no task. Counters survive reconnections (the sessions' figures are folded in).
+A client connection's link is brought up and kept up by its :class:`~.reconnect.Supervisor`
+(one task: it reconnects with the backoff policy when the link is lost unexpectedly, and ends
+in DISCONNECTED when the attempts run out or the user disconnects). An accepted (server-side)
+connection has exactly one link at a time and no task; a native one can be resumed by the
+client on a new socket (:meth:`Connection.take_over`). Counters survive reconnections (the
+sessions' figures are folded into :class:`~.counters.LinkTotals`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import os
 import random
 import ssl as ssl_module
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from .config import Options, TransportKind
+from .accepted import AcceptedSide
+from .acks import Confirmations
+from .config import Options
+from .counters import LinkTotals, Traffic
 from .drivers.base import Driver, Link, LinkParts
 from .drivers.pacing import Pacer, default_burst
+from .endpoint import ConnState, Endpoint
 from .exceptions import (
     CircuitOpenError,
-    ConnectError,
     ConnectionNotReady,
-    SendTimeout,
-    SessionLost,
     TransportError,
 )
-from .sansio.backoff import backoff_delays
-from .sansio.breaker import BreakerState, CircuitBreaker, CircuitBreakerState
+from .info import ConnectionInfo
+from .reconnect import Supervisor
+from .sansio.breaker import BreakerState, CircuitBreaker
 from .sansio.events import (
-    PRIORITY_NAMES,
     Acked,
     Closed,
     Event,
@@ -44,75 +45,13 @@ from .sansio.events import (
     SessionLost as SessionLostEvent,
 )
 from .sansio.framing import GoAwayCode
-from .sansio.reliability import ResumeState
+from .sansio.reliability import ResumeState, Unacked
 from .sansio.session import NativeSession, RawSession, ResumeLookup, Session
 from .sansio.throttle import TokenBucket
 
-__all__ = ["ConnState", "Connection", "ConnectionInfo", "Endpoint"]
+__all__ = ["ConnState", "Connection", "ConnectionInfo", "Endpoint", "Hooks"]
 
 log = logging.getLogger("objtransport.connection")
-
-
-class ConnState(enum.Enum):
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    DISCONNECTED = "disconnected"
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """What a pool and a breaker are keyed by."""
-
-    transport: TransportKind
-    host: str
-    port: int
-    tls: bool
-
-    def __str__(self) -> str:
-        scheme = self.transport.value + ("+tls" if self.tls else "")
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{scheme}://{host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionInfo:
-    """A snapshot of one connection (``NetworkTransport.connection_info``)."""
-
-    id: int
-    transport: str
-    host: str
-    port: int
-    state: str
-    last_activity: float  # wall-clock time (time.time()) of the last send or receive
-    bytes_sent: int
-    bytes_received: int
-    message_count: int  # messages sent + received
-    error_count: int
-    circuit_breaker: CircuitBreakerState
-    messages_sent: int = 0
-    messages_received: int = 0
-    framing: str = "native"
-    role: str = "client"
-    reconnects: int = 0
-    rtt_ms: float | None = None
-    pending_bytes: int = 0
-    tls: bool = False
-    #: QoS and throttling, per priority name ("control", "high", "normal", "low")
-    queued_bytes_by_priority: dict[str, int] = field(default_factory=dict)
-    sent_bytes_by_priority: dict[str, int] = field(default_factory=dict)
-    sent_messages_by_priority: dict[str, int] = field(default_factory=dict)
-    send_rate: float = 0.0  # bytes/s over about the last second
-    throttle_wait: float = 0.0  # seconds spent waiting for bandwidth tokens
-    max_bandwidth: float = 0.0
-    max_receive_bandwidth: float = 0.0
-    #: lossless sessions (native framing)
-    unacked_bytes: int = 0  # sent, not yet acknowledged by the peer
-    unacked_messages: int = 0
-    unconfirmed: int = 0  # messages in doubt since the peer lost the session (total)
-    duplicates_dropped: int = 0  # resent messages we had already delivered
-    resent: int = 0  # messages we sent again after a resume
-    #: UDP: datagrams sent and received, and what was lost (see docs/protocol.md section 6)
-    datagram: dict[str, int] = field(default_factory=dict)
 
 
 class Hooks:
@@ -158,6 +97,7 @@ class Connection:
         self.loop = asyncio.get_running_loop()
         self.state = ConnState.CONNECTING
         self.link: Link | None = None
+        #: the supervising task of a client connection (None for accepted ones)
         self.task: asyncio.Task[None] | None = None
         self._user_closed = False
         self._state_changed = asyncio.Event()
@@ -166,12 +106,9 @@ class Connection:
         #: the session that survives reconnections (client) or waits to be resumed (server)
         self.resume_state = ResumeState(os.urandom(16))
         self.resume_lookup: ResumeLookup | None = None
-        #: messages whose delivery could not be confirmed (the peer lost the session)
-        self.unconfirmed: list[tuple[int, bytes, int, int, bool]] = []
-        self.unconfirmed_total = 0
-        self._ack_waiters: list[asyncio.Future[None]] = []
+        #: messages whose delivery could not be confirmed, and who waits for ACKs
+        self.confirmations = Confirmations()
         self._unverified = False  # the link's peer has not been heard from yet (raw UDP)
-        self._state_changed_waiters: list[asyncio.Future[None]] = []
         self.pooled = False
         self.ever_connected = False
         self.pool_endpoint: Endpoint | None = None
@@ -186,47 +123,33 @@ class Connection:
         self.pacer = Pacer(list(self._shared_buckets))
         self.set_bandwidth(options.max_bandwidth, options.burst,
                            options.max_receive_bandwidth, options.receive_burst)
-        # counters of links that ended
-        self._base = [0, 0, 0, 0]  # bytes_sent, bytes_received, messages_sent, messages_received
-        self._base_prio_bytes = [0, 0, 0, 0]
-        self._base_prio_msgs = [0, 0, 0, 0]
+        #: what the links that ended carried
+        self.totals = LinkTotals()
         self._delivered_bytes = 0  # bytes_received already reported to deliver()
-        self._base_datagram: dict[str, int] = {}  # loss counters of links that ended
+        #: the accepted side's link handling (None for a client connection)
+        self.server = AcceptedSide(self) if role == "server" else None
 
     # -- counters ---------------------------------------------------------------------------
-    def counters(self) -> tuple[int, int, int, int]:
-        b = self._base
+    def traffic(self) -> Traffic:
+        """Bytes and messages each way over every link of this connection."""
         link = self.link
-        if link is None:
-            return b[0], b[1], b[2], b[3]
-        s = link.session
-        return (b[0] + s.bytes_sent, b[1] + s.bytes_received, b[2] + s.messages_sent,
-                b[3] + s.messages_received)
-
-    def _fold(self, link: Link) -> None:
-        s = link.session
-        for i, n in enumerate(s.scheduler.sent_bytes):
-            self._base_prio_bytes[i] += n
-        for i, n in enumerate(s.messages_by_priority()):
-            self._base_prio_msgs[i] += n
-        self._base[0] += s.bytes_sent
-        self._base[1] += s.bytes_received
-        self._base[2] += s.messages_sent
-        self._base[3] += s.messages_received
-        counters = getattr(s, "loss_counters", None)
-        if counters is not None:
-            for name, n in counters().items():
-                self._base_datagram[name] = self._base_datagram.get(name, 0) + n
+        return self.totals.with_live(link.session if link is not None else None)
 
     def datagram_counters(self) -> dict[str, int]:
         """UDP loss counters over every link of this connection (empty for streams)."""
-        out = dict(self._base_datagram)
         link = self.link
-        counters = getattr(link.session, "loss_counters", None) if link is not None else None
-        if counters is not None:
-            for name, n in counters().items():
-                out[name] = out.get(name, 0) + n
-        return out
+        return self.totals.datagram_with_live(link.session if link is not None else None)
+
+    def fold_link(self, link: Link) -> None:
+        """A link ended: add its figures to the totals; it is no longer the current one."""
+        self.totals.fold(link.session)
+        if self.link is link:
+            self.link = None
+
+    def record_error(self, reason: str) -> None:
+        """Count a failure of this connection (e.g. a refused reconnection)."""
+        self.error_count += 1
+        self.last_error = reason
 
     # -- links ------------------------------------------------------------------------------
     def make_parts(self, detect: bool = False) -> LinkParts:
@@ -236,8 +159,8 @@ class Connection:
         native session that sends nothing holds the place, with its HELLO timeout).
         """
         return LinkParts(self._new_session, None if detect else self.native,
-                         self._on_messages, self._on_event, self.options.max_pending_bytes,
-                         self.extra, self.adopt if self.role == "server" else None,
+                         self.on_messages, self.on_event, self.options.max_pending_bytes,
+                         self.extra, self.server.adopt if self.server is not None else None,
                          self.pacer, self.receive_bucket)
 
     def set_bandwidth(self, max_bandwidth: float | None = None, burst: float | None = None,
@@ -284,7 +207,7 @@ class Connection:
             else:
                 link.resume_reading()
 
-    def _on_messages(self, msgs: list[Received]) -> None:
+    def on_messages(self, msgs: list[Received]) -> None:
         if self._unverified:
             self._unverified = False
             self.breaker.record_success(self.loop.time())
@@ -295,218 +218,102 @@ class Connection:
         self.last_activity = self.loop.time()
         self.hooks.deliver(self, msgs, nbytes)
 
-    def _on_event(self, link: Link, ev: Event) -> None:
+    def on_event(self, link: Link, ev: Event) -> None:
         if isinstance(ev, PongReceived):
             self.hooks.on_rtt(ev.rtt)
         elif isinstance(ev, Acked):
-            self._wake_ack_waiters()
+            self.confirmations.wake()
         elif isinstance(ev, SessionLostEvent):
-            self._session_lost(ev.unconfirmed)
+            self.session_lost(ev.unconfirmed)
         elif isinstance(ev, HandshakeComplete):
             if self.role == "server":
-                self._set_state(ConnState.CONNECTED)
+                self.set_state(ConnState.CONNECTED)
         elif isinstance(ev, Closed) and ev.error and not self._user_closed:
-            self.error_count += 1
-            self.last_error = ev.reason
+            self.record_error(ev.reason)
             self.hooks.on_error(self, ev.reason)
 
-    def adopt(self, link: Link) -> None:
-        """Bind an accepted socket's link to this (server-side) connection."""
-        self.link = link
-        self._delivered_bytes = 0
-        link.on_made = self._accepted_made
-        link.closed.add_done_callback(lambda _f: self._accepted_link_closed(link))
-
-    def _accepted_made(self, link: Link) -> None:
-        peer = link.peer
-        self.peer_address = peer
-        if isinstance(peer, tuple) and len(peer) >= 2:
-            self.endpoint = Endpoint(self.endpoint.transport, str(peer[0]), int(peer[1]),
-                                     self.endpoint.tls)
-
-    def mark_connected(self) -> None:
-        self._set_state(ConnState.CONNECTED)
-
-    def _accepted_link_closed(self, link: Link) -> None:
-        if self.link is not link:
-            return  # the link moved to the connection whose session it resumed
-        self._fold(link)
-        self.link = None
-        closed = link.closed.result() if link.closed.done() else None
-        orderly = closed is not None and closed.by_peer and not closed.error
-        if (link.session.acks if isinstance(link.session, NativeSession) else False) \
-                and not orderly and not self._user_closed:
-            # keep the session for the client to resume
-            self._set_state(ConnState.CONNECTING)
-            self.hooks.on_detached(self)
-            return
-        self._set_state(ConnState.DISCONNECTED)
-
-    def take_over(self, link: Link) -> None:
-        """A new socket resumed this (server-side) connection's session: it is ours now."""
-        link.on_messages = self._on_messages
-        link.on_event = self._on_event
-        session = link.session
-        session.conn_id = self.id
-        session.set_peer(link.peer)
-        decoder = getattr(session, "decoder", None)
-        if decoder is not None:
-            decoder.conn_id = self.id
-        self.reconnects += 1
-        self.adopt(link)
-        self._accepted_made(link)
-
-    def _set_state(self, state: ConnState) -> None:
+    def set_state(self, state: ConnState) -> None:
+        """The one place the state changes: wakes waiters and tells the owner."""
         if state is self.state:
             return
         self.state = state
-        if self._state_changed_waiters:
-            waiters, self._state_changed_waiters = self._state_changed_waiters, []
-            for w in waiters:
-                if not w.done():
-                    w.set_result(None)
         self._state_changed.set()
         self._state_changed = asyncio.Event()
-        if self._ack_waiters:  # flush()/wait_ack look again: the link may be gone for good
-            self._wake_ack_waiters()
+        self.confirmations.wake()  # flush()/wait_ack look again: the link may be gone
         self.hooks.on_state(self, state)
 
-    # -- client side: connect, supervise, reconnect -----------------------------------------
+    @property
+    def closed_by_user(self) -> bool:
+        """``close()`` was called: no more reconnections or resumes."""
+        return self._user_closed
+
+    # -- server side (an AcceptedSide drives these) -------------------------------------------
+    def attach(self, link: Link) -> None:
+        """``link`` is now this connection's current link (an accepted or resumed one)."""
+        self.link = link
+        self._delivered_bytes = 0
+
+    def take_over(self, link: Link) -> None:
+        """A new socket resumed this (server-side) connection's session: it is ours now."""
+        assert self.server is not None, "only an accepted connection can be resumed"
+        self.server.take_over(link)
+
+    def expire(self) -> None:
+        """A kept session was not resumed in time: the connection ends (server side)."""
+        assert self.server is not None, "only an accepted connection is kept"
+        self.server.expire()
+
+    # -- client side (the Supervisor drives these) -------------------------------------------
     async def open_first(self) -> None:
-        """Connect once (no retry): the caller learns at once if the endpoint is wrong.
+        """Connect once (no retry): the caller learns at once if the endpoint is wrong; then
+        the supervising task keeps the connection up.
 
         Raises ``CircuitOpenError`` without any network attempt when the breaker is open,
         ``ConnectError`` on failure (which feeds the breaker).
         """
-        link = await self._attempt()
-        self._up(link)
-        self.task = asyncio.create_task(self._supervise(), name=f"objtransport-conn-{self.id}")
+        supervisor = Supervisor(self)
+        self.up(await supervisor.attempt())
+        self.task = asyncio.create_task(supervisor.run(), name=f"objtransport-conn-{self.id}")
 
-    async def _attempt(self) -> Link:
-        now = self.loop.time()
-        if not self.breaker.allow(now):
-            raise CircuitOpenError(str(self.endpoint), self.breaker.retry_after(now))
-        try:
-            link = await self.driver.open(self.endpoint.host, self.endpoint.port,
-                                          self.make_parts(), self.ssl_context, self.options,
-                                          self.server_hostname)
-        except ConnectError as exc:
-            self.breaker.record_failure(self.loop.time())
-            self.error_count += 1
-            self.last_error = exc.reason
-            raise
-        except BaseException:
-            self.breaker.release_probe()
-            raise
-        if getattr(link, "verified", True):
-            self.breaker.record_success(self.loop.time())
-        else:  # a raw datagram socket: a success once the peer is heard from, not before
-            self.breaker.release_probe()
-            self._unverified = True
-        return link
-
-    def _up(self, link: Link) -> None:
+    def up(self, link: Link) -> None:
+        """A new link of this client connection is open."""
         self.link = link
         if self._reading_paused:
             link.pause_reading()
         self._delivered_bytes = 0
         self.last_activity = self.loop.time()
-        self._set_state(ConnState.CONNECTED)
+        self.set_state(ConnState.CONNECTED)
 
-    async def _supervise(self) -> None:
-        """Wait for the link to end; reconnect with backoff unless the user closed it.
+    def expect_first_message(self) -> None:
+        """The link's peer is unverified (raw UDP): its first message scores the breaker."""
+        self._unverified = True
 
-        A link that fails before the peer sent or acknowledged anything (a server that
-        accepts the socket, then refuses the session) counts as a failed attempt: the
-        backoff schedule goes on instead of starting over, so such a peer is given up
-        after ``max_reconnect_attempts`` like one that refuses the connection.
-        """
-        delays: Iterator[float] | None = None
-        while True:
-            link = self.link
-            assert link is not None
-            acked_before = self.resume_state.acked
-            closed = await link.closed
-            self._fold(link)
-            self.link = None
-            if self._user_closed:
-                break
-            if closed.error:
-                self.breaker.record_failure(self.loop.time())
-            if self.pooled and not closed.error:
-                # closed in order (by the peer, or idle): a pooled connection leaves its
-                # pool rather than reconnecting; the next send_to opens another
-                self._given_up()
-                break
-            progressed = (link.session.bytes_received > 0
-                          or self.resume_state.acked != acked_before)
-            if not closed.error or progressed:
-                delays = None
-            log.info("connection %s to %s lost (%s); reconnecting", self.id, self.endpoint,
-                     closed.reason)
-            self._set_state(ConnState.CONNECTING)
-            if delays is None:
-                delays = self._delays()
-            new = await self._reconnect(delays)
-            if new is None:
-                self._given_up()
-                break
-            self.reconnects += 1
-            self._up(new)
-        self._set_state(ConnState.DISCONNECTED)
-
-    def _given_up(self) -> None:
+    def give_up(self) -> None:
         """No more attempts: what the peer had not acknowledged can no longer be confirmed.
         It is reported (``unconfirmed``, ``SessionLost`` in waiters), never dropped."""
         if self._user_closed or not self.resume_state.unacked_data:
             return
         lost = self.resume_state.take_unconfirmed()
-        self._session_lost(lost, "the connection was given up")
+        self.session_lost(lost, "the connection was given up")
         log.warning("connection %s to %s given up with %d message(s) not acknowledged",
                     self.id, self.endpoint, len(lost))
 
-    def _delays(self) -> Iterator[float]:
-        o = self.options
-        return backoff_delays(o.reconnect_interval, o.reconnect_multiplier,
-                              o.reconnect_max_delay, o.max_reconnect_attempts,
-                              self.rng if o.reconnect_jitter else None)
-
-    async def _reconnect(self, delays: Iterator[float]) -> Link | None:
-        o = self.options
-        for delay in delays:
-            wait = max(delay, self.breaker.retry_after(self.loop.time()))
-            await asyncio.sleep(wait)
-            if self._user_closed:
-                return None
-            try:
-                return await self._attempt()
-            except (ConnectError, CircuitOpenError) as exc:
-                log.debug("reconnect %s to %s failed: %s", self.id, self.endpoint, exc)
-        if o.max_reconnect_attempts:
-            log.warning("connection %s to %s: giving up after %d reconnect attempts (%s)",
-                        self.id, self.endpoint, o.max_reconnect_attempts, self.last_error)
-        else:
-            log.info("connection %s to %s lost; it does not reconnect (%s)", self.id,
-                     self.endpoint, self.last_error)
-        return None
-
     # -- acknowledgements -------------------------------------------------------------------
-    def _wake_ack_waiters(self) -> None:
-        waiters = self._ack_waiters
-        self._ack_waiters = []
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
+    @property
+    def unconfirmed_total(self) -> int:
+        """Messages in doubt since the peer lost the session (in all)."""
+        return self.confirmations.total
 
-    def _session_lost(self, unconfirmed: list[tuple[int, bytes, int, int, bool]],
-                      why: str = "the peer lost the session") -> None:
+    def session_lost(self, unconfirmed: list[Unacked],
+                     why: str = "the peer lost the session") -> None:
         """The session's guarantee no longer holds: say so, loudly, and keep the list."""
-        self.unconfirmed.extend(unconfirmed)
-        self.unconfirmed_total += len(unconfirmed)
-        self.error_count += 1
-        self.last_error = f"{why}: {len(unconfirmed)} message(s) not confirmed"
+        self.record_error(f"{why}: {len(unconfirmed)} message(s) not confirmed")
         self.hooks.on_error(self, self.last_error)
-        self._wake_ack_waiters()
+        self.confirmations.add(unconfirmed)
+
+    def take_unconfirmed(self) -> list[bytes]:
+        """Hand over (and forget) the payloads whose delivery could not be confirmed."""
+        return self.confirmations.take()
 
     async def wait_acked(self, timeout: float, seq: int | None = None) -> None:
         """Wait until the peer acknowledged everything sent so far (or up to ``seq``).
@@ -515,28 +322,7 @@ class Connection:
         session meanwhile. Without ACKs (raw framing) it waits until all is handed to the
         socket.
         """
-        lost_before = self.unconfirmed_total
-        rs = self.resume_state
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    if self.unconfirmed_total != lost_before:
-                        raise SessionLost(str(self.endpoint), self.unconfirmed)
-                    link = self.link
-                    if link is not None and not getattr(link.session, "acks", False) \
-                            and link.session.open:
-                        await link.wait_flushed(timeout)
-                        return
-                    if not rs.unacked_data or (seq is not None and rs.acked >= seq):
-                        return
-                    if self.state is ConnState.DISCONNECTED:
-                        raise ConnectionNotReady(self.id, self.state.value, str(self.endpoint))
-                    fut: asyncio.Future[None] = self.loop.create_future()
-                    self._ack_waiters.append(fut)  # woken by ACKs and by state changes
-                    await fut
-        except TimeoutError:
-            raise SendTimeout(f"{rs.unacked_count} message(s) to {self.endpoint} not "
-                              f"acknowledged within {timeout:g} s") from None
+        await self.confirmations.wait(self, timeout, seq)
 
     # -- sending ----------------------------------------------------------------------------
     async def ready_link(self, timeout: float) -> Link:
@@ -604,76 +390,13 @@ class Connection:
                 if current is not None and current.cancelling():
                     raise
         if self.link is not None:
-            self._fold(self.link)
-            self.link = None
+            self.fold_link(self.link)
         if self.resume_state.unacked_data:
             lost = self.resume_state.take_unconfirmed()
-            self._session_lost(lost)
+            self.session_lost(lost)
             log.warning("connection %s to %s closed with %d message(s) not acknowledged",
                         self.id, self.endpoint, len(lost))
-        self._set_state(ConnState.DISCONNECTED)
-
-    def info(self, wall_offset: float) -> ConnectionInfo:
-        bs, br, ms, mr = self.counters()
-        snap = self.breaker.snapshot()
-        if snap.last_failure is not None:
-            snap = CircuitBreakerState(snap.state, snap.failure_count,
-                                       snap.last_failure + wall_offset, snap.success_count)
-        link = self.link
-        rtt = None
-        if link is not None:
-            last = getattr(link.session, "rtt_last", None)
-            rtt = last * 1000.0 if last is not None else None
-        return ConnectionInfo(
-            id=self.id, transport=self.endpoint.transport.value, host=self.endpoint.host,
-            port=self.endpoint.port, state=self.state.value,
-            last_activity=self.last_activity + wall_offset, bytes_sent=bs, bytes_received=br,
-            message_count=ms + mr, error_count=self.error_count, circuit_breaker=snap,
-            messages_sent=ms, messages_received=mr,
-            framing="native" if self.native else "raw", role=self.role,
-            reconnects=self.reconnects, rtt_ms=rtt,
-            pending_bytes=link.pending_bytes if link is not None else 0, tls=self.endpoint.tls,
-            unacked_bytes=self.resume_state.unacked_bytes,
-            unacked_messages=self.resume_state.unacked_count,
-            unconfirmed=self.unconfirmed_total,
-            duplicates_dropped=self.resume_state.duplicates, resent=self.resume_state.resent,
-            datagram=self.datagram_counters(),
-            **self._qos_info())
-
-    def _qos_info(self) -> dict[str, Any]:
-        names = PRIORITY_NAMES
-        link = self.link
-        queued = sent = msgs = [0, 0, 0, 0]
-        if link is not None:
-            sched = link.session.scheduler
-            queued = sched.queued_by_priority()
-            sent = sched.sent_bytes
-            msgs = link.session.messages_by_priority()
-        now = self.loop.time()
-        return {
-            "queued_bytes_by_priority": dict(zip(names, queued, strict=True)),
-            "sent_bytes_by_priority": {n: a + b for n, a, b in
-                                       zip(names, self._base_prio_bytes, sent, strict=True)},
-            "sent_messages_by_priority": {n: a + b for n, a, b in
-                                          zip(names, self._base_prio_msgs, msgs, strict=True)},
-            "send_rate": self.pacer.rate(now),
-            "throttle_wait": self.pacer.waited,
-            "max_bandwidth": self.send_bucket.rate if self.send_bucket else 0.0,
-            "max_receive_bandwidth": self.receive_bucket.rate if self.receive_bucket else 0.0,
-        }
-
-
-def make_session(native: bool | None, options: Options, conn_id: int, transport: str,
-                 peer: Any, now: float, session_id: bytes) -> Session:
-    """A session for a new link: native, raw, or (``None``) a native placeholder that sends
-    nothing until the framing is detected."""
-    if native is None:
-        return NativeSession(options, conn_id, transport, peer, now, session_id,
-                             send_preface=False)
-    if native:
-        return NativeSession(options, conn_id, transport, peer, now, session_id)
-    return RawSession(options, conn_id, transport, peer, now)
-
+        self.set_state(ConnState.DISCONNECTED)
 
 def _bucket(current: TokenBucket | None, rate: float, burst: float | None,
             now: float) -> TokenBucket | None:

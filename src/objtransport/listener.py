@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import ssl as ssl_module
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .config import Framing, Options, TransportKind
@@ -27,7 +27,8 @@ class Listener:
                  framing: Framing, handler: Handler | None,
                  ssl_context: ssl_module.SSLContext | None,
                  accept: Callable[[Listener], LinkParts | None],
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None,
+                 on_close: Callable[[Listener], Awaitable[None]] | None = None) -> None:
         self.host = host
         self.port = 0
         self.transport = transport.value
@@ -42,7 +43,8 @@ class Listener:
         self.connections: set[int] = set()
         self.accepted = 0
         self.refused = 0
-        self._close_hook: Callable[[Listener], Any] | None = None
+        #: the owner's part of close(): close the accepted connections (called once)
+        self._on_close = on_close
 
     def __repr__(self) -> str:
         tls = "+tls" if self.tls else ""
@@ -72,9 +74,9 @@ class Listener:
         server = self.server
         if server is not None:
             server.close()
-        hook = self._close_hook
+        hook = self._on_close
         if hook is not None:
-            self._close_hook = None
+            self._on_close = None
             await hook(self)
         if server is not None:
             await server.wait_closed()

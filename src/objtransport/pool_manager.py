@@ -13,20 +13,27 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from .connection import Connection, Endpoint
+from .config import Options, TransportKind
+from .connection import Connection
 from .drivers.pacing import default_burst
 from .drivers.tcp import client_ssl_context
+from .endpoint import Endpoint
 from .exceptions import CircuitOpenError, NoAvailableConnection
-from .sansio.breaker import BreakerState
+from .sansio.breaker import BreakerState, CircuitBreaker
 from .sansio.pool import Assign, Open, PoolBookkeeper
 from .sansio.throttle import TokenBucket
 
-if TYPE_CHECKING:
-    from .service import NetworkTransport
+__all__ = ["Opener", "PoolManager", "Sender"]
 
-__all__ = ["PoolManager"]
+#: opens a pooled connection: (host, port, kind, ssl, ssl_context, options, shared buckets)
+Opener = Callable[[str, int, TransportKind, "bool | None", "ssl_module.SSLContext | None",
+                   dict[str, Any], list[TokenBucket]], Awaitable[Connection]]
+#: sends on a connection: (conn_id, data, priority, stream, timeout)
+Sender = Callable[[int, "bytes | bytearray | memoryview", "str | int", int, float],
+                  Awaitable[None]]
 
 
 class _Pool:
@@ -45,10 +52,19 @@ class _Pool:
 
 
 class PoolManager:
-    """All pools of one service."""
+    """All pools of one service. It is given what it needs as functions: ``resolve`` a
+    transport name, ``open`` a connection, ``send`` on one, ``close`` one (idle), and the
+    endpoint's breaker; it never sees the service."""
 
-    def __init__(self, service: NetworkTransport) -> None:
-        self.service = service
+    def __init__(self, options: Options, resolve: Callable[[str], TransportKind],
+                 open: Opener, send: Sender, close: Callable[[int], Awaitable[None]],
+                 breaker_for: Callable[[Endpoint], CircuitBreaker]) -> None:
+        self.options = options
+        self._resolve = resolve
+        self._open = open
+        self._send = send
+        self._close = close
+        self._breaker_for = breaker_for
         self._pools: dict[Endpoint, _Pool] = {}
         self._housekeeper: asyncio.Task[None] | None = None
 
@@ -64,9 +80,8 @@ class PoolManager:
                    transport: str, ssl: bool | None,
                    ssl_context: ssl_module.SSLContext | None, priority: str | int,
                    stream: int, timeout: float | None, options: dict[str, Any]) -> int:
-        svc = self.service
-        kind = svc._driver(transport).kind
-        opts = svc.options.with_overrides(ssl=ssl, **options)
+        kind = self._resolve(transport)
+        opts = self.options.with_overrides(ssl=ssl, **options)
         tls = client_ssl_context(opts.ssl, ssl_context) is not None
         ep = Endpoint(kind, host, port, tls)
         pool = self._pool_for(ep, opts.pool_size, opts.idle_timeout)
@@ -78,7 +93,7 @@ class PoolManager:
             else:
                 pool.buckets.append(TokenBucket(opts.max_bandwidth, burst, now))
         conn_options = {k: v for k, v in options.items() if k not in ("max_bandwidth", "burst")}
-        breaker = svc.breaker_for(ep)
+        breaker = self._breaker_for(ep)
         loop = asyncio.get_running_loop()
         timeout = opts.timeout if timeout is None else timeout
         deadline = loop.time() + timeout
@@ -90,17 +105,16 @@ class PoolManager:
             action = pool.book.checkout(n, now)
             if isinstance(action, Assign):
                 try:
-                    await svc.send_data(action.conn_id, data, priority=priority, stream=stream,
-                                        timeout=max(0.0, deadline - loop.time()))
+                    await self._send(action.conn_id, data, priority, stream,
+                                     max(0.0, deadline - loop.time()))
                 finally:
                     pool.book.release(action.conn_id, n, loop.time())
                     pool.pulse()
                 return action.conn_id
             if isinstance(action, Open):
                 try:
-                    conn = await svc._open(host, port, kind, ssl, ssl_context, None, "native",
-                                           None, dict(conn_options), pooled=True,
-                                           shared_buckets=pool.buckets)
+                    conn = await self._open(host, port, kind, ssl, ssl_context,
+                                            dict(conn_options), pool.buckets)
                 except BaseException:
                     pool.book.open_failed(action.slot)
                     pool.pulse()
@@ -131,8 +145,8 @@ class PoolManager:
 
     def forget(self, conn: Connection) -> None:
         """A pooled connection died or was closed: it leaves its pool."""
-        ep = getattr(conn, "pool_endpoint", None)
-        pool = self._pools.get(ep) if isinstance(ep, Endpoint) else None
+        ep = conn.pool_endpoint
+        pool = self._pools.get(ep) if ep is not None else None
         if pool is not None:
             pool.book.remove(conn.id)
             pool.pulse()
@@ -143,12 +157,12 @@ class PoolManager:
         while True:
             deadlines = [d for p in self._pools.values()
                          if (d := p.book.next_deadline()) is not None]
-            wait = min(deadlines) - loop.time() if deadlines else self.service.options.idle_timeout
+            wait = min(deadlines) - loop.time() if deadlines else self.options.idle_timeout
             await asyncio.sleep(min(max(wait, 0.01), 1.0))
             now = loop.time()
             for pool in self._pools.values():
                 for cid in pool.book.expire_idle(now):
-                    await self.service.disconnect(cid)
+                    await self._close(cid)
 
     def close(self) -> None:
         if self._housekeeper is not None:

@@ -60,7 +60,7 @@ class _Upstream:
                 return
             except OSError:  # the listener is gone (ICMP): the client hears nothing
                 return
-            self.proxy._reply(self, data)
+            self.proxy.reply(self, data)
 
     def send(self, data: bytes) -> None:
         try:
@@ -161,7 +161,9 @@ class LossyDatagramProxy:
             log.append(held)
         send(held)
 
-    def _reply(self, up: _Upstream, data: bytes) -> None:
+    def reply(self, up: _Upstream, data: bytes) -> None:
+        """A datagram from the listener to the client behind ``up`` (faults applied if
+        ``both_ways``)."""
         front = self._front
         if front is None:
             return

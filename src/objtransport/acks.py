@@ -1,0 +1,79 @@
+"""What a connection could not confirm, and the tasks waiting for acknowledgements."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from .endpoint import ConnState
+from .exceptions import ConnectionNotReady, SendTimeout, SessionLost
+from .sansio.reliability import Unacked
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["Confirmations"]
+
+
+class Confirmations:
+    """Messages in doubt (the peer lost the session, or the connection was given up) and the
+    waiters of ``flush()`` / ``send_data(wait_ack=True)``, woken by ACKs and state changes."""
+
+    __slots__ = ("unconfirmed", "total", "_waiters")
+
+    def __init__(self) -> None:
+        #: messages whose delivery could not be confirmed, until handed over
+        self.unconfirmed: list[Unacked] = []
+        #: how many there were in all (handed over or not)
+        self.total = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def wake(self) -> None:
+        """Let every waiter look again (an ACK came, or the state changed)."""
+        if self._waiters:
+            waiters, self._waiters = self._waiters, []
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+    def add(self, lost: list[Unacked]) -> None:
+        """Messages whose delivery can no longer be confirmed; waiters are woken."""
+        self.unconfirmed.extend(lost)
+        self.total += len(lost)
+        self.wake()
+
+    def take(self) -> list[bytes]:
+        """Hand over (and forget) the payloads in doubt."""
+        out = [u[1] for u in self.unconfirmed]
+        self.unconfirmed.clear()
+        return out
+
+    async def wait(self, conn: Connection, timeout: float, seq: int | None = None) -> None:
+        """Wait until ``conn``'s peer acknowledged everything sent so far (or up to ``seq``).
+
+        Raises ``SendTimeout`` after ``timeout`` s and ``SessionLost`` if the peer lost the
+        session meanwhile. Without ACKs (raw framing) it waits until all is handed to the
+        socket.
+        """
+        lost_before = self.total
+        rs = conn.resume_state
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    if self.total != lost_before:
+                        raise SessionLost(str(conn.endpoint), self.unconfirmed)
+                    link = conn.link
+                    if link is not None and not getattr(link.session, "acks", False) \
+                            and link.session.open:
+                        await link.wait_flushed(timeout)
+                        return
+                    if not rs.unacked_data or (seq is not None and rs.acked >= seq):
+                        return
+                    if conn.state is ConnState.DISCONNECTED:
+                        raise ConnectionNotReady(conn.id, conn.state.value, str(conn.endpoint))
+                    fut: asyncio.Future[None] = conn.loop.create_future()
+                    self._waiters.append(fut)
+                    await fut
+        except TimeoutError:
+            raise SendTimeout(f"{rs.unacked_count} message(s) to {conn.endpoint} not "
+                              f"acknowledged within {timeout:g} s") from None

@@ -1,0 +1,131 @@
+"""The client side of a connection: the first connect, and the supervising task that
+reconnects with the backoff policy when the link is lost unexpectedly.
+
+A :class:`Supervisor` works through the connection's public methods only: it asks for the
+link parts, brings links up (``conn.up``), folds ended ones (``conn.fold_link``), moves the
+state (``conn.set_state``) and reports a give-up (``conn.give_up``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from .drivers.base import Link
+from .endpoint import ConnState
+from .exceptions import CircuitOpenError, ConnectError
+from .sansio.backoff import backoff_delays
+
+if TYPE_CHECKING:
+    from .connection import Connection
+
+__all__ = ["Supervisor"]
+
+log = logging.getLogger("objtransport.connection")
+
+
+class Supervisor:
+    """Connects one client connection and keeps it connected."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    async def attempt(self) -> Link:
+        """One connection attempt, gated and scored by the endpoint's breaker.
+
+        Raises ``CircuitOpenError`` without any network attempt when the breaker is open,
+        ``ConnectError`` on failure (which feeds the breaker).
+        """
+        conn = self.conn
+        breaker = conn.breaker
+        loop = conn.loop
+        now = loop.time()
+        if not breaker.allow(now):
+            raise CircuitOpenError(str(conn.endpoint), breaker.retry_after(now))
+        ep = conn.endpoint
+        try:
+            link = await conn.driver.open(ep.host, ep.port, conn.make_parts(),
+                                          conn.ssl_context, conn.options, conn.server_hostname)
+        except ConnectError as exc:
+            breaker.record_failure(loop.time())
+            conn.record_error(exc.reason)
+            raise
+        except BaseException:
+            breaker.release_probe()
+            raise
+        if getattr(link, "verified", True):
+            breaker.record_success(loop.time())
+        else:  # a raw datagram socket: a success once the peer is heard from, not before
+            breaker.release_probe()
+            conn.expect_first_message()
+        return link
+
+    async def run(self) -> None:
+        """Wait for the link to end; reconnect with backoff unless the user closed it.
+
+        A link that fails before the peer sent or acknowledged anything (a server that
+        accepts the socket, then refuses the session) counts as a failed attempt: the
+        backoff schedule goes on instead of starting over, so such a peer is given up
+        after ``max_reconnect_attempts`` like one that refuses the connection.
+        """
+        conn = self.conn
+        delays: Iterator[float] | None = None
+        while True:
+            link = conn.link
+            assert link is not None
+            acked_before = conn.resume_state.acked
+            closed = await link.closed
+            conn.fold_link(link)
+            if conn.closed_by_user:
+                break
+            if closed.error:
+                conn.breaker.record_failure(conn.loop.time())
+            if conn.pooled and not closed.error:
+                # closed in order (by the peer, or idle): a pooled connection leaves its
+                # pool rather than reconnecting; the next send_to opens another
+                conn.give_up()
+                break
+            progressed = (link.session.bytes_received > 0
+                          or conn.resume_state.acked != acked_before)
+            if not closed.error or progressed:
+                delays = None
+            log.info("connection %s to %s lost (%s); reconnecting", conn.id, conn.endpoint,
+                     closed.reason)
+            conn.set_state(ConnState.CONNECTING)
+            if delays is None:
+                delays = self._delays()
+            new = await self._reconnect(delays)
+            if new is None:
+                conn.give_up()
+                break
+            conn.reconnects += 1
+            conn.up(new)
+        conn.set_state(ConnState.DISCONNECTED)
+
+    def _delays(self) -> Iterator[float]:
+        o = self.conn.options
+        return backoff_delays(o.reconnect_interval, o.reconnect_multiplier,
+                              o.reconnect_max_delay, o.max_reconnect_attempts,
+                              self.conn.rng if o.reconnect_jitter else None)
+
+    async def _reconnect(self, delays: Iterator[float]) -> Link | None:
+        conn = self.conn
+        o = conn.options
+        for delay in delays:
+            wait = max(delay, conn.breaker.retry_after(conn.loop.time()))
+            await asyncio.sleep(wait)
+            if conn.closed_by_user:
+                return None
+            try:
+                return await self.attempt()
+            except (ConnectError, CircuitOpenError) as exc:
+                log.debug("reconnect %s to %s failed: %s", conn.id, conn.endpoint, exc)
+        if o.max_reconnect_attempts:
+            log.warning("connection %s to %s: giving up after %d reconnect attempts (%s)",
+                        conn.id, conn.endpoint, o.max_reconnect_attempts, conn.last_error)
+        else:
+            log.info("connection %s to %s lost; it does not reconnect (%s)", conn.id,
+                     conn.endpoint, conn.last_error)
+        return None

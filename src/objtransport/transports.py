@@ -1,0 +1,78 @@
+"""The drivers of this installation, by transport kind (:class:`DriverTable`).
+
+TCP and UDP are always there; WebSocket and gRPC when their third-party library imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .config import TransportKind
+from .drivers.base import Driver
+from .drivers.tcp import TcpDriver
+from .drivers.udp import UdpDriver
+from .exceptions import UnsupportedTransport
+
+__all__ = ["DriverTable"]
+
+
+def _websocket() -> Driver | None:
+    try:
+        from .drivers.websocket import WebSocketDriver
+    except ImportError:  # `websockets` is not installed
+        return None
+    return WebSocketDriver()
+
+
+def _grpc() -> Driver | None:
+    try:
+        from .drivers.grpc import GrpcDriver
+    except ImportError:  # `grpcio` is not installed
+        return None
+    return GrpcDriver()
+
+
+#: transports whose driver needs a third-party library: present when it imports
+_OPTIONAL: dict[TransportKind, Callable[[], Driver | None]] = {
+    TransportKind.WEBSOCKET: _websocket,
+    TransportKind.GRPC: _grpc,
+}
+
+
+class DriverTable:
+    """One driver per supported transport kind."""
+
+    def __init__(self) -> None:
+        self._drivers: dict[TransportKind, Driver] = {TransportKind.TCP: TcpDriver(),
+                                                      TransportKind.UDP: UdpDriver()}
+        for kind, factory in _OPTIONAL.items():
+            driver = factory()
+            if driver is not None:
+                self._drivers[kind] = driver
+
+    @property
+    def names(self) -> list[str]:
+        """The transports this installation supports."""
+        return [k.value for k in self._drivers]
+
+    def get(self, transport: str | TransportKind) -> Driver:
+        """The driver for a transport name or kind; raises ``UnsupportedTransport``."""
+        kind = TransportKind.parse(transport)
+        driver = self._drivers.get(kind)
+        if driver is None:
+            raise UnsupportedTransport(kind.value, tuple(self.names))
+        return driver
+
+    def kind(self, transport: str | TransportKind) -> TransportKind:
+        """The supported kind of a transport name; raises ``UnsupportedTransport``."""
+        return self.get(transport).kind
+
+    @staticmethod
+    def split_options(driver: Driver, options: dict[str, Any]
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Separate a driver's own options (e.g. ``path``) from :class:`Options` fields.
+        ``options`` is not changed."""
+        extra = {k: v for k, v in options.items() if k in driver.extra_options}
+        rest = {k: v for k, v in options.items() if k not in driver.extra_options}
+        return rest, extra
