@@ -22,7 +22,7 @@ from .breakers import BreakerRegistry
 from .config import Framing, Options, Priority, TransportKind
 from .connection import Connection, ConnectionInfo, ConnState, Endpoint, Hooks
 from .counters import ServiceTotals
-from .dispatch import Handler, HandlerRunner
+from .dispatch import Handler
 from .drivers.base import LinkParts
 from .drivers.pacing import default_burst
 from .drivers.tcp import client_ssl_context
@@ -36,9 +36,10 @@ from .inbox import Inbox
 from .info import TransportMetrics, connection_info, transport_metrics
 from .listener import Listener
 from .pool_manager import PoolManager
+from .receivers import Receivers
 from .registry import Registry
 from .sansio.breaker import CircuitBreaker, CircuitBreakerState
-from .sansio.events import Message, Received
+from .sansio.events import Message
 from .sansio.framing import GoAwayCode
 from .sansio.metrics import LatencyHistogram
 from .sansio.throttle import TokenBucket
@@ -74,16 +75,17 @@ class NetworkTransport:
         self._drivers = DriverTable()
         self._registry = Registry()
         self._conns = self._registry.conns  # the per-message paths look ids up here
-        self._handlers: dict[int, HandlerRunner] = {}
         self._breakers = BreakerRegistry(self.options)
         self._sessions = SessionKeeper(self._registry.__contains__, self._drop_unseen)
         self._totals = ServiceTotals()
         self._tasks: set[asyncio.Task[None]] = set()
         self._inbox = Inbox(self.options.receive_queue_size, self.options.max_pending_bytes)
+        self._receivers = Receivers(self._inbox, self.options.receive_queue_size, self._tasks,
+                                    self._on_handler_error)
         self._latency = LatencyHistogram()
         self._pools: PoolManager | None = None
         self._running = False
-        self._hooks = Hooks(self._deliver, self._latency.record, self._on_state,
+        self._hooks = Hooks(self._receivers.deliver, self._latency.record, self._on_state,
                             self._on_error, self._sessions.detached)
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -178,16 +180,13 @@ class NetworkTransport:
         conn.listener = listener
         conn.resume_lookup = lambda sid, c=conn: self._sessions.lookup(c, sid)
         self._registry.add(conn)
-        self._attach_receiver(conn, listener.handler)
+        self._receivers.attach(conn, listener.handler)
         return conn.make_parts(detect=listener.framing is Framing.AUTO)
 
     def _drop_unseen(self, conn: Connection) -> None:
         """Forget a connection that was only a vehicle for a resume: not counted."""
         self._registry.remove(conn.id)
-        runner = self._handlers.pop(conn.id, None)
-        if runner is not None:
-            runner.cancel()
-        self._inbox.unregister(conn.id)
+        self._receivers.detach(conn.id)
 
     async def _close_listener(self, listener: Listener) -> None:
         self._registry.remove_listener(listener)
@@ -244,7 +243,7 @@ class NetworkTransport:
                           shared_buckets=shared)
         conn.pooled = pooled
         self._registry.add(conn)
-        self._attach_receiver(conn, handler)
+        self._receivers.attach(conn, handler)
         try:
             await conn.open_first()
         except BaseException:
@@ -280,31 +279,12 @@ class NetworkTransport:
         if conn.confirmations.unconfirmed:  # kept for unconfirmed(conn_id) once it is gone
             self._registry.keep_orphan(conn_id, conn.take_unconfirmed())
         self._totals.fold(conn.traffic(), conn.reconnects, conn.datagram_counters())
-        runner = self._handlers.pop(conn_id, None)
-        if runner is not None:
-            runner.cancel()
-        self._inbox.unregister(conn_id)
+        self._receivers.detach(conn_id)
         self._sessions.forget(conn)
         if self._pools is not None and conn.pooled:
             self._pools.forget(conn)
 
     # -- hooks from connections -----------------------------------------------------------------
-    def _attach_receiver(self, conn: Connection, handler: Handler | None) -> None:
-        flow = conn.flow_control
-        if handler is None:
-            self._inbox.register(conn.id, flow, conn)
-        else:
-            self._handlers[conn.id] = HandlerRunner(
-                handler, conn, flow, self._tasks, self.options.receive_queue_size,
-                self._on_handler_error)
-
-    def _deliver(self, conn: Connection, msgs: list[Received], nbytes: int) -> None:
-        runner = self._handlers.get(conn.id)
-        if runner is None:
-            self._inbox.put_many(conn.id, msgs, nbytes)
-        else:
-            runner.deliver(msgs)
-
     def _on_state(self, conn: Connection, state: ConnState) -> None:
         if state is ConnState.CONNECTED:
             if not conn.ever_connected:

@@ -1,0 +1,51 @@
+"""Where a connection's received messages go: the inbox (``receive()``/``messages()``) or the
+connection's handler (:class:`~.dispatch.HandlerRunner`). :meth:`Receivers.deliver` is on the
+per-message path: one dict lookup per chunk of messages."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from .connection import Connection
+from .dispatch import Handler, HandlerRunner
+from .inbox import Inbox
+from .sansio.events import Received
+
+__all__ = ["Receivers"]
+
+
+class Receivers:
+    """The inbox and the handler runners, by connection id."""
+
+    def __init__(self, inbox: Inbox, max_backlog: int, tasks: set[asyncio.Task[None]],
+                 on_handler_error: Callable[[BaseException], None]) -> None:
+        self.inbox = inbox
+        self._max_backlog = max_backlog
+        self._tasks = tasks
+        self._on_handler_error = on_handler_error
+        self._handlers: dict[int, HandlerRunner] = {}
+
+    def attach(self, conn: Connection, handler: Handler | None) -> None:
+        """Messages of ``conn`` go to ``handler``, or to the inbox without one."""
+        flow = conn.flow_control
+        if handler is None:
+            self.inbox.register(conn.id, flow, conn)
+        else:
+            self._handlers[conn.id] = HandlerRunner(handler, conn, flow, self._tasks,
+                                                    self._max_backlog, self._on_handler_error)
+
+    def detach(self, conn_id: int) -> None:
+        """The connection is gone: its handler task ends; queued messages stay readable."""
+        runner = self._handlers.pop(conn_id, None)
+        if runner is not None:
+            runner.cancel()
+        self.inbox.unregister(conn_id)
+
+    def deliver(self, conn: Connection, msgs: list[Received], nbytes: int) -> None:
+        """Messages decoded from one chunk of ``conn`` (``nbytes`` payload bytes)."""
+        runner = self._handlers.get(conn.id)
+        if runner is None:
+            self.inbox.put_many(conn.id, msgs, nbytes)
+        else:
+            runner.deliver(msgs)
