@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .sansio.session import Session
+from .sansio.core import AnySession as Session
 
 __all__ = ["LinkTotals", "ServiceTotals", "Traffic", "add_counts"]
 
