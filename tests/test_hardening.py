@@ -188,3 +188,51 @@ async def test_listener_reassembly_budget_closes_the_connection_that_passes_it(
     payload = b"g" * (768 * 1024)
     await net.send_data(good, payload)
     assert (await net.receive(timeout=5.0)).data == payload
+
+
+# -- 4. TLS: a handshake that does not finish loses its socket and its slot -------------------
+HALF_CLIENT_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"r" * 16  # of ~517 B
+
+
+async def _cut_after(conn: Conn) -> float:
+    """Seconds until the listener closes ``conn`` (EOF or reset)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    reader, _ = conn
+    try:
+        async with asyncio.timeout(10):
+            while await reader.read(4096):
+                pass
+    except ConnectionError:
+        pass
+    return loop.time() - start
+
+
+async def test_tls_handshake_deadline_cuts_stalled_handshakes_and_frees_their_slots(
+        net: NetworkTransport, tls: Any) -> None:
+    """A listener with max_connections=6 and handshake_timeout=0.5: 2 raw sockets send half
+    a ClientHello, 2 send nothing, 2 send half and close. Before: the first four held their
+    slots for asyncio's 60 s, the last two for ever (asyncio never tells the protocol about
+    a failed handshake). Now: all six slots are free within the deadline."""
+    deadline = 0.5
+    listener = await net.listen("127.0.0.1", 0, ssl_context=tls.server_ctx,
+                                max_connections=6, handshake_timeout=deadline)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    stalled = [await _raw(listener.port, HALF_CLIENT_HELLO) for _ in range(2)]
+    stalled += [await _raw(listener.port, b"") for _ in range(2)]
+    gone = [await _raw(listener.port, HALF_CLIENT_HELLO) for _ in range(2)]
+    await _close_all(gone)
+    try:
+        await eventually(lambda: listener.accepted == 6)
+        assert listener.refused == 0
+        cuts = await asyncio.gather(*(_cut_after(c) for c in stalled))
+        assert max(cuts) < deadline + 0.5, cuts  # measured: 0.50 s
+        await eventually(lambda: not listener.connections, timeout=deadline + 1.0)
+        freed = loop.time() - start
+        assert freed < deadline + 0.5, freed  # measured: 0.55 s
+    finally:
+        await _close_all(stalled)
+    good = await net.connect("127.0.0.1", listener.port, ssl_context=tls.client_ctx)
+    await net.send_data(good, b"through")
+    assert (await net.receive(timeout=5.0)).data == b"through"

@@ -108,6 +108,9 @@ class Options:
     keepalive_interval: float = 15.0
     pong_timeout: float = 10.0
     hello_timeout: float = 5.0
+    # an accepted socket's TLS handshake must be done within this (else it is cut and its
+    # max_connections slot freed); also a client's TLS handshake (asyncio's default is 60 s)
+    handshake_timeout: float = 5.0
     idle_timeout: float = 300.0  # pooled connections unused this long are closed
     # circuit breaker, per endpoint
     failure_threshold: int = 5
@@ -157,7 +160,8 @@ class Options:
         if self.half_open_max_probes < 1:
             raise ValueError("half_open_max_probes must be >= 1")
         for name in ("timeout", "reconnect_interval", "keepalive_interval", "pong_timeout",
-                     "hello_timeout", "idle_timeout", "reset_timeout", "reconnect_max_delay"):
+                     "hello_timeout", "handshake_timeout", "idle_timeout", "reset_timeout",
+                     "reconnect_max_delay"):
             _positive(name, getattr(self, name))
         _positive("raw_keepalive_interval", self.raw_keepalive_interval, allow_zero=True)
         if self.reconnect_multiplier < 1.0:

@@ -108,6 +108,9 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
     # -- asyncio protocol callbacks ------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        if self.lost.done():  # given up before the socket got here (a TLS handshake deadline)
+            transport.abort()
+            return
         self.transport = transport
         self.peer = transport.get_extra_info("peername")
         self.session.set_peer(self.peer)

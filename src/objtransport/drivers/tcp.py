@@ -48,6 +48,20 @@ def describe_connect_error(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+#: after asyncio's own ssl_handshake_timeout has cut the socket
+_HANDSHAKE_MARGIN = 0.05
+
+
+def _handshake_deadline(link: StreamLink, timeout: float) -> None:
+    """A TLS listener's socket whose handshake is not done ``timeout`` s after accept
+    never reaches its link: asyncio cut it (ssl_handshake_timeout), or the handshake failed,
+    and asyncio tells the link neither. End the link, so its connection and its
+    ``max_connections`` slot go."""
+    if link.transport is None and not link.lost.done():
+        link.connection_lost(ConnectionAbortedError(
+            f"TLS handshake not done within {timeout:g} s (handshake_timeout)"))
+
+
 class _Refuse(asyncio.Protocol):
     """Accepts and closes at once (the listener refused the peer)."""
 
@@ -99,7 +113,8 @@ class TcpDriver:
                 if ssl_context is not None:
                     _, link = await loop.create_connection(
                         factory, host, port, ssl=ssl_context,
-                        server_hostname=server_hostname or host, ssl_handshake_timeout=timeout)
+                        server_hostname=server_hostname or host,
+                        ssl_handshake_timeout=min(timeout, options.handshake_timeout))
                 else:
                     _, link = await loop.create_connection(factory, host, port)
                 await asyncio.shield(link.ready)
@@ -122,13 +137,22 @@ class TcpDriver:
         loop = asyncio.get_running_loop()
         budget = ReassemblyBudget(options.max_total_reassembly_bytes)
 
+        handshake = options.handshake_timeout
+
         def factory() -> asyncio.BaseProtocol:
             parts = accept()
-            return _Refuse() if parts is None else StreamLink.from_parts(parts, budget)
+            if parts is None:
+                return _Refuse()
+            link = StreamLink.from_parts(parts, budget)
+            if ssl_context is not None:
+                loop.call_later(handshake + _HANDSHAKE_MARGIN, _handshake_deadline, link,
+                                handshake)
+            return link
 
         try:
-            server = await loop.create_server(factory, host, port, ssl=ssl_context,
-                                              backlog=1024, reuse_address=True)
+            server = await loop.create_server(
+                factory, host, port, ssl=ssl_context, backlog=1024, reuse_address=True,
+                ssl_handshake_timeout=handshake if ssl_context is not None else None)
         except OSError as exc:
             raise ConnectError(f"{host}:{port}",
                                f"cannot listen: {describe_connect_error(exc)}") from exc
