@@ -37,7 +37,9 @@ from websockets.uri import parse_uri
 from ..config import Options, TransportKind
 from ..exceptions import ConnectError, TransportError
 from ..sansio.core import AnySession
+from ..sansio.framing import MAGIC, GoAwayCode, encode_goaway
 from ..sansio.message import MessageSession
+from ..sansio.sniff import WEBSOCKET_LISTENER, not_websocket
 from .base import LinkParts
 from .tcp import describe_connect_error
 from .websocket_conn import WsConnection
@@ -65,6 +67,8 @@ class WebSocketServer:
         self.port = 0
         #: requests refused: a path not served (404)
         self.refused = 0
+        #: connections closed at once because the peer did not speak HTTP (or spoke TLS)
+        self.wrong_peers = 0
         self._logged: dict[Any, float] = {}  # peer host -> when its 404 was last logged
 
     def not_found(self, conn: WsConnection, request: Request) -> None:
@@ -85,6 +89,20 @@ class WebSocketServer:
         assert isinstance(protocol, ServerProtocol)
         conn.respond(protocol.reject(HTTPStatus.NOT_FOUND,
                                      f"no WebSocket endpoint at {request.path}\n"))
+
+    def first_bytes(self, conn: WsConnection, head: bytes) -> bool:
+        """A peer that does not open with an HTTP request is named, logged, counted and
+        closed at once (a native one is told why in a GOAWAY); True if so."""
+        hint = not_websocket(head)
+        if hint is None or conn.transport is None:
+            return False
+        self.wrong_peers += 1
+        log.warning("connection from %s closed: %s", _show(conn.peer), hint)
+        if head.startswith(MAGIC):
+            conn.transport.write(MAGIC + encode_goaway(GoAwayCode.PROTOCOL_ERROR,
+                                                       WEBSOCKET_LISTENER))
+        conn.transport.close()
+        return True
 
     def close(self) -> None:
         # the service closes the accepted connections itself, in order
@@ -226,7 +244,9 @@ class WebSocketDriver:
 
         def factory() -> WsConnection:
             protocol = ServerProtocol(select_subprotocol=_select, max_size=max_size)
-            return WsConnection(protocol, options.timeout, on_request)
+            conn = WsConnection(protocol, options.timeout, on_request)
+            conn.on_first_bytes = ws_server.first_bytes
+            return conn
 
         try:
             ws_server.server = await asyncio.get_running_loop().create_server(

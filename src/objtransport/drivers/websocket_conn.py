@@ -66,6 +66,8 @@ class WsConnection(asyncio.Protocol):
         self.client = isinstance(protocol, ClientProtocol)
         self.close_timeout = close_timeout
         self.on_request = on_request
+        #: server: shown the first bytes; True when it answered them itself (a wrong peer)
+        self.on_first_bytes: Callable[[WsConnection, bytes], bool] | None = None
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
         self.peer: Any = None
@@ -105,6 +107,10 @@ class WsConnection(asyncio.Protocol):
         state = p.state
         if state is _CLOSED:
             return  # after our echo of a Close inside a fragmented message
+        if self.on_first_bytes is not None:
+            check, self.on_first_bytes = self.on_first_bytes, None
+            if check(self, data):
+                return
         p.receive_data(data)
         events = p.events_received()
         for ev in events:

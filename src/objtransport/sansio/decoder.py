@@ -36,12 +36,15 @@ from .framing import (
 )
 from .reassembly import ReassemblyBudget
 from .reliability import ResumeState
+from .sniff import wrong_peer
 
 __all__ = ["NativeDecoder", "RawDecoder", "RECV_BUFFER_SIZE", "DIRECT_THRESHOLD"]
 
 RECV_BUFFER_SIZE = 256 * 1024
 #: frame bodies at least this large are received straight into their own buffer
 DIRECT_THRESHOLD = 64 * 1024
+#: a first raw length this large (335 MB) may be another protocol's opening (see sniff.py)
+_FOREIGN_MIN = 0x14000000
 _LARGEST_HEADER = 28  # length + header + fragment extension
 _NO_BUFFER = memoryview(b"")
 _FOREVER = 1 << 62  # bytes to discard after a protocol error
@@ -427,11 +430,11 @@ class RawDecoder(_DecoderBase):
             while n - off >= 4:
                 (length,) = unpack(buf, off)
                 if length > maxm:
-                    raise ProtocolError(f"raw message length {length} exceeds "
-                                        f"max_message_size ({maxm})",
-                                        GoAwayCode.MESSAGE_TOO_LARGE)
+                    raise self._too_long(buf, off, length)
                 end = off + 4 + length
                 if end > n:
+                    if length >= _FOREIGN_MIN and not off and not self.bytes_received:
+                        self._check_first(buf)
                     if length >= DIRECT_THRESHOLD:
                         self._direct_raw(buf, off, length)
                         off = n
@@ -446,6 +449,23 @@ class RawDecoder(_DecoderBase):
         finally:
             self.bytes_received += nbytes
         return off
+
+    def _too_long(self, buf: bytes, off: int, length: int) -> ProtocolError:
+        """The error for a length above ``max_message_size``: on the first frame, a peer
+        of another protocol is named (its first bytes are not a length)."""
+        if not off and not self.bytes_received:
+            hint = wrong_peer(buf[:16])
+            if hint is not None:
+                return ProtocolError(hint, GoAwayCode.PROTOCOL_ERROR)
+        return ProtocolError(f"raw message length {length} exceeds max_message_size "
+                             f"({self.max_message_size})", GoAwayCode.MESSAGE_TOO_LARGE)
+
+    def _check_first(self, buf: bytes) -> None:
+        """A first length within a raised ``max_message_size`` but far beyond any likely
+        message: fail at once if it is the opening of another protocol."""
+        hint = wrong_peer(buf[:16])
+        if hint is not None:
+            raise ProtocolError(hint, GoAwayCode.PROTOCOL_ERROR)
 
     def _direct_raw(self, buf: bytes, off: int, size: int) -> None:
         body = BodyBuffer(size, self.recycler, self.budget)

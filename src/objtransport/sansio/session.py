@@ -45,6 +45,7 @@ from .liveness import Pinger
 from .raw import RawSession
 from .reassembly import ReassemblyBudget
 from .reliability import ResumeState
+from .sniff import wrong_peer
 
 __all__ = [
     "ACK_BYTES",
@@ -106,6 +107,15 @@ class NativeSession(NativeHandshake):
     def drop_incomplete(self) -> None:
         self.decoder.release()
 
+    def connection_lost(self, reason: str) -> None:
+        """The socket went away. A client that heard nothing at all before it did was most
+        likely refused by a TLS listener (it closes on a plain opening without a word)."""
+        if (self.role == "client" and self.state is SessionState.HANDSHAKE
+                and not self._magic):
+            reason = (f"{reason} before the listener's HELLO, without a byte: a TLS listener?"
+                      " connect with ssl=True (or the listener refused the connection)")
+        super().connection_lost(reason)
+
     @property
     def rtt_last(self) -> float | None:
         return self.pinger.rtt_last
@@ -141,10 +151,11 @@ class NativeSession(NativeHandshake):
             if len(self._magic) < 4:
                 return []
             if self._magic != MAGIC:
-                self._fail(ProtocolError(
-                    f"peer did not start with the objtransport preface (got {self._magic!r});"
-                    " is it a raw {packet, 4} peer or another protocol?",
-                    GoAwayCode.PROTOCOL_ERROR))
+                head = self._magic + bytes(data[:12])
+                self.fail(wrong_peer(head) or
+                          f"peer did not start with the objtransport preface (got {head!r}):"
+                          ' a raw {packet, 4} peer? use framing="raw" (or "auto" on a'
+                          " listener)")
                 return []
             self._magic_ok = True
             if not data:
@@ -189,6 +200,9 @@ class NativeSession(NativeHandshake):
             hello = decode_hello(payload)
             self._on_hello(hello)
             self._send_ping(now)
+        elif ftype == FrameType.GOAWAY:  # also before HELLO: a listener saying why it refuses
+            code, reason = decode_goaway(payload)
+            self.peer_closed(code, reason)
         elif self.state is SessionState.HANDSHAKE:
             raise ProtocolError(f"{FrameType(ftype).name} frame before HELLO",
                                 GoAwayCode.PROTOCOL_ERROR)
@@ -197,9 +211,6 @@ class NativeSession(NativeHandshake):
                 self.scheduler.push_frame(_CONTROL, encode_frame(FrameType.PONG, payload))
         elif ftype == FrameType.PONG:
             self._on_pong(payload, now)
-        elif ftype == FrameType.GOAWAY:
-            code, reason = decode_goaway(payload)
-            self.peer_closed(code, reason)
         elif ftype == FrameType.ACK:
             if len(payload) != 8:
                 raise ProtocolError("ACK payload is not 8 bytes", GoAwayCode.PROTOCOL_ERROR)
