@@ -13,8 +13,10 @@
 
 from __future__ import annotations
 
+from . import events
 from .config import Framing, Options, Priority, TransportKind
 from .connection import ConnectionInfo
+from .events import Event
 from .exceptions import (
     CircuitOpenError,
     ConnectError,
@@ -45,6 +47,7 @@ __all__ = [
     "ConnectionInfo",
     "ConnectionNotFound",
     "ConnectionNotReady",
+    "Event",
     "Framing",
     "Listener",
     "Message",
@@ -62,4 +65,5 @@ __all__ = [
     "TransportMetrics",
     "UnsupportedTransport",
     "__version__",
+    "events",
 ]

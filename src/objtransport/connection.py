@@ -25,12 +25,15 @@ from .counters import LinkTotals, Traffic
 from .drivers.base import Driver, Link, LinkParts
 from .drivers.pacing import Pacer, default_burst
 from .endpoint import ConnState, Endpoint
+from .events import EventHub, Overloaded, SessionResumed
+from .events import SessionLost as SessionLostEvent
 from .exceptions import (
     CircuitOpenError,
     ConnectionNotReady,
     TransportError,
 )
 from .info import ConnectionInfo
+from .lifecycle import emit, state_changed
 from .reconnect import Supervisor
 from .sansio.breaker import BreakerState, CircuitBreaker
 from .sansio.events import (
@@ -42,7 +45,7 @@ from .sansio.events import (
     Received,
 )
 from .sansio.events import (
-    SessionLost as SessionLostEvent,
+    SessionLost as CoreSessionLost,
 )
 from .sansio.framing import GoAwayCode
 from .sansio.reliability import ResumeState, Unacked
@@ -61,8 +64,11 @@ class Hooks:
                  on_rtt: Callable[[float], None],
                  on_state: Callable[[Connection, ConnState], None],
                  on_error: Callable[[Connection, str], None],
-                 on_detached: Callable[[Connection], None] | None = None) -> None:
+                 on_detached: Callable[[Connection], None] | None = None,
+                 events: EventHub | None = None) -> None:
         self.deliver = deliver
+        #: where lifecycle events go (:mod:`.lifecycle` publishes them)
+        self.events = events or EventHub()
         self.on_detached = on_detached or (lambda conn: None)
         self.on_rtt = on_rtt
         self.on_state = on_state
@@ -115,6 +121,10 @@ class Connection:
         self.listener: Any = None  # the Listener that accepted it (server side)
         self._reading_paused = False
         self.last_error = ""
+        #: how the last link ended: (reason, by a fault)
+        self.end_reason: tuple[str, bool] = ("closed", False)
+        #: the last handshake resumed the session of an earlier link
+        self.resumed = False
         self.last_activity = self.loop.time()
         # throttling: own buckets (from the options) plus shared ones (service, pool)
         self._shared_buckets = list(shared_buckets or [])
@@ -199,6 +209,8 @@ class Connection:
 
     def flow_control(self, pause: bool) -> None:
         """Pause or resume reading from the current link (receive backpressure)."""
+        if pause is not self._reading_paused:
+            emit(self, Overloaded, what="paused_reading" if pause else "resumed_reading")
         self._reading_paused = pause
         link = self.link
         if link is not None:
@@ -223,20 +235,29 @@ class Connection:
             self.hooks.on_rtt(ev.rtt)
         elif isinstance(ev, Acked):
             self.confirmations.wake()
-        elif isinstance(ev, SessionLostEvent):
+        elif isinstance(ev, CoreSessionLost):
             self.session_lost(ev.unconfirmed)
         elif isinstance(ev, HandshakeComplete):
+            self.resumed = ev.resumed
+            if ev.resumed:
+                emit(self, SessionResumed, resent=ev.resent)
             if self.role == "server":
                 self.set_state(ConnState.CONNECTED)
-        elif isinstance(ev, Closed) and ev.error and not self._user_closed:
-            self.record_error(ev.reason)
-            self.hooks.on_error(self, ev.reason)
+        elif isinstance(ev, Closed):
+            self.end_reason = (ev.reason, ev.error)
+            if ev.error and not self._user_closed:
+                self.record_error(ev.reason)
+                self.hooks.on_error(self, ev.reason)
+                if ev.code == GoAwayCode.OVERLOADED and not ev.by_peer:
+                    emit(self, Overloaded, what="dropped_slow_consumer")
 
     def set_state(self, state: ConnState) -> None:
         """The one place the state changes: wakes waiters and tells the owner."""
-        if state is self.state:
+        old = self.state
+        if state is old:
             return
         self.state = state
+        state_changed(self, old, state)
         self._state_changed.set()
         self._state_changed = asyncio.Event()
         self.confirmations.wake()  # flush()/wait_ack look again: the link may be gone
@@ -309,6 +330,7 @@ class Connection:
         """The session's guarantee no longer holds: say so, loudly, and keep the list."""
         self.record_error(f"{why}: {len(unconfirmed)} message(s) not confirmed")
         self.hooks.on_error(self, self.last_error)
+        emit(self, SessionLostEvent, unconfirmed=len(unconfirmed), reason=why)
         self.confirmations.add(unconfirmed)
 
     def take_unconfirmed(self) -> list[bytes]:

@@ -32,7 +32,7 @@ class HandlerRunner:
 
     def __init__(self, handler: Handler, conn: Any, flow: FlowControl,
                  tasks: set[asyncio.Task[None]], max_backlog: int,
-                 on_error: Callable[[BaseException], None]) -> None:
+                 on_error: Callable[[Any, BaseException], None]) -> None:
         self.handler = handler
         self.conn = conn  # for conn.id, conn.transport_name and conn.peer_address
         self.conn_id = conn.id
@@ -97,7 +97,7 @@ class HandlerRunner:
         elif self.errors == 1:
             log.error("handler for connection %s raised %r (logged once; counted in "
                       "metrics.handler_errors)", self.conn_id, exc, exc_info=exc)
-        self.on_error(exc)
+        self.on_error(self.conn, exc)
 
     async def drain(self) -> None:
         """Wait until the backlog is handled."""

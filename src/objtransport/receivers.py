@@ -19,7 +19,7 @@ class Receivers:
     """The inbox and the handler runners, by connection id."""
 
     def __init__(self, inbox: Inbox, max_backlog: int, tasks: set[asyncio.Task[None]],
-                 on_handler_error: Callable[[BaseException], None]) -> None:
+                 on_handler_error: Callable[[Connection, BaseException], None]) -> None:
         self.inbox = inbox
         self._max_backlog = max_backlog
         self._tasks = tasks

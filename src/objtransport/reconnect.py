@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 
 from .drivers.base import Link
 from .endpoint import ConnState
+from .events import GivenUp, Reconnecting
 from .exceptions import CircuitOpenError, ConnectError
+from .lifecycle import emit
 from .sansio.backoff import backoff_delays
 
 if TYPE_CHECKING:
@@ -31,6 +33,8 @@ class Supervisor:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        #: reconnection attempts since the last success (or loss)
+        self.attempts = 0
 
     async def attempt(self) -> Link:
         """One connection attempt, gated and scored by the endpoint's breaker.
@@ -98,6 +102,8 @@ class Supervisor:
                 delays = self._delays()
             new = await self._reconnect(delays)
             if new is None:
+                if not conn.closed_by_user:
+                    emit(conn, GivenUp, attempts=self.attempts, reason=conn.last_error)
                 conn.give_up()
                 break
             conn.reconnects += 1
@@ -113,8 +119,11 @@ class Supervisor:
     async def _reconnect(self, delays: Iterator[float]) -> Link | None:
         conn = self.conn
         o = conn.options
+        self.attempts = 0
         for delay in delays:
             wait = max(delay, conn.breaker.retry_after(conn.loop.time()))
+            self.attempts += 1
+            emit(conn, Reconnecting, attempt=self.attempts, delay=wait)
             await asyncio.sleep(wait)
             if conn.closed_by_user:
                 return None

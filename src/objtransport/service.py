@@ -14,18 +14,27 @@ import logging
 import random
 import ssl as ssl_module
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from functools import partial
 from types import TracebackType
 from typing import Any
 
 from .breakers import BreakerRegistry
 from .config import Framing, Options, Priority, TransportKind
 from .connection import Connection, ConnectionInfo, ConnState, Endpoint, Hooks
+from .connector import Connector
 from .counters import ServiceTotals
 from .dispatch import Handler
-from .drivers.base import LinkParts
 from .drivers.pacing import default_burst
-from .drivers.tcp import client_ssl_context
+from .events import (
+    DEFAULT_MAXSIZE,
+    Event,
+    EventHub,
+    HandlerFailed,
+    ListenerClosed,
+    Listening,
+    Subscription,
+)
 from .exceptions import (
     ConnectionNotFound,
     ConnectionNotReady,
@@ -34,6 +43,7 @@ from .exceptions import (
 )
 from .inbox import Inbox
 from .info import TransportMetrics, connection_info, transport_metrics
+from .lifecycle import breaker_event, emit, listener_event
 from .listener import Listener
 from .pool_manager import PoolManager
 from .receivers import Receivers
@@ -65,17 +75,20 @@ class NetworkTransport:
     """
 
     def __init__(self, *, transport: str = "tcp", rng: random.Random | None = None,
-                 max_bandwidth: float = 0.0, burst: float = 0.0, **options: Any) -> None:
+                 max_bandwidth: float = 0.0, burst: float = 0.0,
+                 on_event: Callable[[Event], object] | None = None, **options: Any) -> None:
         self.options = Options().with_overrides(**options)
+        self._events = EventHub()
+        if on_event is not None:
+            self._events.add_callback(on_event)
         #: the whole service's send limit (bytes/s), on top of each connection's own
-        self._global_bucket: TokenBucket | None = None
         self._global_rate = (max_bandwidth, burst)
         self.default_transport = TransportKind.parse(transport)
         self.rng = rng or random.Random()
         self._drivers = DriverTable()
         self._registry = Registry()
         self._conns = self._registry.conns  # the per-message paths look ids up here
-        self._breakers = BreakerRegistry(self.options)
+        self._breakers = BreakerRegistry(self.options, partial(breaker_event, self._events))
         self._sessions = SessionKeeper(self._registry.__contains__, self._drop_unseen)
         self._totals = ServiceTotals()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -86,19 +99,22 @@ class NetworkTransport:
         self._pools: PoolManager | None = None
         self._running = False
         self._hooks = Hooks(self._receivers.deliver, self._latency.record, self._on_state,
-                            self._on_error, self._sessions.detached)
+                            self._on_error, self._sessions.detached, self._events)
+        self._connector = Connector(self.options, self._drivers, self._registry, self._breakers,
+                                    self._sessions, self._receivers, self._hooks, self.rng,
+                                    self._tasks, self._forget)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> NetworkTransport:
         if not self._running:
-            self._running = True
+            self._running = self._connector.accepting = True
             self._pools = PoolManager(self.options, self._drivers.kind, self._open_pooled,
                                       self._send_pooled, self.disconnect,
                                       self._breakers.for_endpoint)
             rate, burst = self._global_rate
             if rate > 0:
-                self._global_bucket = TokenBucket(rate, burst or default_burst(rate),
-                                                  asyncio.get_running_loop().time())
+                self._connector.global_bucket = TokenBucket(
+                    rate, burst or default_burst(rate), asyncio.get_running_loop().time())
         return self
 
     async def stop(self, timeout: float | None = None) -> None:
@@ -106,7 +122,7 @@ class NetworkTransport:
         ``timeout``), then cancel and await every task."""
         if not self._running:
             return
-        self._running = False
+        self._running = self._connector.accepting = False
         timeout = self.options.timeout if timeout is None else timeout
         if self._pools is not None:
             self._pools.close()
@@ -126,6 +142,7 @@ class NetworkTransport:
             self._forget(cid)
         self._sessions.close()
         self._inbox.close()
+        self._events.close()
 
     async def __aenter__(self) -> NetworkTransport:
         return await self.start()
@@ -160,28 +177,15 @@ class NetworkTransport:
         options, extra = self._drivers.split_options(driver, options)
         opts = self.options.with_overrides(framing=framing, **options)
         listener = Listener(host, driver.kind, opts, Framing.parse(framing), handler,
-                            ssl_context, self._accept, extra, on_close=self._close_listener)
+                            ssl_context, self._connector.accept, extra,
+                            on_close=self._close_listener)
         server = await driver.serve(host, port, listener.accept, ssl_context, opts, extra)
         listener.server = server
         listener.port = server.port
         self._registry.add_listener(listener)
         log.info("listening on %r", listener)
+        listener_event(self._events, Listening, listener)
         return listener
-
-    def _accept(self, listener: Listener) -> LinkParts | None:
-        if not self._running:
-            return None
-        endpoint = Endpoint(listener.kind, listener.host, listener.port, listener.tls)
-        conn = Connection(self._registry.next_id(), endpoint, listener.options,
-                          self._breakers.detached(), self._hooks,
-                          self._drivers.get(listener.kind), role="server",
-                          native=listener.framing is not Framing.RAW, extra=listener.extra,
-                          shared_buckets=[self._global_bucket] if self._global_bucket else None)
-        conn.listener = listener
-        conn.resume_lookup = lambda sid, c=conn: self._sessions.lookup(c, sid)
-        self._registry.add(conn)
-        self._receivers.attach(conn, listener.handler)
-        return conn.make_parts(detect=listener.framing is Framing.AUTO)
 
     def _drop_unseen(self, conn: Connection) -> None:
         """Forget a connection that was only a vehicle for a resume: not counted."""
@@ -189,7 +193,8 @@ class NetworkTransport:
         self._receivers.detach(conn.id)
 
     async def _close_listener(self, listener: Listener) -> None:
-        self._registry.remove_listener(listener)
+        if self._registry.remove_listener(listener):
+            listener_event(self._events, ListenerClosed, listener)
         await asyncio.gather(*(c.close(self.options.timeout, GoAwayCode.SHUTDOWN,
                                        "listener closing")
                                for c in self._registry.accepted_by(listener)),
@@ -206,53 +211,21 @@ class NetworkTransport:
         ``CircuitOpenError`` (the endpoint failed too often lately; nothing was attempted).
         After an unexpected loss the connection reconnects by itself, keeping its id.
         """
-        return (await self._open(host, port, transport, ssl, ssl_context, server_hostname,
-                                 framing, handler, options, pooled=False)).id
+        self._check_running()
+        return (await self._connector.open(host, port, transport, ssl, ssl_context,
+                                           server_hostname, framing, handler, options)).id
 
     async def _open_pooled(self, host: str, port: int, kind: TransportKind, ssl: bool | None,
                            ssl_context: ssl_module.SSLContext | None, options: dict[str, Any],
                            shared_buckets: list[TokenBucket]) -> Connection:
-        return await self._open(host, port, kind, ssl, ssl_context, None, "native", None,
-                                options, pooled=True, shared_buckets=shared_buckets)
+        self._check_running()
+        return await self._connector.open(host, port, kind, ssl, ssl_context, None, "native",
+                                          None, options, pooled=True,
+                                          shared_buckets=shared_buckets)
 
     async def _send_pooled(self, conn_id: int, data: bytes | bytearray | memoryview,
                            priority: str | int, stream: int, timeout: float) -> None:
         await self.send_data(conn_id, data, priority=priority, stream=stream, timeout=timeout)
-
-    async def _open(self, host: str, port: int, transport: str | TransportKind,
-                    ssl: bool | None, ssl_context: ssl_module.SSLContext | None,
-                    server_hostname: str | None, framing: str, handler: Handler | None,
-                    options: dict[str, Any], pooled: bool,
-                    shared_buckets: list[TokenBucket] | None = None) -> Connection:
-        self._check_running()
-        driver = self._drivers.get(transport)
-        options, extra = self._drivers.split_options(driver, options)
-        opts = self.options.with_overrides(ssl=ssl, **options)
-        fr = Framing.parse(framing)
-        if fr is Framing.AUTO:
-            raise ValueError('framing="auto" is for listeners; a client says what it speaks')
-        ctx = client_ssl_context(opts.ssl, ssl_context)
-        endpoint = Endpoint(driver.kind, host, port, ctx is not None)
-        shared = list(shared_buckets or [])
-        if self._global_bucket is not None:
-            shared.append(self._global_bucket)
-        conn = Connection(self._registry.next_id(), endpoint, opts,
-                          self._breakers.for_endpoint(endpoint), self._hooks, driver,
-                          extra=extra, native=fr is Framing.NATIVE, ssl_context=ctx,
-                          server_hostname=server_hostname, rng=self.rng,
-                          shared_buckets=shared)
-        conn.pooled = pooled
-        self._registry.add(conn)
-        self._receivers.attach(conn, handler)
-        try:
-            await conn.open_first()
-        except BaseException:
-            self._forget(conn.id)
-            raise
-        if conn.task is not None:
-            self._tasks.add(conn.task)
-            conn.task.add_done_callback(self._tasks.discard)
-        return conn
 
     def breaker_for(self, endpoint: Endpoint) -> CircuitBreaker:
         """The circuit breaker shared by the connections to ``endpoint``."""
@@ -300,8 +273,9 @@ class NetworkTransport:
             log.warning("connection %s (%s, %s): %s", conn.id, conn.role, conn.endpoint,
                         reason)
 
-    def _on_handler_error(self, exc: BaseException) -> None:
+    def _on_handler_error(self, conn: Connection, exc: BaseException) -> None:
         self._totals.handler_errors += 1
+        emit(conn, HandlerFailed, error=exc)
 
     # -- sending ---------------------------------------------------------------------------------
     async def send_data(self, conn_id: int, data: bytes | bytearray | memoryview, *,
@@ -422,6 +396,13 @@ class NetworkTransport:
             yield await self._inbox.get(conn_id, None)
 
     # -- observing -------------------------------------------------------------------------------
+    def events(self, maxsize: int = DEFAULT_MAXSIZE) -> Subscription:
+        """Subscribe to lifecycle events (:mod:`objtransport.events`) from now on:
+        ``async for ev in net.events():``. At most ``maxsize`` wait; a subscriber that lags
+        loses the oldest (counted in ``.dropped``). Iteration ends when the service stops;
+        ``close()`` (or ``async with``) unsubscribes."""
+        return self._events.subscribe(maxsize)
+
     @staticmethod
     def _wall_offset() -> float:
         return time.time() - asyncio.get_running_loop().time()

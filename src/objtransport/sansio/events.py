@@ -58,11 +58,14 @@ def as_message(item: Received, conn_id: int, transport: str, peer: Any) -> Messa
 
 @dataclass(frozen=True, slots=True)
 class HandshakeComplete:
-    """The peer's HELLO arrived: the session is open."""
+    """The peer's HELLO arrived: the session is open. ``resumed``: a session of an earlier
+    link goes on (``resent`` messages were sent again)."""
 
     session_id: bytes
     max_frame_size: int
     max_message_size: int
+    resumed: bool = False
+    resent: int = 0
 
 
 @dataclass(frozen=True, slots=True)

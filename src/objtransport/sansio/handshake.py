@@ -112,10 +112,11 @@ class NativeHandshake(SessionCore):
         self.peer_max_message = hello.max_message_size
         self._fragment = min(self.options.max_fragment_size, hello.max_frame_size - 28)
         agreed = self._reliable and hello.features & _BOTH == _BOTH
+        resent: int | None = None  # messages sent again if the session was resumed
         if self.role == "server":
-            self._answer_hello(hello, agreed)
+            resent = self._answer_hello(hello, agreed)
         elif agreed:
-            self._client_resume(hello)
+            resent = self._client_resume(hello)
         rs = self.rs
         if agreed:
             self.decoder.rx = rs
@@ -123,10 +124,12 @@ class NativeHandshake(SessionCore):
         rs.peer_session_id = hello.session_id
         self._set_state(SessionState.OPEN)
         self.events.append(HandshakeComplete(hello.session_id, hello.max_frame_size,
-                                             hello.max_message_size))
+                                             hello.max_message_size, resent is not None,
+                                             resent or 0))
 
-    def _answer_hello(self, hello: Hello, agreed: bool) -> None:
-        """Listener: find the session to resume (if any) and send our HELLO."""
+    def _answer_hello(self, hello: Hello, agreed: bool) -> int | None:
+        """Listener: find the session to resume (if any) and send our HELLO. Returns how
+        many messages were sent again if the session was resumed, else None."""
         rs = self.rs
         resumed = False
         if agreed and self.resume_lookup is not None:
@@ -135,17 +138,19 @@ class NativeHandshake(SessionCore):
             self._seq0 = rs.next_seq
         if resumed:
             self._send_hello(_BOTH | FEATURE_RESUMED, rs.floor, hello.session_id)
-            self._resend(hello.resume_seq)
-        else:
-            rs.reset_receive()
-            self._send_hello(_BOTH if agreed else 0, 0, hello.session_id)
+            return self._resend(hello.resume_seq)
+        rs.reset_receive()
+        self._send_hello(_BOTH if agreed else 0, 0, hello.session_id)
+        return None
 
-    def _client_resume(self, hello: Hello) -> None:
+    def _client_resume(self, hello: Hello) -> int | None:
         """Client: the listener resumed our session (resend) or started a new one (what
-        was unconfirmed is lost: reported)."""
+        was unconfirmed is lost: reported). Returns how many messages were sent again if
+        the session was resumed, else None."""
         rs = self.rs
+        resent: int | None = None
         if hello.features & FEATURE_RESUMED:
-            self._resend(hello.resume_seq)
+            resent = self._resend(hello.resume_seq)
         else:
             if rs.established:
                 lost = rs.take_unconfirmed()
@@ -155,14 +160,19 @@ class NativeHandshake(SessionCore):
                 self._seq0 = 0
             rs.reset_receive()
         rs.established = True
+        return resent
 
-    def _resend(self, peer_floor: int) -> None:
-        """After a resume: drop what the peer has, send the rest again, same numbers."""
+    def _resend(self, peer_floor: int) -> int:
+        """After a resume: drop what the peer has, send the rest again, same numbers.
+        Returns how many were sent again."""
         rs = self.rs
         rs.on_ack(peer_floor)
+        n = 0
         for seq, data, stream, priority, text in rs.unacked():
             self._queue(data, seq, stream, priority, text)
-            rs.resent += 1
+            n += 1
+        rs.resent += n
+        return n
 
     def _queue(self, data: bytes, seq: int, stream: int, priority: int, text: bool) -> None:
         """Queue an already numbered message (a resend)."""
