@@ -18,6 +18,7 @@ written at once, the rest of the turn coalesces.
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from websockets.frames import Close
 from websockets.protocol import State
@@ -87,22 +88,41 @@ class WebSocketLink(MessageLink):
         else:
             conn.max_message = session.options.max_message_size
 
-    def _carriers(self, data: bytes | bytearray | memoryview
-                  ) -> list[bytes | bytearray | memoryview]:
-        """``data`` (native frames, a byte stream) cut into carrier messages of
-        ``carrier_max`` bytes, doubling per message up to CARRIER_MAX."""
-        n = len(data)
+    def _carriers(self, chunks: list[Any]) -> list[bytes | bytearray | memoryview]:
+        """``chunks`` (native frames, a byte stream) as carrier messages of at most
+        ``carrier_max`` bytes, doubling per message up to CARRIER_MAX. Small chunks are
+        joined; a large one (a big message's payload) is sliced, never copied here, so a
+        1 MiB message costs no join before the library frames it."""
         size = self.carrier_max
-        if n <= size:
+        if len(chunks) == 1 and len(chunks[0]) <= size:
             if size < CARRIER_MAX:
                 self.carrier_max = min(CARRIER_MAX, size * 2)
-            return [data]
-        view = memoryview(data)
+            return [chunks[0]]
         out: list[bytes | bytearray | memoryview] = []
-        off = 0
-        while off < n:
-            out.append(view[off:off + size])
-            off += size
+        small: list[Any] = []
+        small_n = 0
+        for chunk in chunks:
+            m = len(chunk)
+            if m < CARRIER_START:
+                if small_n + m > size:
+                    out.append(b"".join(small))
+                    size = min(CARRIER_MAX, size * 2)
+                    small, small_n = [], 0
+                small.append(chunk)
+                small_n += m
+                continue
+            if small:
+                out.append(small[0] if len(small) == 1 else b"".join(small))
+                size = min(CARRIER_MAX, size * 2)
+                small, small_n = [], 0
+            view = memoryview(chunk)
+            off = 0
+            while off < m:
+                out.append(view[off:off + size])
+                off += size
+                size = min(CARRIER_MAX, size * 2)
+        if small:
+            out.append(small[0] if len(small) == 1 else b"".join(small))
             size = min(CARRIER_MAX, size * 2)
         self.carrier_max = size
         return out
@@ -275,9 +295,9 @@ class WebSocketLink(MessageLink):
         else:
             chunks = self.session.data_to_send(now, budget, strict)
             if chunks:
-                data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-                n = len(data)
-                for piece in self._carriers(data):
+                n = 0
+                for piece in self._carriers(chunks):
+                    n += len(piece)
                     protocol.send_binary(piece)
         if n >= 0:
             self.conn.send_data()
