@@ -90,9 +90,10 @@ class WebSocketLink(MessageLink):
 
     def _carriers(self, chunks: list[Any]) -> list[bytes | bytearray | memoryview]:
         """``chunks`` (native frames, a byte stream) as carrier messages of at most
-        ``carrier_max`` bytes, doubling per message up to CARRIER_MAX. Small chunks are
-        joined; a large one (a big message's payload) is sliced, never copied here, so a
-        1 MiB message costs no join before the library frames it."""
+        ``carrier_max`` bytes, doubling per message up to CARRIER_MAX ("slow start").
+        Small chunks are joined; a large one (a big message's payload) is sliced, never
+        copied here, so a 1 MiB message costs no join before the library frames it. The
+        small chunks just before a large one go alone and do not count as a step."""
         size = self.carrier_max
         if len(chunks) == 1 and len(chunks[0]) <= size:
             if size < CARRIER_MAX:
@@ -111,9 +112,8 @@ class WebSocketLink(MessageLink):
                 small.append(chunk)
                 small_n += m
                 continue
-            if small:
+            if small:  # the frame headers before a payload: not a step of slow start
                 out.append(small[0] if len(small) == 1 else b"".join(small))
-                size = min(CARRIER_MAX, size * 2)
                 small, small_n = [], 0
             view = memoryview(chunk)
             off = 0
