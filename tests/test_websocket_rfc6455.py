@@ -406,7 +406,7 @@ async def test_a_wrong_path_is_answered_404_logged_once_per_peer_and_counted(
     assert len(logged) == 1, [r.getMessage() for r in logged]
     text = logged[0].getMessage()
     assert "/nope" in text and "'/objects'" in text and "127.0.0.1" in text
-    assert listener.server is not None and getattr(listener.server, "refused", 0) == 4
+    assert net.get_metrics().connections_refused == 4
     async with ws_connect(f"ws://127.0.0.1:{listener.port}/objects", proxy=None) as ws:
         await ws.send(b"served")
         got: Message = await net.receive(timeout=5.0)

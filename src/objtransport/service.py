@@ -423,7 +423,8 @@ class NetworkTransport:
         listeners = self._registry.listeners
         return transport_metrics(
             self._totals, self._registry, _listener_datagram(listeners), self._latency,
-            connections_refused=sum(x.refused for x in listeners),
+            connections_refused=sum(x.refused + getattr(x.server, "refused", 0)
+                                    for x in listeners),  # + WebSocket 404s
             messages_queued=self._inbox.size, listeners=len(listeners),
             pooled_connections=self._pools.size if self._pools is not None else 0)
 
