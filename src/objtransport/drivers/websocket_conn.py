@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
+import time
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -283,7 +284,7 @@ class WsConnection(asyncio.Protocol):
             return
         self._ping_count += 1
         data = self._ping_count.to_bytes(8, "big")
-        self._pings[data] = self.loop.time()
+        self._pings[data] = time.perf_counter()  # uvloop's loop.time() counts ms only
         p.send_ping(data)
         self.send_data()
 
@@ -294,7 +295,7 @@ class WsConnection(asyncio.Protocol):
         for key in [k for k, t in self._pings.items() if t <= sent]:
             del self._pings[key]  # a pong may answer only the last of several pings
         if self.on_pong is not None:
-            self.on_pong(self.loop.time() - sent)
+            self.on_pong(time.perf_counter() - sent)
 
     @property
     def writing_paused(self) -> bool:
