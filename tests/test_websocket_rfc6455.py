@@ -377,6 +377,14 @@ async def test_1009_on_a_message_over_max_message_size(net: NetworkTransport,
         await net.receive(timeout=0.1)
 
 
+async def test_1009_on_a_native_carrier_over_1_mib(net: NetworkTransport) -> None:
+    port = await listener_port(net)
+    async with raw_client(port, subprotocols=["objtransport.v1"]) as client:
+        client.protocol.send_binary(b"\0" * (1024 * 1024 + 1))
+        client.flush()
+        assert (await client.close_received()).code == 1009
+
+
 async def test_1011_when_pings_go_unanswered(net: NetworkTransport) -> None:
     port = await listener_port(net, keepalive_interval=0.05, pong_timeout=0.2)
     async with raw_client(port) as client:

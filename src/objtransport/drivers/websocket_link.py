@@ -85,8 +85,9 @@ class WebSocketLink(MessageLink):
             # start"): after a reconnect, resent frames arrive (and are acknowledged) in
             # pieces, not as one large message that a link breaking again would lose whole
             self.carrier_max = CARRIER_START
-        else:
-            conn.max_message = session.options.max_message_size
+        # a listener's protocol bounds frames by the larger of both (it learns the framing
+        # from the handshake); the link bounds messages by its own
+        conn.max_message = CARRIER_MAX if self.native else session.options.max_message_size
 
     def _carriers(self, chunks: list[Any]) -> list[bytes | bytearray | memoryview]:
         """``chunks`` (native frames, a byte stream) as carrier messages of at most
