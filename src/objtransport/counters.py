@@ -25,22 +25,25 @@ class Traffic:
     bytes_received: int = 0
     messages_sent: int = 0
     messages_received: int = 0
+    #: payload bytes queued by the application (bytes_sent: handed to the socket)
+    bytes_queued: int = 0
 
     @classmethod
     def of(cls, session: Session) -> Traffic:
         """What one session carried so far."""
         return cls(session.bytes_sent, session.bytes_received, session.messages_sent,
-                   session.messages_received)
+                   session.messages_received, session.bytes_queued)
 
     def add(self, other: Traffic) -> None:
         self.bytes_sent += other.bytes_sent
         self.bytes_received += other.bytes_received
         self.messages_sent += other.messages_sent
         self.messages_received += other.messages_received
+        self.bytes_queued += other.bytes_queued
 
     def copy(self) -> Traffic:
         return Traffic(self.bytes_sent, self.bytes_received, self.messages_sent,
-                       self.messages_received)
+                       self.messages_received, self.bytes_queued)
 
 
 def _zeros() -> list[int]:

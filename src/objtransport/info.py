@@ -31,7 +31,7 @@ class ConnectionInfo:
     port: int
     state: str
     last_activity: float  # wall-clock time (time.time()) of the last send or receive
-    bytes_sent: int
+    bytes_sent: int  # payload bytes handed to the socket, not those still queued
     bytes_received: int
     message_count: int  # messages sent + received
     error_count: int
@@ -58,6 +58,7 @@ class ConnectionInfo:
     unconfirmed: int = 0  # messages in doubt since the peer lost the session (total)
     duplicates_dropped: int = 0  # resent messages we had already delivered
     resent: int = 0  # messages we sent again after a resume
+    bytes_queued: int = 0  # payload bytes the application queued (sent or not yet)
     #: UDP: datagrams sent and received, and what was lost (see docs/protocol.md section 6)
     datagram: dict[str, int] = field(default_factory=dict)
 
@@ -139,7 +140,7 @@ def connection_info(conn: Connection, wall_offset: float) -> ConnectionInfo:
     return ConnectionInfo(
         id=conn.id, transport=ep.transport.value, host=ep.host, port=ep.port,
         state=conn.state.value, last_activity=conn.last_activity + wall_offset,
-        bytes_sent=t.bytes_sent, bytes_received=t.bytes_received,
+        bytes_sent=t.bytes_sent, bytes_received=t.bytes_received, bytes_queued=t.bytes_queued,
         message_count=t.messages_sent + t.messages_received, error_count=conn.error_count,
         circuit_breaker=breaker_snapshot(conn.breaker, wall_offset),
         messages_sent=t.messages_sent, messages_received=t.messages_received,

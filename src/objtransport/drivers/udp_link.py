@@ -116,7 +116,7 @@ class DatagramLink(FlowControl):
         if self.finished:
             return
         self._held.clear()
-        self.ds.scheduler.clear()
+        self.ds.drop_queued()
         self.ds.connection_lost(reason)
         self._finish()
         self._process_events()

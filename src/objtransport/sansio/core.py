@@ -67,7 +67,12 @@ class SessionCore:
         self.created = now
         self.last_receive = now
         self.last_send = now
+        #: payload bytes of the messages the application queued
+        self.bytes_queued = 0
+        #: payload bytes handed to the socket (or carrier): what is still queued, or was
+        #: dropped, is not counted (see data_to_send)
         self.bytes_sent = 0
+        self._dropped = 0  # bytes dropped from the queue, never sent
         #: messages sent per priority, except normal (derived: see messages_by_priority)
         self.other_priority_messages = [0, 0, 0, 0]
         self.messages_received = 0
@@ -143,7 +148,19 @@ class SessionCore:
             self._final = []
         if out:
             self.last_send = now
+            # the queue held headers (and control frames) too: while a backlog waits this
+            # lags by their size, and is exact once the queue is empty
+            sent = self.bytes_queued - self._dropped - self.scheduler.pending_bytes
+            if sent > self.bytes_sent:
+                self.bytes_sent = sent
         return out
+
+    def drop_queued(self, keep_control: bool = False) -> None:
+        """Discard what is queued (it is never sent, nor counted as sent)."""
+        sched = self.scheduler
+        before = sched.pending_bytes
+        sched.clear(keep_control=keep_control)
+        self._dropped += before - sched.pending_bytes
 
     def _check_send(self, size: int) -> None:
         if self.state is not SessionState.OPEN:
@@ -178,7 +195,7 @@ class SessionCore:
         close frame it sent): drop what is queued; no GOAWAY, nothing more can go out."""
         if self.state is SessionState.CLOSED:
             return
-        self.scheduler.clear(keep_control=True)
+        self.drop_queued(keep_control=True)
         self._final = []
         self._ended(code, reason, by_peer=False, error=error)
 
@@ -195,7 +212,7 @@ class SessionCore:
         if self.state is SessionState.CLOSED:
             return
         if drop_queued:  # control frames (our HELLO, PONGs) still go, before the GOAWAY
-            self.scheduler.clear(keep_control=True)
+            self.drop_queued(keep_control=True)
         if not by_peer:
             self._queue_goaway(code, reason)
         self._ended(code, reason, by_peer=by_peer, error=error)
@@ -224,6 +241,7 @@ class AnySession(Protocol):
     scheduler: PriorityScheduler
     events: list[Event]
     created: float
+    bytes_queued: int
     bytes_sent: int
     messages_received: int
     close_code: int | None

@@ -126,7 +126,7 @@ class DatagramSession(DatagramReceiver):
                                       "the UDP datagram limit (raw framing)")
             self._check_send(size)
         self._count = seq = self._count + 1
-        self.bytes_sent += size
+        self.bytes_queued += size
         if priority != 2:
             self.other_priority_messages[priority] += 1
         queue = priority if self._qos else 2
@@ -159,7 +159,8 @@ class DatagramSession(DatagramReceiver):
                 or size > (self._piece if self.native else self.peer_max_message)):
             return None
         self._count = seq = self._count + 1
-        self.bytes_sent += size
+        self.bytes_queued += size
+        self.bytes_sent += size  # nothing was queued: it goes now
         if priority != 2:
             self.other_priority_messages[priority] += 1
         if self.native:
@@ -272,6 +273,6 @@ class DatagramSession(DatagramReceiver):
 
     def _forget(self, reason: str) -> None:
         """A listener's idle peer: closed without a word (it may be gone), not an error."""
-        self.scheduler.clear()
+        self.drop_queued()
         self._ended(GoAwayCode.IDLE_TIMEOUT, reason, by_peer=False, error=False)
         self.reassembly.discard()

@@ -97,7 +97,7 @@ class MessageSession(SessionCore):
         if not self.open or size > self.peer_max_message:
             self._check_send(size)
         self._count += 1
-        self.bytes_sent += size
+        self.bytes_queued += size
         if priority != 2:
             self.other_priority_messages[priority] += 1
         sched = self.scheduler

@@ -104,7 +104,7 @@ class RawSession(SessionCore):
         if size > self._send_limit:
             self._check_send(size)
         self._count += 1
-        self.bytes_sent += size
+        self.bytes_queued += size
         if priority != 2:
             self.other_priority_messages[priority] += 1
         sched = self.scheduler

@@ -239,7 +239,7 @@ class NativeSession(NativeHandshake):
             self._check_send(size)
         rs = self.rs
         rs.next_seq = seq = rs.next_seq + 1
-        self.bytes_sent += size
+        self.bytes_queued += size
         if priority == 2 and not stream and not text and size <= self._fragment:
             # the common case: a normal small message on stream 0
             sched = self.scheduler
