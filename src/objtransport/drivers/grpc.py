@@ -360,7 +360,13 @@ class GrpcDriver:
             async with asyncio.timeout(options.timeout):
                 call = channel.stream_stream(METHOD)(
                     metadata=NATIVE_METADATA if native else None, wait_for_ready=False)
-                await call.wait_for_connection()
+                try:
+                    await call.wait_for_connection()
+                except grpc.aio.AioRpcError as exc:
+                    if native or exc.code() in LOST:
+                        raise
+                    # raw: the server answered, and its status ended the call already;
+                    # as when it comes a moment later, the link reports it (not a raise)
                 session: AnySession = parts.make_session(native)
                 if not native:
                     session = MessageSession.like(session, asyncio.get_running_loop().time(),
