@@ -15,7 +15,7 @@ EXPECTED = {
     "Message", "MessageTooLarge", "NetworkTransport", "NoAvailableConnection", "Options",
     "Priority", "ProtocolError", "SendTimeout", "ServiceNotRunning", "SessionLost",
     "TransportError", "TransportKind", "TransportMetrics", "UnsupportedTransport", "__version__",
-    "Event", "events",
+    "Event", "events", "ListenError", "ReceiveTimeout",
 }
 
 
@@ -29,7 +29,7 @@ def test_every_error_is_a_transport_error() -> None:
     errors = [getattr(objtransport, n) for n in objtransport.__all__
               if isinstance(getattr(objtransport, n), type)
               and issubclass(getattr(objtransport, n), Exception)]
-    assert len(errors) == 13
+    assert len(errors) == 15
     assert all(issubclass(e, objtransport.TransportError) for e in errors)
 
 

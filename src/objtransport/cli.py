@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import __version__
+from .config import Framing, TransportKind
 from .sansio.events import Message
 from .service import NetworkTransport
 from .testing import eventually
@@ -107,8 +108,9 @@ async def _other_transports(net: NetworkTransport, echo: Any, count: int = 200) 
     for transport in net.transports:
         if transport == "tcp":
             continue
-        listener = await net.listen("127.0.0.1", 0, handler=echo, transport=transport)
-        conn = await net.connect("127.0.0.1", listener.port, transport=transport)
+        kind = TransportKind.parse(transport)
+        listener = await net.listen("127.0.0.1", 0, handler=echo, transport=kind)
+        conn = await net.connect("127.0.0.1", listener.port, transport=kind)
         t = time.perf_counter()
         for i in range(count):
             await net.send_data(conn, f"{transport} {i}".encode())
@@ -141,7 +143,7 @@ async def serve(host: str, port: int, framing: str) -> int:
         async def echo(msg: Message) -> None:
             await net.send_data(msg.conn_id, msg.data)
 
-        listener = await net.listen(host, port, handler=echo, framing=framing)
+        listener = await net.listen(host, port, handler=echo, framing=Framing.parse(framing))
         print(f"echo listener on {listener.host}:{listener.port} (framing={framing}); "
               "Ctrl-C stops", flush=True)
         try:

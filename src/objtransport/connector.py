@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 import ssl as ssl_module
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .breakers import BreakerRegistry
@@ -70,8 +70,8 @@ class Connector:
 
     async def open(self, host: str, port: int, transport: str | TransportKind,
                    ssl: bool | None, ssl_context: ssl_module.SSLContext | None,
-                   server_hostname: str | None, framing: str, handler: Handler | None,
-                   options: dict[str, Any], pooled: bool = False,
+                   server_hostname: str | None, framing: str | Framing, handler: Handler | None,
+                   options: Mapping[str, Any], pooled: bool = False,
                    shared_buckets: list[TokenBucket] | None = None) -> Connection:
         """A client connection, connected once (no retry): raises ``ConnectError`` or
         ``CircuitOpenError`` and then leaves nothing behind."""

@@ -12,12 +12,17 @@ tree at the driver boundary and chained as ``__cause__``; they never reach the c
     ├── CircuitOpenError          the endpoint's breaker is open (carries .retry_after)
     ├── NoAvailableConnection     the pool could not hand out a connection
     ├── ConnectError              refused, unreachable, timed out, TLS verification failed
+    ├── ListenError               the address cannot be listened on (busy port, no such address)
     ├── ConnectionClosed          an established connection went away (carries .code, .reason)
     ├── MessageTooLarge           a message above max_message_size (or the datagram limit)
     ├── ProtocolError             the peer broke the wire protocol (carries .code)
-    ├── SendTimeout               backpressure did not clear within the timeout
+    ├── SendTimeout               backpressure did not clear within the timeout (also a
+    │                             TimeoutError)
+    ├── ReceiveTimeout            receive() got no message within the timeout (also a
+    │                             TimeoutError)
     ├── SessionLost               the peer lost our session: some messages unconfirmed
-    ├── UnsupportedTransport      a transport name objtransport does not know
+    ├── UnsupportedTransport      a transport name objtransport does not know, or whose extra
+    │                             is not installed (the message names the pip command)
     └── ServiceNotRunning         the NetworkTransport was not started or is stopped
 
 Each message names what happened and the endpoint it happened to.
@@ -31,9 +36,11 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionNotFound",
     "ConnectionNotReady",
+    "ListenError",
     "MessageTooLarge",
     "NoAvailableConnection",
     "ProtocolError",
+    "ReceiveTimeout",
     "SendTimeout",
     "ServiceNotRunning",
     "SessionLost",
@@ -134,16 +141,37 @@ class SessionLost(TransportError):
                          "before were not confirmed")
 
 
-class SendTimeout(TransportError):
+class SendTimeout(TransportError, TimeoutError):
     """``send_data`` waited for backpressure to clear longer than its timeout."""
+
+
+class ReceiveTimeout(TransportError, TimeoutError):
+    """``receive()`` got no message within its timeout."""
+
+
+class ListenError(TransportError):
+    """``listen`` could not serve the address: the port is taken, the address is not
+    local, or the options do not fit the transport."""
+
+    def __init__(self, endpoint: str, reason: str) -> None:
+        self.endpoint = endpoint
+        self.reason = reason
+        super().__init__(f"cannot listen on {endpoint}: {reason}")
 
 
 class UnsupportedTransport(TransportError, ValueError):
     """A transport name that objtransport does not support (or not in this build)."""
 
-    def __init__(self, name: str, supported: tuple[str, ...]) -> None:
+    def __init__(self, name: str, supported: tuple[str, ...], extra: str | None = None
+                 ) -> None:
         self.name = name
-        super().__init__(f"unsupported transport {name!r}; supported: {', '.join(supported)}")
+        #: the pip extra that would bring this transport, if that is what is missing
+        self.extra = extra
+        if extra is not None:
+            super().__init__(f"transport {name!r} needs: pip install 'objtransport[{extra}]'")
+        else:
+            super().__init__(f"unsupported transport {name!r}; supported: "
+                             f"{', '.join(supported)}")
 
 
 class ServiceNotRunning(TransportError):

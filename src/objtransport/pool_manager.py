@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .config import Options, TransportKind
@@ -22,6 +22,7 @@ from .drivers.pacing import default_burst
 from .drivers.tcp import client_ssl_context
 from .endpoint import Endpoint
 from .exceptions import CircuitOpenError, NoAvailableConnection
+from .params import PriorityArg
 from .sansio.breaker import BreakerState, CircuitBreaker
 from .sansio.pool import Assign, Open, PoolBookkeeper
 from .sansio.throttle import TokenBucket
@@ -30,9 +31,9 @@ __all__ = ["Opener", "PoolManager", "Sender"]
 
 #: opens a pooled connection: (host, port, kind, ssl, ssl_context, options, shared buckets)
 Opener = Callable[[str, int, TransportKind, "bool | None", "ssl_module.SSLContext | None",
-                   dict[str, Any], list[TokenBucket]], Awaitable[Connection]]
+                   Mapping[str, Any], list[TokenBucket]], Awaitable[Connection]]
 #: sends on a connection: (conn_id, data, priority, stream, timeout)
-Sender = Callable[[int, "bytes | bytearray | memoryview", "str | int", int, float],
+Sender = Callable[[int, "bytes | bytearray | memoryview", PriorityArg, int, float],
                   Awaitable[None]]
 
 
@@ -56,7 +57,8 @@ class PoolManager:
     transport name, ``open`` a connection, ``send`` on one, ``close`` one (idle), and the
     endpoint's breaker; it never sees the service."""
 
-    def __init__(self, options: Options, resolve: Callable[[str], TransportKind],
+    def __init__(self, options: Options,
+                 resolve: Callable[[str | TransportKind], TransportKind],
                  open: Opener, send: Sender, close: Callable[[int], Awaitable[None]],
                  breaker_for: Callable[[Endpoint], CircuitBreaker]) -> None:
         self.options = options
@@ -77,9 +79,9 @@ class PoolManager:
                                           self._pools.items()) + ">"
 
     async def send(self, host: str, port: int, data: bytes | bytearray | memoryview,
-                   transport: str, ssl: bool | None,
-                   ssl_context: ssl_module.SSLContext | None, priority: str | int,
-                   stream: int, timeout: float | None, options: dict[str, Any]) -> int:
+                   transport: str | TransportKind, ssl: bool | None,
+                   ssl_context: ssl_module.SSLContext | None, priority: PriorityArg,
+                   stream: int, timeout: float | None, options: Mapping[str, Any]) -> int:
         kind = self._resolve(transport)
         opts = self.options.with_overrides(ssl=ssl, **options)
         tls = client_ssl_context(opts.ssl, ssl_context) is not None

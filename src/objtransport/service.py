@@ -14,10 +14,10 @@ import logging
 import random
 import ssl as ssl_module
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from functools import partial
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 from .breakers import BreakerRegistry
 from .config import Framing, Options, Priority, TransportKind
@@ -36,8 +36,11 @@ from .events import (
     Subscription,
 )
 from .exceptions import (
+    ConnectError,
     ConnectionNotFound,
     ConnectionNotReady,
+    ListenError,
+    ReceiveTimeout,
     SendTimeout,
     ServiceNotRunning,
 )
@@ -45,6 +48,16 @@ from .inbox import Inbox
 from .info import TransportMetrics, connection_info, transport_metrics
 from .lifecycle import breaker_event, emit, listener_event
 from .listener import Listener
+from .params import (
+    ClientFraming,
+    ConnectOptions,
+    FramingName,
+    ListenOptions,
+    PriorityArg,
+    SendToOptions,
+    ServiceOptions,
+    TransportArg,
+)
 from .pool_manager import PoolManager
 from .receivers import Receivers
 from .registry import Registry
@@ -74,9 +87,10 @@ class NetworkTransport:
     ``max_frame_size``, ``max_message_size`` and more; each call may override them.
     """
 
-    def __init__(self, *, transport: str = "tcp", rng: random.Random | None = None,
+    def __init__(self, *, transport: TransportArg = "tcp", rng: random.Random | None = None,
                  max_bandwidth: float = 0.0, burst: float = 0.0,
-                 on_event: Callable[[Event], object] | None = None, **options: Any) -> None:
+                 on_event: Callable[[Event], object] | None = None,
+                 **options: Unpack[ServiceOptions]) -> None:
         self.options = Options().with_overrides(**options)
         self._events = EventHub()
         if on_event is not None:
@@ -162,10 +176,11 @@ class NetworkTransport:
         return self._drivers.names
 
     # -- listening -----------------------------------------------------------------------------
-    async def listen(self, host: str = "127.0.0.1", port: int = 0, *, transport: str = "tcp",
+    async def listen(self, host: str = "127.0.0.1", port: int = 0, *,
+                     transport: TransportArg = "tcp",
                      ssl_context: ssl_module.SSLContext | None = None,
-                     handler: Handler | None = None, framing: str = "native",
-                     **options: Any) -> Listener:
+                     handler: Handler | None = None, framing: FramingName | Framing = "native",
+                     **options: Unpack[ListenOptions]) -> Listener:
         """Start a listener; ``port=0`` picks a free port (read it from ``listener.port``).
 
         Without a ``handler`` messages wait for ``receive()``/``messages()``; a handler (plain
@@ -174,12 +189,17 @@ class NetworkTransport:
         """
         self._check_running()
         driver = self._drivers.get(transport)
-        options, extra = self._drivers.split_options(driver, options)
-        opts = self.options.with_overrides(framing=framing, **options)
+        rest, extra = self._drivers.split_options(driver, options)
+        opts = self.options.with_overrides(framing=framing, **rest)
         listener = Listener(host, driver.kind, opts, Framing.parse(framing), handler,
                             ssl_context, self._connector.accept, extra,
                             on_close=self._close_listener)
-        server = await driver.serve(host, port, listener.accept, ssl_context, opts, extra)
+        try:
+            server = await driver.serve(host, port, listener.accept, ssl_context, opts, extra)
+        except ConnectError as exc:  # drivers say "cannot connect": here it is listening
+            where = str(Endpoint(driver.kind, host, port, listener.tls))
+            raise ListenError(where, exc.reason.removeprefix("cannot listen: ")) from (
+                exc.__cause__ or exc)
         listener.server = server
         listener.port = server.port
         self._registry.add_listener(listener)
@@ -201,10 +221,10 @@ class NetworkTransport:
                              return_exceptions=True)
 
     # -- connecting ----------------------------------------------------------------------------
-    async def connect(self, host: str, port: int, *, transport: str = "tcp",
+    async def connect(self, host: str, port: int, *, transport: TransportArg = "tcp",
                       ssl: bool | None = None, ssl_context: ssl_module.SSLContext | None = None,
-                      server_hostname: str | None = None, framing: str = "native",
-                      handler: Handler | None = None, **options: Any) -> int:
+                      server_hostname: str | None = None, framing: ClientFraming = "native",
+                      handler: Handler | None = None, **options: Unpack[ConnectOptions]) -> int:
         """Open a connection and return its id once it is ready to carry messages.
 
         Raises ``ConnectError`` (refused, unreachable, timed out, TLS rejected) or
@@ -216,7 +236,7 @@ class NetworkTransport:
                                            server_hostname, framing, handler, options)).id
 
     async def _open_pooled(self, host: str, port: int, kind: TransportKind, ssl: bool | None,
-                           ssl_context: ssl_module.SSLContext | None, options: dict[str, Any],
+                           ssl_context: ssl_module.SSLContext | None, options: Mapping[str, Any],
                            shared_buckets: list[TokenBucket]) -> Connection:
         self._check_running()
         return await self._connector.open(host, port, kind, ssl, ssl_context, None, "native",
@@ -224,14 +244,14 @@ class NetworkTransport:
                                           shared_buckets=shared_buckets)
 
     async def _send_pooled(self, conn_id: int, data: bytes | bytearray | memoryview,
-                           priority: str | int, stream: int, timeout: float) -> None:
+                           priority: PriorityArg, stream: int, timeout: float) -> None:
         await self.send_data(conn_id, data, priority=priority, stream=stream, timeout=timeout)
 
     def breaker_for(self, endpoint: Endpoint) -> CircuitBreaker:
         """The circuit breaker shared by the connections to ``endpoint``."""
         return self._breakers.for_endpoint(endpoint)
 
-    def circuit_breaker(self, host: str, port: int, transport: str = "tcp",
+    def circuit_breaker(self, host: str, port: int, transport: TransportArg = "tcp",
                         ssl: bool = False) -> CircuitBreakerState:
         """The breaker state of an endpoint (closed with zero counts if never used)."""
         return self._breakers.snapshot(Endpoint(TransportKind.parse(transport), host, port, ssl),
@@ -279,7 +299,7 @@ class NetworkTransport:
 
     # -- sending ---------------------------------------------------------------------------------
     async def send_data(self, conn_id: int, data: bytes | bytearray | memoryview, *,
-                        priority: str | int = "normal", stream: int = 0, text: bool = False,
+                        priority: PriorityArg = "normal", stream: int = 0, text: bool = False,
                         timeout: float | None = None, wait_ack: bool = False) -> None:
         """Queue one message on a connection; return once it is queued.
 
@@ -288,8 +308,11 @@ class NetworkTransport:
         ``timeout``. Raises ``ConnectionNotFound`` for an unknown id, ``MessageTooLarge``
         above ``max_message_size``, ``CircuitOpenError`` when the endpoint's circuit is open.
         """
+        if type(data) is not bytes and not isinstance(data, _BYTES_LIKE):
+            raise _not_bytes(data)
         conn = self._conns.get(conn_id)
         if conn is None:
+            self._check_running()
             raise ConnectionNotFound(conn_id)
         link = conn.link
         if link is None or not link.session.open:
@@ -311,7 +334,7 @@ class NetworkTransport:
                 raise
 
     def send_nowait(self, conn_id: int, data: bytes | bytearray | memoryview, *,
-                    priority: str | int = "normal", stream: int = 0,
+                    priority: PriorityArg = "normal", stream: int = 0,
                     text: bool = False) -> None:
         """Queue one message without waiting: for plain-function handlers and callbacks.
 
@@ -320,8 +343,11 @@ class NetworkTransport:
         ``ConnectionNotReady`` when the connection is not connected, and the errors of
         :meth:`send_data`.
         """
+        if type(data) is not bytes and not isinstance(data, _BYTES_LIKE):
+            raise _not_bytes(data)
         conn = self._conns.get(conn_id)
         if conn is None:
+            self._check_running()
             raise ConnectionNotFound(conn_id)
         link = conn.link
         if link is None or not link.session.open:
@@ -335,13 +361,15 @@ class NetworkTransport:
         link.send(data, stream, prio, text)
 
     async def send_to(self, host: str, port: int, data: bytes | bytearray | memoryview, *,
-                      transport: str = "tcp", ssl: bool | None = None,
+                      transport: TransportArg = "tcp", ssl: bool | None = None,
                       ssl_context: ssl_module.SSLContext | None = None,
-                      priority: str | int = "normal", stream: int = 0,
-                      timeout: float | None = None, **options: Any) -> int:
+                      priority: PriorityArg = "normal", stream: int = 0,
+                      timeout: float | None = None, **options: Unpack[SendToOptions]) -> int:
         """Send one message through the endpoint's connection pool; return the connection id
         used. The pool opens at most ``pool_size`` connections per endpoint."""
         self._check_running()
+        if type(data) is not bytes and not isinstance(data, _BYTES_LIKE):
+            raise _not_bytes(data)
         assert self._pools is not None
         return await self._pools.send(host, port, data, transport, ssl, ssl_context, priority,
                                       stream, timeout, options)
@@ -380,7 +408,8 @@ class NetworkTransport:
                       timeout: float | None = None) -> Message:
         """The next message from any connection (or from ``conn_id``).
 
-        Raises ``TimeoutError`` after ``timeout`` s (None waits for ever).
+        Raises ``ReceiveTimeout`` (a ``TimeoutError``) after ``timeout`` s (None waits for
+        ever).
         """
         self._check_running()
         if conn_id is not None and conn_id not in self._conns:
@@ -388,7 +417,11 @@ class NetworkTransport:
             if msg is not None:
                 return msg
             raise ConnectionNotFound(conn_id)
-        return await self._inbox.get(conn_id, timeout)
+        try:
+            return await self._inbox.get(conn_id, timeout)
+        except TimeoutError:
+            where = "any connection" if conn_id is None else f"connection {conn_id}"
+            raise ReceiveTimeout(f"no message from {where} within {timeout:g} s") from None
 
     async def messages(self, conn_id: int | None = None) -> AsyncIterator[Message]:
         """Iterate over received messages until the service stops."""
@@ -427,6 +460,15 @@ class NetworkTransport:
                                     for x in listeners),  # + WebSocket 404s
             messages_queued=self._inbox.size, listeners=len(listeners),
             pooled_connections=self._pools.size if self._pools is not None else 0)
+
+
+#: payload types accepted besides ``bytes`` (checked after the ``type(data) is bytes`` fast path)
+_BYTES_LIKE = (bytearray, memoryview)
+
+
+def _not_bytes(data: object) -> TypeError:
+    return TypeError(f"a message payload must be bytes, bytearray or memoryview, not "
+                     f"{type(data).__name__}")
 
 
 def _listener_datagram(listeners: list[Listener]) -> list[dict[str, int]]:

@@ -5,7 +5,7 @@ TCP and UDP are always there; WebSocket and gRPC when their third-party library 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .config import TransportKind
@@ -40,6 +40,10 @@ _OPTIONAL: dict[TransportKind, Callable[[], Driver | None]] = {
 }
 
 
+#: the pip extra (``objtransport[...]``) of each optional transport
+_EXTRAS = {TransportKind.WEBSOCKET: "websocket", TransportKind.GRPC: "grpc"}
+
+
 class DriverTable:
     """One driver per supported transport kind."""
 
@@ -61,7 +65,7 @@ class DriverTable:
         kind = TransportKind.parse(transport)
         driver = self._drivers.get(kind)
         if driver is None:
-            raise UnsupportedTransport(kind.value, tuple(self.names))
+            raise UnsupportedTransport(kind.value, tuple(self.names), _EXTRAS.get(kind))
         return driver
 
     def kind(self, transport: str | TransportKind) -> TransportKind:
@@ -69,7 +73,7 @@ class DriverTable:
         return self.get(transport).kind
 
     @staticmethod
-    def split_options(driver: Driver, options: dict[str, Any]
+    def split_options(driver: Driver, options: Mapping[str, Any]
                       ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Separate a driver's own options (e.g. ``path``) from :class:`Options` fields.
         ``options`` is not changed."""

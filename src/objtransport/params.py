@@ -1,0 +1,112 @@
+"""Types of the public API's parameters, so that a type checker catches a wrong name.
+
+``transport``, ``framing`` and ``priority`` are ``Literal`` types; the per-call options are
+``TypedDict``s used as ``**options: Unpack[...]``, so ``mypy --strict`` rejects
+``net.connect(host, port, tiemout=3)``. At run time the same names are checked again
+(:meth:`Options.with_overrides` raises ``TypeError`` for an unknown one).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+from .config import Framing, Priority, TransportKind
+
+__all__ = [
+    "ClientFraming",
+    "ConnectOptions",
+    "FramingName",
+    "ListenOptions",
+    "PriorityArg",
+    "PriorityName",
+    "SendToOptions",
+    "ServiceOptions",
+    "TransportArg",
+    "TransportName",
+]
+
+TransportName = Literal["tcp", "udp", "websocket", "grpc"]
+TransportArg = TransportName | TransportKind
+FramingName = Literal["native", "raw", "auto"]
+#: what a client speaks (``"auto"`` is for listeners)
+ClientFraming = Literal["native", "raw"] | Framing
+PriorityName = Literal["control", "high", "normal", "low"]
+#: a priority name, its value (0 = control .. 3 = low) or the enum
+PriorityArg = PriorityName | Literal[0, 1, 2, 3] | Priority
+
+
+class _Tunables(TypedDict, total=False):
+    """The :class:`~objtransport.Options` fields that no call takes as its own parameter."""
+
+    pool_size: int
+    reconnect_interval: float
+    max_reconnect_attempts: int
+    reconnect_multiplier: float
+    reconnect_max_delay: float
+    reconnect_jitter: bool
+    keepalive_interval: float
+    pong_timeout: float
+    hello_timeout: float
+    handshake_timeout: float
+    idle_timeout: float
+    failure_threshold: int
+    reset_timeout: float
+    half_open_max_probes: int
+    max_frame_size: int
+    max_message_size: int
+    max_fragment_size: int
+    max_partial_messages: int
+    max_reassembly_bytes: int
+    max_pending_bytes: int
+    max_connections: int
+    receive_queue_size: int
+    raw_keepalive_filter: bool
+    raw_keepalive_interval: float
+    max_receive_bandwidth: float
+    receive_burst: float
+    qos_weights: tuple[int, int]
+    qos: bool
+    reliable: bool
+    session_resume_timeout: float
+    max_unacked_bytes: int
+    max_datagram_payload: int
+    reassembly_timeout: float
+    max_total_reassembly_bytes: int
+    udp_socket_buffer: int
+
+
+class ServiceOptions(_Tunables, total=False):
+    """``NetworkTransport(**options)``: the defaults of every call."""
+
+    timeout: float
+    ssl: bool
+    framing: FramingName | Framing
+
+
+class _PerCall(_Tunables, total=False):
+    max_bandwidth: float
+    burst: float
+    #: WebSocket: the HTTP path
+    path: str
+    #: gRPC TLS material (PEM)
+    root_certificates: bytes
+    certificate_chain: bytes
+    private_key: bytes
+
+
+class ConnectOptions(_PerCall, total=False):
+    """``connect(..., **options)``: overrides of the service's defaults for one
+    connection, and the transport's own options (``path``, gRPC certificates)."""
+
+    timeout: float
+
+
+class ListenOptions(_PerCall, total=False):
+    """``listen(..., **options)``: overrides for the listener and what it accepts."""
+
+    timeout: float
+
+
+class SendToOptions(_PerCall, total=False):
+    """``send_to(..., **options)``: overrides for the pooled connections it opens
+    (``timeout`` is ``send_to``'s own parameter)."""

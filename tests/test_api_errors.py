@@ -1,0 +1,113 @@
+"""Errors that catch the caller's mistakes at once, named by what happened (issue 11)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from objtransport import (
+    ConnectError,
+    ListenError,
+    NetworkTransport,
+    ReceiveTimeout,
+    SendTimeout,
+    ServiceNotRunning,
+    TransportError,
+)
+
+
+def test_timeouts_are_transport_errors_and_timeout_errors() -> None:
+    for exc in (SendTimeout, ReceiveTimeout):
+        assert issubclass(exc, TransportError) and issubclass(exc, TimeoutError)
+
+
+async def test_receive_timeout_is_both(net: NetworkTransport) -> None:
+    with pytest.raises(ReceiveTimeout, match="within 0.05 s") as info:
+        await net.receive(timeout=0.05)
+    assert isinstance(info.value, TimeoutError) and isinstance(info.value, TransportError)
+
+
+async def test_a_busy_port_is_a_listen_error_not_a_connect_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with NetworkTransport() as net:
+            with pytest.raises(ListenError, match=f"cannot listen on tcp://127.0.0.1:{port}") \
+                    as info:
+                await net.listen("127.0.0.1", port)
+    assert not isinstance(info.value, ConnectError)
+    assert isinstance(info.value.__cause__, OSError)
+
+
+async def test_a_busy_udp_port_is_a_listen_error() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        async with NetworkTransport() as net:
+            with pytest.raises(ListenError, match="udp://127.0.0.1"):
+                await net.listen("127.0.0.1", port, transport="udp")
+
+
+async def test_send_before_start_and_after_stop_is_service_not_running() -> None:
+    net = NetworkTransport()
+    with pytest.raises(ServiceNotRunning):
+        await net.send_data(1, b"x")
+    with pytest.raises(ServiceNotRunning):
+        net.send_nowait(1, b"x")
+    async with net:
+        listener = await net.listen("127.0.0.1", 0)
+        conn = await net.connect("127.0.0.1", listener.port)
+    with pytest.raises(ServiceNotRunning):
+        await net.send_data(conn, b"x")
+
+
+@pytest.mark.parametrize("payload", [[1, 2], "text", 3, None, (b"a",)])
+async def test_a_payload_that_is_not_bytes_like_is_a_type_error(
+        net: NetworkTransport, payload: object) -> None:
+    listener = await net.listen("127.0.0.1", 0)
+    conn = await net.connect("127.0.0.1", listener.port)
+    with pytest.raises(TypeError, match="bytes, bytearray or memoryview, not"):
+        await net.send_data(conn, payload)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bytes, bytearray or memoryview"):
+        net.send_nowait(conn, payload)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bytes, bytearray or memoryview"):
+        await net.send_to("127.0.0.1", listener.port, payload)  # type: ignore[arg-type]
+    # nothing was sent: the next message is the first one to arrive
+    await net.send_data(conn, bytearray(b"ok"))
+    await net.send_data(conn, memoryview(b"ok too"))
+    assert (await net.receive(timeout=5.0)).data == b"ok"
+    assert (await net.receive(timeout=5.0)).data == b"ok too"
+
+
+def test_a_missing_extra_names_the_pip_command() -> None:
+    code = textwrap.dedent("""
+        import asyncio, sys
+        sys.modules["websockets"] = None  # as if objtransport[websocket] was not installed
+        from objtransport import NetworkTransport, UnsupportedTransport
+
+        async def main():
+            async with NetworkTransport() as net:
+                assert "websocket" not in net.transports
+                try:
+                    await net.listen("127.0.0.1", 0, transport="websocket")
+                except UnsupportedTransport as exc:
+                    print(f"{type(exc).__name__}: {exc}")
+
+        asyncio.run(main())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    assert out.strip() == ("UnsupportedTransport: transport 'websocket' needs: "
+                           "pip install 'objtransport[websocket]'")
+
+
+async def test_an_unknown_transport_lists_the_supported_ones(net: NetworkTransport) -> None:
+    from objtransport import UnsupportedTransport
+
+    with pytest.raises(UnsupportedTransport, match="supported: tcp, udp"):
+        await net.connect("127.0.0.1", 1, transport="sctp")  # type: ignore[arg-type]
