@@ -85,6 +85,8 @@ class WsConnection(asyncio.Protocol):
         self.max_message: int | None = None
         #: the peer's Close that came inside a fragmented message, echoed by us
         self.echoed: Close | None = None
+        #: we failed the connection (1003, 1007, 1009): nothing more is delivered
+        self.failed = False
         self._parts: list[bytes] | None = None  # a fragmented message being received
         self._text = False
         self._size = 0
@@ -115,11 +117,13 @@ class WsConnection(asyncio.Protocol):
         p.receive_data(data)
         events = p.events_received()
         for ev in events:
+            if self.failed:
+                break  # nothing after the frame we failed the connection on is delivered
             if type(ev) is Frame:
                 self._frame(ev)
             else:
                 self._handshake_event(ev)
-        if p.state is not state and p.state is not _OPEN:
+        if p.state is not state and p.state is not _OPEN and not self.failed:
             self._closing_started(events)
         self.send_data()
         if p.close_expected():
@@ -190,9 +194,18 @@ class WsConnection(asyncio.Protocol):
             on_message(data, text)
 
     def _too_big(self, size: int) -> None:
+        self.fail(1009, f"message of {size} bytes or more exceeds max_message_size "
+                        f"({self.max_message})")
+
+    def fail(self, code: int, reason: str) -> None:
+        """Fail the WebSocket (RFC 6455 7.1.7) on what we received: send a Close with
+        ``code``, deliver nothing more, end the connection."""
         if self.protocol.state is _OPEN:
-            self.protocol.fail(1009, f"message of {size} bytes or more exceeds "
-                                     f"max_message_size ({self.max_message})")
+            self.failed = True
+            self._parts = None
+            self.protocol.fail(code, reason)
+            self.send_data()
+            self._arm(self.close_timeout)
 
     def _closing_started(self, events: list[Any]) -> None:
         """The protocol left OPEN while receiving. A Close frame inside a fragmented message

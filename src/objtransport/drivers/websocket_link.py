@@ -197,10 +197,7 @@ class WebSocketLink(MessageLink):
 
     def _fail_ws(self, code: int, reason: str) -> None:
         """Fail the WebSocket from a callback (no await): send the Close, drop the rest."""
-        protocol = self.conn.protocol
-        if protocol.state is _OPEN:
-            protocol.fail(code, reason)
-            self.conn.send_data()
+        self.conn.fail(code, reason)
 
     def _pace_receive_now(self, nbytes: int, now: float) -> None:
         """Receive throttling without awaiting: stop reading until the bucket refills."""
