@@ -1,10 +1,6 @@
-"""The ``objtransport`` command.
-
-* ``objtransport demo``: a listener and a client on 127.0.0.1 exchange messages both ways,
-  through a connection and through the pool, then the metrics are printed; then the same
-  exchange over every other transport installed (UDP, WebSocket, gRPC).
-* ``objtransport serve --port P [--framing raw|native|auto]``: an echo listener.
-* ``objtransport send HOST PORT MESSAGE... [--raw]``: send messages, print the replies.
+"""The ``objtransport`` command: ``demo``, ``serve``, ``send``, ``bench``, ``proxy``,
+``stats`` (each subcommand lives in its own ``cli_*`` module; this one builds the parser,
+runs the demo and turns every error into one line on stderr with a non-zero exit status).
 """
 
 from __future__ import annotations
@@ -14,16 +10,49 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
-from . import __version__
-from .config import Framing, TransportKind
+from . import __version__, cli_bench, cli_proxy, cli_send, cli_serve, cli_stats
+from .cli_common import CliError, HelpFormatter, Parser, add_transport_options, stderr_line
+from .config import TransportKind
+from .exceptions import TransportError
 from .sansio.events import Message
 from .service import NetworkTransport
 from .testing import eventually
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
+
+T = TypeVar("T")
+
+DESCRIPTION = """\
+One asyncio API to exchange messages over TCP, TLS, UDP, WebSocket and gRPC.
+
+Run "objtransport COMMAND --help" for the options of a command, with their defaults.
+
+examples:
+  objtransport demo
+  objtransport serve --port 7000 --live
+  objtransport send 127.0.0.1:7000 hello
+  objtransport send 127.0.0.1:7000 --file big.bin
+  objtransport bench --size 64,1KiB,64KiB --compare --plot bench.png
+  objtransport proxy 127.0.0.1:7000 --port 7001 --latency 50ms --reset-every 1MB
+  objtransport serve --metrics-port 9100 & objtransport stats 127.0.0.1:9100
+"""
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's loop when it is installed (the ``speed`` extra), else asyncio's default."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+def _run_fast(main: Coroutine[Any, Any, T]) -> T:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
 
 
 def _table(title: str, rows: Sequence[tuple[str, Any]]) -> None:
@@ -138,64 +167,64 @@ async def _other_transports(net: NetworkTransport, echo: Any, count: int = 200) 
         _table("other transports (port 0 on 127.0.0.1, native framing)", rows)
 
 
-async def serve(host: str, port: int, framing: str) -> int:
-    async with NetworkTransport() as net:
-        async def echo(msg: Message) -> None:
-            await net.send_data(msg.conn_id, msg.data)
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line (``objtransport --help`` is plain text)."""
+    parser = Parser(prog="objtransport", description=DESCRIPTION, formatter_class=HelpFormatter)
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="log at INFO level (-vv: DEBUG)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=Parser)
+    d = sub.add_parser("demo", help="a listener and a client on 127.0.0.1, then metrics",
+                       formatter_class=HelpFormatter,
+                       description="A listener and a client on 127.0.0.1 exchange messages "
+                                   "both ways, through a connection and through the pool; "
+                                   "the metrics are printed; then the same exchange runs "
+                                   "over every other transport installed.")
+    d.add_argument("--count", type=int, default=1000, help="messages each way")
+    server = Parser(add_help=False)
+    add_transport_options(server, server=True, framing_default="auto")
+    client = Parser(add_help=False)
+    add_transport_options(client, server=False)
+    cli_serve.add_parser(sub, [server], HelpFormatter)
+    cli_send.add_parser(sub, [client], HelpFormatter)
+    cli_bench.add_parser(sub, HelpFormatter)
+    cli_proxy.add_parser(sub, [client], HelpFormatter)
+    cli_stats.add_parser(sub, HelpFormatter)
+    return parser
 
-        listener = await net.listen(host, port, handler=echo, framing=Framing.parse(framing))
-        print(f"echo listener on {listener.host}:{listener.port} (framing={framing}); "
-              "Ctrl-C stops", flush=True)
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            pass
-    return 0
 
-
-async def send(host: str, port: int, messages: list[str], raw: bool, timeout: float) -> int:
-    async with NetworkTransport() as net:
-        conn = await net.connect(host, port, framing="raw" if raw else "native",
-                                 timeout=timeout)
-        for text in messages:
-            await net.send_data(conn, text.encode())
-        for _ in messages:
-            msg = await net.receive(conn, timeout=timeout)
-            print(msg.data.decode("utf-8", "replace"))
-    return 0
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        return asyncio.run(demo(args.count))
+    if args.command == "serve":
+        return _run_fast(cli_serve.serve(args))
+    if args.command == "send":
+        return asyncio.run(cli_send.send(args))
+    if args.command == "proxy":
+        return asyncio.run(cli_proxy.proxy(args))
+    if args.command == "bench":
+        return cli_bench.bench(args)
+    return cli_stats.stats(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="objtransport", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=__version__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
-    sub = parser.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="listener and client on 127.0.0.1, then metrics")
-    d.add_argument("--count", type=int, default=1000)
-    s = sub.add_parser("serve", help="run an echo listener")
-    s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=7000)
-    s.add_argument("--framing", choices=["native", "raw", "auto"], default="auto")
-    c = sub.add_parser("send", help="send messages and print the replies")
-    c.add_argument("host")
-    c.add_argument("port", type=int)
-    c.add_argument("messages", nargs="+")
-    c.add_argument("--raw", action="store_true", help="{packet, 4} framing")
-    c.add_argument("--timeout", type=float, default=5.0)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    """Run the command; return its exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C)."""
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else \
+        logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
-        if args.command == "demo":
-            return asyncio.run(demo(args.count))
-        if args.command == "serve":
-            return asyncio.run(serve(args.host, args.port, args.framing))
-        return asyncio.run(send(args.host, args.port, args.messages, args.raw, args.timeout))
+        return _dispatch(args)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # one readable line for the command line
-        print(f"objtransport: {exc}", file=sys.stderr)
+    except (CliError, TransportError, OSError, ValueError, TimeoutError) as exc:
+        stderr_line(str(exc) or type(exc).__name__)
+        return 1
+    except Exception as exc:  # a bug: still one line, the traceback with -v
+        if args.verbose:
+            logging.getLogger("objtransport.cli").exception("unexpected error")
+        stderr_line(f"{type(exc).__name__}: {exc} (run with -v for the traceback)")
         return 1
 
 

@@ -2,7 +2,8 @@
 
 Put it between a client and a listener (on loopback) and, from the test, make the network
 slow (``latency``), narrow (``bandwidth``), choppy (``chunk_size``), broken (``reset_all``,
-``reset_every``), silent (``blackhole``) or half-closed (``close_direction``)::
+``reset_every``), silent (``blackhole``) or half-closed (``close_direction``); ``jitter``
+adds a random extra delay in ``[0, jitter]`` s to each chunk (order is kept)::
 
     proxy = await FaultProxy("127.0.0.1", listener.port).start()
     conn = await net.connect("127.0.0.1", proxy.port)
@@ -16,6 +17,7 @@ Every task is owned by the proxy and cancelled by ``close()``.
 from __future__ import annotations
 
 import asyncio
+import random
 import socket
 import struct
 from dataclasses import dataclass, field
@@ -38,11 +40,14 @@ class FaultProxy:
 
     def __init__(self, upstream_host: str, upstream_port: int, host: str = "127.0.0.1",
                  port: int = 0, *, latency: float = 0.0, bandwidth: float | None = None,
-                 chunk_size: int | None = None, reset_every: int | None = None) -> None:
+                 chunk_size: int | None = None, reset_every: int | None = None,
+                 jitter: float = 0.0, rng: random.Random | None = None) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.host = host
         self.port = port
         self.latency = latency  # seconds added to every chunk, both ways
+        self.jitter = jitter  # up to this many seconds more, drawn per chunk from rng
+        self.rng = rng or random.Random()
         self.bandwidth = bandwidth  # bytes/s per direction and connection
         self.chunk_size = chunk_size  # forward in pieces of at most this size
         self.reset_every = reset_every  # RST after this many client -> upstream bytes
@@ -124,8 +129,9 @@ class FaultProxy:
                     return
                 if self._blackhole:
                     continue
-                if self.latency:
-                    await asyncio.sleep(self.latency)
+                delay = self.latency + (self.rng.uniform(0, self.jitter) if self.jitter else 0)
+                if delay:
+                    await asyncio.sleep(delay)
                 step = self.chunk_size or len(data)
                 for i in range(0, len(data), step):
                     piece = data[i:i + step]

@@ -1,0 +1,118 @@
+"""``objtransport serve``: an echo or sink listener, with an optional live view and a
+Prometheus endpoint."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+
+from .cli_common import CliError, Parser, TransportArgs, parse_port
+from .cli_live import EventTail, ServeView, run_live
+from .sansio.events import Message
+from .service import NetworkTransport
+
+__all__ = ["add_parser", "serve"]
+
+DESCRIPTION = """\
+Run a listener until Ctrl-C (or SIGTERM).
+
+  echo  sends every message back to its sender (the default)
+  sink  counts and discards what it receives
+
+It prints one line when it is listening: "<mode> listener on HOST:PORT (...)"; with
+--port 0 read the port from there. --live shows a table refreshed every second
+(connections, rates, RTT, breaker state, the last events) when stdout is a terminal,
+one plain line per second otherwise. --metrics-port serves the figures for Prometheus
+(http://HOST:PORT/metrics; needs objtransport[prometheus]).
+
+examples:
+  objtransport serve --port 7000 --live
+  objtransport serve --transport tls --cert server.pem --key server.key
+  objtransport serve --transport websocket --mode sink --metrics-port 9100
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction[Parser],
+               common: list[Parser],
+               formatter: type[argparse.HelpFormatter]) -> None:
+    p = sub.add_parser("serve", help="run an echo or sink listener", description=DESCRIPTION,
+                       parents=common, formatter_class=formatter)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", "-p", type=parse_port, default=7000, help="port (0: any free port)")
+    p.add_argument("--mode", choices=["echo", "sink"], default="echo",
+                   help="echo: send each message back; sink: discard")
+    p.add_argument("--live", action="store_true",
+                   help="show connections, rates, RTT, breaker and events every second")
+    p.add_argument("--metrics-port", type=parse_port, default=None, metavar="PORT",
+                   help="serve Prometheus metrics on this port (0: any; off when unset)")
+    p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
+                   help="address of the metrics endpoint")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="listener processes sharing the port (needs reuse_port; 1 for now)")
+
+
+async def serve(args: argparse.Namespace) -> int:
+    targs = TransportArgs.from_args(args)
+    if args.workers != 1:
+        raise CliError("--workers > 1 needs listeners with reuse_port, which this version "
+                       "does not have yet")
+    listen_kwargs = targs.listen_kwargs()
+    if args.live:
+        _check_rich()
+    async with NetworkTransport() as net:
+        async def echo(msg: Message) -> None:
+            await net.send_data(msg.conn_id, msg.data)
+
+        def sink(msg: Message) -> None:
+            pass
+
+        listener = await net.listen(args.host, args.port,
+                                    handler=echo if args.mode == "echo" else sink,
+                                    **listen_kwargs)
+        print(f"{args.mode} listener on {listener.host}:{listener.port} ({targs.label}, "
+              f"framing={targs.framing}); Ctrl-C stops", flush=True)
+        if args.metrics_port is not None:
+            from .exporters.prometheus import serve_metrics
+
+            server = await serve_metrics(net, args.metrics_port, args.metrics_host)
+            print(f"metrics on http://{args.metrics_host}:{server.port}/metrics", flush=True)
+        else:
+            server = None
+        try:
+            await _run_until_signal(net, args, f"objtransport {args.mode} "
+                                    f"{listener.host}:{listener.port} ({targs.label})")
+        finally:
+            if server is not None:
+                await server.close()
+    return 0
+
+
+def _check_rich() -> None:
+    try:
+        import rich  # noqa: F401
+    except ImportError:
+        raise CliError("--live needs rich: pip install 'objtransport[rich]'") from None
+
+
+async def _run_until_signal(net: NetworkTransport, args: argparse.Namespace,
+                            title: str) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+    live: asyncio.Task[None] | None = None
+    with EventTail() as tail:
+        if args.live:
+            view = ServeView(net, title, tail)
+            live = asyncio.create_task(run_live(view.render, lambda: view.line(view.sample()),
+                                                rich_view=sys.stdout.isatty()))
+        try:
+            await stop.wait()
+        finally:
+            if live is not None:
+                live.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await live
