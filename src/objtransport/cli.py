@@ -10,8 +10,8 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 from . import __version__, cli_bench, cli_proxy, cli_send, cli_serve, cli_stats
 from .cli_common import CliError, HelpFormatter, Parser, add_transport_options, stderr_line
@@ -22,8 +22,6 @@ from .service import NetworkTransport
 from .testing import eventually
 
 __all__ = ["build_parser", "main"]
-
-T = TypeVar("T")
 
 DESCRIPTION = """\
 One asyncio API to exchange messages over TCP, TLS, UDP, WebSocket and gRPC.
@@ -39,20 +37,6 @@ examples:
   objtransport proxy 127.0.0.1:7000 --port 7001 --latency 50ms --reset-every 1MB
   objtransport serve --metrics-port 9100 & objtransport stats 127.0.0.1:9100
 """
-
-
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
-    """uvloop's loop when it is installed (the ``speed`` extra), else asyncio's default."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop
-    return uvloop.new_event_loop
-
-
-def _run_fast(main: Coroutine[Any, Any, T]) -> T:
-    with asyncio.Runner(loop_factory=loop_factory()) as runner:
-        return runner.run(main)
 
 
 def _table(title: str, rows: Sequence[tuple[str, Any]]) -> None:
@@ -198,7 +182,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return asyncio.run(demo(args.count))
     if args.command == "serve":
-        return _run_fast(cli_serve.serve(args))
+        return asyncio.run(cli_serve.serve(args))
     if args.command == "send":
         return asyncio.run(cli_send.send(args))
     if args.command == "proxy":

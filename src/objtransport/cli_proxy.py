@@ -76,6 +76,10 @@ async def proxy(args: argparse.Namespace) -> int:
                        "not udp")
     import random
 
+    stop = asyncio.Event()  # SIGTERM stops cleanly from here on (before the ready line)
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
     host, port = args.upstream
     fp = FaultProxy(host, port, args.host, args.port, latency=args.latency,
                     jitter=args.jitter, bandwidth=args.bandwidth or None,
@@ -87,22 +91,16 @@ async def proxy(args: argparse.Namespace) -> int:
         raise CliError(f"cannot listen on {args.host}:{args.port}: "
                        f"{exc.strerror or exc}") from None
     print(f"proxy on {fp.host}:{fp.port} -> {host}:{port}", flush=True)
-    loop = asyncio.get_running_loop()
     hole = loop.call_later(args.blackhole_after, fp.blackhole, True) \
         if args.blackhole_after is not None else None
-    holed = [False]
-
     def blackholed() -> bool:
         return hole is not None and hole.when() <= loop.time()
 
-    stop = asyncio.Event()
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
     try:
         if sys.stdout.isatty():
             view = asyncio.create_task(_rich_view(fp, blackholed))
         else:
-            view = asyncio.create_task(_plain_view(fp, blackholed, holed))
+            view = asyncio.create_task(_plain_view(fp, blackholed))
         try:
             await stop.wait()
         finally:
@@ -116,7 +114,7 @@ async def proxy(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _plain_view(fp: FaultProxy, blackholed: Any, holed: list[bool]) -> None:
+async def _plain_view(fp: FaultProxy, blackholed: Any) -> None:
     last: tuple[Any, ...] = ()
     while True:
         await asyncio.sleep(1.0)

@@ -62,6 +62,9 @@ async def serve(args: argparse.Namespace) -> int:
     listen_kwargs = targs.listen_kwargs()
     if args.live:
         _check_rich()
+    stop = asyncio.Event()  # SIGTERM stops cleanly from here on (before the ready line)
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     async with NetworkTransport() as net:
         async def echo(msg: Message) -> None:
             await net.send_data(msg.conn_id, msg.data)
@@ -82,7 +85,7 @@ async def serve(args: argparse.Namespace) -> int:
         else:
             server = None
         try:
-            await _run_until_signal(net, args, f"objtransport {args.mode} "
+            await _run_until(stop, net, args, f"objtransport {args.mode} "
                                     f"{listener.host}:{listener.port} ({targs.label})")
         finally:
             if server is not None:
@@ -97,12 +100,8 @@ def _check_rich() -> None:
         raise CliError("--live needs rich: pip install 'objtransport[rich]'") from None
 
 
-async def _run_until_signal(net: NetworkTransport, args: argparse.Namespace,
-                            title: str) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
+async def _run_until(stop: asyncio.Event, net: NetworkTransport, args: argparse.Namespace,
+                     title: str) -> None:
     live: asyncio.Task[None] | None = None
     with EventTail() as tail:
         if args.live:

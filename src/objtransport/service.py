@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from functools import partial
 from types import TracebackType
-from typing import Any, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 from .breakers import BreakerRegistry
 from .config import Framing, Options, Priority, TransportKind
@@ -68,6 +68,9 @@ from .sansio.metrics import LatencyHistogram
 from .sansio.throttle import TokenBucket
 from .sessions import SessionKeeper
 from .transports import DriverTable
+
+if TYPE_CHECKING:
+    from .exporters.prometheus import MetricsServer
 
 __all__ = ["NetworkTransport", "TransportMetrics"]
 
@@ -460,6 +463,22 @@ class NetworkTransport:
                                     for x in listeners),  # + WebSocket 404s
             messages_queued=self._inbox.size, listeners=len(listeners),
             pooled_connections=self._pools.size if self._pools is not None else 0)
+
+    async def serve_metrics(self, port: int = 9100, host: str = "127.0.0.1", *,
+                            per_connection: bool = False) -> MetricsServer:
+        """Serve Prometheus metrics at ``http://host:port/metrics`` (``port=0``: any free
+        port, read ``server.port``) until ``await server.close()``. Needs the extra
+        ``objtransport[prometheus]``; see :mod:`objtransport.metrics`.
+
+        Example::
+
+            server = await net.serve_metrics(9100)
+            ...
+            await server.close()
+        """
+        from .exporters.prometheus import serve_metrics
+
+        return await serve_metrics(self, port, host, per_connection=per_connection)
 
 
 #: payload types accepted besides ``bytes`` (checked after the ``type(data) is bytes`` fast path)
