@@ -16,6 +16,7 @@ unusable and the caller closes the connection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from ..exceptions import ProtocolError
@@ -71,8 +72,13 @@ class _Direct:
 
 
 class _DecoderBase:
+    """Buffering, direct bodies and the receive buffer; each framing's decoder provides
+    ``_parse(buf) -> bytes used``."""
+
     __slots__ = ("messages", "_pending", "_direct", "_rview", "conn_id",
                  "transport", "peer", "bytes_received", "_header_only", "_skip", "budget")
+
+    _parse: Callable[[bytes], int]
 
     def __init__(self, conn_id: int, transport: str, peer: Any) -> None:
         self.messages: list[Received] = []
@@ -187,9 +193,6 @@ class _DecoderBase:
         """Bytes held for an incomplete frame (not counting a direct body target)."""
         return len(self._pending)
 
-    def _parse(self, buf: bytes) -> int:
-        raise NotImplementedError
-
     def _go_direct(self, body: BodyBuffer, end: int, buf: bytes, body_off: int,
                    finish: Any) -> None:
         """Receive the rest of a frame in place: ``body`` up to its offset ``end``."""
@@ -278,37 +281,23 @@ class NativeDecoder(_DecoderBase):
                         append(buf[off + 20:end])
                     off = end
                     continue
-                if typ > _MAX_TYPE or typ < 1 or flags & ~KNOWN_FLAGS or prio > 3:
-                    raise ProtocolError(
-                        f"malformed frame header (type {typ}, flags {flags:#x}, "
-                        f"priority {prio})", GoAwayCode.PROTOCOL_ERROR)
-                if typ == _DATA and not accept:
-                    raise ProtocolError("DATA frame before HELLO", GoAwayCode.PROTOCOL_ERROR)
-                if typ == _DATA:  # fragment
-                    if length < HEADER_SIZE + 8:
-                        raise ProtocolError("fragment without its extension",
-                                            GoAwayCode.PROTOCOL_ERROR)
-                    if n - off < 28:
-                        break
-                    if rx is not None and (seq <= floor or seq in above):
-                        dups += 1 if _unpack_frag(buf, off + 20)[0] == 0 else 0
-                        if end > n:
-                            self._skip = end - n
-                            off = n
-                            break
-                        off = end
-                        continue
-                    if end > n and length < DIRECT_THRESHOLD:
-                        break
+                if typ > _MAX_TYPE or typ < 1 or flags & ~KNOWN_FLAGS or prio > 3 or (
+                        typ == _DATA and (not accept or length < HEADER_SIZE + 8)):
+                    self._bad_header(typ, flags, prio, accept)
+                if typ == _DATA:  # a fragment
                     if rx is not None:
                         rx.floor = floor
-                    done = self._fragment(buf, off, end, n, length, flags, prio, stream, seq)
+                    new_off = self._fragment_frame(buf, off, end, n, length, flags, prio,
+                                                   stream, seq)
                     if rx is not None:
                         floor = rx.floor
-                    if done is None:  # went direct
-                        off = n
+                    if new_off < 0:  # a duplicate (counted), skipped
+                        dups += 1
+                        new_off = -new_off - 1
+                    if new_off == off or new_off == n:
+                        off = new_off
                         break
-                    off = end
+                    off = new_off
                     continue
                 if end > n:
                     break
@@ -324,12 +313,45 @@ class NativeDecoder(_DecoderBase):
         finally:
             self.bytes_received += nbytes
             if rx is not None:
-                rx.floor = floor
-                if above:
-                    rx.settle()
-                self.duplicates += dups
-                rx.duplicates += dups
+                self._settle(rx, floor, dups)
         return off
+
+    def _settle(self, rx: ResumeState, floor: int, dups: int) -> None:
+        """After a read: record what was delivered and how many duplicates were dropped."""
+        rx.floor = floor
+        if rx.above:
+            rx.settle()
+        self.duplicates += dups
+        rx.duplicates += dups
+
+    @staticmethod
+    def _bad_header(typ: int, flags: int, prio: int, accept: bool) -> NoReturn:
+        if typ == _DATA and not accept:
+            raise ProtocolError("DATA frame before HELLO", GoAwayCode.PROTOCOL_ERROR)
+        if typ == _DATA:
+            raise ProtocolError("fragment without its extension", GoAwayCode.PROTOCOL_ERROR)
+        raise ProtocolError(f"malformed frame header (type {typ}, flags {flags:#x}, "
+                            f"priority {prio})", GoAwayCode.PROTOCOL_ERROR)
+
+    def _fragment_frame(self, buf: bytes, off: int, end: int, n: int, length: int,
+                        flags: int, prio: int, stream: int, seq: int) -> int:
+        """One fragment at ``off`` (``rx.floor`` is current). Returns where parsing goes
+        on: ``end`` when it was consumed, ``off`` to wait for more bytes, ``n`` when the
+        rest of its piece goes straight into the message (or is skipped); for a duplicate
+        of a message already delivered, ``-(that position) - 1`` (the caller counts it)."""
+        if n - off < 28:
+            return off
+        rx = self.rx
+        if rx is not None and (seq <= rx.floor or seq in rx.above):
+            first = _unpack_frag(buf, off + 20)[0] == 0  # one duplicate per message
+            if end > n:
+                self._skip = end - n
+                end = n
+            return -end - 1 if first else end
+        if end > n and length < DIRECT_THRESHOLD:
+            return off
+        done = self._fragment(buf, off, end, n, length, flags, prio, stream, seq)
+        return n if done is None else end
 
     @staticmethod
     def _unmark(rx: ResumeState, seq: int, floor: int) -> int:
