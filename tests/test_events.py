@@ -267,3 +267,28 @@ async def test_without_subscribers_nothing_is_published() -> None:
         await client.connect("127.0.0.1", listener.port)
         assert isinstance(await next_of(sub, Connected), Connected)
         assert client._events.published >= 1
+
+
+async def test_kept_sessions_are_bounded_by_the_keepers_budget() -> None:
+    async with NetworkTransport(session_resume_timeout=60.0) as server, NetworkTransport(
+            max_reconnect_attempts=0) as client:
+        server._sessions.budget = 1  # at most one detached session waits to be resumed
+        srv = server.events()
+        listener = await server.listen("127.0.0.1", 0)
+        async with FaultProxy("127.0.0.1", listener.port) as pa, \
+                FaultProxy("127.0.0.1", listener.port) as pb:
+            a = await client.connect("127.0.0.1", pa.port)
+            await client.send_data(a, b"a", wait_ack=True)
+            first = await next_of(srv, Accepted)
+            b = await client.connect("127.0.0.1", pb.port)
+            await client.send_data(b, b"b", wait_ack=True)
+            second = await next_of(srv, Accepted)
+            pa.reset_all()
+            kept = await next_of(srv, Disconnected, conn_id=first.conn_id)
+            assert not kept.final  # detached: waits for a resume
+            pb.reset_all()
+            await next_of(srv, Disconnected, conn_id=second.conn_id, final=False)
+            # the budget is full: the session that waited longest ends now, not in 60 s
+            evicted = await next_of(srv, Disconnected, conn_id=first.conn_id, final=True)
+            assert evicted.time - kept.time < 10.0
+            assert server._sessions.evicted == 1 and len(server._sessions) == 1

@@ -23,7 +23,6 @@ from .acks import Confirmations
 from .config import Options
 from .counters import LinkTotals, Traffic
 from .drivers.base import Driver, Link, LinkParts
-from .drivers.pacing import Pacer, default_burst
 from .endpoint import ConnState, Endpoint
 from .events import EventHub, Overloaded, SessionResumed
 from .events import SessionLost as SessionLostEvent
@@ -34,6 +33,7 @@ from .exceptions import (
 )
 from .info import ConnectionInfo
 from .lifecycle import emit, state_changed
+from .limits import Limits
 from .reconnect import Supervisor
 from .sansio.breaker import BreakerState, CircuitBreaker
 from .sansio.events import (
@@ -127,12 +127,7 @@ class Connection:
         self.resumed = False
         self.last_activity = self.loop.time()
         # throttling: own buckets (from the options) plus shared ones (service, pool)
-        self._shared_buckets = list(shared_buckets or [])
-        self.send_bucket: TokenBucket | None = None
-        self.receive_bucket: TokenBucket | None = None
-        self.pacer = Pacer(list(self._shared_buckets))
-        self.set_bandwidth(options.max_bandwidth, options.burst,
-                           options.max_receive_bandwidth, options.receive_burst)
+        self.limits = Limits(options, self.loop.time(), shared_buckets)
         #: what the links that ended carried
         self.totals = LinkTotals()
         self._delivered_bytes = 0  # bytes_received already reported to deliver()
@@ -171,24 +166,18 @@ class Connection:
         return LinkParts(self._new_session, None if detect else self.native,
                          self.on_messages, self.on_event, self.options.max_pending_bytes,
                          self.extra, self.server.adopt if self.server is not None else None,
-                         self.pacer, self.receive_bucket)
+                         self.limits.pacer, self.limits.receive_bucket)
 
     def set_bandwidth(self, max_bandwidth: float | None = None, burst: float | None = None,
                       max_receive_bandwidth: float | None = None,
                       receive_burst: float | None = None) -> None:
         """Change the limits (bytes/s; 0 removes a limit; None leaves it). The live link
         follows at once."""
-        now = self.loop.time()
-        if max_bandwidth is not None:
-            self.send_bucket = _bucket(self.send_bucket, max_bandwidth, burst, now)
-        if max_receive_bandwidth is not None:
-            self.receive_bucket = _bucket(self.receive_bucket, max_receive_bandwidth,
-                                          receive_burst, now)
-        self.pacer.buckets = ([self.send_bucket] if self.send_bucket else []) + \
-            self._shared_buckets
+        self.limits.set(self.loop.time(), max_bandwidth, burst, max_receive_bandwidth,
+                        receive_burst)
         link = self.link
         if link is not None and hasattr(link, "repace"):
-            link.receive_bucket = self.receive_bucket  # type: ignore[attr-defined]
+            link.receive_bucket = self.limits.receive_bucket  # type: ignore[attr-defined]
             link.repace()
 
     def _new_session(self, native: bool | None) -> Session:
@@ -419,14 +408,3 @@ class Connection:
             log.warning("connection %s to %s closed with %d message(s) not acknowledged",
                         self.id, self.endpoint, len(lost))
         self.set_state(ConnState.DISCONNECTED)
-
-def _bucket(current: TokenBucket | None, rate: float, burst: float | None,
-            now: float) -> TokenBucket | None:
-    """The bucket for a new limit: None for 0, the current one re-rated, or a new one."""
-    if rate <= 0:
-        return None
-    b = burst or default_burst(rate)
-    if current is None:
-        return TokenBucket(rate, b, now)
-    current.set_rate(rate, b, now)
-    return current

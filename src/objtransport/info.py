@@ -108,6 +108,7 @@ def qos_snapshot(conn: Connection) -> dict[str, Any]:
     names = PRIORITY_NAMES
     link = conn.link
     totals = conn.totals
+    limits = conn.limits
     queued = sent = msgs = [0, 0, 0, 0]
     if link is not None:
         sched = link.session.scheduler
@@ -120,10 +121,10 @@ def qos_snapshot(conn: Connection) -> dict[str, Any]:
                                    zip(names, totals.priority_bytes, sent, strict=True)},
         "sent_messages_by_priority": {n: a + b for n, a, b in
                                       zip(names, totals.priority_messages, msgs, strict=True)},
-        "send_rate": conn.pacer.rate(conn.loop.time()),
-        "throttle_wait": conn.pacer.waited,
-        "max_bandwidth": conn.send_bucket.rate if conn.send_bucket else 0.0,
-        "max_receive_bandwidth": conn.receive_bucket.rate if conn.receive_bucket else 0.0,
+        "send_rate": limits.pacer.rate(conn.loop.time()),
+        "throttle_wait": limits.pacer.waited,
+        "max_bandwidth": limits.max_bandwidth,
+        "max_receive_bandwidth": limits.max_receive_bandwidth,
     }
 
 
