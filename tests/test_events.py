@@ -6,6 +6,7 @@ Every wait is on an event (or a bounded timeout), never a fixed sleep.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from typing import TypeVar
@@ -29,6 +30,7 @@ from objtransport.events import (
     SessionResumed,
     Subscription,
 )
+from objtransport.sansio.framing import MAGIC, FrameType, Hello, encode_frame, encode_hello
 from objtransport.testing import FaultProxy
 
 T = 5.0  # every wait is bounded
@@ -201,6 +203,39 @@ async def test_a_full_inbox_pauses_reading_and_says_so() -> None:
             await server.receive(timeout=T)
         resumed = await next_of(srv, Overloaded)
         assert resumed.what == "resumed_reading" and resumed.conn_id == paused.conn_id
+
+
+async def test_a_peer_that_sends_but_does_not_read_is_dropped_and_says_so() -> None:
+    """A raw peer floods PINGs and never reads the PONGs: the listener stops reading from it,
+    then drops it after ``timeout``."""
+    async with NetworkTransport() as net:
+        srv = net.events()
+        listener = await net.listen("127.0.0.1", 0, max_pending_bytes=64 * 1024, timeout=0.5)
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # fills up sooner
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", listener.port))
+        _reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(MAGIC + encode_hello(Hello(b"s" * 16, 0, 1 << 20, 1 << 20)))
+        pings = encode_frame(FrameType.PING, b"12345678") * 10_000
+
+        async def flood() -> None:
+            with contextlib.suppress(ConnectionError):
+                while True:
+                    writer.write(pings)
+                    await writer.drain()
+
+        task = asyncio.create_task(flood())
+        try:
+            dropped = await next_of(srv, Overloaded, what="dropped_slow_consumer", timeout=10)
+            assert "does not read" in dropped.reason
+            gone = await next_of(srv, Disconnected, conn_id=dropped.conn_id)
+            assert gone.error and gone.final
+        finally:
+            task.cancel()
+            writer.close()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                await task
 
 
 async def test_a_lagging_subscriber_loses_the_oldest_events_and_counts_them() -> None:

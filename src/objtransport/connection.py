@@ -238,7 +238,11 @@ class Connection:
                 self.record_error(ev.reason)
                 self.hooks.on_error(self, ev.reason)
                 if ev.code == GoAwayCode.OVERLOADED and not ev.by_peer:
-                    emit(self, Overloaded, what="dropped_slow_consumer")
+                    # drivers/overload.py says "peer does not read"; other OVERLOADED ends
+                    # are memory budgets (e.g. max_total_reassembly_bytes)
+                    emit(self, Overloaded, reason=ev.reason,
+                         what="dropped_slow_consumer" if "does not read" in ev.reason
+                         else "dropped_over_budget")
 
     def set_state(self, state: ConnState) -> None:
         """The one place the state changes: wakes waiters and tells the owner."""

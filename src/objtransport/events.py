@@ -147,11 +147,15 @@ class BreakerChanged(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Overloaded(Event):
-    """Backpressure on receiving: the consumer (inbox or handler) is behind so reading from
-    the connection paused (``"paused_reading"``) and later resumed (``"resumed_reading"``),
-    or a peer that sends but does not read was dropped (``"dropped_slow_consumer"``)."""
+    """Backpressure: the consumer (inbox or handler) is behind so reading from the
+    connection paused (``"paused_reading"``) and later resumed (``"resumed_reading"``); a
+    peer that sends but does not read our answers was dropped (``"dropped_slow_consumer"``);
+    or a connection was dropped for passing a memory budget (``"dropped_over_budget"``,
+    e.g. ``max_total_reassembly_bytes``). ``reason`` says more for the drops."""
 
-    what: Literal["paused_reading", "resumed_reading", "dropped_slow_consumer"]
+    what: Literal["paused_reading", "resumed_reading", "dropped_slow_consumer",
+                  "dropped_over_budget"]
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
