@@ -115,6 +115,16 @@ async def demo(count: int = 1000) -> int:
     return 0
 
 
+def _demo_tls(transport: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """QUIC is always TLS: a throw-away certificate the demo client trusts explicitly."""
+    if transport != "quic":
+        return {}, {}
+    from .drivers.quic_config import demo_certificate
+
+    chain, key = demo_certificate("127.0.0.1")
+    return {"certificate_chain": chain, "private_key": key}, {"root_certificates": chain}
+
+
 async def _other_transports(net: NetworkTransport, echo: Any, count: int = 200) -> None:
     """The same exchange over every other transport installed: one row each."""
     rows: list[tuple[str, Any]] = []
@@ -122,8 +132,9 @@ async def _other_transports(net: NetworkTransport, echo: Any, count: int = 200) 
         if transport == "tcp":
             continue
         kind = TransportKind.parse(transport)
-        listener = await net.listen("127.0.0.1", 0, handler=echo, transport=kind)
-        conn = await net.connect("127.0.0.1", listener.port, transport=kind)
+        server_tls, client_tls = _demo_tls(transport)
+        listener = await net.listen("127.0.0.1", 0, handler=echo, transport=kind, **server_tls)
+        conn = await net.connect("127.0.0.1", listener.port, transport=kind, **client_tls)
         t = time.perf_counter()
         for i in range(count):
             await net.send_data(conn, f"{transport} {i}".encode())

@@ -30,6 +30,7 @@ class TransportKind(enum.Enum):
     UDP = "udp"
     WEBSOCKET = "websocket"
     GRPC = "grpc"
+    QUIC = "quic"
 
     @classmethod
     def parse(cls, value: str | TransportKind) -> TransportKind:

@@ -25,7 +25,7 @@ __all__ = [
     "TransportName",
 ]
 
-TransportName = Literal["tcp", "udp", "websocket", "grpc"]
+TransportName = Literal["tcp", "udp", "websocket", "grpc", "quic"]
 TransportArg = TransportName | TransportKind
 FramingName = Literal["native", "raw", "auto"]
 #: what a client speaks (``"auto"`` is for listeners)
@@ -88,10 +88,12 @@ class _PerCall(_Tunables, total=False):
     burst: float
     #: WebSocket: the HTTP path
     path: str
-    #: gRPC TLS material (PEM)
+    #: gRPC and QUIC TLS material (PEM)
     root_certificates: bytes
     certificate_chain: bytes
     private_key: bytes
+    #: QUIC: UDP payload bytes per packet (1200 by default; up to 65527 on loopback)
+    max_datagram_size: int
 
 
 class ConnectOptions(_PerCall, total=False):

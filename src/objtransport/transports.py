@@ -1,6 +1,6 @@
 """The drivers of this installation, by transport kind (:class:`DriverTable`).
 
-TCP and UDP are always there; WebSocket and gRPC when their third-party library imports.
+TCP and UDP are always there; WebSocket, gRPC and QUIC when their third-party library imports.
 """
 
 from __future__ import annotations
@@ -33,15 +33,25 @@ def _grpc() -> Driver | None:
     return GrpcDriver()
 
 
+def _quic() -> Driver | None:
+    try:
+        from .drivers.quic import QuicDriver
+    except ImportError:  # `aioquic` is not installed
+        return None
+    return QuicDriver()
+
+
 #: transports whose driver needs a third-party library: present when it imports
 _OPTIONAL: dict[TransportKind, Callable[[], Driver | None]] = {
     TransportKind.WEBSOCKET: _websocket,
     TransportKind.GRPC: _grpc,
+    TransportKind.QUIC: _quic,
 }
 
 
 #: the pip extra (``objtransport[...]``) of each optional transport
-_EXTRAS = {TransportKind.WEBSOCKET: "websocket", TransportKind.GRPC: "grpc"}
+_EXTRAS = {TransportKind.WEBSOCKET: "websocket", TransportKind.GRPC: "grpc",
+           TransportKind.QUIC: "quic"}
 
 
 class DriverTable:

@@ -1,0 +1,379 @@
+"""QUIC (``transport="quic"``) on aioquic's sans-I/O ``QuicConnection``.
+
+:class:`QuicDriver` opens connections (a :class:`~.quic_conn.ClientSocket` of their own each)
+and serves them (:class:`QuicServer`: one UDP socket, connections routed by connection id).
+Each connection is a :class:`~.quic_conn.QuicPump` under a :class:`~.quic_link.QuicLink`.
+The ALPN chooses the framing per connection: ``objtransport/1`` native, ``objtransport-raw/1``
+raw ``{packet, 4}`` on stream 0; a listener offers both.
+
+The listener defends itself like the UDP one: datagrams that are not QUIC for a known
+connection or a well-formed Initial are counted and dropped; a connection must finish its
+handshake within ``timeout``; while more than ``RETRY_ABOVE`` handshakes are under way, a new
+Initial must carry a Retry token (the client proves its address first, costing us no state);
+``max_connections`` is enforced when the ALPN is known (CONNECTION_REFUSED).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl as ssl_module
+from collections.abc import Callable
+from typing import Any
+
+from aioquic.buffer import Buffer
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import (
+    ConnectionIdIssued,
+    ConnectionIdRetired,
+    ConnectionTerminated,
+    ProtocolNegotiated,
+    QuicEvent,
+)
+from aioquic.quic.packet import (
+    QuicErrorCode,
+    QuicFrameType,
+    QuicPacketType,
+    encode_quic_retry,
+    encode_quic_version_negotiation,
+    pull_quic_header,
+)
+from aioquic.quic.retry import QuicRetryTokenHandler
+
+from ..config import Options, TransportKind
+from ..exceptions import ConnectError
+from .base import LinkParts
+from .quic_config import (
+    ALPN_NATIVE,
+    ALPN_RAW,
+    TLS_OPTIONS,
+    ServerTickets,
+    TicketStore,
+    client_configuration,
+    server_configuration,
+)
+from .quic_conn import READ_BATCH, ClientSocket, QuicPump, make_socket, recv_buffer
+from .quic_link import QuicEnded, QuicLink
+from .tcp import describe_connect_error
+
+__all__ = ["ALPN_NATIVE", "ALPN_RAW", "RETRY_ABOVE", "QuicDriver", "QuicLink", "QuicServer"]
+
+#: handshakes under way above which a new Initial needs a Retry token
+RETRY_ABOVE = 32
+#: smallest datagram carrying a client Initial (RFC 9000 section 14.1)
+_MIN_INITIAL = 1200
+
+
+class QuicServer:
+    """One UDP socket serving QUIC connections, routed by destination connection id."""
+
+    def __init__(self, sock: socket.socket, config: QuicConfiguration,
+                 accept: Callable[[], LinkParts | None], options: Options) -> None:
+        self.sock = sock
+        self.config = config
+        self.accept = accept
+        self.options = options
+        self.loop = asyncio.get_running_loop()
+        self.port: int = sock.getsockname()[1]
+        self._routes: dict[bytes, QuicPump] = {}
+        self._pumps: set[QuicPump] = set()
+        self._handshaking: dict[QuicPump, asyncio.TimerHandle] = {}
+        self._retry = QuicRetryTokenHandler()
+        self._tickets = ServerTickets()
+        self._closing = False
+        self._closed = asyncio.Event()
+        #: everything the listener refused or dropped, by reason
+        self.garbage = 0  # not QUIC, or not for a connection we know
+        self.retries = 0  # Retry packets sent (busy)
+        self.bad_tokens = 0
+        self.refused = 0  # over max_connections, or closing
+        self.handshake_timeouts = 0
+        self.version_negotiations = 0
+        self.retry_always = False  # tests and paranoid listeners: Retry every new client
+        self.loop.add_reader(sock.fileno(), self._on_readable)
+
+    @property
+    def connections(self) -> int:
+        return len(self._pumps)
+
+    @property
+    def handshaking(self) -> int:
+        return len(self._handshaking)
+
+    def counters(self) -> dict[str, int]:
+        return {"garbage": self.garbage, "retries": self.retries, "bad_tokens": self.bad_tokens,
+                "refused": self.refused, "handshake_timeouts": self.handshake_timeouts,
+                "version_negotiations": self.version_negotiations}
+
+    # -- receiving -------------------------------------------------------------------------
+    def _on_readable(self) -> None:
+        buf = recv_buffer()
+        sock = self.sock
+        now = self.loop.time()
+        dirty: dict[QuicPump, None] = {}
+        for _ in range(READ_BATCH):
+            try:
+                n, addr = sock.recvfrom_into(buf)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                continue  # an ICMP error for some peer: nothing to do here
+            pump = self._datagram(bytes(buf[:n]), addr, now)
+            if pump is not None:
+                dirty[pump] = None
+        for pump in dirty:
+            pump.pump()
+
+    def _datagram(self, data: bytes, addr: Any, now: float) -> QuicPump | None:
+        try:
+            header = pull_quic_header(Buffer(data=data),
+                                      host_cid_length=self.config.connection_id_length)
+        except ValueError:
+            self.garbage += 1
+            return None
+        if (header.packet_type != QuicPacketType.VERSION_NEGOTIATION
+                and header.version is not None
+                and header.version not in self.config.supported_versions):
+            if len(data) >= _MIN_INITIAL:  # never amplify: answer only full-size packets
+                self.version_negotiations += 1
+                self._send(encode_quic_version_negotiation(
+                    source_cid=header.destination_cid, destination_cid=header.source_cid,
+                    supported_versions=self.config.supported_versions), addr)
+            return None
+        pump = self._routes.get(header.destination_cid)
+        if pump is None:
+            if header.packet_type != QuicPacketType.INITIAL or len(data) < _MIN_INITIAL:
+                self.garbage += 1
+                return None
+            pump = self._new_connection(header, addr, now)
+            if pump is None:
+                return None
+        pump.feed(data, addr, now)
+        return pump
+
+    def _new_connection(self, header: Any, addr: Any, now: float) -> QuicPump | None:
+        if self._closing:
+            self.refused += 1
+            return None
+        odcid: bytes = header.destination_cid
+        retry_scid: bytes | None = None
+        busy = self.retry_always or len(self._handshaking) >= RETRY_ABOVE
+        if header.token:
+            try:
+                odcid = self._retry.validate_token(address=addr,
+                                                   destination_cid=header.destination_cid,
+                                                   token=header.token, now=now)
+                retry_scid = header.destination_cid
+            except ValueError:
+                self.bad_tokens += 1
+                if busy:
+                    return None
+                odcid = header.destination_cid
+        elif busy:
+            scid = os.urandom(8)
+            self.retries += 1
+            self._send(encode_quic_retry(
+                version=header.version, source_cid=scid, destination_cid=header.source_cid,
+                original_destination_cid=header.destination_cid,
+                retry_token=self._retry.create_token(
+                    address=addr, original_destination_connection_id=header.destination_cid,
+                    retry_source_connection_id=scid, now=now)), addr)
+            return None
+        quic = QuicConnection(configuration=self.config,
+                              original_destination_connection_id=odcid,
+                              retry_source_connection_id=retry_scid,
+                              session_ticket_fetcher=self._tickets.pop,
+                              session_ticket_handler=self._tickets.add)
+        pump = QuicPump(quic, self._send)
+        pump.on_routing = lambda ev: self._routing(pump, ev)
+        pump.handler = lambda ev: self._before_link(pump, addr, ev)
+        self._routes[header.destination_cid] = pump
+        self._routes[quic.host_cid] = pump
+        self._pumps.add(pump)
+        self._handshaking[pump] = self.loop.call_at(now + self.options.timeout,
+                                                    self._handshake_expired, pump)
+        return pump
+
+    def _routing(self, pump: QuicPump, event: QuicEvent) -> None:
+        if isinstance(event, ConnectionIdIssued):
+            self._routes[event.connection_id] = pump
+        elif isinstance(event, ConnectionIdRetired):
+            if self._routes.get(event.connection_id) is pump:
+                del self._routes[event.connection_id]
+        elif isinstance(event, ConnectionTerminated):
+            self._forget(pump)
+
+    def _forget(self, pump: QuicPump) -> None:
+        pump.stop()
+        handle = self._handshaking.pop(pump, None)
+        if handle is not None:
+            handle.cancel()
+        self._pumps.discard(pump)
+        for cid in [c for c, p in self._routes.items() if p is pump]:
+            del self._routes[cid]
+        if self._closing and not self._pumps:
+            self._closed.set()
+
+    def _handshake_expired(self, pump: QuicPump) -> None:
+        if self._handshaking.pop(pump, None) is None:
+            return
+        self.handshake_timeouts += 1
+        pump.quic.close(error_code=QuicErrorCode.CONNECTION_REFUSED,
+                        frame_type=QuicFrameType.PADDING,
+                        reason_phrase=f"no handshake within {self.options.timeout:g} s")
+        pump.transmit()
+        pump.process_events()
+        self._forget(pump)  # no draining period for a peer that never finished
+
+    def _handshake_done(self, pump: QuicPump) -> None:
+        handle = self._handshaking.pop(pump, None)
+        if handle is not None:
+            handle.cancel()
+
+    def _before_link(self, pump: QuicPump, addr: Any, event: QuicEvent) -> None:
+        """Events of a connection with no link yet: the ALPN makes one (or refuses)."""
+        if not isinstance(event, ProtocolNegotiated):
+            return
+        parts = None if self._closing else self.accept()
+        if parts is None:
+            self.refused += 1
+            pump.quic.close(error_code=QuicErrorCode.CONNECTION_REFUSED,
+                            frame_type=QuicFrameType.PADDING,
+                            reason_phrase="too many connections" if not self._closing
+                            else "the listener is closing")
+            return
+        native = event.alpn_protocol == ALPN_NATIVE
+        session = parts.make_session(native)
+        link = QuicLink(pump, session, parts, client=False, peer=addr)
+        link.handshake_done.add_done_callback(lambda _f: self._handshake_done(pump))
+        if parts.on_link is not None:
+            parts.on_link(link)
+        if link.on_made is not None:
+            link.on_made(link)
+        link.start()
+
+    def _send(self, data: bytes, addr: Any) -> None:
+        try:
+            self.sock.sendto(data, addr)
+        except OSError:
+            pass  # full buffer or an unreachable peer: QUIC recovers or times out
+
+    # -- closing ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Accept no new connection (the service closes the accepted ones in order)."""
+        self._closing = True
+        if not self._pumps:
+            self._closed.set()
+
+    async def wait_closed(self) -> None:
+        """Wait (at most ``timeout``) for the connections to end, then free the port."""
+        try:
+            async with asyncio.timeout(self.options.timeout):
+                await self._closed.wait()
+        except TimeoutError:
+            pass
+        for pump in list(self._pumps):
+            self._forget(pump)
+        if self.sock.fileno() >= 0:
+            self.loop.remove_reader(self.sock.fileno())
+            self.sock.close()
+
+
+class QuicDriver:
+    """QUIC connections, native or raw by ALPN, TLS 1.3 always."""
+
+    kind = TransportKind.QUIC
+    extra_options: frozenset[str] = TLS_OPTIONS
+
+    def __init__(self) -> None:
+        #: session tickets by endpoint: reconnects start in 0-RTT
+        self.tickets = TicketStore()
+
+    async def open(self, host: str, port: int, parts: LinkParts,
+                   ssl_context: ssl_module.SSLContext | None, options: Options,
+                   server_hostname: str | None) -> QuicLink:
+        """Connect (QUIC and TLS handshakes), then wait for the session handshake (native).
+
+        Raises ``ConnectError`` naming the endpoint and the reason: unreachable, timed out,
+        TLS (certificate) failures, a refused ALPN, a listener refusing the connection.
+        """
+        endpoint = f"{host}:{port}"
+        native = parts.native is not False
+        loop = asyncio.get_running_loop()
+        link: QuicLink | None = None
+        csock: ClientSocket | None = None
+        try:
+            async with asyncio.timeout(options.timeout):
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+                family, addr = infos[0][0], infos[0][4]
+                server_name = server_hostname or host
+                key = (host, port, server_name, native)
+                config = client_configuration(options, parts.extra, native, server_name,
+                                              ssl_context, self.tickets.get(key))
+                quic = QuicConnection(configuration=config,
+                                      session_ticket_handler=lambda t: self.tickets.put(key, t))
+                csock = ClientSocket(family, addr, options.udp_socket_buffer)
+                pump = QuicPump(quic, csock.send)
+                csock.pump = pump
+                session = parts.make_session(native)
+                link = QuicLink(pump, session, parts, client=True, peer=addr)
+                link.socket = csock
+                pump.on_routing = _closer(csock)
+                csock.on_error = link.socket_error
+                quic.connect(addr, now=loop.time())
+                link.start()
+                await asyncio.shield(link.handshake_done)
+                await asyncio.shield(link.ready)
+            return link
+        except (OSError, TimeoutError) as exc:
+            _abort(link, csock)
+            raise ConnectError(endpoint, describe_connect_error(exc)) from exc
+        except QuicEnded as exc:
+            reason = link.session.close_reason if link is not None else str(exc)
+            _abort(link, csock)
+            raise ConnectError(endpoint, reason or "QUIC connection closed") from exc
+        except ConnectError:
+            _abort(link, csock)
+            raise
+        except BaseException as exc:
+            _abort(link, csock)
+            if link is not None and link.session.closed and isinstance(exc, Exception):
+                raise ConnectError(endpoint, link.session.close_reason) from exc
+            raise
+
+    async def serve(self, host: str, port: int, accept: Callable[[], LinkParts | None],
+                    ssl_context: ssl_module.SSLContext | None, options: Options,
+                    extra: dict[str, Any]) -> QuicServer:
+        """Bind and serve; raises ``ValueError`` without ``certificate_chain=`` +
+        ``private_key=`` and ``ConnectError`` if the address cannot be bound."""
+        config = server_configuration(options, extra)
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM,
+                                       flags=socket.AI_PASSIVE)
+        family, addr = infos[0][0], infos[0][4]
+        sock = make_socket(family, options.udp_socket_buffer)
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            sock.close()
+            raise ConnectError(f"{host}:{port}",
+                               f"cannot listen: {describe_connect_error(exc)}") from exc
+        return QuicServer(sock, config, accept, options)
+
+
+def _closer(csock: ClientSocket) -> Callable[[QuicEvent], None]:
+    def on_routing(event: QuicEvent) -> None:
+        if isinstance(event, ConnectionTerminated):
+            csock.close()
+    return on_routing
+
+
+def _abort(link: QuicLink | None, csock: ClientSocket | None) -> None:
+    try:
+        if link is not None:
+            link.abort()
+    finally:
+        if csock is not None:
+            csock.close()

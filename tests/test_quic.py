@@ -1,0 +1,350 @@
+"""QUIC (``transport="quic"``): native and raw framing over real aioquic connections on
+loopback, TLS 1.3 from PEM generated at test time, plain aioquic peers for raw interop."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import struct
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+
+pytest.importorskip("aioquic")
+
+from aioquic.asyncio import connect as aioquic_connect  # noqa: E402
+from aioquic.asyncio import serve as aioquic_serve  # noqa: E402
+from aioquic.quic.configuration import QuicConfiguration  # noqa: E402
+
+from objtransport import (  # noqa: E402
+    ConnectError,
+    Message,
+    NetworkTransport,
+    TransportError,
+)
+from objtransport.testing import eventually  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.timeout(30)
+
+
+@dataclass
+class Pem:
+    chain: bytes
+    key: bytes
+    roots: bytes
+    ca: trustme.CA
+    cert: trustme.LeafCert
+
+    @property
+    def server(self) -> dict[str, Any]:
+        return {"certificate_chain": self.chain, "private_key": self.key}
+
+    @property
+    def client(self) -> dict[str, Any]:
+        return {"root_certificates": self.roots}
+
+
+@pytest.fixture(scope="module")
+def pem() -> Pem:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost", "::1")
+    return Pem(b"".join(b.bytes() for b in cert.cert_chain_pems), cert.private_key_pem.bytes(),
+               ca.cert_pem.bytes(), ca, cert)
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[NetworkTransport, NetworkTransport]]:
+    async with NetworkTransport(timeout=5.0) as server, NetworkTransport(
+            timeout=5.0, reconnect_interval=0.05) as client:
+        yield server, client
+
+
+def _queue_handler(q: asyncio.Queue[Message]) -> Any:
+    def on_message(msg: Message) -> None:
+        q.put_nowait(msg)
+    return on_message
+
+
+# -- (1) native and raw, TLS, the facade ------------------------------------------------------
+@pytest.mark.parametrize("framing", ["native", "raw"])
+async def test_messages_both_ways_in_order(pair: Any, pem: Pem, framing: str) -> None:
+    server, client = pair
+    got: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def echo(msg: Message) -> None:
+        await server.send_data(msg.conn_id, b"re:" + msg.data)
+
+    listener = await server.listen("127.0.0.1", 0, transport="quic", handler=echo, **pem.server)
+    conn = await client.connect("127.0.0.1", listener.port, transport="quic", framing=framing,
+                                **pem.client)
+    n = 3000
+    for i in range(n):
+        await client.send_data(conn, b"%d" % i)
+    replies = [await asyncio.wait_for(client.receive(conn), 10) for _ in range(n)]
+    assert [m.data for m in replies] == [b"re:%d" % i for i in range(n)]
+    assert all(m.transport == "quic" for m in replies)
+    info = client.connection_info(conn)
+    assert info.messages_sent == n and info.messages_received == n
+    del got
+
+
+@pytest.mark.parametrize("framing", ["native", "raw"])
+async def test_large_messages_arrive_whole(pair: Any, pem: Pem, framing: str) -> None:
+    server, client = pair
+    got: asyncio.Queue[Message] = asyncio.Queue()
+    listener = await server.listen("127.0.0.1", 0, transport="quic",
+                                   handler=_queue_handler(got), **pem.server)
+    conn = await client.connect("127.0.0.1", listener.port, transport="quic", framing=framing,
+                                **pem.client)
+    big = bytes(range(256)) * (3 * 4096 + 7)  # ~3 MiB, fragmented in native framing
+    await client.send_data(conn, big)
+    await client.send_data(conn, b"after")
+    first = await asyncio.wait_for(got.get(), 15)
+    second = await asyncio.wait_for(got.get(), 5)
+    assert first.data == big and second.data == b"after"
+
+
+async def test_streams_and_priorities_travel_with_each_message(pair: Any, pem: Pem) -> None:
+    server, client = pair
+    got: asyncio.Queue[Message] = asyncio.Queue()
+    listener = await server.listen("127.0.0.1", 0, transport="quic",
+                                   handler=_queue_handler(got), **pem.server)
+    conn = await client.connect("127.0.0.1", listener.port, transport="quic", **pem.client)
+    for i in range(300):
+        await client.send_data(conn, b"%d" % i, stream=i % 3,
+                               priority=("high", "normal", "low")[i % 3])
+    msgs = [await asyncio.wait_for(got.get(), 5) for _ in range(300)]
+    for s in range(3):
+        mine = [m for m in msgs if m.stream == s]
+        assert [int(m.data) for m in mine] == list(range(s, 300, 3))
+        assert {m.priority for m in mine} == {("high", "normal", "low")[s]}
+
+
+async def test_wait_ack_and_flush_are_confirmed_by_the_peer(pair: Any, pem: Pem) -> None:
+    server, client = pair
+    got: asyncio.Queue[Message] = asyncio.Queue()
+    listener = await server.listen("127.0.0.1", 0, transport="quic",
+                                   handler=_queue_handler(got), **pem.server)
+    conn = await client.connect("127.0.0.1", listener.port, transport="quic", **pem.client)
+    await client.send_data(conn, b"one", wait_ack=True)
+    assert got.qsize() == 1
+    for i in range(100):
+        await client.send_data(conn, b"%d" % i, stream=1 + i % 2)
+    await client.flush(conn, timeout=5)
+    assert got.qsize() == 101
+    assert client.unconfirmed(conn) == []
+
+
+async def test_a_closed_peer_is_reported_with_its_code(pair: Any, pem: Pem) -> None:
+    server, client = pair
+    accepted: asyncio.Queue[Message] = asyncio.Queue()
+    listener = await server.listen("127.0.0.1", 0, transport="quic",
+                                   handler=_queue_handler(accepted), **pem.server)
+    conn = await client.connect("127.0.0.1", listener.port, transport="quic", **pem.client)
+    await client.send_data(conn, b"hi")
+    msg = await asyncio.wait_for(accepted.get(), 5)
+    link = client._conns[conn].link  # noqa: SLF001
+    assert link is not None
+    await server.disconnect(msg.conn_id)
+    await server.disconnect(msg.conn_id)  # idempotent
+    closed = await asyncio.wait_for(link.closed, 5)
+    assert (closed.code, closed.by_peer, closed.error) == (0, True, False)
+    # as over TCP, the client connects again and goes on
+    await client.send_data(conn, b"again", timeout=5)
+    assert (await asyncio.wait_for(accepted.get(), 5)).data == b"again"
+    await client.disconnect(conn)
+    await client.disconnect(conn)
+    with pytest.raises(TransportError):
+        await client.send_data(conn, b"more", timeout=0.2)
+
+
+async def test_orderly_close_delivers_everything_sent_before_it(pair: Any, pem: Pem) -> None:
+    server, client = pair
+    got: list[bytes] = []
+    listener = await server.listen("127.0.0.1", 0, transport="quic",
+                                   handler=lambda m: got.append(m.data), **pem.server)
+    conn = await client.connect("127.0.0.1", listener.port, transport="quic", **pem.client)
+    for i in range(2000):
+        await client.send_data(conn, b"%d" % i, stream=i % 4)
+    await client.disconnect(conn)
+    await eventually(lambda: len(got) == 2000)
+    assert sorted(int(x) for x in got) == list(range(2000))
+
+
+async def test_the_session_resumes_after_the_listener_restarts_on_the_same_port(
+        pem: Pem) -> None:
+    got: list[bytes] = []
+    async with NetworkTransport(timeout=2.0, reconnect_interval=0.05,
+                                max_reconnect_attempts=50) as client:
+        async with NetworkTransport() as server:
+            listener = await server.listen("127.0.0.1", 0, transport="quic",
+                                           handler=lambda m: got.append(m.data), **pem.server)
+            port = listener.port
+            conn = await client.connect("127.0.0.1", port, transport="quic", **pem.client)
+            await client.send_data(conn, b"before", wait_ack=True)
+        # the listener stopped (GOAWAY SHUTDOWN): the client reconnects to a new one
+        async with NetworkTransport() as server2:
+            await server2.listen("127.0.0.1", port, transport="quic",
+                                 handler=lambda m: got.append(m.data), **pem.server)
+            await client.send_data(conn, b"after", timeout=10)
+            await client.flush(conn, timeout=10)
+            assert got == [b"before", b"after"]
+
+
+# -- TLS ------------------------------------------------------------------------------------
+async def test_the_client_verifies_the_server_by_default(pair: Any, pem: Pem) -> None:
+    server, client = pair
+    listener = await server.listen("127.0.0.1", 0, transport="quic", **pem.server)
+    with pytest.raises(ConnectError, match="(?i)certificate|TLS"):
+        await client.connect("127.0.0.1", listener.port, transport="quic")
+    other = trustme.CA()
+    with pytest.raises(ConnectError, match="(?i)certificate|TLS"):
+        await client.connect("127.0.0.1", listener.port, transport="quic",
+                             root_certificates=other.cert_pem.bytes())
+    # a wrong name fails too, with the right CA
+    with pytest.raises(ConnectError):
+        await client.connect("127.0.0.1", listener.port, transport="quic",
+                             server_hostname="example.org", **pem.client)
+
+
+async def test_an_ssl_context_gives_the_cas_or_an_explicit_insecure_choice(
+        pair: Any, pem: Pem) -> None:
+    server, client = pair
+    listener = await server.listen("127.0.0.1", 0, transport="quic", **pem.server)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # our CA only (no system store)
+    pem.ca.configure_trust(ctx)
+    conn = await client.connect("127.0.0.1", listener.port, transport="quic", ssl_context=ctx)
+    await client.send_data(conn, b"x", wait_ack=True)
+    insecure = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    conn2 = await client.connect("127.0.0.1", listener.port, transport="quic",
+                                 ssl_context=insecure)
+    await client.send_data(conn2, b"y", wait_ack=True)
+
+
+async def test_a_listener_needs_its_certificate(pair: Any, pem: Pem) -> None:
+    server, _ = pair
+    with pytest.raises(ValueError, match="certificate_chain"):
+        await server.listen("127.0.0.1", 0, transport="quic")
+
+
+async def test_connecting_to_a_closed_port_fails_fast(pair: Any, pem: Pem) -> None:
+    _, client = pair
+    import socket
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    with pytest.raises(ConnectError, match="refused"):
+        await client.connect("127.0.0.1", port, transport="quic", **pem.client)
+    assert loop.time() - t0 < 2.0
+
+
+# -- raw interop with plain aioquic peers ---------------------------------------------------
+def _frame(data: bytes) -> bytes:
+    return struct.pack("!I", len(data)) + data
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> bytes:
+    (n,) = struct.unpack("!I", await reader.readexactly(4))
+    return await reader.readexactly(n)
+
+
+async def test_a_plain_aioquic_client_talks_to_a_raw_listener(pair: Any, pem: Pem) -> None:
+    server, _ = pair
+
+    async def echo(msg: Message) -> None:
+        await server.send_data(msg.conn_id, msg.data.upper())
+
+    listener = await server.listen("127.0.0.1", 0, transport="quic", framing="raw",
+                                   handler=echo, **pem.server)
+    config = QuicConfiguration(is_client=True, alpn_protocols=["objtransport-raw/1"],
+                               server_name="localhost")
+    config.load_verify_locations(cadata=pem.roots)
+    async with aioquic_connect("127.0.0.1", listener.port, configuration=config) as quic:
+        reader, writer = await quic.create_stream()
+        for word in (b"hello", b"", b"quic" * 10_000):
+            writer.write(_frame(word))
+            assert await asyncio.wait_for(_read_frame(reader), 5) == word.upper()
+        writer.close()
+
+
+async def test_a_raw_client_talks_to_a_plain_aioquic_server(pair: Any, pem: Pem,
+                                                            tmp_path: Path) -> None:
+    _, client = pair
+    certfile, keyfile = tmp_path / "cert.pem", tmp_path / "key.pem"
+    certfile.write_bytes(pem.chain)
+    keyfile.write_bytes(pem.key)
+    config = QuicConfiguration(is_client=False, alpn_protocols=["objtransport-raw/1"])
+    config.load_cert_chain(str(certfile), str(keyfile))
+    streams: list[int] = []
+
+    def on_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def run() -> None:
+            streams.append(writer.get_extra_info("stream_id"))
+            while True:
+                try:
+                    data = await _read_frame(reader)
+                except asyncio.IncompleteReadError:
+                    writer.close()
+                    return
+                writer.write(_frame(data[::-1]))
+        asyncio.get_running_loop().create_task(run())
+
+    quic_server = await aioquic_serve("127.0.0.1", 0, configuration=config,
+                                      stream_handler=on_stream)
+    try:
+        port = quic_server._transport.get_extra_info("sockname")[1]  # noqa: SLF001
+        conn = await client.connect("127.0.0.1", port, transport="quic", framing="raw",
+                                    **pem.client)
+        for word in (b"abc", b"objtransport", b"z" * 100_000):
+            await client.send_data(conn, word)
+            reply = await asyncio.wait_for(client.receive(conn), 5)
+            assert reply.data == word[::-1]
+        assert streams == [0]
+        await client.disconnect(conn)
+    finally:
+        quic_server.close()
+
+
+async def test_the_clients_alpn_decides_the_framing(pair: Any, pem: Pem) -> None:
+    server, client = pair
+    got: asyncio.Queue[Message] = asyncio.Queue()
+    listener = await server.listen("127.0.0.1", 0, transport="quic", framing="auto",
+                                   handler=_queue_handler(got), **pem.server)
+    native = await client.connect("127.0.0.1", listener.port, transport="quic", **pem.client)
+    raw = await client.connect("127.0.0.1", listener.port, transport="quic", framing="raw",
+                               **pem.client)
+    await client.send_data(native, b"n", stream=5)
+    await client.send_data(raw, b"r")
+    msgs = {m.data: m for m in [await asyncio.wait_for(got.get(), 5) for _ in range(2)]}
+    assert msgs[b"n"].stream == 5 and msgs[b"r"].stream == 0
+
+
+def test_without_aioquic_quic_is_unsupported_with_the_install_hint() -> None:
+    code = (
+        "import sys, asyncio\n"
+        "sys.modules['aioquic'] = None\n"
+        "from objtransport import NetworkTransport, UnsupportedTransport\n"
+        "async def main():\n"
+        "    async with NetworkTransport() as net:\n"
+        "        assert 'quic' not in net.transports\n"
+        "        try:\n"
+        "            await net.connect('127.0.0.1', 1, transport='quic')\n"
+        "        except UnsupportedTransport as exc:\n"
+        "            print(exc)\n"
+        "asyncio.run(main())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert "pip install 'objtransport[quic]'" in out.stdout
