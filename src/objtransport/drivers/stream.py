@@ -371,23 +371,31 @@ class DetectingStreamLink(StreamLink):
                  max_pending_bytes: int, detect: Callable[[bool], Session],
                  budget: ReassemblyBudget | None = None) -> None:
         super().__init__(session, on_messages, on_event, max_pending_bytes, budget)
-        self._detect = detect
+        self._detect: Callable[[bool], Session] | None = detect
         self._head = bytearray(4)
         self._head_len = 0
-        # until the framing is known; then back to the class methods (no cost afterwards)
-        self.get_buffer = self._detect_get_buffer  # type: ignore[method-assign]
-        self.buffer_updated = self._detect_buffer_updated  # type: ignore[method-assign]
 
-    def _detect_get_buffer(self, sizehint: int) -> memoryview:
-        return memoryview(self._head)[self._head_len:]
+    # The framing is decided in these two methods, not by swapping them on the instance:
+    # an event loop may keep the methods it found at connection_made (uvloop does).
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self._detect is not None:
+            return memoryview(self._head)[self._head_len:]
+        return self.session.get_buffer(sizehint)
 
-    def _detect_buffer_updated(self, nbytes: int) -> None:
-        self._head_len += nbytes
-        if self._head_len < 4:
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._detect is None:
+            StreamLink.buffer_updated(self, nbytes)
             return
-        del self.get_buffer, self.buffer_updated  # back to the class methods
+        self._head_len += nbytes
+        if self._head_len >= 4:
+            self._decided(self._detect)
+
+    def _decided(self, detect: Callable[[bool], Session]) -> None:
+        """The first 4 bytes are in: swap the placeholder for the session they call for
+        and hand it those bytes."""
+        self._detect = None
         old = self.session
-        self.session = self._detect(detect_native(bytes(self._head)))
+        self.session = detect(detect_native(bytes(self._head)))
         _share_receive_buffer(self.session, self.budget)
         self._sched = self.session.scheduler
         self._rs = getattr(self.session, "rs", None)
