@@ -182,6 +182,7 @@ def test_serve_live_on_a_terminal_shows_connections_rates_rtt_and_events() -> No
         table = srv.wait_for(r"(?s)msg/s in.*RTT p50 ms.*last events", timeout=10)
         assert table
         srv.wait_for(r"breaker", timeout=5)
+        srv.wait_for(r"Accepted conn \d+ tcp://127\.0\.0\.1:\d+", timeout=5)  # net.events()
         assert srv.stop() == 0
 
 

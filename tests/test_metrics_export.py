@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from objtransport import Message, NetworkTransport
+from objtransport import ConnectError, Message, NetworkTransport
 from objtransport.metrics import PrometheusCollector
 from objtransport.testing import eventually
 
@@ -49,13 +49,13 @@ async def _echo_pair(net: NetworkTransport, transport: str = "tcp") -> tuple[int
 
 async def test_serve_metrics_scraped_over_http_matches_get_metrics() -> None:
     async with NetworkTransport(keepalive_interval=0.05) as net:
+        server = await net.serve_metrics(0)  # subscribes to the events from here on
         _, conn = await _echo_pair(net)
         for i in range(20):
             await net.send_data(conn, b"x" * (i + 1))
         for _ in range(20):
             await net.receive(conn, timeout=5)
         await eventually(lambda: net.get_metrics().latency_samples >= 2, timeout=5)
-        server = await net.serve_metrics(0)
         try:
             ctype, text = await asyncio.to_thread(_scrape, server.url)
             m = net.get_metrics()
@@ -78,10 +78,20 @@ async def test_serve_metrics_scraped_over_http_matches_get_metrics() -> None:
                   state="connected") == 1
     assert _value(s, "objtransport_circuit_breaker_connections", transport="tcp",
                   role="client", state="closed") == 1
-    # RTT: a summary in seconds with count, sum and quantiles
-    assert s[("objtransport_rtt_seconds_count", frozenset())] >= 2
-    p50 = _value(s, "objtransport_rtt_seconds", quantile="0.5")
-    assert 0 < p50 < 1.0
+    # RTT: a histogram in seconds; cumulative buckets, +Inf = count
+    count = s[("objtransport_rtt_seconds_count", frozenset())]
+    assert count == m.latency_samples >= 2
+    assert _value(s, "objtransport_rtt_seconds_bucket", le="+Inf") == count
+    assert _value(s, "objtransport_rtt_seconds_bucket", le="1.0") == count  # loopback < 1 s
+    les = sorted((float(dict(k)["le"]), v) for (n, k), v in s.items()
+                 if n == "objtransport_rtt_seconds_bucket")
+    assert [v for _, v in les] == sorted(v for _, v in les)  # cumulative
+    assert 0 < s[("objtransport_rtt_seconds_sum", frozenset())] < count
+    # the event stream: connections, counted by type and transport
+    assert _value(s, "objtransport_events_total", type="Connected", transport="tcp") == 1
+    assert _value(s, "objtransport_events_total", type="Accepted", transport="tcp") == 1
+    assert _value(s, "objtransport_events_total", type="Listening", transport="tcp") == 1
+    assert s[("objtransport_events_dropped_total", frozenset())] == 0
     assert {"objtransport_handler_errors_total", "objtransport_queued_bytes",
             "objtransport_reconnects_total", "objtransport_resent_messages_total",
             "objtransport_duplicates_dropped_total",
@@ -137,6 +147,41 @@ async def test_udp_loss_counters_and_handler_errors_are_exported() -> None:
     assert s[("objtransport_udp_datagrams_sent_total", frozenset())] >= 3
     assert s[("objtransport_udp_datagrams_received_total", frozenset())] >= 3
     assert _value(s, "objtransport_sent_messages_total", transport="udp", role="client") == 3
+
+
+async def test_events_dropped_breaker_changes_and_a_scrape_from_another_thread() -> None:
+    async with NetworkTransport(failure_threshold=1, reconnect_interval=0.05,
+                                max_reconnect_attempts=0) as net:
+        collector = PrometheusCollector(net)
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(collector)
+        listener = await net.listen("127.0.0.1", 0)
+        port = listener.port
+        await listener.close()
+        with pytest.raises(ConnectError):  # nothing listens: the breaker opens
+            await net.connect("127.0.0.1", port, timeout=1)
+        # prometheus_client's own HTTP server scrapes from its thread: the read is handed
+        # to the loop, which must stay free meanwhile
+        text = (await asyncio.to_thread(generate_latest, registry)).decode()
+        collector.close()
+    s = _samples(text)
+    assert _value(s, "objtransport_circuit_breakers", state="open") == 1
+    assert _value(s, "objtransport_events_total", type="BreakerChanged", transport="tcp") == 1
+    assert _value(s, "objtransport_events_total", type="ListenerClosed", transport="tcp") == 1
+
+
+async def test_a_lagging_exporter_counts_the_events_it_lost() -> None:
+    from objtransport.exporters.figures import FigureReader
+
+    async with NetworkTransport() as net:
+        reader = FigureReader(net, maxsize=2)
+        for _ in range(3):
+            listener = await net.listen("127.0.0.1", 0)
+            await listener.close()
+        f = reader.read()
+        reader.close()
+    assert f.events_dropped == 4  # 6 events, room for 2
+    assert sum(f.events.values()) == 2
 
 
 async def test_the_endpoint_answers_404_elsewhere_and_closes() -> None:

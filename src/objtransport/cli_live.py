@@ -2,22 +2,24 @@
 
 Each view samples public figures once a second (``get_metrics()``, ``connection_info()``,
 the proxy's counters) and keeps the last few service events, and renders them as a rich
-table when stdout is a terminal, or as one plain line per second otherwise.
+table when stdout is a terminal, or as one plain line per second otherwise. The events come
+from ``net.events()``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import logging
+import dataclasses
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
+from .events import Event
 from .service import NetworkTransport, TransportMetrics
 
-__all__ = ["EventTail", "ServeView", "run_live"]
+__all__ = ["EventTail", "ServeView", "describe", "run_live"]
 
 
 def _rate(n: float) -> str:
@@ -27,25 +29,38 @@ def _rate(n: float) -> str:
     return f"{n:.0f}"
 
 
-class EventTail(logging.Handler):
-    """The last ``size`` records of the ``objtransport`` loggers, as one-line strings."""
+class EventTail:
+    """The last ``size`` lifecycle events of ``net`` (its event stream), as one-line strings,
+    and how many there were; :meth:`drain` reads what arrived since the last call."""
 
-    def __init__(self, size: int = 6) -> None:
-        super().__init__(logging.INFO)
+    def __init__(self, net: NetworkTransport, size: int = 6) -> None:
         self.lines: collections.deque[str] = collections.deque(maxlen=size)
         self.count = 0
+        self._sub = net.events(maxsize=1000)
 
-    def emit(self, record: logging.LogRecord) -> None:
-        self.count += 1
-        stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
-        self.lines.append(f"{stamp} {record.levelname.lower()} {record.getMessage()}")
+    def drain(self) -> None:
+        while (ev := self._sub.get_nowait()) is not None:
+            self.count += 1
+            self.lines.append(describe(ev))
+
+    @property
+    def dropped(self) -> int:
+        return self._sub.dropped
 
     def __enter__(self) -> EventTail:
-        logging.getLogger("objtransport").addHandler(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        logging.getLogger("objtransport").removeHandler(self)
+        self._sub.close()
+
+
+def describe(ev: Event) -> str:
+    """``"10:31:02 Disconnected conn 3 tcp://127.0.0.1:50122 reason='peer closed' ..."``."""
+    stamp = time.strftime("%H:%M:%S")
+    extra = " ".join(f"{f.name}={getattr(ev, f.name)!r}" for f in dataclasses.fields(ev)
+                     if f.name not in ("conn_id", "endpoint", "transport", "time"))
+    conn = f" conn {ev.conn_id}" if ev.conn_id is not None else ""
+    return f"{stamp} {type(ev).__name__}{conn} {ev.endpoint} {extra}".rstrip()
 
 
 class ServeView:
@@ -60,6 +75,7 @@ class ServeView:
 
     def sample(self) -> TransportMetrics:
         """Read the metrics and update the rates; call once per refresh."""
+        self.tail.drain()
         now, m = time.monotonic(), self.net.get_metrics()
         if self._last is not None:
             t0, p = self._last

@@ -103,7 +103,7 @@ def _check_rich() -> None:
 async def _run_until(stop: asyncio.Event, net: NetworkTransport, args: argparse.Namespace,
                      title: str) -> None:
     live: asyncio.Task[None] | None = None
-    with EventTail() as tail:
+    with EventTail(net) as tail:
         if args.live:
             view = ServeView(net, title, tail)
             live = asyncio.create_task(run_live(view.render, lambda: view.line(view.sample()),

@@ -92,6 +92,14 @@ class TransportMetrics:
     throttle_wait: float = 0.0  # seconds connections spent waiting for bandwidth tokens
     #: UDP: loss figures over every datagram connection (live and forgotten) and listener
     datagram: dict[str, int] = field(default_factory=dict)
+    #: RTT samples at most each bound, seconds -> count (cumulative, as a Prometheus histogram)
+    latency_buckets: dict[float, int] = field(default_factory=dict)
+    latency_sum_seconds: float = 0.0
+
+
+#: the bounds of ``TransportMetrics.latency_buckets``, seconds
+LATENCY_BOUNDS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                  0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 def breaker_snapshot(breaker: CircuitBreaker, wall_offset: float) -> CircuitBreakerState:
@@ -190,7 +198,10 @@ def transport_metrics(totals: ServiceTotals, conns: Iterable[Connection],
         avg_latency_ms=lat.mean * 1000.0 if lat.count else 0.0,
         p50_latency_ms=lat.percentile(50) * 1000.0 if lat.count else 0.0,
         p99_latency_ms=lat.percentile(99) * 1000.0 if lat.count else 0.0,
-        latency_samples=lat.count, errors=totals.errors, handler_errors=totals.handler_errors,
+        latency_samples=lat.count,
+        latency_buckets=dict(zip(LATENCY_BOUNDS, lat.cumulative(LATENCY_BOUNDS), strict=True)),
+        latency_sum_seconds=lat.mean * lat.count,
+        errors=totals.errors, handler_errors=totals.handler_errors,
         reconnects=reconnects, connections_refused=connections_refused,
         messages_queued=messages_queued, listeners=listeners,
         pooled_connections=pooled_connections)

@@ -11,11 +11,15 @@ the sum of the labelled figures), so the labelled figures always add up to the t
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..connection import ConnectionInfo
+from ..events import BreakerChanged, Event, Subscription
 from ..exceptions import ConnectionNotFound
 
 if TYPE_CHECKING:
@@ -54,20 +58,92 @@ class Figures:
     breakers: dict[tuple[str, str, str], int] = field(default_factory=dict)
     #: the live connections (for per-connection figures, which are opt-in)
     connections: list[ConnectionInfo] = field(default_factory=list)
+    #: (event type, transport) -> events seen since the reader subscribed
+    events: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: events the reader's subscription lost because nobody read for too long
+    events_dropped: int = 0
+    #: endpoint -> its circuit breaker's state, as the last BreakerChanged said
+    breakers_by_endpoint: dict[str, str] = field(default_factory=dict)
 
 
 class FigureReader:
-    """Reads :class:`Figures` from ``net``; keep one per exporter (it remembers what it saw)."""
+    """Reads :class:`Figures` from ``net``; keep one per exporter (it remembers what it saw
+    and holds one event subscription, drained at every read: ``maxsize`` events may wait
+    between two reads, older ones are counted as dropped).
 
-    def __init__(self, net: NetworkTransport) -> None:
+    ``read()`` may be called from any thread: off the service's event loop, the read is
+    handed to the loop and waited for (at most ``timeout`` s), and reads from other threads
+    within ``cache`` s of the last one return it (one collection by an exporting thread reads
+    once for all its instruments). On the loop every read is fresh.
+    """
+
+    def __init__(self, net: NetworkTransport, *, maxsize: int = 10_000, cache: float = 0.05,
+                 timeout: float = 5.0) -> None:
         self.net = net
+        self.cache = cache
+        self.timeout = timeout
+        self._sub: Subscription = net.events(maxsize)
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
         self._seen: dict[int, tuple[Label, dict[str, float]]] = {}
         self._gone: dict[Label, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        self._events: dict[tuple[str, str], int] = {}
+        self._breakers: dict[str, str] = {}
+        self._last: tuple[float, Figures] | None = None
+
+    def close(self) -> None:
+        """Unsubscribe from the service's events."""
+        self._sub.close()
 
     def read(self) -> Figures:
-        """Read the service now. Call from the service's event loop thread."""
+        """The service's figures now (or as read less than ``cache`` s ago)."""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None:
+            self._loop = running
+        loop = self._loop
+        if running is not None or loop is None or not loop.is_running():
+            return self._read()
+        last = self._last
+        if last is not None and time.monotonic() - last[0] < self.cache:
+            return last[1]
+        figures = self._read_on_loop(loop)
+        self._last = (time.monotonic(), figures)
+        return figures
+
+    def _read_on_loop(self, loop: asyncio.AbstractEventLoop) -> Figures:
+        fut: concurrent.futures.Future[Figures] = concurrent.futures.Future()
+
+        def read() -> None:
+            try:
+                fut.set_result(self._read())
+            except Exception as exc:  # handed to the waiting thread
+                fut.set_exception(exc)
+
+        loop.call_soon_threadsafe(read)
+        return fut.result(self.timeout)
+
+    def _drain(self, out: Figures) -> None:
+        while (ev := self._sub.get_nowait()) is not None:
+            self._count(ev)
+        out.events = dict(self._events)
+        out.events_dropped = self._sub.dropped
+        out.breakers_by_endpoint = dict(self._breakers)
+
+    def _count(self, ev: Event) -> None:
+        key = (type(ev).__name__, ev.transport)
+        self._events[key] = self._events.get(key, 0) + 1
+        if isinstance(ev, BreakerChanged):
+            self._breakers[ev.endpoint] = ev.new
+
+    def _read(self) -> Figures:
         net = self.net
         out = Figures(net.get_metrics())
+        self._drain(out)
         live: dict[int, tuple[Label, dict[str, float]]] = {}
         for cid in net.connections():
             try:

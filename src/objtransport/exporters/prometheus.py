@@ -28,11 +28,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
+    HistogramMetricFamily,
     Metric,
-    SummaryMetricFamily,
 )
 from prometheus_client.registry import Collector
-from prometheus_client.samples import Sample
 
 from .figures import COUNTERS, FigureReader, Figures
 
@@ -72,6 +71,10 @@ class PrometheusCollector(Collector):
         self.per_connection = per_connection
         self._reader = FigureReader(net)
 
+    def close(self) -> None:
+        """Stop following the service's events (after unregistering the collector)."""
+        self._reader.close()
+
     def describe(self) -> list[Metric]:
         return []  # families depend on what is running; registered unchecked
 
@@ -80,6 +83,7 @@ class PrometheusCollector(Collector):
         yield from self._connections(f)
         yield from self._counters(f)
         yield from self._service(f)
+        yield from self._events(f)
         if self.per_connection:
             yield from self._per_connection(f)
 
@@ -116,13 +120,11 @@ class PrometheusCollector(Collector):
     @staticmethod
     def _service(f: Figures) -> Iterator[Metric]:
         m = f.service
-        n = m.latency_samples
-        rtt = SummaryMetricFamily(P + "rtt_seconds",
-                                  "Round-trip time of keepalive PING/PONG (and UDP PONGs)",
-                                  count_value=n, sum_value=m.avg_latency_ms * n / 1000.0)
-        for q, ms in (("0.5", m.p50_latency_ms), ("0.99", m.p99_latency_ms)):
-            if n:
-                rtt.samples.append(Sample(P + "rtt_seconds", {"quantile": q}, ms / 1000.0))
+        buckets = [(repr(le), float(n)) for le, n in sorted(m.latency_buckets.items())]
+        rtt = HistogramMetricFamily(
+            P + "rtt_seconds", "Round-trip time of keepalive PING/PONG (and UDP PONGs)",
+            buckets=[*buckets, ("+Inf", float(m.latency_samples))],
+            sum_value=m.latency_sum_seconds)
         yield rtt
         queued = GaugeMetricFamily(P + "queued_bytes", "Bytes waiting to be sent, by priority",
                                    labels=["priority"])
@@ -147,6 +149,32 @@ class PrometheusCollector(Collector):
             else:
                 yield CounterMetricFamily(P + f"udp_{name}", f"UDP {name.replace('_', ' ')}",
                                           value=value)
+
+    def _events(self, f: Figures) -> Iterator[Metric]:
+        events = CounterMetricFamily(P + "events", "Lifecycle events (objtransport.events)",
+                                     labels=["type", "transport"])
+        for (kind, transport), n in sorted(f.events.items()):
+            events.add_metric([kind, transport], n)
+        yield events
+        yield CounterMetricFamily(P + "events_dropped",
+                                  "Events the exporter lost because it was not scraped in time",
+                                  value=f.events_dropped)
+        states: dict[str, int] = {}
+        for state in f.breakers_by_endpoint.values():
+            states[state] = states.get(state, 0) + 1
+        breakers = GaugeMetricFamily(P + "circuit_breakers",
+                                     "Endpoints whose circuit breaker changed, by state now",
+                                     labels=["state"])
+        for state, n in sorted(states.items()):
+            breakers.add_metric([state], n)
+        yield breakers
+        if self.per_connection:
+            by_endpoint = GaugeMetricFamily(
+                P + "circuit_breaker_open", "1 while the endpoint's breaker is open",
+                labels=["endpoint"])
+            for endpoint, state in sorted(f.breakers_by_endpoint.items()):
+                by_endpoint.add_metric([endpoint], 1.0 if state == "open" else 0.0)
+            yield by_endpoint
 
     @staticmethod
     def _per_connection(f: Figures) -> Iterator[Metric]:

@@ -33,6 +33,18 @@ class LatencyHistogram:
         self.min = min(self.min, s)
         self.max = max(self.max, s)
 
+    def cumulative(self, bounds: tuple[float, ...]) -> tuple[int, ...]:
+        """How many samples are at most each of ``bounds`` (seconds, ascending): the counts
+        of a Prometheus-style histogram, within the buckets' ~4 % precision."""
+        out = []
+        seen = idx = 0
+        for bound in bounds:
+            while idx < _BUCKETS and _MIN * _GROWTH ** idx <= bound * 1.000001:
+                seen += self._counts[idx]
+                idx += 1
+            out.append(seen)
+        return tuple(out)
+
     @property
     def mean(self) -> float:
         return self._sum / self.count if self.count else 0.0
