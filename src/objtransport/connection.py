@@ -21,7 +21,7 @@ from typing import Any
 from .accepted import AcceptedSide
 from .acks import Confirmations
 from .config import Options
-from .counters import LinkTotals, Traffic
+from .counters import LinkTotals, Traffic, add_counts
 from .drivers.base import Driver, Link, LinkParts
 from .endpoint import ConnState, Endpoint
 from .events import EventHub, Overloaded, SessionResumed
@@ -143,11 +143,18 @@ class Connection:
     def datagram_counters(self) -> dict[str, int]:
         """UDP loss counters over every link of this connection (empty for streams)."""
         link = self.link
-        return self.totals.datagram_with_live(link.session if link is not None else None)
+        out = self.totals.datagram_with_live(link.session if link is not None else None)
+        own = getattr(link, "datagram_counters", None)  # a link's own (QUIC DATAGRAM frames)
+        if own is not None:
+            add_counts(out, own())
+        return out
 
     def fold_link(self, link: Link) -> None:
         """A link ended: add its figures to the totals; it is no longer the current one."""
         self.totals.fold(link.session)
+        own = getattr(link, "datagram_counters", None)
+        if own is not None:
+            add_counts(self.totals.datagram, own())
         if self.link is link:
             self.link = None
 

@@ -303,8 +303,13 @@ class NetworkTransport:
     # -- sending ---------------------------------------------------------------------------------
     async def send_data(self, conn_id: int, data: bytes | bytearray | memoryview, *,
                         priority: PriorityArg = "normal", stream: int = 0, text: bool = False,
-                        timeout: float | None = None, wait_ack: bool = False) -> None:
+                        timeout: float | None = None, wait_ack: bool = False,
+                        reliable: bool = True) -> None:
         """Queue one message on a connection; return once it is queued.
+
+        ``reliable=False`` on QUIC sends the message as one DATAGRAM frame (unreliable,
+        unordered; ``MessageTooLarge`` above one packet, nothing sent); other transports
+        deliver it as usual.
 
         Waits (backpressure) while the connection has more than ``max_pending_bytes`` queued,
         and while it reconnects; raises ``SendTimeout`` / ``ConnectionNotReady`` after
@@ -320,6 +325,11 @@ class NetworkTransport:
         link = conn.link
         if link is None or not link.session.open:
             link = await conn.ready_link(self.options.timeout if timeout is None else timeout)
+        if not reliable:
+            send_datagram = getattr(link, "send_datagram", None)
+            if send_datagram is not None:
+                send_datagram(data)
+                return
         prio = _PRIORITIES.get(priority)
         if prio is None:
             prio = Priority.parse(priority)

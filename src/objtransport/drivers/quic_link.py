@@ -311,7 +311,7 @@ class QuicLink(FlowControl):
         session = self.session
         if self._final_sent:
             self._close_quic(session.close_code, session.close_reason)
-        elif self.native and not session.closed:
+        elif self.native and not session.closed and not self._held_goaway:
             session.connection_lost("the peer ended its control stream without GOAWAY")
             self._process_events()
 
@@ -377,6 +377,13 @@ class QuicLink(FlowControl):
         """The largest payload one DATAGRAM frame carries on this connection."""
         size = self.quic.configuration.max_datagram_size
         return min(DATAGRAM_FRAME_MAX, size - 64)  # short header, frame header, AEAD tag
+
+    def datagram_counters(self) -> dict[str, int]:
+        """Unreliable messages (DATAGRAM frames) sent and received on this link, and those
+        dropped because the session was not open."""
+        return {"quic_datagrams_sent": self.datagrams_sent,
+                "quic_datagrams_received": self.datagrams_received,
+                "quic_datagrams_dropped": self.datagrams_dropped}
 
     def _on_datagram(self, data: bytes) -> None:
         session = self.session
