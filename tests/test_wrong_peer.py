@@ -218,3 +218,19 @@ async def test_tcp_client_at_a_websocket_listener(service: NetworkTransport,
     conn = await net.connect("127.0.0.1", listener.port, transport="websocket")
     await net.send_data(conn, b"ok")
     assert (await net.receive(timeout=5.0)).data == b"ok"
+
+
+async def test_raw_client_at_a_grpc_server(service: NetworkTransport,
+                                           caplog: pytest.LogCaptureFixture) -> None:
+    """The server's HTTP/2 frames are no whole raw message; when it closes, the error
+    names it."""
+    server = grpc.aio.server()
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        conn = await service.connect("127.0.0.1", port, framing="raw", max_reconnect_attempts=0)
+        await service.send_data(conn, b"hello?")
+        await eventually(lambda: service.connection_info(conn).error_count >= 1, PROMPT)
+        await eventually(lambda: any('transport="grpc"' in m for m in _logged(caplog)), PROMPT)
+    finally:
+        await server.stop(None)

@@ -193,6 +193,11 @@ class _DecoderBase:
         """Bytes held for an incomplete frame (not counting a direct body target)."""
         return len(self._pending)
 
+    @property
+    def head(self) -> bytes:
+        """The first bytes held for an incomplete frame (at most 16)."""
+        return self._pending[:16]
+
     def _go_direct(self, body: BodyBuffer, end: int, buf: bytes, body_off: int,
                    finish: Any) -> None:
         """Receive the rest of a frame in place: ``body`` up to its offset ``end``."""

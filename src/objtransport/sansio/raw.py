@@ -13,6 +13,7 @@ from .decoder import RawDecoder
 from .events import HandshakeComplete, Received
 from .framing import RAW_KEEPALIVE, GoAwayCode, encode_raw
 from .reassembly import ReassemblyBudget
+from .sniff import wrong_peer
 
 __all__ = ["RawSession"]
 
@@ -64,6 +65,11 @@ class RawSession(SessionCore):
         if self.state is not SessionState.CLOSED and not self.decoder.buffered:
             self.peer_closed(GoAwayCode.NORMAL, "peer closed the connection")
             return
+        if not self.messages_received and not self.decoder.bytes_received:
+            # what it sent before it went was not a whole message: another protocol?
+            hint = wrong_peer(self.decoder.head)
+            if hint is not None:
+                reason = f"{reason}: {hint}"
         super().connection_lost(reason)
 
     # -- receiving -------------------------------------------------------------------------
