@@ -14,6 +14,7 @@ from collections.abc import Callable
 from .config import Options
 from .endpoint import Endpoint
 from .info import breaker_snapshot
+from .logfields import log_fields
 from .sansio.breaker import BreakerState, CircuitBreaker, CircuitBreakerState
 
 __all__ = ["BreakerRegistry", "ChangeCallback"]
@@ -41,7 +42,8 @@ class BreakerRegistry:
             o = self.options
 
             def changed(old: BreakerState, new: BreakerState, now: float) -> None:
-                log.warning("circuit breaker for %s: %s -> %s", endpoint, old.value, new.value)
+                log.warning("circuit breaker for %s: %s -> %s", endpoint, old.value, new.value,
+                            extra=log_fields(None, endpoint))
                 if self.on_change is not None:
                     self.on_change(endpoint, old, new, now)
 

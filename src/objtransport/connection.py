@@ -34,6 +34,7 @@ from .exceptions import (
 from .info import ConnectionInfo
 from .lifecycle import emit, state_changed
 from .limits import Limits
+from .logfields import log_fields
 from .reconnect import Supervisor
 from .sansio.breaker import BreakerState, CircuitBreaker
 from .sansio.events import (
@@ -317,7 +318,7 @@ class Connection:
         lost = self.resume_state.take_unconfirmed()
         self.session_lost(lost, "the connection was given up")
         log.warning("connection %s to %s given up with %d message(s) not acknowledged",
-                    self.id, self.endpoint, len(lost))
+                    self.id, self.endpoint, len(lost), extra=log_fields(self.id, self.endpoint))
 
     # -- acknowledgements -------------------------------------------------------------------
     @property
@@ -417,5 +418,6 @@ class Connection:
             lost = self.resume_state.take_unconfirmed()
             self.session_lost(lost)
             log.warning("connection %s to %s closed with %d message(s) not acknowledged",
-                        self.id, self.endpoint, len(lost))
+                        self.id, self.endpoint, len(lost),
+                        extra=log_fields(self.id, self.endpoint))
         self.set_state(ConnState.DISCONNECTED)

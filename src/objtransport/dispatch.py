@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .exceptions import ConnectionClosed, ConnectionNotReady
+from .logfields import log_fields
 from .sansio.events import Message, Received, as_message
 
 __all__ = ["Handler", "HandlerRunner"]
@@ -93,11 +94,15 @@ class HandlerRunner:
                 and getattr(self.conn, "closing", False):
             # a reply to a connection being closed (e.g. by stop()): expected, not a bug
             log.info("handler for connection %s: %s (the connection is closing)",
-                     self.conn_id, exc)
+                     self.conn_id, exc, extra=self._log_fields())
         elif self.errors == 1:
             log.error("handler for connection %s raised %r (logged once; counted in "
-                      "metrics.handler_errors)", self.conn_id, exc, exc_info=exc)
+                      "metrics.handler_errors)", self.conn_id, exc, exc_info=exc,
+                      extra=self._log_fields())
         self.on_error(self.conn, exc)
+
+    def _log_fields(self) -> dict[str, object]:
+        return log_fields(self.conn_id, getattr(self.conn, "endpoint", ""))
 
     async def drain(self) -> None:
         """Wait until the backlog is handled."""

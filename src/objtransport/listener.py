@@ -10,6 +10,7 @@ from typing import Any
 from .config import Framing, Options, TransportKind
 from .dispatch import Handler
 from .drivers.base import LinkParts, Server
+from .logfields import log_fields
 
 __all__ = ["Listener"]
 
@@ -62,7 +63,9 @@ class Listener:
             self.refused += 1
             if self.refused == 1:
                 log.warning("%r: max_connections (%d) reached; refusing new connections "
-                            "(logged once)", self, self.options.max_connections)
+                            "(logged once)", self, self.options.max_connections,
+                            extra=log_fields(None, f"{self.transport}://{self.host}:{self.port}",
+                                             self.transport))
             return None
         parts = self._accept(self)
         if parts is not None:

@@ -18,6 +18,7 @@ from .endpoint import ConnState
 from .events import GivenUp, Reconnecting
 from .exceptions import CircuitOpenError, ConnectError
 from .lifecycle import emit
+from .logfields import log_fields
 from .sansio.backoff import backoff_delays
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ class Supervisor:
             if not closed.error or progressed:
                 delays = None
             log.info("connection %s to %s lost (%s); reconnecting", conn.id, conn.endpoint,
-                     closed.reason)
+                     closed.reason, extra=log_fields(conn.id, conn.endpoint))
             conn.set_state(ConnState.CONNECTING)
             if delays is None:
                 delays = self._delays()
@@ -130,11 +131,13 @@ class Supervisor:
             try:
                 return await self.attempt()
             except (ConnectError, CircuitOpenError) as exc:
-                log.debug("reconnect %s to %s failed: %s", conn.id, conn.endpoint, exc)
+                log.debug("reconnect %s to %s failed: %s", conn.id, conn.endpoint, exc,
+                          extra=log_fields(conn.id, conn.endpoint))
         if o.max_reconnect_attempts:
             log.warning("connection %s to %s: giving up after %d reconnect attempts (%s)",
-                        conn.id, conn.endpoint, o.max_reconnect_attempts, conn.last_error)
+                        conn.id, conn.endpoint, o.max_reconnect_attempts, conn.last_error,
+                        extra=log_fields(conn.id, conn.endpoint))
         else:
             log.info("connection %s to %s lost; it does not reconnect (%s)", conn.id,
-                     conn.endpoint, conn.last_error)
+                     conn.endpoint, conn.last_error, extra=log_fields(conn.id, conn.endpoint))
         return None

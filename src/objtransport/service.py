@@ -48,6 +48,7 @@ from .inbox import Inbox
 from .info import TransportMetrics, connection_info, transport_metrics
 from .lifecycle import breaker_event, emit, listener_event
 from .listener import Listener
+from .logfields import log_fields
 from .params import (
     ClientFraming,
     ConnectOptions,
@@ -294,7 +295,7 @@ class NetworkTransport:
         self._totals.errors += 1
         if conn.error_count == 1:
             log.warning("connection %s (%s, %s): %s", conn.id, conn.role, conn.endpoint,
-                        reason)
+                        reason, extra=log_fields(conn.id, conn.endpoint))
 
     def _on_handler_error(self, conn: Connection, exc: BaseException) -> None:
         self._totals.handler_errors += 1
