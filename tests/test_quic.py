@@ -52,12 +52,17 @@ class Pem:
         return {"root_certificates": self.roots}
 
 
-@pytest.fixture(scope="module")
-def pem() -> Pem:
+def make_pem() -> Pem:
+    """A CA and a server certificate for 127.0.0.1 / localhost / ::1, as PEM."""
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1", "localhost", "::1")
     return Pem(b"".join(b.bytes() for b in cert.cert_chain_pems), cert.private_key_pem.bytes(),
                ca.cert_pem.bytes(), ca, cert)
+
+
+@pytest.fixture(scope="module")
+def pem() -> Pem:
+    return make_pem()
 
 
 @pytest.fixture

@@ -153,6 +153,7 @@ class QuicLink(FlowControl):
         self.datagrams_sent = 0
         self.datagrams_received = 0
         self.datagrams_dropped = 0
+        self.quic_pings = 0  # raw keepalive: QUIC PING frames sent
         self.early_data_accepted: bool | None = None
         self.session_resumed = False
         self.alpn: str | None = None
@@ -178,6 +179,7 @@ class QuicLink(FlowControl):
         if self.lost.done() or self._quic_closed:
             return
         self.quic.send_ping(next(_uids))
+        self.quic_pings += 1
         self.pump.transmit()
         self._keepalive = self.loop.call_later(self.session.options.keepalive_interval,
                                                self._ping)
