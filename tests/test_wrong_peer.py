@@ -234,3 +234,19 @@ async def test_raw_client_at_a_grpc_server(service: NetworkTransport,
         await eventually(lambda: any('transport="grpc"' in m for m in _logged(caplog)), PROMPT)
     finally:
         await server.stop(None)
+
+
+@pytest.mark.parametrize("framing", ["native", "raw", "auto"])
+async def test_tls_client_at_a_plain_listener(service: NetworkTransport, tls: TLS,
+                                              framing: str) -> None:
+    """Both sides say it: the listener logs 'peer speaks TLS', the client's ConnectError
+    says the listener does not speak TLS."""
+    net = service
+    listener = await net.listen("127.0.0.1", 0, framing=framing)
+    start = time.monotonic()
+    with pytest.raises(ConnectError, match=r"does not speak TLS\? connect without ssl=True"):
+        await net.connect("127.0.0.1", listener.port, ssl_context=tls.client_ctx,
+                          framing="raw" if framing == "raw" else "native",
+                          max_reconnect_attempts=0)
+    assert time.monotonic() - start < PROMPT
+    await eventually(lambda: net.get_metrics().errors >= 1, PROMPT)

@@ -41,6 +41,8 @@ def describe_connect_error(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset by the peer"
     if isinstance(exc, OSError):
         if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
             return f"unreachable ({exc.strerror})"
@@ -60,6 +62,21 @@ def _handshake_deadline(link: StreamLink, timeout: float) -> None:
     if link.transport is None and not link.lost.done():
         link.connection_lost(ConnectionAbortedError(
             f"TLS handshake not done within {timeout:g} s (handshake_timeout)"))
+
+
+#: what OpenSSL says when the other side answered a ClientHello with something else than TLS
+_NOT_TLS = frozenset({"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG",
+                      "UNEXPECTED_RECORD", "HTTP_REQUEST", "UNEXPECTED_EOF_WHILE_READING"})
+
+
+def _plain_answer(exc: BaseException) -> bool:
+    """Did a TLS handshake fail the way it does against a plain listener (it sends
+    something else than TLS, or closes or resets at the ClientHello)?"""
+    if isinstance(exc, ssl_module.SSLCertVerificationError):
+        return False
+    if isinstance(exc, ssl_module.SSLEOFError | ConnectionResetError | ConnectionAbortedError):
+        return True
+    return isinstance(exc, ssl_module.SSLError) and exc.reason in _NOT_TLS
 
 
 class _Refuse(asyncio.Protocol):
@@ -120,9 +137,12 @@ class TcpDriver:
                 await asyncio.shield(link.ready)
             return link
         except (OSError, TimeoutError, ssl_module.SSLError) as exc:
+            reason = describe_connect_error(exc)
             if link is not None:
                 link.abort()
-            raise ConnectError(endpoint, describe_connect_error(exc)) from exc
+            elif ssl_context is not None and _plain_answer(exc):
+                reason += ": the listener does not speak TLS? connect without ssl=True"
+            raise ConnectError(endpoint, reason) from exc
         except TransportError as exc:
             if link is not None:
                 link.abort()
