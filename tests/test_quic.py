@@ -435,3 +435,108 @@ async def test_unreliable_messages_go_as_datagram_frames(pair: Any, pem: Pem,
     # the reliable path is untouched: ordinary messages still count as messages sent
     await client.send_data(conn, b"reliable", wait_ack=framing == "native")
     assert (await asyncio.wait_for(got.get(), 5)).data == b"reliable"
+
+
+# -- (5) 0-RTT and connection migration -----------------------------------------------------
+class DelayProxy(asyncio.DatagramProtocol):
+    """A UDP proxy adding ``delay`` seconds each way (one client), to count round trips."""
+
+    def __init__(self, upstream: tuple[str, int], delay: float) -> None:
+        self.upstream = upstream
+        self.delay = delay
+        self.loop = asyncio.get_running_loop()
+        self.front: asyncio.DatagramTransport | None = None
+        self.back: asyncio.DatagramTransport | None = None
+        self.client: Any = None
+
+    async def start(self) -> int:
+        proxy = self
+
+        class Back(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                proxy.loop.call_later(proxy.delay, proxy.to_client, data)
+
+        self.front, _ = await self.loop.create_datagram_endpoint(
+            lambda: self, local_addr=("127.0.0.1", 0))
+        self.back, _ = await self.loop.create_datagram_endpoint(
+            Back, remote_addr=self.upstream)
+        return int(self.front.get_extra_info("sockname")[1])
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.client = addr
+        self.loop.call_later(self.delay, self.to_server, data)
+
+    def to_server(self, data: bytes) -> None:
+        if self.back is not None and not self.back.is_closing():
+            self.back.sendto(data)
+
+    def to_client(self, data: bytes) -> None:
+        if self.front is not None and not self.front.is_closing() and self.client:
+            self.front.sendto(data, self.client)
+
+    def close(self) -> None:
+        for t in (self.front, self.back):
+            if t is not None:
+                t.close()
+
+
+async def test_reconnects_start_in_0rtt_and_save_a_round_trip(pem: Pem) -> None:
+    rtt = 0.1
+    async with NetworkTransport(timeout=5.0) as server, NetworkTransport(
+            timeout=5.0) as client:
+        listener = await server.listen("127.0.0.1", 0, transport="quic", **pem.server)
+        proxy = DelayProxy(("127.0.0.1", listener.port), rtt / 2)
+        port = await proxy.start()
+        loop = asyncio.get_running_loop()
+        try:
+            times = []
+            links = []
+            for _ in range(2):
+                t0 = loop.time()
+                conn = await client.connect("127.0.0.1", port, transport="quic",
+                                            **pem.client)
+                times.append(loop.time() - t0)
+                links.append(client._conns[conn].link)  # noqa: SLF001
+                await client.send_data(conn, b"x", wait_ack=True)
+                await client.disconnect(conn)
+        finally:
+            proxy.close()
+    first, second = times
+    # first: the QUIC handshake (1 RTT), then the HELLO exchange (1 RTT)
+    assert first >= 2 * rtt
+    assert links[0].early_data_accepted is False
+    # again: a session ticket; our HELLO goes in 0-RTT with the ClientHello: 1 RTT
+    assert links[1].session_resumed and links[1].early_data_accepted
+    assert second < 1.6 * rtt < first
+
+
+async def test_the_connection_survives_a_client_address_change(pair: Any, pem: Pem) -> None:
+    server, client = pair
+    got: list[bytes] = []
+    ids: set[int] = set()
+
+    async def echo(msg: Message) -> None:
+        got.append(msg.data)
+        ids.add(msg.conn_id)
+        await server.send_data(msg.conn_id, msg.data)
+
+    listener = await server.listen("127.0.0.1", 0, transport="quic", handler=echo, **pem.server)
+    conn = await client.connect("127.0.0.1", listener.port, transport="quic", **pem.client)
+    link = client._conns[conn].link  # noqa: SLF001
+    before = link.socket.local
+    replies = []
+    for i in range(1000):
+        if i == 500:
+            assert link.rebind() != before  # a new local port: the server sees a new address
+        await client.send_data(conn, b"%d" % i, stream=i % 2)
+        if i % 50 == 49:
+            await client.flush(conn, timeout=5)
+    for _ in range(1000):
+        replies.append((await asyncio.wait_for(client.receive(conn), 5)).data)
+    assert client._conns[conn].link is link  # noqa: SLF001  (no reconnect)
+    assert sorted(int(x) for x in got) == list(range(1000))
+    assert sorted(int(x) for x in replies) == list(range(1000))
+    assert client.connection_info(conn).reconnects == 0
+    assert len(ids) == 1  # one connection on the listener's side too
+    server_link = server._conns[ids.pop()].link  # noqa: SLF001
+    assert server_link.quic.get_peer_address()[1] == link.socket.local[1] != before[1]
