@@ -21,6 +21,7 @@ from .endpoint import Endpoint
 from .listener import Listener
 from .receivers import Receivers
 from .registry import Registry
+from .sansio.reliability import ResumeState
 from .sansio.throttle import TokenBucket
 from .sessions import SessionKeeper
 from .transports import DriverTable
@@ -63,10 +64,19 @@ class Connector:
                           native=listener.framing is not Framing.RAW, extra=listener.extra,
                           shared_buckets=[gb] if gb is not None else None)
         conn.listener = listener
-        conn.resume_lookup = lambda sid, c=conn: self._sessions.lookup(c, sid)
+        conn.resume_lookup = lambda sid, c=conn: self._resume(c, sid)
         self._registry.add(conn)
         self._receivers.attach(conn, listener.handler)
         return conn.make_parts(detect=listener.framing is Framing.AUTO)
+
+    def _resume(self, fresh: Connection, sid: bytes) -> tuple[ResumeState, bool]:
+        """An accepted connection's HELLO: resume a kept session (then ``fresh`` was only
+        its vehicle and disappears, uncounted) or start one."""
+        state, resumed = self._sessions.lookup(fresh, sid)
+        if resumed:
+            self._registry.remove(fresh.id)
+            self._receivers.detach(fresh.id)
+        return state, resumed
 
     async def open(self, host: str, port: int, transport: str | TransportKind,
                    ssl: bool | None, ssl_context: ssl_module.SSLContext | None,

@@ -5,11 +5,13 @@ per-message path: one dict lookup per chunk of messages."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 from .connection import Connection
+from .counters import ServiceTotals
 from .dispatch import Handler, HandlerRunner
+from .events import HandlerFailed
 from .inbox import Inbox
+from .lifecycle import emit
 from .sansio.events import Received
 
 __all__ = ["Receivers"]
@@ -19,11 +21,11 @@ class Receivers:
     """The inbox and the handler runners, by connection id."""
 
     def __init__(self, inbox: Inbox, max_backlog: int, tasks: set[asyncio.Task[None]],
-                 on_handler_error: Callable[[Connection, BaseException], None]) -> None:
+                 totals: ServiceTotals) -> None:
         self.inbox = inbox
         self._max_backlog = max_backlog
         self._tasks = tasks
-        self._on_handler_error = on_handler_error
+        self._totals = totals
         self._handlers: dict[int, HandlerRunner] = {}
 
     def attach(self, conn: Connection, handler: Handler | None) -> None:
@@ -33,7 +35,7 @@ class Receivers:
             self.inbox.register(conn.id, flow, conn)
         else:
             self._handlers[conn.id] = HandlerRunner(handler, conn, flow, self._tasks,
-                                                    self._max_backlog, self._on_handler_error)
+                                                    self._max_backlog, self._handler_failed)
 
     def detach(self, conn_id: int) -> None:
         """The connection is gone: its handler task ends; queued messages stay readable."""
@@ -49,3 +51,8 @@ class Receivers:
             self.inbox.put_many(conn.id, msgs, nbytes)
         else:
             runner.deliver(msgs)
+
+    def _handler_failed(self, conn: Connection, exc: BaseException) -> None:
+        """A handler raised (the runner logged it once): count it, publish ``HandlerFailed``."""
+        self._totals.handler_errors += 1
+        emit(conn, HandlerFailed, error=exc)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 
 from .breakers import BreakerRegistry
 from .config import Framing, Options, Priority, TransportKind
-from .connection import Connection, ConnectionInfo, ConnState, Endpoint, Hooks
+from .connection import Connection, ConnectionInfo, Endpoint, Hooks
 from .connector import Connector
 from .counters import ServiceTotals
 from .dispatch import Handler
@@ -30,7 +30,6 @@ from .events import (
     DEFAULT_MAXSIZE,
     Event,
     EventHub,
-    HandlerFailed,
     ListenerClosed,
     Listening,
     Subscription,
@@ -44,11 +43,11 @@ from .exceptions import (
     SendTimeout,
     ServiceNotRunning,
 )
+from .housekeeping import Housekeeper
 from .inbox import Inbox
 from .info import TransportMetrics, connection_info, transport_metrics
-from .lifecycle import breaker_event, emit, listener_event
+from .lifecycle import breaker_event, listener_event
 from .listener import Listener
-from .logfields import log_fields
 from .params import (
     ClientFraming,
     ConnectOptions,
@@ -107,28 +106,31 @@ class NetworkTransport:
         self._registry = Registry()
         self._conns = self._registry.conns  # the per-message paths look ids up here
         self._breakers = BreakerRegistry(self.options, partial(breaker_event, self._events))
-        self._sessions = SessionKeeper(self._registry.__contains__, self._drop_unseen)
+        self._sessions = SessionKeeper(self._registry.__contains__)
         self._totals = ServiceTotals()
         self._tasks: set[asyncio.Task[None]] = set()
         self._inbox = Inbox(self.options.receive_queue_size, self.options.max_pending_bytes)
         self._receivers = Receivers(self._inbox, self.options.receive_queue_size, self._tasks,
-                                    self._on_handler_error)
+                                    self._totals)
+        self._keeper = Housekeeper(self._registry, self._receivers, self._sessions,
+                                   self._totals)
         self._latency = LatencyHistogram()
         self._pools: PoolManager | None = None
         self._running = False
-        self._hooks = Hooks(self._receivers.deliver, self._latency.record, self._on_state,
-                            self._on_error, self._sessions.detached, self._events)
+        self._hooks = Hooks(self._receivers.deliver, self._latency.record,
+                            self._keeper.on_state, self._keeper.on_error,
+                            self._sessions.detached, self._events)
         self._connector = Connector(self.options, self._drivers, self._registry, self._breakers,
                                     self._sessions, self._receivers, self._hooks, self.rng,
-                                    self._tasks, self._forget)
+                                    self._tasks, self._keeper.forget)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> NetworkTransport:
         if not self._running:
             self._running = self._connector.accepting = True
-            self._pools = PoolManager(self.options, self._drivers.kind, self._open_pooled,
-                                      self._send_pooled, self.disconnect,
-                                      self._breakers.for_endpoint)
+            self._pools = self._keeper.pools = PoolManager(
+                self.options, self._drivers.kind, self._open_pooled, self._send_pooled,
+                self.disconnect, self._breakers.for_endpoint)
             rate, burst = self._global_rate
             if rate > 0:
                 self._connector.global_bucket = TokenBucket(
@@ -157,7 +159,7 @@ class NetworkTransport:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         for cid in self._registry.ids():
-            self._forget(cid)
+            self._keeper.forget(cid)
         self._sessions.close()
         self._inbox.close()
         self._events.close()
@@ -211,11 +213,6 @@ class NetworkTransport:
         listener_event(self._events, Listening, listener)
         return listener
 
-    def _drop_unseen(self, conn: Connection) -> None:
-        """Forget a connection that was only a vehicle for a resume: not counted."""
-        self._registry.remove(conn.id)
-        self._receivers.detach(conn.id)
-
     async def _close_listener(self, listener: Listener) -> None:
         if self._registry.remove_listener(listener):
             listener_event(self._events, ListenerClosed, listener)
@@ -267,39 +264,7 @@ class NetworkTransport:
         if conn is None:
             return
         await conn.close(self.options.timeout if timeout is None else timeout)
-        self._forget(conn_id)
-
-    def _forget(self, conn_id: int) -> None:
-        conn = self._registry.remove(conn_id)
-        if conn is None:
-            return
-        if conn.confirmations.unconfirmed:  # kept for unconfirmed(conn_id) once it is gone
-            self._registry.keep_orphan(conn_id, conn.take_unconfirmed())
-        self._totals.fold(conn.traffic(), conn.reconnects, conn.datagram_counters())
-        self._receivers.detach(conn_id)
-        self._sessions.forget(conn)
-        if self._pools is not None and conn.pooled:
-            self._pools.forget(conn)
-
-    # -- hooks from connections -----------------------------------------------------------------
-    def _on_state(self, conn: Connection, state: ConnState) -> None:
-        if state is ConnState.CONNECTED:
-            if not conn.ever_connected:
-                conn.ever_connected = True
-                self._totals.connections += 1
-        elif state is ConnState.DISCONNECTED:
-            if conn.role == "server" or conn.pooled:
-                self._forget(conn.id)
-
-    def _on_error(self, conn: Connection, reason: str) -> None:
-        self._totals.errors += 1
-        if conn.error_count == 1:
-            log.warning("connection %s (%s, %s): %s", conn.id, conn.role, conn.endpoint,
-                        reason, extra=log_fields(conn.id, conn.endpoint))
-
-    def _on_handler_error(self, conn: Connection, exc: BaseException) -> None:
-        self._totals.handler_errors += 1
-        emit(conn, HandlerFailed, error=exc)
+        self._keeper.forget(conn_id)
 
     # -- sending ---------------------------------------------------------------------------------
     async def send_data(self, conn_id: int, data: bytes | bytearray | memoryview, *,

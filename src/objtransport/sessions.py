@@ -32,12 +32,10 @@ DEFAULT_BUDGET = 10_000
 class SessionKeeper:
     """Resume lookup, expiry and takeover of kept listener-side sessions."""
 
-    def __init__(self, is_live: Callable[[int], bool], drop_unseen: Callable[[Connection], None],
-                 budget: int = DEFAULT_BUDGET) -> None:
+    def __init__(self, is_live: Callable[[int], bool], budget: int = DEFAULT_BUDGET) -> None:
         if budget < 1:
             raise ValueError(f"budget must be at least 1, not {budget}")
         self._is_live = is_live
-        self._drop_unseen = drop_unseen
         self.budget = budget
         self._kept: dict[bytes, Connection] = {}
         #: detached connections (by id, oldest first) and their expiry timers
@@ -52,8 +50,8 @@ class SessionKeeper:
         """A client's HELLO asks to resume session ``sid`` on the socket ``fresh`` holds.
 
         If we kept that session, the socket moves to the kept connection (same id, same
-        counters, its unacknowledged messages resent) and ``fresh`` disappears unseen.
-        Returns the resume state to use and whether it is a resume.
+        counters, its unacknowledged messages resent); the caller then drops ``fresh``
+        unseen. Returns the resume state to use and whether it is a resume.
         """
         kept = self._kept.get(sid)
         link = fresh.link
@@ -61,7 +59,6 @@ class SessionKeeper:
                 and link is not None:
             self._cancel(kept.id)
             fresh.link = None
-            self._drop_unseen(fresh)
             kept.take_over(link)
             return kept.resume_state, True
         fresh.resume_state = ResumeState(sid)

@@ -1,0 +1,64 @@
+"""What the service does when a connection changes state or ends (:class:`Housekeeper`):
+count it, log its first error, and forget an ended one in every part that knew it."""
+
+from __future__ import annotations
+
+import logging
+
+from .connection import Connection
+from .counters import ServiceTotals
+from .endpoint import ConnState
+from .logfields import log_fields
+from .pool_manager import PoolManager
+from .receivers import Receivers
+from .registry import Registry
+from .sessions import SessionKeeper
+
+__all__ = ["Housekeeper"]
+
+log = logging.getLogger("objtransport")
+
+
+class Housekeeper:
+    """The connections' state and error hooks, and forgetting."""
+
+    def __init__(self, registry: Registry, receivers: Receivers, sessions: SessionKeeper,
+                 totals: ServiceTotals) -> None:
+        self._registry = registry
+        self._receivers = receivers
+        self._sessions = sessions
+        self._totals = totals
+        #: the service's pools while it runs
+        self.pools: PoolManager | None = None
+
+    def on_state(self, conn: Connection, state: ConnState) -> None:
+        """Count a first connection; forget an accepted or pooled one that ended (a client
+        connection stays until ``disconnect``, for ``connection_info`` and ``unconfirmed``)."""
+        if state is ConnState.CONNECTED:
+            if not conn.ever_connected:
+                conn.ever_connected = True
+                self._totals.connections += 1
+        elif state is ConnState.DISCONNECTED:
+            if conn.role == "server" or conn.pooled:
+                self.forget(conn.id)
+
+    def on_error(self, conn: Connection, reason: str) -> None:
+        """Count an error; log a connection's first one."""
+        self._totals.errors += 1
+        if conn.error_count == 1:
+            log.warning("connection %s (%s, %s): %s", conn.id, conn.role, conn.endpoint,
+                        reason, extra=log_fields(conn.id, conn.endpoint))
+
+    def forget(self, conn_id: int) -> None:
+        """The connection is gone: fold its counters, keep its unconfirmed messages for
+        ``unconfirmed()``, and drop it from every part."""
+        conn = self._registry.remove(conn_id)
+        if conn is None:
+            return
+        if conn.confirmations.unconfirmed:  # kept for unconfirmed(conn_id) once it is gone
+            self._registry.keep_orphan(conn_id, conn.take_unconfirmed())
+        self._totals.fold(conn.traffic(), conn.reconnects, conn.datagram_counters())
+        self._receivers.detach(conn_id)
+        self._sessions.forget(conn)
+        if self.pools is not None and conn.pooled:
+            self.pools.forget(conn)
