@@ -327,3 +327,14 @@ async def test_kept_sessions_are_bounded_by_the_keepers_budget() -> None:
             evicted = await next_of(srv, Disconnected, conn_id=first.conn_id, final=True)
             assert evicted.time - kept.time < 10.0
             assert server._sessions.evicted == 1 and len(server._sessions) == 1
+
+
+async def test_two_readers_of_one_subscription_both_wake() -> None:
+    async with NetworkTransport() as net:
+        sub = net.events()
+        readers = [asyncio.create_task(sub.get(timeout=T)) for _ in range(2)]
+        await asyncio.sleep(0)  # let both start waiting (a yield, not a delay)
+        listener = await net.listen("127.0.0.1", 0)
+        await listener.close()
+        got = await asyncio.gather(*readers)
+    assert sorted(type(e).__name__ for e in got) == ["ListenerClosed", "Listening"]

@@ -173,7 +173,7 @@ class Subscription:
     ``async with``) unsubscribes.
     """
 
-    __slots__ = ("_hub", "_queue", "maxsize", "dropped", "_waiter", "_closed")
+    __slots__ = ("_hub", "_queue", "maxsize", "dropped", "_waiters", "_closed")
 
     def __init__(self, hub: EventHub, maxsize: int) -> None:
         if maxsize < 1:
@@ -183,7 +183,7 @@ class Subscription:
         self._queue: deque[Event] = deque()
         #: events this subscriber lost because it lagged (the oldest go first)
         self.dropped = 0
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
         self._closed = False
 
     def __len__(self) -> int:
@@ -196,9 +196,8 @@ class Subscription:
             q.popleft()
             self.dropped += 1
         q.append(event)
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
+        if self._waiters:
+            self._wake()
 
     def get_nowait(self) -> Event | None:
         """The oldest queued event, or None."""
@@ -211,11 +210,13 @@ class Subscription:
             while not self._queue:
                 if self._closed:
                     raise StopAsyncIteration
-                self._waiter = asyncio.get_running_loop().create_future()
+                fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._waiters.append(fut)
                 try:
-                    await self._waiter
+                    await fut
                 finally:
-                    self._waiter = None
+                    if fut in self._waiters:
+                        self._waiters.remove(fut)
         return self._queue.popleft()
 
     def close(self) -> None:
@@ -223,8 +224,12 @@ class Subscription:
         if not self._closed:
             self._closed = True
             self._hub.unsubscribe(self)
-            w = self._waiter
-            if w is not None and not w.done():
+            self._wake()
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
                 w.set_result(None)
 
     def __aiter__(self) -> Subscription:
