@@ -82,6 +82,6 @@ class AcceptedSide:
         if conn.link is not None:
             return
         rs = conn.resume_state
-        if rs.unacked_data:
+        if rs.unacked_count:
             conn.session_lost(rs.take_unconfirmed())
         conn.set_state(ConnState.DISCONNECTED)

@@ -313,7 +313,7 @@ class Connection:
     def give_up(self) -> None:
         """No more attempts: what the peer had not acknowledged can no longer be confirmed.
         It is reported (``unconfirmed``, ``SessionLost`` in waiters), never dropped."""
-        if self._user_closed or not self.resume_state.unacked_data:
+        if self._user_closed or not self.resume_state.unacked_count:
             return
         lost = self.resume_state.take_unconfirmed()
         self.session_lost(lost, "the connection was given up")
@@ -414,7 +414,7 @@ class Connection:
                     raise
         if self.link is not None:
             self.fold_link(self.link)
-        if self.resume_state.unacked_data:
+        if self.resume_state.unacked_count:
             lost = self.resume_state.take_unconfirmed()
             self.session_lost(lost)
             log.warning("connection %s to %s closed with %d message(s) not acknowledged",

@@ -304,7 +304,7 @@ class NetworkTransport:
             await conn.wait_acked(self.options.timeout if timeout is None else timeout,
                                   link.last_seq)
             return
-        if link.send(data, stream, prio, text):
+        if link.queue(data, stream, prio, text):
             try:
                 await link.wait_writable(self.options.timeout if timeout is None else timeout,
                                          prio)

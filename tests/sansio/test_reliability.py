@@ -165,3 +165,131 @@ def test_any_break_points_lose_nothing_and_duplicate_nothing(seed: int,
     got += deliver(c, s)
     assert sorted(got) == sorted(expected)
     assert len(got) == len(set(got)) == len(expected)
+
+
+# -- the resend store keeps written batches, not messages ------------------------------------
+
+SMALL_FRAGMENTS = Options(max_fragment_size=1000)
+
+
+def small_client(rs: ResumeState) -> NativeSession:
+    return NativeSession(SMALL_FRAGMENTS, 1, "tcp", None, 0.0, rs.session_id, resume=rs,
+                         role="client")
+
+
+def frame_ends(data: bytes) -> list[int]:
+    """Offsets just after each whole frame of a native byte stream (after the magic)."""
+    pos = 4 if data[:4] == b"OBJT" else 0
+    ends = []
+    while pos + 4 <= len(data):
+        pos += 4 + int.from_bytes(data[pos:pos + 4], "big")
+        if pos <= len(data):
+            ends.append(pos)
+    return ends
+
+
+messages = st.lists(st.tuples(st.integers(0, 3000), st.integers(1, 3), st.integers(0, 2)),
+                    min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(messages, st.integers(0, 10_000), st.integers(1, 3))
+def test_what_is_unacked_is_exactly_what_the_peer_lacks(msgs: list[tuple[int, int, int]],
+                                                        seed: int, batches: int) -> None:
+    """Messages written in several batches (fragments of large ones interleaved), the peer's
+    ACK at any frame boundary (inside a batch too): ``unacked()`` lists exactly the
+    messages above the ACK, whole, and the bytes count at least their payload."""
+    rnd = random.Random(seed)
+    rs = ResumeState(b"c" * 16)
+    server = Server()
+    c = small_client(rs)
+    s = server.session()
+    deliver(c, s)
+    deliver(s, c)
+    sent: dict[int, bytes] = {}
+    wired = b""
+    for i, (n, prio, stream) in enumerate(msgs):
+        payload = bytes([i]) * n
+        sent[c.send_message(payload, stream, prio)] = payload
+        if rnd.randrange(batches) == 0:
+            wired += wire(c)
+    wired += wire(c)
+    ends = [0, *frame_ends(wired)]
+    got = deliver(c, s, wired[:rnd.choice(ends)])  # the peer received whole frames only
+    s.handle_timer(1.0)  # its delayed ACK goes
+    deliver(s, c)
+    acked = rs.acked
+    assert acked == s.rs.floor and set(got) >= {sent[q] for q in sent if q <= acked}
+    lacking = [(q, sent[q]) for q in sorted(sent) if q > acked]
+    assert [(u[0], u[1]) for u in rs.unacked()] == lacking
+    assert rs.unacked_count == len(lacking)
+    assert rs.unacked_bytes >= sum(len(p) for _, p in lacking)
+    if not lacking:
+        assert rs.unacked_bytes == 0 and not rs.sent
+
+
+@settings(max_examples=60, deadline=None)
+@given(messages, st.integers(0, 10_000))
+def test_resume_inside_a_batch_resends_exactly_the_rest(msgs: list[tuple[int, int, int]],
+                                                        seed: int) -> None:
+    """The socket breaks at any byte of one written batch, with part of the queue not
+    written at all (a large message half fragmented): the resumed session delivers every
+    message once, per stream and priority in order, and counts each resend once."""
+    rnd = random.Random(seed)
+    rs = ResumeState(b"c" * 16)
+    server = Server()
+    c = small_client(rs)
+    s = server.session()
+    deliver(c, s)
+    deliver(s, c)
+    order: dict[tuple[int, int], list[bytes]] = {}
+    for i, (n, prio, stream) in enumerate(msgs):
+        payload = bytes([i]) * n + b"%d" % i
+        c.send_message(payload, stream, prio)
+        order.setdefault((prio, stream), []).append(payload)
+    first = b"".join(bytes(x) for x in c.data_to_send(0.0, 2000, strict=True))  # part only
+    got = deliver(c, s, first[:rnd.randint(0, len(first))])
+    floor = s.rs.floor  # the server has everything up to here
+    c2, s2 = small_client(rs), server.session()
+    deliver(c2, s2)
+    deliver(s2, c2)
+    got += deliver(c2, s2)
+    assert sorted(got) == sorted(p for ps in order.values() for p in ps)
+    assert rs.resent == len(msgs) - floor  # what came out of order is resent, then dropped
+    for ps in order.values():
+        assert [p for p in got if p in ps] == ps
+    s2.handle_timer(1.0)
+    deliver(s2, c2)
+    assert rs.unacked_count == 0 and rs.unacked_bytes == 0 and not rs.sent
+
+
+def test_a_lost_session_reports_a_half_sent_large_message_whole() -> None:
+    rs = ResumeState(b"c" * 16)
+    big = bytes(range(256)) * 40  # 10 KiB: fragments of 1000 B with SMALL_FRAGMENTS
+    c = small_client(rs)
+    s = Server().session()
+    deliver(c, s)
+    deliver(s, c)
+    c.send_message(b"small", priority=1)
+    c.send_message(big, stream=1)
+    wire_part = b"".join(bytes(x) for x in c.data_to_send(0.0, 3000, strict=True))
+    assert wire_part  # the small one and a few fragments went, the rest is queued
+    lost = rs.take_unconfirmed()
+    assert [(m[0], m[1], m[2], m[3]) for m in lost] == [(1, b"small", 0, 1), (2, big, 1, 2)]
+    assert rs.unacked_bytes == 0 and rs.unacked_count == 0
+    assert c.scheduler.queued_by_priority()[1:] == [0, 0, 0]
+
+
+def test_a_resent_message_delivered_out_of_order_before_is_dropped() -> None:
+    """The receiver had 2 (out of order) but not 1; both come again in one read: 1 is
+    delivered, 2 is a duplicate even though it now follows the floor directly."""
+    rs = ResumeState(b"c" * 16)
+    c, s = connect(rs, Server())
+    c.send_message(b"one", priority=3)
+    c.send_message(b"two", priority=1)
+    data = wire(c)  # high first: "two" (2), then "one" (1)
+    two_end = data.index(b"two") + 3
+    assert deliver(c, s, data[:two_end]) == [b"two"]
+    two = data[two_end - 23:two_end]
+    assert deliver(c, s, data[two_end:] + two) == [b"one"]
+    assert s.rs.floor == 2 and not s.rs.above and s.rs.duplicates == 1

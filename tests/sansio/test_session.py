@@ -301,3 +301,79 @@ def test_raw_eof_between_messages_is_orderly_and_inside_one_is_an_error() -> Non
     inside.connection_lost("peer closed the connection (EOF)")
     (closed,) = [e for e in inside.take_events() if isinstance(e, Closed)]
     assert closed.error
+
+
+# -- queue() / queue_many(): what send_data and send_many use ------------------------------
+
+def raw_pair() -> tuple[RawSession, RawSession]:
+    a, b = RawSession(OPTS, 1, "tcp", None, 0.0), RawSession(OPTS, 2, "tcp", None, 0.0)
+    return a, b
+
+
+batches = st.lists(st.lists(st.binary(max_size=40), max_size=8), min_size=1, max_size=5)
+
+
+@settings(max_examples=50, deadline=None)
+@given(batches, st.sampled_from([(2, 0, False), (1, 0, False), (2, 3, True)]),
+       st.booleans())
+def test_queue_many_sends_the_same_bytes_as_send_message_one_by_one(
+        groups: list[list[bytes]], kind: tuple[int, int, bool], raw: bool) -> None:
+    priority, stream, text = kind
+    if raw:
+        one, many = raw_pair()
+        peer, peer2 = raw_pair()
+    else:
+        one, peer = pair()
+        many, peer2 = pair()
+    for group in groups:
+        for data in group:
+            one.send_message(data, stream, priority, text)
+        many.queue_many(iter(group), stream, priority, text)
+        assert many.scheduler.pending_bytes == one.scheduler.pending_bytes
+    assert wire(many) == wire(one)
+    assert many.messages_sent == one.messages_sent and many.bytes_sent == one.bytes_sent
+
+
+def test_queue_many_wakes_once_and_answers_for_the_last_message() -> None:
+    a, b = pair()
+    wire(a)  # its PONG
+    wakes: list[int] = []
+    a.on_wake = lambda: wakes.append(a.scheduler.pending_bytes)
+    a.send_high = 1000
+    assert a.queue_many([b"x" * 10] * 10) is False  # 300 bytes queued
+    assert wakes == [300]
+    assert a.queue_many([b"x" * 10] * 30) is True  # 1200 > send_high
+    assert wakes == [300]  # the queue was not empty: no second wake
+    wire(a)
+    assert a.queue(b"y") is False and len(wakes) == 2
+
+
+def test_queue_many_keeps_what_came_before_an_error() -> None:
+    """A message refused (too large for the peer) or a bad item ends the batch: the
+    messages before it are queued whole, nothing of the rest is."""
+    a, b = pair()
+    big = bytes(OPTS.max_message_size + 1)
+    with pytest.raises(MessageTooLarge):
+        a.queue_many([b"one", b"two", big, b"three"])
+    with pytest.raises(TypeError):
+        a.queue_many([b"four", "not bytes"])  # type: ignore[list-item]
+    assert pump(a, b) == [b"one", b"two", b"four"]
+    assert a.messages_sent == 3
+
+
+def test_queue_many_with_a_large_message_in_the_middle_keeps_the_order() -> None:
+    a, b = pair()
+    big = bytes(range(256)) * 2000  # 512 KiB: fragmented
+    a.queue_many([b"a", big, b"b"])
+    got: list[bytes] = []
+    for _ in range(10):
+        got += pump(a, b)
+    assert got == [b"a", big, b"b"]
+
+
+def test_queue_refuses_before_the_handshake() -> None:
+    a = native(1)
+    with pytest.raises(ConnectionNotReady):
+        a.queue(b"x")
+    with pytest.raises(ConnectionNotReady):
+        a.queue_many([b"x"])

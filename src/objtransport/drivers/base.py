@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -46,6 +46,12 @@ class Link(Protocol):
 
     def send(self, data: bytes | bytearray | memoryview, stream: int = 0, priority: int = 2,
              text: bool = False) -> bool: ...
+
+    def queue(self, data: bytes | bytearray | memoryview, stream: int = 0, priority: int = 2,
+              text: bool = False) -> bool: ...
+
+    def queue_many(self, datas: Iterable[bytes | bytearray | memoryview], stream: int = 0,
+                   priority: int = 2, text: bool = False) -> bool: ...
 
     async def wait_writable(self, timeout: float, priority: int = 3) -> None: ...
 

@@ -12,11 +12,11 @@ and ``_rearm`` (the :class:`_Pump` protocol, checked by mypy where ``_delivered`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from ..exceptions import ConnectionClosed, SendTimeout
-from ..sansio.core import AnySession
+from ..sansio.core import AnySession, Payload
 from ..sansio.events import Closed, Received
 from ..sansio.reliability import ResumeState
 
@@ -37,6 +37,11 @@ class _Pump(Protocol):
     def _process_events(self) -> None: ...
 
     def _rearm(self) -> None: ...
+
+
+class _Sends(Protocol):
+    def send(self, data: Payload, stream: int = 0, priority: int = 2,
+             text: bool = False) -> bool: ...
 
 
 class FlowControl:
@@ -64,6 +69,20 @@ class FlowControl:
         return self.session.scheduler.pending_bytes
 
     # -- sending side ----------------------------------------------------------------------
+    def queue(self: _Sends, data: Payload, stream: int = 0, priority: int = 2,
+              text: bool = False) -> bool:
+        """Queue one message without its sequence number; True: wait (``wait_writable``)
+        before the next. A link may put its session's ``queue`` here instead."""
+        return self.send(data, stream, priority, text)
+
+    def queue_many(self: _Sends, datas: Iterable[Payload], stream: int = 0,
+                   priority: int = 2, text: bool = False) -> bool:
+        """:meth:`queue` for many messages; the answer is for after the last one."""
+        wait = False
+        for data in datas:
+            wait = self.send(data, stream, priority, text)
+        return wait
+
     def _unacked_over(self, divisor: int) -> bool:
         rs = self._rs
         return (rs is not None and getattr(self.session, "acks", False)

@@ -104,6 +104,15 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         self._pace_handle: asyncio.TimerHandle | None = None
         self._read_throttle = ReadThrottle(self.loop, self.pause_reading, self.resume_reading)
         self.on_made: Callable[[Any], None] | None = None
+        self._bind(session)
+
+    def _bind(self, session: Session) -> None:
+        """Senders queue straight into the session (one call per message, or per batch);
+        it wakes the link when its queue was empty."""
+        session.on_wake = self._wake
+        session.send_high = self.max_pending
+        self.queue = session.queue  # type: ignore[method-assign]
+        self.queue_many = session.queue_many  # type: ignore[method-assign]
 
     # -- asyncio protocol callbacks ------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -183,13 +192,18 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         Raises ``ConnectionNotReady`` / ``MessageTooLarge`` (nothing queued then).
         """
         self.last_seq = self.session.send_message(data, stream, priority, text)
-        if self._flush_handle is None:
-            self._flush_handle = self.loop.call_soon(self._flush_soon)
-            if not self.write_paused:
-                self._flush()  # a lone message goes out at once
+        self._wake()
         rs = self._rs
         return self._sched.pending_bytes > self.max_pending or (
             rs is not None and rs.unacked_bytes > self.max_unacked)
+
+    def _wake(self) -> None:
+        """Something was queued: the first message of a loop turn goes out at once
+        (latency), the rest of the turn's in one write at its end (throughput)."""
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush_soon)
+            if not self.write_paused:
+                self._flush()
 
     @property
     def pending_bytes(self) -> int:
@@ -396,6 +410,7 @@ class DetectingStreamLink(StreamLink):
         self._detect = None
         old = self.session
         self.session = detect(detect_native(bytes(self._head)))
+        self._bind(self.session)
         _share_receive_buffer(self.session, self.budget)
         self._sched = self.session.scheduler
         self._rs = getattr(self.session, "rs", None)

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from ..config import Options
@@ -51,6 +52,25 @@ class _Counted(Protocol):
     def messages_sent(self) -> int: ...
 
 
+def _nothing() -> None:
+    pass
+
+
+#: what a sender passes: one message's bytes
+Payload = bytes | bytearray | memoryview
+
+
+class _Sender(Protocol):
+    scheduler: PriorityScheduler
+    send_high: int
+    on_wake: Callable[[], None]
+
+    def send_message(self, data: Payload, stream: int = 0, priority: int = 2,
+                     text: bool = False) -> int: ...
+
+    def _unacked_over(self) -> bool: ...
+
+
 class SessionCore:
     """State, counters, the scheduler and the event list; how a session ends."""
 
@@ -82,6 +102,11 @@ class SessionCore:
         self._final: list[Chunk] = []  # what goes after everything queued (GOAWAY)
         #: set when next_deadline() moved earlier outside handle_timer (driver re-arms)
         self.timer_changed = False
+        #: called by queue()/queue_many() when a message lands in an empty queue (the
+        #: driver writes it at once or schedules a write)
+        self.on_wake: Callable[[], None] = _nothing
+        #: queue()/queue_many() answer "wait" above this many queued bytes
+        self.send_high = options.max_pending_bytes
 
     # -- state -----------------------------------------------------------------------------
     def _set_state(self, new: SessionState) -> None:
@@ -161,6 +186,39 @@ class SessionCore:
         before = sched.pending_bytes
         sched.clear(keep_control=keep_control)
         self._dropped += before - sched.pending_bytes
+
+    def queue(self: _Sender, data: Payload, stream: int = 0, priority: int = 2,
+              text: bool = False) -> bool:
+        """:meth:`send_message` for a sender that needs no sequence number. Returns True
+        when the sender should wait before the next one: more than ``send_high`` bytes are
+        queued, or (native, with ACKs) more than ``max_unacked_bytes`` are unacknowledged.
+        Calls ``on_wake`` when the queue was empty."""
+        sched = self.scheduler
+        was = sched.pending_bytes
+        self.send_message(data, stream, priority, text)
+        if not was:
+            self.on_wake()
+        return sched.pending_bytes > self.send_high or self._unacked_over()
+
+    def queue_many(self: _Sender, datas: Iterable[Payload], stream: int = 0,
+                   priority: int = 2, text: bool = False) -> bool:
+        """:meth:`queue` for many messages at once (same stream, priority and kind): all
+        are queued, whatever the limits; the answer is for after the last one. Raises
+        like :meth:`send_message` at the first message refused; those before it stay
+        queued."""
+        sched = self.scheduler
+        was = sched.pending_bytes
+        send = self.send_message
+        try:
+            for data in datas:
+                send(data, stream, priority, text)
+        finally:
+            if not was and sched.pending_bytes:
+                self.on_wake()
+        return sched.pending_bytes > self.send_high or self._unacked_over()
+
+    def _unacked_over(self) -> bool:
+        return False
 
     def _check_send(self, size: int) -> None:
         if self.state is not SessionState.OPEN:
@@ -282,6 +340,15 @@ class AnySession(Protocol):
 
     def data_to_send(self, now: float, budget: int = 1 << 62,
                      strict: bool = False) -> list[Chunk]: ...
+
+    on_wake: Callable[[], None]
+    send_high: int
+
+    def queue(self, data: Payload, stream: int = 0, priority: int = 2,
+              text: bool = False) -> bool: ...
+
+    def queue_many(self, datas: Iterable[Payload], stream: int = 0, priority: int = 2,
+                   text: bool = False) -> bool: ...
 
     def take_events(self) -> list[Event]: ...
 

@@ -15,17 +15,12 @@ from ..config import Options, Priority
 from .core import SessionCore, SessionState
 from .decoder import NativeDecoder
 from .events import HandshakeComplete, SessionLost
-from .fragmentation import FragmentJob
 from .framing import (
     ACK_FORMAT,
     FEATURE_ACKS,
     FEATURE_RESUME,
     FEATURE_RESUMED,
-    FLAG_TEXT,
-    FRAME_HEADER,
-    HEADER_SIZE,
     MAGIC,
-    VERSION,
     FrameType,
     Hello,
     encode_frame,
@@ -47,9 +42,11 @@ ACK_DELAY = 0.005
 #: ``(state, resumed)``
 ResumeLookup = Callable[[bytes], tuple[ResumeState, bool]]
 
-_pack_header = FRAME_HEADER.pack
 _CONTROL = int(Priority.CONTROL)
 _BOTH = FEATURE_ACKS | FEATURE_RESUME
+#: frames resent up to this size are copied into the small-frame buffer; larger ones are
+#: queued as views of what was written
+_RESEND_COPY = 16 * 1024
 
 
 class NativeHandshake(SessionCore):
@@ -69,6 +66,8 @@ class NativeHandshake(SessionCore):
         self._reliable = options.reliable and (resume is not None
                                                or resume_lookup is not None)
         self._acks = False  # both sides agreed on ACKs (set by the handshake)
+        #: unacknowledged bytes above which queue() answers "wait" (only with ACKs)
+        self._unacked_high = 1 << 62
         self._ack_due: float | None = None
         self._ack_bytes = 0  # payload bytes received when the last ACK went
         self._seq0 = self.rs.next_seq
@@ -121,6 +120,10 @@ class NativeHandshake(SessionCore):
         if agreed:
             self.decoder.rx = rs
             self._acks = True
+            self._unacked_high = self.options.max_unacked_bytes
+            rs.attach(self.scheduler)
+        else:
+            rs.detach()
         rs.peer_session_id = hello.session_id
         self._set_state(SessionState.OPEN)
         self.events.append(HandshakeComplete(hello.session_id, hello.max_frame_size,
@@ -163,28 +166,22 @@ class NativeHandshake(SessionCore):
         return resent
 
     def _resend(self, peer_floor: int) -> int:
-        """After a resume: drop what the peer has, send the rest again, same numbers.
-        Returns how many were sent again."""
+        """After a resume: drop what the peer has, queue the rest again (the frames as they
+        were written, same numbers; a large message not fully sent as its fragment job).
+        Returns how many messages are sent again."""
+        sched = self.scheduler
+        qos = self._qos
         rs = self.rs
-        rs.on_ack(peer_floor)
-        n = 0
-        for seq, data, stream, priority, text in rs.unacked():
-            self._queue(data, seq, stream, priority, text)
-            n += 1
-        rs.resent += n
-        return n
-
-    def _queue(self, data: bytes, seq: int, stream: int, priority: int, text: bool) -> None:
-        """Queue an already numbered message (a resend)."""
-        flags = FLAG_TEXT if text else 0
-        queue = priority if self._qos else 2
-        if len(data) <= self._fragment:
-            self.scheduler.push_frame(queue, _pack_header(
-                HEADER_SIZE + len(data), VERSION, 2, flags, priority, stream, seq) + data,
-                stream)
-        else:
-            self.scheduler.push(queue, FragmentJob(data, seq, stream, priority, flags,
-                                                   self._fragment), stream)
+        before = rs.resent
+        for f in rs.take_resend(peer_floor):
+            queue = f.priority if qos else 2
+            if f.job is not None:
+                sched.push(queue, f.job, f.stream)
+            elif f.frame is not None and len(f.frame) < _RESEND_COPY:
+                sched.push_frame(queue, bytes(f.frame), f.stream)
+            elif f.frame is not None:
+                sched.push(queue, (f.frame,), f.stream)  # a large fragment: no copy
+        return rs.resent - before
 
     # -- ACKs ------------------------------------------------------------------------------
     def _schedule_ack(self, now: float) -> None:

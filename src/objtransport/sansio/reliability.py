@@ -4,44 +4,113 @@ One :class:`ResumeState` lives as long as the logical connection (a client's id,
 listener's connection kept for ``session_resume_timeout`` after its socket broke), while the
 sockets and the :class:`~objtransport.sansio.session.NativeSession` objects come and go.
 
-* Sending: every message accepted gets the next sequence number and stays in ``unacked``
-  until the peer's cumulative ACK covers it. After a resume, what the peer had not received
-  is sent again with the same numbers.
+* Sending: every message accepted gets the next sequence number. Nothing is kept per
+  message: the session hands each written batch of chunks (what one ``data_to_send`` call
+  returned, frames already encoded) to :meth:`ResumeState.wrote`, which keeps it tagged
+  with the last sequence number given out so far. A cumulative ACK of ``n`` frees the
+  batches tagged ``<= n`` (every message in them is ``<= n``). Messages still queued live in
+  the scheduler of the session now using this state (:meth:`attach`). After a resume, the
+  frames of the kept batches whose number is above the peer's floor (it may fall inside a
+  batch: frames are skipped one by one) and what the old scheduler still held are queued
+  again, with the same numbers (:meth:`take_resend`).
 * Receiving: ``floor`` is the highest number below which everything was delivered; ``above``
   holds the numbers delivered beyond it (priorities and streams complete out of order). A
   number at or below the floor, or in ``above``, is a duplicate and is dropped.
 
-Memory: ``unacked`` holds references to the payloads (no copies of ``bytes``), at most
-``max_unacked_bytes`` before ``send_data`` waits; ``above`` holds at most as many integers as
-messages the peer may have unacknowledged.
+Memory: the kept batches are the chunks that were written (no copies: the scheduler never
+reuses a buffer it handed out), at most about ``max_unacked_bytes`` before ``send_data``
+waits; ``above`` holds at most as many integers as messages the peer may have unacknowledged.
+Per message, sending costs one integer addition here (``queued``).
 """
 
 from __future__ import annotations
 
+import struct
 from collections import deque
-from itertools import islice, repeat
+from collections.abc import Iterable, Iterator
+from typing import Any
 
-__all__ = ["ResumeState", "Unacked"]
+from .fragmentation import FragmentJob
+from .framing import FLAG_FRAG, FLAG_TEXT, FRAG_EXT, FRAME_HEADER, MAGIC, FrameType
+from .scheduler import Chunk, Item, PriorityScheduler
 
-#: (seq, payload, stream, priority, text): a tuple, cheap on the hot path
+__all__ = ["DataFrame", "ResumeState", "Unacked", "data_frames"]
+
+#: (seq, payload, stream, priority, text): a message given up on (``SessionLost``)
 Unacked = tuple[int, bytes, int, int, bool]
+#: a batch of written chunks (one chunk, or a tuple of them), whole frames in order
+Batch = Chunk | tuple[Chunk, ...]
+
+_HEADER = FRAME_HEADER.size
+_unpack_header = FRAME_HEADER.unpack_from
+_unpack_len = struct.Struct("!I").unpack_from
+_DATA = int(FrameType.DATA)
+
+
+class DataFrame:
+    """One encoded DATA frame (or fragment) found in written or queued chunks: ``frame``
+    is the whole frame, length prefix included; ``job`` a queued large message instead."""
+
+    __slots__ = ("seq", "stream", "priority", "flags", "frame", "job")
+
+    def __init__(self, seq: int, stream: int, priority: int, flags: int,
+                 frame: memoryview | None, job: FragmentJob | None = None) -> None:
+        self.seq = seq
+        self.stream = stream
+        self.priority = priority
+        self.flags = flags
+        self.frame = frame
+        self.job = job
+
+
+def _join(batch: Batch | Item) -> bytes | bytearray | memoryview:
+    if isinstance(batch, tuple):
+        return b"".join(batch)
+    assert not isinstance(batch, FragmentJob)
+    return batch
+
+
+def data_frames(batches: Iterable[Batch | Item]) -> Iterator[DataFrame]:
+    """The DATA frames in ``batches`` (each a whole number of frames, the first maybe
+    after the preface magic), in order; other frames are skipped. A queued
+    :class:`FragmentJob` (the rest of a large message) comes out as it is."""
+    for batch in batches:
+        if isinstance(batch, FragmentJob):
+            if not batch.done:
+                yield DataFrame(batch.seq, batch.stream, batch.priority, batch.flags, None,
+                                batch)
+            continue
+        view = memoryview(_join(batch)).cast("B")
+        pos, end = 0, len(view)
+        while pos + 4 <= end:
+            if view[pos:pos + 4] == MAGIC:  # a HELLO's preface: not a length
+                pos += 4
+                continue
+            size = 4 + int(_unpack_len(view, pos)[0])
+            if size < _HEADER or pos + size > end:  # not ours to judge: stop here
+                break
+            _, _, ftype, flags, prio, stream, seq = _unpack_header(view, pos)
+            if ftype == _DATA:
+                yield DataFrame(seq, stream, prio, flags, view[pos:pos + size])
+            pos += size
 
 
 class ResumeState:
-    __slots__ = ("session_id", "next_seq", "acked", "unacked_data", "meta", "unacked_bytes",
-                 "floor", "above", "ack_sent", "peer_session_id", "established",
+    __slots__ = ("session_id", "next_seq", "acked", "sent", "queued", "freed", "queue",
+                 "tracking", "floor", "above", "ack_sent", "peer_session_id", "established",
                  "duplicates", "resent")
 
     def __init__(self, session_id: bytes) -> None:
         self.session_id = session_id
         self.next_seq = 0  # last sequence number given out
-        # unacknowledged messages are acked+1 .. next_seq, payloads in order. Only plain
-        # objects (bytes, ints) are kept per message: a tuple per message would be tracked
-        # by the cyclic GC, and 100,000s of them made acknowledged sending 25 % slower.
         self.acked = 0  # the peer has everything up to here
-        self.unacked_data: deque[bytes] = deque()
-        self.meta: dict[int, tuple[int, int, bool]] = {}  # seq -> (stream, priority, text)
-        self.unacked_bytes = 0
+        #: written batches not yet acknowledged: (last seq given out, ``queued`` then, batch)
+        self.sent: deque[tuple[int, int, Batch]] = deque()
+        self.queued = 0  # payload bytes of all messages numbered so far (only grows)
+        self.freed = 0  # ... of those the peer acknowledged (``queued`` of a freed batch)
+        #: the scheduler of the session using this state: its messages are unacked too
+        self.queue: PriorityScheduler | None = None
+        self.tracking = False  # the sessions agreed on ACKs: unacknowledged ones are kept
         self.floor = 0  # everything <= floor was delivered
         self.above: set[int] = set()
         self.ack_sent = 0  # the last floor we acknowledged
@@ -53,43 +122,81 @@ class ResumeState:
     # -- sending ---------------------------------------------------------------------------
     @property
     def unacked_count(self) -> int:
-        return len(self.unacked_data)
+        """Messages numbered and not acknowledged (queued or sent); 0 without ACKs."""
+        return self.next_seq - self.acked if self.tracking else 0
+
+    @property
+    def unacked_bytes(self) -> int:
+        """Payload bytes of those messages."""
+        return self.queued - self.freed if self.tracking else 0
+
+    def attach(self, queue: PriorityScheduler) -> None:
+        """A session with ACKs uses this state from now on; ``queue`` is its scheduler.
+        Call :meth:`take_resend` (or :meth:`take_unconfirmed`) for the previous one first."""
+        self.queue = queue
+        self.tracking = True
+
+    def detach(self) -> None:
+        """The session does not acknowledge (no ACKs agreed): nothing is kept."""
+        self.queue = None
+        self.tracking = False
+        self.sent.clear()
+        self.acked = self.next_seq
+        self.freed = self.queued
+
+    def wrote(self, batch: Batch) -> None:
+        """``batch`` (whole frames) was handed to the socket: keep it until acknowledged
+        (unless everything numbered is acknowledged already: then it holds control frames
+        only)."""
+        if self.acked != self.next_seq:
+            self.sent.append((self.next_seq, self.queued, batch))
+
+    def on_ack(self, seq: int) -> int:
+        """The peer has everything up to ``seq``: free the batches it covers; return how
+        many messages this acknowledges that were not before (0: nothing new)."""
+        seq = min(seq, self.next_seq)
+        n = seq - self.acked
+        if n <= 0:
+            return 0
+        self.acked = seq
+        sent = self.sent
+        while sent and sent[0][0] <= seq:
+            self.freed = sent.popleft()[1]
+        if seq == self.next_seq:
+            self.freed = self.queued  # nothing numbered is waiting any more
+        return n
+
+    def _pending(self, take: bool) -> list[DataFrame]:
+        """The DATA frames not acknowledged, in the order they were written or queued;
+        with ``take``, the kept batches and the old scheduler's queue are emptied."""
+        batches: list[Batch | Item] = [b for _, _, b in self.sent]
+        q = self.queue
+        if q is not None:
+            batches += q.clear(keep_control=True) if take else q.queued_items()
+        acked = self.acked
+        out = [f for f in data_frames(batches) if f.seq > acked]
+        if take:
+            self.sent.clear()
+        return out
+
+    def take_resend(self, peer_floor: int) -> list[DataFrame]:
+        """After a resume: what the peer (which has everything up to ``peer_floor``) still
+        needs, to queue again in this order with the same numbers. The caller then
+        :meth:`attach`-es its session."""
+        self.on_ack(peer_floor)
+        out = self._pending(take=True)
+        self.resent += self.next_seq - self.acked
+        return out
 
     def unacked(self) -> list[Unacked]:
         """The messages not acknowledged yet, oldest first (not for the hot path)."""
-        meta = self.meta
-        first = self.acked + 1
-        return [(first + i, data, *meta.get(first + i, (0, 2, False)))
-                for i, data in enumerate(self.unacked_data)]
-
-    def on_ack(self, seq: int) -> int:
-        """The peer has everything up to ``seq``; forget those; return the bytes freed."""
-        n = min(seq - self.acked, len(self.unacked_data))
-        if n <= 0:
-            return 0
-        q = self.unacked_data
-        if n == len(q):
-            freed = self.unacked_bytes
-            q.clear()
-        else:
-            freed = sum(map(len, islice(q, n)))
-            pop = q.popleft
-            for _ in repeat(None, n):
-                pop()
-        if self.meta:
-            for s in range(self.acked + 1, self.acked + n + 1):
-                self.meta.pop(s, None)
-        self.acked += n
-        self.unacked_bytes -= freed
-        return freed
+        return _messages(self._pending(take=False))
 
     def take_unconfirmed(self) -> list[Unacked]:
         """Give up on everything not acknowledged (the peer lost the session)."""
-        out = self.unacked()
-        self.unacked_data.clear()
-        self.meta.clear()
-        self.unacked_bytes = 0
+        out = _messages(self._pending(take=True)) if self.tracking else []
         self.acked = self.next_seq
+        self.freed = self.queued
         return out
 
     def restart_numbering(self) -> None:
@@ -123,3 +230,17 @@ class ResumeState:
         self.floor = 0
         self.above.clear()
         self.ack_sent = 0
+
+
+def _messages(frames: list[DataFrame]) -> list[Unacked]:
+    """Whole messages from their frames (fragments joined, a queued job's whole payload)."""
+    parts: dict[int, list[Any]] = {}
+    meta: dict[int, tuple[int, int, bool]] = {}
+    for f in frames:
+        meta.setdefault(f.seq, (f.stream, f.priority, bool(f.flags & FLAG_TEXT)))
+        if f.job is not None:
+            parts[f.seq] = [f.job.view]  # the whole message, sent fragments included
+        elif f.frame is not None:
+            skip = _HEADER + (FRAG_EXT.size if f.flags & FLAG_FRAG else 0)
+            parts.setdefault(f.seq, []).append(f.frame[skip:])
+    return [(seq, b"".join(parts[seq]), *meta[seq]) for seq in sorted(parts)]

@@ -135,6 +135,18 @@ class PriorityScheduler:
         return dropped
 
     # -- observing -------------------------------------------------------------------------
+    def queued_items(self) -> list[Item]:
+        """What :meth:`clear` would return (control frames included), without dropping it;
+        in queue order within each priority. Not for the hot path."""
+        out: list[Item] = []
+        for cls, buf in zip(self.classes, self.small, strict=True):
+            out.extend(cls.sealed)
+            for q in cls.streams.values():
+                out.extend(q)
+            if buf:
+                out.append(buf)
+        return out
+
     @property
     def only_small(self) -> bool:
         """True when nothing but small-frame buffers is queued (one write, no big chunks)."""

@@ -18,11 +18,13 @@ A driver owns one session per connection and does only this:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
 from ..config import Options, Priority
 from ..exceptions import ProtocolError
-from .core import ERROR_FREE, AnySession, Session, SessionCore, SessionState
+from .core import ERROR_FREE, AnySession, Payload, Session, SessionCore, SessionState
 from .decoder import NativeDecoder
 from .events import Acked, PongReceived, Received
 from .fragmentation import FragmentJob, Reassembler
@@ -45,6 +47,7 @@ from .liveness import Pinger
 from .raw import RawSession
 from .reassembly import ReassemblyBudget
 from .reliability import ResumeState
+from .scheduler import Chunk
 from .sniff import wrong_peer
 
 __all__ = [
@@ -239,15 +242,11 @@ class NativeSession(NativeHandshake):
             self._check_send(size)
         rs = self.rs
         rs.next_seq = seq = rs.next_seq + 1
+        rs.queued += size  # the only per-message bookkeeping for ACKs and resume
         self.bytes_queued += size
         if priority == 2 and not stream and not text and size <= self._fragment:
             # the common case: a normal small message on stream 0
             sched = self.scheduler
-            if self._acks:
-                if type(data) is not bytes:
-                    data = bytes(data)
-                rs.unacked_data.append(data)
-                rs.unacked_bytes += size
             if not sched.blocked:
                 buf = sched.small[2]
                 buf += _pack_header(HEADER_SIZE + size, VERSION, 2, 0, 2, 0, seq)
@@ -259,13 +258,6 @@ class NativeSession(NativeHandshake):
             return seq
         if priority != 2:
             self.other_priority_messages[priority] += 1
-        if self._acks:
-            if type(data) is not bytes:
-                data = bytes(data)
-            rs.unacked_data.append(data)
-            rs.unacked_bytes += size
-            if stream or priority != 2 or text:
-                rs.meta[seq] = (stream, priority, text)
         queue = priority if self._qos else 2
         if size <= self._fragment:
             sched = self.scheduler
@@ -279,10 +271,82 @@ class NativeSession(NativeHandshake):
                 buf += data
                 sched.pending_bytes += size + 20
         else:
+            if self._acks and type(data) is not bytes:
+                data = bytes(data)  # kept for a resend: the caller may reuse its buffer
             sched = self.scheduler
             sched.push(queue, FragmentJob(data, seq, stream, priority, FLAG_TEXT if text else 0,
                                           self._fragment), stream)
         return seq
+
+    def queue(self, data: Payload, stream: int = 0, priority: int = 2,
+              text: bool = False) -> bool:
+        size = len(data)
+        sched = self.scheduler
+        if (priority != 2 or stream or text or size > self._send_limit
+                or size > self._fragment or sched.blocked):
+            return super().queue(data, stream, priority, text)
+        # send_message's common case, and the answer, in one call
+        rs = self.rs
+        rs.next_seq = seq = rs.next_seq + 1
+        rs.queued = queued = rs.queued + size
+        self.bytes_queued += size
+        buf = sched.small[2]
+        buf += _pack_header(HEADER_SIZE + size, VERSION, 2, 0, 2, 0, seq)
+        buf += data
+        was = sched.pending_bytes
+        sched.pending_bytes = was + size + 20
+        if not was:
+            self.on_wake()
+        return sched.pending_bytes > self.send_high or queued - rs.freed > self._unacked_high
+
+    def queue_many(self, datas: Iterable[Payload], stream: int = 0, priority: int = 2,
+                   text: bool = False) -> bool:
+        sched = self.scheduler
+        if priority != 2 or stream or text or sched.blocked or self._send_limit < 0:
+            return super().queue_many(datas, stream, priority, text)
+        # normal small messages on stream 0: their frames go straight into the buffer
+        limit = min(self._send_limit, self._fragment)
+        rs = self.rs
+        seq = seq0 = rs.next_seq
+        buf = sched.small[2]
+        start = len(buf)
+        was = sched.pending_bytes
+        total = 0
+        pack = _pack_header
+        it = iter(datas)
+        rest: Payload | None = None
+        try:
+            for data in it:
+                size = len(data)
+                if size > limit:  # a large one (or too large): the general way from here
+                    rest = data
+                    break
+                buf += pack(HEADER_SIZE + size, VERSION, 2, 0, 2, 0, seq + 1)
+                buf += data
+                seq += 1
+                total += size
+        finally:
+            del buf[start + total + 20 * (seq - seq0):]  # a frame cut by an error
+            rs.next_seq = seq
+            rs.queued += total
+            self.bytes_queued += total
+            sched.pending_bytes = was + len(buf) - start
+            if rest is None and not was and seq > seq0:
+                self.on_wake()
+        if rest is not None:
+            return super().queue_many(chain((rest,), it), stream, priority, text)
+        return sched.pending_bytes > self.send_high or self._unacked_over()
+
+    def _unacked_over(self) -> bool:
+        rs = self.rs
+        return rs.queued - rs.freed > self._unacked_high
+
+    def data_to_send(self, now: float, budget: int = 1 << 62,
+                     strict: bool = False) -> list[Chunk]:
+        out = super().data_to_send(now, budget, strict)
+        if out and self._acks:  # kept, as written, until the peer acknowledges it
+            self.rs.wrote(out[0] if len(out) == 1 else tuple(out))
+        return out
 
     def _send_ping(self, now: float) -> None:
         p = self.pinger

@@ -1,0 +1,77 @@
+"""Profile one throughput case's peers with cProfile: ``python -m benchmarks.profile``.
+
+The receiver and the sender run in separate spawned processes, as in the suite, each under
+:mod:`cProfile`; the top entries by own time (``tottime``) of each are printed. Profiling
+slows Python code 1.5-2x, so read the shares, not the rates.
+
+    .venv/bin/python -m benchmarks.profile --size 64 --count 300000 --top 15
+    .venv/bin/python -m benchmarks.profile --sender send_many
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+from collections.abc import Callable
+from functools import partial
+from multiprocessing.connection import Connection
+from typing import Any
+
+from . import workers as w
+from .runner import CTX, use_loop
+
+SENDERS: dict[str, Callable[..., float]] = {
+    "send_data": w.send_objtransport,
+}
+
+
+def _profiled(target: Callable[..., Any], args: tuple[Any, ...], top: int, loop: str,
+              out: Connection) -> None:
+    use_loop(loop)
+    prof = cProfile.Profile()
+    prof.enable()
+    target(*args)
+    prof.disable()
+    s = io.StringIO()
+    pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(top)
+    out.send(s.getvalue())
+
+
+def _recv(pipe: Connection, size: int, count: int) -> None:
+    w.recv_objtransport(pipe, size, count)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--count", type=int, default=300_000)
+    ap.add_argument("--top", type=int, default=15)
+    ap.add_argument("--loop", default="default")
+    ap.add_argument("--sender", default="send_data", choices=sorted(SENDERS))
+    a = ap.parse_args()
+    pr, pc = CTX.Pipe()
+    rr, rc = CTX.Pipe()
+    recv = CTX.Process(target=_profiled,
+                       args=(_recv, (pc, a.size, a.count), a.top, a.loop, rc), daemon=True)
+    recv.start()
+    port = pr.recv()
+    sr, sc = CTX.Pipe()
+    send = CTX.Process(target=_profiled,
+                       args=(partial(SENDERS[a.sender], port, a.size, a.count), (), a.top,
+                             a.loop, sc), daemon=True)
+    send.start()
+    got = pr.recv()
+    print(f"received {got[0]} of {a.count} in {got[2]:.2f} s "
+          f"({got[3] / max(got[0], 1) * 1e6:.2f} CPU µs/msg profiled)")
+    print("== sender ==")
+    print(sr.recv())
+    print("== receiver ==")
+    print(rr.recv())
+    send.join(30)
+    recv.join(30)
+
+
+if __name__ == "__main__":
+    main()
