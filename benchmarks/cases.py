@@ -104,6 +104,12 @@ CASES: list[Case] = [
                         partial(w.send_objtransport, options={"reliable": False}),
                         size, count, "msg/s"),
     }) for label, size, count in (("64 B", 64, 1_500_000), ("1 KiB", KiB, 800_000))],
+    Case("tcp 64 B send_many", "msg/s", ">= 3x pyzmq", {
+        # batches of 1000 messages per send_many call
+        "objtransport": _tp(w.recv_objtransport, w.send_many_objtransport, 64, 3_000_000,
+                            "msg/s"),
+        "pyzmq": _tp(w.recv_pyzmq, w.send_pyzmq, 64, 1_500_000, "msg/s"),
+    }),
     Case("tcp ping-pong 64 B", "µs", "p50 within 15 us of asyncio", {
         "objtransport": _lat(w.echo_objtransport, w.ping_objtransport),
         "asyncio": _lat(w.echo_asyncio, w.ping_asyncio),

@@ -24,6 +24,7 @@ from .runner import CTX, use_loop
 
 SENDERS: dict[str, Callable[..., float]] = {
     "send_data": w.send_objtransport,
+    "send_many": w.send_many_objtransport,
 }
 
 

@@ -89,6 +89,27 @@ def send_objtransport(port: int, size: int, count: int,
     return asyncio.run(main())
 
 
+def send_many_objtransport(port: int, size: int, count: int, batch: int = 1000) -> float:
+    """Send ``count`` messages with ``send_many``, ``batch`` at a time."""
+    from objtransport import NetworkTransport
+
+    async def main() -> float:
+        async with NetworkTransport(timeout=DEADLINE) as net:
+            conn = await net.connect("127.0.0.1", port)
+            payloads = [b"x" * size] * batch
+            cpu0 = cpu_seconds()
+            for _ in range(count // batch):
+                await net.send_many(conn, payloads)
+            if count % batch:
+                await net.send_many(conn, payloads[:count % batch])
+            await net.flush(conn, timeout=DEADLINE)
+            cpu = cpu_seconds() - cpu0
+            await asyncio.sleep(0.2)
+        return cpu
+
+    return asyncio.run(main())
+
+
 def echo_objtransport(pipe: Connection, transport: str = "tcp") -> None:
     from objtransport import Message, NetworkTransport
 

@@ -423,3 +423,34 @@ async def test_send_nowait_from_a_plain_handler(net: NetworkTransport) -> None:
     await net.disconnect(conn)
     with pytest.raises(ConnectionNotFound):
         net.send_nowait(conn, b"gone")
+
+
+@pytest.mark.parametrize("framing", ["native", "raw"])
+async def test_send_many_delivers_every_message_in_order(net: NetworkTransport,
+                                                         framing: str) -> None:
+    """Batches mixing small and large messages (fragmented when native) and priorities
+    arrive whole and in order; the batch after a refused message is not sent."""
+    got: list[bytes] = []
+    done = asyncio.Event()
+    listener = await net.listen("127.0.0.1", 0, framing="auto", handler=lambda m: (
+        got.append(m.data), len(got) == 3003 and done.set()))
+    conn = await net.connect("127.0.0.1", listener.port, framing=framing)  # type: ignore[arg-type]
+    big = bytes(range(256)) * 4096  # 1 MiB
+    normal = [b"n%d" % i for i in range(1000)]
+    high = [b"h%d" % i for i in range(1000)]
+    other = [b"s%d" % i for i in range(1000)]
+    await net.send_many(conn, normal)
+    await net.send_many(conn, (bytearray(b) for b in [b"a", big, b"b"]))
+    await net.send_many(conn, iter(high), priority="high")  # may overtake queued normal ones
+    await net.send_many(conn, [memoryview(b) for b in other], stream=2)
+    await asyncio.wait_for(done.wait(), 10)
+    for group in ([*normal, b"a", big, b"b"], high, other):
+        assert [m for m in got if m in group] == group  # each in order
+    assert len(got) == 3003
+    with pytest.raises(MessageTooLarge):
+        await net.send_many(conn, [b"ok", bytes(net.options.max_message_size + 1), b"no"])
+    await net.send_data(conn, b"last")
+    await eventually(lambda: got[-1] == b"last")
+    assert got[-2:] == [b"ok", b"last"]
+    await net.flush(conn, timeout=5)
+    assert net.connection_info(conn).unacked_messages == 0

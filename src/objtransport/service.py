@@ -14,7 +14,7 @@ import logging
 import random
 import ssl as ssl_module
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Unpack
@@ -308,6 +308,35 @@ class NetworkTransport:
             try:
                 await link.wait_writable(self.options.timeout if timeout is None else timeout,
                                          prio)
+            except SendTimeout:
+                conn.breaker.record_failure(asyncio.get_running_loop().time())
+                raise
+
+    async def send_many(self, conn_id: int, datas: Iterable[bytes | bytearray | memoryview],
+                        *, priority: PriorityArg = "normal", stream: int = 0,
+                        text: bool = False, timeout: float | None = None) -> None:
+        """Queue many messages on a connection, in order; return once all are queued.
+
+        The cheap way to send many small messages: one backpressure check for the batch,
+        after it is queued (so pass batches of a bounded size), and the frames of normal
+        messages on stream 0 built in one pass into one buffer. Waits and raises as
+        :meth:`send_data`; a message that is refused (too large, not bytes) raises and ends
+        the batch there, the messages before it stay queued.
+        """
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            self._check_running()
+            raise ConnectionNotFound(conn_id)
+        wait = self.options.timeout if timeout is None else timeout
+        link = conn.link
+        if link is None or not link.session.open:
+            link = await conn.ready_link(wait)
+        prio = _PRIORITIES.get(priority)
+        if prio is None:
+            prio = Priority.parse(priority)
+        if link.queue_many(datas, stream, prio, text):
+            try:
+                await link.wait_writable(wait, prio)
             except SendTimeout:
                 conn.breaker.record_failure(asyncio.get_running_loop().time())
                 raise

@@ -352,12 +352,16 @@ def test_queue_many_keeps_what_came_before_an_error() -> None:
     """A message refused (too large for the peer) or a bad item ends the batch: the
     messages before it are queued whole, nothing of the rest is."""
     a, b = pair()
+    pump(a, b)  # its PONG: the queue is empty
+    wakes: list[int] = []
+    a.on_wake = lambda: wakes.append(a.scheduler.pending_bytes)
     big = bytes(OPTS.max_message_size + 1)
     with pytest.raises(MessageTooLarge):
         a.queue_many([b"one", b"two", big, b"three"])
+    assert wakes == [46]  # the driver is told about what was queued before the error
     with pytest.raises(TypeError):
         a.queue_many([b"four", "not bytes"])  # type: ignore[list-item]
-    assert pump(a, b) == [b"one", b"two", b"four"]
+    assert pump(a, b) == [b"one", b"two", b"four"] and len(wakes) == 1
     assert a.messages_sent == 3
 
 

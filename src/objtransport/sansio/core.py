@@ -70,6 +70,9 @@ class _Sender(Protocol):
 
     def _unacked_over(self) -> bool: ...
 
+    def _send_all(self, datas: Iterable[Payload], stream: int, priority: int,
+                  text: bool) -> None: ...
+
 
 class SessionCore:
     """State, counters, the scheduler and the event list; how a session ends."""
@@ -208,14 +211,18 @@ class SessionCore:
         queued."""
         sched = self.scheduler
         was = sched.pending_bytes
-        send = self.send_message
         try:
-            for data in datas:
-                send(data, stream, priority, text)
+            self._send_all(datas, stream, priority, text)
         finally:
             if not was and sched.pending_bytes:
                 self.on_wake()
         return sched.pending_bytes > self.send_high or self._unacked_over()
+
+    def _send_all(self: _Sender, datas: Iterable[Payload], stream: int, priority: int,
+                  text: bool) -> None:
+        send = self.send_message
+        for data in datas:
+            send(data, stream, priority, text)
 
     def _unacked_over(self) -> bool:
         return False

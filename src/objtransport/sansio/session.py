@@ -18,7 +18,7 @@ A driver owns one session per connection and does only this:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from itertools import chain
 from typing import Any
 
@@ -304,22 +304,33 @@ class NativeSession(NativeHandshake):
         sched = self.scheduler
         if priority != 2 or stream or text or sched.blocked or self._send_limit < 0:
             return super().queue_many(datas, stream, priority, text)
-        # normal small messages on stream 0: their frames go straight into the buffer
+        was = sched.pending_bytes
+        try:
+            rest = self._append_small(iter(datas))
+            if rest is not None:  # from a large one on: the general way
+                self._send_all(rest, stream, priority, text)
+        finally:
+            if not was and sched.pending_bytes:
+                self.on_wake()
+        return sched.pending_bytes > self.send_high or self._unacked_over()
+
+    def _append_small(self, it: Iterator[Payload]) -> Iterator[Payload] | None:
+        """Frame normal small messages on stream 0 straight into the buffer, in one pass;
+        stop before the first larger one and return the rest (None when all went)."""
         limit = min(self._send_limit, self._fragment)
+        sched = self.scheduler
         rs = self.rs
         seq = seq0 = rs.next_seq
         buf = sched.small[2]
         start = len(buf)
-        was = sched.pending_bytes
         total = 0
         pack = _pack_header
-        it = iter(datas)
-        rest: Payload | None = None
+        rest: Iterator[Payload] | None = None
         try:
             for data in it:
                 size = len(data)
-                if size > limit:  # a large one (or too large): the general way from here
-                    rest = data
+                if size > limit:
+                    rest = chain((data,), it)
                     break
                 buf += pack(HEADER_SIZE + size, VERSION, 2, 0, 2, 0, seq + 1)
                 buf += data
@@ -330,12 +341,8 @@ class NativeSession(NativeHandshake):
             rs.next_seq = seq
             rs.queued += total
             self.bytes_queued += total
-            sched.pending_bytes = was + len(buf) - start
-            if rest is None and not was and seq > seq0:
-                self.on_wake()
-        if rest is not None:
-            return super().queue_many(chain((rest,), it), stream, priority, text)
-        return sched.pending_bytes > self.send_high or self._unacked_over()
+            sched.pending_bytes += len(buf) - start
+        return rest
 
     def _unacked_over(self) -> bool:
         rs = self.rs
