@@ -1,0 +1,253 @@
+"""Memory per idle connection: one listener holding ``n`` idle TCP connections.
+
+The listener process measures its Python heap with :mod:`tracemalloc` (started before it
+listens; the figure is the growth from before the first connection to after the last, after
+``gc.collect()``), divided by the connections it holds. The client process opens the
+connections with plain asyncio sockets (so its own cost does not matter): native ones send
+the preface and a HELLO like an objtransport client without ACKs and answer the listener's
+PINGs. Once all are open, the client PINGs every connection at once and counts the answers
+within 1 s (the asyncio baseline echoes a 4-byte message instead).
+
+Both processes raise their ``RLIMIT_NOFILE`` soft limit to the hard limit; a hard limit
+below ``n`` + 100 fails the run with a message saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import resource
+import struct
+import time
+import tracemalloc
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .runner import CTX, BenchError, Result, use_loop
+
+SETUP_TIMEOUT = 120.0
+_LEN = struct.Struct("!I")
+_PING, _PONG = 4, 5
+
+
+def _raise_nofile(n: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = n + 100
+    if hard != resource.RLIM_INFINITY and hard < need:
+        raise RuntimeError(f"RLIMIT_NOFILE hard limit {hard} < {need}: raise it (ulimit -Hn)")
+    if soft != resource.RLIM_INFINITY and soft < need:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _heap() -> int:
+    gc.collect()
+    return tracemalloc.get_traced_memory()[0]
+
+
+# -- listeners ------------------------------------------------------------------------------
+
+def serve_objtransport(pipe: Connection, n: int) -> None:
+    from objtransport import NetworkTransport
+
+    _raise_nofile(n)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with NetworkTransport(max_connections=n + 10) as net:
+            listener = await net.listen("127.0.0.1", 0, backlog=4096)
+            tracemalloc.start()
+            base = _heap()
+            pipe.send(listener.port)
+            await loop.run_in_executor(None, pipe.recv)  # "measure": all are open
+            held = len(listener.connections)
+            pipe.send((held, _heap() - base))
+            tracemalloc.stop()
+            await loop.run_in_executor(None, pipe.recv)  # "stop"
+
+    asyncio.run(main())
+
+
+class _Echo(asyncio.Protocol):
+    def connection_made(self, transport: Any) -> None:
+        self.t = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.t.write(data)
+
+
+def serve_asyncio(pipe: Connection, n: int) -> None:
+    _raise_nofile(n)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        conns: list[_Echo] = []
+
+        def factory() -> _Echo:
+            p = _Echo()
+            conns.append(p)
+            return p
+
+        server = await loop.create_server(factory, "127.0.0.1", 0, backlog=4096)
+        tracemalloc.start()
+        base = _heap()
+        pipe.send(server.sockets[0].getsockname()[1])
+        await loop.run_in_executor(None, pipe.recv)
+        pipe.send((len(conns), _heap() - base))
+        tracemalloc.stop()
+        await loop.run_in_executor(None, pipe.recv)
+        server.close()
+
+    asyncio.run(main())
+
+
+# -- the client ----------------------------------------------------------------------------
+
+class _Client(asyncio.Protocol):
+    """One idle connection: native (preface + HELLO, answers PINGs) or a plain echo peer."""
+
+    def __init__(self, native: bool, opened: Callable[[], None]) -> None:
+        self.native = native
+        self.opened = opened
+        self.buf = bytearray()
+        self.ready = False
+        self.answered: asyncio.Future[float] | None = None
+        self.sent_at = 0.0
+
+    def connection_made(self, transport: Any) -> None:
+        self.t = transport
+        if self.native:
+            from objtransport.sansio.framing import MAGIC, Hello, encode_hello
+
+            self.t.write(MAGIC + encode_hello(Hello(os.urandom(16), 0, 1 << 20, 1 << 20)))
+        else:
+            self.ready = True
+            self.opened()
+
+    def data_received(self, data: bytes) -> None:
+        if not self.native:
+            self._answer()
+            return
+        buf = self.buf
+        buf += data
+        if not self.ready and len(buf) >= 4:
+            del buf[:4]  # the listener's preface
+            self.ready = True
+            self.opened()
+        while len(buf) >= 4:
+            (length,) = _LEN.unpack_from(buf)
+            if len(buf) < 4 + length:
+                break
+            ftype = buf[5]
+            if ftype == _PING:
+                self.t.write(bytes(buf[:4 + length]).replace(b"\x04", b"\x05", 1)
+                             if buf[5:6] == b"\x04" else b"")
+            elif ftype == _PONG:
+                self._answer()
+            del buf[:4 + length]
+
+    def _answer(self) -> None:
+        if self.answered is not None and not self.answered.done():
+            self.answered.set_result(time.perf_counter() - self.sent_at)
+
+    def ping(self) -> asyncio.Future[float]:
+        from objtransport.sansio.framing import FrameType, encode_frame
+
+        self.answered = asyncio.get_running_loop().create_future()
+        self.sent_at = time.perf_counter()
+        self.t.write(encode_frame(FrameType.PING, b"p" * 8) if self.native else b"ping")
+        return self.answered
+
+
+def open_idle(pipe: Connection, port: int, n: int, native: bool) -> None:
+    """Open ``n`` connections; report "open"; on "ping", PING all at once and report
+    ``(answered within 1 s, p99 ms)``; close on "stop"."""
+    _raise_nofile(n)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        all_open = asyncio.Event()
+        opened = 0
+
+        def one_opened() -> None:
+            nonlocal opened
+            opened += 1
+            if opened == n:
+                all_open.set()
+
+        clients: list[_Client] = []
+        sem = asyncio.Semaphore(256)
+
+        async def connect() -> None:
+            async with sem:
+                _, proto = await loop.create_connection(lambda: _Client(native, one_opened),
+                                                        "127.0.0.1", port)
+                clients.append(proto)
+
+        await asyncio.gather(*(connect() for _ in range(n)))
+        await asyncio.wait_for(all_open.wait(), SETUP_TIMEOUT)
+        pipe.send("open")
+        await loop.run_in_executor(None, pipe.recv)  # "ping"
+        futs = [c.ping() for c in clients]
+        done, _ = await asyncio.wait(futs, timeout=1.0)
+        times = sorted(f.result() for f in done)
+        p99 = times[min(len(times) - 1, int(len(times) * 0.99))] * 1000 if times else 0.0
+        pipe.send((len(done), p99))
+        await loop.run_in_executor(None, pipe.recv)  # "stop"
+        for c in clients:
+            c.t.close()
+
+    asyncio.run(main())
+
+
+# -- the run --------------------------------------------------------------------------------
+
+def _child(loop: str, target: Callable[..., None], args: tuple[Any, ...]) -> None:
+    use_loop(loop)
+    target(*args)
+
+
+def _recv(pipe: Connection, timeout: float, what: str) -> Any:
+    if not pipe.poll(timeout):
+        raise BenchError(f"timed out after {timeout:.0f} s waiting for {what}")
+    return pipe.recv()
+
+
+def idle(serve: Callable[[Connection, int], None], n: int, native: bool, loop: str) -> Result:
+    """Bytes of listener heap per idle connection (value); ``extra``: the share of
+    connections that answered a ping within 1 s (%) and the p99 of those answers (ms)."""
+    s_parent, s_child = CTX.Pipe()
+    c_parent, c_child = CTX.Pipe()
+    server = CTX.Process(target=_child, args=(loop, serve, (s_child, n)), daemon=True)
+    server.start()
+    client = None
+    try:
+        port = _recv(s_parent, 30, "the listener's port")
+        client = CTX.Process(target=_child, args=(loop, open_idle, (c_child, port, n, native)),
+                             daemon=True)
+        client.start()
+        t0 = time.perf_counter()
+        _recv(c_parent, SETUP_TIMEOUT, f"{n} connections to open")
+        opened_s = time.perf_counter() - t0
+        s_parent.send("measure")
+        held, heap = _recv(s_parent, 60, "the listener's heap")
+        if held < n:
+            raise BenchError(f"the listener holds {held} of {n} connections")
+        c_parent.send("ping")
+        answered, p99 = _recv(c_parent, 30, "the pings")
+        if answered < n:
+            raise BenchError(f"{answered} of {n} connections answered a ping within 1 s")
+    finally:
+        for pipe in (s_parent, c_parent):
+            try:
+                pipe.send("stop")
+            except OSError:
+                pass
+        for proc in (client, server):
+            if proc is not None:
+                proc.join(20)
+                if proc.is_alive():
+                    proc.kill()
+    return Result(heap / held, extra={"answered %": 100.0 * answered / n, "p99 ms": p99},
+                  timed_s=opened_s)
