@@ -257,7 +257,7 @@ class NativeDecoder(_DecoderBase):
                                         GoAwayCode.UNSUPPORTED_VERSION)
                 if typ == 2 and not flags & not_text and prio <= 3 and accept:
                     if rx is not None:
-                        if seq == floor + 1 and not above:
+                        if seq == floor + 1 and (not above or seq not in above):
                             floor = seq
                         elif seq <= floor or seq in above:
                             dups += 1
@@ -267,8 +267,6 @@ class NativeDecoder(_DecoderBase):
                                 break
                             off = end
                             continue
-                        elif seq == floor + 1:  # `above` is settled when the chunk is done
-                            floor = seq
                         else:
                             above.add(seq)
                     if end > n:
