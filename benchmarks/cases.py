@@ -13,6 +13,7 @@ from functools import partial
 
 from . import workers as w
 from . import workers_grpc as gr
+from . import workers_idle as idle_
 from . import workers_iperf as iperf
 from . import workers_udp as udp_
 from . import workers_ws as ws
@@ -207,4 +208,21 @@ CASES += [
         "asyncio 1200 B": _udp(udp_.PIECE, 4_000 * 55, "MB/s", 4_000 * 55)(
             udp_.recv_asyncio, udp_.send_asyncio),
     }),
+]
+
+
+# -- memory per idle connection (issue 17): a listener holding 10,000 idle TCP connections ----
+# Listener heap growth per connection (tracemalloc, bytes); every connection must answer a
+# ping within 1 s. Baseline: a plain asyncio Protocol server holding the same connections.
+
+def _idle(serve: Callable[..., None], native: bool) -> Run:
+    return lambda scale, loop: idle_.idle(serve, max(100, int(10_000 * scale)), native, loop)
+
+
+CASES += [
+    Case("tcp 10,000 idle connections", "B/conn", "<= 10 KiB per connection, all answer a "
+         "ping within 1 s", {
+             "objtransport": _idle(idle_.serve_objtransport, True),
+             "asyncio": _idle(idle_.serve_asyncio, False),
+         }),
 ]

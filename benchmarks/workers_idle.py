@@ -56,7 +56,7 @@ def serve_objtransport(pipe: Connection, n: int) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         async with NetworkTransport(max_connections=n + 10) as net:
-            listener = await net.listen("127.0.0.1", 0, backlog=4096)
+            listener = await net.listen("127.0.0.1", 0)
             tracemalloc.start()
             base = _heap()
             pipe.send(listener.port)
