@@ -173,13 +173,24 @@ def run_all(args: argparse.Namespace) -> list[bw.Run]:
                 count = max(100, min(args.count, args.max_bytes // max(1, size)))
                 for impl, (recv, send) in tp.items():
                     _say(f"bench: {label} {impl} {size} B x {count} ...")
-                    r = bw.throughput(recv, send, size, count, lossy=lossy)
+                    try:
+                        r = bw.throughput(recv, send, size, count, lossy=lossy)
+                    except CliError as exc:  # reported in the table; the others go on
+                        _say(f"bench: {label} {impl} {size} B FAILED: {exc}")
+                        runs.append(bw.Run(label, impl, size, count, error=str(exc)))
+                        continue
                     runs.append(bw.Run(label, impl, size, count, *r))
         if "pingpong" in modes:
             for impl, (echo, ping) in pp.items():
                 _say(f"bench: {label} {impl} ping-pong x {args.rounds} ...")
-                samples, pcpu, ecpu = bw.latency(echo, ping, args.rounds,
-                                                 max(10, args.rounds // 10))
+                try:
+                    samples, pcpu, ecpu = bw.latency(echo, ping, args.rounds,
+                                                     max(10, args.rounds // 10))
+                except CliError as exc:
+                    _say(f"bench: {label} {impl} ping-pong FAILED: {exc}")
+                    runs.append(bw.Run(label, impl, 64, args.rounds, error=str(exc),
+                                       samples_us=[]))
+                    continue
                 runs.append(bw.Run(label, impl, 64, args.rounds, sender_cpu_us=pcpu,
                                    receiver_cpu_us=ecpu, samples_us=samples))
     return runs
@@ -191,8 +202,9 @@ def _pct(samples: list[float], p: float) -> float:
 
 def table(runs: list[bw.Run]) -> None:
     """Print the throughput and ping-pong tables (rich when installed, plain otherwise)."""
-    tp = [r for r in runs if not r.samples_us]
+    tp = [r for r in runs if not r.samples_us and not r.error]
     pp = [r for r in runs if r.samples_us]
+    failed = [r for r in runs if r.error]
     sections: list[tuple[str, list[str], list[list[str]]]] = []
     if tp:
         sections.append(("throughput (receiver side)",
@@ -209,6 +221,9 @@ def table(runs: list[bw.Run]) -> None:
                            f"{_pct(r.samples_us, 99):.0f}", str(r.count - len(r.samples_us)),
                            f"{r.sender_cpu_us:.1f}", f"{r.receiver_cpu_us:.1f}"]
                           for r in pp]))
+    if failed:
+        sections.append(("failed runs", ["transport", "impl", "size B", "error"],
+                         [[r.transport, r.impl, str(r.size), r.error[:100]] for r in failed]))
     try:
         from rich.console import Console
         from rich.table import Table
@@ -241,7 +256,7 @@ def plot(runs: list[bw.Run], path: Path) -> None:
     fig, (ax_msg, ax_mb, ax_cdf) = plt.subplots(1, 3, figsize=(16, 4.8))
     series: dict[str, list[bw.Run]] = {}
     for r in runs:
-        if not r.samples_us:
+        if not r.samples_us and not r.error:
             series.setdefault(f"{r.transport} {r.impl}", []).append(r)
     for name, rs in series.items():
         rs.sort(key=lambda r: r.size)
@@ -290,5 +305,8 @@ def bench(args: argparse.Namespace) -> int:
     if args.plot is not None:
         plot(runs, args.plot)
         print(f"plot written to {args.plot}")
+    ours = [r for r in runs if r.error and r.impl == "objtransport"]
+    if ours:
+        raise CliError(f"{len(ours)} objtransport run(s) failed (see the table)")
     return 0
 

@@ -52,6 +52,8 @@ class Run:
     sender_cpu_us: float = 0.0
     receiver_cpu_us: float = 0.0
     samples_us: list[float] = field(default_factory=list)
+    #: why the run failed ("" when it did not)
+    error: str = ""
 
 
 # -- objtransport peers ------------------------------------------------------------------------

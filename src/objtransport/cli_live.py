@@ -102,11 +102,11 @@ class ServeView:
 
         m = self.sample()
         head = Table(title=self.title, show_header=True, header_style="bold", expand=False)
-        for col in ("connections", "msg/s in", "msg/s out", "B/s in", "B/s out",
+        for col in ("active/total", "msg/s in", "msg/s out", "B/s in", "B/s out",
                     "RTT p50 ms", "RTT p99 ms", "errors", "events"):
-            head.add_column(col, justify="right")
+            head.add_column(col, justify="right", no_wrap=True)
         mi, mo, bi, bo = self.rates
-        head.add_row(f"{m.active_connections} active / {m.total_connections}", _rate(mi),
+        head.add_row(f"{m.active_connections}/{m.total_connections}", _rate(mi),
                      _rate(mo), _rate(bi), _rate(bo), f"{m.p50_latency_ms:.2f}",
                      f"{m.p99_latency_ms:.2f}", str(m.errors), str(self.tail.count))
         conns = Table(show_header=True, header_style="bold", title="connections")
@@ -127,7 +127,7 @@ class ServeView:
         if len(ids) > 20:
             conns.caption = f"and {len(ids) - 20} more"
         events = Table(show_header=False, title="last events", box=None)
-        events.add_column("event")
+        events.add_column("event", no_wrap=True, overflow="ellipsis")
         for text in self.tail.lines or ["(none yet)"]:
             events.add_row(text)
         return Group(head, conns, events)

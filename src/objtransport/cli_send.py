@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import stat
 import sys
 import time
 from collections.abc import Callable
@@ -90,7 +91,7 @@ async def send(args: argparse.Namespace) -> int:
     return 0
 
 
-def _progress(total: int, show: bool) -> tuple[Any, Callable[[int], None]]:
+def _progress(total: int | None, show: bool) -> tuple[Any, Callable[[int], None]]:
     """A started rich Progress (or None) and the function that advances it."""
     if not show:
         return None, lambda n: None
@@ -111,8 +112,10 @@ def _progress(total: int, show: bool) -> tuple[Any, Callable[[int], None]]:
     return progress, lambda n: progress.advance(task, n)
 
 
-def _open(path: Path) -> tuple[int, BinaryIO]:
-    return path.stat().st_size, path.open("rb")
+def _open(path: Path) -> tuple[int | None, BinaryIO]:
+    """The file's size (None for a pipe or a device: read to its end) and the open file."""
+    st = path.stat()
+    return (st.st_size if stat.S_ISREG(st.st_mode) else None), path.open("rb")
 
 
 async def _send_file(net: NetworkTransport, conn: int, args: argparse.Namespace) -> int:
@@ -121,43 +124,60 @@ async def _send_file(net: NetworkTransport, conn: int, args: argparse.Namespace)
         size, fh = await asyncio.to_thread(_open, path)
     except OSError as exc:
         raise CliError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    show = sys.stdout.isatty() and size >= args.progress_min
+    show = sys.stdout.isatty() and (size is None or size >= args.progress_min)
     if show:
         try:
             import rich  # noqa: F401
         except ImportError:
             show = False
-    chunks = max(1, -(-size // args.chunk_size))
     sent_hash, back_hash = hashlib.sha256(), hashlib.sha256()
-    back = 0
+    sent = back = chunks = echoed = 0
+    all_sent = asyncio.Event()
+    more = asyncio.Event()  # set by the sender after each chunk and at the end
     progress, advance = _progress(size, show)
     started = time.perf_counter()
 
     async def pump_replies() -> None:
-        nonlocal back
-        for _ in range(chunks):
+        nonlocal back, echoed
+        while True:
+            if echoed == chunks:  # nothing outstanding: wait for the sender
+                if all_sent.is_set():
+                    return
+                more.clear()
+                await more.wait()
+                continue
             try:
                 msg = await net.receive(conn, timeout=args.timeout)
             except TimeoutError:
-                raise CliError(f"the echo stopped after {back} of {size} bytes (nothing for "
+                raise CliError(f"the echo stopped after {back} of {sent} bytes (nothing for "
                                f"{args.timeout:g} s): is the far side `serve --mode echo`?"
                                ) from None
             back_hash.update(msg.data)
             back += len(msg.data)
+            echoed += 1
             advance(len(msg.data))
 
     try:
         with fh:
             replies = None if args.no_reply else asyncio.create_task(pump_replies())
             try:
-                for _ in range(chunks):
+                while True:
                     data = fh.read(args.chunk_size)
+                    if not data and chunks:
+                        break
                     sent_hash.update(data)
+                    sent += len(data)
+                    chunks += 1
                     await net.send_data(conn, data)
+                    more.set()
                     if args.no_reply:
                         advance(len(data))
+                    if not data:  # an empty file: one empty message
+                        break
+                all_sent.set()
+                more.set()
                 if replies is None:
-                    await net.flush(conn, timeout=max(args.timeout, size / 1e6))
+                    await net.flush(conn, timeout=max(args.timeout, sent / 1e6))
                 else:
                     await replies
             finally:
@@ -167,15 +187,15 @@ async def _send_file(net: NetworkTransport, conn: int, args: argparse.Namespace)
         if progress is not None:
             progress.stop()
     elapsed = max(1e-9, time.perf_counter() - started)
-    rate = size / elapsed / 1e6
+    rate = sent / elapsed / 1e6
     if args.no_reply:
-        print(f"sent {size} bytes in {chunks} message(s), {elapsed:.2f} s, {rate:.1f} MB/s "
+        print(f"sent {sent} bytes in {chunks} message(s), {elapsed:.2f} s, {rate:.1f} MB/s "
               "(acknowledged, not verified)")
         return 0
-    if back != size or back_hash.digest() != sent_hash.digest():
-        raise CliError(f"verification FAILED: sent {size} bytes (sha256 "
+    if back != sent or back_hash.digest() != sent_hash.digest():
+        raise CliError(f"verification FAILED: sent {sent} bytes (sha256 "
                        f"{sent_hash.hexdigest()[:16]}), echoed {back} (sha256 "
                        f"{back_hash.hexdigest()[:16]})")
-    print(f"sent {size} bytes in {chunks} message(s), {elapsed:.2f} s, {rate:.1f} MB/s; "
+    print(f"sent {sent} bytes in {chunks} message(s), {elapsed:.2f} s, {rate:.1f} MB/s; "
           f"verified: sha256 {sent_hash.hexdigest()}")
     return 0
