@@ -48,6 +48,13 @@ class Confirmations:
         self.unconfirmed.clear()
         return out
 
+    def take_unacked(self) -> list[Unacked]:
+        """Hand over (and forget) the messages in doubt with their stream and priority (a
+        group re-sends them through another member)."""
+        out = list(self.unconfirmed)
+        self.unconfirmed.clear()
+        return out
+
     async def wait(self, conn: Connection, timeout: float, seq: int | None = None) -> None:
         """Wait until ``conn``'s peer acknowledged everything sent so far (or up to ``seq``).
 

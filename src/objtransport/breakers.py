@@ -30,6 +30,8 @@ class BreakerRegistry:
     def __init__(self, options: Options, on_change: ChangeCallback | None = None) -> None:
         self.options = options
         self.on_change = on_change
+        #: more callbacks for every transition (the groups: an open breaker ejects a member)
+        self.watchers: list[ChangeCallback] = []
         self._breakers: dict[Endpoint, CircuitBreaker] = {}
 
     def __len__(self) -> int:
@@ -46,6 +48,8 @@ class BreakerRegistry:
                             extra=log_fields(None, endpoint))
                 if self.on_change is not None:
                     self.on_change(endpoint, old, new, now)
+                for watcher in self.watchers:
+                    watcher(endpoint, old, new, now)
 
             b = self._breakers[endpoint] = CircuitBreaker(
                 o.failure_threshold, o.reset_timeout, o.half_open_max_probes,

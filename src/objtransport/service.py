@@ -14,10 +14,10 @@ import logging
 import random
 import ssl as ssl_module
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from functools import partial
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 from .breakers import BreakerRegistry
 from .config import Framing, Options, Priority, TransportKind
@@ -26,6 +26,7 @@ from .connector import Connector
 from .counters import ServiceTotals
 from .dispatch import Handler
 from .drivers.pacing import default_burst
+from .drivers.tcp import client_ssl_context
 from .events import (
     DEFAULT_MAXSIZE,
     Event,
@@ -43,6 +44,7 @@ from .exceptions import (
     SendTimeout,
     ServiceNotRunning,
 )
+from .groups import Group, Groups, Resolver, parse_targets
 from .housekeeping import Housekeeper
 from .inbox import Inbox
 from .info import TransportMetrics, connection_info, transport_metrics
@@ -61,6 +63,7 @@ from .params import (
 from .pool_manager import PoolManager
 from .receivers import Receivers
 from .registry import Registry
+from .sansio.balancer import Policy
 from .sansio.breaker import CircuitBreaker, CircuitBreakerState
 from .sansio.events import Message
 from .sansio.framing import GoAwayCode
@@ -120,6 +123,8 @@ class NetworkTransport:
         self._hooks = Hooks(self._receivers.deliver, self._latency.record,
                             self._keeper.on_state, self._keeper.on_error,
                             self._sessions.detached, self._events)
+        self._groups = Groups()  # connect_group, and send_to's targets
+        self._breakers.watchers.append(self._groups.on_breaker)
         self._connector = Connector(self.options, self._drivers, self._registry, self._breakers,
                                     self._sessions, self._receivers, self._hooks, self.rng,
                                     self._tasks, self._keeper.forget)
@@ -144,6 +149,7 @@ class NetworkTransport:
             return
         self._running = self._connector.accepting = False
         timeout = self.options.timeout if timeout is None else timeout
+        await self._groups.close(timeout)
         if self._pools is not None:
             self._pools.close()
         listeners = self._registry.listeners
@@ -236,6 +242,92 @@ class NetworkTransport:
         return (await self._connector.open(host, port, transport, ssl, ssl_context,
                                            server_hostname, framing, handler, options)).id
 
+    async def connect_group(self, endpoints: str | Sequence[str], *,
+                            transport: TransportArg = "tcp",
+                            policy: Literal["p2c", "round_robin", "pick_first"] | Policy = "p2c",
+                            redeliver: bool = True, resolver: Resolver | None = None,
+                            resolve_interval: float = 30.0,
+                            retry_budget: tuple[float, float] = (0.2, 10.0),
+                            pin_default_stream: bool = False, ssl: bool | None = None,
+                            ssl_context: ssl_module.SSLContext | None = None,
+                            framing: ClientFraming = "native", handler: Handler | None = None,
+                            **options: Unpack[ConnectOptions]) -> int:
+        """Connect to many endpoints behind one id, usable wherever a connection id is.
+
+        ``endpoints``: ``["host:port", ...]`` or ``"dns:///name:port"`` (every address of
+        the name is a member; re-resolved every ``resolve_interval`` s and soon after a member
+        fails, through ``resolver(name, port) -> [(host, port)]``, by default
+        ``loop.getaddrinfo``). Each member is a normal connection (``group(gid).members()``).
+        ``policy`` picks a member per message; a stream other than 0 stays on its member
+        while it is healthy. A member whose breaker opens or that is given up is ejected; what
+        it had not confirmed is re-sent through another member (``redeliver=True``: at least
+        once, within ``retry_budget`` = (share of traffic, per second)) or kept for
+        ``unconfirmed(gid)``. Returns once one member is up; raises ``ConnectError`` if none
+        can connect.
+        """
+        self._check_running()
+        group = await self._make_group(endpoints, transport, policy, redeliver, resolver,
+                                       resolve_interval, retry_budget, pin_default_stream, ssl,
+                                       ssl_context, framing, handler, options)
+        return group.id
+
+    async def _make_group(self, endpoints: str | Sequence[str], transport: TransportArg,
+                          policy: str | Policy, redeliver: bool, resolver: Resolver | None,
+                          resolve_interval: float, retry_budget: tuple[float, float],
+                          pin_default_stream: bool, ssl: bool | None,
+                          ssl_context: ssl_module.SSLContext | None, framing: ClientFraming,
+                          handler: Handler | None, options: Mapping[str, Any]) -> Group:
+        members, dns = parse_targets(endpoints)
+        rest, _extra = self._drivers.split_options(self._drivers.get(transport), options)
+        opts = self.options.with_overrides(**rest)
+
+        async def open_member(host: str, port: int, sni: str | None) -> Connection:
+            return await self._connector.open(host, port, transport, ssl, ssl_context, sni,
+                                              framing, handler, options)
+
+        group = Group(self._registry.next_id(), str(endpoints), members, dns, open=open_member,
+                      send=self._send_member, forget=self._keeper.forget,
+                      breaker_for=self._member_breaker(transport, ssl, ssl_context),
+                      policy=policy, redeliver=redeliver, resolver=resolver,
+                      resolve_interval=resolve_interval, retry_budget=retry_budget,
+                      pin_default_stream=pin_default_stream, timeout=opts.timeout,
+                      reconnect_interval=opts.reconnect_interval,
+                      reconnect_max_delay=opts.reconnect_max_delay, rng=self.rng)
+        self._groups.add(group)
+        try:
+            await group.start()
+        except BaseException:
+            self._groups.pop(group.id)
+            raise
+        return group
+
+    def _member_breaker(self, transport: TransportArg, ssl: bool | None,
+                        ssl_context: ssl_module.SSLContext | None
+                        ) -> Callable[[str, int], CircuitBreaker]:
+        kind = self._drivers.kind(transport)
+        tls = client_ssl_context(bool(self.options.ssl if ssl is None else ssl),
+                                 ssl_context) is not None
+        return lambda host, port: self._breakers.for_endpoint(Endpoint(kind, host, port, tls))
+
+    async def _send_member(self, conn_id: int, data: bytes | bytearray | memoryview,
+                           priority: int, stream: int, text: bool, timeout: float,
+                           wait_ack: bool) -> None:
+        await self.send_data(conn_id, data, priority=Priority(priority), stream=stream,
+                             text=text, timeout=timeout, wait_ack=wait_ack)
+
+    def group(self, group_id: int) -> Group:
+        """A group by id: ``members()``, ``resolve()``, ``redelivered``, ``budget``..."""
+        group = self._groups.get(group_id)
+        if group is None:
+            raise ConnectionNotFound(group_id)
+        return group
+
+    async def pick_member(self, group_id: int, stream: int = 0,
+                          timeout: float | None = None) -> int:
+        """The id of the member connection a group would use now for ``stream`` (waits up
+        to ``timeout`` for one to be healthy; raises ``ConnectionNotReady``)."""
+        return await self.group(group_id).pick_member(stream, timeout)
+
     async def _open_pooled(self, host: str, port: int, kind: TransportKind, ssl: bool | None,
                            ssl_context: ssl_module.SSLContext | None, options: Mapping[str, Any],
                            shared_buckets: list[TokenBucket]) -> Connection:
@@ -259,9 +351,16 @@ class NetworkTransport:
                                        self._wall_offset())
 
     async def disconnect(self, conn_id: int, timeout: float | None = None) -> None:
-        """Close a connection in order (queued messages first); unknown ids are no error."""
+        """Close a connection or a group in order (queued messages first); unknown ids are
+        no error."""
         conn = self._conns.get(conn_id)
         if conn is None:
+            group = self._groups.pop(conn_id)
+            if group is not None:
+                await group.close(self.options.timeout if timeout is None else timeout)
+                lost = group.take_unconfirmed()
+                if lost:
+                    self._registry.keep_orphan(conn_id, lost)
             return
         await conn.close(self.options.timeout if timeout is None else timeout)
         self._keeper.forget(conn_id)
@@ -286,8 +385,14 @@ class NetworkTransport:
             raise _not_bytes(data)
         conn = self._conns.get(conn_id)
         if conn is None:
-            self._check_running()
-            raise ConnectionNotFound(conn_id)
+            group = self._groups.get(conn_id)
+            if group is None:
+                self._check_running()
+                raise ConnectionNotFound(conn_id)
+            prio = _PRIORITIES.get(priority)
+            await group.send(data, Priority.parse(priority) if prio is None else prio, stream,
+                             text, timeout, wait_ack)
+            return
         link = conn.link
         if link is None or not link.session.open:
             link = await conn.ready_link(self.options.timeout if timeout is None else timeout)
@@ -368,16 +473,34 @@ class NetworkTransport:
                               "already queued (max_pending_bytes); use send_data to wait")
         link.send(data, stream, prio, text)
 
-    async def send_to(self, host: str, port: int, data: bytes | bytearray | memoryview, *,
+    async def send_to(self, host: str | Sequence[str],
+                      port: int | bytes | bytearray | memoryview,
+                      data: bytes | bytearray | memoryview | None = None, *,
                       transport: TransportArg = "tcp", ssl: bool | None = None,
                       ssl_context: ssl_module.SSLContext | None = None,
                       priority: PriorityArg = "normal", stream: int = 0,
                       timeout: float | None = None, **options: Unpack[SendToOptions]) -> int:
         """Send one message through the endpoint's connection pool; return the connection id
-        used. The pool opens at most ``pool_size`` connections per endpoint."""
+        used. The pool opens at most ``pool_size`` connections per endpoint.
+
+        ``send_to(target, data)`` with the targets of :meth:`connect_group` (a list of
+        ``"host:port"`` or ``"dns:///name:port"``) sends through a group kept per target
+        (``p2c``, ``redeliver=True``), made on first use."""
         self._check_running()
+        if not isinstance(port, int):  # send_to(target, data)
+            if data is not None:
+                raise TypeError("send_to(target, data) takes no third argument")
+            key = (host if isinstance(host, str) else tuple(host), transport, ssl, ssl_context)
+            group = await self._groups.for_target(key, lambda: self._make_group(
+                host, transport, "p2c", True, None, 30.0, (0.2, 10.0), False, ssl, ssl_context,
+                "native", None, options))
+            await self.send_data(group.id, port, priority=priority, stream=stream,
+                                 timeout=timeout)
+            return group.id
         if type(data) is not bytes and not isinstance(data, _BYTES_LIKE):
             raise _not_bytes(data)
+        if not isinstance(host, str):
+            raise TypeError("send_to(host, port, data), or send_to(target, data)")
         assert self._pools is not None
         return await self._pools.send(host, port, data, transport, ssl, ssl_context, priority,
                                       stream, timeout, options)
@@ -396,8 +519,12 @@ class NetworkTransport:
         (native framing; across reconnections), or, in raw framing, until it was all handed
         to the socket. Raises ``SendTimeout``, or ``SessionLost`` if the peer lost the
         session (then :meth:`unconfirmed` gives the messages in doubt)."""
-        await self._get(conn_id).wait_acked(self.options.timeout if timeout is None
-                                            else timeout)
+        timeout = self.options.timeout if timeout is None else timeout
+        group = self._groups.get(conn_id)
+        if group is not None:
+            await group.flush(timeout)
+            return
+        await self._get(conn_id).wait_acked(timeout)
 
     def unconfirmed(self, conn_id: int) -> list[bytes]:
         """Hand over (and forget) the payloads whose delivery could not be confirmed: the
@@ -405,6 +532,9 @@ class NetworkTransport:
         a pooled connection that died); see ``SessionLost``."""
         conn = self._conns.get(conn_id)
         if conn is None:
+            group = self._groups.get(conn_id)
+            if group is not None:
+                return group.take_unconfirmed()
             orphaned = self._registry.take_orphan(conn_id)
             if orphaned is None:
                 raise ConnectionNotFound(conn_id)
@@ -455,6 +585,11 @@ class NetworkTransport:
         return conn
 
     def connection_info(self, conn_id: int) -> ConnectionInfo:
+        """A snapshot of a connection, or of a group (summed over its members; ``role``
+        "group", ``host`` the target)."""
+        group = self._groups.get(conn_id)
+        if group is not None:
+            return group.info(self._wall_offset())
         return connection_info(self._get(conn_id), self._wall_offset())
 
     def connections(self) -> list[int]:
