@@ -123,7 +123,8 @@ def pem(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("transport", [["--transport", "tls"],
-                                       ["--transport", "websocket", "--tls"]])
+                                       ["--transport", "websocket", "--tls"],
+                                       ["--transport", "quic"]])
 def test_tls_with_a_ca_and_with_insecure(pem: dict[str, str], transport: list[str]) -> None:
     with server(*transport, "--framing", "native", "--cert", pem["cert"], "--key",
                 pem["key"]) as (_, port):

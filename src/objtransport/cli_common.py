@@ -108,7 +108,7 @@ def add_transport_options(parser: argparse.ArgumentParser, *, server: bool,
     """``--transport --framing --tls --cert --key --ca --insecure`` on ``parser``."""
     g = parser.add_argument_group("transport")
     g.add_argument("--transport", "-t", choices=transport_choices(), default="tcp",
-                   help="tcp, tls (TCP with TLS), udp, websocket or grpc")
+                   help="tcp, tls (TCP with TLS), udp, websocket, grpc or quic (always TLS)")
     framings = ["native", "raw", "auto"] if server else ["native", "raw"]
     g.add_argument("--framing", choices=framings, default=framing_default,
                    help="native (objtransport frames), raw ({packet, 4}: a 4-byte length, "
@@ -157,7 +157,7 @@ class TransportArgs:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> TransportArgs:
         transport = "tcp" if args.transport == "tls" else args.transport
-        tls = bool(args.tls or args.transport == "tls")
+        tls = bool(args.tls or args.transport in ("tls", "quic"))  # QUIC is always TLS 1.3
         if tls and transport == "udp":
             raise CliError("TLS over UDP (DTLS) is not supported: drop --tls")
         if (args.cert is None) != (args.key is None):
@@ -172,7 +172,7 @@ class TransportArgs:
     @property
     def label(self) -> str:
         """``"tcp"``, ``"tls"``, ``"websocket+tls"``..."""
-        if self.tls:
+        if self.tls and self.transport != "quic":
             return "tls" if self.transport == "tcp" else f"{self.transport}+tls"
         return self.transport
 
@@ -183,7 +183,7 @@ class TransportArgs:
             return kw
         if self.cert is None or self.key is None:
             raise CliError("a TLS listener needs --cert and --key")
-        if self.transport == "grpc":  # grpcio takes PEM bytes, not an SSLContext
+        if self.transport in ("grpc", "quic"):  # PEM bytes, not an SSLContext
             kw["certificate_chain"] = _read(self.cert, "--cert")
             kw["private_key"] = _read(self.key, "--key")
             if self.ca is not None:
@@ -215,6 +215,18 @@ class TransportArgs:
             if self.cert is not None:
                 kw["certificate_chain"] = _read(self.cert, "--cert")
                 kw["private_key"] = _read(self.key, "--key")
+            return kw
+        if self.transport == "quic":
+            if self.ca is not None:
+                kw["root_certificates"] = _read(self.ca, "--ca")
+            if self.cert is not None:
+                kw["certificate_chain"] = _read(self.cert, "--cert")
+                kw["private_key"] = _read(self.key, "--key")
+            if self.insecure:  # an explicit CERT_NONE context turns verification off
+                ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                kw["ssl_context"] = ctx
             return kw
         ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         try:
