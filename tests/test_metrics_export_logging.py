@@ -3,6 +3,7 @@ and ``transport`` as ``extra=`` fields, so a JSON handler can use them."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 
@@ -70,3 +71,18 @@ async def test_connection_records_carry_conn_id_endpoint_and_transport(
         None, endpoint, "tcp")
     # every record has the fields (None where it is about nothing in particular)
     assert all(set(FIELDS) <= set(x) for x in collected)
+
+
+async def test_a_driver_record_about_a_peer_carries_the_fields(
+        collected: list[dict[str, object]]) -> None:
+    async with NetworkTransport() as net:
+        listener = await net.listen("127.0.0.1", 0, transport="websocket")
+        reader, writer = await asyncio.open_connection("127.0.0.1", listener.port)
+        writer.write(b"\x00\x00\x00\x05hello")  # raw framing, not an HTTP request
+        await writer.drain()
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed at once
+        writer.close()
+        await writer.wait_closed()
+    record = next(x for x in collected if "closed:" in str(x["msg"]))
+    assert record["transport"] == "websocket" and record["conn_id"] is None
+    assert str(record["endpoint"]).startswith("websocket://127.0.0.1:")

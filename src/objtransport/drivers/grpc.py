@@ -37,6 +37,7 @@ from grpc_health.v1.health import aio as health_aio
 
 from ..config import Options, TransportKind
 from ..exceptions import ConnectError, ProtocolError, TransportError
+from ..logfields import log_fields
 from ..sansio.core import AnySession
 from ..sansio.envelope import decode_envelope, encode_payload
 from ..sansio.framing import GoAwayCode
@@ -282,7 +283,8 @@ class GrpcLink(MessageLink):
     def _write_failed(self, exc: Exception) -> None:
         """A write failed: the call is over. A client's reader learns the status; a
         listener records the loss and ends the handler."""
-        log.debug("gRPC write to %s failed: %r", self.peer, exc)
+        log.debug("gRPC write to %s failed: %r", self.peer, exc,
+                  extra=log_fields(None, f"grpc://{self.peer}", "grpc"))
         if self.client:
             return
         if not self.session.closed:

@@ -36,6 +36,7 @@ from websockets.uri import parse_uri
 
 from ..config import Options, TransportKind
 from ..exceptions import ConnectError, TransportError
+from ..logfields import log_fields
 from ..sansio.core import AnySession
 from ..sansio.framing import MAGIC, GoAwayCode, encode_goaway
 from ..sansio.message import MessageSession
@@ -84,7 +85,8 @@ class WebSocketServer:
             log.warning("WebSocket request from %s for %r refused with 404: this listener "
                         "serves %r (logged once per peer per %g s; %d refused so far)",
                         _show(conn.peer), request.path, self.path, NOT_FOUND_LOG_INTERVAL,
-                        self.refused)
+                        self.refused,
+                        extra=log_fields(None, f"websocket://{_show(conn.peer)}", "websocket"))
         protocol = conn.protocol
         assert isinstance(protocol, ServerProtocol)
         conn.respond(protocol.reject(HTTPStatus.NOT_FOUND,
@@ -97,7 +99,8 @@ class WebSocketServer:
         if hint is None or conn.transport is None:
             return False
         self.wrong_peers += 1
-        log.warning("connection from %s closed: %s", _show(conn.peer), hint)
+        log.warning("connection from %s closed: %s", _show(conn.peer), hint,
+                    extra=log_fields(None, f"websocket://{_show(conn.peer)}", "websocket"))
         if head.startswith(MAGIC):
             conn.transport.write(MAGIC + encode_goaway(GoAwayCode.PROTOCOL_ERROR,
                                                        WEBSOCKET_LISTENER))
