@@ -15,7 +15,7 @@ EXPECTED = {
     "Message", "MessageTooLarge", "NetworkTransport", "NoAvailableConnection", "Options",
     "Priority", "ProtocolError", "SendTimeout", "ServiceNotRunning", "SessionLost",
     "TransportError", "TransportKind", "TransportMetrics", "UnsupportedTransport", "__version__",
-    "Event", "events", "ListenError", "ReceiveTimeout",
+    "Event", "events", "ListenError", "ReceiveTimeout", "WorkerPool", "serve",
 }
 
 

@@ -38,6 +38,7 @@ from .listener import Listener
 from .sansio.breaker import CircuitBreakerState
 from .sansio.events import Message
 from .service import NetworkTransport, TransportMetrics
+from .workers import WorkerPool, serve
 
 __version__ = "0.1.0"
 
@@ -68,6 +69,8 @@ __all__ = [
     "TransportKind",
     "TransportMetrics",
     "UnsupportedTransport",
+    "WorkerPool",
     "__version__",
     "events",
+    "serve",
 ]

@@ -51,14 +51,14 @@ def add_parser(sub: argparse._SubParsersAction[Parser],
     p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
                    help="address of the metrics endpoint")
     p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="listener processes sharing the port (needs reuse_port; 1 for now)")
+                   help="listener processes sharing the port (SO_REUSEPORT; plain TCP); a "
+                   "dead one is restarted, SIGTERM stops all")
 
 
 async def serve(args: argparse.Namespace) -> int:
     targs = TransportArgs.from_args(args)
     if args.workers != 1:
-        raise CliError("--workers > 1 needs listeners with reuse_port, which this version "
-                       "does not have yet")
+        return await _serve_workers(args, targs)
     listen_kwargs = targs.listen_kwargs()
     if args.live:
         _check_rich()
@@ -90,6 +90,24 @@ async def serve(args: argparse.Namespace) -> int:
         finally:
             if server is not None:
                 await server.close()
+    return 0
+
+
+async def _serve_workers(args: argparse.Namespace, targs: TransportArgs) -> int:
+    """``--workers N``: N processes on one port (:func:`objtransport.serve`)."""
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    if targs.tls or targs.transport != "tcp" or args.live or args.metrics_port is not None:
+        raise CliError("--workers > 1 serves plain TCP, without --live or --metrics-port")
+    from .workers import WorkerPool, echo, serve, sink
+
+    def ready(pool: WorkerPool) -> None:
+        print(f"{args.mode} listener on {args.host}:{pool.port} ({targs.label}, "
+              f"framing={targs.framing}, {args.workers} workers: pids "
+              f"{' '.join(map(str, pool.pids))}); Ctrl-C stops", flush=True)
+
+    await serve(echo if args.mode == "echo" else sink, args.host, args.port,
+                workers=args.workers, ready=ready, framing=targs.framing)
     return 0
 
 

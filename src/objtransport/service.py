@@ -192,16 +192,22 @@ class NetworkTransport:
                      transport: TransportArg = "tcp",
                      ssl_context: ssl_module.SSLContext | None = None,
                      handler: Handler | None = None, framing: FramingName | Framing = "native",
-                     **options: Unpack[ListenOptions]) -> Listener:
+                     reuse_port: bool = False, **options: Unpack[ListenOptions]) -> Listener:
         """Start a listener; ``port=0`` picks a free port (read it from ``listener.port``).
 
         Without a ``handler`` messages wait for ``receive()``/``messages()``; a handler (plain
         or ``async def``) is called for each message instead. ``framing`` is ``"native"``,
         ``"raw"`` (``{packet, 4}``) or ``"auto"`` (detected per connection).
+        ``reuse_port=True`` (TCP/TLS) sets ``SO_REUSEPORT``: several processes listen on
+        one port and the kernel spreads connections among them (:func:`objtransport.serve`).
         """
         self._check_running()
         driver = self._drivers.get(transport)
         rest, extra = self._drivers.split_options(driver, options)
+        if reuse_port:
+            if not getattr(driver, "reuse_port", False):
+                raise ValueError(f"reuse_port is not supported by {driver.kind.value}")
+            extra["reuse_port"] = True
         opts = self.options.with_overrides(framing=framing, **rest)
         listener = Listener(host, driver.kind, opts, Framing.parse(framing), handler,
                             ssl_context, self._connector.accept, extra,

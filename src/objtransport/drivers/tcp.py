@@ -111,6 +111,8 @@ class TcpDriver:
 
     kind = TransportKind.TCP
     extra_options: frozenset[str] = frozenset()
+    #: ``listen(reuse_port=True)``: SO_REUSEPORT, so that N processes share one port
+    reuse_port = True
 
     async def open(self, host: str, port: int, parts: LinkParts,
                    ssl_context: ssl_module.SSLContext | None, options: Options,
@@ -172,6 +174,7 @@ class TcpDriver:
         try:
             server = await loop.create_server(
                 factory, host, port, ssl=ssl_context, backlog=1024, reuse_address=True,
+                reuse_port=bool(extra.get("reuse_port")) or None,
                 ssl_handshake_timeout=handshake if ssl_context is not None else None)
         except OSError as exc:
             raise ConnectError(f"{host}:{port}",

@@ -1,0 +1,140 @@
+"""Listeners on every core (issue 16): SO_REUSEPORT, a pool of worker processes that share
+one port, restarts, graceful stop, aggregated metrics, and what a resume on another worker
+does. Real processes and sockets on 127.0.0.1; every worker is reaped by the test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from objtransport import (
+    ListenError,
+    Message,
+    NetworkTransport,
+    SessionLost,
+    WorkerPool,
+)
+from objtransport.testing import eventually
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pid_echo(net: NetworkTransport) -> object:
+    """Each worker answers with its pid, then the message (module level: it is pickled)."""
+    pid = b"%d:" % os.getpid()
+
+    def handler(msg: Message) -> None:
+        net.send_nowait(msg.conn_id, pid + msg.data)
+    return handler
+
+
+async def _ask(net: NetworkTransport, conn: int, data: bytes = b"hi") -> int:
+    """Send ``data``; the pid of the worker that answered."""
+    await net.send_data(conn, data)
+    reply = await net.receive(conn, timeout=10)
+    pid, _, rest = reply.data.partition(b":")
+    assert rest == data
+    return int(pid)
+
+
+async def test_reuse_port_lets_two_listeners_share_a_port() -> None:
+    async with NetworkTransport() as a, NetworkTransport() as b, NetworkTransport() as c:
+        first = await a.listen("127.0.0.1", 0, reuse_port=True, handler=lambda m: None)
+        second = await b.listen("127.0.0.1", first.port, reuse_port=True,
+                                handler=lambda m: None)
+        assert second.port == first.port
+        with pytest.raises(ListenError):
+            await c.listen("127.0.0.1", first.port)  # without reuse_port: busy
+        for _ in range(20):
+            await c.connect("127.0.0.1", first.port)
+        await eventually(lambda: len(a.connections()) + len(b.connections()) == 20)
+        assert a.connections() and b.connections()  # the kernel spread them (p ~ 2e-6)
+        with pytest.raises(ValueError, match="reuse_port is not supported by udp"):
+            await c.listen("127.0.0.1", 0, transport="udp", reuse_port=True)
+
+
+async def test_a_pool_serves_one_port_from_every_worker_and_adds_up_metrics() -> None:
+    async with WorkerPool(pid_echo, "127.0.0.1", 0, workers=2) as pool, \
+            NetworkTransport(reconnect_interval=0.05) as net:
+        assert len(set(pool.pids)) == 2 and 0 not in pool.pids
+        conns = [await net.connect("127.0.0.1", pool.port) for _ in range(16)]
+        seen = {await _ask(net, c) for c in conns}
+        assert seen == set(pool.pids)  # both workers took connections (p ~ 3e-5)
+        m = await pool.metrics()
+        assert m.active_connections == 16
+        assert m.messages_received == 16 and m.total_messages == 16
+
+
+async def test_a_dead_worker_is_restarted() -> None:
+    async with WorkerPool(pid_echo, "127.0.0.1", 0, workers=2, restart_delay=0.05) as pool, \
+            NetworkTransport(reconnect_interval=0.05) as net:
+        victim = pool.pids[0]
+        os.kill(victim, signal.SIGKILL)
+        await eventually(lambda: pool.restarts == 1, timeout=10)
+        await pool.wait_ready(timeout=30)
+        assert victim not in pool.pids and 0 not in pool.pids
+        conns = [await net.connect("127.0.0.1", pool.port) for _ in range(16)]
+        assert {await _ask(net, c) for c in conns} == set(pool.pids)
+
+
+async def test_a_resume_on_another_worker_reports_session_lost_at_once() -> None:
+    """The session lived in the worker that died: the reconnection (on the other worker, or
+    on its replacement) is told it is unknown, and the client says so: SessionLost, the
+    messages in doubt handed over, and the connection goes on."""
+    async with WorkerPool(pid_echo, "127.0.0.1", 0, workers=2, restart_delay=0.05) as pool, \
+            NetworkTransport(reconnect_interval=0.05, timeout=10) as net:
+        conn = await net.connect("127.0.0.1", pool.port)
+        worker = await _ask(net, conn)
+        os.kill(worker, signal.SIGSTOP)  # it reads and acknowledges nothing from now on
+        try:
+            doubt = [b"doubt %d" % i for i in range(50)]
+            for d in doubt:
+                await net.send_data(conn, d)
+        finally:
+            os.kill(worker, signal.SIGKILL)
+        async with asyncio.timeout(15):  # no hang: the report comes with the reconnection
+            with pytest.raises(SessionLost) as lost:
+                await net.flush(conn, timeout=15)
+        assert set(doubt) <= {u[1] for u in lost.value.unconfirmed}
+        assert set(doubt) <= set(net.unconfirmed(conn))
+        assert await _ask(net, conn, b"after") != worker  # the connection goes on
+
+
+async def test_serve_workers_echoes_and_stops_every_worker_on_sigterm() -> None:
+    """``objtransport serve --workers 2`` (``objtransport.serve``): one port, two pids,
+    an echo through it, then SIGTERM stops the parent and both workers, status 0."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "objtransport", "serve", "--workers", "2", "--port", "0",
+        stdout=subprocess.PIPE, cwd=ROOT)
+    pids: list[int] = []
+    try:
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        assert line.startswith("echo listener on 127.0.0.1:"), line
+        port = int(line.split()[3].split(":")[1])
+        pids = [int(p) for p in line.split("pids ")[1].split(")")[0].split()]
+        assert len(pids) == 2
+        async with NetworkTransport() as net:
+            conn = await net.connect("127.0.0.1", port)
+            await net.send_data(conn, b"ping")
+            assert (await net.receive(conn, timeout=10)).data == b"ping"
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0
+        for pid in pids:  # the workers are gone too
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
