@@ -318,3 +318,47 @@ async def test_metrics_exact(net: NetworkTransport) -> None:
     m = net.get_metrics()
     assert m.datagram["datagrams_received"] == 2 + data_datagrams
     assert m.datagram["peers"] == 1 and m.datagram["reassembly_bytes"] == 0
+
+
+def _kernel_offloads() -> bool:
+    """Whether this kernel coalesces a UDP_SEGMENT send on loopback for a UDP_GRO reader."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as r, \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            r.bind(("127.0.0.1", 0))
+            r.setsockopt(socket.IPPROTO_UDP, 104, 1)  # UDP_GRO
+            s.connect(r.getsockname())
+            s.sendmsg([b"x" * 20], [(socket.IPPROTO_UDP, 103, struct.pack("=H", 10))])
+            r.settimeout(1.0)
+            return len(r.recv(100)) == 20  # one read, two datagrams
+        except OSError:
+            return False
+
+
+@pytest.mark.parametrize("offload", [True, False])
+async def test_a_turns_datagrams_go_segmented_and_arrive_in_order(offload: bool) -> None:
+    """Messages queued in one loop turn leave in UDP_SEGMENT sends and arrive coalesced
+    (UDP_GRO) where the kernel offers both; with ``udp_offload=False`` one call per
+    datagram. Either way every message arrives once, in order."""
+    got: list[bytes] = []
+    done = asyncio.Event()
+    n = 600
+
+    def on_message(msg: Message) -> None:
+        got.append(msg.data)
+        if len(got) == n:
+            done.set()
+
+    async with NetworkTransport(udp_offload=offload) as net:
+        listener = await net.listen("127.0.0.1", 0, transport="udp", handler=on_message)
+        conn = await net.connect("127.0.0.1", listener.port, transport="udp")
+        sent = [b"%04d" % i + b"x" * 60 for i in range(n)]
+        for data in sent:  # no await suspends: one loop turn
+            await net.send_data(conn, data)
+        await asyncio.wait_for(done.wait(), 5)
+        assert got == sent
+        m = net.get_metrics().datagram
+        if offload and _kernel_offloads():
+            assert m["coalesced_reads"] > 0
+        elif not offload:
+            assert m["coalesced_reads"] == 0 and m["gso_sends"] == 0

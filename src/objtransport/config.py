@@ -150,6 +150,10 @@ class Options:
     reassembly_timeout: float = 5.0
     max_total_reassembly_bytes: int = 256 * MiB
     udp_socket_buffer: int = 4 * MiB
+    # Linux UDP segmentation offload: many datagrams of a loop turn in one sendmsg
+    # (UDP_SEGMENT) and received coalesced (UDP_GRO); off, or where the kernel refuses it,
+    # one system call per datagram
+    udp_offload: bool = True
 
     def __post_init__(self) -> None:
         if self.pool_size < 1:

@@ -73,6 +73,7 @@ class _Tunables(TypedDict, total=False):
     reassembly_timeout: float
     max_total_reassembly_bytes: int
     udp_socket_buffer: int
+    udp_offload: bool
 
 
 class ServiceOptions(_Tunables, total=False):

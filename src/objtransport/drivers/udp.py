@@ -9,6 +9,11 @@
   straight away; at most :data:`BURST` datagrams per link per loop turn, so a receiver in the
   same process (or a slower one) gets to drain its socket between bursts. On
   ``BlockingIOError`` the rest waits for ``add_writer``.
+* **Segmentation offload** (Linux, ``udp_offload``): the datagrams a link holds at the end
+  of a loop turn leave in one ``sendmsg`` per run of equal-sized ones (``UDP_SEGMENT``, at
+  most :data:`GSO_SEGMENTS` and 64 KiB), and the socket receives such runs coalesced
+  (``UDP_GRO``: one ``recvmsg_into`` with the segment size in its control message, split
+  here). A kernel that refuses either is asked once; then one call per datagram.
 * **A connected endpoint** (``connect``) owns its socket. An ICMP port unreachable comes back
   as ``ConnectionRefusedError``: during ``open`` it is a ``ConnectError`` (a failure for the
   endpoint's breaker), later it ends the link with an error (also a breaker failure, then
@@ -27,6 +32,8 @@ import asyncio
 import errno
 import socket
 import ssl as ssl_module
+import struct
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -45,6 +52,15 @@ __all__ = ["BATCH", "BURST", "DatagramLink", "UdpDriver", "UdpServer"]
 BATCH = 256
 _RECV_SIZE = 65_536
 _REFUSED = "connection refused (ICMP port unreachable)"
+#: datagrams per UDP_SEGMENT send at most (the kernel's UDP_MAX_SEGMENTS is 64 or more)
+GSO_SEGMENTS = 64
+_GSO_BYTES = 65_000
+_UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)
+_UDP_GRO = getattr(socket, "UDP_GRO", 104)
+_ANC_SIZE = socket.CMSG_SPACE(4)
+_SEG = struct.Struct("=H")
+_INT = struct.Struct("=i")
+_LINUX = sys.platform.startswith("linux")
 
 _local = threading.local()
 
@@ -70,6 +86,38 @@ def _make_socket(family: int, options: Options) -> socket.socket:
     return sock
 
 
+def _set_gro(sock: socket.socket) -> bool:
+    try:
+        sock.setsockopt(socket.IPPROTO_UDP, _UDP_GRO, 1)
+    except OSError:
+        return False
+    return True
+
+
+def _run_end(dgrams: list[Datagram], i: int) -> int:
+    """The end of the run of datagrams from ``i`` one UDP_SEGMENT send can carry: equal
+    sizes (the last may be shorter), plain ``bytes``, at most GSO_SEGMENTS and 64 KiB."""
+    size = len(dgrams[i])
+    end = min(len(dgrams), i + GSO_SEGMENTS, i + max(1, _GSO_BYTES // size))
+    j = i + 1
+    while j < end:
+        d = dgrams[j]
+        if isinstance(d, tuple) or len(d) > size:
+            break
+        j += 1
+        if len(d) < size:
+            break
+    return j
+
+
+def _segments(n: int, ancdata: list[tuple[int, int, bytes]]) -> int:
+    """The size of the datagrams coalesced into ``n`` bytes (GRO), else ``n``."""
+    for level, kind, data in ancdata:
+        if level == socket.IPPROTO_UDP and kind == _UDP_GRO and len(data) >= 4:
+            return int(_INT.unpack_from(data)[0]) or n
+    return n
+
+
 class _Owner:
     """A datagram socket and the links that use it: reading switched on and off, the links
     waiting for room to send. The subclass reads in ``on_readable`` and provides the rest
@@ -77,6 +125,8 @@ class _Owner:
 
     #: a connected socket (one link): pausing the link stops reading the socket
     connected = False
+    #: send one datagram; False if the socket is full (each subclass's method)
+    transmit: Callable[[DatagramLink, Datagram], bool]
 
     def __init__(self, sock: socket.socket, options: Options,
                  on_readable: Callable[[], None]) -> None:
@@ -92,6 +142,48 @@ class _Owner:
         self._writing = False
         self.closed = False
         self.send_errors = 0
+        offload = options.udp_offload and _LINUX
+        self.gso = offload  # until the kernel refuses a UDP_SEGMENT send
+        self.gro = offload and _set_gro(sock)
+        self.gso_sends = 0  # sendmsg calls that carried several datagrams
+        self.coalesced_reads = 0  # reads that carried several datagrams (GRO)
+
+    def transmit_many(self, link: DatagramLink, dgrams: list[Datagram]) -> int:
+        """Send ``dgrams`` in order, runs of equal size in one UDP_SEGMENT send each;
+        return how many went (fewer when the socket is full: the caller keeps the rest)."""
+        n = len(dgrams)
+        i = 0
+        while i < n:
+            first = dgrams[i]
+            j = _run_end(dgrams, i) if self.gso and not isinstance(first, tuple) else i + 1
+            if j - i == 1:
+                if not self.transmit(link, first):
+                    return i
+            elif not self._send_run(link, dgrams, i, j):
+                return i
+            i = j
+        return n
+
+    def _send_run(self, link: DatagramLink, dgrams: list[Datagram], i: int, j: int) -> bool:
+        size = len(dgrams[i])
+        data = b"".join(dgrams[i:j])  # type: ignore[arg-type]
+        cmsg = [(socket.IPPROTO_UDP, _UDP_SEGMENT, _SEG.pack(size))]
+        try:
+            if self.connected:
+                self.sock.sendmsg([data], cmsg)
+            else:
+                self.sock.sendmsg([data], cmsg, 0, link.peer)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            if exc.errno == errno.ENOBUFS:
+                return False
+            if exc.errno in (errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP):
+                self.gso = False  # no offload here: one datagram per call from now on
+                return all(self.transmit(link, d) for d in dgrams[i:j])
+            return self.transmit(link, dgrams[i])  # the per-datagram path maps the error
+        self.gso_sends += 1
+        return True
 
     def start_reading(self) -> None:
         if not self._reading and not self.closed:
@@ -153,8 +245,11 @@ class UdpEndpoint(_Owner):
         now = self.loop.time()
         failure = ""
         try:
-            for _ in range(BATCH):
-                receive(view[:recv_into(self.buf)], now)
+            if self.gro:
+                self._receive_coalesced(receive, now)
+            else:
+                for _ in range(BATCH):
+                    receive(view[:recv_into(self.buf)], now)
         except (BlockingIOError, InterruptedError):
             pass
         except ConnectionRefusedError:
@@ -164,6 +259,26 @@ class UdpEndpoint(_Owner):
         link.after_receive()
         if failure:
             link.fail(failure)
+
+    def _receive_coalesced(self, receive: Callable[[memoryview, float], object],
+                           now: float) -> None:
+        """Read until the socket is empty (at most about BATCH datagrams); a read may carry
+        a run of datagrams that GRO coalesced: split at the segment size."""
+        recvmsg_into = self.sock.recvmsg_into
+        bufs = [self.buf]
+        view = self.view
+        got = 0
+        while got < BATCH:
+            n, anc, _, _ = recvmsg_into(bufs, _ANC_SIZE)
+            seg = _segments(n, anc) if anc else n
+            if seg >= n:
+                receive(view[:n], now)
+                got += 1
+                continue
+            for off in range(0, n, seg):
+                receive(view[off:min(off + seg, n)], now)
+            got += -(-n // seg)
+            self.coalesced_reads += 1
 
     def transmit(self, link: DatagramLink, dgram: Datagram) -> bool:
         """Send one datagram; False if the socket is full (the caller keeps it)."""
@@ -212,7 +327,8 @@ class UdpServer(_Owner):
                 "refused_datagrams": self.refused_datagrams,
                 "receive_errors": self.receive_errors, "send_errors": self.send_errors,
                 "reassembly_bytes": self.budget.used, "reassembly_peak": self.budget.peak,
-                "peers": len(self.links)}
+                "peers": len(self.links), "gso_sends": self.gso_sends,
+                "coalesced_reads": self.coalesced_reads}
 
     def on_readable(self) -> None:
         links = self.links
@@ -223,25 +339,41 @@ class UdpServer(_Owner):
         touched: list[DatagramLink] = []
         last_addr: Any = None
         link: DatagramLink | None = None
-        for _ in range(BATCH):
+        recvmsg_into = self.sock.recvmsg_into if self.gro else None
+        bufs = [buf]
+        got = 0
+        while got < BATCH:
             try:
-                n, addr = recvfrom_into(buf)
+                if recvmsg_into is None:
+                    n, addr = recvfrom_into(buf)
+                    seg = n
+                else:
+                    n, anc, _, addr = recvmsg_into(bufs, _ANC_SIZE)
+                    seg = _segments(n, anc) if anc else n
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
                 self.receive_errors += 1
+                got += 1
                 continue
+            got += 1 if seg >= n else -(-n // seg)
             if addr != last_addr or link is None or link.finished:
                 link = links.get(addr)
                 last_addr = addr
                 if link is None:
-                    link = self._admit(view[:n], addr, now)
+                    link = self._admit(view[:min(seg, n)], addr, now)
                     if link is None:
                         continue
             if link.read_paused:
-                link.ds.overrun += 1
+                link.ds.overrun += 1 if seg >= n else -(-n // seg)
                 continue
-            link.ds.receive_datagram(view[:n], now)
+            if seg >= n:
+                link.ds.receive_datagram(view[:n], now)
+            else:  # a run of datagrams coalesced by GRO
+                self.coalesced_reads += 1
+                receive = link.ds.receive_datagram
+                for off in range(0, n, seg):
+                    receive(view[off:min(off + seg, n)], now)
             if not link.dirty:
                 link.dirty = True
                 touched.append(link)

@@ -36,9 +36,16 @@ class LinkOwner(Protocol):
     sock: socket.socket
     #: a connected socket with this one link: pausing the link stops reading the socket
     connected: bool
+    #: UDP_SEGMENT sends work here: a turn's datagrams are held and sent together
+    gso: bool
 
     def transmit(self, link: DatagramLink, dgram: Datagram) -> bool:
         """Send one datagram; False if the socket is full (the caller keeps it)."""
+        ...
+
+    def transmit_many(self, link: DatagramLink, dgrams: list[Datagram]) -> int:
+        """Send datagrams in order (several per system call where it can); return how
+        many went."""
         ...
 
     def want_write(self, link: DatagramLink) -> None:
@@ -127,10 +134,17 @@ class DatagramLink(FlowControl):
         """Queue one message and send what the turn allows; True when the caller should
         wait (``wait_writable``). Raises ``ConnectionNotReady`` / ``MessageTooLarge``."""
         session = self.ds
-        if self._turn < BURST and not self.blocked and not self.pacer.buckets:
+        held = self._held
+        if self._turn + len(held) < BURST and not self.blocked and not self.pacer.buckets:
             dgram = session.encode_direct(data, stream, priority, text)
             if dgram is not None:  # nothing queued: straight to the socket
                 self.last_seq = session.messages_sent
+                if held or (self._turn and self.owner.gso):
+                    # not the turn's first: they leave together at its end (UDP_SEGMENT)
+                    held.append(dgram)
+                    if self._turn_handle is None:
+                        self._turn_handle = self.loop.call_soon(self._next_turn)
+                    return False
                 direct = self._sock_send
                 try:
                     if direct is None:
@@ -145,7 +159,7 @@ class DatagramLink(FlowControl):
                     if self._turn_handle is None:
                         self._turn_handle = self.loop.call_soon(self._next_turn)
                 else:
-                    self._held.append(dgram)
+                    held.append(dgram)
                     self._block()
                 return False
         self.last_seq = session.send_message(data, stream, priority, text)
@@ -159,13 +173,16 @@ class DatagramLink(FlowControl):
             return
         owner = self.owner
         held = self._held
-        while held:
-            if not owner.transmit(self, held[0]):
+        if held:
+            batch = list(held)
+            k = owner.transmit_many(self, batch)
+            held.clear()
+            self.ds.datagrams_sent += k
+            self._turn += k
+            if k < len(batch):
+                held.extend(batch[k:])
                 self._block()
                 return
-            held.popleft()
-            self.ds.datagrams_sent += 1
-            self._turn += 1
         session = self.ds
         sched = session.scheduler
         pacer = self.pacer
@@ -192,13 +209,13 @@ class DatagramLink(FlowControl):
                 break
             if strict:
                 pacer.consume(sum(_size(d) for d in dgrams), now)
-            for i, d in enumerate(dgrams):
-                if not owner.transmit(self, d):
-                    held.extend(dgrams[i:])
-                    session.datagrams_sent += i
-                    self._turn += i
-                    self._block()
-                    return
+            k = owner.transmit_many(self, dgrams)
+            if k < len(dgrams):
+                held.extend(dgrams[k:])
+                session.datagrams_sent += k
+                self._turn += k
+                self._block()
+                return
             session.datagrams_sent += len(dgrams)
             self._turn += len(dgrams)
         if self._turn and self._turn_handle is None:
@@ -218,7 +235,7 @@ class DatagramLink(FlowControl):
     def _next_turn(self) -> None:
         self._turn_handle = None
         self._turn = 0
-        if not self.blocked and (self.ds.scheduler.pending_bytes
+        if not self.blocked and (self._held or self.ds.scheduler.pending_bytes
                                  or self.ds.has_final):
             self._flush()
 
