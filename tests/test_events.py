@@ -307,9 +307,9 @@ async def test_without_subscribers_nothing_is_published() -> None:
 async def test_kept_sessions_are_bounded_by_the_keepers_budget() -> None:
     async with NetworkTransport(session_resume_timeout=60.0) as server, NetworkTransport(
             max_reconnect_attempts=0) as client:
-        server._sessions.budget = 1  # at most one detached session waits to be resumed
         srv = server.events()
-        listener = await server.listen("127.0.0.1", 0)
+        # at most one detached session waits to be resumed
+        listener = await server.listen("127.0.0.1", 0, max_kept_sessions=1)
         async with FaultProxy("127.0.0.1", listener.port) as pa, \
                 FaultProxy("127.0.0.1", listener.port) as pb:
             a = await client.connect("127.0.0.1", pa.port)

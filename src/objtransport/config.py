@@ -140,6 +140,9 @@ class Options:
     # lossless sessions (native framing)
     reliable: bool = True  # sequence numbers, ACKs and resume (False: fire and forget)
     session_resume_timeout: float = 60.0  # both sides keep a broken session this long
+    # broken sessions a listener keeps for a resume, at most: they hold no max_connections
+    # slot; past this the one that waited longest ends (its client gets SessionLost)
+    max_kept_sessions: int = 10_000
     max_unacked_bytes: int = 16 * MiB  # sent, not yet acknowledged, before send_data waits
     # UDP (transport="udp"): message bytes per datagram (native frames add a 20 or 28-byte
     # header); fragments missing after reassembly_timeout give their message up; all peers
@@ -182,7 +185,7 @@ class Options:
         if len(self.qos_weights) != 2 or min(self.qos_weights) < 1:
             raise ValueError("qos_weights must be two integers >= 1 (normal, low)")
         for name in ("max_partial_messages", "max_reassembly_bytes", "max_pending_bytes",
-                     "max_connections", "receive_queue_size"):
+                     "max_connections", "receive_queue_size", "max_kept_sessions"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if not 64 <= self.max_datagram_payload <= 65_479:

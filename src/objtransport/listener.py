@@ -42,6 +42,8 @@ class Listener:
         self.extra = extra or {}
         self.server: Server | None = None
         self.connections: set[int] = set()
+        #: of those, the broken sessions kept for a resume: they hold no max_connections slot
+        self.kept: set[int] = set()
         self.accepted = 0
         self.refused = 0
         #: the owner's part of close(): close the accepted connections (called once)
@@ -50,7 +52,31 @@ class Listener:
     def __repr__(self) -> str:
         tls = "+tls" if self.tls else ""
         return (f"<Listener {self.transport}{tls}://{self.host}:{self.port} "
-                f"framing={self.framing.value} connections={len(self.connections)}>")
+                f"framing={self.framing.value} connections={self.live} kept={len(self.kept)}>")
+
+    @property
+    def live(self) -> int:
+        """Accepted connections that hold a ``max_connections`` slot (kept sessions hold
+        none: :class:`~.sessions.SessionKeeper` bounds them by ``max_kept_sessions``)."""
+        return len(self.connections) - len(self.kept)
+
+    def add(self, conn_id: int) -> None:
+        """An accepted connection takes a slot."""
+        self.connections.add(conn_id)
+
+    def keep(self, conn_id: int) -> None:
+        """The connection lost its socket and waits for a resume: its slot is free."""
+        if conn_id in self.connections:
+            self.kept.add(conn_id)
+
+    def unkeep(self, conn_id: int) -> None:
+        """The kept connection was resumed (it holds a slot again) or ended."""
+        self.kept.discard(conn_id)
+
+    def remove(self, conn_id: int) -> None:
+        """The connection is gone."""
+        self.connections.discard(conn_id)
+        self.kept.discard(conn_id)
 
     @property
     def tls(self) -> bool:
@@ -59,7 +85,7 @@ class Listener:
 
     def accept(self) -> LinkParts | None:
         """Called by the driver for each new peer; ``None`` refuses it."""
-        if len(self.connections) >= self.options.max_connections:
+        if self.live >= self.options.max_connections:
             self.refused += 1
             if self.refused == 1:
                 log.warning("%r: max_connections (%d) reached; refusing new connections "

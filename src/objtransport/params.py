@@ -68,6 +68,7 @@ class _Tunables(TypedDict, total=False):
     qos: bool
     reliable: bool
     session_resume_timeout: float
+    max_kept_sessions: int
     max_unacked_bytes: int
     max_datagram_payload: int
     reassembly_timeout: float

@@ -46,7 +46,7 @@ class Registry:
         self.conns[conn.id] = conn
         listener = conn.listener
         if listener is not None:
-            listener.connections.add(conn.id)
+            listener.add(conn.id)
 
     def get(self, conn_id: int) -> Connection | None:
         return self.conns.get(conn_id)
@@ -55,7 +55,7 @@ class Registry:
         """Forget an id; returns the connection if it was known."""
         conn = self.conns.pop(conn_id, None)
         if conn is not None and conn.listener is not None:
-            conn.listener.connections.discard(conn_id)
+            conn.listener.remove(conn_id)
         return conn
 
     def keep_orphan(self, conn_id: int, payloads: list[bytes]) -> None:

@@ -8,8 +8,12 @@ connection (:meth:`~.connection.Connection.take_over`) and the fresh connection 
 the HELLO disappears unseen. A session not resumed in time expires: its unacknowledged
 messages are reported as unconfirmed and the connection ends.
 
-At most ``budget`` detached sessions wait at once; past that the one that has waited longest
-expires at once (memory stays bounded whatever clients do).
+A detached session holds no ``max_connections`` slot of its listener (a client that sends a
+HELLO and resets cannot lock a listener with no socket open). Instead, at most
+``max_kept_sessions`` (the listener's option) detached sessions per listener wait at once;
+past that the one that has waited longest expires at once (memory stays bounded whatever
+clients do). Its client, when it comes back, gets ``SessionLost`` with the messages the
+listener had not acknowledged, as after a listener restart.
 """
 
 from __future__ import annotations
@@ -17,29 +21,27 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from .connection import Connection
 from .sansio.reliability import ResumeState
 
-__all__ = ["DEFAULT_BUDGET", "SessionKeeper"]
+__all__ = ["SessionKeeper"]
 
 log = logging.getLogger("objtransport")
-
-#: detached sessions waiting to be resumed, at most (per service)
-DEFAULT_BUDGET = 10_000
 
 
 class SessionKeeper:
     """Resume lookup, expiry and takeover of kept listener-side sessions."""
 
-    def __init__(self, is_live: Callable[[int], bool], budget: int = DEFAULT_BUDGET) -> None:
-        if budget < 1:
-            raise ValueError(f"budget must be at least 1, not {budget}")
+    def __init__(self, is_live: Callable[[int], bool]) -> None:
         self._is_live = is_live
-        self.budget = budget
         self._kept: dict[bytes, Connection] = {}
         #: detached connections (by id, oldest first) and their expiry timers
         self._expiry: dict[int, tuple[Connection, asyncio.TimerHandle]] = {}
+        #: the same, per listener (oldest first): each listener's budget is its own
+        self._waiting: dict[Any, dict[int, Connection]] = {}
+        #: sessions ended early because their listener's budget was full
         self.evicted = 0
 
     def __len__(self) -> int:
@@ -65,19 +67,30 @@ class SessionKeeper:
         self._kept[sid] = fresh
         return fresh.resume_state, False
 
+    def kept_by(self, listener: Any) -> int:
+        """Detached sessions of ``listener`` waiting to be resumed."""
+        return len(self._waiting.get(listener, ()))
+
     def detached(self, conn: Connection) -> None:
-        """A listener-side session lost its socket: keep it for the client to resume."""
+        """A listener-side session lost its socket: keep it for the client to resume, in
+        its listener's budget (not in a ``max_connections`` slot)."""
         self._cancel(conn.id)
-        while len(self._expiry) >= self.budget:
-            oldest = next(iter(self._expiry))
-            old, _handle = self._expiry[oldest]
+        listener = conn.listener
+        waiting = self._waiting.setdefault(listener, {})
+        budget = conn.options.max_kept_sessions
+        while len(waiting) >= budget:
+            old = next(iter(waiting.values()))
             self.evicted += 1
-            log.warning("more than %d sessions wait to be resumed: connection %s expires "
-                        "early", self.budget, oldest)
+            if self.evicted == 1 or self.evicted % 1000 == 0:
+                log.warning("more than %d sessions wait to be resumed: connection %s "
+                            "expires early (%d so far)", budget, old.id, self.evicted)
             self._expire(old)
         handle = asyncio.get_running_loop().call_later(
             conn.options.session_resume_timeout, self._expire, conn)
         self._expiry[conn.id] = (conn, handle)
+        waiting[conn.id] = conn
+        if listener is not None:
+            listener.keep(conn.id)
 
     def forget(self, conn: Connection) -> None:
         """The connection is gone: its session can no longer be resumed."""
@@ -91,12 +104,22 @@ class SessionKeeper:
         for _conn, handle in self._expiry.values():
             handle.cancel()
         self._expiry.clear()
+        self._waiting.clear()
         self._kept.clear()
 
     def _cancel(self, conn_id: int) -> None:
         entry = self._expiry.pop(conn_id, None)
         if entry is not None:
-            entry[1].cancel()
+            conn, handle = entry
+            handle.cancel()
+            listener = conn.listener
+            waiting = self._waiting.get(listener)
+            if waiting is not None:
+                waiting.pop(conn_id, None)
+                if not waiting:
+                    del self._waiting[listener]
+            if listener is not None:
+                listener.unkeep(conn_id)
 
     def _expire(self, conn: Connection) -> None:
         self._cancel(conn.id)

@@ -1,0 +1,117 @@
+"""Recovery under attack and under faults (issue 12, items 9-13), over real sockets.
+
+Attackers are raw sockets; network faults come from objtransport.testing.FaultProxy. Each
+test asserts the bound it measures (slots, time, counts)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import struct
+import time
+from typing import TypeVar
+
+import pytest
+
+from objtransport import NetworkTransport, SessionLost
+from objtransport.events import Accepted, Disconnected, Event, Subscription
+from objtransport.sansio.framing import (
+    FEATURE_ACKS,
+    FEATURE_RESUME,
+    HELLO_FORMAT,
+    MAGIC,
+    Hello,
+    encode_hello,
+)
+from objtransport.testing import FaultProxy, eventually
+
+E = TypeVar("E", bound=Event)
+T = 10.0
+_LINGER_RST = struct.pack("ii", 1, 0)
+
+
+async def next_of(sub: Subscription, kind: type[E], timeout: float = T,
+                  **match: object) -> E:
+    """The next event of ``kind`` with the given field values."""
+    async with asyncio.timeout(timeout):
+        while True:
+            ev = await sub.get()
+            if isinstance(ev, kind) and all(getattr(ev, k) == v for k, v in match.items()):
+                return ev
+
+
+# -- 9. kept sessions hold no max_connections slot -------------------------------------------
+async def _hello_then_rst(port: int) -> None:
+    """A raw client: HELLO asking for ACKs and resume, wait for the listener's HELLO (the
+    session is open), then RST (SO_LINGER 0): no FIN, no GOAWAY."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    hello = Hello(os.urandom(16), FEATURE_ACKS | FEATURE_RESUME, 1 << 20, 1 << 20)
+    writer.write(MAGIC + encode_hello(hello))
+    await writer.drain()
+    await reader.readexactly(4 + 20 + HELLO_FORMAT.size)  # the listener's HELLO
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+    writer.transport.abort()
+
+
+async def _attack(port: int, n: int) -> None:
+    sem = asyncio.Semaphore(50)  # the attacker's own fd budget, not the listener's
+
+    async def one() -> None:
+        async with sem:
+            await _hello_then_rst(port)
+
+    async with asyncio.timeout(30):
+        await asyncio.gather(*(one() for _ in range(n)))
+
+
+async def test_reset_sessions_do_not_lock_a_full_listener() -> None:
+    """300 raw sockets send HELLO (ACKs + resume), then RST, at a listener with
+    ``max_connections=300``. Before: the 300 kept sessions held every slot for 60 s
+    (``session_resume_timeout``) and a good client was refused. Now they wait in their
+    own budget (``max_kept_sessions``) and a good client connects at once."""
+    async with NetworkTransport() as server, NetworkTransport(
+            max_reconnect_attempts=0) as client:
+        listener = await server.listen("127.0.0.1", 0, max_connections=300)
+        await _attack(listener.port, 300)
+        await eventually(lambda: len(listener.kept) == 300, timeout=T)
+        assert listener.live == 0 and listener.refused == 0
+        t0 = time.perf_counter()
+        conn = await client.connect("127.0.0.1", listener.port, timeout=2.0)
+        await client.send_data(conn, b"hello", wait_ack=True, timeout=2.0)
+        took = time.perf_counter() - t0
+        assert took < 1.0, took
+        assert listener.live == 1 and len(listener.kept) == 300
+
+
+async def test_kept_sessions_past_the_budget_evict_the_oldest_and_its_client_learns() -> None:
+    """A real client's session waits to be resumed (its link was reset while 10 of its
+    messages were unacknowledged); then 20 raw HELLO+RST sessions arrive at a listener
+    with ``max_kept_sessions=10``. The oldest kept sessions end at once (the budget holds),
+    and the real client, when it comes back, gets ``SessionLost`` with its 10 messages,
+    as after a listener restart."""
+    async with NetworkTransport() as server, NetworkTransport(
+            reconnect_interval=0.05, reconnect_multiplier=1.0, reconnect_jitter=False,
+            max_reconnect_attempts=1000, failure_threshold=1000, timeout=0.5) as client:
+        srv = server.events()
+        listener = await server.listen("127.0.0.1", 0, max_kept_sessions=10)
+        async with FaultProxy("127.0.0.1", listener.port) as proxy:
+            conn = await client.connect("127.0.0.1", proxy.port)
+            await client.send_data(conn, b"first", wait_ack=True)
+            accepted = await next_of(srv, Accepted)
+            proxy.blackhole(True)
+            payloads = [b"lost-%d" % i for i in range(10)]
+            for p in payloads:
+                await client.send_data(conn, p)
+            proxy.reset_all()
+            await next_of(srv, Disconnected, conn_id=accepted.conn_id, final=False)
+            await _attack(listener.port, 20)
+            await next_of(srv, Disconnected, conn_id=accepted.conn_id, final=True)
+            assert server._sessions.kept_by(listener) <= 10
+            assert server._sessions.evicted >= 11
+            proxy.blackhole(False)
+            with pytest.raises(SessionLost):
+                await client.flush(conn, timeout=T)
+            assert client.unconfirmed(conn) == payloads
+            await client.send_data(conn, b"again", wait_ack=True, timeout=T)
