@@ -15,7 +15,15 @@ from typing import TypeVar
 import pytest
 
 from objtransport import NetworkTransport, SessionLost
-from objtransport.events import Accepted, Disconnected, Event, Subscription
+from objtransport.events import (
+    Accepted,
+    Connected,
+    Disconnected,
+    Event,
+    GivenUp,
+    Reconnecting,
+    Subscription,
+)
 from objtransport.sansio.framing import (
     FEATURE_ACKS,
     FEATURE_RESUME,
@@ -115,3 +123,42 @@ async def test_kept_sessions_past_the_budget_evict_the_oldest_and_its_client_lea
                 await client.flush(conn, timeout=T)
             assert client.unconfirmed(conn) == payloads
             await client.send_data(conn, b"again", wait_ack=True, timeout=T)
+
+
+# -- 13. reconnect policy: for ever, or until a deadline ---------------------------------------
+async def test_max_reconnect_attempts_none_retries_past_five_until_the_listener_is_back(
+        ) -> None:
+    """``max_reconnect_attempts=None``: the listener is gone for 30 attempts (the default
+    would give up after 5); it comes back on the same port and the session resumes."""
+    async with NetworkTransport() as server, NetworkTransport(
+            reconnect_interval=0.01, reconnect_max_delay=0.02, max_reconnect_attempts=None,
+            failure_threshold=1000) as client:
+        listener = await server.listen("127.0.0.1", 0)
+        port = listener.port
+        conn = await client.connect("127.0.0.1", port)
+        await client.send_data(conn, b"before", wait_ack=True)
+        sub = client.events()
+        await listener.close()
+        await next_of(sub, Reconnecting, attempt=30)
+        await server.listen("127.0.0.1", port)
+        await next_of(sub, Connected)
+        await client.send_data(conn, b"after", wait_ack=True, timeout=T)
+        assert client.connection_info(conn).state == "connected"
+
+
+async def test_reconnect_deadline_bounds_reconnecting_in_time() -> None:
+    """``max_reconnect_attempts=None, reconnect_deadline=0.5``: the connection is given up
+    0.5 s after the loss (at most one attempt's time later), not after a count."""
+    async with NetworkTransport() as server, NetworkTransport(
+            reconnect_interval=0.02, reconnect_max_delay=0.05, max_reconnect_attempts=None,
+            reconnect_deadline=0.5, failure_threshold=1000) as client:
+        listener = await server.listen("127.0.0.1", 0)
+        conn = await client.connect("127.0.0.1", listener.port)
+        sub = client.events()
+        t0 = time.perf_counter()
+        await listener.close()
+        given = await next_of(sub, GivenUp)
+        took = time.perf_counter() - t0
+        assert 0.5 <= took < 1.5, took
+        assert given.attempts > 5  # more than the default count, bounded by time
+        assert client.connection_info(conn).state == "disconnected"

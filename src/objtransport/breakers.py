@@ -15,6 +15,7 @@ from .config import Options
 from .endpoint import Endpoint
 from .info import breaker_snapshot
 from .logfields import log_fields
+from .sansio.backoff import RandomSource
 from .sansio.breaker import BreakerState, CircuitBreaker, CircuitBreakerState
 
 __all__ = ["BreakerRegistry", "ChangeCallback"]
@@ -27,11 +28,14 @@ ChangeCallback = Callable[[Endpoint, BreakerState, BreakerState, float], None]
 class BreakerRegistry:
     """One breaker per endpoint, created on first use with the service's options."""
 
-    def __init__(self, options: Options, on_change: ChangeCallback | None = None) -> None:
+    def __init__(self, options: Options, on_change: ChangeCallback | None = None,
+                 rng: RandomSource | None = None) -> None:
         self.options = options
         self.on_change = on_change
         #: more callbacks for every transition (the groups: an open breaker ejects a member)
         self.watchers: list[ChangeCallback] = []
+        #: jitters the open times of breakers that keep re-opening
+        self.rng = rng
         self._breakers: dict[Endpoint, CircuitBreaker] = {}
 
     def __len__(self) -> int:
@@ -53,13 +57,14 @@ class BreakerRegistry:
 
             b = self._breakers[endpoint] = CircuitBreaker(
                 o.failure_threshold, o.reset_timeout, o.half_open_max_probes,
-                on_state_change=changed)
+                on_state_change=changed, max_reset_timeout=o.max_reset_timeout, rng=self.rng)
         return b
 
     def detached(self) -> CircuitBreaker:
         """A breaker of its own (an accepted connection's; shared with no one)."""
         o = self.options
-        return CircuitBreaker(o.failure_threshold, o.reset_timeout)
+        return CircuitBreaker(o.failure_threshold, o.reset_timeout,
+                              max_reset_timeout=o.max_reset_timeout, rng=self.rng)
 
     def snapshot(self, endpoint: Endpoint, wall_offset: float) -> CircuitBreakerState:
         """The endpoint's breaker state, ``last_failure`` in wall-clock time."""

@@ -82,6 +82,10 @@ class Priority(enum.IntEnum):
             ) from None
 
 
+#: the fields whose ``None`` is a value, not "not given"
+_NULLABLE = frozenset({"max_reconnect_attempts", "reconnect_deadline", "max_reset_timeout"})
+
+
 def _positive(name: str, value: float, allow_zero: bool = False) -> None:
     if value < 0 or (value == 0 and not allow_zero):
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
@@ -98,13 +102,16 @@ class Options:
     pool_size: int = 10
     timeout: float = 5.0
     reconnect_interval: float = 1.0
-    max_reconnect_attempts: int = 5
+    max_reconnect_attempts: int | None = 5  # None: for ever (or until reconnect_deadline)
     ssl: bool = False
     # reconnection backoff: delay_n = min(reconnect_max_delay, interval * multiplier**n),
     # then full jitter (uniform in [0, delay_n]) when reconnect_jitter is true.
     reconnect_multiplier: float = 2.0
     reconnect_max_delay: float = 30.0
     reconnect_jitter: bool = True
+    # give up reconnecting this many seconds after the loss (None: no time bound); with
+    # max_reconnect_attempts too, whichever comes first
+    reconnect_deadline: float | None = None
     # liveness
     keepalive_interval: float = 15.0
     pong_timeout: float = 10.0
@@ -117,6 +124,9 @@ class Options:
     failure_threshold: int = 5
     reset_timeout: float = 30.0
     half_open_max_probes: int = 1
+    # a breaker that re-opens (its half-open probe failed) stays open twice as long as the
+    # last time, jittered, from reset_timeout up to this (None: reset_timeout, no growth)
+    max_reset_timeout: float | None = None
     # limits
     max_frame_size: int = 1 * MiB
     max_message_size: int = 64 * MiB
@@ -161,8 +171,12 @@ class Options:
     def __post_init__(self) -> None:
         if self.pool_size < 1:
             raise ValueError(f"pool_size must be >= 1, got {self.pool_size!r}")
-        if self.max_reconnect_attempts < 0:
-            raise ValueError("max_reconnect_attempts must be >= 0")
+        if self.max_reconnect_attempts is not None and self.max_reconnect_attempts < 0:
+            raise ValueError("max_reconnect_attempts must be >= 0 (or None: for ever)")
+        if self.reconnect_deadline is not None:
+            _positive("reconnect_deadline", self.reconnect_deadline)
+        if self.max_reset_timeout is not None and self.max_reset_timeout < self.reset_timeout:
+            raise ValueError("max_reset_timeout must be >= reset_timeout (or None)")
         if self.failure_threshold < 1:
             raise ValueError("failure_threshold must be >= 1")
         if self.half_open_max_probes < 1:
@@ -198,8 +212,10 @@ class Options:
             object.__setattr__(self, "framing", Framing.parse(self.framing))
 
     def with_overrides(self, **overrides: Any) -> Options:
-        """Return a copy with the non-``None`` overrides applied (and validated)."""
-        changes = {k: v for k, v in overrides.items() if v is not None}
+        """Return a copy with the non-``None`` overrides applied (and validated); for the
+        fields where ``None`` means something (``max_reconnect_attempts=None``: for ever),
+        an explicit ``None`` applies too."""
+        changes = {k: v for k, v in overrides.items() if v is not None or k in _NULLABLE}
         if not changes:
             return self
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}

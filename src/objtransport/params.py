@@ -40,7 +40,8 @@ class _Tunables(TypedDict, total=False):
 
     pool_size: int
     reconnect_interval: float
-    max_reconnect_attempts: int
+    max_reconnect_attempts: int | None
+    reconnect_deadline: float | None
     reconnect_multiplier: float
     reconnect_max_delay: float
     reconnect_jitter: bool
@@ -51,6 +52,7 @@ class _Tunables(TypedDict, total=False):
     idle_timeout: float
     failure_threshold: int
     reset_timeout: float
+    max_reset_timeout: float | None
     half_open_max_probes: int
     max_frame_size: int
     max_message_size: int

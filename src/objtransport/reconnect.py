@@ -36,6 +36,8 @@ class Supervisor:
         self.conn = conn
         #: reconnection attempts since the last success (or loss)
         self.attempts = 0
+        #: loop time past which no attempt starts (``reconnect_deadline`` after the loss)
+        self.give_up_at: float | None = None
 
     async def attempt(self) -> Link:
         """One connection attempt, gated and scored by the endpoint's breaker.
@@ -112,17 +114,25 @@ class Supervisor:
         conn.set_state(ConnState.DISCONNECTED)
 
     def _delays(self) -> Iterator[float]:
+        """A new backoff schedule (a loss after progress): the attempts and the deadline
+        start over."""
         o = self.conn.options
+        self.give_up_at = (None if o.reconnect_deadline is None
+                           else self.conn.loop.time() + o.reconnect_deadline)
         return backoff_delays(o.reconnect_interval, o.reconnect_multiplier,
                               o.reconnect_max_delay, o.max_reconnect_attempts,
                               self.conn.rng if o.reconnect_jitter else None)
 
     async def _reconnect(self, delays: Iterator[float]) -> Link | None:
         conn = self.conn
-        o = conn.options
         self.attempts = 0
         for delay in delays:
-            wait = max(delay, conn.breaker.retry_after(conn.loop.time()))
+            now = conn.loop.time()
+            wait = max(delay, conn.breaker.retry_after(now))
+            if self.give_up_at is not None:
+                if now >= self.give_up_at:
+                    break
+                wait = min(wait, self.give_up_at - now)
             self.attempts += 1
             emit(conn, Reconnecting, attempt=self.attempts, delay=wait)
             await asyncio.sleep(wait)
@@ -133,9 +143,9 @@ class Supervisor:
             except (ConnectError, CircuitOpenError) as exc:
                 log.debug("reconnect %s to %s failed: %s", conn.id, conn.endpoint, exc,
                           extra=log_fields(conn.id, conn.endpoint))
-        if o.max_reconnect_attempts:
+        if self.attempts:
             log.warning("connection %s to %s: giving up after %d reconnect attempts (%s)",
-                        conn.id, conn.endpoint, o.max_reconnect_attempts, conn.last_error,
+                        conn.id, conn.endpoint, self.attempts, conn.last_error,
                         extra=log_fields(conn.id, conn.endpoint))
         else:
             log.info("connection %s to %s lost; it does not reconnect (%s)", conn.id,

@@ -108,7 +108,8 @@ class NetworkTransport:
         self._drivers = DriverTable()
         self._registry = Registry()
         self._conns = self._registry.conns  # the per-message paths look ids up here
-        self._breakers = BreakerRegistry(self.options, partial(breaker_event, self._events))
+        self._breakers = BreakerRegistry(self.options, partial(breaker_event, self._events),
+                                         self.rng)
         self._sessions = SessionKeeper(self._registry.__contains__)
         self._totals = ServiceTotals()
         self._tasks: set[asyncio.Task[None]] = set()

@@ -1,11 +1,20 @@
 """A circuit breaker per endpoint: CLOSED -> OPEN -> HALF_OPEN -> CLOSED, with the clock
-passed in. Sends to an open circuit fail at once, without touching the network."""
+passed in. Sends to an open circuit fail at once, without touching the network.
+
+How long it stays open grows when it keeps re-opening (Finagle's failure accrual): the
+first time ``reset_timeout``; each time a half-open probe fails and it opens again, twice
+the last base, capped at ``max_reset_timeout``, then jittered down by up to half (never
+below ``reset_timeout``) when a random source is given, so that many clients of one dead
+endpoint do not probe it in step. Closing starts over from ``reset_timeout``.
+"""
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from .backoff import RandomSource
 
 __all__ = ["BreakerState", "CircuitBreaker", "CircuitBreakerState"]
 
@@ -37,16 +46,29 @@ StateCallback = Callable[[BreakerState, BreakerState, float], None]
 
 
 class CircuitBreaker:
-    """``failure_threshold`` consecutive failures open it; after ``reset_timeout`` it admits up
-    to ``half_open_max_probes`` probes; a probe's success closes it, a failure reopens it."""
+    """``failure_threshold`` consecutive failures open it; after ``open_for`` (first
+    ``reset_timeout``, growing up to ``max_reset_timeout`` while it keeps re-opening) it
+    admits up to ``half_open_max_probes`` probes; a probe's success closes it, a failure
+    reopens it. ``rng`` jitters the grown open times (None: no jitter)."""
 
     def __init__(self, failure_threshold: int = 5, reset_timeout: float = 30.0,
                  half_open_max_probes: int = 1,
-                 on_state_change: StateCallback | None = None) -> None:
+                 on_state_change: StateCallback | None = None, *,
+                 max_reset_timeout: float | None = None,
+                 rng: RandomSource | None = None) -> None:
         if failure_threshold < 1 or half_open_max_probes < 1 or reset_timeout < 0:
             raise ValueError("invalid circuit breaker limits")
+        if max_reset_timeout is not None and max_reset_timeout < reset_timeout:
+            raise ValueError("max_reset_timeout must be >= reset_timeout")
         self.failure_threshold = failure_threshold
         self.reset_timeout = reset_timeout
+        self.max_reset_timeout = reset_timeout if max_reset_timeout is None \
+            else max_reset_timeout
+        self.rng = rng
+        #: how long the current (or last) open state lasts
+        self.open_for = reset_timeout
+        #: times it re-opened since it last closed
+        self.reopens = 0
         self.half_open_max_probes = half_open_max_probes
         self.on_state_change = on_state_change
         self._state = BreakerState.CLOSED
@@ -68,11 +90,27 @@ class CircuitBreaker:
         if new is BreakerState.OPEN:
             self._opened_at = now
             self._probes = 0
+            if old is BreakerState.HALF_OPEN:
+                self.reopens += 1
+            self.open_for = self._open_time()
         elif new is BreakerState.CLOSED:
             self.failure_count = 0
             self._probes = 0
+            self.reopens = 0
         if self.on_state_change is not None:
             self.on_state_change(old, new, now)
+
+    def _open_time(self) -> float:
+        """``reset_timeout * 2**reopens`` capped at ``max_reset_timeout``, jittered down by
+        up to half but never below ``reset_timeout``."""
+        base = self.reset_timeout
+        cap = self.max_reset_timeout
+        if cap <= base:
+            return base
+        grown = min(cap, base * 2.0 ** min(self.reopens, 64))
+        if self.rng is not None and self.reopens:
+            grown *= 1.0 - 0.5 * self.rng.random()
+        return max(base, grown)
 
     def allow(self, now: float) -> bool:
         """May an attempt go out now? In HALF_OPEN a True counts as a probe in flight."""
@@ -80,7 +118,7 @@ class CircuitBreaker:
         if st is BreakerState.CLOSED:
             return True
         if st is BreakerState.OPEN:
-            if now < self._opened_at + self.reset_timeout:
+            if now < self._opened_at + self.open_for:
                 return False
             self._transition(BreakerState.HALF_OPEN, now)
         if self._probes < self.half_open_max_probes:
@@ -91,9 +129,9 @@ class CircuitBreaker:
     def retry_after(self, now: float) -> float:
         """Seconds until an attempt would be admitted (0.0 if now)."""
         if self._state is BreakerState.OPEN:
-            return max(0.0, self._opened_at + self.reset_timeout - now)
+            return max(0.0, self._opened_at + self.open_for - now)
         if self._state is BreakerState.HALF_OPEN and self._probes >= self.half_open_max_probes:
-            return self.reset_timeout
+            return self.open_for
         return 0.0
 
     def record_success(self, now: float) -> None:
@@ -118,7 +156,7 @@ class CircuitBreaker:
 
     def next_deadline(self) -> float | None:
         if self._state is BreakerState.OPEN:
-            return self._opened_at + self.reset_timeout
+            return self._opened_at + self.open_for
         return None
 
     def snapshot(self) -> CircuitBreakerState:
