@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import pytest
 
-from objtransport import NetworkTransport, SessionLost
+from objtransport import NetworkTransport, SendTimeout, SessionLost
 from objtransport.events import (
     Accepted,
     Connected,
@@ -162,3 +162,62 @@ async def test_reconnect_deadline_bounds_reconnecting_in_time() -> None:
         assert 0.5 <= took < 1.5, took
         assert given.attempts > 5  # more than the default count, bounded by time
         assert client.connection_info(conn).state == "disconnected"
+
+
+# -- 12. offline sends: queued into the session while reconnecting -----------------------------
+async def test_sends_while_reconnecting_are_queued_and_go_out_on_resume() -> None:
+    """The proxy resets the link; while the client waits 0.5 s to reconnect, 1,000 sends
+    return at once (before: each waited for the new link, up to ``timeout``, then raised
+    ``ConnectionNotReady``). Past ``max_pending_bytes`` (64 KiB) a send waits and raises
+    ``SendTimeout``. On resume all arrive, exactly once and in order."""
+    got: list[bytes] = []
+
+    async with NetworkTransport() as server, NetworkTransport(
+            reconnect_interval=0.5, reconnect_jitter=False, failure_threshold=1000,
+            max_pending_bytes=64 * 1024) as client:
+        listener = await server.listen("127.0.0.1", 0, handler=lambda m: got.append(m.data))
+        async with FaultProxy("127.0.0.1", listener.port) as proxy:
+            conn = await client.connect("127.0.0.1", proxy.port)
+            for i in range(100):
+                await client.send_data(conn, b"%05d" % i)
+            await client.flush(conn)
+            sub = client.events()
+            proxy.reset_all()
+            await next_of(sub, Disconnected, conn_id=conn, final=False)
+            t0 = time.perf_counter()
+            for i in range(100, 1100):
+                await client.send_data(conn, b"%05d" % i, timeout=0.05)
+            took = time.perf_counter() - t0
+            assert client.connection_info(conn).state == "connecting"
+            assert took < 0.25, took
+            # 1,000 x 5 B are queued; 1 KiB messages fill the rest of the 64 KiB
+            big = [b"%05d" % i + b"." * 1019 for i in range(1100, 1159)]
+            for m in big:
+                await client.send_data(conn, m, timeout=0.05)
+            with pytest.raises(SendTimeout):
+                await client.send_data(conn, b"one too many" + b"." * 1024, timeout=0.05)
+            assert client.connection_info(conn).state == "connecting"
+            await client.flush(conn, timeout=T)
+            await eventually(lambda: len(got) >= 1159, timeout=T)
+    assert [int(m[:5]) for m in got] == list(range(1159))
+
+
+async def test_offline_sends_are_reported_unconfirmed_when_the_connection_is_given_up(
+        ) -> None:
+    """Messages kept while reconnecting are not dropped silently: the listener is gone, the
+    client gives up, and they come back from ``unconfirmed()``."""
+    async with NetworkTransport() as server, NetworkTransport(
+            reconnect_interval=0.05, reconnect_jitter=False, max_reconnect_attempts=2,
+            failure_threshold=1000) as client:
+        listener = await server.listen("127.0.0.1", 0)
+        conn = await client.connect("127.0.0.1", listener.port)
+        await client.send_data(conn, b"acked", wait_ack=True)
+        sub = client.events()
+        await listener.close()
+        await next_of(sub, Disconnected, conn_id=conn, final=False)
+        payloads = [b"offline-%d" % i for i in range(10)]
+        for p in payloads:
+            await client.send_data(conn, p)
+        with pytest.raises(SessionLost):
+            await client.flush(conn, timeout=T)
+        assert client.unconfirmed(conn) == payloads

@@ -74,7 +74,8 @@ class Confirmations:
                             and link.session.open:
                         await link.wait_flushed(timeout)
                         return
-                    if not rs.unacked_count or (seq is not None and rs.acked >= seq):
+                    if (not rs.unacked_count and not len(conn.offline)) or (
+                            seq is not None and rs.acked >= seq):
                         return
                     if conn.state is ConnState.DISCONNECTED:
                         raise ConnectionNotReady(conn.id, conn.state.value, str(conn.endpoint))

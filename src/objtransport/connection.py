@@ -29,12 +29,15 @@ from .events import SessionLost as SessionLostEvent
 from .exceptions import (
     CircuitOpenError,
     ConnectionNotReady,
+    MessageTooLarge,
+    SendTimeout,
     TransportError,
 )
 from .info import ConnectionInfo
 from .lifecycle import emit, state_changed
 from .limits import Limits
 from .logfields import log_fields
+from .offline import OfflineQueue
 from .reconnect import Supervisor
 from .sansio.breaker import BreakerState, CircuitBreaker
 from .sansio.events import (
@@ -115,6 +118,8 @@ class Connection:
         self.resume_lookup: ResumeLookup | None = None
         #: messages whose delivery could not be confirmed, and who waits for ACKs
         self.confirmations = Confirmations()
+        #: messages sent while a native client connection reconnects (for the next link)
+        self.offline = OfflineQueue(options.max_pending_bytes)
         self._unverified = False  # the link's peer has not been heard from yet (raw UDP)
         self.pooled = False
         self.ever_connected = False
@@ -304,6 +309,10 @@ class Connection:
             link.pause_reading()
         self._delivered_bytes = 0
         self.last_activity = self.loop.time()
+        if len(self.offline):  # after what the resumed session resends: order is kept
+            refused = self.offline.drain_into(link)
+            if refused:
+                self.session_lost(refused, "larger than the peer's max_message_size")
         self.set_state(ConnState.CONNECTED)
 
     def expect_first_message(self) -> None:
@@ -313,9 +322,9 @@ class Connection:
     def give_up(self) -> None:
         """No more attempts: what the peer had not acknowledged can no longer be confirmed.
         It is reported (``unconfirmed``, ``SessionLost`` in waiters), never dropped."""
-        if self._user_closed or not self.resume_state.unacked_count:
+        if self._user_closed or not (self.resume_state.unacked_count or len(self.offline)):
             return
-        lost = self.resume_state.take_unconfirmed()
+        lost = self.resume_state.take_unconfirmed() + self.offline.take()
         self.session_lost(lost, "the connection was given up")
         log.warning("connection %s to %s given up with %d message(s) not acknowledged",
                     self.id, self.endpoint, len(lost), extra=log_fields(self.id, self.endpoint))
@@ -348,8 +357,36 @@ class Connection:
         await self.confirmations.wait(self, timeout, seq)
 
     # -- sending ----------------------------------------------------------------------------
+    def queue_offline(self, data: bytes | bytearray | memoryview, stream: int, priority: int,
+                      text: bool) -> bool:
+        """While this native client connection reconnects (its session is lossless), keep
+        one message for the next link if ``max_pending_bytes`` allows; True if kept.
+
+        Raises ``MessageTooLarge`` above ``max_message_size`` and ``CircuitOpenError``
+        while the endpoint's breaker is open (fail fast, as :meth:`ready_link`)."""
+        if not self._offline_capable():
+            return False
+        size = len(data)
+        if size > self.options.max_message_size:
+            raise MessageTooLarge(size, self.options.max_message_size)
+        if not self.offline.room_for(size):
+            return False
+        self.offline.put(data, stream, priority, text)
+        return True
+
+    def _offline_capable(self) -> bool:
+        rs = self.resume_state
+        if not (self.state is ConnState.CONNECTING and self.role == "client" and self.native
+                and rs.established and rs.tracking and not self._user_closed):
+            return False
+        now = self.loop.time()
+        if self.breaker.state is BreakerState.OPEN and self.breaker.retry_after(now) > 0:
+            raise CircuitOpenError(str(self.endpoint), self.breaker.retry_after(now))
+        return True
+
     async def ready_link(self, timeout: float) -> Link:
-        """The open link, waiting up to ``timeout`` while (re)connecting."""
+        """The open link, waiting up to ``timeout`` while (re)connecting. Raises
+        ``SendTimeout`` when the wait was for room (the offline queue was full)."""
         link = self.link
         if link is not None and link.session.is_open:
             return link
@@ -363,7 +400,11 @@ class Connection:
                     while self.state is ConnState.CONNECTING:
                         await self._state_changed.wait()
             except TimeoutError:
-                pass
+                if len(self.offline) and self.state is ConnState.CONNECTING:
+                    raise SendTimeout(
+                        f"send to {self.endpoint} blocked for {timeout:g} s: reconnecting, "
+                        f"{self.offline.bytes} bytes already queued (max_pending_bytes)"
+                    ) from None
             link = self.link
             if link is not None and link.session.is_open:
                 return link
@@ -414,8 +455,8 @@ class Connection:
                     raise
         if self.link is not None:
             self.fold_link(self.link)
-        if self.resume_state.unacked_count:
-            lost = self.resume_state.take_unconfirmed()
+        if self.resume_state.unacked_count or len(self.offline):
+            lost = self.resume_state.take_unconfirmed() + self.offline.take()
             self.session_lost(lost)
             log.warning("connection %s to %s closed with %d message(s) not acknowledged",
                         self.id, self.endpoint, len(lost),

@@ -10,6 +10,7 @@ holds no protocol logic. Every task it starts is owned and cancelled on stop.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import ssl as ssl_module
@@ -383,10 +384,13 @@ class NetworkTransport:
         unordered; ``MessageTooLarge`` above one packet, nothing sent); other transports
         deliver it as usual.
 
-        Waits (backpressure) while the connection has more than ``max_pending_bytes`` queued,
-        and while it reconnects; raises ``SendTimeout`` / ``ConnectionNotReady`` after
-        ``timeout``. Raises ``ConnectionNotFound`` for an unknown id, ``MessageTooLarge``
-        above ``max_message_size``, ``CircuitOpenError`` when the endpoint's circuit is open.
+        Waits (backpressure) while the connection has more than ``max_pending_bytes`` queued.
+        While a native connection reconnects, the message is kept for the next link (up to
+        ``max_pending_bytes``) and the call returns; past that it waits for the link and
+        raises ``SendTimeout`` after ``timeout`` (``ConnectionNotReady`` for a connection
+        that cannot queue: raw framing, or a first connection). Raises
+        ``ConnectionNotFound`` for an unknown id, ``MessageTooLarge`` above
+        ``max_message_size``, ``CircuitOpenError`` when the endpoint's circuit is open.
         """
         if type(data) is not bytes and not isinstance(data, _BYTES_LIKE):
             raise _not_bytes(data)
@@ -400,17 +404,19 @@ class NetworkTransport:
             await group.send(data, Priority.parse(priority) if prio is None else prio, stream,
                              text, timeout, wait_ack)
             return
+        prio = _PRIORITIES.get(priority)
+        if prio is None:
+            prio = Priority.parse(priority)
         link = conn.link
         if link is None or not link.session.open:
+            if reliable and not wait_ack and conn.queue_offline(data, stream, prio, text):
+                return  # reconnecting: it goes out on the next link
             link = await conn.ready_link(self.options.timeout if timeout is None else timeout)
         if not reliable:
             send_datagram = getattr(link, "send_datagram", None)
             if send_datagram is not None:
                 send_datagram(data)
                 return
-        prio = _PRIORITIES.get(priority)
-        if prio is None:
-            prio = Priority.parse(priority)
         if wait_ack:
             link.send(data, stream, prio, text)
             await conn.wait_acked(self.options.timeout if timeout is None else timeout,
@@ -440,12 +446,19 @@ class NetworkTransport:
             self._check_running()
             raise ConnectionNotFound(conn_id)
         wait = self.options.timeout if timeout is None else timeout
-        link = conn.link
-        if link is None or not link.session.open:
-            link = await conn.ready_link(wait)
         prio = _PRIORITIES.get(priority)
         if prio is None:
             prio = Priority.parse(priority)
+        link = conn.link
+        if link is None or not link.session.open:
+            rest = iter(datas)
+            for data in rest:  # reconnecting: kept for the next link while there is room
+                if not conn.queue_offline(data, stream, prio, text):
+                    datas = itertools.chain((data,), rest)
+                    break
+            else:
+                return
+            link = await conn.ready_link(wait)
         if link.queue_many(datas, stream, prio, text):
             try:
                 await link.wait_writable(wait, prio)
