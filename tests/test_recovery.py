@@ -221,3 +221,35 @@ async def test_offline_sends_are_reported_unconfirmed_when_the_connection_is_giv
         with pytest.raises(SessionLost):
             await client.flush(conn, timeout=T)
         assert client.unconfirmed(conn) == payloads
+
+
+# -- 11. per-class backpressure: a high send does not wait for low bulk ----------------------
+@pytest.mark.parametrize("transport", ["tcp", "websocket", "grpc"])
+@pytest.mark.parametrize("priority", ["high", "control"])
+async def test_a_high_send_returns_at_once_while_64_mib_of_low_is_in_flight(
+        transport: str, priority: str) -> None:
+    """64 MiB of ``low`` in flight at 20 MB/s (throttled): ``send_data(..., priority=
+    "high")`` returns within 50 ms (before: 2.8 s, it waited for the unacknowledged window
+    that the low message filled). The low send itself still waits for its own budget."""
+    got: list[str] = []
+    async with NetworkTransport(max_message_size=80 * 1024 * 1024) as net:
+        listener = await net.listen("127.0.0.1", 0, transport=transport,
+                                    handler=lambda m: got.append(m.priority))
+        conn = await net.connect("127.0.0.1", listener.port, transport=transport,
+                                 max_bandwidth=20_000_000)
+        await net.send_data(conn, b"warm", wait_ack=True)
+        low = asyncio.create_task(net.send_data(conn, bytes(64 * 1024 * 1024),
+                                                priority="low", timeout=30.0))
+        await eventually(lambda: net.connection_info(conn).bytes_sent > 1024 * 1024)
+        assert not low.done()  # the bulk sender waits: 64 MiB is over every budget
+        returned = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            await net.send_data(conn, b"x" * 100, priority=priority, timeout=5.0)  # type: ignore[arg-type]
+            returned.append(time.perf_counter() - t0)
+        assert max(returned) < 0.05, returned
+        await eventually(lambda: got.count(priority) == 5)
+        assert "low" not in got  # they overtook the bulk message
+        assert not low.done()
+        low.cancel()
+        await net.disconnect(conn, timeout=0.1)

@@ -22,6 +22,8 @@ from ..sansio.reliability import ResumeState
 
 __all__ = ["FlowControl"]
 
+_HIGH = 1  # Priority.HIGH: control (0) and high send past a bulk transfer's window
+
 
 class _Pump(Protocol):
     """What a link provides for :meth:`FlowControl._delivered`: where its messages and
@@ -83,10 +85,18 @@ class FlowControl:
             wait = self.send(data, stream, priority, text)
         return wait
 
-    def _unacked_over(self, divisor: int) -> bool:
+    def _unacked_over(self, divisor: int, priority: int = 3) -> bool:
+        """Must a sender of ``priority`` wait for the unacknowledged window? A normal or
+        low one when the window is over ``max_unacked / divisor``; a control or high one
+        only when its own class's bytes (those that leave before it) are, so that a few
+        urgent bytes never wait for a bulk transfer's acknowledgements."""
         rs = self._rs
-        return (rs is not None and getattr(self.session, "acks", False)
-                and rs.unacked_bytes > self.max_unacked // divisor)
+        if rs is None or not getattr(self.session, "acks", False):
+            return False
+        limit = self.max_unacked // divisor
+        if priority <= _HIGH:
+            return self.backlog(priority) > limit
+        return rs.unacked_bytes > limit
 
     def backlog(self, priority: int = 3) -> int:
         """Bytes queued that would leave before a new message of ``priority``."""
@@ -99,16 +109,17 @@ class FlowControl:
     async def wait_writable(self, timeout: float, priority: int = 3) -> None:
         """Wait while more than ``max_pending`` bytes would leave before a message of
         ``priority`` (a high message does not wait for a low backlog), or while more than
-        ``max_unacked`` bytes are unacknowledged, until half drained.
+        ``max_unacked`` bytes are unacknowledged (for control and high: while their own
+        class's bytes are over it), until half drained.
 
         Raises ``SendTimeout`` after ``timeout`` s and ``ConnectionClosed`` if the link ends.
         """
-        if self.backlog(priority) <= self.max_pending and not self._unacked_over(1):
+        if self.backlog(priority) <= self.max_pending and not self._unacked_over(1, priority):
             return
         try:
             async with asyncio.timeout(timeout):
                 while (self.backlog(priority) > self.max_pending // 2
-                       or self._unacked_over(2)):
+                       or self._unacked_over(2, priority)):
                     if self.closed.done():
                         raise self._closed_error()
                     fut: asyncio.Future[None] = self.loop.create_future()
