@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.demo-installed
 DOCS_STAMP := $(VENV)/.docs-installed
 
-.PHONY: install demo test lint typecheck pytest bench clean docs
+.PHONY: install demo test lint typecheck pytest bench fuzz clean docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -64,6 +64,18 @@ bench: bench-deps
 
 bench-uvloop: bench-deps
 	$(BIN)/python -m benchmarks --loop uvloop $(BENCH_ARGS)
+
+# Long fuzzing: every hypothesis property of tests/test_fuzz.py with FUZZ_EXAMPLES inputs,
+# then FUZZ_RUNS inputs of the atheris (libFuzzer) harness when atheris installs here.
+FUZZ_EXAMPLES ?= 20000
+FUZZ_RUNS ?= 500000
+fuzz: install
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider -o timeout=0 tests/test_fuzz.py
+	@if $(BIN)/python -m pip install -q atheris; then \
+		$(BIN)/python tests/fuzz_atheris.py -runs=$(FUZZ_RUNS) -print_final_stats=1; \
+	else \
+		echo "atheris does not install on this machine: its harness is skipped"; \
+	fi
 
 clean:
 	rm -rf $(VENV) build dist site .pytest_cache .mypy_cache .ruff_cache

@@ -236,3 +236,56 @@ async def test_tls_handshake_deadline_cuts_stalled_handshakes_and_frees_their_sl
     good = await net.connect("127.0.0.1", listener.port, ssl_context=tls.client_ctx)
     await net.send_data(good, b"through")
     assert (await net.receive(timeout=5.0)).data == b"through"
+
+
+# -- 5., 6. a frame begun must keep arriving; quiet raw connections end ------------------------
+async def _drip_until_cut(conn: Conn, data: bytes, every: float) -> float:
+    """Send ``data`` a byte every ``every`` s until the listener cuts the connection;
+    return the seconds until the cut."""
+    _, writer = conn
+
+    async def drip() -> None:
+        for i in range(len(data)):
+            writer.write(data[i:i + 1])
+            await writer.drain()
+            await asyncio.sleep(every)  # the attack's own pace
+
+    task = asyncio.create_task(drip())
+    try:
+        return await _cut_after(conn)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.mark.parametrize("framing", ["raw", "native"])
+async def test_a_dripped_frame_is_cut_after_the_grace(net: NetworkTransport,
+                                                      framing: str) -> None:
+    """A frame dripped at 20 B/s (far below 1 KiB/s) on a listener with timeout=0.3 is cut
+    after about 0.3 s. Before: never (each byte reset the liveness deadline; raw had none)."""
+    grace = 0.3
+    listener = await net.listen("127.0.0.1", 0, framing=framing, timeout=grace)
+    good = await net.connect("127.0.0.1", listener.port, framing=framing)
+    head = (RAW_LEN.pack(1000) if framing == "raw"
+            else _hello() + HEADER.pack(16 + 1000, 1, 2, 0, 2, 0, 1))
+    conn = await _raw(listener.port, head)
+    try:
+        cut = await _drip_until_cut(conn, b"d" * 1000, 0.05)
+    finally:
+        await _close_all([conn])
+    assert cut < grace + 0.5, cut  # measured: 0.31 s
+    await net.send_data(good, b"unaffected")
+    assert (await net.receive(timeout=5.0)).data == b"unaffected"
+
+
+async def test_a_quiet_raw_connection_ends_after_idle_timeout(net: NetworkTransport) -> None:
+    """Before: a raw listener kept a socket that never sends for ever."""
+    idle = 0.3
+    listener = await net.listen("127.0.0.1", 0, framing="raw", idle_timeout=idle)
+    conn = await _raw(listener.port, b"")
+    try:
+        cut = await _cut_after(conn)
+    finally:
+        await _close_all([conn])
+    assert idle * 0.9 < cut < idle + 0.5, cut  # measured: 0.30 s
+    await eventually(lambda: not listener.connections)

@@ -199,7 +199,7 @@ class Connection:
         now = self.loop.time()
         if native is False:
             return RawSession(self.options, self.id, self.transport_name, self.peer_address,
-                              now)
+                              now, role=self.role)
         if self.role == "server":
             return NativeSession(self.options, self.id, self.transport_name,
                                  self.peer_address, now, self.resume_state.session_id,

@@ -178,6 +178,8 @@ class MessageLink(FlowControl):
         self._kick()
 
     def pause_reading(self, reason: str = "consumer") -> None:
+        if not self._read_pauses:
+            self.session.reading_paused(self.loop.time())
         self._read_pauses.add(reason)
         self._resume.clear()
 
@@ -185,3 +187,4 @@ class MessageLink(FlowControl):
         self._read_pauses.discard(reason)
         if not self._read_pauses:
             self._resume.set()
+            self.session.reading_resumed(self.loop.time())

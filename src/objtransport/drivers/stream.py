@@ -366,6 +366,7 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         t = self.transport
         if first and t is not None and not t.is_closing():
             t.pause_reading()
+            self.session.reading_paused(self.loop.time())
 
     def resume_reading(self, reason: str = "consumer") -> None:
         if reason not in self._read_pauses:
@@ -374,6 +375,7 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         t = self.transport
         if not self._read_pauses and t is not None and not t.is_closing():
             t.resume_reading()
+            self.session.reading_resumed(self.loop.time())
 
 
 class DetectingStreamLink(StreamLink):

@@ -269,6 +269,13 @@ class SessionCore:
         if self.state is not SessionState.CLOSED:
             self._ended(-1, reason, by_peer=True, error=True)
 
+    def reading_paused(self, now: float) -> None:
+        """The driver stopped reading (our backpressure): a frame's progress deadline
+        stops until :meth:`reading_resumed` (sessions that have one override both)."""
+
+    def reading_resumed(self, now: float) -> None:
+        """The driver reads again."""
+
     def _fail(self, exc: ProtocolError) -> None:
         self._close(exc.code, str(exc), by_peer=False, drop_queued=True, error=True)
 
@@ -373,6 +380,10 @@ class AnySession(Protocol):
     def carrier_closed(self, code: int, reason: str, *, error: bool) -> None: ...
 
     def connection_lost(self, reason: str) -> None: ...
+
+    def reading_paused(self, now: float) -> None: ...
+
+    def reading_resumed(self, now: float) -> None: ...
 
 
 class Session(AnySession, Protocol):

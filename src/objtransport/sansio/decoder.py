@@ -10,8 +10,8 @@ chunks grow with the bytes that arrive, never with the declared length.
 Complete messages are appended to ``self.messages`` as :data:`Received` items (a plain
 ``bytes`` payload for stream 0 / normal / binary, else a :class:`Message`; the caller takes the
 list with :meth:`take_messages`); native control frames go to ``self.control`` as
-``(type, payload)`` pairs. A violation raises :class:`ProtocolError`; the decoder is then
-unusable and the caller closes the connection.
+``(type, payload, how many messages came before it)``. A violation raises
+:class:`ProtocolError`; the decoder is then unusable and the caller closes the connection.
 """
 
 from __future__ import annotations
@@ -63,12 +63,14 @@ _MAX_TYPE = max(FrameType)
 class _Direct:
     """A frame body being received straight into ``body`` until ``body.got`` is ``end``."""
 
-    __slots__ = ("body", "end", "finish")
+    __slots__ = ("body", "end", "finish", "owned", "at")
 
-    def __init__(self, body: BodyBuffer, end: int, finish: Any) -> None:
+    def __init__(self, body: BodyBuffer, end: int, finish: Any, owned: bool, at: int) -> None:
+        self.at = at  # where the body began, in bytes fed
         self.body = body
         self.end = end
         self.finish = finish  # called with no argument when body.got reaches end
+        self.owned = owned  # a whole message's body (not a fragment's partial message)
 
 
 class _DecoderBase:
@@ -76,7 +78,8 @@ class _DecoderBase:
     ``_parse(buf) -> bytes used``."""
 
     __slots__ = ("messages", "_pending", "_direct", "_rview", "conn_id",
-                 "transport", "peer", "bytes_received", "_header_only", "_skip", "budget")
+                 "transport", "peer", "bytes_received", "_header_only", "_skip", "budget",
+                 "fed", "_buf_at", "_skip_at")
 
     _parse: Callable[[bytes], int]
 
@@ -93,6 +96,9 @@ class _DecoderBase:
         #: large body is received in place too instead of through the shared buffer
         self._header_only = False
         self._skip = 0  # body bytes of a duplicate frame still to discard
+        self._skip_at = 0  # where that frame began, in bytes fed
+        self.fed = 0  # bytes given to the decoder
+        self._buf_at = 0  # where the buffer being parsed begins, in bytes fed
         #: shared by a listener's connections: memory held for incomplete messages
         self.budget: ReassemblyBudget | None = None
 
@@ -135,6 +141,7 @@ class _DecoderBase:
         try:
             d = self._direct
             if d is not None:
+                self.fed += nbytes
                 body = d.body
                 body.wrote(nbytes)
                 if body.got >= d.end:
@@ -145,6 +152,7 @@ class _DecoderBase:
                     body.ensure_space()
                 return
             if self._skip:
+                self.fed += nbytes
                 self._skip -= nbytes
                 self._header_only = not self._skip
                 return
@@ -158,6 +166,7 @@ class _DecoderBase:
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Decode ``data`` (any chunking)."""
+        self.fed += len(data)
         if self._skip:
             n = min(len(data), self._skip)
             self._skip -= n
@@ -178,6 +187,7 @@ class _DecoderBase:
                 return
         buf = self._pending + data if self._pending else bytes(data)
         self._pending = b""
+        self._buf_at = self.fed - len(buf)
         used = self._parse(buf)
         if used < len(buf):
             self._pending = buf[used:]
@@ -198,10 +208,29 @@ class _DecoderBase:
         """The first bytes held for an incomplete frame (at most 16)."""
         return self._pending[:16]
 
+    @property
+    def frame_at(self) -> int | None:
+        """Where the frame in progress began, in bytes fed (:attr:`fed`); None between
+        frames. ``fed - frame_at`` is how much of it has arrived."""
+        d = self._direct
+        if d is not None:
+            return d.at
+        if self._skip:
+            return self._skip_at
+        if self._pending:
+            return self.fed - len(self._pending)
+        return None
+
+    @property
+    def held(self) -> int:
+        """Bytes of memory held for incomplete frames and messages."""
+        d = self._direct
+        return len(self._pending) + (d.body.held if d is not None and d.owned else 0)
+
     def _go_direct(self, body: BodyBuffer, end: int, buf: bytes, body_off: int,
-                   finish: Any) -> None:
+                   finish: Any, owned: bool = True) -> None:
         """Receive the rest of a frame in place: ``body`` up to its offset ``end``."""
-        self._direct = _Direct(body, end, finish)
+        self._direct = _Direct(body, end, finish, owned, self._buf_at + body_off)
         have = len(buf) - body_off
         body.ensure_space(have + DIRECT_THRESHOLD)
         if have:
@@ -226,7 +255,8 @@ class NativeDecoder(_DecoderBase):
         super().__init__(conn_id, transport, peer)
         self.max_frame_size = max_frame_size
         self.reassembler = reassembler
-        self.control: list[tuple[int, bytes]] = []
+        #: (type, payload, how many of ``messages`` came before it)
+        self.control: list[tuple[int, bytes, int]] = []
         #: DATA is a protocol error until a HELLO has been decoded
         self.accept_data = False
         self.rx = rx
@@ -263,6 +293,7 @@ class NativeDecoder(_DecoderBase):
                             dups += 1
                             if end > n:
                                 self._skip = end - n
+                                self._skip_at = self._buf_at + off
                                 off = n
                                 break
                             off = end
@@ -306,11 +337,11 @@ class NativeDecoder(_DecoderBase):
                     continue
                 if end > n:
                     break
-                self.control.append((typ, buf[off + 20:end]))
+                self.control.append((typ, buf[off + 20:end], len(self.messages)))
                 off = end
                 if typ == _HELLO:
                     self.accept_data = True
-                    break  # the session settles the handshake before more is decoded
+                    return int(off)  # the session settles the handshake first
             if n - off >= 4:
                 (length,) = _unpack_len(buf, off)
                 if length > maxf or length < HEADER_SIZE:
@@ -351,6 +382,7 @@ class NativeDecoder(_DecoderBase):
             first = _unpack_frag(buf, off + 20)[0] == 0  # one duplicate per message
             if end > n:
                 self._skip = end - n
+                self._skip_at = self._buf_at + off
                 end = n
             return -end - 1 if first else end
         if end > n and length < DIRECT_THRESHOLD:
@@ -365,6 +397,10 @@ class NativeDecoder(_DecoderBase):
             return floor - 1
         rx.above.discard(seq)
         return floor
+
+    @property
+    def held(self) -> int:
+        return super().held + self.reassembler.held
 
     def use_budget(self, budget: ReassemblyBudget) -> None:
         super().use_budget(budget)
@@ -413,7 +449,7 @@ class NativeDecoder(_DecoderBase):
                 if done is not None:
                     self._deliver_partial(seq, done)
 
-            self._go_direct(partial.body, offset + piece_len, buf, off + 28, finish)
+            self._go_direct(partial.body, offset + piece_len, buf, off + 28, finish, False)
             return None
         partial.body.write(memoryview(buf)[off + 28:end])
         done = ra.advance(seq)
@@ -460,7 +496,7 @@ class RawDecoder(_DecoderBase):
                     raise self._too_long(buf, off, length)
                 end = off + 4 + length
                 if end > n:
-                    if length >= _FOREIGN_MIN and not off and not self.bytes_received:
+                    if length >= _FOREIGN_MIN and self._buf_at + off == 0:
                         self._check_first(buf)
                     if length >= DIRECT_THRESHOLD:
                         self._direct_raw(buf, off, length)
@@ -480,7 +516,7 @@ class RawDecoder(_DecoderBase):
     def _too_long(self, buf: bytes, off: int, length: int) -> ProtocolError:
         """The error for a length above ``max_message_size``: on the first frame, a peer
         of another protocol is named (its first bytes are not a length)."""
-        if not off and not self.bytes_received:
+        if self._buf_at + off == 0:  # the peer's very first bytes
             hint = wrong_peer(buf[:16])
             if hint is not None:
                 return ProtocolError(hint, GoAwayCode.PROTOCOL_ERROR)

@@ -12,6 +12,7 @@ from .core import SessionCore, SessionState
 from .decoder import RawDecoder
 from .events import HandshakeComplete, Received
 from .framing import RAW_KEEPALIVE, GoAwayCode, encode_raw
+from .progress import FrameClock
 from .reassembly import ReassemblyBudget
 from .sniff import wrong_peer
 
@@ -22,11 +23,16 @@ _CONTROL = int(Priority.CONTROL)
 
 
 class RawSession(SessionCore):
-    """``{packet, 4}``: a length and a payload per message, nothing else on the wire."""
+    """``{packet, 4}``: a length and a payload per message, nothing else on the wire.
+
+    A message begun must keep arriving (:class:`~.progress.FrameClock`); a listener's
+    session (``role="server"``) also ends after ``idle_timeout`` without a byte."""
 
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
-                 now: float) -> None:
+                 now: float, role: str = "peer") -> None:
         super().__init__(options, conn_id, transport, peer, now)
+        self.role = role
+        self.frames = FrameClock(options.timeout)
         self._count = 0
         self._set_state(SessionState.OPEN)
         self.decoder = RawDecoder(conn_id, transport, peer, options.max_message_size,
@@ -40,6 +46,12 @@ class RawSession(SessionCore):
 
     def use_buffer(self, buf: bytearray) -> None:
         self.decoder.use_buffer(buf)
+
+    def reading_paused(self, now: float) -> None:
+        self.frames.pause(now)
+
+    def reading_resumed(self, now: float) -> None:
+        self.frames.resume(now)
 
     def use_budget(self, budget: ReassemblyBudget) -> None:
         self.decoder.use_budget(budget)
@@ -62,7 +74,7 @@ class RawSession(SessionCore):
     def connection_lost(self, reason: str) -> None:
         """A raw peer has no goodbye frame: closing its side between two messages is its
         orderly end. EOF in the middle of a message is an error."""
-        if self.state is not SessionState.CLOSED and not self.decoder.buffered:
+        if self.state is not SessionState.CLOSED and self.decoder.frame_at is None:
             self.peer_closed(GoAwayCode.NORMAL, "peer closed the connection")
             return
         if not self.messages_received and not self.decoder.bytes_received:
@@ -82,7 +94,7 @@ class RawSession(SessionCore):
             self.decoder.buffer_updated(nbytes)
         except ProtocolError as exc:
             self._fail(exc)
-        return self._take()
+        return self._take(now)
 
     def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Received]:
         if self.state is SessionState.CLOSED:
@@ -92,9 +104,11 @@ class RawSession(SessionCore):
             self.decoder.feed(data)
         except ProtocolError as exc:
             self._fail(exc)
-        return self._take()
+        return self._take(now)
 
-    def _take(self) -> list[Received]:
+    def _take(self, now: float) -> list[Received]:
+        if self.frames.update(self.decoder.frame_at, now):
+            self.timer_changed = True
         msgs = self.decoder.messages
         if msgs:
             self.decoder.messages = []
@@ -127,13 +141,29 @@ class RawSession(SessionCore):
 
     # -- time ------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
-        interval = self.options.raw_keepalive_interval
-        if self.state is not SessionState.OPEN or not interval:
+        if self.state is not SessionState.OPEN:
             return None
-        return self.last_send + interval
+        interval = self.options.raw_keepalive_interval
+        due = [self.last_send + interval] if interval else []
+        if self.role == "server":
+            due.append(self.last_receive + self.options.idle_timeout)
+        frame = self.frames.deadline(self.decoder.fed)
+        if frame is not None:
+            due.append(frame)
+        return min(due) if due else None
 
     def handle_timer(self, now: float) -> None:
+        if self.state is not SessionState.OPEN:
+            return
+        if self.frames.expired(self.decoder.fed, now):
+            self.fail(self.frames.describe(self.decoder.fed, now), GoAwayCode.IDLE_TIMEOUT)
+            return
+        idle = self.options.idle_timeout
+        if self.role == "server" and now >= self.last_receive + idle:
+            self.fail(f"no bytes from the peer for {idle:g} s (idle_timeout)",
+                      GoAwayCode.IDLE_TIMEOUT)
+            return
         interval = self.options.raw_keepalive_interval
-        if self.state is SessionState.OPEN and interval and now >= self.last_send + interval:
+        if interval and now >= self.last_send + interval:
             self.scheduler.push_frame(_CONTROL, encode_raw(RAW_KEEPALIVE))
             self.last_send = now

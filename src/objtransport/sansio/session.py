@@ -44,6 +44,7 @@ from .framing import (
 )
 from .handshake import ACK_BYTES, ACK_DELAY, ACK_EVERY, NativeHandshake, ResumeLookup
 from .liveness import Pinger
+from .progress import FrameClock
 from .raw import RawSession
 from .reassembly import ReassemblyBudget
 from .reliability import ResumeState
@@ -94,6 +95,7 @@ class NativeSession(NativeHandshake):
         self._magic = b""  # bytes of the peer's magic seen so far
         self._magic_ok = False
         self.pinger = Pinger(now)
+        self.frames = FrameClock(options.timeout)  # a frame begun must keep arriving
         if send_preface and role != "server":
             self._send_hello()
 
@@ -103,6 +105,12 @@ class NativeSession(NativeHandshake):
 
     def use_buffer(self, buf: bytearray) -> None:
         self.decoder.use_buffer(buf)
+
+    def reading_paused(self, now: float) -> None:
+        self.frames.pause(now)
+
+    def reading_resumed(self, now: float) -> None:
+        self.frames.resume(now)
 
     def use_budget(self, budget: ReassemblyBudget) -> None:
         self.decoder.use_budget(budget)
@@ -136,11 +144,12 @@ class NativeSession(NativeHandshake):
             return self.receive_data(bytes(self.decoder.get_buffer()[:nbytes]), now)
         self.last_receive = now
         dec = self.decoder
+        closed = self.state is SessionState.CLOSED
         try:
             dec.buffer_updated(nbytes)
         except ProtocolError as exc:
-            self._fail(exc)
-        return self._after_decode(now)
+            return self._after_decode(now, closed, exc)
+        return self._after_decode(now, closed)
 
     def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Received]:
         """Decode ``data``; return the complete messages (events go to ``take_events``)."""
@@ -166,29 +175,49 @@ class NativeSession(NativeHandshake):
         try:
             self.decoder.feed(data)
         except ProtocolError as exc:
-            self._fail(exc)
+            return self._after_decode(now, False, exc)
         return self._after_decode(now)
 
-    def _after_decode(self, now: float) -> list[Received]:
+    def _after_decode(self, now: float, closed: bool = False,
+                      error: ProtocolError | None = None) -> list[Received]:
+        """Handle the control frames decoded, then the decoder's ``error``; return the
+        messages. Everything before the frame that ended the session counts, nothing after
+        it, however the reads were cut (``closed``: it had ended before this read)."""
         dec = self.decoder
-        while dec.control:
+        upto: int | None = None  # messages decoded after the session ended start here
+        while True:
             control = dec.control
             dec.control = []
-            try:
-                for ftype, payload in control:
+            for ftype, payload, before in control:
+                try:
                     self._on_control(ftype, payload, now)
-                if self.state is SessionState.OPEN and dec.buffered:
-                    dec.feed(b"")  # what followed the HELLO
-            except ProtocolError as exc:
-                self._fail(exc)
+                except ProtocolError as exc:
+                    self._fail(exc)
+                if self.state is SessionState.CLOSED:
+                    upto = before
+                    break
+            if upto is not None:
                 break
+            if error is not None:
+                self._fail(error)
+                break
+            if not (control and self.state is SessionState.OPEN and dec.buffered):
+                break
+            try:
+                dec.feed(b"")  # what followed the HELLO
+            except ProtocolError as exc:
+                error = exc
         if self._acks and self.rs.floor > self.rs.ack_sent:
             self._schedule_ack(now)
+        if self.frames.update(dec.frame_at, now):
+            self.timer_changed = True
         msgs = dec.messages
         if msgs:
             dec.messages = []
-            if self.state is SessionState.CLOSED and self.close_code not in ERROR_FREE:
+            if closed and self.close_code not in ERROR_FREE:
                 return []
+            if upto is not None:
+                msgs = msgs[:upto]
             self.messages_received += len(msgs)
         return msgs
 
@@ -379,6 +408,9 @@ class NativeSession(NativeHandshake):
         if self.state is SessionState.CLOSED:
             return None
         dead = self.last_receive + opts.keepalive_interval + opts.pong_timeout
+        frame = self.frames.deadline(self.decoder.fed)
+        if frame is not None:
+            dead = min(dead, frame)
         if self._ack_due is not None:
             return min(self.pinger.next_at, dead, self._ack_due)
         return min(self.pinger.next_at, dead)
@@ -398,6 +430,9 @@ class NativeSession(NativeHandshake):
         if now >= self.last_receive + opts.keepalive_interval + opts.pong_timeout:
             self.fail(f"peer silent for {now - self.last_receive:.1f} s (no PONG)",
                       GoAwayCode.IDLE_TIMEOUT)
+            return
+        if self.frames.expired(self.decoder.fed, now):
+            self.fail(self.frames.describe(self.decoder.fed, now), GoAwayCode.IDLE_TIMEOUT)
             return
         if now >= self.pinger.next_at:
             if self.pinger.sent_at is None:
