@@ -1,15 +1,55 @@
-"""Shared fixtures: a running service, TLS material generated at test time (trustme)."""
+"""Shared fixtures: a running service, TLS material generated at test time (trustme).
+
+Every asyncio test runs once per event loop: the default loop and uvloop when it is
+installed (ids ``[default]`` and ``[uvloop]``). ``--loop default`` or ``--loop uvloop``
+runs one of them only. Tests of the pure core (tests/sansio) are synchronous and run once.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 import pytest
 import trustme
 
 from objtransport import NetworkTransport
+
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is a test dependency except on Windows
+    uvloop = None
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def _loop_factories() -> dict[str, LoopFactory]:
+    factories: dict[str, LoopFactory] = {"default": asyncio.new_event_loop}
+    if uvloop is not None:
+        factories["uvloop"] = uvloop.new_event_loop
+    return factories
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--loop", choices=["all", "default", "uvloop"], default="all",
+        help="run the asyncio tests on this event loop only (default: every loop installed)",
+    )
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> Mapping[str, LoopFactory]:
+    """pytest-asyncio's hook (>= 1.4): each asyncio test is parametrised over these."""
+    factories = _loop_factories()
+    chosen = config.getoption("--loop")
+    if chosen == "all":
+        return factories
+    if chosen not in factories:
+        raise pytest.UsageError(f"--loop {chosen}: {chosen} is not installed")
+    return {chosen: factories[chosen]}
 
 
 @dataclass

@@ -89,6 +89,16 @@ def test_errors_are_one_line_with_a_non_zero_status(args: list[str]) -> None:
 
 # -- serve and send --------------------------------------------------------------------------
 
+def test_serve_runs_on_uvloop_when_it_is_installed() -> None:
+    pytest.importorskip("uvloop")
+    with server() as (bg, port):
+        assert "uvloop loop)" in bg.out, bg.out
+        for framing in ("native", "raw"):
+            proc = run("send", f"127.0.0.1:{port}", "hello", "--framing", framing)
+            assert proc.returncode == 0, proc.stderr
+            assert proc.stdout.splitlines() == ["hello"]
+
+
 @pytest.mark.parametrize("transport", ["tcp", "udp", "websocket", "grpc"])
 def test_send_arguments_and_stdin_lines_to_an_echo_server(transport: str) -> None:
     with server("--transport", transport, "--framing", "native") as (_, port):

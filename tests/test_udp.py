@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -23,6 +24,58 @@ from objtransport.sansio.framing import FRAME_HEADER, FrameType
 from objtransport.testing import LossyDatagramProxy, eventually
 
 SIZES = [1, 100, 1200, 1201, 5_000, 64 * 1024, 256 * 1024 + 1, 1024 * 1024]
+
+
+class PlainUdp(asyncio.DatagramProtocol):
+    """A plain UDP socket on 127.0.0.1 (no objtransport). It receives through the loop's
+    datagram API (``loop.sock_recvfrom`` is not on every loop: uvloop lacks it) and sends on
+    the socket itself (asyncio's ``sendto`` drops empty datagrams before Python 3.12)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.queue: asyncio.Queue[tuple[bytes, tuple[str, int]]] = asyncio.Queue()
+        self.transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.queue.put_nowait((data, addr))
+
+    def error_received(self, exc: Exception) -> None:  # ICMP: not this test's subject
+        pass
+
+    @property
+    def port(self) -> int:
+        return int(self.sock.getsockname()[1])
+
+    def send(self, data: bytes, addr: tuple[str, int] | None = None) -> None:
+        if addr is None:
+            self.sock.send(data)
+        else:
+            self.sock.sendto(data, addr)
+
+    async def recv(self, timeout: float = 5.0) -> tuple[bytes, tuple[str, int]]:
+        async with asyncio.timeout(timeout):
+            return await self.queue.get()
+
+
+@contextlib.asynccontextmanager
+async def plain_udp(remote_port: int | None = None) -> AsyncIterator[PlainUdp]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    if remote_port is not None:
+        sock.connect(("127.0.0.1", remote_port))
+    _, peer = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: PlainUdp(sock), sock=sock)
+    try:
+        yield peer
+    finally:
+        peer.close()
 
 
 def _payload(n: int, seed: int = 0) -> bytes:
@@ -97,36 +150,27 @@ async def test_raw_listener_with_a_plain_socket_peer(net: NetworkTransport) -> N
 
     listener = await net.listen("127.0.0.1", 0, transport="udp", framing="raw",
                                 handler=echo)
-    loop = asyncio.get_running_loop()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as plain:
-        plain.setblocking(False)
-        plain.connect(("127.0.0.1", listener.port))
+    async with plain_udp(listener.port) as plain:
         for data in (b"hello", b"", b"z" * 60_000):
-            await loop.sock_sendall(plain, data)
-            async with asyncio.timeout(5):
-                reply = await loop.sock_recv(plain, 65_536)
+            plain.send(data)
+            reply, _ = await plain.recv()
             assert reply == data.upper()
     assert net.get_metrics().messages_received == 3
 
 
 async def test_raw_client_to_a_plain_socket_server(net: NetworkTransport) -> None:
-    loop = asyncio.get_running_loop()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as plain:
-        plain.setblocking(False)
-        plain.bind(("127.0.0.1", 0))
-        port = plain.getsockname()[1]
-        conn = await net.connect("127.0.0.1", port, transport="udp", framing="raw")
+    async with plain_udp() as plain:
+        conn = await net.connect("127.0.0.1", plain.port, transport="udp", framing="raw")
         await net.send_data(conn, b"exactly these bytes")
-        async with asyncio.timeout(5):
-            data, addr = await loop.sock_recvfrom(plain, 65_536)
+        data, addr = await plain.recv()
         assert data == b"exactly these bytes"
         with pytest.raises(MessageTooLarge):
             await net.send_data(conn, b"x" * 65_508)
-        await loop.sock_sendto(plain, b"reply", addr)
+        plain.send(b"reply", addr)
         assert (await net.receive(conn, timeout=5.0)).data == b"reply"
         await net.send_data(conn, b"after")
-        async with asyncio.timeout(5):  # nothing of the too-large message was sent
-            assert (await loop.sock_recvfrom(plain, 65_536))[0] == b"after"
+        # nothing of the too-large message was sent
+        assert (await plain.recv())[0] == b"after"
 
 
 # -- failures ------------------------------------------------------------------------------
@@ -173,17 +217,13 @@ async def test_raw_sends_to_a_closed_port_open_the_breaker() -> None:
 
 
 async def test_raw_peer_heard_from_counts_as_a_success(net: NetworkTransport) -> None:
-    loop = asyncio.get_running_loop()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as plain:
-        plain.setblocking(False)
-        plain.bind(("127.0.0.1", 0))
-        port = plain.getsockname()[1]
+    async with plain_udp() as plain:
+        port = plain.port
         conn = await net.connect("127.0.0.1", port, transport="udp", framing="raw")
         before = net.circuit_breaker("127.0.0.1", port, transport="udp").success_count
         await net.send_data(conn, b"ping")
-        async with asyncio.timeout(5):
-            data, addr = await loop.sock_recvfrom(plain, 100)
-            await loop.sock_sendto(plain, b"pong", addr)
+        data, addr = await plain.recv()
+        plain.send(b"pong", addr)
         assert (await net.receive(conn, timeout=5.0)).data == b"pong"
         after = net.circuit_breaker("127.0.0.1", port, transport="udp").success_count
         assert after == before + 1
@@ -193,22 +233,19 @@ async def test_a_vanished_peer_is_a_link_failure_for_the_breaker(
         net: NetworkTransport) -> None:
     """A peer that answered the probe and then closed its port: the next PING brings back
     ICMP port unreachable, which ends the link with an error (a breaker failure)."""
-    loop = asyncio.get_running_loop()
-    plain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    plain.setblocking(False)
-    plain.bind(("127.0.0.1", 0))
-    port = plain.getsockname()[1]
+    async with plain_udp() as plain:
+        port = plain.port
 
-    async def answer_once() -> None:
-        data, addr = await loop.sock_recvfrom(plain, 100)
-        pong = FRAME_HEADER.pack(24, 1, FrameType.PONG, 0, 0, 0, 0) + data[20:28]
-        await loop.sock_sendto(plain, pong, addr)
-        plain.close()
+        async def answer_once() -> None:
+            data, addr = await plain.recv()
+            pong = FRAME_HEADER.pack(24, 1, FrameType.PONG, 0, 0, 0, 0) + data[20:28]
+            plain.send(pong, addr)
+            plain.close()  # the port is gone: the next PING brings back ICMP
 
-    task = asyncio.create_task(answer_once())
-    conn = await net.connect("127.0.0.1", port, transport="udp", keepalive_interval=0.05,
-                             max_reconnect_attempts=0)
-    await task
+        task = asyncio.create_task(answer_once())
+        conn = await net.connect("127.0.0.1", port, transport="udp", keepalive_interval=0.05,
+                                 max_reconnect_attempts=0)
+        await task
     await eventually(lambda: net.connection_info(conn).state == "disconnected", timeout=5.0)
     info = net.connection_info(conn)
     assert info.error_count == 1 and info.circuit_breaker.failure_count == 1

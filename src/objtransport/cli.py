@@ -10,8 +10,8 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
 
 from . import __version__, cli_bench, cli_proxy, cli_send, cli_serve, cli_stats
 from .cli_common import CliError, HelpFormatter, Parser, add_transport_options, stderr_line
@@ -189,11 +189,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+T = TypeVar("T")
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop]:
+    """uvloop's loop when it is installed (``objtransport[speed]``), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+def _run_fast(main: Coroutine[Any, Any, T]) -> T:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "demo":
         return asyncio.run(demo(args.count))
     if args.command == "serve":
-        return asyncio.run(cli_serve.serve(args))
+        return _run_fast(cli_serve.serve(args))
     if args.command == "send":
         return asyncio.run(cli_send.send(args))
     if args.command == "proxy":

@@ -75,8 +75,9 @@ async def serve(args: argparse.Namespace) -> int:
         listener = await net.listen(args.host, args.port,
                                     handler=echo if args.mode == "echo" else sink,
                                     **listen_kwargs)
+        loop = type(asyncio.get_running_loop()).__module__.split(".")[0]  # asyncio, uvloop
         print(f"{args.mode} listener on {listener.host}:{listener.port} ({targs.label}, "
-              f"framing={targs.framing}); Ctrl-C stops", flush=True)
+              f"framing={targs.framing}, {loop} loop); Ctrl-C stops", flush=True)
         if args.metrics_port is not None:
             from .exporters.prometheus import serve_metrics
 

@@ -29,6 +29,7 @@ import asyncio
 import logging
 import ssl as ssl_module
 from collections.abc import Callable
+from time import monotonic
 from typing import Any
 
 import grpc
@@ -134,7 +135,7 @@ class GrpcLink(MessageLink):
         session = self.session
         msession = self._msession
         read = self._read
-        now = self.loop.time()
+        now = monotonic()
         try:
             while not session.closed:
                 if self._read_pauses:
@@ -143,7 +144,7 @@ class GrpcLink(MessageLink):
                 if data is grpc.aio.EOF:
                     await self._eof()
                     return
-                now = self.loop.time()
+                now = monotonic()
                 payload, frames, text = decode_envelope(data)
                 if msession is not None:
                     msgs = msession.receive_message(bytes(payload), text, now)
@@ -242,7 +243,7 @@ class GrpcLink(MessageLink):
                 wake.clear()
                 while True:
                     budget, strict = await self._budget()
-                    now = self.loop.time()
+                    now = monotonic()
                     n = 0
                     if msession is not None:
                         items = msession.messages_to_send(now, budget, strict)
@@ -371,7 +372,7 @@ class GrpcDriver:
                     # as when it comes a moment later, the link reports it (not a raise)
                 session: AnySession = parts.make_session(native)
                 if not native:
-                    session = MessageSession.like(session, asyncio.get_running_loop().time(),
+                    session = MessageSession.like(session, monotonic(),
                                                   keepalive=False)
                 link = GrpcLink(session, parts, (host, port), call=call, channel=channel)
                 link.start()  # a native client speaks first: its HELLO goes out now
@@ -437,7 +438,7 @@ class GrpcDriver:
                 await context.send_initial_metadata(NATIVE_METADATA)
             session: AnySession = parts.make_session(native)
             if not native:
-                session = MessageSession.like(session, asyncio.get_running_loop().time(),
+                session = MessageSession.like(session, monotonic(),
                                               keepalive=False)
             link = GrpcLink(session, parts, parse_peer(context.peer()), context=context)
             if parts.on_link is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from time import monotonic
 from typing import Any
 
 from ..sansio.core import AnySession
@@ -87,7 +88,7 @@ class MessageLink(FlowControl):
         if not pacer.buckets:
             return self.carrier_max, False
         while True:
-            now = self.loop.time()
+            now = monotonic()
             allowed = pacer.allowance(now)
             if allowed > 0:
                 return min(self.carrier_max, int(allowed)), True
@@ -145,7 +146,7 @@ class MessageLink(FlowControl):
         self._timer = None
         self._timer_at = None
         session = self.session
-        session.handle_timer(self.loop.time())
+        session.handle_timer(monotonic())
         self._process_events()
         if session.scheduler.pending_bytes or session.has_final or session.closed \
                 or getattr(session, "ping_due", False):

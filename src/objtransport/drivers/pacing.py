@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from time import monotonic
 
 from ..sansio.metrics import RateMeter
 from ..sansio.throttle import TokenBucket
@@ -85,7 +86,7 @@ class ReadThrottle:
     def charge(self, bucket: TokenBucket, nbytes: int) -> None:
         """``nbytes`` were read under ``bucket``."""
         self.bucket = bucket
-        now = self.loop.time()
+        now = monotonic()
         bucket.consume(nbytes, now)
         if bucket.tokens(now) < 0 and self._handle is None:
             self._pause("throttle")
@@ -108,7 +109,7 @@ class ReadThrottle:
         self._handle = None
         bucket = self.bucket
         if bucket is not None:
-            now = self.loop.time()
+            now = monotonic()
             if bucket.tokens(now) < 0:
                 self._handle = self.loop.call_at(now + bucket.time_until(0, now), self._check)
                 return

@@ -21,7 +21,8 @@ import logging
 import socket
 import threading
 from collections.abc import Callable
-from typing import Any
+from time import monotonic
+from typing import Any, cast
 
 from ..sansio.decoder import RECV_BUFFER_SIZE
 from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
@@ -116,7 +117,8 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
 
     # -- asyncio protocol callbacks ------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # any loop's stream transport: uvloop's are no asyncio.Transport subclass
+        transport = cast(asyncio.Transport, transport)
         if self.lost.done():  # given up before the socket got here (a TLS handshake deadline)
             transport.abort()
             return
@@ -141,7 +143,7 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         session = self.session
-        msgs = session.buffer_updated(nbytes, self.loop.time())
+        msgs = session.buffer_updated(nbytes, monotonic())
         if self.receive_bucket is not None:
             self._read_throttle.charge(self.receive_bucket, nbytes)
         self._delivered(msgs)
@@ -231,7 +233,7 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
             return
         session = self.session
         sched = session.scheduler
-        now = self.loop.time()
+        now = monotonic()
         pacer = self.pacer
         while not self.write_paused and (sched.pending_bytes or session.has_final):
             budget = WRITE_HIGH - t.get_write_buffer_size()
@@ -320,7 +322,7 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         self._timer_at = None
         if self.transport is None:
             return
-        self.session.handle_timer(self.loop.time())
+        self.session.handle_timer(monotonic())
         self._process_events()
         self._flush()
         if not self.closed.done():
@@ -418,7 +420,7 @@ class DetectingStreamLink(StreamLink):
         self._rs = getattr(self.session, "rs", None)
         self.session.set_peer(self.peer)
         self.session.created = old.created
-        msgs = self.session.receive_data(bytes(self._head), self.loop.time())
+        msgs = self.session.receive_data(bytes(self._head), monotonic())
         if msgs:
             self.on_messages(msgs)
         self._process_events()

@@ -37,6 +37,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable
+from time import monotonic
 from typing import Any
 
 from ..config import Framing, Options, TransportKind
@@ -242,7 +243,7 @@ class UdpEndpoint(_Owner):
         receive = link.ds.receive_datagram
         recv_into = self.sock.recv_into
         view = self.view
-        now = self.loop.time()
+        now = monotonic()
         failure = ""
         try:
             if self.gro:
@@ -335,7 +336,7 @@ class UdpServer(_Owner):
         recvfrom_into = self.sock.recvfrom_into
         buf = self.buf
         view = self.view
-        now = self.loop.time()
+        now = monotonic()
         touched: list[DatagramLink] = []
         last_addr: Any = None
         link: DatagramLink | None = None
@@ -485,7 +486,7 @@ class UdpDriver:
                     raise
                 owner = UdpEndpoint(sock, options)
                 native = parts.native is not False
-                session = DatagramSession.like(parts.make_session(native), loop.time(),
+                session = DatagramSession.like(parts.make_session(native), monotonic(),
                                                native=native, role="client")
                 peer = sock.getpeername()
                 session.set_peer(peer)

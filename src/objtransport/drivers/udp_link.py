@@ -13,6 +13,7 @@ import asyncio
 import socket
 from collections import deque
 from collections.abc import Callable
+from time import monotonic
 from typing import Any, Protocol
 
 from ..sansio.core import AnySession
@@ -193,7 +194,7 @@ class DatagramLink(FlowControl):
                     self._turn_handle = self.loop.call_soon(self._next_turn)
                 break
             budget = (BURST - self._turn) * piece
-            now = self.loop.time()
+            now = monotonic()
             strict = bool(pacer.buckets)
             if strict:
                 if self._pace_handle is not None:
@@ -300,7 +301,7 @@ class DatagramLink(FlowControl):
         self._timer_at = None
         if self.finished:
             return
-        self.ds.handle_timer(self.loop.time())
+        self.ds.handle_timer(monotonic())
         self.ds.timer_changed = False
         self._process_events()
         self._flush()

@@ -19,6 +19,7 @@ import ssl as ssl_module
 import time
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
+from time import monotonic
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -142,7 +143,7 @@ def _select(protocol: ServerProtocol, offered: Sequence[Subprotocol]) -> Subprot
 def _new_session(parts: LinkParts, native: bool) -> AnySession:
     session: AnySession = parts.make_session(native)
     if not native:
-        session = MessageSession.like(session, asyncio.get_running_loop().time())
+        session = MessageSession.like(session, monotonic())
     return session
 
 

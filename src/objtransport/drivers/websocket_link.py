@@ -18,6 +18,7 @@ written at once, the rest of the turn coalesces.
 from __future__ import annotations
 
 import asyncio
+from time import monotonic
 from typing import Any
 
 from websockets.frames import Close
@@ -165,7 +166,7 @@ class WebSocketLink(MessageLink):
         if session.closed:
             return
         msession = self._msession
-        now = self.loop.time()
+        now = monotonic()
         if text:
             if msession is None:
                 self._fail_ws(1003, "objtransport.v1 carries binary messages only")
@@ -188,7 +189,7 @@ class WebSocketLink(MessageLink):
         session = self._msession
         if session is None or session.closed:
             return
-        session.pong_received(rtt, self.loop.time())
+        session.pong_received(rtt, monotonic())
         self._process_events()
         self._rearm()
 
@@ -272,7 +273,7 @@ class WebSocketLink(MessageLink):
                 or conn.protocol.state is not _OPEN or conn.writing_paused):
             self._kick()
             return
-        self._write_batch(self.loop.time(), CARRIER_MAX, False)
+        self._write_batch(monotonic(), CARRIER_MAX, False)
         if session.scheduler.pending_bytes or session.has_final:
             self._kick()
         self._after_write()
@@ -323,7 +324,7 @@ class WebSocketLink(MessageLink):
                 budget, strict = await self._budget()
                 if conn.protocol.state is not _OPEN:
                     return
-                now = self.loop.time()
+                now = monotonic()
                 n = self._write_batch(now, budget, strict)
                 if n < 0:
                     break
