@@ -41,8 +41,11 @@ lint: install
 typecheck: install
 	$(BIN)/mypy --strict src
 
+# every asyncio test runs twice, on the default loop and on uvloop (tests/conftest.py);
+# PYTEST_ARGS adds options, e.g. make pytest PYTEST_ARGS="--loop uvloop -k tcp"
+PYTEST_ARGS ?=
 pytest: install
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --durations=15 $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 

@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
@@ -379,6 +380,14 @@ window.result = new Promise((resolve) => {
 </script>"""
 
 
+def _read_lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().split()
+    except FileNotFoundError:
+        return []
+
+
 def _write(path: str, text: str) -> None:
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)
@@ -423,26 +432,25 @@ async def test_browser_websocket_talks_to_a_listener(net: NetworkTransport) -> N
     with tempfile.TemporaryDirectory() as profile:
         page_file = os.path.join(profile, "page.html")
         _write(page_file, page)
+        # no pipes (Chromium's helper processes would hold them open past the test):
+        # DevTools says where it listens in the profile's DevToolsActivePort file
         proc = await asyncio.create_subprocess_exec(
             CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu",
             "--disable-dev-shm-usage", "--no-first-run", "--no-default-browser-check",
             "--remote-debugging-port=0", f"--user-data-dir={profile}", "about:blank",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True)
+        active = os.path.join(profile, "DevToolsActivePort")
         try:
-            assert proc.stderr is not None
-            browser_url = ""
-            async with asyncio.timeout(30):
-                while not browser_url:
-                    line = (await proc.stderr.readline()).decode(errors="replace")
-                    if not line:
-                        raise AssertionError("chromium exited before DevTools started")
-                    if "DevTools listening on " in line:
-                        browser_url = line.split("DevTools listening on ", 1)[1].strip()
-                got = await _cdp_evaluate(browser_url, f"file://{page_file}",
-                                          "window.result")
+            await eventually(lambda: len(_read_lines(active)) >= 2 or proc.returncode is not None,
+                             timeout=30)
+            assert proc.returncode is None, "chromium exited before DevTools started"
+            port, path = _read_lines(active)[:2]
+            got = await _cdp_evaluate(f"ws://127.0.0.1:{port}{path}", f"file://{page_file}",
+                                      "window.result")
         finally:
-            if proc.returncode is None:
-                proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the browser and its helpers
             await proc.wait()
     assert got == ["binary:1,2,3,250", "text:héllo browser"]
     info = [net.connection_info(c) for c in net.connections()]

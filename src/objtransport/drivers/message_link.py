@@ -58,6 +58,7 @@ class MessageLink(FlowControl):
         self.peer: Any = peer
         session.set_peer(peer)
         self._wake = asyncio.Event()
+        self._repaced = asyncio.Event()  # set by repace(): a pacing wait ends early
         self._resume = asyncio.Event()
         self._resume.set()
         self._read_pauses: set[str] = set()
@@ -92,10 +93,16 @@ class MessageLink(FlowControl):
             allowed = pacer.allowance(now)
             if allowed > 0:
                 return min(self.carrier_max, int(allowed)), True
-            await asyncio.sleep(pacer.delay(now))
+            self._repaced.clear()
+            try:
+                async with asyncio.timeout(pacer.delay(now)):
+                    await self._repaced.wait()
+            except TimeoutError:
+                pass
 
     def repace(self) -> None:
-        """The limits changed: let the writer look again."""
+        """The limits changed: end a pacing wait and let the writer look again."""
+        self._repaced.set()
         self._kick()
 
     async def _pace_receive(self, nbytes: int, now: float) -> None:

@@ -331,6 +331,9 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
     # -- closing ---------------------------------------------------------------------------
     def close(self, code: int = GoAwayCode.NORMAL, reason: str = "closed") -> None:
         """Orderly close: queued messages go out, then GOAWAY, then the socket closes."""
+        if self.transport is None:  # accepted, TLS handshake not done: nothing to send
+            self.abort()
+            return
         self.session.close(code, reason)
         self._process_events()
         self._flush()
@@ -347,6 +350,8 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         self._closing = True
         if self.transport is not None:
             self.transport.abort()
+        elif not self.lost.done():  # no socket yet (a TLS handshake): no one else will say
+            self.connection_lost(ConnectionAbortedError("closed before the TLS handshake"))
 
     def _close_transport(self) -> None:
         if self._closing or self.transport is None:
