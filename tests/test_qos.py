@@ -79,7 +79,7 @@ async def test_send_rate_within_5_percent_of_the_limit(rate: int, kind: str,
         if kind == "udp":  # one datagram per message: the limiter is measured, not the CPU
             lkw["max_datagram_payload"] = ckw["max_datagram_payload"] = 32 * 1024
         listener = await net.listen("127.0.0.1", 0, handler=on_message, **lkw)
-        burst = rate / 20  # 50 ms of traffic: a short stall elsewhere is made up
+        burst = rate / 10  # 100 ms of traffic (the default): a short stall is made up
         conn = await net.connect("127.0.0.1", listener.port, max_bandwidth=rate, burst=burst,
                                  **ckw)
         window = WINDOW[rate]
