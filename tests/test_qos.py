@@ -9,6 +9,7 @@ instead of drained at the limited rate (``stop()`` would wait for it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -35,27 +36,26 @@ def _ends(kind: str, tls: TLS | None = None) -> tuple[dict[str, Any], dict[str, 
 
 
 async def _measure_rate(net: NetworkTransport, conn: int, seconds: float, burst: float,
-                        received: list[tuple[float, int]], size: int = 16 * 1024
-                        ) -> tuple[float, float]:
-    """Send as fast as the API allows for ``seconds``; return the receiver's bytes/s and the
-    span it was measured over: the steady part, from the arrival that ends the first
-    ``burst`` (the bucket starts full) until the last arrival."""
-    payload = b"r" * size
+                        size: int = 16 * 1024) -> tuple[float, float]:
+    """Send as fast as the API allows for ``seconds``; return the rate at which payload
+    went to the socket (what the limiter governs: at 50 MiB/s a receiver's view over one
+    second is skewed by the megabytes socket buffers hold) and the span it was measured
+    over: from the end of the first ``burst`` (the bucket starts full) to the end."""
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
-    while loop.time() < end:
-        await net.send_data(conn, payload, timeout=10.0)
-    seen = 0
-    skip = len(received) - 2
-    for i, (_, n) in enumerate(received):
-        seen += n
-        if seen > burst + size:
-            skip = i
-            break
-    first_t, _ = received[skip]
-    last_t, _ = received[-1]
-    total = sum(n for _, n in received[skip + 1:])
-    return total / (last_t - first_t), last_t - first_t
+    sender = asyncio.create_task(_pump(net, conn, b"r" * size, seconds + 10.0))
+    try:
+        await eventually(lambda: net.connection_info(conn).bytes_sent > burst + size,
+                         timeout=seconds, interval=0.002)
+        first = (time.perf_counter(), net.connection_info(conn).bytes_sent)
+        await asyncio.sleep(end - loop.time())  # the measuring window itself
+        last = (time.perf_counter(), net.connection_info(conn).bytes_sent)
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+    span = last[0] - first[0]
+    return (last[1] - first[1]) / span, span
 
 
 # seconds of sending per rate: at 1 MiB/s, 1.5 s is ~90 messages of 16 KiB (one is ~1 %)
@@ -67,7 +67,8 @@ WINDOW = {1 * MiB: 1.5, 50 * MiB: 1.0}
 async def test_send_rate_within_5_percent_of_the_limit(rate: int, kind: str,
                                                        tls: TLS) -> None:
     """What a token bucket promises: over any span, at most rate * span + burst bytes; and
-    when the limiter (not the CPU) set the pace, within 5 % of the rate."""
+    the rate is reached within 5 % (in one of three windows: a loaded machine can starve
+    the sender for a while, a limiter that caps too low never reaches it)."""
     received: list[tuple[float, int]] = []
     size = 16 * 1024
 
@@ -83,15 +84,18 @@ async def test_send_rate_within_5_percent_of_the_limit(rate: int, kind: str,
         conn = await net.connect("127.0.0.1", listener.port, max_bandwidth=rate, burst=burst,
                                  **ckw)
         window = WINDOW[rate]
-        measured, span = await _measure_rate(net, conn, window, burst, received, size)
+        best = 0.0
+        for _ in range(3):  # a window the machine's load slowed is measured again
+            measured, span = await _measure_rate(net, conn, window, burst, size)
+            ceiling = rate + (burst + size) / span  # a full bucket, plus one message
+            assert measured <= ceiling * 1.02, (measured / rate, ceiling / rate)
+            best = max(best, measured)
+            if best >= 0.95 * rate:
+                break
+        assert best == pytest.approx(rate, rel=0.05), best / rate
+        await eventually(lambda: len(received) > 10)  # and it arrives
         info = net.connection_info(conn)
-        assert info.max_bandwidth == rate
-        ceiling = rate + (burst + size) / span  # a refilled bucket, plus one message
-        assert measured <= ceiling * 1.02, (measured / rate, ceiling / rate)
-        if info.throttle_wait > 0.5 * window:  # held back by the limiter most of the time
-            assert measured == pytest.approx(rate, rel=0.05), measured / rate
-        else:  # the sender could not keep up (a loaded machine): nothing to say about it
-            assert rate >= 50 * MiB, (info.throttle_wait, measured / rate)
+        assert info.max_bandwidth == rate and info.throttle_wait > 0
         await net.disconnect(conn, timeout=0.1)
 
 
@@ -196,8 +200,8 @@ async def test_high_priority_overtakes_a_16_mib_low_message_within_50_ms(
         # the low send waits (backpressure: 16 MiB is far over max_pending_bytes) ...
         low = asyncio.create_task(net.send_data(conn, b"LOW!" + bytes(16 * MiB),
                                                 priority="low", timeout=10.0))
-        # the big message is in flight: the limiter has held it back at least once
-        await eventually(lambda: net.connection_info(conn).throttle_wait > 0)
+        # the big message is in flight: part of it has gone to the socket
+        await eventually(lambda: net.connection_info(conn).bytes_sent > MiB)
         assert not low.done()
         sent = time.perf_counter()
         # ... but a high message does not wait behind a low backlog
