@@ -92,7 +92,7 @@ async def test_send_rate_within_5_percent_of_the_limit(rate: int, kind: str,
             best = max(best, measured)
             if best >= 0.95 * rate:
                 break
-        assert best == pytest.approx(rate, rel=0.05), best / rate
+        assert best >= 0.95 * rate, best / rate  # (and at most the ceiling, above)
         await eventually(lambda: len(received) > 10)  # and it arrives
         info = net.connection_info(conn)
         assert info.max_bandwidth == rate and info.throttle_wait > 0
