@@ -235,9 +235,10 @@ async def test_normal_and_low_share_by_weights_under_saturation(kind: str) -> No
         start = dict(got)
         await eventually(lambda: got["normal"] + got["low"] >= sum(start.values()) + 5 * MiB,
                          timeout=10.0)
+        end = dict(got)
         await net.disconnect(conn, timeout=0.1)
-    ratio = (got["normal"] - start["normal"]) / max(1, got["low"] - start["low"])
-    assert ratio == pytest.approx(4.0, rel=0.10), got
+    ratio = (end["normal"] - start["normal"]) / max(1, end["low"] - start["low"])
+    assert ratio == pytest.approx(4.0, rel=0.10), (start, end)
 
 
 @pytest.mark.parametrize("kind", TWO_KINDS)
