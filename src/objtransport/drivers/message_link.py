@@ -187,7 +187,7 @@ class MessageLink(FlowControl):
 
     def pause_reading(self, reason: str = "consumer") -> None:
         if not self._read_pauses:
-            self.session.reading_paused(self.loop.time())
+            self.session.reading_paused(monotonic())
         self._read_pauses.add(reason)
         self._resume.clear()
 
@@ -195,4 +195,4 @@ class MessageLink(FlowControl):
         self._read_pauses.discard(reason)
         if not self._read_pauses:
             self._resume.set()
-            self.session.reading_resumed(self.loop.time())
+            self.session.reading_resumed(monotonic())

@@ -373,7 +373,7 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         t = self.transport
         if first and t is not None and not t.is_closing():
             t.pause_reading()
-            self.session.reading_paused(self.loop.time())
+            self.session.reading_paused(monotonic())
 
     def resume_reading(self, reason: str = "consumer") -> None:
         if reason not in self._read_pauses:
@@ -382,7 +382,7 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         t = self.transport
         if not self._read_pauses and t is not None and not t.is_closing():
             t.resume_reading()
-            self.session.reading_resumed(self.loop.time())
+            self.session.reading_resumed(monotonic())
 
 
 class DetectingStreamLink(StreamLink):
