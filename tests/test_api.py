@@ -16,6 +16,8 @@ EXPECTED = {
     "Priority", "ProtocolError", "SendTimeout", "ServiceNotRunning", "SessionLost",
     "TransportError", "TransportKind", "TransportMetrics", "UnsupportedTransport", "__version__",
     "Event", "events", "ListenError", "ReceiveTimeout", "WorkerPool", "serve",
+    "Event", "events", "ListenError", "ReceiveTimeout", "NoResponder", "RequestCancelled",
+    "RequestTimeout", "UnsupportedFeature",
 }
 
 
@@ -29,7 +31,7 @@ def test_every_error_is_a_transport_error() -> None:
     errors = [getattr(objtransport, n) for n in objtransport.__all__
               if isinstance(getattr(objtransport, n), type)
               and issubclass(getattr(objtransport, n), Exception)]
-    assert len(errors) == 15
+    assert len(errors) == 19
     assert all(issubclass(e, objtransport.TransportError) for e in errors)
 
 

@@ -167,6 +167,14 @@ class Options:
     # (UDP_SEGMENT) and received coalesced (UDP_GRO); off, or where the kernel refuses it,
     # one system call per datagram
     udp_offload: bool = True
+    # messaging (native framing): headers a receiver accepts per message; requests in
+    # flight per connection before request() waits; compression ("zlib", "zstd" or None)
+    # of messages of at least compression_min_size bytes, when the peer's HELLO allows it
+    max_headers: int = 64
+    max_header_bytes: int = 8 * KiB
+    max_inflight_requests: int = 1024
+    compression: str | None = None
+    compression_min_size: int = 1 * KiB
 
     def __post_init__(self) -> None:
         if self.pool_size < 1:
@@ -208,6 +216,14 @@ class Options:
         _positive("reassembly_timeout", self.reassembly_timeout)
         if self.max_total_reassembly_bytes < 1 or self.udp_socket_buffer < 0:
             raise ValueError("max_total_reassembly_bytes must be >= 1, udp_socket_buffer >= 0")
+        if not 0 <= self.max_headers <= 4096 or not 0 <= self.max_header_bytes <= 60_000:
+            raise ValueError("max_headers must be within 0 .. 4096, max_header_bytes within "
+                             "0 .. 60000")
+        if self.max_inflight_requests < 1 or self.compression_min_size < 0:
+            raise ValueError("max_inflight_requests must be >= 1, compression_min_size >= 0")
+        if self.compression not in (None, "zlib", "zstd"):
+            raise ValueError(f"compression must be 'zlib', 'zstd' or None, not "
+                             f"{self.compression!r}")
         if not isinstance(self.framing, Framing):
             object.__setattr__(self, "framing", Framing.parse(self.framing))
 

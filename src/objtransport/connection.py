@@ -47,6 +47,7 @@ from .sansio.events import (
     HandshakeComplete,
     PongReceived,
     Received,
+    RepliesReceived,
 )
 from .sansio.events import (
     SessionLost as CoreSessionLost,
@@ -77,6 +78,11 @@ class Hooks:
         self.on_rtt = on_rtt
         self.on_state = on_state
         self.on_error = on_error
+        #: request/reply (:mod:`.requests`): answers that arrived, a session whose
+        #: requests can no longer be answered, and what answers the requests received
+        self.on_replies: Callable[[Connection, list[Any]], None] = lambda conn, r: None
+        self.on_lost: Callable[[Connection, str], None] = lambda conn, why: None
+        self.responder: Any = None
 
 
 class Connection:
@@ -201,13 +207,16 @@ class Connection:
             return RawSession(self.options, self.id, self.transport_name, self.peer_address,
                               now, role=self.role)
         if self.role == "server":
-            return NativeSession(self.options, self.id, self.transport_name,
-                                 self.peer_address, now, self.resume_state.session_id,
-                                 send_preface=False, role="server",
-                                 resume_lookup=self.resume_lookup)
-        return NativeSession(self.options, self.id, self.transport_name, self.peer_address,
-                             now, self.resume_state.session_id, resume=self.resume_state,
-                             role="client")
+            session = NativeSession(self.options, self.id, self.transport_name,
+                                    self.peer_address, now, self.resume_state.session_id,
+                                    send_preface=False, role="server",
+                                    resume_lookup=self.resume_lookup)
+        else:
+            session = NativeSession(self.options, self.id, self.transport_name,
+                                    self.peer_address, now, self.resume_state.session_id,
+                                    resume=self.resume_state, role="client")
+        session.responder = self.hooks.responder
+        return session
 
     def flow_control(self, pause: bool) -> None:
         """Pause or resume reading from the current link (receive backpressure)."""
@@ -237,6 +246,8 @@ class Connection:
             self.hooks.on_rtt(ev.rtt)
         elif isinstance(ev, Acked):
             self.confirmations.wake()
+        elif isinstance(ev, RepliesReceived):
+            self.hooks.on_replies(self, ev.replies)
         elif isinstance(ev, CoreSessionLost):
             self.session_lost(ev.unconfirmed)
         elif isinstance(ev, HandshakeComplete):
@@ -342,6 +353,7 @@ class Connection:
         self.hooks.on_error(self, self.last_error)
         emit(self, SessionLostEvent, unconfirmed=len(unconfirmed), reason=why)
         self.confirmations.add(unconfirmed)
+        self.hooks.on_lost(self, why)
 
     def take_unconfirmed(self) -> list[bytes]:
         """Hand over (and forget) the payloads whose delivery could not be confirmed."""

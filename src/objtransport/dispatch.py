@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,8 +34,12 @@ class HandlerRunner:
 
     def __init__(self, handler: Handler, conn: Any, flow: FlowControl,
                  tasks: set[asyncio.Task[None]], max_backlog: int,
-                 on_error: Callable[[Any, BaseException], None]) -> None:
+                 on_error: Callable[[Any, BaseException], None],
+                 responder: Any = None) -> None:
         self.handler = handler
+        #: answers requests (:class:`~.requests.Responder`); messages with a meta block
+        #: (requests, expiring messages) go through it
+        self.responder = responder
         self.conn = conn  # for conn.id, conn.transport_name and conn.peer_address
         self.conn_id = conn.id
         self.flow = flow
@@ -56,7 +61,12 @@ class HandlerRunner:
             for m in msgs:
                 try:
                     # the Message is built here and usually freed right after the call
-                    handler(Message(m, cid, tname, peer) if isinstance(m, bytes) else m)
+                    if isinstance(m, bytes):
+                        handler(Message(m, cid, tname, peer))
+                    elif m.flags and self.responder is not None:
+                        self._call_flagged(m)
+                    else:
+                        handler(m)
                 except Exception as exc:  # the user's bug must not kill the connection
                     self._failed(exc)
             return
@@ -76,10 +86,13 @@ class HandlerRunner:
         try:
             conn = self.conn
             while backlog:
-                m = backlog.popleft()
+                msg = as_message(backlog.popleft(), conn.id, conn.transport_name,
+                                 conn.peer_address)
                 try:
-                    await handler(as_message(m, conn.id, conn.transport_name,
-                                             conn.peer_address))
+                    if msg.flags and self.responder is not None:
+                        await self._await_flagged(msg)
+                    else:
+                        await handler(msg)
                 except Exception as exc:
                     self._failed(exc)
                 if self._paused and len(backlog) <= self.max_backlog // 2:
@@ -87,6 +100,40 @@ class HandlerRunner:
                     self.flow(False)
         finally:
             self._task = None
+
+    def _call_flagged(self, msg: Message) -> None:
+        """A plain handler and a message with a meta block: skip it if it expired; answer
+        a request with what the handler returns (or an error)."""
+        r = self.responder
+        if r.expired(msg, time.time()):
+            return
+        if not msg.request_id:
+            self.handler(msg)
+            return
+        try:
+            result = self.handler(msg)
+        except Exception as exc:
+            r.handler_failed(msg, exc)
+            raise
+        r.after_handler(msg, result, wait=False)
+
+    async def _await_flagged(self, msg: Message) -> None:
+        """As :meth:`_call_flagged`, for a coroutine handler."""
+        r = self.responder
+        if r.expired(msg, time.time()):
+            return
+        handler: Callable[[Message], Awaitable[Any]] = self.handler
+        if not msg.request_id:
+            await handler(msg)
+            return
+        try:
+            result = await handler(msg)
+        except Exception as exc:
+            r.handler_failed(msg, exc)
+            raise
+        waiting = r.after_handler(msg, result, wait=True)
+        if waiting is not None:
+            await waiting
 
     def _failed(self, exc: BaseException) -> None:
         self.errors += 1

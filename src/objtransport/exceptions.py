@@ -23,7 +23,14 @@ tree at the driver boundary and chained as ``__cause__``; they never reach the c
     ├── SessionLost               the peer lost our session: some messages unconfirmed
     ├── UnsupportedTransport      a transport name objtransport does not know, or whose extra
     │                             is not installed (the message names the pip command)
-    └── ServiceNotRunning         the NetworkTransport was not started or is stopped
+    ├── ServiceNotRunning         the NetworkTransport was not started or is stopped
+    ├── UnsupportedFeature        headers, requests, ttl or compression on a connection that
+    │                             cannot carry them (raw framing, UDP, an older peer)
+    ├── RequestTimeout            no answer to a request within its deadline (also a
+    │                             TimeoutError)
+    ├── NoResponder               the peer answered a request with an error: no handler
+    │                             replies there, or its handler raised (carries .status)
+    └── RequestCancelled          the connection a request waits on was given up
 
 Each message names what happened and the endpoint it happened to.
 """
@@ -45,6 +52,10 @@ __all__ = [
     "ServiceNotRunning",
     "SessionLost",
     "TransportError",
+    "NoResponder",
+    "RequestCancelled",
+    "RequestTimeout",
+    "UnsupportedFeature",
     "UnsupportedTransport",
 ]
 
@@ -176,3 +187,30 @@ class UnsupportedTransport(TransportError, ValueError):
 
 class ServiceNotRunning(TransportError):
     """The NetworkTransport service is not started, or has been stopped."""
+
+
+class UnsupportedFeature(TransportError):
+    """A feature of the native protocol (headers, requests, ttl, compression) asked of a
+    connection that cannot carry it: raw framing, UDP, or a peer that does not announce it."""
+
+
+class RequestTimeout(TransportError, TimeoutError):
+    """No answer to a request within its timeout. An answer that comes later is dropped
+    (and counted in ``get_metrics().late_replies``)."""
+
+
+class NoResponder(TransportError):
+    """The peer answered a request with an error instead of a reply: no handler there
+    replies (``status`` NO_RESPONDER), or the handler raised (HANDLER_ERROR; the text is
+    short and never the peer's traceback), or the deadline had passed (EXPIRED)."""
+
+    def __init__(self, endpoint: str, status: int, detail: str) -> None:
+        self.endpoint = endpoint
+        self.status = status
+        self.detail = detail
+        super().__init__(f"no reply from {endpoint}: {detail}")
+
+
+class RequestCancelled(TransportError):
+    """The connection a request was waiting on was closed or given up before the answer
+    came; the request may or may not have been handled by the peer."""

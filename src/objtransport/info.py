@@ -95,6 +95,8 @@ class TransportMetrics:
     #: RTT samples at most each bound, seconds -> count (cumulative, as a Prometheus histogram)
     latency_buckets: dict[float, int] = field(default_factory=dict)
     latency_sum_seconds: float = 0.0
+    #: request/reply and expiry counters (:class:`~.requests.MessagingCounters`)
+    messaging: dict[str, int] = field(default_factory=dict)
 
 
 #: the bounds of ``TransportMetrics.latency_buckets``, seconds

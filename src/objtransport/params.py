@@ -77,6 +77,11 @@ class _Tunables(TypedDict, total=False):
     max_total_reassembly_bytes: int
     udp_socket_buffer: int
     udp_offload: bool
+    max_headers: int
+    max_header_bytes: int
+    max_inflight_requests: int
+    compression: Literal["zlib", "zstd"] | None
+    compression_min_size: int
 
 
 class ServiceOptions(_Tunables, total=False):

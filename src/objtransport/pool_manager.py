@@ -81,8 +81,12 @@ class PoolManager:
     async def send(self, host: str, port: int, data: bytes | bytearray | memoryview,
                    transport: str | TransportKind, ssl: bool | None,
                    ssl_context: ssl_module.SSLContext | None, priority: PriorityArg,
-                   stream: int, timeout: float | None, options: Mapping[str, Any]) -> int:
+                   stream: int, timeout: float | None, options: Mapping[str, Any],
+                   send: Any = None) -> int:
+        """``send`` (same signature as the pool's own) replaces how the message goes on
+        the connection chosen (``request_to``)."""
         kind = self._resolve(transport)
+        sender = send or self._send
         opts = self.options.with_overrides(ssl=ssl, **options)
         tls = client_ssl_context(opts.ssl, ssl_context) is not None
         ep = Endpoint(kind, host, port, tls)
@@ -107,7 +111,7 @@ class PoolManager:
             action = pool.book.checkout(n, now)
             if isinstance(action, Assign):
                 try:
-                    await self._send(action.conn_id, data, priority, stream,
+                    await sender(action.conn_id, data, priority, stream,
                                      max(0.0, deadline - loop.time()))
                 finally:
                     pool.book.release(action.conn_id, n, loop.time())

@@ -5,6 +5,7 @@ per-message path: one dict lookup per chunk of messages."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from .connection import Connection
 from .counters import ServiceTotals
@@ -27,6 +28,8 @@ class Receivers:
         self._tasks = tasks
         self._totals = totals
         self._handlers: dict[int, HandlerRunner] = {}
+        #: answers requests delivered to handlers (:class:`~.requests.Responder`)
+        self.responder: Any = None
 
     def attach(self, conn: Connection, handler: Handler | None) -> None:
         """Messages of ``conn`` go to ``handler``, or to the inbox without one."""
@@ -35,7 +38,8 @@ class Receivers:
             self.inbox.register(conn.id, flow, conn)
         else:
             self._handlers[conn.id] = HandlerRunner(handler, conn, flow, self._tasks,
-                                                    self._max_backlog, self._handler_failed)
+                                                    self._max_backlog, self._handler_failed,
+                                                    self.responder)
 
     def detach(self, conn_id: int) -> None:
         """The connection is gone: its handler task ends; queued messages stay readable."""

@@ -16,11 +16,13 @@ import random
 import ssl as ssl_module
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Unpack
 
 from .breakers import BreakerRegistry
+from .codecs import JSON_TYPE, MSGPACK_TYPE, json_bytes, msgpack_bytes
 from .config import Framing, Options, Priority, TransportKind
 from .connection import Connection, ConnectionInfo, Endpoint, Hooks
 from .connector import Connector
@@ -28,6 +30,7 @@ from .counters import ServiceTotals
 from .dispatch import Handler
 from .drivers.pacing import default_burst
 from .drivers.tcp import client_ssl_context
+from .endpoint import ConnState
 from .events import (
     DEFAULT_MAXSIZE,
     Event,
@@ -36,6 +39,7 @@ from .events import (
     Listening,
     Subscription,
 )
+from .events import SessionLost as SessionLostEvent
 from .exceptions import (
     ConnectError,
     ConnectionNotFound,
@@ -44,12 +48,13 @@ from .exceptions import (
     ReceiveTimeout,
     SendTimeout,
     ServiceNotRunning,
+    UnsupportedFeature,
 )
 from .groups import Group, Groups, Resolver, parse_targets
 from .housekeeping import Housekeeper
 from .inbox import Inbox
 from .info import TransportMetrics, connection_info, transport_metrics
-from .lifecycle import breaker_event, listener_event
+from .lifecycle import breaker_event, emit, listener_event
 from .listener import Listener
 from .params import (
     ClientFraming,
@@ -64,10 +69,12 @@ from .params import (
 from .pool_manager import PoolManager
 from .receivers import Receivers
 from .registry import Registry
+from .requests import Exchange, MessagingCounters, Responder, outgoing, queue
 from .sansio.balancer import Policy
 from .sansio.breaker import CircuitBreaker, CircuitBreakerState
 from .sansio.events import Message
 from .sansio.framing import GoAwayCode
+from .sansio.headers import HeaderValue
 from .sansio.metrics import LatencyHistogram
 from .sansio.throttle import TokenBucket
 from .sessions import SessionKeeper
@@ -123,13 +130,26 @@ class NetworkTransport:
         self._pools: PoolManager | None = None
         self._running = False
         self._hooks = Hooks(self._receivers.deliver, self._latency.record,
-                            self._keeper.on_state, self._keeper.on_error,
+                            self._on_state, self._keeper.on_error,
                             self._sessions.detached, self._events)
         self._groups = Groups()  # connect_group, and send_to's targets
         self._breakers.watchers.append(self._groups.on_breaker)
+        # request/reply: requests waiting for answers, and what answers received ones
+        self._messaging = MessagingCounters()
+        self._exchange = Exchange(self.options.max_inflight_requests, self._messaging)
+        self._responder = self._receivers.responder = self._hooks.responder = Responder(
+            self._conns, self._messaging, self.options.timeout)
+        self._hooks.on_replies = self._exchange.on_replies
+        self._hooks.on_lost = self._exchange.cancel
         self._connector = Connector(self.options, self._drivers, self._registry, self._breakers,
                                     self._sessions, self._receivers, self._hooks, self.rng,
                                     self._tasks, self._keeper.forget)
+
+    def _on_state(self, conn: Connection, state: ConnState) -> None:
+        if state is ConnState.DISCONNECTED:
+            self._exchange.cancel(conn, "the connection was closed or given up")
+            self._exchange.forget(conn.id)
+        self._keeper.on_state(conn, state)
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> NetworkTransport:
@@ -247,6 +267,9 @@ class NetworkTransport:
         After an unexpected loss the connection reconnects by itself, keeping its id.
         """
         self._check_running()
+        if options.get("compression") and framing in ("raw", Framing.RAW):
+            raise UnsupportedFeature("compression is negotiated in the native HELLO: raw "
+                                     "framing cannot carry it")
         return (await self._connector.open(host, port, transport, ssl, ssl_context,
                                            server_hostname, framing, handler, options)).id
 
@@ -377,8 +400,18 @@ class NetworkTransport:
     async def send_data(self, conn_id: int, data: bytes | bytearray | memoryview, *,
                         priority: PriorityArg = "normal", stream: int = 0, text: bool = False,
                         timeout: float | None = None, wait_ack: bool = False,
-                        reliable: bool = True) -> None:
+                        reliable: bool = True,
+                        headers: Mapping[str, HeaderValue] | None = None,
+                        ttl: float | None = None) -> None:
         """Queue one message on a connection; return once it is queued.
+
+        ``headers`` (``{"key": "value" | b"value"}``, at most ``max_headers`` entries and
+        ``max_header_bytes`` in all) arrive as ``msg.headers``. ``ttl`` (seconds): a message
+        still waiting to be queued when it passes is not sent (counted in
+        ``get_metrics().messaging["expired_sent"]`` and listed by :meth:`unconfirmed`), and
+        a receiver that gets it later does not deliver it. Both need the native framing
+        (``UnsupportedFeature`` otherwise); with ``compression=`` agreed, messages of at
+        least ``compression_min_size`` bytes are compressed when that saves space.
 
         ``reliable=False`` on QUIC sends the message as one DATAGRAM frame (unreliable,
         unordered; ``MessageTooLarge`` above one packet, nothing sent); other transports
@@ -407,6 +440,10 @@ class NetworkTransport:
         prio = _PRIORITIES.get(priority)
         if prio is None:
             prio = Priority.parse(priority)
+        if headers is not None or ttl is not None or conn.options.compression is not None:
+            await self._send_extended(conn, data, priority, stream, text, timeout, headers,
+                                      ttl)
+            return
         link = conn.link
         if link is None or not link.session.open:
             if reliable and not wait_ack and conn.queue_offline(data, stream, prio, text):
@@ -465,6 +502,123 @@ class NetworkTransport:
             except SendTimeout:
                 conn.breaker.record_failure(asyncio.get_running_loop().time())
                 raise
+
+    async def _send_extended(self, conn: Connection, data: bytes | bytearray | memoryview,
+                             priority: PriorityArg, stream: int, text: bool,
+                             timeout: float | None,
+                             headers: Mapping[str, HeaderValue] | None,
+                             ttl: float | None) -> None:
+        """send_data with headers, a ttl or compression: the slow path."""
+        timeout = self.options.timeout if timeout is None else timeout
+        expires = time.time() + ttl if ttl is not None else 0.0
+        prio = _PRIORITIES.get(priority)
+        if prio is None:
+            prio = Priority.parse(priority)
+        link = conn.link
+        if link is None or not link.session.open:
+            try:
+                link = await conn.ready_link(timeout if ttl is None else min(ttl, timeout))
+            except ConnectionNotReady:
+                if ttl is None or ttl >= timeout:
+                    raise
+                self._expired(conn, data, stream, prio, text)
+                return
+        opts = conn.options
+        payload, flags = outgoing(link, data, text, headers=headers, expires=expires,
+                                  compression=opts.compression,
+                                  min_size=opts.compression_min_size,
+                                  counters=self._messaging, where=str(conn.endpoint))
+        try:
+            await queue(link, payload, stream, prio, flags, timeout if ttl is None
+                        else min(ttl, timeout))
+        except SendTimeout:
+            if ttl is None or ttl >= timeout:
+                conn.breaker.record_failure(asyncio.get_running_loop().time())
+                raise
+            # queued, past its ttl: it may still go out; the receiver drops it then
+
+    def _expired(self, conn: Connection, data: bytes | bytearray | memoryview, stream: int,
+                 prio: int, text: bool) -> None:
+        """A message's ttl passed before it could be queued: report it, never silently."""
+        self._messaging.expired(prio)
+        conn.confirmations.add([(0, bytes(data), stream, prio, text)])
+        emit(conn, SessionLostEvent, unconfirmed=1, reason="expired")
+
+    # -- request/reply ---------------------------------------------------------------------------
+    async def request(self, conn_id: int, data: bytes | bytearray | memoryview, *,
+                      timeout: float | None = None,
+                      headers: Mapping[str, HeaderValue] | None = None,
+                      priority: PriorityArg = "normal", stream: int = 0) -> Message:
+        """Send a request and return the peer's answer (a :class:`Message`).
+
+        The peer's handler answers by returning bytes or with ``await msg.reply(data)``;
+        the deadline (``timeout``, the service's by default) travels with the request and a
+        peer that gets it later does not run its handler. Raises ``RequestTimeout`` after
+        the deadline, ``NoResponder`` when the peer answers with an error (no handler
+        replies there, it raised, or the deadline had passed), ``RequestCancelled`` when
+        the connection is given up, ``SendTimeout`` when ``max_inflight_requests`` stay in
+        flight until the deadline, ``UnsupportedFeature`` on a raw connection. Requests
+        survive a reconnection (the session resumes): each is answered once, or fails.
+        """
+        if type(data) is not bytes and not isinstance(data, _BYTES_LIKE):
+            raise _not_bytes(data)
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            self._check_running()
+            raise ConnectionNotFound(conn_id)
+        if not conn.native:
+            raise UnsupportedFeature(f"request() needs the native framing: connection "
+                                     f"{conn_id} to {conn.endpoint} is raw")
+        timeout = self.options.timeout if timeout is None else timeout
+        prio = _PRIORITIES.get(priority)
+        if prio is None:
+            prio = Priority.parse(priority)
+        opts = conn.options
+        return await self._exchange.request(
+            conn, partial(conn.ready_link, timeout), data, timeout, headers, prio, stream,
+            opts.compression, opts.compression_min_size)
+
+    async def request_to(self, host: str, port: int, data: bytes | bytearray | memoryview, *,
+                         transport: TransportArg = "tcp", ssl: bool | None = None,
+                         ssl_context: ssl_module.SSLContext | None = None,
+                         timeout: float | None = None,
+                         headers: Mapping[str, HeaderValue] | None = None,
+                         priority: PriorityArg = "normal", stream: int = 0,
+                         **options: Unpack[SendToOptions]) -> Message:
+        """:meth:`request` through the endpoint's connection pool (as :meth:`send_to`)."""
+        self._check_running()
+        if type(data) is not bytes and not isinstance(data, _BYTES_LIKE):
+            raise _not_bytes(data)
+        assert self._pools is not None
+        answers: list[Message] = []
+
+        async def ask(conn_id: int, payload: bytes | bytearray | memoryview,
+                      prio: PriorityArg, strm: int, left: float) -> None:
+            answers.append(await self.request(conn_id, payload, timeout=left,
+                                              headers=headers, priority=prio, stream=strm))
+
+        await self._pools.send(host, port, data, transport, ssl, ssl_context, priority,
+                               stream, timeout, options, send=ask)
+        return answers[0]
+
+    # -- codecs ------------------------------------------------------------------------------------
+    async def send_json(self, conn_id: int, obj: Any, *,
+                        headers: Mapping[str, HeaderValue] | None = None,
+                        **kwargs: Any) -> None:
+        """``send_data`` of ``obj`` as compact UTF-8 JSON, with ``content-type:
+        application/json`` (read it with ``msg.json()``)."""
+        await self.send_data(conn_id, json_bytes(obj),
+                             headers={**(headers or {}), "content-type": JSON_TYPE}, **kwargs)
+
+    async def send_msgpack(self, conn_id: int, obj: Any, *,
+                           headers: Mapping[str, HeaderValue] | None = None,
+                           **kwargs: Any) -> None:
+        """``send_data`` of ``obj`` as MessagePack, with ``content-type:
+        application/msgpack`` (read it with ``msg.msgpack()``); needs
+        ``objtransport[msgpack]``."""
+        await self.send_data(conn_id, msgpack_bytes(obj),
+                             headers={**(headers or {}), "content-type": MSGPACK_TYPE},
+                             **kwargs)
 
     def send_nowait(self, conn_id: int, data: bytes | bytearray | memoryview, *,
                     priority: PriorityArg = "normal", stream: int = 0,
@@ -575,16 +729,25 @@ class NetworkTransport:
             if msg is not None:
                 return msg
             raise ConnectionNotFound(conn_id)
-        try:
-            return await self._inbox.get(conn_id, timeout)
-        except TimeoutError:
-            where = "any connection" if conn_id is None else f"connection {conn_id}"
-            raise ReceiveTimeout(f"no message from {where} within {timeout:g} s") from None
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            try:
+                msg = await self._inbox.get(
+                    conn_id, None if deadline is None else max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                where = "any connection" if conn_id is None else f"connection {conn_id}"
+                raise ReceiveTimeout(f"no message from {where} within {timeout:g} s"
+                                     ) from None
+            if not msg.flags or not self._responder.expired(msg, time.time()):
+                return msg
 
     async def messages(self, conn_id: int | None = None) -> AsyncIterator[Message]:
         """Iterate over received messages until the service stops."""
         while self._running:
-            yield await self._inbox.get(conn_id, None)
+            msg = await self._inbox.get(conn_id, None)
+            if not msg.flags or not self._responder.expired(msg, time.time()):
+                yield msg
 
     # -- observing -------------------------------------------------------------------------------
     def events(self, maxsize: int = DEFAULT_MAXSIZE) -> Subscription:
@@ -617,12 +780,13 @@ class NetworkTransport:
 
     def get_metrics(self) -> TransportMetrics:
         listeners = self._registry.listeners
-        return transport_metrics(
+        return replace(transport_metrics(
             self._totals, self._registry, _listener_datagram(listeners), self._latency,
             connections_refused=sum(x.refused + getattr(x.server, "refused", 0)
                                     for x in listeners),  # + WebSocket 404s
             messages_queued=self._inbox.size, listeners=len(listeners),
-            pooled_connections=self._pools.size if self._pools is not None else 0)
+            pooled_connections=self._pools.size if self._pools is not None else 0),
+            messaging=self._messaging.as_dict())
 
     async def serve_metrics(self, port: int = 9100, host: str = "127.0.0.1", *,
                             per_connection: bool = False) -> MetricsServer:

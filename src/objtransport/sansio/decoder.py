@@ -24,7 +24,9 @@ from .events import PRIORITY_NAMES, Message, Received
 from .fragmentation import BodyBuffer, BufferRecycler, Partial, Reassembler
 from .framing import (
     FLAG_FRAG,
+    FLAG_META,
     FLAG_TEXT,
+    FLAG_ZIP,
     FRAG_EXT,
     FRAME_HEADER,
     HEADER_SIZE,
@@ -55,7 +57,8 @@ _unpack_len = RAW_PREFIX.unpack_from
 _unpack_frag = FRAG_EXT.unpack_from
 _DATA = int(FrameType.DATA)
 _TEXT_ONLY = FLAG_TEXT
-_NOT_TEXT = 0xFF & ~FLAG_TEXT
+_NOT_TEXT = 0xFF & ~(FLAG_TEXT | FLAG_META | FLAG_ZIP)  # a whole DATA frame's flags
+_EXT = FLAG_META | FLAG_ZIP
 _HELLO = int(FrameType.HELLO)
 _MAX_TYPE = max(FrameType)
 
@@ -248,7 +251,7 @@ class NativeDecoder(_DecoderBase):
     """
 
     __slots__ = ("max_frame_size", "reassembler", "control", "accept_data", "rx",
-                 "duplicates")
+                 "duplicates", "extended")
 
     def __init__(self, conn_id: int, transport: str, peer: Any, max_frame_size: int,
                  reassembler: Reassembler, rx: ResumeState | None = None) -> None:
@@ -261,6 +264,9 @@ class NativeDecoder(_DecoderBase):
         self.accept_data = False
         self.rx = rx
         self.duplicates = 0
+        #: a message with a meta block or a compressed payload was decoded (the session
+        #: unwraps them, then clears this)
+        self.extended = False
 
     def _parse(self, buf: bytes) -> int:
         n = len(buf)
@@ -312,7 +318,9 @@ class NativeDecoder(_DecoderBase):
                     nbytes += length - 16
                     if stream or prio != 2 or flags:
                         append(Message(buf[off + 20:end], cid, tname, peer, stream,
-                                       PRIORITY_NAMES[prio], flags == _TEXT_ONLY))
+                                       PRIORITY_NAMES[prio], flags & _TEXT_ONLY != 0, flags))
+                        if flags & _EXT:
+                            self.extended = True
                     else:
                         append(buf[off + 20:end])
                     off = end
@@ -430,7 +438,8 @@ class NativeDecoder(_DecoderBase):
             if stream or prio != 2 or flags:
                 self.messages.append(Message(data, self.conn_id, self.transport,
                                              self.peer, stream, PRIORITY_NAMES[prio],
-                                             flags == _TEXT_ONLY))
+                                             flags & _TEXT_ONLY != 0, flags))
+                self.extended = self.extended or flags & _EXT != 0
             else:
                 self.messages.append(data)
 
@@ -466,7 +475,8 @@ class NativeDecoder(_DecoderBase):
             return
         self.messages.append(Message(p.data, self.conn_id, self.transport, self.peer,
                                      p.stream, PRIORITY_NAMES[p.priority],
-                                     p.flags & FLAG_TEXT == FLAG_TEXT))
+                                     p.flags & FLAG_TEXT == FLAG_TEXT, p.flags))
+        self.extended = self.extended or p.flags & _EXT != 0
 
 
 class RawDecoder(_DecoderBase):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
@@ -16,6 +18,7 @@ __all__ = [
     "HandshakeComplete",
     "Message",
     "PongReceived",
+    "RepliesReceived",
 ]
 
 #: index = wire priority value
@@ -30,6 +33,12 @@ class Message:
     ``send_data(msg.conn_id, ...)``); ``transport`` its name ("tcp", "udp", ...); ``peer`` the
     remote address; ``stream`` and ``priority`` as the sender gave them; ``text`` is true for a
     message that was a text message on a WebSocket.
+
+    Native framing only (None / 0 otherwise): ``headers`` as the sender gave them (keys in
+    lower case, values as bytes); ``request_id`` is not 0 when the sender waits for an
+    answer (``expects_reply``: answer with ``await msg.reply(data)``, or return the bytes
+    from the handler); ``deadline`` / ``expires`` are Unix times (0: none). ``flags`` are
+    the DATA frame's wire flags.
     """
 
     data: bytes
@@ -39,6 +48,46 @@ class Message:
     stream: int = 0
     priority: str = "normal"
     text: bool = False
+    flags: int = 0
+    headers: Mapping[str, bytes] | None = None
+    request_id: int = 0
+    deadline: float = 0.0
+    expires: float = 0.0
+    #: sends the answer of a request (set by the session for requests)
+    responder: Any = field(default=None, compare=False, repr=False)
+    #: an answer was sent (a request is answered once)
+    replied: bool = field(default=False, compare=False, repr=False)
+
+    @property
+    def expects_reply(self) -> bool:
+        """The sender waits for an answer (``net.request``)."""
+        return self.request_id != 0
+
+    def reply(self, data: bytes | bytearray | memoryview, *,
+              headers: Mapping[str, str | bytes] | None = None) -> Awaitable[None]:
+        """Answer this request (once): ``await msg.reply(b"...")``. Raises ``ValueError``
+        for a message that expects no reply, ``RuntimeError`` for a second answer."""
+        if self.responder is None:
+            raise ValueError("this message expects no reply (it was not sent by request())")
+        result: Awaitable[None] = self.responder.reply(self, data, headers)
+        return result
+
+    @property
+    def content_type(self) -> str | None:
+        """The ``content-type`` header, if any."""
+        h = self.headers
+        value = h.get("content-type") if h else None
+        return value.decode("utf-8", "replace") if value is not None else None
+
+    def json(self) -> Any:
+        """The payload decoded as JSON (UTF-8)."""
+        return json.loads(self.data)
+
+    def msgpack(self) -> Any:
+        """The payload decoded as MessagePack (needs ``objtransport[msgpack]``)."""
+        import msgpack
+
+        return msgpack.unpackb(self.data, raw=False)
 
 
 #: What decoders hand out: a plain ``bytes`` payload for the common message (stream 0,
@@ -105,4 +154,11 @@ class SessionLost:
     unconfirmed: list[tuple[int, bytes, int, int, bool]]
 
 
-Event = HandshakeComplete | PongReceived | Closed | Acked | SessionLost
+@dataclass(frozen=True, slots=True)
+class RepliesReceived:
+    """Answers to our requests arrived: ``(request_id, status, payload, headers)`` each."""
+
+    replies: list[tuple[int, int, bytes, dict[str, bytes] | None]]
+
+
+Event = HandshakeComplete | PongReceived | Closed | Acked | SessionLost | RepliesReceived

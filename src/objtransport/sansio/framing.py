@@ -35,6 +35,7 @@ __all__ = [
     "encode_goaway",
     "encode_hello",
     "encode_raw",
+    "wire_flags",
 ]
 
 MAGIC = b"OBJT"
@@ -59,7 +60,12 @@ ACK_FORMAT = struct.Struct("!Q")
 
 FLAG_FRAG = 0x01
 FLAG_TEXT = 0x02
-KNOWN_FLAGS = FLAG_FRAG | FLAG_TEXT
+FLAG_META = 0x04  # the message starts with a meta block (sansio/headers.py)
+FLAG_ZIP = 0x08  # the payload is compressed (sansio/headers.py)
+KNOWN_FLAGS = FLAG_FRAG | FLAG_TEXT | FLAG_META | FLAG_ZIP
+FEATURE_META = 0x08  # the sender understands FLAG_META (headers, requests)
+FEATURE_ZLIB = 0x10  # the sender decompresses zlib payloads
+FEATURE_ZSTD = 0x20  # the sender decompresses zstd payloads
 
 
 class FrameType(enum.IntEnum):
@@ -90,6 +96,14 @@ class Hello:
     max_frame_size: int
     max_message_size: int
     resume_seq: int = 0
+
+
+def wire_flags(text: bool | int) -> int:
+    """A session's ``text`` argument as DATA flags: ``True`` is a text message; an ``int``
+    (not a ``bool``) is the flags themselves (``FLAG_META``, ``FLAG_ZIP``, ``FLAG_TEXT``)."""
+    if type(text) is int:
+        return text & (FLAG_TEXT | FLAG_META | FLAG_ZIP)
+    return FLAG_TEXT if text else 0
 
 
 _pack_header = FRAME_HEADER.pack

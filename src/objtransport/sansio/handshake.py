@@ -18,8 +18,11 @@ from .events import HandshakeComplete, SessionLost
 from .framing import (
     ACK_FORMAT,
     FEATURE_ACKS,
+    FEATURE_META,
     FEATURE_RESUME,
     FEATURE_RESUMED,
+    FEATURE_ZLIB,
+    FEATURE_ZSTD,
     MAGIC,
     FrameType,
     Hello,
@@ -27,6 +30,12 @@ from .framing import (
     encode_hello,
 )
 from .reliability import ResumeState
+
+try:
+    import zstandard  # noqa: F401
+    zstd = True
+except ImportError:  # the objtransport[zstd] extra is not installed
+    zstd = False
 
 __all__ = ["ACK_BYTES", "ACK_DELAY", "ACK_EVERY", "NativeHandshake", "ResumeLookup"]
 
@@ -75,6 +84,10 @@ class NativeHandshake(SessionCore):
         self._fragment = options.max_fragment_size
         self._qos = options.qos
         self._preface_sent = False
+        #: what we understand beyond ACKs and resume: meta blocks, compressed payloads
+        self.extensions = FEATURE_META | FEATURE_ZLIB | (FEATURE_ZSTD if zstd else 0)
+        #: the features bits of the peer's HELLO (0 until it arrived)
+        self.peer_features = 0
 
     # -- figures ---------------------------------------------------------------------------
     @property
@@ -99,6 +112,7 @@ class NativeHandshake(SessionCore):
             resume_seq = rs.floor if rs.established else 0
         if features is None:
             features = _BOTH if self._reliable else 0
+        features |= self.extensions
         hello = Hello(session_id or rs.session_id, features, o.max_frame_size,
                       o.max_message_size, resume_seq)
         self.scheduler.push_frame(_CONTROL, MAGIC + encode_hello(hello))
@@ -108,6 +122,7 @@ class NativeHandshake(SessionCore):
         """Settle the handshake: limits, ACKs, and resuming (or not) the session. The
         caller starts the keepalive."""
         self.peer_session_id = hello.session_id
+        self.peer_features = hello.features
         self.peer_max_message = hello.max_message_size
         self._fragment = min(self.options.max_fragment_size, hello.max_frame_size - 28)
         agreed = self._reliable and hello.features & _BOTH == _BOTH

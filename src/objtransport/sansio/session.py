@@ -26,11 +26,10 @@ from ..config import Options, Priority
 from ..exceptions import ProtocolError
 from .core import ERROR_FREE, AnySession, Payload, Session, SessionCore, SessionState
 from .decoder import NativeDecoder
-from .events import Acked, PongReceived, Received
+from .events import Acked, PongReceived, Received, RepliesReceived
 from .fragmentation import FragmentJob, Reassembler
 from .framing import (
     ACK_FORMAT,
-    FLAG_TEXT,
     FRAME_HEADER,
     HEADER_SIZE,
     MAGIC,
@@ -41,8 +40,10 @@ from .framing import (
     decode_hello,
     encode_frame,
     encode_goaway,
+    wire_flags,
 )
 from .handshake import ACK_BYTES, ACK_DELAY, ACK_EVERY, NativeHandshake, ResumeLookup
+from .headers import MetaLimits, unwrap
 from .liveness import Pinger
 from .progress import FrameClock
 from .raw import RawSession
@@ -96,6 +97,10 @@ class NativeSession(NativeHandshake):
         self._magic_ok = False
         self.pinger = Pinger(now)
         self.frames = FrameClock(options.timeout)  # a frame begun must keep arriving
+        #: what answers the requests this session delivers (opaque here: the service's)
+        self.responder: Any = None
+        self.meta_limits = MetaLimits(options.max_headers, options.max_header_bytes,
+                                      options.max_message_size)
         if send_preface and role != "server":
             self._send_hello()
 
@@ -219,6 +224,21 @@ class NativeSession(NativeHandshake):
             if upto is not None:
                 msgs = msgs[:upto]
             self.messages_received += len(msgs)
+            if dec.extended:
+                dec.extended = False
+                msgs = self._unwrap(msgs)
+        return msgs
+
+    def _unwrap(self, msgs: list[Received]) -> list[Received]:
+        """Decode meta blocks and compressed payloads; replies become an event."""
+        replies: list[tuple[int, int, bytes, dict[str, bytes] | None]] = []
+        try:
+            msgs = unwrap(msgs, self.meta_limits, self.responder, replies)
+        except ProtocolError as exc:
+            self._fail(exc)
+            return []
+        if replies:
+            self.events.append(RepliesReceived(replies))
         return msgs
 
     @property
@@ -290,7 +310,7 @@ class NativeSession(NativeHandshake):
         queue = priority if self._qos else 2
         if size <= self._fragment:
             sched = self.scheduler
-            header = _pack_header(HEADER_SIZE + size, VERSION, 2, FLAG_TEXT if text else 0,
+            header = _pack_header(HEADER_SIZE + size, VERSION, 2, wire_flags(text),
                                   priority, stream, seq)
             if sched.blocked and (queue, stream) in sched.blocked:
                 sched.push_frame(queue, header + bytes(data), stream)
@@ -303,7 +323,7 @@ class NativeSession(NativeHandshake):
             if self._acks and type(data) is not bytes:
                 data = bytes(data)  # kept for a resend: the caller may reuse its buffer
             sched = self.scheduler
-            sched.push(queue, FragmentJob(data, seq, stream, priority, FLAG_TEXT if text else 0,
+            sched.push(queue, FragmentJob(data, seq, stream, priority, wire_flags(text),
                                           self._fragment), stream)
         return seq
 
