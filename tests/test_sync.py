@@ -171,3 +171,15 @@ print("done", flush=True)
     assert proc.stdout.strip() == "done"
     assert "Traceback" not in proc.stderr and "Exception" not in proc.stderr, proc.stderr
     assert time.monotonic() - t0 < 10.0
+
+
+def test_the_readme_sync_example_runs() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = readme.split("**Blocking API**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    code = "\n".join(line[2:] for line in code.splitlines())  # the list item's indent
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "b'HELLO'"
