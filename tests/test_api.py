@@ -16,8 +16,7 @@ EXPECTED = {
     "Priority", "ProtocolError", "SendTimeout", "ServiceNotRunning", "SessionLost",
     "TransportError", "TransportKind", "TransportMetrics", "UnsupportedTransport", "__version__",
     "Event", "events", "ListenError", "ReceiveTimeout", "WorkerPool", "serve",
-    "Event", "events", "ListenError", "ReceiveTimeout", "NoResponder", "RequestCancelled",
-    "RequestTimeout", "UnsupportedFeature",
+    "NoResponder", "RequestCancelled", "RequestTimeout", "UnsupportedFeature",
 }
 
 
