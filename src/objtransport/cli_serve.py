@@ -62,6 +62,12 @@ async def serve(args: argparse.Namespace) -> int:
     listen_kwargs = targs.listen_kwargs()
     if args.live:
         _check_rich()
+    if args.metrics_port is not None:  # checked before listening
+        try:
+            from .exporters.prometheus import serve_metrics
+        except ImportError:
+            raise CliError("--metrics-port needs prometheus-client: pip install "
+                           "'objtransport[prometheus]'") from None
     stop = asyncio.Event()  # SIGTERM stops cleanly from here on (before the ready line)
     with contextlib.suppress(NotImplementedError, RuntimeError):
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
@@ -79,8 +85,6 @@ async def serve(args: argparse.Namespace) -> int:
         print(f"{args.mode} listener on {listener.host}:{listener.port} ({targs.label}, "
               f"framing={targs.framing}, {loop} loop); Ctrl-C stops", flush=True)
         if args.metrics_port is not None:
-            from .exporters.prometheus import serve_metrics
-
             server = await serve_metrics(net, args.metrics_port, args.metrics_host)
             print(f"metrics on http://{args.metrics_host}:{server.port}/metrics", flush=True)
         else:
