@@ -15,6 +15,7 @@ from . import workers as w
 from . import workers_grpc as gr
 from . import workers_idle as idle_
 from . import workers_iperf as iperf
+from . import workers_scale as scale_
 from . import workers_udp as udp_
 from . import workers_ws as ws
 from .runner import Result, latency, throughput
@@ -225,4 +226,17 @@ CASES += [
              "objtransport": _idle(idle_.serve_objtransport, True),
              "asyncio": _idle(idle_.serve_asyncio, False),
          }),
+]
+
+
+# -- many cores (issue 16): objtransport.serve with workers=2 against workers=1 -----------------
+# 8 cheap raw senders (pre-encoded frames, 64 KiB per write); the receivers are measured over
+# a window while all send. The summary ratio is the scaling workers=2 / workers=1.
+
+CASES += [
+    Case("tcp 64 B workers", "msg/s", ">= 1.6x workers=1 (2 cores)", {
+        "objtransport": lambda scale, loop: scale_.run(scale_.serve_pool, (2,), loop, scale),
+        "workers=1": lambda scale, loop: scale_.run(scale_.serve_pool, (1,), loop, scale),
+        "asyncio": lambda scale, loop: scale_.run(scale_.serve_asyncio, (), loop, scale),
+    }, baseline="workers=1"),
 ]
