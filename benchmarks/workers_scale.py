@@ -50,7 +50,7 @@ def serve_pool(pipe: Connection, loop: str, workers: int, window: float) -> None
 
     async def main() -> None:
         async with WorkerPool(sink, "127.0.0.1", 0, workers=workers, framing="raw",
-                              stop_timeout=5.0) as pool:
+                              stop_timeout=20.0) as pool:
             pipe.send(pool.port)
             await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # senders run
             for _ in range(1200):  # every sender connected (at most 60 s)

@@ -20,6 +20,7 @@ from objtransport import (
     SessionLost,
     WorkerPool,
 )
+from objtransport.pool_http import PoolEndpoint
 from objtransport.testing import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,16 +60,38 @@ async def test_reuse_port_lets_two_listeners_share_a_port() -> None:
             await c.listen("127.0.0.1", 0, transport="udp", reuse_port=True)
 
 
+async def _get(port: int, path: str) -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    raw = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    head, _, body = raw.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
 async def test_a_pool_serves_one_port_from_every_worker_and_adds_up_metrics() -> None:
     async with WorkerPool(pid_echo, "127.0.0.1", 0, workers=2) as pool, \
             NetworkTransport(reconnect_interval=0.05) as net:
-        assert len(set(pool.pids)) == 2 and 0 not in pool.pids
-        conns = [await net.connect("127.0.0.1", pool.port) for _ in range(16)]
-        seen = {await _ask(net, c) for c in conns}
-        assert seen == set(pool.pids)  # both workers took connections (p ~ 3e-5)
-        m = await pool.metrics()
-        assert m.active_connections == 16
-        assert m.messages_received == 16 and m.total_messages == 16
+        endpoint = await PoolEndpoint(pool).start()
+        try:
+            assert len(set(pool.pids)) == 2 and 0 not in pool.pids
+            conns = [await net.connect("127.0.0.1", pool.port) for _ in range(16)]
+            seen = {await _ask(net, c) for c in conns}
+            assert seen == set(pool.pids)  # both workers took connections (p ~ 3e-5)
+            m = await pool.metrics()
+            assert m.active_connections == 16
+            assert m.messages_received == 16 and m.total_messages == 16
+            assert await _get(endpoint.port, "/ready") == (200, "2/2 workers listening\n")
+            status, text = await _get(endpoint.port, "/metrics")
+            assert status == 200
+            assert "objtransport_workers 2\n" in text
+            assert "objtransport_received_messages_total 16\n" in text
+            assert "objtransport_connections_active 16\n" in text
+            pool.stopping_now()
+            assert (await _get(endpoint.port, "/ready"))[0] == 503
+            assert (await _get(endpoint.port, "/healthz"))[0] == 200
+        finally:
+            await endpoint.close()
 
 
 async def test_a_dead_worker_is_restarted() -> None:

@@ -102,17 +102,20 @@ async def _serve_workers(args: argparse.Namespace, targs: TransportArgs) -> int:
     """``--workers N``: N processes on one port (:func:`objtransport.serve`)."""
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
-    if targs.tls or targs.transport != "tcp" or args.live or args.metrics_port is not None:
-        raise CliError("--workers > 1 serves plain TCP, without --live or --metrics-port")
+    if targs.tls or targs.transport != "tcp" or args.live:
+        raise CliError("--workers > 1 serves plain TCP, without --live")
     from .workers import WorkerPool, echo, serve, sink
 
     def ready(pool: WorkerPool) -> None:
         print(f"{args.mode} listener on {args.host}:{pool.port} ({targs.label}, "
               f"framing={targs.framing}, {args.workers} workers: pids "
               f"{' '.join(map(str, pool.pids))}); Ctrl-C stops", flush=True)
+        if pool.metrics_url is not None:
+            print(f"metrics on {pool.metrics_url} (all workers; /ready, /healthz)", flush=True)
 
     await serve(echo if args.mode == "echo" else sink, args.host, args.port,
-                workers=args.workers, ready=ready, framing=targs.framing)
+                workers=args.workers, ready=ready, framing=targs.framing,
+                metrics_port=args.metrics_port, metrics_host=args.metrics_host)
     return 0
 
 

@@ -178,9 +178,20 @@ class WorkerPool:
         self._changed = asyncio.Event()
         #: workers restarted after they died, in all
         self.restarts = 0
+        #: where :func:`serve` publishes the added-up metrics (None without metrics_port)
+        self.metrics_url: str | None = None
 
     def __repr__(self) -> str:
         return f"<WorkerPool {self.host}:{self.port} workers={len(self._slots)} pids={self.pids}>"
+
+    @property
+    def workers(self) -> int:
+        """How many workers the pool keeps."""
+        return len(self._slots)
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
 
     @property
     def pids(self) -> list[int]:
@@ -314,6 +325,10 @@ class WorkerPool:
             replies = await asyncio.gather(*futs, return_exceptions=True)
         return aggregate([TransportMetrics(**r) for r in replies if isinstance(r, dict)])
 
+    def stopping_now(self) -> None:
+        """From now on the pool is stopping (``/ready`` says 503; nothing is restarted)."""
+        self._stopping = True
+
     async def stop(self) -> None:
         """SIGTERM every worker (each stops accepting, closes its connections in order and
         exits), SIGKILL those still there after ``stop_timeout``; reap them all."""
@@ -387,11 +402,14 @@ def aggregate(parts: list[TransportMetrics]) -> TransportMetrics:
 async def serve(handler_factory: HandlerFactory, host: str = "127.0.0.1", port: int = 7000,
                 *, workers: int | None = None, transport: str = "tcp",
                 ready: Callable[[WorkerPool], object] | None = None,
+                metrics_port: int | None = None, metrics_host: str = "127.0.0.1",
                 **options: Any) -> None:
     """Run ``workers`` processes (default: one per core) serving ``handler_factory`` on
     ``host:port`` until SIGTERM or SIGINT, then stop them in order. ``ready(pool)`` is called
-    once all listen. ``options`` go to :class:`WorkerPool` (``restart_delay``,
-    ``service_options``...) and the rest to each worker's ``listen``."""
+    once all listen. With ``metrics_port`` the parent serves the workers' metrics added up
+    (``/metrics``) and ``/ready`` / ``/healthz`` (:mod:`objtransport.pool_http`).
+    ``options`` go to :class:`WorkerPool` (``restart_delay``, ``service_options``...) and the
+    rest to each worker's ``listen``."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -399,6 +417,17 @@ async def serve(handler_factory: HandlerFactory, host: str = "127.0.0.1", port: 
             loop.add_signal_handler(sig, stop.set)
     async with WorkerPool(handler_factory, host, port, workers=workers, transport=transport,
                           **options) as pool:
-        if ready is not None:
-            ready(pool)
-        await stop.wait()
+        endpoint = None
+        if metrics_port is not None:
+            from .pool_http import PoolEndpoint
+
+            endpoint = await PoolEndpoint(pool, metrics_host, metrics_port).start()
+            pool.metrics_url = f"http://{metrics_host}:{endpoint.port}/metrics"
+        try:
+            if ready is not None:
+                ready(pool)
+            await stop.wait()
+        finally:
+            pool.stopping_now()
+            if endpoint is not None:
+                await endpoint.close()
