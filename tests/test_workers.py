@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -129,33 +130,40 @@ async def test_a_resume_on_another_worker_reports_session_lost_at_once() -> None
         assert await _ask(net, conn, b"after") != worker  # the connection goes on
 
 
-async def test_serve_workers_echoes_and_stops_every_worker_on_sigterm() -> None:
+def test_serve_workers_echoes_and_stops_every_worker_on_sigterm() -> None:
     """``objtransport serve --workers 2`` (``objtransport.serve``): one port, two pids,
     an echo through it, then SIGTERM stops the parent and both workers, status 0."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "objtransport", "serve", "--workers", "2", "--port", "0",
-        stdout=subprocess.PIPE, cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "objtransport", "serve", "--workers", "2",
+                             "--port", "0"], stdout=subprocess.PIPE, text=True, cwd=ROOT)
     pids: list[int] = []
     try:
         assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready, "no ready line within 30 s"
+        line = proc.stdout.readline()
         assert line.startswith("echo listener on 127.0.0.1:"), line
         port = int(line.split()[3].split(":")[1])
         pids = [int(p) for p in line.split("pids ")[1].split(")")[0].split()]
         assert len(pids) == 2
-        async with NetworkTransport() as net:
-            conn = await net.connect("127.0.0.1", port)
-            await net.send_data(conn, b"ping")
-            assert (await net.receive(conn, timeout=10)).data == b"ping"
+
+        async def echo_once() -> bytes:
+            async with NetworkTransport() as net:
+                conn = await net.connect("127.0.0.1", port)
+                await net.send_data(conn, b"ping")
+                return (await net.receive(conn, timeout=10)).data
+
+        assert asyncio.run(echo_once()) == b"ping"
         proc.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(proc.wait(), 20) == 0
+        assert proc.wait(timeout=20) == 0
         for pid in pids:  # the workers are gone too
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
     finally:
-        if proc.returncode is None:
+        if proc.poll() is None:
             proc.kill()
-            await proc.wait()
+            proc.wait(5)
+        if proc.stdout is not None:
+            proc.stdout.close()
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
