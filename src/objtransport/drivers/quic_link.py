@@ -348,6 +348,8 @@ class QuicLink(FlowControl):
     def pause_reading(self, reason: str = "consumer") -> None:
         """Stop reading: datagrams of this connection are dropped (QUIC sends them again
         later, and its congestion control slows the peer down)."""
+        if not self._read_pauses:
+            self.session.reading_paused(self.loop.time())  # not the peer's time
         self._read_pauses.add(reason)
         self.pump.paused = True
 
@@ -355,6 +357,7 @@ class QuicLink(FlowControl):
         self._read_pauses.discard(reason)
         if not self._read_pauses:
             self.pump.paused = False
+            self.session.reading_resumed(self.loop.time())
 
     # -- unreliable messages -----------------------------------------------------------------
     def send_datagram(self, data: bytes | bytearray | memoryview) -> None:
