@@ -3,6 +3,7 @@ reader."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from opentelemetry.sdk.metrics import MeterProvider
@@ -85,3 +86,35 @@ async def test_counters_stay_monotonic_after_connections_go() -> None:
         assert sum(v for _, v in after[name]) >= sum(v for _, v in before[name]) > 0
     assert _get(after, "objtransport.sent_bytes", transport="tcp", role="client") == 3
     assert _get(after, "objtransport.events", type="Disconnected", transport="tcp") >= 1
+
+
+async def test_a_span_crosses_the_wire_in_the_headers() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from objtransport.otel import extract, inject
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    tracer = provider.get_tracer("test")
+    handled = asyncio.Event()
+    async with NetworkTransport() as net:
+        def handle(msg: Message) -> None:
+            assert msg.headers is not None and "traceparent" in msg.headers
+            with tracer.start_as_current_span("handle", context=extract(msg)):
+                handled.set()
+
+        listener = await net.listen("127.0.0.1", 0, handler=handle)
+        conn = await net.connect("127.0.0.1", listener.port)
+        with tracer.start_as_current_span("send"):
+            await net.send_data(conn, b"traced", headers=inject({"kind": "demo"}))
+        await asyncio.wait_for(handled.wait(), 5)
+    provider.shutdown()
+    by_name = {s.name: s for s in spans.get_finished_spans()}
+    send, handled_span = by_name["send"], by_name["handle"]
+    assert handled_span.context.trace_id == send.context.trace_id
+    assert handled_span.parent is not None
+    assert handled_span.parent.span_id == send.context.span_id
+    assert handled_span.parent.is_remote

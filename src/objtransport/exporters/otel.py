@@ -11,6 +11,16 @@ figures as the Prometheus export, with the attributes ``transport`` and ``role``
     ...
     handle.close()
 
+Traces: :func:`inject` adds the current span's W3C ``traceparent`` (and ``tracestate``) to a
+message's headers and :func:`extract` reads it back on the far side, so a span crosses the
+wire (native framing: headers need it)::
+
+    with tracer.start_as_current_span("send"):
+        await net.send_data(conn, payload, headers=inject())
+    ...                                                    # on the receiving side
+    with tracer.start_as_current_span("handle", context=extract(msg)):
+        ...
+
 A collection from an exporting thread (``PeriodicExportingMetricReader``) hands the read to the
 service's event loop. RTT is exported as ``objtransport.rtt.p50`` / ``.p99`` gauges and a
 sample counter: the histogram's buckets are only in the Prometheus export (an OTel histogram
@@ -19,19 +29,21 @@ records samples one by one, and the service keeps them in its own buckets).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from opentelemetry import metrics
+from opentelemetry import metrics, propagate
+from opentelemetry.context import Context
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
 from .. import __version__
 from .figures import COUNTERS, FigureReader, Figures
 
 if TYPE_CHECKING:
+    from ..sansio.events import Message
     from ..service import NetworkTransport
 
-__all__ = ["Instrumentation", "instrument"]
+__all__ = ["Instrumentation", "extract", "inject", "instrument"]
 
 _UNITS = {"sent_bytes": "By", "received_bytes": "By", "throttle_wait_seconds": "s"}
 
@@ -146,3 +158,20 @@ def instrument(net: NetworkTransport, meter_provider: MeterProvider | None = Non
                       ("connections_refused", lambda f: f.service.connections_refused)):
         meter.create_observable_counter(f"objtransport.{name}", [cb(_one(get))], unit="1")
     return inst
+
+
+def inject(headers: Mapping[str, str | bytes] | None = None) -> dict[str, str | bytes]:
+    """``headers`` plus the current trace context (``traceparent``, ``tracestate``) as the
+    global propagator writes it: pass the result as ``send_data(..., headers=...)``."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return {**(headers or {}), **carrier}
+
+
+def extract(msg: Message) -> Context:
+    """The trace context a received message's headers carry (an empty context if none):
+    ``tracer.start_as_current_span(name, context=extract(msg))`` continues the sender's
+    trace."""
+    carrier = {k: v.decode("latin-1") if isinstance(v, bytes) else str(v)
+               for k, v in (msg.headers or {}).items()}
+    return propagate.extract(carrier)
