@@ -15,6 +15,7 @@ from . import workers as w
 from . import workers_grpc as gr
 from . import workers_idle as idle_
 from . import workers_iperf as iperf
+from . import workers_req as req
 from . import workers_scale as scale_
 from . import workers_udp as udp_
 from . import workers_ws as ws
@@ -53,6 +54,7 @@ REQUIRES: dict[str, tuple[str, ...]] = {
 }
 #: what objtransport needs for the cases whose name starts with the key
 REQUIRES_OURS: dict[str, tuple[str, ...]] = {
+    "tcp 1 MiB JSON": ("zstandard",),
     "websocket": ("websockets",),
     "grpc": ("grpc", "grpc_tools"),
 }
@@ -239,4 +241,32 @@ CASES += [
         "workers=1": lambda scale, loop: scale_.run(scale_.serve_pool, (1,), loop, scale),
         "asyncio": lambda scale, loop: scale_.run(scale_.serve_asyncio, (), loop, scale),
     }, baseline="workers=1"),
+]
+
+
+# -- messaging (issue 15): request/reply next to grpc.aio unary and pyzmq DEALER/ROUTER;
+# compression over a throttled link ------------------------------------------------------------
+def _req(serve: Callable[..., None], ask: Callable[..., tuple[float, float]], count: int,
+         inflight: int) -> Run:
+    return lambda scale, loop: req.reqrep(serve, ask, max(200, int(count * scale)), inflight,
+                                          loop)
+
+
+CASES += [
+    Case(f"tcp request/reply 64 B x{inflight}", "msg/s", ">= grpc.aio unary", {
+        "objtransport": _req(req.serve_objtransport, req.ask_objtransport, count, inflight),
+        "grpc.aio": _req(req.serve_grpc, req.ask_grpc, count // 4, inflight),
+        "pyzmq": _req(req.serve_pyzmq, req.ask_pyzmq, count, inflight),
+    }, baseline="grpc.aio")
+    for inflight, count in ((1, 5_000), (16, 40_000), (256, 80_000))
+]
+CASES += [
+    Case("tcp 1 MiB JSON at 10 MB/s, compression", "MB/s", "zstd/zlib > 3x off", {
+        "objtransport": _tp(w.recv_objtransport,
+                            partial(req.send_compressed, compression="zstd"), MiB, 60, "MB/s"),
+        "zlib": _tp(w.recv_objtransport, partial(req.send_compressed, compression="zlib"),
+                    MiB, 60, "MB/s"),
+        "off": _tp(w.recv_objtransport, partial(req.send_compressed, compression=None),
+                   MiB, 20, "MB/s"),
+    }, baseline="off"),
 ]

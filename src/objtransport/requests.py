@@ -118,11 +118,12 @@ def outgoing(link: Link, data: bytes | bytearray | memoryview, text: bool, *,
             raise UnsupportedFeature(
                 f"{what} need the native framing over a stream transport (TCP, TLS, "
                 f"WebSocket, gRPC, QUIC): {where or 'this connection'} cannot carry them")
-        opts = link.session.options
+        opts = link.session.options if headers else None
         meta = encode_meta(headers, request_id=request_id,
                            deadline_ms=int(deadline * 1000), reply_to=reply_to,
                            status=status, expires_ms=int(expires * 1000),
-                           limits=MetaLimits(opts.max_headers, opts.max_header_bytes))
+                           limits=None if opts is None
+                           else MetaLimits(opts.max_headers, opts.max_header_bytes))
         flags |= FLAG_META
     else:
         meta = b""
@@ -146,6 +147,12 @@ async def queue(link: Link, payload: bytes | bytearray | memoryview, stream: int
     ``int`` in place of its ``text`` argument as such) and wait for backpressure."""
     if link.send(payload, stream, prio, cast(bool, flags)):
         await link.wait_writable(timeout, prio)
+
+
+def _expire(fut: asyncio.Future[Message], conn: Connection) -> None:
+    if not fut.done():
+        fut.set_exception(RequestTimeout(f"no reply from {conn.endpoint} within the "
+                                         "request's timeout"))
 
 
 class Exchange:
@@ -175,13 +182,16 @@ class Exchange:
         if slots is None:
             slots = self._slots[conn.id] = asyncio.Semaphore(
                 getattr(conn.options, "max_inflight_requests", self.max_inflight))
-        try:
-            async with asyncio.timeout(timeout):
-                await slots.acquire()
-        except TimeoutError:
-            raise SendTimeout(f"request to {conn.endpoint}: {self.inflight(conn.id)} "
-                              "requests in flight (max_inflight_requests) for "
-                              f"{timeout:g} s") from None
+        if slots.locked():  # at the bound: wait for a slot, up to the deadline
+            try:
+                async with asyncio.timeout(timeout):
+                    await slots.acquire()
+            except TimeoutError:
+                raise SendTimeout(f"request to {conn.endpoint}: {self.inflight(conn.id)} "
+                                  "requests in flight (max_inflight_requests) for "
+                                  f"{timeout:g} s") from None
+        else:
+            await slots.acquire()  # a free slot: returns at once
         try:
             return await self._exchange(conn, link_for, data, deadline, deadline_loop,
                                         headers, prio, stream, compression, min_size)
@@ -197,26 +207,31 @@ class Exchange:
         self._next_id += 1
         rid = self._next_id
         fut: asyncio.Future[Message] = loop.create_future()
-        pending = self._pending.setdefault(conn.id, {})
+        pending = self._pending.get(conn.id)
+        if pending is None:
+            pending = self._pending[conn.id] = {}
         pending[rid] = fut
+        # one timer for the whole exchange (cheaper than a timeout context per request)
+        timer = loop.call_at(deadline_loop, _expire, fut, conn)
         try:
-            async with asyncio.timeout_at(deadline_loop):
+            link = conn.link
+            if link is None or not link.session.is_open:
                 link = await link_for()
-                payload, flags = outgoing(link, data, False, headers=headers,
-                                          request_id=rid, deadline=deadline,
-                                          compression=compression, min_size=min_size,
-                                          counters=self.counters, where=str(conn.endpoint))
-                self.counters.requests_sent += 1
-                await queue(link, payload, stream, prio, flags,
-                            max(0.0, deadline_loop - loop.time()))
-                return await fut
-        except TimeoutError as exc:
-            if isinstance(exc, SendTimeout):
-                raise
+                if fut.done():  # the deadline passed while (re)connecting: nothing sent
+                    return await fut
+            payload, flags = outgoing(link, data, False, headers=headers, request_id=rid,
+                                      deadline=deadline, compression=compression,
+                                      min_size=min_size, counters=self.counters,
+                                      where=str(conn.endpoint))
+            self.counters.requests_sent += 1
+            if link.send(payload, stream, prio, cast(bool, flags)):
+                await link.wait_writable(max(0.0, deadline_loop - loop.time()), prio)
+            return await fut
+        except RequestTimeout:
             self.counters.request_timeouts += 1
-            raise RequestTimeout(f"no reply from {conn.endpoint} within the request's "
-                                 "timeout") from None
+            raise
         finally:
+            timer.cancel()
             pending.pop(rid, None)
             if not pending and self._pending.get(conn.id) is pending:
                 del self._pending[conn.id]
