@@ -124,6 +124,20 @@ async def test_a_zip_bomb_closes_the_connection_before_expansion() -> None:
         assert server.get_metrics().messages_queued == 0
 
 
+async def test_a_raw_websocket_connection_has_no_headers_nor_requests() -> None:
+    async with NetworkTransport() as server, NetworkTransport() as client:
+        listener = await server.listen("127.0.0.1", 0, transport="websocket")
+        conn = await client.connect("127.0.0.1", listener.port, transport="websocket",
+                                    framing="raw")
+        with pytest.raises(UnsupportedFeature):
+            await client.send_json(conn, {"a": 1})
+        with pytest.raises(UnsupportedFeature):
+            await client.request(conn, b"x")
+        await client.send_data(conn, b'{"a": 1}', text=True)
+        msg = await server.receive(timeout=5.0)
+        assert msg.json() == {"a": 1} and msg.text and msg.headers is None
+
+
 async def test_raw_framing_has_no_compression() -> None:
     async with NetworkTransport() as server, NetworkTransport() as client:
         listener = await server.listen("127.0.0.1", 0, framing="raw")
@@ -151,7 +165,9 @@ async def test_a_message_whose_ttl_passes_before_it_can_be_queued_is_reported() 
         assert client.unconfirmed(conn) == [b"telemetry"]
 
 
-async def test_a_message_delivered_after_its_ttl_is_dropped_by_the_receiver() -> None:
+@pytest.mark.parametrize("transport", ["tcp", "websocket", "grpc"])
+async def test_a_message_delivered_after_its_ttl_is_dropped_by_the_receiver(
+        transport: str) -> None:
     got: list[bytes] = []
     gate = asyncio.Event()
     started = asyncio.Event()
@@ -163,8 +179,8 @@ async def test_a_message_delivered_after_its_ttl_is_dropped_by_the_receiver() ->
         got.append(msg.data)
 
     async with NetworkTransport() as server, NetworkTransport() as client:
-        listener = await server.listen("127.0.0.1", 0, handler=handler)
-        conn = await client.connect("127.0.0.1", listener.port)
+        listener = await server.listen("127.0.0.1", 0, handler=handler, transport=transport)
+        conn = await client.connect("127.0.0.1", listener.port, transport=transport)
         await client.send_data(conn, b"first")
         await asyncio.wait_for(started.wait(), 5.0)
         await client.send_data(conn, b"stale", ttl=0.05)
@@ -181,10 +197,11 @@ async def test_a_message_delivered_after_its_ttl_is_dropped_by_the_receiver() ->
 
 
 # -- codecs -------------------------------------------------------------------------------------
-async def test_send_json_sets_the_content_type_and_msg_json_decodes() -> None:
+@pytest.mark.parametrize("transport", ["tcp", "websocket"])
+async def test_send_json_sets_the_content_type_and_msg_json_decodes(transport: str) -> None:
     async with NetworkTransport() as server, NetworkTransport() as client:
-        listener = await server.listen("127.0.0.1", 0)
-        conn = await client.connect("127.0.0.1", listener.port)
+        listener = await server.listen("127.0.0.1", 0, transport=transport)
+        conn = await client.connect("127.0.0.1", listener.port, transport=transport)
         await client.send_json(conn, {"temp": 21.5, "unit": "°C"}, headers={"x": "1"})
         msg = await server.receive(timeout=5.0)
         assert msg.json() == {"temp": 21.5, "unit": "°C"}
@@ -201,3 +218,21 @@ async def test_send_msgpack_round_trips() -> None:
         msg = await server.receive(timeout=5.0)
         assert msg.msgpack() == {"b": b"\x00\x01", "n": [1, 2, 3]}
         assert msg.content_type == "application/msgpack"
+
+
+async def test_unconfirmed_gives_the_payload_without_meta_block_or_compression() -> None:
+    async with NetworkTransport() as server, \
+            NetworkTransport(reconnect_interval=0.01, max_reconnect_attempts=1) as client:
+        listener = await server.listen("127.0.0.1", 0)
+        proxy = await FaultProxy("127.0.0.1", listener.port).start()
+        conn = await client.connect("127.0.0.1", proxy.port, compression="zlib")
+        proxy.blackhole()
+        await client.send_data(conn, b"with headers", headers={"k": "v"})
+        await client.send_data(conn, TEXT)  # compressed
+        await client.send_data(conn, b"plain")
+        await proxy.close()  # nothing acknowledged; reconnecting is refused: given up
+        for _ in range(500):
+            if client.connection_info(conn).state == "disconnected":
+                break
+            await asyncio.sleep(0.01)
+        assert client.unconfirmed(conn) == [b"with headers", TEXT, b"plain"]

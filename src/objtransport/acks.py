@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from .endpoint import ConnState
 from .exceptions import ConnectionNotReady, SendTimeout, SessionLost
+from .sansio.headers import plain_payload
 from .sansio.reliability import Unacked
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class Confirmations:
 
     def take(self) -> list[bytes]:
         """Hand over (and forget) the payloads in doubt."""
-        out = [u[1] for u in self.unconfirmed]
+        out = [plain_payload(u[1], u[4], 0xFFFFFFFF) for u in self.unconfirmed]
         self.unconfirmed.clear()
         return out
 

@@ -51,6 +51,7 @@ __all__ = [
     "decode_meta",
     "decompress",
     "encode_meta",
+    "plain_payload",
     "unwrap",
 ]
 
@@ -298,3 +299,16 @@ def unwrap(msgs: list[Received], limits: MetaLimits, responder: Any,
                 m.responder = responder
         out.append(m)
     return out
+
+
+def plain_payload(data: bytes, text: bool | int, max_size: int) -> bytes:
+    """The application payload of an unconfirmed message: without its meta block, and
+    decompressed (``text`` is an ``int`` of wire flags for such a message)."""
+    if type(text) is not int or not text & EXT_FLAGS:
+        return data
+    if text & FLAG_META:
+        _, off = decode_meta(data, MetaLimits(4096, 60_000, max_size))
+        data = data[off:]
+    if text & FLAG_ZIP:
+        data = decompress(data, max_size)
+    return data

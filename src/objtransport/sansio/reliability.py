@@ -27,10 +27,19 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, cast
 
 from .fragmentation import FragmentJob
-from .framing import FLAG_FRAG, FLAG_TEXT, FRAG_EXT, FRAME_HEADER, MAGIC, FrameType
+from .framing import (
+    FLAG_FRAG,
+    FLAG_META,
+    FLAG_TEXT,
+    FLAG_ZIP,
+    FRAG_EXT,
+    FRAME_HEADER,
+    MAGIC,
+    FrameType,
+)
 from .scheduler import Chunk, Item, PriorityScheduler
 
 __all__ = ["DataFrame", "ResumeState", "Unacked", "data_frames"]
@@ -243,10 +252,18 @@ def _messages(frames: list[DataFrame]) -> list[Unacked]:
     parts: dict[int, list[Any]] = {}
     meta: dict[int, tuple[int, int, bool]] = {}
     for f in frames:
-        meta.setdefault(f.seq, (f.stream, f.priority, bool(f.flags & FLAG_TEXT)))
+        meta.setdefault(f.seq, (f.stream, f.priority, _text(f.flags)))
         if f.job is not None:
             parts[f.seq] = [f.job.view]  # the whole message, sent fragments included
         elif f.frame is not None:
             skip = _HEADER + (FRAG_EXT.size if f.flags & FLAG_FRAG else 0)
             parts.setdefault(f.seq, []).append(f.frame[skip:])
     return [(seq, b"".join(parts[seq]), *meta[seq]) for seq in sorted(parts)]
+
+
+def _text(flags: int) -> bool:
+    """The ``text`` field of an unconfirmed message: a bool, or (a message with a meta block
+    or compressed) its wire flags as an ``int``, as ``send_message`` takes them back."""
+    if flags & (FLAG_META | FLAG_ZIP):
+        return cast(bool, flags & (FLAG_TEXT | FLAG_META | FLAG_ZIP))
+    return bool(flags & FLAG_TEXT)
