@@ -198,8 +198,8 @@ class NativeSession(NativeHandshake):
                     self._on_control(ftype, payload, now)
                 except ProtocolError as exc:
                     self._fail(exc)
-                if self.state is SessionState.CLOSED:
-                    upto = before
+                if self.state is SessionState.CLOSED and not closed:
+                    upto = before  # this frame ended the session
                     break
             if upto is not None:
                 break
