@@ -29,7 +29,6 @@ from .connector import Connector
 from .counters import ServiceTotals
 from .dispatch import Handler
 from .drivers.pacing import default_burst
-from .drivers.tcp import client_ssl_context
 from .endpoint import ConnState
 from .events import (
     DEFAULT_MAXSIZE,
@@ -50,7 +49,8 @@ from .exceptions import (
     ServiceNotRunning,
     UnsupportedFeature,
 )
-from .groups import Group, Groups, Resolver, parse_targets
+from .group import Group, Resolver
+from .groups import GroupDeps, Groups, GroupSpec
 from .housekeeping import Housekeeper
 from .inbox import Inbox
 from .info import TransportMetrics, connection_info, transport_metrics
@@ -132,8 +132,6 @@ class NetworkTransport:
         self._hooks = Hooks(self._receivers.deliver, self._latency.record,
                             self._on_state, self._keeper.on_error,
                             self._sessions.detached, self._events)
-        self._groups = Groups()  # connect_group, and send_to's targets
-        self._breakers.watchers.append(self._groups.on_breaker)
         # request/reply: requests waiting for answers, and what answers received ones
         self._messaging = MessagingCounters()
         self._exchange = Exchange(self.options.max_inflight_requests, self._messaging)
@@ -144,6 +142,9 @@ class NetworkTransport:
         self._connector = Connector(self.options, self._drivers, self._registry, self._breakers,
                                     self._sessions, self._receivers, self._hooks, self.rng,
                                     self._tasks, self._keeper.forget)
+        self._groups = Groups(GroupDeps(  # connect_group, and send_to's targets
+            self._connector.open, self._send_member, self._keeper.forget, self._breakers,
+            self._drivers, self._registry.next_id, self.options, self.rng))
 
     def _on_state(self, conn: Connection, state: ConnState) -> None:
         if state is ConnState.DISCONNECTED:
@@ -297,48 +298,9 @@ class NetworkTransport:
         can connect.
         """
         self._check_running()
-        group = await self._make_group(endpoints, transport, policy, redeliver, resolver,
-                                       resolve_interval, retry_budget, pin_default_stream, ssl,
-                                       ssl_context, framing, handler, options)
-        return group.id
-
-    async def _make_group(self, endpoints: str | Sequence[str], transport: TransportArg,
-                          policy: str | Policy, redeliver: bool, resolver: Resolver | None,
-                          resolve_interval: float, retry_budget: tuple[float, float],
-                          pin_default_stream: bool, ssl: bool | None,
-                          ssl_context: ssl_module.SSLContext | None, framing: ClientFraming,
-                          handler: Handler | None, options: Mapping[str, Any]) -> Group:
-        members, dns = parse_targets(endpoints)
-        rest, _extra = self._drivers.split_options(self._drivers.get(transport), options)
-        opts = self.options.with_overrides(**rest)
-
-        async def open_member(host: str, port: int, sni: str | None) -> Connection:
-            return await self._connector.open(host, port, transport, ssl, ssl_context, sni,
-                                              framing, handler, options)
-
-        group = Group(self._registry.next_id(), str(endpoints), members, dns, open=open_member,
-                      send=self._send_member, forget=self._keeper.forget,
-                      breaker_for=self._member_breaker(transport, ssl, ssl_context),
-                      policy=policy, redeliver=redeliver, resolver=resolver,
-                      resolve_interval=resolve_interval, retry_budget=retry_budget,
-                      pin_default_stream=pin_default_stream, timeout=opts.timeout,
-                      reconnect_interval=opts.reconnect_interval,
-                      reconnect_max_delay=opts.reconnect_max_delay, rng=self.rng)
-        self._groups.add(group)
-        try:
-            await group.start()
-        except BaseException:
-            self._groups.pop(group.id)
-            raise
-        return group
-
-    def _member_breaker(self, transport: TransportArg, ssl: bool | None,
-                        ssl_context: ssl_module.SSLContext | None
-                        ) -> Callable[[str, int], CircuitBreaker]:
-        kind = self._drivers.kind(transport)
-        tls = client_ssl_context(bool(self.options.ssl if ssl is None else ssl),
-                                 ssl_context) is not None
-        return lambda host, port: self._breakers.for_endpoint(Endpoint(kind, host, port, tls))
+        return (await self._groups.open(GroupSpec(
+            endpoints, transport, policy, redeliver, resolver, resolve_interval, retry_budget,
+            pin_default_stream, ssl, ssl_context, framing, handler, options))).id
 
     async def _send_member(self, conn_id: int, data: bytes | bytearray | memoryview,
                            priority: int, stream: int, text: bool, timeout: float,
@@ -665,9 +627,8 @@ class NetworkTransport:
             if data is not None:
                 raise TypeError("send_to(target, data) takes no third argument")
             key = (host if isinstance(host, str) else tuple(host), transport, ssl, ssl_context)
-            group = await self._groups.for_target(key, lambda: self._make_group(
-                host, transport, "p2c", True, None, 30.0, (0.2, 10.0), False, ssl, ssl_context,
-                "native", None, options))
+            group = await self._groups.for_target(key, GroupSpec(
+                host, transport, ssl=ssl, ssl_context=ssl_context, options=options))
             await self.send_data(group.id, port, priority=priority, stream=stream,
                                  timeout=timeout)
             return group.id
