@@ -47,7 +47,7 @@ from objtransport.sansio.envelope import (  # noqa: E402
     encode_payload,
 )
 from objtransport.sansio.session import NativeSession  # noqa: E402
-from objtransport.testing import FaultProxy, eventually  # noqa: E402
+from objtransport.testing import eventually  # noqa: E402
 
 from .conftest import TLS  # noqa: E402
 
@@ -177,24 +177,6 @@ def test_channel_limits_and_keepalive_follow_the_options() -> None:
 
 
 # -- native ---------------------------------------------------------------------------------------
-
-async def test_native_round_trips_1_byte_to_16_mib_in_order(net: NetworkTransport) -> None:
-    listener = await echo_listener(net)
-    conn = await net.connect("127.0.0.1", listener.port, **G)
-    payloads = [bytes([i + 1]) * n for i, n in enumerate(SIZES)]
-    small, big = payloads[:-2], payloads[-2:]
-    for p in small:  # several in flight at once, order kept
-        await net.send_data(conn, p)
-    for p in small:
-        got = await net.receive(conn, timeout=20.0)
-        assert got.data == p
-        assert got.transport == "grpc" and got.conn_id == conn
-    for p in big:  # one at a time: the inbox holds at most max_pending_bytes unread
-        await net.send_data(conn, p)
-        assert (await net.receive(conn, timeout=20.0)).data == p
-    info = net.connection_info(conn)
-    assert info.framing == "native" and info.transport == "grpc"
-
 
 async def test_native_features_priorities_text_acks_and_rtt(net: NetworkTransport) -> None:
     listener = await net.listen("127.0.0.1", 0, keepalive_interval=0.05, **G)
@@ -500,67 +482,6 @@ async def test_tls_untrusted_certificate_is_refused(net: NetworkTransport, tls: 
 
 # -- failures and recovery ----------------------------------------------------------------------
 
-async def test_refused_port_is_a_quick_connect_error_that_feeds_the_breaker(
-        net: NetworkTransport) -> None:
-    listener = await net.listen("127.0.0.1", 0, **G)
-    port = listener.port
-    await listener.close()
-    started = time.monotonic()
-    with pytest.raises(ConnectError, match="refused"):
-        await net.connect("127.0.0.1", port, **G)
-    assert time.monotonic() - started < 2.0
-    breaker = net.circuit_breaker("127.0.0.1", port, transport="grpc")
-    assert breaker.failure_count == 1
-
-
-async def test_reconnect_after_server_restart() -> None:
-    server = NetworkTransport(timeout=5.0)
-    await server.start()
-    listener = await echo_listener(server)
-    port = listener.port
-    async with NetworkTransport(timeout=5.0, reconnect_interval=0.05,
-                                reconnect_jitter=False) as net:
-        conn = await net.connect("127.0.0.1", port, **G)
-        await net.send_data(conn, b"before")
-        assert (await net.receive(conn, timeout=5.0)).data == b"before"
-        await server.stop()
-        await eventually(lambda: net.connection_info(conn).state != "connected")
-        server = NetworkTransport(timeout=5.0)
-        await server.start()
-        try:
-            await echo_listener(server, port=port)
-            await eventually(lambda: net.connection_info(conn).state == "connected")
-            await net.send_data(conn, b"after")
-            assert (await net.receive(conn, timeout=5.0)).data == b"after"
-            assert net.connection_info(conn).reconnects >= 1
-        finally:
-            await server.stop()
-
-
-async def test_20000_messages_through_resets_arrive_exactly_once_in_order() -> None:
-    got: list[bytes] = []
-    done = asyncio.Event()
-    total = 20_000
-
-    def on_message(msg: Message) -> None:
-        got.append(msg.data)
-        if len(got) >= total:
-            done.set()
-
-    async with NetworkTransport() as server, NetworkTransport(
-            reconnect_interval=0.01, reconnect_max_delay=0.05, max_reconnect_attempts=1000,
-            failure_threshold=1000) as client:
-        listener = await server.listen("127.0.0.1", 0, handler=on_message, **G)
-        async with FaultProxy("127.0.0.1", listener.port, reset_every=50_000) as proxy:
-            conn = await client.connect("127.0.0.1", proxy.port, **G)
-            for i in range(total):
-                await client.send_data(conn, b"%05d" % i, timeout=10.0)
-            await client.flush(conn, timeout=20.0)
-            await asyncio.wait_for(done.wait(), 10)
-            assert proxy.resets >= 3
-    assert [int(m) for m in got] == list(range(total))
-
-
 async def test_orderly_close_is_quick_and_error_free() -> None:
     async with NetworkTransport(timeout=5.0) as server:
         listener = await echo_listener(server)
@@ -582,27 +503,6 @@ async def test_orderly_close_is_quick_and_error_free() -> None:
         assert server.get_metrics().errors == 0
         await listener.close()
         assert time.monotonic() - started < 3.0
-
-
-async def test_send_to_pools_grpc_connections(net: NetworkTransport) -> None:
-    listener = await net.listen("127.0.0.1", 0, **G)
-    for i in range(3):
-        await net.send_to("127.0.0.1", listener.port, bytes([i]), **G)
-    got = sorted([(await net.receive(timeout=5.0)).data for _ in range(3)])
-    assert got == [b"\x00", b"\x01", b"\x02"]
-    for cid in net.connections():  # acknowledged before the service stops
-        if net.connection_info(cid).role == "client":
-            await net.flush(cid, timeout=5.0)
-
-
-async def test_ipv6_loopback(net: NetworkTransport) -> None:
-    try:
-        listener = await echo_listener(net, host="::1")
-    except ConnectError:
-        pytest.skip("no IPv6 loopback on this machine")
-    conn = await net.connect("::1", listener.port, **G)
-    await net.send_data(conn, b"v6")
-    assert (await net.receive(conn, timeout=5.0)).data == b"v6"
 
 
 def test_grpc_is_a_supported_transport() -> None:

@@ -61,24 +61,6 @@ async def echo_listener(net: NetworkTransport, host: str = "127.0.0.1", port: in
 
 # -- native ----------------------------------------------------------------------------------
 
-async def test_native_round_trips_1_byte_to_16_mib_in_order(net: NetworkTransport) -> None:
-    listener = await echo_listener(net)
-    conn = await net.connect("127.0.0.1", listener.port, **WS)
-    payloads = [bytes([i + 1]) * n for i, n in enumerate(SIZES)]
-    small, big = payloads[:-2], payloads[-2:]
-    for p in small:  # several in flight at once, order kept
-        await net.send_data(conn, p)
-    for p in small:
-        got = await net.receive(conn, timeout=20.0)
-        assert got.data == p
-        assert got.transport == "websocket" and got.conn_id == conn
-    for p in big:  # one at a time: the inbox holds at most max_pending_bytes unread
-        await net.send_data(conn, p)
-        assert (await net.receive(conn, timeout=20.0)).data == p
-    info = net.connection_info(conn)
-    assert info.framing == "native" and info.transport == "websocket"
-
-
 async def test_native_features_priorities_streams_text_and_acks(net: NetworkTransport) -> None:
     listener = await net.listen("127.0.0.1", 0, **WS)
     conn = await net.connect("127.0.0.1", listener.port, **WS)
@@ -240,29 +222,11 @@ async def test_oversized_message_closes_only_that_connection_with_1009(
     assert net.get_metrics().errors >= 1
 
 
-async def test_send_to_pools_websocket_connections(net: NetworkTransport) -> None:
-    listener = await net.listen("127.0.0.1", 0, **WS)
-    for i in range(3):
-        await net.send_to("127.0.0.1", listener.port, bytes([i]), **WS)
-    got = sorted([(await net.receive(timeout=5.0)).data for _ in range(3)])
-    assert got == [b"\x00", b"\x01", b"\x02"]
-
-
 async def test_custom_path(net: NetworkTransport) -> None:
     listener = await echo_listener(net, path="/objects")
     conn = await net.connect("127.0.0.1", listener.port, path="/objects", **WS)
     await net.send_data(conn, b"on /objects")
     assert (await net.receive(conn, timeout=5.0)).data == b"on /objects"
-
-
-async def test_ipv6_loopback(net: NetworkTransport) -> None:
-    try:
-        listener = await echo_listener(net, host="::1")
-    except ConnectError:
-        pytest.skip("no IPv6 loopback on this machine")
-    conn = await net.connect("::1", listener.port, **WS)
-    await net.send_data(conn, b"v6")
-    assert (await net.receive(conn, timeout=5.0)).data == b"v6"
 
 
 # -- wss ---------------------------------------------------------------------------------------
@@ -326,38 +290,6 @@ async def test_plain_http_server_is_connect_error(net: NetworkTransport) -> None
     finally:
         for s in (forbidden, ok, garbage):
             s.close()
-
-
-async def test_refused_port_is_connect_error(net: NetworkTransport) -> None:
-    listener = await net.listen("127.0.0.1", 0, **WS)
-    port = listener.port
-    await listener.close()
-    with pytest.raises(ConnectError, match="refused"):
-        await net.connect("127.0.0.1", port, **WS)
-
-
-async def test_reconnect_after_server_restart() -> None:
-    server = NetworkTransport(timeout=5.0)
-    await server.start()
-    listener = await echo_listener(server)
-    port = listener.port
-    async with NetworkTransport(timeout=5.0, reconnect_interval=0.05,
-                                reconnect_jitter=False) as net:
-        conn = await net.connect("127.0.0.1", port, **WS)
-        await net.send_data(conn, b"before")
-        assert (await net.receive(conn, timeout=5.0)).data == b"before"
-        await server.stop()
-        await eventually(lambda: net.connection_info(conn).state != "connected")
-        server = NetworkTransport(timeout=5.0)
-        await server.start()
-        try:
-            await echo_listener(server, port=port)
-            await eventually(lambda: net.connection_info(conn).state == "connected")
-            await net.send_data(conn, b"after")
-            assert (await net.receive(conn, timeout=5.0)).data == b"after"
-            assert net.connection_info(conn).reconnects >= 1
-        finally:
-            await server.stop()
 
 
 # -- a real browser ---------------------------------------------------------------------------
