@@ -270,3 +270,41 @@ CASES += [
                    MiB, 20, "MB/s"),
     }, baseline="off"),
 ]
+
+
+# -- QUIC (issue 13): objtransport native and raw next to a plain aioquic pair ---------------
+# The plain pair: aioquic.asyncio, one stream of {packet, 4} frames (workers_quic.py).
+from . import workers_quic as qu  # noqa: E402
+
+REQUIRES["aioquic"] = ("aioquic",)
+REQUIRES_OURS["quic"] = ("aioquic",)
+
+
+def _quic_case(framing: str, label: str, size: int, counts: tuple[int, int], unit: str,
+               target: str, datagram: int = qu.DATAGRAM) -> Case:
+    send = partial(qu.send_objtransport, framing=framing, datagram=datagram)
+    recv = partial(qu.recv_objtransport, datagram=datagram)
+    suffix = "" if datagram == qu.DATAGRAM else f" dgram {datagram // KiB} KiB"
+    return Case(f"quic {framing} {label}{suffix}", unit, target, {
+        "objtransport": _tp(recv, send, size, counts[0], unit),
+        "aioquic": _tp(partial(qu.recv_plain, datagram=datagram),
+                       partial(qu.send_plain, datagram=datagram), size, counts[1], unit),
+    })
+
+
+CASES += [
+    _quic_case("native", "64 B", 64, (200_000, 200_000), "msg/s", ">= 3x aioquic"),
+    _quic_case("native", "1 KiB", KiB, (40_000, 40_000), "msg/s", ">= 1x aioquic"),
+    _quic_case("native", "1 MiB", MiB, (50, 50), "MB/s", ">= 0.9x aioquic"),
+    _quic_case("raw", "64 B", 64, (200_000, 200_000), "msg/s", ">= 0.9x aioquic"),
+    _quic_case("raw", "1 KiB", KiB, (40_000, 40_000), "msg/s", ">= 0.9x aioquic"),
+    _quic_case("raw", "1 MiB", MiB, (50, 50), "MB/s", ">= 0.9x aioquic"),
+    # both pairs with 16 KiB packets (max_datagram_size): loopback or a known path
+    _quic_case("native", "64 B", 64, (400_000, 400_000), "msg/s", ">= 3x aioquic", 16 * KiB),
+    _quic_case("native", "1 MiB", MiB, (200, 200), "MB/s", ">= 0.9x aioquic", 16 * KiB),
+    *[Case(f"quic {framing} ping-pong 64 B", "µs", "p50 <= 1.2x aioquic", {
+        "objtransport": _lat(qu.echo_objtransport,
+                             partial(qu.ping_objtransport, framing=framing)),
+        "aioquic": _lat(qu.echo_plain, qu.ping_plain),
+    }) for framing in ("native", "raw")],
+]

@@ -101,7 +101,7 @@ class _PerCall(_Tunables, total=False):
     root_certificates: bytes
     certificate_chain: bytes
     private_key: bytes
-    #: QUIC: UDP payload bytes per packet (1200 by default; up to 65527 on loopback)
+    #: QUIC: UDP payload bytes per packet (1200 by default; at most 16384)
     max_datagram_size: int
 
 

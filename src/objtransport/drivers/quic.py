@@ -324,6 +324,7 @@ class QuicDriver:
                 csock.on_error = link.socket_error
                 quic.connect(addr, now=loop.time())
                 link.start()
+                pump.transmit()  # the Initial (and our HELLO in 0-RTT, with a ticket)
                 await asyncio.shield(link.handshake_done)
                 await asyncio.shield(link.ready)
             return link

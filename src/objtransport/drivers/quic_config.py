@@ -26,9 +26,13 @@ __all__ = ["ALPN_NATIVE", "ALPN_RAW", "DATAGRAM_FRAME_MAX", "TLS_OPTIONS", "Tick
 ALPN_NATIVE = "objtransport/1"
 ALPN_RAW = "objtransport-raw/1"
 #: options a QUIC connect()/listen() takes beyond :class:`Options` (PEM, like gRPC), plus
-#: ``max_datagram_size`` (bytes of UDP payload per QUIC packet; 1200 by default)
+#: ``max_datagram_size`` (bytes of UDP payload per QUIC packet; 1200 by default, at most
+#: 16 KiB: on loopback or a known path, larger packets cut aioquic's per-packet cost)
 TLS_OPTIONS = frozenset({"root_certificates", "certificate_chain", "private_key",
                          "max_datagram_size"})
+#: the largest ``max_datagram_size`` allowed: aioquic 1.7 fails its own packets above it
+#: (FRAME_ENCODING_ERROR at 32 KiB, tested)
+MAX_DATAGRAM = 16_384
 #: the largest DATAGRAM frame we accept (RFC 9221 ``max_datagram_frame_size``)
 DATAGRAM_FRAME_MAX = 65_535
 #: per-stream and per-connection flow-control windows (aioquic's defaults are 1 MiB)
@@ -48,8 +52,9 @@ def _pem(value: Any, name: str) -> bytes | None:
 
 def _datagram_size(extra: dict[str, Any]) -> int:
     size = extra.get("max_datagram_size", 1200)
-    if not isinstance(size, int) or not 1200 <= size <= 65_527:
-        raise ValueError(f"max_datagram_size must be an int within 1200 .. 65527, not {size!r}")
+    if not isinstance(size, int) or not 1200 <= size <= MAX_DATAGRAM:
+        raise ValueError(f"max_datagram_size must be an int within 1200 .. {MAX_DATAGRAM}, "
+                         f"not {size!r}")
     return size
 
 

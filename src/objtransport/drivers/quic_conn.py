@@ -34,8 +34,10 @@ from aioquic.quic.events import (
 
 __all__ = ["ClientSocket", "QuicPump"]
 
-#: packet header, AEAD tag and frame headers of a 1-RTT packet, roughly (for ``unsent``)
-PACKET_OVERHEAD = 40
+#: the least a 1-RTT packet adds to its stream bytes (flags, an 8-byte connection id, a
+#: 2-byte packet number, the AEAD tag): ``unsent`` may err low (aioquic then holds a little
+#: more than the link aims at), never high (a link would wait for bytes that already left)
+PACKET_OVERHEAD = 27
 #: datagrams read per wake-up at most (then the loop runs other callbacks)
 READ_BATCH = 256
 

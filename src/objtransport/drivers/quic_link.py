@@ -405,7 +405,7 @@ class QuicLink(FlowControl):
         self.last_seq = self.session.send_message(data, stream, priority, text)
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush_soon)
-            self._flush()  # a lone message goes out at once; the rest of the turn coalesces
+            self._flush(now=True)  # a lone message goes out at once; the rest coalesces
         rs = self._rs
         return self._sched.pending_bytes > self.max_pending or (
             rs is not None and rs.unacked_bytes > self.max_unacked)
@@ -429,9 +429,10 @@ class QuicLink(FlowControl):
                 self._sched.pending_bytes or self.session.has_final):
             self._flush()
 
-    def _flush(self) -> None:
-        """Hand aioquic what the session queued, up to ``QUIC_HIGH`` unsent, then
-        transmit."""
+    def _flush(self, now: bool = False) -> None:
+        """Hand aioquic what the session queued, up to ``QUIC_HIGH`` unsent; if anything
+        went, transmit (``now``: at once, else once at the end of this loop turn: an empty
+        ``datagrams_to_send`` still costs aioquic tens of µs)."""
         if self._flushing or self._final_sent or self._quic_closed:
             return
         if not self._control_open:
@@ -439,11 +440,16 @@ class QuicLink(FlowControl):
                 self._close_quic(self.session.close_code, self.session.close_reason)
             return  # a server speaks once the client opened stream 0
         self._flushing = True
+        handed = self.pump.handed
         try:
             self._write()
         finally:
             self._flushing = False
-        self.pump.transmit()
+        if self.pump.handed != handed:
+            if now:
+                self.pump.transmit()
+            else:
+                self.pump.transmit_soon()
         if self._drain_waiters:
             self._wake_drain_waiters()
         if self._flushed_waiters and not self._sched.pending_bytes:
