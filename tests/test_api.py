@@ -48,7 +48,12 @@ async def test_the_demo_runs_every_installed_transport_and_exits_0() -> None:
         sys.executable, "-c",
         "from objtransport.cli import main; raise SystemExit(main(['demo']))",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        if proc.returncode is None:  # timed out: no process or pipe left behind
+            proc.kill()
+            await proc.communicate()
     text = out.decode()
     assert proc.returncode == 0, text
     assert "received 1000 echoes in order" in text

@@ -126,7 +126,7 @@ async def test_server_restart_reports_what_was_not_confirmed() -> None:
             for i in range(100, 200):
                 await client.send_data(conn, b"#%d" % i)
             proc.send_signal(signal.SIGKILL)  # no goodbye, no ACKs for what is in flight
-            await proc.wait()
+            await proc.communicate()  # to EOF: no pipe left open (uvloop)
             proc, out = await _spawn_listener(port)
             with pytest.raises(SessionLost) as info:
                 await client.flush(conn, timeout=10.0)
@@ -141,7 +141,7 @@ async def test_server_restart_reports_what_was_not_confirmed() -> None:
     finally:
         if proc.returncode is None:
             proc.kill()
-            await proc.wait()
+            await proc.communicate()  # to EOF: no pipe left open (uvloop)
 
 
 async def test_pooled_sends_survive_resets_exactly_once_in_order() -> None:
@@ -178,7 +178,7 @@ async def test_pooled_sends_report_what_was_not_confirmed_too() -> None:
             for i in range(1, 40):
                 assert await client.send_to("127.0.0.1", port, b"#%d " % i + blob) == conn
             proc.send_signal(signal.SIGKILL)
-            await proc.wait()
+            await proc.communicate()  # to EOF: no pipe left open (uvloop)
             proc, out = await _spawn_listener(port)
             with pytest.raises(SessionLost):
                 await client.flush(conn, timeout=10.0)
@@ -191,7 +191,7 @@ async def test_pooled_sends_report_what_was_not_confirmed_too() -> None:
     finally:
         if proc.returncode is None:
             proc.kill()
-            await proc.wait()
+            await proc.communicate()  # to EOF: no pipe left open (uvloop)
 
 
 async def test_a_given_up_pooled_connection_keeps_its_report() -> None:
@@ -297,7 +297,7 @@ async def test_1000_connections_1000_messages_each_to_another_process() -> None:
     finally:
         if proc.returncode is None:
             proc.kill()
-            await proc.wait()
+            await proc.communicate()  # to EOF: no pipe left open (uvloop)
     assert report["received"] == n_conns * n_msgs and report["errors"] == 0
     print(f"\n1000x1000 messages in {elapsed:.1f} s; listener RSS {report['rss_kb'] / 1024:.0f} "
           "MiB")
