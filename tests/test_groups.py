@@ -248,3 +248,15 @@ async def test_a_group_no_member_of_which_connects_fails_cleanly() -> None:
         with pytest.raises(ConnectError, match="no member could connect"):
             await net.connect_group([f"127.0.0.1:{p}" for p in free])
         assert net.connections() == []
+
+
+async def test_request_retries_draw_from_the_group_budget(cluster: Cluster) -> None:
+    async with NetworkTransport(**FAST) as net:  # type: ignore[arg-type]
+        gid = await net.connect_group(cluster.targets, retry_budget=(0.5, 0.0))
+        group = net.group(gid)
+        assert not group.allow_retry()  # nothing sent, nothing earned
+        for i in range(4):
+            await net.send_data(gid, b"%d" % i)
+        assert group.allow_retry() and group.allow_retry()  # 4 sent x 0.5
+        assert not group.allow_retry()
+        assert (group.budget.granted, group.budget.refused) == (2, 2)

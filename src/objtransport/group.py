@@ -304,6 +304,11 @@ class Group:
                 self.budget.deposit()
             return conn_id
 
+    def allow_retry(self) -> bool:
+        """May a request be retried on another member now? Takes one retry from the group's
+        budget (the one redeliveries draw from) if so."""
+        return self.budget.try_withdraw(self._loop.time()) > 0
+
     def _drop_pin(self, conn_id: int) -> None:
         for m in self._members.values():
             if m.conn is not None and m.conn.id == conn_id:
