@@ -260,3 +260,19 @@ async def test_request_retries_draw_from_the_group_budget(cluster: Cluster) -> N
         assert group.allow_retry() and group.allow_retry()  # 4 sent x 0.5
         assert not group.allow_retry()
         assert (group.budget.granted, group.budget.refused) == (2, 2)
+
+
+async def test_p2c_sends_less_to_a_slow_member(cluster: Cluster) -> None:
+    """A member behind 50 ms of latency each way holds its messages unacknowledged ~100 ms
+    longer: p2c, which compares in-flight bytes, gives it far less than a third."""
+    cluster.proxies[0].latency = 0.05
+    async with NetworkTransport(**FAST) as net:  # type: ignore[arg-type]
+        gid = await net.connect_group(cluster.targets, policy="p2c")
+        for i in range(3000):
+            await net.send_data(gid, b"%d" % i)
+            if i % 50 == 0:
+                await asyncio.sleep(0.001)  # acknowledgements come back meanwhile
+        await net.flush(gid, timeout=20)
+        counts = [len(g) for g in cluster.got]
+        assert sum(counts) == 3000
+        assert counts[0] < 600, counts  # a third would be 1000
