@@ -75,14 +75,15 @@ class Supervisor:
         A link that fails before the peer sent or acknowledged anything (a server that
         accepts the socket, then refuses the session) counts as a failed attempt: the
         backoff schedule goes on instead of starting over, so such a peer is given up
-        after ``max_reconnect_attempts`` like one that refuses the connection.
+        after ``max_reconnect_attempts`` like one that refuses the connection. A link whose
+        peer's resume floor (in the next HELLO) shows it received more counts as progress.
         """
         conn = self.conn
         delays: Iterator[float] | None = None
+        acked_before = conn.resume_state.acked
         while True:
             link = conn.link
             assert link is not None
-            acked_before = conn.resume_state.acked
             closed = await link.closed
             conn.fold_link(link)
             if conn.closed_by_user:
@@ -94,8 +95,12 @@ class Supervisor:
                 # pool rather than reconnecting; the next send_to opens another
                 conn.give_up()
                 break
+            # progress since the last loss: data from the peer, or acknowledgements, also
+            # those that only the resumed HELLO's floor brought (a middlebox that resets
+            # every link before any ACK comes back still lets every link deliver)
             progressed = (link.session.bytes_received > 0
                           or conn.resume_state.acked != acked_before)
+            acked_before = conn.resume_state.acked
             if not closed.error or progressed:
                 delays = None
             log.info("connection %s to %s lost (%s); reconnecting", conn.id, conn.endpoint,

@@ -56,6 +56,14 @@ _BOTH = FEATURE_ACKS | FEATURE_RESUME
 #: frames resent up to this size are copied into the small-frame buffer; larger ones are
 #: queued as views of what was written
 _RESEND_COPY = 16 * 1024
+#: after a resume, at most this many bytes go out before the peer acknowledges more; the
+#: window doubles with each acknowledgement and is off once it reaches max_unacked_bytes.
+#: A link that breaks again soon (a middlebox that resets every N bytes) then loses at most
+#: about a window of written data, not everything the socket buffers would have taken.
+RESUME_WINDOW = 64 * 1024
+#: a full window opens (doubles) anyway after this long without an ACK that moves the
+#: floor: the message the floor waits for may be behind the window (priorities interleave)
+WINDOW_WAIT = 0.02
 
 
 class NativeHandshake(SessionCore):
@@ -88,6 +96,11 @@ class NativeHandshake(SessionCore):
         self.extensions = FEATURE_META | FEATURE_ZLIB | (FEATURE_ZSTD if zstd else 0)
         #: the features bits of the peer's HELLO (0 until it arrived)
         self.peer_features = 0
+        #: after a resume: bytes that may be written before the peer acknowledges more
+        #: (0: no window) and the bytes written since the last acknowledgement
+        self._window = 0
+        self._in_window = 0
+        self._window_wait: float | None = None  # when a full window opens anyway
 
     # -- figures ---------------------------------------------------------------------------
     @property
@@ -196,7 +209,19 @@ class NativeHandshake(SessionCore):
                 sched.push_frame(queue, bytes(f.frame), f.stream)
             elif f.frame is not None:
                 sched.push(queue, (f.frame,), f.stream)  # a large fragment: no copy
+        if sched.pending_bytes:
+            self._window = RESUME_WINDOW
+            self._in_window = 0
         return rs.resent - before
+
+    def _window_acked(self) -> None:
+        """The peer acknowledged more after a resume: the window doubles (and is off once
+        it reaches ``max_unacked_bytes``)."""
+        self._in_window = 0
+        self._window_wait = None
+        self._window *= 2
+        if self._window >= self.options.max_unacked_bytes:
+            self._window = 0
 
     # -- ACKs ------------------------------------------------------------------------------
     def _schedule_ack(self, now: float) -> None:

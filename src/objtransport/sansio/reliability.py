@@ -181,35 +181,37 @@ class ResumeState:
             self.freed = self.queued  # nothing numbered is waiting any more
         return n
 
-    def _pending(self, take: bool) -> list[DataFrame]:
-        """The DATA frames not acknowledged, in the order they were written or queued;
+    def _pending(self, take: bool) -> tuple[list[DataFrame], int]:
+        """The DATA frames not acknowledged, in the order they were written or queued, and
+        how many messages among them were written already (the rest were only queued);
         with ``take``, the kept batches and the old scheduler's queue are emptied."""
-        batches: list[Batch | Item] = [b for _, _, b in self.sent]
+        acked = self.acked
+        out = [f for f in data_frames([b for _, _, b in self.sent]) if f.seq > acked]
+        written = len({f.seq for f in out})
         q = self.queue
         if q is not None:
-            batches += q.clear(keep_control=True) if take else q.queued_items()
-        acked = self.acked
-        out = [f for f in data_frames(batches) if f.seq > acked]
+            queued = q.clear(keep_control=True) if take else q.queued_items()
+            out += [f for f in data_frames(queued) if f.seq > acked]
         if take:
             self.sent.clear()
-        return out
+        return out, written
 
     def take_resend(self, peer_floor: int) -> list[DataFrame]:
         """After a resume: what the peer (which has everything up to ``peer_floor``) still
         needs, to queue again in this order with the same numbers. The caller then
         :meth:`attach`-es its session."""
         self.on_ack(peer_floor)
-        out = self._pending(take=True)
-        self.resent += self.next_seq - self.acked
+        out, written = self._pending(take=True)
+        self.resent += written  # only what went out before and the peer does not have
         return out
 
     def unacked(self) -> list[Unacked]:
         """The messages not acknowledged yet, oldest first (not for the hot path)."""
-        return _messages(self._pending(take=False))
+        return _messages(self._pending(take=False)[0])
 
     def take_unconfirmed(self) -> list[Unacked]:
         """Give up on everything not acknowledged (the peer lost the session)."""
-        out = _messages(self._pending(take=True)) if self.tracking else []
+        out = _messages(self._pending(take=True)[0]) if self.tracking else []
         self.acked = self.next_seq
         self.freed = self.queued
         return out

@@ -195,6 +195,17 @@ class PriorityScheduler:
                 self._credit[prio - 2] -= n
         return out
 
+    def pop_control(self) -> list[Chunk]:
+        """Take only the control class (whatever else waits): a sender whose window is full
+        still sends its ACKs and PINGs."""
+        out: list[Chunk] = []
+        while self._has(0):
+            n = self._take(0, out, 1 << 62)
+            if n < 0:
+                break
+            self.sent_bytes[0] += n
+        return out
+
     def _has(self, prio: int) -> bool:
         cls = self.classes[prio]
         return bool(self.small[prio]) or bool(cls.sealed) or bool(cls.rr)

@@ -42,7 +42,14 @@ from .framing import (
     encode_goaway,
     wire_flags,
 )
-from .handshake import ACK_BYTES, ACK_DELAY, ACK_EVERY, NativeHandshake, ResumeLookup
+from .handshake import (
+    ACK_BYTES,
+    ACK_DELAY,
+    ACK_EVERY,
+    WINDOW_WAIT,
+    NativeHandshake,
+    ResumeLookup,
+)
 from .headers import MetaLimits, unwrap
 from .liveness import Pinger
 from .progress import FrameClock
@@ -272,6 +279,8 @@ class NativeSession(NativeHandshake):
                                     GoAwayCode.PROTOCOL_ERROR)
             if self.rs.on_ack(seq):
                 self.events.append(Acked(seq))
+                if self._window:
+                    self._window_acked()
 
     def _on_pong(self, payload: bytes, now: float) -> None:
         rtt = self.pinger.pong(payload, now)
@@ -399,9 +408,29 @@ class NativeSession(NativeHandshake):
 
     def data_to_send(self, now: float, budget: int = 1 << 62,
                      strict: bool = False) -> list[Chunk]:
-        out = super().data_to_send(now, budget, strict)
+        if self._window:
+            out = self._windowed(now, budget)
+        else:
+            out = super().data_to_send(now, budget, strict)
         if out and self._acks:  # kept, as written, until the peer acknowledges it
             self.rs.wrote(out[0] if len(out) == 1 else tuple(out))
+        return out
+
+    def _windowed(self, now: float, budget: int) -> list[Chunk]:
+        """After a resume: what the window leaves room for, or only the control class
+        (ACKs, PINGs, control messages) while it is full: the peer may wait for our ACK."""
+        room = self._window - self._in_window
+        if room > 0:
+            out = super().data_to_send(now, min(budget, room), True)
+        else:
+            out = self.scheduler.pop_control()
+            if out:
+                self.last_send = now
+            if self._window_wait is None:
+                self._window_wait = now + WINDOW_WAIT
+                self.timer_changed = True
+        for chunk in out:
+            self._in_window += len(chunk)
         return out
 
     def _send_ping(self, now: float) -> None:
@@ -431,6 +460,8 @@ class NativeSession(NativeHandshake):
         frame = self.frames.deadline(self.decoder.fed)
         if frame is not None:
             dead = min(dead, frame)
+        if self._window_wait is not None:
+            dead = min(dead, self._window_wait)
         if self._ack_due is not None:
             return min(self.pinger.next_at, dead, self._ack_due)
         return min(self.pinger.next_at, dead)
@@ -447,6 +478,8 @@ class NativeSession(NativeHandshake):
             return
         if self._ack_due is not None and now >= self._ack_due:
             self._send_ack()
+        if self._window_wait is not None and now >= self._window_wait:
+            self._window_acked()
         if now >= self.last_receive + opts.keepalive_interval + opts.pong_timeout:
             self.fail(f"peer silent for {now - self.last_receive:.1f} s (no PONG)",
                       GoAwayCode.IDLE_TIMEOUT)
