@@ -265,3 +265,21 @@ async def test_too_many_headers_are_refused_locally_and_by_the_receiver() -> Non
             await asyncio.sleep(0.01)
         assert server.get_metrics().errors >= 1
         assert server.get_metrics().messages_queued == 0  # nothing was delivered
+
+
+async def test_a_listener_can_ask_the_client_too() -> None:
+    """Requests go both ways: the client's connect(handler=) answers the listener's."""
+    asked = asyncio.get_running_loop().create_future()
+
+    def on_server(msg: Message) -> None:
+        if not asked.done():
+            asked.set_result(msg.conn_id)
+
+    async with NetworkTransport() as server, NetworkTransport() as client:
+        listener = await server.listen("127.0.0.1", 0, handler=on_server)
+        conn = await client.connect("127.0.0.1", listener.port,
+                                    handler=lambda m: b"client says " + m.data)
+        await client.send_data(conn, b"hello")
+        server_side = await asyncio.wait_for(asked, 5.0)
+        reply = await server.request(server_side, b"hi", timeout=5.0)
+        assert reply.data == b"client says hi"
