@@ -103,7 +103,7 @@ def outgoing(link: Link, data: bytes | bytearray | memoryview, text: bool, *,
              deadline: float = 0.0, reply_to: int = 0, status: int = 0,
              expires: float = 0.0, compression: str | None = None,
              min_size: int = 1024, counters: MessagingCounters | None = None,
-             where: str = "") -> tuple[bytes | bytearray | memoryview, int]:
+             where: object = "") -> tuple[bytes | bytearray | memoryview, int]:
     """``(payload, flags)`` to queue on ``link`` (flags 0: send ``data`` as it is).
 
     Raises :class:`UnsupportedFeature` when something must travel in a meta block and the
@@ -117,7 +117,8 @@ def outgoing(link: Link, data: bytes | bytearray | memoryview, text: bool, *,
                 "headers" if headers else "ttl")
             raise UnsupportedFeature(
                 f"{what} need the native framing over a stream transport (TCP, TLS, "
-                f"WebSocket, gRPC, QUIC): {where or 'this connection'} cannot carry them")
+                f"WebSocket, gRPC, QUIC): {str(where) or 'this connection'} cannot carry "
+                "them")
         opts = link.session.options if headers else None
         meta = encode_meta(headers, request_id=request_id,
                            deadline_ms=int(deadline * 1000), reply_to=reply_to,
@@ -222,7 +223,7 @@ class Exchange:
             payload, flags = outgoing(link, data, False, headers=headers, request_id=rid,
                                       deadline=deadline, compression=compression,
                                       min_size=min_size, counters=self.counters,
-                                      where=str(conn.endpoint))
+                                      where=conn.endpoint)
             self.counters.requests_sent += 1
             if link.send(payload, stream, prio, cast(bool, flags)):
                 await link.wait_writable(max(0.0, deadline_loop - loop.time()), prio)
@@ -305,7 +306,7 @@ class Responder:
                                   reply_to=msg.request_id, status=status,
                                   compression=opts.compression,
                                   min_size=opts.compression_min_size,
-                                  counters=self.counters, where=str(conn.endpoint))
+                                  counters=self.counters, where=conn.endpoint)
         if status == ReplyStatus.OK:
             self.counters.replies_sent += 1
         else:

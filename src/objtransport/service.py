@@ -489,7 +489,7 @@ class NetworkTransport:
         payload, flags = outgoing(link, data, text, headers=headers, expires=expires,
                                   compression=opts.compression,
                                   min_size=opts.compression_min_size,
-                                  counters=self._messaging, where=str(conn.endpoint))
+                                  counters=self._messaging, where=conn.endpoint)
         try:
             await queue(link, payload, stream, prio, flags, timeout if ttl is None
                         else min(ttl, timeout))

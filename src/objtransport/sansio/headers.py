@@ -75,6 +75,9 @@ _REQUEST = struct.Struct("!QQ")
 _REPLY = struct.Struct("!QB")
 _U64 = struct.Struct("!Q")
 _ZIP_HEAD = struct.Struct("!BI")
+#: the whole block of the two common cases, packed at once: a request or a reply alone
+_ONLY_REQUEST = struct.Struct("!HBHQQ")
+_ONLY_REPLY = struct.Struct("!HBHQB")
 
 HeaderValue = str | bytes
 
@@ -112,6 +115,11 @@ def encode_meta(headers: Mapping[str, HeaderValue] | None = None, *, request_id:
                 expires_ms: int = 0, limits: MetaLimits | None = None) -> bytes:
     """The meta block (its u16 length first). Raises ``ValueError`` for headers beyond
     ``limits`` (the peer would refuse them) or a key that is not 1..255 bytes of UTF-8."""
+    if not headers and not expires_ms:  # the common blocks, in one pack
+        if request_id and not reply_to:
+            return _ONLY_REQUEST.pack(19, TAG_REQUEST, 16, request_id, deadline_ms)
+        if reply_to and not request_id:
+            return _ONLY_REPLY.pack(12, TAG_REPLY, 9, reply_to, status)
     parts: list[bytes] = []
     if request_id:
         parts.append(_ENTRY.pack(TAG_REQUEST, 16) + _REQUEST.pack(request_id, deadline_ms))
@@ -148,7 +156,16 @@ def decode_meta(data: bytes, limits: MetaLimits) -> tuple[Meta, int]:
     """The meta block at the start of ``data`` and the offset of the payload after it.
     Raises :class:`ProtocolError` for a malformed block or headers beyond ``limits``
     (counted and summed before any header is copied)."""
-    if len(data) < 2:
+    n = len(data)
+    if n >= 21 and data[0] == 0 and data[1] == 19 and data[2] == TAG_REQUEST:
+        _, _, length, rid, deadline = _ONLY_REQUEST.unpack_from(data)
+        if length == 16:
+            return Meta(request_id=rid, deadline_ms=deadline), 21
+    elif n >= 14 and data[0] == 0 and data[1] == 12 and data[2] == TAG_REPLY:
+        _, _, length, rid, status = _ONLY_REPLY.unpack_from(data)
+        if length == 9:
+            return Meta(reply_to=rid, status=status), 14
+    if n < 2:
         raise _bad("shorter than its length field")
     (size,) = _U16.unpack_from(data)
     end = 2 + size
