@@ -236,3 +236,23 @@ async def test_unconfirmed_gives_the_payload_without_meta_block_or_compression()
                 break
             await asyncio.sleep(0.01)
         assert client.unconfirmed(conn) == [b"with headers", TEXT, b"plain"]
+
+
+async def test_an_expired_message_resent_after_a_reconnection_is_not_delivered() -> None:
+    async with NetworkTransport() as server, \
+            NetworkTransport(reconnect_interval=0.01) as client:
+        listener = await server.listen("127.0.0.1", 0)
+        async with FaultProxy("127.0.0.1", listener.port) as proxy:
+            conn = await client.connect("127.0.0.1", proxy.port)
+            proxy.blackhole()  # written, never delivered, never acknowledged
+            await client.send_data(conn, b"stale telemetry", ttl=0.1)
+            await client.send_data(conn, b"kept")
+            await asyncio.sleep(0.2)  # the ttl passes while the link is dead
+            proxy.blackhole(False)
+            proxy.reset_all()  # the client reconnects, the session resumes, both are resent
+            await client.flush(conn, timeout=5.0)
+            msg = await server.receive(timeout=5.0)
+            assert msg.data == b"kept"
+            await client.disconnect(conn)
+        assert server.get_metrics().messaging["expired_received"] == 1
+        assert server.get_metrics().messages_queued == 0
