@@ -25,6 +25,10 @@ class Endpoint:
     port: int
     tls: bool
 
+    def __post_init__(self) -> None:
+        if self.transport is TransportKind.QUIC and not self.tls:
+            object.__setattr__(self, "tls", True)  # QUIC is always TLS 1.3
+
     def __str__(self) -> str:
         scheme = self.transport.value + ("+tls" if self.tls else "")
         host = f"[{self.host}]" if ":" in self.host else self.host

@@ -12,6 +12,7 @@ fails at once without touching the network.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ssl as ssl_module
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -26,6 +27,8 @@ from .params import PriorityArg
 from .sansio.breaker import BreakerState, CircuitBreaker
 from .sansio.pool import Assign, Open, PoolBookkeeper
 from .sansio.throttle import TokenBucket
+
+_OPTION_FIELDS = frozenset(f.name for f in dataclasses.fields(Options))
 
 __all__ = ["Opener", "PoolManager", "Sender"]
 
@@ -87,7 +90,10 @@ class PoolManager:
         the connection chosen (``request_to``)."""
         kind = self._resolve(transport)
         sender = send or self._send
-        opts = self.options.with_overrides(ssl=ssl, **options)
+        # a driver's own options (PEM certificates, a WebSocket path) go to the connections
+        # only; the connector checks them against the driver
+        opts = self.options.with_overrides(
+            ssl=ssl, **{k: v for k, v in options.items() if k in _OPTION_FIELDS})
         tls = client_ssl_context(opts.ssl, ssl_context) is not None
         ep = Endpoint(kind, host, port, tls)
         pool = self._pool_for(ep, opts.pool_size, opts.idle_timeout)

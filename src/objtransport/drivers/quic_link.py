@@ -27,6 +27,7 @@ import asyncio
 import itertools
 import struct
 from collections.abc import Callable
+from time import monotonic
 from typing import Any
 
 from aioquic.quic.events import (
@@ -229,7 +230,7 @@ class QuicLink(FlowControl):
             if fin and sid == self.control:
                 self._peer_final_seen()
             return
-        now = self.loop.time()
+        now = monotonic()
         if self.receive_bucket is not None:
             self._throttle(len(data), now)
         if not self.native:
@@ -349,7 +350,7 @@ class QuicLink(FlowControl):
         """Stop reading: datagrams of this connection are dropped (QUIC sends them again
         later, and its congestion control slows the peer down)."""
         if not self._read_pauses:
-            self.session.reading_paused(self.loop.time())  # not the peer's time
+            self.session.reading_paused(monotonic())  # not the peer's time
         self._read_pauses.add(reason)
         self.pump.paused = True
 
@@ -357,7 +358,7 @@ class QuicLink(FlowControl):
         self._read_pauses.discard(reason)
         if not self._read_pauses:
             self.pump.paused = False
-            self.session.reading_resumed(self.loop.time())
+            self.session.reading_resumed(monotonic())
 
     # -- unreliable messages -----------------------------------------------------------------
     def send_datagram(self, data: bytes | bytearray | memoryview) -> None:
@@ -460,7 +461,7 @@ class QuicLink(FlowControl):
         sched = self._sched
         pump = self.pump
         pacer = self.pacer
-        now = self.loop.time()
+        now = monotonic()
         while sched.pending_bytes or session.has_final:
             budget = QUIC_HIGH - pump.unsent
             if budget <= 0:
@@ -688,7 +689,7 @@ class QuicLink(FlowControl):
         self._timer_at = None
         if self.lost.done():
             return
-        self.session.handle_timer(self.loop.time())
+        self.session.handle_timer(monotonic())
         self._process_events()
         self._flush()
         if not self.closed.done():
