@@ -24,6 +24,8 @@ from objtransport import (
 from objtransport.pool_http import PoolEndpoint
 from objtransport.testing import eventually
 
+from .conftest import TLS
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -169,3 +171,19 @@ def test_serve_workers_echoes_and_stops_every_worker_on_sigterm() -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+async def test_a_tls_pool_loads_its_certificate_in_every_worker(tls: TLS,
+                                                                 tmp_path: Path) -> None:
+    cert = tls.ca.issue_cert("127.0.0.1")
+    certfile, keyfile = tmp_path / "server.pem", tmp_path / "server.key"
+    cert.cert_chain_pems[0].write_to_path(str(certfile))
+    cert.private_key_pem.write_to_path(str(keyfile))
+    with pytest.raises(ValueError, match="both certfile and keyfile"):
+        WorkerPool(pid_echo, certfile=str(certfile))
+    async with WorkerPool(pid_echo, "127.0.0.1", 0, workers=2, certfile=str(certfile),
+                          keyfile=str(keyfile)) as pool, NetworkTransport() as net:
+        conns = [await net.connect("127.0.0.1", pool.port, ssl_context=tls.client_ctx)
+                 for _ in range(12)]
+        assert {await _ask(net, c) for c in conns} == set(pool.pids)  # p ~ 5e-4
+        assert net.connection_info(conns[0]).tls

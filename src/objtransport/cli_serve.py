@@ -102,8 +102,14 @@ async def _serve_workers(args: argparse.Namespace, targs: TransportArgs) -> int:
     """``--workers N``: N processes on one port (:func:`objtransport.serve`)."""
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
-    if targs.tls or targs.transport != "tcp" or args.live:
-        raise CliError("--workers > 1 serves plain TCP, without --live")
+    if targs.transport != "tcp" or args.live:
+        raise CliError("--workers > 1 serves TCP or TLS, without --live")
+    certfile = keyfile = cafile = None
+    if targs.tls:
+        if targs.cert is None or targs.key is None:
+            raise CliError("a TLS listener needs --cert and --key")
+        certfile, keyfile = str(targs.cert), str(targs.key)
+        cafile = str(targs.ca) if targs.ca is not None else None
     from .workers import WorkerPool, echo, serve, sink
 
     def ready(pool: WorkerPool) -> None:
@@ -115,7 +121,8 @@ async def _serve_workers(args: argparse.Namespace, targs: TransportArgs) -> int:
 
     await serve(echo if args.mode == "echo" else sink, args.host, args.port,
                 workers=args.workers, ready=ready, framing=targs.framing,
-                metrics_port=args.metrics_port, metrics_host=args.metrics_host)
+                metrics_port=args.metrics_port, metrics_host=args.metrics_host,
+                certfile=certfile, keyfile=keyfile, cafile=cafile)
     return 0
 
 

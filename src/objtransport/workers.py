@@ -41,6 +41,7 @@ import multiprocessing as mp
 import os
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,6 +94,20 @@ class _Spec:
     transport: str
     service_options: dict[str, Any]
     listen_options: dict[str, Any]
+    #: TLS: (certfile, keyfile, cafile or None); each worker builds its own context (an
+    #: SSLContext cannot be pickled)
+    tls: tuple[str, str, str | None] | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.tls is None:
+            return None
+        certfile, keyfile, cafile = self.tls
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(certfile, keyfile)
+        if cafile is not None:  # clients must show a certificate signed by it
+            ctx.load_verify_locations(cafile)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
 
 
 def _worker_main(spec: _Spec, pipe: Pipe) -> None:
@@ -112,7 +127,7 @@ async def _worker(spec: _Spec, pipe: Pipe) -> None:
     async with NetworkTransport(**spec.service_options) as net:
         listener = await net.listen(spec.host, spec.port, transport=TransportKind(spec.transport),
                                     handler=spec.factory(net), reuse_port=True,
-                                    **spec.listen_options)
+                                    ssl_context=spec.ssl_context(), **spec.listen_options)
 
         def on_request() -> None:
             try:
@@ -154,13 +169,17 @@ class _Slot:
 
 class WorkerPool:
     """``workers`` processes serving ``handler_factory`` on one ``host:port`` (see the
-    module doc). ``async with WorkerPool(...) as pool:`` or ``start()`` / ``stop()``."""
+    module doc). ``async with WorkerPool(...) as pool:`` or ``start()`` / ``stop()``.
+
+    TLS: ``certfile`` and ``keyfile`` (PEM paths; ``cafile`` to require client
+    certificates): each worker loads them into its own context."""
 
     def __init__(self, handler_factory: HandlerFactory, host: str = "127.0.0.1",
                  port: int = 0, *, workers: int | None = None, transport: str = "tcp",
                  restart_delay: float = 0.5, stop_timeout: float = 10.0,
                  start_timeout: float = 30.0, service_options: dict[str, Any] | None = None,
-                 **listen_options: Any) -> None:
+                 certfile: str | None = None, keyfile: str | None = None,
+                 cafile: str | None = None, **listen_options: Any) -> None:
         n = workers if workers is not None else (os.cpu_count() or 1)
         if n < 1:
             raise ValueError(f"workers must be >= 1, not {n}")
@@ -169,8 +188,14 @@ class WorkerPool:
         self.restart_delay = restart_delay
         self.stop_timeout = stop_timeout
         self.start_timeout = start_timeout
+        if (certfile is None) != (keyfile is None):
+            raise ValueError("TLS needs both certfile and keyfile")
+        tls = (certfile, keyfile, cafile) if certfile is not None and keyfile is not None \
+            else None
+        if tls is not None:  # fail here, not in every worker
+            _Spec(handler_factory, host, port, transport, {}, {}, tls).ssl_context()
         self._spec = _Spec(handler_factory, host, port, transport,
-                           dict(service_options or {}), listen_options)
+                           dict(service_options or {}), listen_options, tls)
         self._slots = [_Slot(i) for i in range(n)]
         self._reserve: socket.socket | None = None
         self._stopping = False
