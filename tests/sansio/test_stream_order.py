@@ -68,3 +68,14 @@ def test_after_our_orderly_close_the_peers_messages_in_flight_still_arrive() -> 
     buf = s.get_buffer(-1)
     buf[:len(data)] = data
     assert _data(s.buffer_updated(len(data), 0.0)) == [b"m1", b"m2"]
+
+
+def test_a_message_with_a_malformed_meta_block_ends_the_session_where_it_stands() -> None:
+    """Messages before it are delivered, none after it, in any cut (flag 4: a meta block,
+    here missing)."""
+    data = (encode_data(b"m1", 1, 0, 2) + encode_data(b"", 2, 0, 2, flags=4)
+            + encode_data(b"m3", 3, 0, 2) + b"\x01\x01\x01\x01")  # then a bad length
+    for step in (len(data), 1, 5):
+        s = _open()
+        assert _feed(s, data, step) == [b"m1"], step
+        assert _code(s) == GoAwayCode.PROTOCOL_ERROR, step

@@ -280,14 +280,16 @@ def _zstd_decompress(body: memoryview, size: int) -> bytes:
 
 # -- receiving ---------------------------------------------------------------------------------
 def unwrap(msgs: list[Received], limits: MetaLimits, responder: Any,
-           replies: list[tuple[int, int, bytes, dict[str, bytes] | None]]) -> list[Received]:
+           replies: list[tuple[int, int, bytes, dict[str, bytes] | None]],
+           out: list[Received] | None = None) -> list[Received]:
     """Decode the meta block and compressed payload of each flagged message in ``msgs``.
 
     Requests get their id, deadline and ``responder``; replies are taken out of the list
     and appended to ``replies`` as ``(request_id, status, payload, headers)``. Raises
-    :class:`ProtocolError` for anything malformed or beyond ``limits``.
+    :class:`ProtocolError` for anything malformed or beyond ``limits``; the messages before
+    it are then in ``out`` (when the caller passed one) or ``replies``.
     """
-    out: list[Received] = []
+    out = [] if out is None else out
     for m in msgs:
         if type(m) is bytes:
             out.append(m)

@@ -196,29 +196,8 @@ class NativeSession(NativeHandshake):
         messages. Everything before the frame that ended the session counts, nothing after
         it, however the reads were cut (``closed``: it had ended before this read)."""
         dec = self.decoder
-        upto: int | None = None  # messages decoded after the session ended start here
-        while True:
-            control = dec.control
-            dec.control = []
-            for ftype, payload, before in control:
-                try:
-                    self._on_control(ftype, payload, now)
-                except ProtocolError as exc:
-                    self._fail(exc)
-                if self.state is SessionState.CLOSED and not closed:
-                    upto = before  # this frame ended the session
-                    break
-            if upto is not None:
-                break
-            if error is not None:
-                self._fail(error)
-                break
-            if not (control and self.state is SessionState.OPEN and dec.buffered):
-                break
-            try:
-                dec.feed(b"")  # what followed the HELLO
-            except ProtocolError as exc:
-                error = exc
+        out: list[Received] = []  # messages whose meta blocks were decoded (in order)
+        upto, checked = self._walk(now, closed, error, out)
         if self._acks and self.rs.floor > self.rs.ack_sent:
             self._schedule_ack(now)
         if self.frames.update(dec.frame_at, now):
@@ -228,25 +207,70 @@ class NativeSession(NativeHandshake):
             dec.messages = []
             if closed and self.close_code not in ERROR_FREE:
                 return []
-            if upto is not None:
-                msgs = msgs[:upto]
-            self.messages_received += len(msgs)
+            end = len(msgs) if upto is None else upto
+            self.messages_received += end
             if dec.extended:
                 dec.extended = False
-                msgs = self._unwrap(msgs)
+                if checked < end:
+                    self._unwrap(msgs, checked, end, out)
+                return out
+            if upto is not None:
+                msgs = msgs[:upto]
         return msgs
 
-    def _unwrap(self, msgs: list[Received]) -> list[Received]:
-        """Decode meta blocks and compressed payloads; replies become an event."""
+    def _walk(self, now: float, closed: bool, error: ProtocolError | None,
+              out: list[Received]) -> tuple[int | None, int]:
+        """The control frames, the meta blocks of the messages between them and then the
+        decoder's ``error``, in stream order. Returns where the messages after the end of
+        the session begin (None: none ended it here) and how many went through ``out``."""
+        dec = self.decoder
+        checked = 0
+        while True:
+            control = dec.control
+            dec.control = []
+            for ftype, payload, before in control:
+                if dec.extended and before > checked:
+                    bad = self._unwrap(dec.messages, checked, before, out)
+                    if bad is not None:
+                        return bad, bad
+                    checked = before
+                try:
+                    self._on_control(ftype, payload, now)
+                except ProtocolError as exc:
+                    self._fail(exc)
+                if self.state is SessionState.CLOSED and not closed:
+                    return before, checked  # this frame ended the session
+            if error is not None:
+                total = len(dec.messages)
+                if dec.extended and total > checked:
+                    bad = self._unwrap(dec.messages, checked, total, out)
+                    if bad is not None:
+                        return bad, bad
+                    checked = total
+                self._fail(error)
+                return None, checked
+            if not (control and self.state is SessionState.OPEN and dec.buffered):
+                return None, checked
+            try:
+                dec.feed(b"")  # what followed the HELLO
+            except ProtocolError as exc:
+                error = exc
+
+    def _unwrap(self, msgs: list[Received], start: int, end: int,
+                out: list[Received]) -> int | None:
+        """Decode the meta blocks and compressed payloads of ``msgs[start:end]`` into
+        ``out``; replies become an event. A malformed one fails the session: its index."""
         replies: list[tuple[int, int, bytes, dict[str, bytes] | None]] = []
+        before = len(out)
+        bad = None
         try:
-            msgs = unwrap(msgs, self.meta_limits, self.responder, replies)
+            unwrap(msgs[start:end], self.meta_limits, self.responder, replies, out)
         except ProtocolError as exc:
             self._fail(exc)
-            return []
+            bad = start + len(out) - before + len(replies)
         if replies:
             self.events.append(RepliesReceived(replies))
-        return msgs
+        return bad
 
     @property
     def bytes_received(self) -> int:
