@@ -276,3 +276,17 @@ async def test_p2c_sends_less_to_a_slow_member(cluster: Cluster) -> None:
         counts = [len(g) for g in cluster.got]
         assert sum(counts) == 3000
         assert counts[0] < 600, counts  # a third would be 1000
+
+
+async def test_a_member_down_at_the_start_joins_when_it_comes_up(cluster: Cluster) -> None:
+    await cluster.kill(2)
+    async with NetworkTransport(**FAST) as net:  # type: ignore[arg-type]
+        gid = await net.connect_group(cluster.targets, policy="round_robin")
+        group = net.group(gid)
+        assert [m.healthy for m in group.members()] == [True, True, False]
+        await cluster.restart(2)
+        await eventually(lambda: all(m.healthy for m in group.members()), timeout=10)
+        for i in range(30):
+            await net.send_data(gid, b"%d" % i)
+        await net.flush(gid, timeout=10)
+        assert [len(g) for g in cluster.got] == [10, 10, 10]
