@@ -290,3 +290,18 @@ async def test_a_member_down_at_the_start_joins_when_it_comes_up(cluster: Cluste
             await net.send_data(gid, b"%d" % i)
         await net.flush(gid, timeout=10)
         assert [len(g) for g in cluster.got] == [10, 10, 10]
+
+
+async def test_a_member_the_application_disconnects_leaves_the_group(cluster: Cluster) -> None:
+    async with NetworkTransport(**FAST) as net:  # type: ignore[arg-type]
+        gid = await net.connect_group(cluster.targets, policy="round_robin")
+        group = net.group(gid)
+        first = group.member_ids()[0]
+        await net.disconnect(first)
+        await eventually(lambda: first not in group.member_ids(), timeout=5)
+        for i in range(20):
+            await net.send_data(gid, b"%d" % i)
+        async with asyncio.timeout(10):
+            await net.flush(gid, timeout=10)
+        assert sum(len(g) for g in cluster.got) == 20
+        await eventually(lambda: len(group.member_ids()) == 3, timeout=10)  # it rejoins

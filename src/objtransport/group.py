@@ -342,10 +342,12 @@ class Group:
             if self._loop.time() >= deadline:
                 raise SendTimeout(f"group {self.id} ({self.target}): not every message "
                                   f"acknowledged within {timeout:g} s")
-            if self._failing:  # a failover is under way: its redelivery comes next
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(0.0, deadline - self._loop.time())):
-                        await self._changed.wait()
+            # a failover under way pulses when its redelivery is queued; a member that just
+            # ended starts one within a loop turn
+            wait = deadline - self._loop.time()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, wait if self._failing else min(wait, 0.05))):
+                    await self._changed.wait()
 
     def take_unconfirmed(self) -> list[bytes]:
         """Hand over (and forget) the payloads the group could not confirm nor redeliver,
@@ -396,9 +398,11 @@ class Group:
             self._spawn(self._fail(m, "its circuit breaker opened"))
 
     def _member_ended(self, m: GroupMember, conn: Connection, _task: object = None) -> None:
-        """A member's supervising task ended: given up (or closed by us)."""
-        if not conn.closed_by_user and m.conn is conn and not self._closed:
-            self._spawn(self._fail(m, "its connection was given up"))
+        """A member's supervising task ended: given up, or closed by the application
+        (``disconnect(member_id)``); the group's own closes have let go of it already."""
+        if m.conn is conn and not self._closed:
+            self._spawn(self._fail(m, "its connection was closed" if conn.closed_by_user
+                                   else "its connection was given up"))
 
     async def _fail(self, m: GroupMember, why: str, orderly: bool = False) -> None:
         conn = m.conn
