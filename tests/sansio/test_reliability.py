@@ -311,3 +311,23 @@ def test_a_resent_message_delivered_out_of_order_before_is_dropped() -> None:
     two = data[two_end - 23:two_end]
     assert deliver(c, s, data[two_end:] + two) == [b"one"]
     assert s.rs.floor == 2 and not s.rs.above and s.rs.duplicates == 1
+
+
+def test_a_server_without_acks_reports_what_was_in_doubt() -> None:
+    """The client's last session had ACKs; the listener it reaches now does not (restarted
+    with reliable=False): what was not acknowledged is reported lost at once, and nothing
+    is kept for a resend any more."""
+    rs = ResumeState(b"c" * 16)
+    c, s = connect(rs, Server())
+    c.send_message(b"in doubt")
+    wire(c)
+    plain = NativeSession(Options(reliable=False), 2, "tcp", None, 0.0, b"s" * 16,
+                          role="server", resume_lookup=Server().lookup)
+    c2 = client(rs)
+    deliver(c2, plain)
+    deliver(plain, c2)
+    lost = [e for e in c2.take_events() if isinstance(e, SessionLost)]
+    assert len(lost) == 1 and [m[1] for m in lost[0].unconfirmed] == [b"in doubt"]
+    assert rs.unacked_count == 0 and not c2.acks
+    c2.send_message(b"fresh")
+    assert deliver(c2, plain) == [b"fresh"] and rs.unacked_count == 0

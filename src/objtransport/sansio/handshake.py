@@ -151,6 +151,8 @@ class NativeHandshake(SessionCore):
             self._unacked_high = self.options.max_unacked_bytes
             rs.attach(self.scheduler)
         else:
+            if rs.unacked_count:  # a session that had ACKs, continued without: in doubt
+                self.events.append(SessionLost(rs.take_unconfirmed()))
             rs.detach()
         rs.peer_session_id = hello.session_id
         self._set_state(SessionState.OPEN)
