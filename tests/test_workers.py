@@ -59,8 +59,6 @@ async def test_reuse_port_lets_two_listeners_share_a_port() -> None:
             await c.connect("127.0.0.1", first.port)
         await eventually(lambda: len(a.connections()) + len(b.connections()) == 20)
         assert a.connections() and b.connections()  # the kernel spread them (p ~ 2e-6)
-        with pytest.raises(ValueError, match="reuse_port is not supported by udp"):
-            await c.listen("127.0.0.1", 0, transport="udp", reuse_port=True)
 
 
 async def _get(port: int, path: str) -> tuple[int, str]:
@@ -70,6 +68,26 @@ async def _get(port: int, path: str) -> tuple[int, str]:
     writer.close()
     head, _, body = raw.decode().partition("\r\n\r\n")
     return int(head.split()[1]), body
+
+
+async def test_reuse_port_over_udp_keeps_each_peer_on_one_listener() -> None:
+    async with NetworkTransport() as a, NetworkTransport() as b, NetworkTransport() as c:
+        got: dict[str, list[bytes]] = {"a": [], "b": []}
+        first = await a.listen("127.0.0.1", 0, transport="udp", reuse_port=True,
+                               handler=lambda m: got["a"].append(m.data))
+        await b.listen("127.0.0.1", first.port, transport="udp", reuse_port=True,
+                       handler=lambda m: got["b"].append(m.data))
+        conns = [await c.connect("127.0.0.1", first.port, transport="udp")
+                 for _ in range(20)]
+        for i, conn in enumerate(conns):
+            for k in range(3):
+                await c.send_data(conn, b"%d/%d" % (i, k))
+        await eventually(lambda: len(got["a"]) + len(got["b"]) == 60)
+        assert got["a"] and got["b"]  # spread (p ~ 2e-6)
+        a_peers = {m.split(b"/")[0] for m in got["a"]}
+        assert not a_peers & {m.split(b"/")[0] for m in got["b"]}  # each peer on one
+        with pytest.raises(ValueError, match="reuse_port is not supported by"):
+            await c.listen("127.0.0.1", 0, transport="websocket", reuse_port=True)
 
 
 async def test_a_pool_serves_one_port_from_every_worker_and_adds_up_metrics() -> None:
@@ -95,6 +113,13 @@ async def test_a_pool_serves_one_port_from_every_worker_and_adds_up_metrics() ->
             assert (await _get(endpoint.port, "/healthz"))[0] == 200
         finally:
             await endpoint.close()
+
+
+async def test_a_udp_pool_spreads_its_peers() -> None:
+    async with WorkerPool(pid_echo, "127.0.0.1", 0, workers=2, transport="udp") as pool, \
+            NetworkTransport() as net:
+        conns = [await net.connect("127.0.0.1", pool.port, transport="udp") for _ in range(12)]
+        assert {await _ask(net, c) for c in conns} == set(pool.pids)  # p ~ 5e-4
 
 
 async def test_a_dead_worker_is_restarted() -> None:

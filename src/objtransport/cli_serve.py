@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction[Parser],
     p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
                    help="address of the metrics endpoint")
     p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="listener processes sharing the port (SO_REUSEPORT; plain TCP); a "
+                   help="listener processes sharing the port (SO_REUSEPORT; TCP, TLS, UDP); a "
                    "dead one is restarted, SIGTERM stops all")
 
 
@@ -102,8 +102,8 @@ async def _serve_workers(args: argparse.Namespace, targs: TransportArgs) -> int:
     """``--workers N``: N processes on one port (:func:`objtransport.serve`)."""
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
-    if targs.transport != "tcp" or args.live:
-        raise CliError("--workers > 1 serves TCP or TLS, without --live")
+    if targs.transport not in ("tcp", "udp") or args.live:
+        raise CliError("--workers > 1 serves TCP, TLS or UDP, without --live")
     certfile = keyfile = cafile = None
     if targs.tls:
         if targs.cert is None or targs.key is None:
@@ -120,7 +120,8 @@ async def _serve_workers(args: argparse.Namespace, targs: TransportArgs) -> int:
             print(f"metrics on {pool.metrics_url} (all workers; /ready, /healthz)", flush=True)
 
     await serve(echo if args.mode == "echo" else sink, args.host, args.port,
-                workers=args.workers, ready=ready, framing=targs.framing,
+                workers=args.workers, transport=targs.transport, ready=ready,
+                framing=targs.framing,
                 metrics_port=args.metrics_port, metrics_host=args.metrics_host,
                 certfile=certfile, keyfile=keyfile, cafile=cafile)
     return 0

@@ -229,9 +229,12 @@ class WorkerPool:
         to start (the others are stopped)."""
         self._loop = asyncio.get_running_loop()
         if self.port == 0:  # one port for all: reserve it (bound, not listening)
-            self._reserve = _reserve_port(self.host)
+            self._reserve = _reserve_port(self.host, self._spec.transport == "udp")
             self.port = self._reserve.getsockname()[1]
             self._spec = dataclasses.replace(self._spec, port=self.port)
+            if self._spec.transport == "udp":  # a bound UDP socket would take datagrams
+                self._reserve.close()
+                self._reserve = None
         for slot in self._slots:
             self._spawn(slot)
         try:
@@ -387,11 +390,12 @@ class WorkerPool:
             self._reserve = None
 
 
-def _reserve_port(host: str) -> socket.socket:
+def _reserve_port(host: str, udp: bool = False) -> socket.socket:
     """A socket bound to ``host:0`` with SO_REUSEPORT, not listening: the pool's port, held
-    while the workers (re)start. The kernel hands connections to listening sockets only."""
+    while the workers (re)start. The kernel hands connections to listening sockets only (a
+    UDP pool closes it at once: a bound UDP socket receives)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, 0))

@@ -460,6 +460,8 @@ class UdpDriver:
 
     kind = TransportKind.UDP
     extra_options: frozenset[str] = frozenset()
+    #: ``listen(reuse_port=True)``: SO_REUSEPORT; the kernel keeps each peer on one socket
+    reuse_port = True
 
     async def open(self, host: str, port: int, parts: LinkParts,
                    ssl_context: ssl_module.SSLContext | None, options: Options,
@@ -528,6 +530,8 @@ class UdpDriver:
             family, _, _, _, addr = infos[0]
             sock = _make_socket(family, options)
             try:
+                if extra.get("reuse_port"):  # peers spread by address over the sockets
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 sock.bind(addr)
             except OSError:
                 sock.close()
