@@ -27,6 +27,7 @@ from objtransport import (  # noqa: E402
     Message,
     MessageTooLarge,
     NetworkTransport,
+    SendTimeout,
     TransportError,
 )
 from objtransport.testing import eventually  # noqa: E402
@@ -546,3 +547,25 @@ async def test_the_connection_survives_a_client_address_change(pair: Any, pem: P
     assert len(ids) == 1  # one connection on the listener's side too
     server_link = server._conns[ids.pop()].link  # noqa: SLF001
     assert server_link.quic.get_peer_address()[1] == link.socket.local[1] != before[1]
+
+
+async def test_a_slow_consumer_blocks_the_sender_within_limits(pem: Pem) -> None:
+    """Nobody reads on the listener: its reading pauses (its datagrams are dropped, QUIC's
+    congestion control slows the sender), and send_data stops at the limits."""
+    async with NetworkTransport(receive_queue_size=1000) as server, \
+            NetworkTransport(max_pending_bytes=256 * 1024,
+                             max_unacked_bytes=1024 * 1024) as client:
+        listener = await server.listen("127.0.0.1", 0, transport="quic", **pem.server)
+        conn = await client.connect("127.0.0.1", listener.port, transport="quic",
+                                    **pem.client)
+        sent = 0
+        with pytest.raises(SendTimeout):
+            for _ in range(1_000_000):
+                await client.send_data(conn, b"s" * 1024, timeout=0.5)
+                sent += 1
+        assert sent < 10_000
+        info = client.connection_info(conn)
+        assert info.unacked_bytes <= 1024 * 1024 + 1024
+        assert info.pending_bytes <= 4 * 256 * 1024 + 1024
+        assert server.get_metrics().messages_queued <= 1000 * 2
+        await client.disconnect(conn, timeout=0.1)
