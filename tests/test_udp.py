@@ -128,7 +128,11 @@ async def test_idle_peers_are_forgotten(net: NetworkTransport) -> None:
     assert msg.conn_id in net.connections()
     await eventually(lambda: msg.conn_id not in net.connections(), timeout=5.0)
     assert not listener.connections and net.get_metrics().errors == 0
-    await net.send_data(conn, b"again")  # comes back as a new peer
+    # the first DATA from a forgotten address is answered with a cookie, not admitted
+    # (docs/protocol.md 6.1): the client echoes it and comes back as a new peer
+    await net.send_data(conn, b"lost")
+    await eventually(lambda: len(listener.connections) == 1, timeout=5.0)
+    await net.send_data(conn, b"again")
     again = await net.receive(timeout=5.0)
     assert again.data == b"again" and again.conn_id != msg.conn_id
 
@@ -341,9 +345,11 @@ async def test_metrics_exact(net: NetworkTransport) -> None:
     client = net.connection_info(conn).datagram
     server = net.connection_info(msg.conn_id).datagram
     data_datagrams = 1 + 1 + 2 + 3
-    assert client["datagrams_sent"] == 1 + data_datagrams  # the PING probe first
+    # the PING probe, answered statelessly with a cookie; the PING with the cookie admits
+    assert client["datagrams_sent"] == 2 + data_datagrams
     assert server["datagrams_received"] == 1 + data_datagrams
-    assert server["datagrams_sent"] == client["datagrams_received"] == 1  # the PONG
+    assert server["datagrams_sent"] == 1  # the PONG
+    assert client["datagrams_received"] == 2  # the cookie PONG, the PONG
     assert server["fragments_received"] == 5
     for name in ("messages_dropped", "messages_missing", "duplicates", "reordered",
                  "garbage", "fragments_expired"):
@@ -353,8 +359,9 @@ async def test_metrics_exact(net: NetworkTransport) -> None:
     ci = net.connection_info(conn)
     assert ci.messages_sent == 4 and ci.bytes_sent == sum(sizes)
     m = net.get_metrics()
-    assert m.datagram["datagrams_received"] == 2 + data_datagrams
-    assert m.datagram["peers"] == 1 and m.datagram["reassembly_bytes"] == 0
+    assert m.datagram["datagrams_received"] == 3 + data_datagrams
+    assert m.datagram["peers"] == 1 and m.datagram["cookies_sent"] == 1
+    assert m.datagram["reassembly_bytes"] == 0
 
 
 def _kernel_offloads() -> bool:

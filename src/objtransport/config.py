@@ -167,6 +167,10 @@ class Options:
     # (UDP_SEGMENT) and received coalesced (UDP_GRO); off, or where the kernel refuses it,
     # one system call per datagram
     udp_offload: bool = True
+    # a native UDP listener admits an address only once it echoed a cookie sent to it
+    # (docs/protocol.md, section 6.1); False admits on the first PING, as before (for
+    # clients older than the cookie)
+    udp_return_check: bool = True
     # messaging (native framing): headers a receiver accepts per message; requests in
     # flight per connection before request() waits; compression ("zlib", "zstd" or None)
     # of messages of at least compression_min_size bytes, when the peer's HELLO allows it

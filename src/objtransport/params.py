@@ -77,6 +77,7 @@ class _Tunables(TypedDict, total=False):
     max_total_reassembly_bytes: int
     udp_socket_buffer: int
     udp_offload: bool
+    udp_return_check: bool
     max_headers: int
     max_header_bytes: int
     max_inflight_requests: int

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import os
 import socket
 import ssl as ssl_module
 import struct
@@ -42,6 +43,7 @@ from typing import Any
 
 from ..config import Framing, Options, TransportKind
 from ..exceptions import ConnectError, TransportError
+from ..sansio.admission import Admission, ReturnCheck
 from ..sansio.datagram import Datagram, DatagramSession, ReassemblyBudget, looks_native
 from .base import LinkParts
 from .tcp import describe_connect_error
@@ -321,6 +323,14 @@ class UdpServer(_Owner):
         #: datagrams from unknown addresses that accept() refused (max_connections)
         self.refused_datagrams = 0
         self.receive_errors = 0
+        #: native: no state for an address until it echoes a cookie (None: admit at once)
+        self.check = (ReturnCheck(os.urandom(16))
+                      if options.udp_return_check and options.framing is not Framing.RAW
+                      else None)
+        #: PONGs with a cookie sent to unknown addresses
+        self.cookies_sent = 0
+        #: peers forgotten to make room for a new one (the listener was full)
+        self.evicted_peers = 0
 
     def counters(self) -> dict[str, int]:
         """The listener's own figures (the peers' are on their connections)."""
@@ -329,6 +339,7 @@ class UdpServer(_Owner):
                 "receive_errors": self.receive_errors, "send_errors": self.send_errors,
                 "reassembly_bytes": self.budget.used, "reassembly_peak": self.budget.peak,
                 "peers": len(self.links), "gso_sends": self.gso_sends,
+                "cookies_sent": self.cookies_sent, "evicted_peers": self.evicted_peers,
                 "coalesced_reads": self.coalesced_reads}
 
     def on_readable(self) -> None:
@@ -391,6 +402,10 @@ class UdpServer(_Owner):
         if framing is Framing.NATIVE and not native:
             self.unknown_peer_datagrams += 1
             return None
+        if native and self.check is not None and not self._returned(data, addr, now):
+            return None
+        if len(self.links) >= self.options.max_connections:
+            self._evict()
         parts = self.accept()
         if parts is None:
             self.refused_datagrams += 1
@@ -409,6 +424,33 @@ class UdpServer(_Owner):
             link.on_made(link)
         link.start()
         return link
+
+    def _returned(self, data: memoryview, addr: Any, now: float) -> bool:
+        """Has ``addr`` echoed our cookie? Else answer a PING with one (no state kept)."""
+        check = self.check
+        assert check is not None
+        verdict = check.screen(data, addr, now)
+        if verdict is Admission.ADMIT:
+            return True
+        if verdict is Admission.ANSWER:
+            try:
+                self.sock.sendto(check.answer(data, addr, now), addr)
+                self.cookies_sent += 1
+            except OSError:
+                self.send_errors += 1
+        else:
+            self.unknown_peer_datagrams += 1
+        return False
+
+    def _evict(self) -> None:
+        """The listener is full: forget the peer silent the longest (a raw peer nobody
+        answered first), so that a new one is not refused while a stale one holds a slot."""
+        def idle_key(link: DatagramLink) -> tuple[bool, float]:
+            return (link.ds.messages_sent > 0, link.ds.last_receive)
+        victim = min(self.links.values(), key=idle_key, default=None)
+        if victim is not None:
+            self.evicted_peers += 1
+            victim.forget("evicted: the listener is full and this peer was idle the longest")
 
     def transmit(self, link: DatagramLink, dgram: Datagram) -> bool:
         if self.closed:

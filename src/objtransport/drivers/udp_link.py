@@ -313,6 +313,14 @@ class DatagramLink(FlowControl):
         self.ds.close(code, reason)
         self._process_events()
 
+    def forget(self, reason: str) -> None:
+        """A listener's peer is dropped without a word (as an idle one is), not an error."""
+        if self.finished:
+            return
+        self._held.clear()
+        self.ds.forget(reason)
+        self._process_events()
+
     def abort(self) -> None:
         """End at once, discarding what is queued."""
         self.fail("aborted")

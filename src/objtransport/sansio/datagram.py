@@ -51,7 +51,9 @@ from .framing import (
     HEADER_SIZE,
     RAW_KEEPALIVE,
     VERSION,
+    FrameType,
     GoAwayCode,
+    encode_frame,
     encode_goaway,
     encode_raw,
 )
@@ -198,7 +200,10 @@ class DatagramSession(DatagramReceiver):
         return out
 
     def _send_ping(self, now: float) -> None:
-        self.scheduler.push_frame(0, self.pinger.ping(now))
+        frame = self.pinger.ping(now)
+        if self.cookie:
+            frame = encode_frame(FrameType.PING, frame[20:] + self.cookie)
+        self.scheduler.push_frame(0, frame)
 
     def _queue_goaway(self, code: int, reason: str) -> None:
         if self.native:
@@ -218,6 +223,9 @@ class DatagramSession(DatagramReceiver):
         o = self.options
         if self.native:
             return min(o.idle_timeout, o.keepalive_interval + o.pong_timeout)
+        if self.role == "server" and not self._count:
+            # a raw peer nobody answered yet may be a forged address: its slot goes soon
+            return min(o.idle_timeout, o.handshake_timeout)
         return o.idle_timeout
 
     def next_deadline(self) -> float | None:
@@ -270,6 +278,11 @@ class DatagramSession(DatagramReceiver):
         elif o.raw_keepalive_interval and now >= self.last_send + o.raw_keepalive_interval:
             self.scheduler.push_frame(0, encode_raw(RAW_KEEPALIVE))
             self.last_send = now
+
+    def forget(self, reason: str) -> None:
+        """End a listener's peer now as if it had gone idle (its listener evicts it)."""
+        if self.state is not SessionState.CLOSED:
+            self._forget(reason)
 
     def _forget(self, reason: str) -> None:
         """A listener's idle peer: closed without a word (it may be gone), not an error."""

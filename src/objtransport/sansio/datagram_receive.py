@@ -10,9 +10,11 @@ counted and dropped.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from ..config import Options
+from .admission import COOKIE_SIZE
 from .core import SessionCore, SessionState
 from .events import PRIORITY_NAMES, HandshakeComplete, Message, PongReceived, Received
 from .framing import (
@@ -51,6 +53,9 @@ _FRAG_FLAGS = FLAG_FRAG | FLAG_TEXT
 _PING = int(FrameType.PING)
 _PONG = int(FrameType.PONG)
 _GOAWAY = int(FrameType.GOAWAY)
+_COOKIE_FRAME = 28 + COOKIE_SIZE
+_NO_TOKEN = bytes(8)
+_TOKEN = struct.Struct("!Q")
 
 
 def looks_native(data: bytes | bytearray | memoryview) -> bool:
@@ -65,7 +70,7 @@ def looks_native(data: bytes | bytearray | memoryview) -> bool:
         return False
     if typ == FrameType.DATA:
         return seq > 0 and not flags & ~_FRAG_FLAGS and (not flags & FLAG_FRAG or n > FRAG_SIZE)
-    return typ == _PING and n == 28 and not flags
+    return typ == _PING and (n == 28 or n == _COOKIE_FRAME) and not flags
 
 class DatagramReceiver(SessionCore):
     """What a UDP peer's session does with each datagram it receives, and its counters."""
@@ -93,6 +98,8 @@ class DatagramReceiver(SessionCore):
         self._duplicates = self._oversized = 0
         self.overrun = 0  # datagrams dropped while the application had reading paused
         self.pinger = Pinger(now)
+        #: the listener's return-path cookie, sent after the token of every PING
+        self.cookie = b""
 
     def _open(self) -> None:
         self._set_state(SessionState.OPEN)
@@ -216,10 +223,12 @@ class DatagramReceiver(SessionCore):
             return
         if typ == 2:
             self._fragment(data, n, flags, prio, stream, seq, now)
-        elif typ == _PING and n == 28:
-            self.scheduler.push_frame(0, encode_frame(FrameType.PONG, bytes(data[20:])))
+        elif typ == _PING and (n == 28 or n == _COOKIE_FRAME):
+            self.scheduler.push_frame(0, encode_frame(FrameType.PONG, bytes(data[20:28])))
         elif typ == _PONG and n == 28:
             self._on_pong(bytes(data[20:]), now)
+        elif typ == _PONG and n == _COOKIE_FRAME and self.role == "client":
+            self._on_cookie(bytes(data[20:28]), bytes(data[28:]))
         elif typ == _GOAWAY and n >= 22:
             code, reason = decode_goaway(bytes(data[20:]))
             self.peer_closed(code, reason)
@@ -286,6 +295,18 @@ class DatagramReceiver(SessionCore):
                                              p.text))
             else:
                 self.messages.append(data)
+
+    def _on_cookie(self, token: bytes, cookie: bytes) -> None:
+        """A listener asks us to prove our address (docs/protocol.md, section 6.1): PING
+        again at once with its cookie, and with every PING after it."""
+        p = self.pinger
+        if token == _NO_TOKEN and p.token:  # it answers DATA: it forgot us
+            token = _TOKEN.pack(p.token)
+        elif not p.known(token):
+            self.garbage += 1
+            return
+        self.cookie = cookie
+        self.scheduler.push_frame(0, encode_frame(FrameType.PING, token + cookie))
 
     def _on_pong(self, payload: bytes, now: float) -> None:
         p = self.pinger
