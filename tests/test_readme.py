@@ -79,3 +79,26 @@ def test_the_readme_snippet_runs(code: str) -> None:
             assert names[name + "_got"].startswith(b"echo: "), names
     if "reply" in names:
         assert names["reply"].data == b"Alice Liddell"
+
+
+def _command_lines() -> list[str]:
+    """Every ``objtransport ...`` line of the README's and docs/cli.md's shell blocks."""
+    docs = README + (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    lines: list[str] = []
+    for block in re.findall(r"```sh\n(.*?)```", docs, re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split("#", 1)[0].split("|")[-1].strip().rstrip("&").strip()
+            if line.startswith("objtransport "):
+                lines.append(line)
+    return lines
+
+
+@pytest.mark.parametrize("line", _command_lines())
+def test_the_documented_command_lines_parse(line: str) -> None:
+    """Each documented command line is accepted by the parser as printed (not run)."""
+    import shlex
+
+    from objtransport.cli import build_parser
+
+    args = build_parser().parse_args(shlex.split(line)[1:])
+    assert args.command == shlex.split(line)[1]
