@@ -39,7 +39,7 @@ examples:
   objtransport send 127.0.0.1:7000 hello world
   printf 'a\\nb\\n' | objtransport send 127.0.0.1:7000
   objtransport send 127.0.0.1:7000 --file big.iso
-  objtransport send [::1]:7443 --transport tls --ca ca.pem hello
+  objtransport send --transport tls --ca ca.pem [::1]:7443 hello
 """
 
 
