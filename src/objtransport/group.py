@@ -385,6 +385,9 @@ class Group:
                 log.warning("group %s: redelivery failed (%s)", self.id, exc)
                 self._report(lost[i:granted])
                 return
+            except BaseException:  # cancelled (the group closes): still reported
+                self._report(lost[i:granted])
+                raise
             self.redelivered += 1
 
     # -- failover and rejoin ------------------------------------------------------------------
