@@ -1,4 +1,4 @@
-"""objtransport: one asyncio API to exchange messages over TCP, TLS, UDP, WebSocket and gRPC.
+"""objtransport: one asyncio API to exchange messages over TCP, TLS, UDP, WebSocket, gRPC and QUIC.
 
 ::
 

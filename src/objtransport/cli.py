@@ -24,7 +24,7 @@ from .testing import eventually
 __all__ = ["build_parser", "main"]
 
 DESCRIPTION = """\
-One asyncio API to exchange messages over TCP, TLS, UDP, WebSocket and gRPC.
+One asyncio API to exchange messages over TCP, TLS, UDP, WebSocket, gRPC and QUIC.
 
 Run "objtransport COMMAND --help" for the options of a command, with their defaults.
 

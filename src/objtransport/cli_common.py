@@ -43,7 +43,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter,
     are off unless given; options without a default say what they do when unset)."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False, argparse.SUPPRESS) or action.nargs == 0:
+        if action.default is None or action.default is False or action.nargs == 0 \
+                or action.default == argparse.SUPPRESS:
             return action.help
         return super()._get_help_string(action)
 

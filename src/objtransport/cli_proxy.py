@@ -57,7 +57,8 @@ def add_parser(sub: argparse._SubParsersAction[Parser],
     p.add_argument("--blackhole-after", type=parse_duration, default=None,
                    metavar="DURATION",
                    help="after this long, forward nothing and close nothing (default: never)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the jitter's draws")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the jitter's draws (default: random)")
 
 
 def _counts(proxy: FaultProxy, blackholed: bool) -> tuple[Any, ...]:
