@@ -63,6 +63,7 @@ class QuicPump:
         self.handed = 0  # stream bytes given to aioquic
         self.left = 0  # packet payload that left (clamped to ``handed``)
         self.datagrams_sent = 0
+        self.transmits = 0
         self.datagrams_received = 0
         self.terminated = False
         self.paused = False  # reading paused: datagrams are dropped (the peer resends)
@@ -78,9 +79,13 @@ class QuicPump:
         self.quic.receive_datagram(data, addr, now)
 
     def pump(self) -> None:
-        """After input or a timer: hand the events over, then send what is due."""
+        """After input or a timer: hand the events over, then send what is due (unless a
+        handler already transmitted: that call sent the ACKs too, and an empty
+        ``datagrams_to_send`` still costs aioquic tens of µs)."""
+        before = self.transmits
         self.process_events()
-        self.transmit()
+        if self.transmits == before:
+            self.transmit()
 
     def process_events(self) -> None:
         quic = self.quic
@@ -106,6 +111,7 @@ class QuicPump:
             self._soon = None
         if self.terminated:
             return
+        self.transmits += 1
         send = self._send
         left = 0
         n = 0
