@@ -27,6 +27,7 @@ from objtransport.sansio.framing import (
     encode_data_fragment_header,
     encode_frame,
 )
+from objtransport.sansio.reassembly import PARTIAL_OVERHEAD, PIECE_OVERHEAD
 
 OPTS = Options(max_datagram_payload=100, reassembly_timeout=1.0)
 
@@ -196,18 +197,22 @@ def test_missing_messages_are_counted_from_the_gaps() -> None:
 
 
 def test_bounds_per_peer_in_count_and_bytes_and_shared() -> None:
-    budget = ReassemblyBudget(1_000)
-    opts = Options(max_partial_messages=3, max_reassembly_bytes=700, max_datagram_payload=100)
+    # each 100-byte piece costs 100 + PIECE_OVERHEAD, each partial PARTIAL_OVERHEAD more
+    budget = ReassemblyBudget(3_000)
+    opts = Options(max_partial_messages=3, max_reassembly_bytes=1_700,
+                   max_datagram_payload=100)
     a, b = server(opts, budget), server(opts, budget)
     for seq in range(1, 11):  # ten first fragments: at most 3 partials kept
         a.receive_datagram(frag(seq, 0, 10_000, b"p" * 100), 0.0)
         assert a.partial_messages <= 3
     assert a.held == 300 and a.evicted == 7 and a.messages_dropped == 7
-    for off in range(0, 1000, 100):  # one message growing past the per-peer limit
+    assert a.reassembly.cost == 3 * (100 + PIECE_OVERHEAD + PARTIAL_OVERHEAD)
+    for off in range(0, 1000, 100):  # one message growing past the shared limit
         b.receive_datagram(frag(1, off, 10_000, b"q" * 100), 0.0)
-        assert b.held <= 700 and budget.used <= budget.limit
-    assert b.held == 700 - 0 or b.messages_dropped >= 1
-    assert budget.used == a.held + b.held and budget.peak <= budget.limit
+        assert b.reassembly.cost <= 1_700 and budget.used <= budget.limit
+    assert b.messages_dropped == 1  # the 6th piece would pass the budget: given up
+    assert budget.used == a.reassembly.cost + b.reassembly.cost
+    assert budget.peak <= budget.limit
     a.connection_lost("gone")
     b.close()
     assert budget.used == 0 and a.held == 0 and b.held == 0
