@@ -305,3 +305,18 @@ async def test_a_member_the_application_disconnects_leaves_the_group(cluster: Cl
             await net.flush(gid, timeout=10)
         assert sum(len(g) for g in cluster.got) == 20
         await eventually(lambda: len(group.member_ids()) == 3, timeout=10)  # it rejoins
+
+
+async def test_request_through_a_group_is_answered_by_its_members() -> None:
+    async with NetworkTransport(timeout=5.0) as server, \
+            NetworkTransport(**FAST) as net:  # type: ignore[arg-type]
+        ports = []
+        for i in range(3):
+            def answer(msg: Message, i: int = i) -> bytes:
+                return b"%d:" % i + msg.data
+
+            ports.append((await server.listen("127.0.0.1", 0, handler=answer)).port)
+        gid = await net.connect_group([f"127.0.0.1:{p}" for p in ports], policy="round_robin")
+        replies = [(await net.request(gid, b"q%d" % i, timeout=5)).data for i in range(30)]
+        assert Counter(r.split(b":")[0] for r in replies) == {b"0": 10, b"1": 10, b"2": 10}
+        assert [r.split(b":")[1] for r in replies] == [b"q%d" % i for i in range(30)]

@@ -25,7 +25,7 @@ import socket
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from .connection import Connection
 from .endpoint import ConnState, Endpoint
@@ -34,6 +34,7 @@ from .exceptions import (
     ConnectError,
     ConnectionNotFound,
     ConnectionNotReady,
+    RequestCancelled,
     SendTimeout,
     SessionLost,
     TransportError,
@@ -47,6 +48,7 @@ __all__ = ["DNS_PREFIX", "Group", "GroupMember", "MemberInfo", "Opener", "Resolv
            "default_resolver", "parse_targets"]
 
 log = logging.getLogger("objtransport.groups")
+_T = TypeVar("_T")
 
 DNS_PREFIX = "dns:///"
 #: resolver(name, port) -> [(host, port), ...]: every address is a member
@@ -303,6 +305,22 @@ class Group:
             if first:
                 self.budget.deposit()
             return conn_id
+
+    async def request(self, ask: Callable[[int, float], Awaitable[_T]], stream: int,
+                      timeout: float) -> _T:
+        """``ask(member_id, time_left)`` on a member picked for ``stream``; when that member
+        fails before answering (``RequestCancelled``: it was closed or given up, or it is
+        not ready), ask another one, as long as the retry budget allows and time is left.
+        The request may then run twice: requests through a group are at-least-once."""
+        deadline = self._loop.time() + timeout
+        while True:
+            conn_id = await self.pick_member(stream, deadline - self._loop.time())
+            try:
+                return await ask(conn_id, max(0.0, deadline - self._loop.time()))
+            except (RequestCancelled, ConnectionNotReady, CircuitOpenError):
+                self._drop_pin(conn_id)
+                if self._loop.time() >= deadline or not self.allow_retry():
+                    raise
 
     def allow_retry(self) -> bool:
         """May a request be retried on another member now? Takes one retry from the group's

@@ -526,8 +526,13 @@ class NetworkTransport:
             raise _not_bytes(data)
         conn = self._conns.get(conn_id)
         if conn is None:
-            self._check_running()
-            raise ConnectionNotFound(conn_id)
+            group = self._groups.get(conn_id)
+            if group is None:
+                self._check_running()
+                raise ConnectionNotFound(conn_id)
+            return await group.request(lambda member, left: self.request(  # a member's
+                member, data, timeout=left, headers=headers, priority=priority,
+                stream=stream), stream, self.options.timeout if timeout is None else timeout)
         if not conn.native:
             raise UnsupportedFeature(f"request() needs the native framing: connection "
                                      f"{conn_id} to {conn.endpoint} is raw")
