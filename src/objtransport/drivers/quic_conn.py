@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -165,14 +166,14 @@ class QuicPump:
         self._timer = self._soon = None
 
 
-_buffers: dict[int, bytearray] = {}
+_local = threading.local()
 
 
 def recv_buffer() -> bytearray:
-    """A receive buffer shared by this loop's QUIC sockets (copied out at once)."""
-    buf = _buffers.get(0)
+    """A receive buffer shared by this thread's QUIC sockets (copied out at once)."""
+    buf: bytearray | None = getattr(_local, "buf", None)
     if buf is None:
-        buf = _buffers[0] = bytearray(65_536)
+        buf = _local.buf = bytearray(65_536)
     return buf
 
 
