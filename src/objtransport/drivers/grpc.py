@@ -313,8 +313,23 @@ class GrpcServer:
         self.health = health
         self.port = port
         self.closing = False
+        #: a call was refused (max_connections) and none ended since: health NOT_SERVING
+        self.full = False
         self._health_task: asyncio.Task[None] | None = None
         self._stopped: asyncio.Task[None] | None = None
+
+    async def refusing(self) -> None:
+        """A call was refused: the listener is full, health says NOT_SERVING (so a
+        balancer sends new clients elsewhere) until a call ends."""
+        if not self.full and not self.closing:
+            self.full = True
+            await self.health.set(SERVICE, health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    async def call_ended(self) -> None:
+        """A call ended: a slot is free again."""
+        if self.full and not self.closing:
+            self.full = False
+            await self.health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
 
     def close(self) -> None:
         """Stop accepting (new calls are refused with UNAVAILABLE, health says
@@ -431,21 +446,25 @@ class GrpcDriver:
                 return
             parts = accept()
             if parts is None:
+                await gserver.refusing()
                 await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many connections")
                 return
             native = framing_of(context.invocation_metadata()) == NATIVE
             if native:
                 await context.send_initial_metadata(NATIVE_METADATA)
             session: AnySession = parts.make_session(native)
-            if not native:
-                session = MessageSession.like(session, monotonic(),
-                                              keepalive=False)
+            if not native:  # no keepalive of ours: a silent call is cut by its deadlines
+                session = MessageSession.like(session, monotonic(), keepalive=False,
+                                              idle_limit=True)
             link = GrpcLink(session, parts, parse_peer(context.peer()), context=context)
             if parts.on_link is not None:
                 parts.on_link(link)
             if link.on_made is not None:
                 link.on_made(link)
-            await link.run()
+            try:
+                await link.run()
+            finally:
+                await gserver.call_ended()
             code, details = link.final_status()
             if code is not OK:
                 context.set_code(code)

@@ -39,8 +39,12 @@ class MessageSession(SessionCore):
     """One carrier message per application message; text messages flagged."""
 
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
-                 now: float, keepalive: bool = True) -> None:
+                 now: float, keepalive: bool = True, idle_limit: bool = False) -> None:
         super().__init__(options, conn_id, transport, peer, now)
+        #: a listener's peer without keepalive (a raw gRPC call): it must send within
+        #: ``handshake_timeout`` (unless we sent to it), and it ends after ``idle_timeout``
+        #: with no message either way
+        self.idle_limit = idle_limit
         self._count = 0
         self._received_bytes = 0
         self._need: int | None = None  # a large message's payload is the next chunk
@@ -57,11 +61,12 @@ class MessageSession(SessionCore):
                                              options.max_message_size))
 
     @classmethod
-    def like(cls, other: AnySession, now: float, keepalive: bool = True) -> MessageSession:
+    def like(cls, other: AnySession, now: float, keepalive: bool = True,
+             idle_limit: bool = False) -> MessageSession:
         """A message session for the same connection as ``other`` (built by an owner that
         only knows stream framings)."""
         return cls(other.options, other.conn_id, other.transport_name, other.peer, now,
-                   keepalive)
+                   keepalive, idle_limit)
 
     # -- receiving -------------------------------------------------------------------------
     @property
@@ -83,6 +88,8 @@ class MessageSession(SessionCore):
             self._fail(ProtocolError(f"message of {size} bytes exceeds max_message_size "
                                      f"({limit})", GoAwayCode.MESSAGE_TOO_LARGE))
             return []
+        if self.idle_limit and not self.messages_received:
+            self.timer_changed = True  # from the first-message deadline to idle_timeout
         self.messages_received += 1
         self._received_bytes += size
         if text:
@@ -96,6 +103,8 @@ class MessageSession(SessionCore):
         size = len(data)
         if not self.open or size > self.peer_max_message:
             self._check_send(size)
+        if self.idle_limit and not self._count:
+            self.timer_changed = True
         self._count += 1
         self.bytes_queued += size
         if priority != 2:
@@ -141,6 +150,15 @@ class MessageSession(SessionCore):
         return out
 
     # -- liveness --------------------------------------------------------------------------
+    def _cut_idle(self, now: float) -> None:
+        o = self.options
+        if not self.messages_received and not self._count:
+            self.fail(f"no message within handshake_timeout ({o.handshake_timeout:g} s)",
+                      GoAwayCode.HELLO_TIMEOUT)
+        else:
+            self.fail(f"no message either way for idle_timeout ({o.idle_timeout:g} s)",
+                      GoAwayCode.IDLE_TIMEOUT)
+
     def pong_received(self, rtt: float, now: float) -> None:
         """The carrier's pong answered our ping after ``rtt`` seconds."""
         self._ping_sent_at = None
@@ -148,8 +166,19 @@ class MessageSession(SessionCore):
         self.last_receive = now
         self.events.append(PongReceived(rtt))
 
+    def _idle_deadline(self) -> float:
+        """When a silent peer is cut (``idle_limit``): first message, then idleness."""
+        o = self.options
+        if not self.messages_received and not self._count:
+            return self.created + o.handshake_timeout
+        return max(self.last_receive, self.last_send) + o.idle_timeout
+
     def next_deadline(self) -> float | None:
-        if self.state is not SessionState.OPEN or not self.keepalive:
+        if self.state is not SessionState.OPEN:
+            return None
+        if self.idle_limit:
+            return self._idle_deadline()
+        if not self.keepalive:
             return None
         if self._ping_sent_at is not None:
             return self._ping_sent_at + self.options.pong_timeout
@@ -157,7 +186,13 @@ class MessageSession(SessionCore):
 
     def handle_timer(self, now: float) -> None:
         """Ask for a ping when one is due; close when the last one went unanswered."""
-        if self.state is not SessionState.OPEN or not self.keepalive:
+        if self.state is not SessionState.OPEN:
+            return
+        if self.idle_limit:
+            if now >= self._idle_deadline():
+                self._cut_idle(now)
+            return
+        if not self.keepalive:
             return
         opts = self.options
         sent = self._ping_sent_at
