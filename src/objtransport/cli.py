@@ -222,7 +222,15 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command; return its exit status (0 ok, 1 error, 2 usage, 130 Ctrl-C)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # `send HOST:PORT --opt x hello`: argparse has already matched MESSAGE (nargs="*")
+        # before the options, so the words after them come back unparsed
+        if getattr(args, "command", None) == "send" and not any(e.startswith("-") for e in extra):
+            args.messages = [*args.messages, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else \
         logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

@@ -72,9 +72,9 @@ def _line(counts: tuple[Any, ...]) -> str:
 
 
 async def proxy(args: argparse.Namespace) -> int:
-    if args.transport == "udp":
+    if args.transport in ("udp", "quic"):
         raise CliError("proxy forwards stream transports (tcp, tls, websocket, grpc), "
-                       "not udp")
+                       f"not {args.transport}")
     import random
 
     stop = asyncio.Event()  # SIGTERM stops cleanly from here on (before the ready line)

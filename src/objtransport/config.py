@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
@@ -228,6 +229,8 @@ class Options:
         if self.compression not in (None, "zlib", "zstd"):
             raise ValueError(f"compression must be 'zlib', 'zstd' or None, not "
                              f"{self.compression!r}")
+        if self.compression == "zstd" and importlib.util.find_spec("zstandard") is None:
+            raise ValueError("compression='zstd' needs: pip install 'objtransport[zstd]'")
         if not isinstance(self.framing, Framing):
             object.__setattr__(self, "framing", Framing.parse(self.framing))
 

@@ -766,7 +766,7 @@ class NetworkTransport:
             ...
             await server.close()
         """
-        from .exporters.prometheus import serve_metrics
+        from .metrics import serve_metrics
 
         return await serve_metrics(self, port, host, per_connection=per_connection)
 
