@@ -135,6 +135,8 @@ class Connection:
         self.last_error = ""
         #: how the last link ended: (reason, by a fault)
         self.end_reason: tuple[str, bool] = ("closed", False)
+        #: the GOAWAY code it ended with (-1: the transport was lost under it)
+        self.end_code: int | None = None
         #: the last handshake resumed the session of an earlier link
         self.resumed = False
         self.last_activity = self.loop.time()
@@ -258,6 +260,7 @@ class Connection:
                 self.set_state(ConnState.CONNECTED)
         elif isinstance(ev, Closed):
             self.end_reason = (ev.reason, ev.error)
+            self.end_code = ev.code
             if ev.error and not self._user_closed:
                 self.record_error(ev.reason)
                 self.hooks.on_error(self, ev.reason)

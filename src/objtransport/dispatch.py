@@ -3,8 +3,9 @@
 A plain function is called inline, once per message, as the chunk that carried the message
 is decoded (the cheapest path). A coroutine function gets one task per connection that awaits
 it message after message; while that task is behind by more than ``max_backlog`` messages the
-connection stops reading. Exceptions from a handler are counted and logged once per
-connection; they never close the connection.
+connection stops reading. Exceptions from a handler are counted, and logged per connection
+with their traceback: the first :data:`LOG_BURST` per minute, then one summary line with the
+count (:class:`~.loglimit.LogBudget`). They never close the connection.
 """
 
 from __future__ import annotations
@@ -19,9 +20,13 @@ from typing import Any
 
 from .exceptions import ConnectionClosed, ConnectionNotReady
 from .logfields import log_fields
+from .loglimit import LogBudget
 from .sansio.events import Message, Received, as_message
 
-__all__ = ["Handler", "HandlerRunner"]
+__all__ = ["LOG_BURST", "Handler", "HandlerRunner"]
+
+#: handler exceptions logged per connection and minute; the rest are counted and summarised
+LOG_BURST = 10
 
 log = logging.getLogger("objtransport.handler")
 
@@ -48,6 +53,7 @@ class HandlerRunner:
         self.on_error = on_error
         self.is_async = inspect.iscoroutinefunction(handler)
         self.errors = 0
+        self._log_budget = LogBudget(LOG_BURST, 60.0)
         self._backlog: deque[Received] = deque()
         self._task: asyncio.Task[None] | None = None
         self._paused = False
@@ -142,11 +148,26 @@ class HandlerRunner:
             # a reply to a connection being closed (e.g. by stop()): expected, not a bug
             log.info("handler for connection %s: %s (the connection is closing)",
                      self.conn_id, exc, extra=self._log_fields())
-        elif self.errors == 1:
-            log.error("handler for connection %s raised %r (logged once; counted in "
-                      "metrics.handler_errors)", self.conn_id, exc, exc_info=exc,
-                      extra=self._log_fields())
+        else:
+            self._log_failure(exc)
         self.on_error(self.conn, exc)
+
+    def _log_failure(self, exc: BaseException) -> None:
+        budget = self._log_budget
+        write, missed = budget.take(time.monotonic())
+        if missed:
+            self._log_suppressed(missed)
+        if not write:
+            return
+        last = (f"; the next ones within {budget.interval:g} s are counted in "
+                "metrics.handler_errors and summarised") if budget.exhausted else ""
+        log.error("handler for connection %s raised %r%s", self.conn_id, exc, last,
+                  exc_info=exc, extra=self._log_fields())
+
+    def _log_suppressed(self, n: int) -> None:
+        log.error("handler for connection %s raised %d more exception(s), not logged one "
+                  "by one (at most %d a minute; counted in metrics.handler_errors)",
+                  self.conn_id, n, LOG_BURST, extra=self._log_fields())
 
     def _log_fields(self) -> dict[str, object]:
         return log_fields(self.conn_id, getattr(self.conn, "endpoint", ""))
@@ -160,3 +181,6 @@ class HandlerRunner:
     def cancel(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        missed = self._log_budget.flush()
+        if missed:
+            self._log_suppressed(missed)

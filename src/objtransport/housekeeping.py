@@ -43,8 +43,17 @@ class Housekeeper:
                 self.forget(conn.id)
 
     def on_error(self, conn: Connection, reason: str) -> None:
-        """Count an error; log a connection's first one."""
+        """Count an error; log a connection's first one. An accepted socket lost before its
+        handshake (a peer's EOF or reset before HELLO: scanners, attacks, health probes)
+        is logged at DEBUG and summed up per listener, one line per interval."""
         self._totals.errors += 1
+        listener = conn.listener
+        if (listener is not None and not conn.ever_connected and conn.end_code == -1
+                and conn.role == "server"):
+            log.debug("connection %s (%s, %s): %s before its handshake", conn.id, conn.role,
+                      conn.endpoint, reason, extra=log_fields(conn.id, conn.endpoint))
+            listener.early_end(reason)
+            return
         if conn.error_count == 1:
             log.warning("connection %s (%s, %s): %s", conn.id, conn.role, conn.endpoint,
                         reason, extra=log_fields(conn.id, conn.endpoint))

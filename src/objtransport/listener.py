@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl as ssl_module
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,10 +13,14 @@ from .config import Framing, Options, TransportKind
 from .dispatch import Handler
 from .drivers.base import LinkParts, Server
 from .logfields import log_fields
+from .loglimit import LogTally
 
 __all__ = ["Listener"]
 
 log = logging.getLogger("objtransport.listener")
+
+#: accepted sockets lost before their handshake are summed up in one line this often
+EARLY_END_INTERVAL = 10.0
 
 
 class Listener:
@@ -46,6 +52,10 @@ class Listener:
         self.kept: set[int] = set()
         self.accepted = 0
         self.refused = 0
+        #: accepted sockets lost before their handshake (EOF or reset before HELLO)
+        self.early_ends = 0
+        self._early = LogTally(EARLY_END_INTERVAL)
+        self._early_timer: asyncio.TimerHandle | None = None
         #: the owner's part of close(): close the accepted connections (called once)
         self._on_close = on_close
 
@@ -98,8 +108,39 @@ class Listener:
             self.accepted += 1
         return parts
 
+    def early_end(self, reason: str) -> None:
+        """An accepted socket was lost before its handshake: counted, and reported in one
+        WARNING line per :data:`EARLY_END_INTERVAL` with the counts by reason (an attack
+        must not become a log flood)."""
+        self.early_ends += 1
+        first = not self._early.counts
+        counts = self._early.add(reason, time.monotonic())
+        if counts is not None:
+            self._log_early(counts)
+        elif first and self._early_timer is None:  # the line comes even if none follows
+            self._early_timer = asyncio.get_running_loop().call_later(
+                EARLY_END_INTERVAL, self._flush_early)
+
+    def _flush_early(self) -> None:
+        if self._early_timer is not None:
+            self._early_timer.cancel()
+            self._early_timer = None
+        counts = self._early.take()
+        if counts is not None:
+            self._log_early(counts)
+
+    def _log_early(self, counts: dict[str, int]) -> None:
+        total = sum(counts.values())
+        detail = "; ".join(f"{n} x {why}" for why, n in sorted(counts.items(),
+                                                                key=lambda kv: -kv[1]))
+        log.warning("%r: %d accepted connection(s) lost before their handshake (%s)",
+                    self, total, detail,
+                    extra=log_fields(None, f"{self.transport}://{self.host}:{self.port}",
+                                     self.transport))
+
     async def close(self) -> None:
         """Stop accepting and close every connection this listener accepted (orderly)."""
+        self._flush_early()
         server = self.server
         if server is not None:
             server.close()
@@ -110,3 +151,4 @@ class Listener:
         if server is not None:
             await server.wait_closed()
         self.server = None
+        self._flush_early()  # those lost while closing
