@@ -11,6 +11,7 @@ sessions' figures are folded into :class:`~.counters.LinkTotals`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -409,6 +410,14 @@ class Connection:
         if self.breaker.state is BreakerState.OPEN and self.breaker.retry_after(now) > 0:
             # the endpoint is down: fail at once instead of waiting for a reconnection
             raise CircuitOpenError(str(self.endpoint), self.breaker.retry_after(now))
+        if (self.state is ConnState.CONNECTED and not self._user_closed and link is not None
+                and not link.session.is_open):
+            # its session just ended and the connection has not taken note yet (it will
+            # reconnect or give up): wait for that instead of failing the send
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    while self.state is ConnState.CONNECTED and self.link is link:
+                        await self._state_changed.wait()
         if self.state is ConnState.CONNECTING and not self._user_closed:
             try:
                 async with asyncio.timeout(timeout):

@@ -438,7 +438,9 @@ class NetworkTransport:
         after it is queued (so pass batches of a bounded size), and the frames of normal
         messages on stream 0 built in one pass into one buffer. Waits and raises as
         :meth:`send_data`; a message that is refused (too large, not bytes) raises and ends
-        the batch there, the messages before it stay queued.
+        the batch there, the messages before it stay queued. ``ConnectionClosed`` from the
+        wait after queueing means the batch *is* queued: with ACKs a resumed session sends
+        it again (or ``unconfirmed()`` reports it); do not send it again yourself.
         """
         conn = self._conns.get(conn_id)
         if conn is None:
