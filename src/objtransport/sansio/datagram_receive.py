@@ -212,6 +212,9 @@ class DatagramReceiver(SessionCore):
                 self._hi_key = key
             else:
                 self.reordered += 1
+            if n - 20 > self.max_message_size:  # the listener's limit binds unfragmented too
+                self._oversized += 1
+                return
             self._received_bytes += n - 20
             self.messages_received += 1
             if stream or prio != 2 or flags:
