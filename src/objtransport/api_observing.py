@@ -1,0 +1,102 @@
+"""``ObservingAPI``: what :class:`~objtransport.NetworkTransport` tells about itself.
+
+Lifecycle events (``events()``), snapshots (``connection_info``, ``connections``,
+``get_metrics``, the breakers) and the Prometheus endpoint (``serve_metrics``). Nothing here
+is on a per-message path. A mixin over :class:`~.api_parts.ServiceParts`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, cast
+
+from .api_parts import ServiceParts
+from .config import TransportKind
+from .connection import ConnectionInfo
+from .endpoint import Endpoint
+from .events import DEFAULT_MAXSIZE, Subscription
+from .info import TransportMetrics, connection_info, transport_metrics
+from .listener import Listener
+from .params import TransportArg
+from .sansio.breaker import CircuitBreaker, CircuitBreakerState
+
+if TYPE_CHECKING:
+    from .exporters.prometheus import MetricsServer
+    from .service import NetworkTransport
+
+__all__ = ["ObservingAPI"]
+
+
+class ObservingAPI(ServiceParts):
+    """Events, snapshots, metrics and breakers."""
+
+    def events(self, maxsize: int = DEFAULT_MAXSIZE) -> Subscription:
+        """Subscribe to lifecycle events (:mod:`objtransport.events`) from now on:
+        ``async for ev in net.events():``. At most ``maxsize`` wait; a subscriber that lags
+        loses the oldest (counted in ``.dropped``). Iteration ends when the service stops;
+        ``close()`` (or ``async with``) unsubscribes."""
+        return self._events.subscribe(maxsize)
+
+    def connection_info(self, conn_id: int) -> ConnectionInfo:
+        """A snapshot of a connection, or of a group (summed over its members; ``role``
+        "group", ``host`` the target)."""
+        group = self._groups.get(conn_id)
+        if group is not None:
+            return group.info(self._wall_offset())
+        return connection_info(self._get(conn_id), self._wall_offset())
+
+    def connections(self) -> list[int]:
+        return self._registry.ids()
+
+    def get_metrics(self) -> TransportMetrics:
+        listeners = self._registry.listeners
+        return replace(transport_metrics(
+            self._totals, self._registry, _listener_datagram(listeners), self._latency,
+            connections_refused=sum(x.refused + getattr(x.server, "refused", 0)
+                                    for x in listeners),  # + WebSocket 404s
+            messages_queued=self._inbox.size, listeners=len(listeners),
+            pooled_connections=self._pools.size if self._pools is not None else 0),
+            messaging=self._messaging.as_dict())
+
+    async def serve_metrics(self, port: int = 9100, host: str = "127.0.0.1", *,
+                            per_connection: bool = False) -> MetricsServer:
+        """Serve Prometheus metrics at ``http://host:port/metrics`` (``port=0``: any free
+        port, read ``server.port``) until ``await server.close()``. Needs the extra
+        ``objtransport[prometheus]``; see :mod:`objtransport.metrics`.
+
+        Example::
+
+            server = await net.serve_metrics(9100)
+            ...
+            await server.close()
+        """
+        from .metrics import serve_metrics
+
+        return await serve_metrics(cast("NetworkTransport", self), port, host,
+                                   per_connection=per_connection)
+
+    def breaker_for(self, endpoint: Endpoint) -> CircuitBreaker:
+        """The circuit breaker shared by the connections to ``endpoint``."""
+        return self._breakers.for_endpoint(endpoint)
+
+    def circuit_breaker(self, host: str, port: int, transport: TransportArg = "tcp",
+                        ssl: bool = False) -> CircuitBreakerState:
+        """The breaker state of an endpoint (closed with zero counts if never used)."""
+        return self._breakers.snapshot(Endpoint(TransportKind.parse(transport), host, port, ssl),
+                                       self._wall_offset())
+
+    @staticmethod
+    def _wall_offset() -> float:
+        return time.time() - asyncio.get_running_loop().time()
+
+
+def _listener_datagram(listeners: list[Listener]) -> list[dict[str, int]]:
+    """The loss counters of the UDP listeners (stream listeners have none)."""
+    out = []
+    for listener in listeners:
+        counters = getattr(listener.server, "counters", None)
+        if counters is not None:
+            out.append(counters())
+    return out

@@ -1,0 +1,318 @@
+"""``SendingAPI``: the sending methods of :class:`~objtransport.NetworkTransport`.
+
+``send_data``, ``send_many``, ``send_nowait`` (the per-message paths: one ``dict.get`` on
+the registry's id -> connection dict, then the link), the codecs' ``send_json`` /
+``send_msgpack``, ``send_to`` (pools and group targets), ``set_bandwidth``, ``flush`` and
+``unconfirmed``. A mixin over :class:`~.api_parts.ServiceParts`: the methods are the
+service's own, so calling them costs no extra layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import ssl as ssl_module
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Unpack
+
+from .api_parts import ServiceParts
+from .codecs import JSON_TYPE, MSGPACK_TYPE, json_bytes, msgpack_bytes
+from .config import Priority
+from .connection import Connection
+from .events import SessionLost as SessionLostEvent
+from .exceptions import ConnectionNotFound, ConnectionNotReady, SendTimeout
+from .groups import GroupSpec
+from .lifecycle import emit
+from .params import PriorityArg, SendToOptions, TransportArg
+from .requests import outgoing, queue
+from .sansio.headers import HeaderValue
+
+__all__ = ["SendingAPI"]
+
+#: priority names and values accepted by send_data, resolved without parsing
+PRIORITIES: dict[object, int] = {**{p.name.lower(): int(p) for p in Priority},
+                                 **{int(p): int(p) for p in Priority}}
+
+#: payload types accepted besides ``bytes`` (checked after the ``type(data) is bytes`` fast path)
+BYTES_LIKE = (bytearray, memoryview)
+
+
+def not_bytes(data: object) -> TypeError:
+    return TypeError(f"a message payload must be bytes, bytearray or memoryview, not "
+                     f"{type(data).__name__}")
+
+
+class SendingAPI(ServiceParts):
+    """Sending: messages, batches, pools and group targets, limits, confirmations."""
+
+    async def send_data(self, conn_id: int, data: bytes | bytearray | memoryview, *,
+                        priority: PriorityArg = "normal", stream: int = 0, text: bool = False,
+                        timeout: float | None = None, wait_ack: bool = False,
+                        reliable: bool = True,
+                        headers: Mapping[str, HeaderValue] | None = None,
+                        ttl: float | None = None) -> None:
+        """Queue one message on a connection; return once it is queued.
+
+        ``headers`` (``{"key": "value" | b"value"}``, at most ``max_headers`` entries and
+        ``max_header_bytes`` in all) arrive as ``msg.headers``. ``ttl`` (seconds): a message
+        still waiting to be queued when it passes is not sent (counted in
+        ``get_metrics().messaging["expired_sent"]`` and listed by :meth:`unconfirmed`), and
+        a receiver that gets it later does not deliver it. Both need the native framing
+        (``UnsupportedFeature`` otherwise); with ``compression=`` agreed, messages of at
+        least ``compression_min_size`` bytes are compressed when that saves space.
+
+        ``reliable=False`` on QUIC sends the message as one DATAGRAM frame (unreliable,
+        unordered; ``MessageTooLarge`` above one packet, nothing sent); other transports
+        deliver it as usual.
+
+        Waits (backpressure) while the connection has more than ``max_pending_bytes`` queued.
+        While a native connection reconnects, the message is kept for the next link (up to
+        ``max_pending_bytes``) and the call returns; past that it waits for the link and
+        raises ``SendTimeout`` after ``timeout`` (``ConnectionNotReady`` for a connection
+        that cannot queue: raw framing, or a first connection). Raises
+        ``ConnectionNotFound`` for an unknown id, ``MessageTooLarge`` above
+        ``max_message_size``, ``CircuitOpenError`` when the endpoint's circuit is open.
+        """
+        if type(data) is not bytes and not isinstance(data, BYTES_LIKE):
+            raise not_bytes(data)
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            group = self._groups.get(conn_id)
+            if group is None:
+                self._check_running()
+                raise ConnectionNotFound(conn_id)
+            prio = PRIORITIES.get(priority)
+            await group.send(data, Priority.parse(priority) if prio is None else prio, stream,
+                             text, timeout, wait_ack)
+            return
+        prio = PRIORITIES.get(priority)
+        if prio is None:
+            prio = Priority.parse(priority)
+        if headers is not None or ttl is not None or conn.options.compression is not None:
+            await self._send_extended(conn, data, priority, stream, text, timeout, headers,
+                                      ttl)
+            return
+        link = conn.link
+        if link is None or not link.session.open:
+            if reliable and not wait_ack and conn.queue_offline(data, stream, prio, text):
+                return  # reconnecting: it goes out on the next link
+            link = await conn.ready_link(self.options.timeout if timeout is None else timeout)
+        if not reliable:
+            send_datagram = getattr(link, "send_datagram", None)
+            if send_datagram is not None:
+                send_datagram(data)
+                return
+        if wait_ack:
+            link.send(data, stream, prio, text)
+            await conn.wait_acked(self.options.timeout if timeout is None else timeout,
+                                  link.last_seq)
+            return
+        if link.queue(data, stream, prio, text):
+            try:
+                await link.wait_writable(self.options.timeout if timeout is None else timeout,
+                                         prio)
+            except SendTimeout:
+                conn.breaker.record_failure(asyncio.get_running_loop().time())
+                raise
+
+    async def send_many(self, conn_id: int, datas: Iterable[bytes | bytearray | memoryview],
+                        *, priority: PriorityArg = "normal", stream: int = 0,
+                        text: bool = False, timeout: float | None = None) -> None:
+        """Queue many messages on a connection, in order; return once all are queued.
+
+        The cheap way to send many small messages: one backpressure check for the batch,
+        after it is queued (so pass batches of a bounded size), and the frames of normal
+        messages on stream 0 built in one pass into one buffer. Waits and raises as
+        :meth:`send_data`; a message that is refused (too large, not bytes) raises and ends
+        the batch there, the messages before it stay queued. ``ConnectionClosed`` from the
+        wait after queueing means the batch *is* queued: with ACKs a resumed session sends
+        it again (or ``unconfirmed()`` reports it); do not send it again yourself.
+        """
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            self._check_running()
+            raise ConnectionNotFound(conn_id)
+        wait = self.options.timeout if timeout is None else timeout
+        prio = PRIORITIES.get(priority)
+        if prio is None:
+            prio = Priority.parse(priority)
+        link = conn.link
+        if link is None or not link.session.open:
+            rest = iter(datas)
+            for data in rest:  # reconnecting: kept for the next link while there is room
+                if not conn.queue_offline(data, stream, prio, text):
+                    datas = itertools.chain((data,), rest)
+                    break
+            else:
+                return
+            link = await conn.ready_link(wait)
+        if link.queue_many(datas, stream, prio, text):
+            try:
+                await link.wait_writable(wait, prio)
+            except SendTimeout:
+                conn.breaker.record_failure(asyncio.get_running_loop().time())
+                raise
+
+    async def _send_extended(self, conn: Connection, data: bytes | bytearray | memoryview,
+                             priority: PriorityArg, stream: int, text: bool,
+                             timeout: float | None,
+                             headers: Mapping[str, HeaderValue] | None,
+                             ttl: float | None) -> None:
+        """send_data with headers, a ttl or compression: the slow path."""
+        timeout = self.options.timeout if timeout is None else timeout
+        expires = time.time() + ttl if ttl is not None else 0.0
+        prio = PRIORITIES.get(priority)
+        if prio is None:
+            prio = Priority.parse(priority)
+        link = conn.link
+        if link is None or not link.session.open:
+            try:
+                link = await conn.ready_link(timeout if ttl is None else min(ttl, timeout))
+            except ConnectionNotReady:
+                if ttl is None or ttl >= timeout:
+                    raise
+                self._expired(conn, data, stream, prio, text)
+                return
+        opts = conn.options
+        payload, flags = outgoing(link, data, text, headers=headers, expires=expires,
+                                  compression=opts.compression,
+                                  min_size=opts.compression_min_size,
+                                  counters=self._messaging, where=conn.endpoint)
+        try:
+            await queue(link, payload, stream, prio, flags, timeout if ttl is None
+                        else min(ttl, timeout))
+        except SendTimeout:
+            if ttl is None or ttl >= timeout:
+                conn.breaker.record_failure(asyncio.get_running_loop().time())
+                raise
+            # queued, past its ttl: it may still go out; the receiver drops it then
+
+    def _expired(self, conn: Connection, data: bytes | bytearray | memoryview, stream: int,
+                 prio: int, text: bool) -> None:
+        """A message's ttl passed before it could be queued: report it, never silently."""
+        self._messaging.expired(prio)
+        conn.confirmations.add([(0, bytes(data), stream, prio, text)])
+        emit(conn, SessionLostEvent, unconfirmed=1, reason="expired")
+
+    def send_nowait(self, conn_id: int, data: bytes | bytearray | memoryview, *,
+                    priority: PriorityArg = "normal", stream: int = 0,
+                    text: bool = False) -> None:
+        """Queue one message without waiting: for plain-function handlers and callbacks.
+
+        Raises ``SendTimeout`` at once instead of waiting when more than
+        ``max_pending_bytes`` are already queued (nothing is queued then),
+        ``ConnectionNotReady`` when the connection is not connected, and the errors of
+        :meth:`send_data`.
+        """
+        if type(data) is not bytes and not isinstance(data, BYTES_LIKE):
+            raise not_bytes(data)
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            self._check_running()
+            raise ConnectionNotFound(conn_id)
+        link = conn.link
+        if link is None or not link.session.open:
+            raise ConnectionNotReady(conn.id, conn.state.value, str(conn.endpoint))
+        prio = PRIORITIES.get(priority)
+        if prio is None:
+            prio = Priority.parse(priority)
+        if link.backlog(prio) > link.max_pending:
+            raise SendTimeout(f"send_nowait to {conn.endpoint}: {link.pending_bytes} bytes "
+                              "already queued (max_pending_bytes); use send_data to wait")
+        link.send(data, stream, prio, text)
+
+    async def send_json(self, conn_id: int, obj: Any, *,
+                        headers: Mapping[str, HeaderValue] | None = None,
+                        **kwargs: Any) -> None:
+        """``send_data`` of ``obj`` as compact UTF-8 JSON, with ``content-type:
+        application/json`` (read it with ``msg.json()``)."""
+        await self.send_data(conn_id, json_bytes(obj),
+                             headers={**(headers or {}), "content-type": JSON_TYPE}, **kwargs)
+
+    async def send_msgpack(self, conn_id: int, obj: Any, *,
+                           headers: Mapping[str, HeaderValue] | None = None,
+                           **kwargs: Any) -> None:
+        """``send_data`` of ``obj`` as MessagePack, with ``content-type:
+        application/msgpack`` (read it with ``msg.msgpack()``); needs
+        ``objtransport[msgpack]``."""
+        await self.send_data(conn_id, msgpack_bytes(obj),
+                             headers={**(headers or {}), "content-type": MSGPACK_TYPE},
+                             **kwargs)
+
+    async def send_to(self, host: str | Sequence[str],
+                      port: int | bytes | bytearray | memoryview,
+                      data: bytes | bytearray | memoryview | None = None, *,
+                      transport: TransportArg = "tcp", ssl: bool | None = None,
+                      ssl_context: ssl_module.SSLContext | None = None,
+                      priority: PriorityArg = "normal", stream: int = 0,
+                      timeout: float | None = None, **options: Unpack[SendToOptions]) -> int:
+        """Send one message through the endpoint's connection pool; return the connection id
+        used. The pool opens at most ``pool_size`` connections per endpoint.
+
+        ``send_to(target, data)`` with the targets of :meth:`connect_group` (a list of
+        ``"host:port"`` or ``"dns:///name:port"``) sends through a group kept per target
+        (``p2c``, ``redeliver=True``), made on first use."""
+        self._check_running()
+        if not isinstance(port, int):  # send_to(target, data)
+            if data is not None:
+                raise TypeError("send_to(target, data) takes no third argument")
+            key = (host if isinstance(host, str) else tuple(host), transport, ssl, ssl_context)
+            group = await self._groups.for_target(key, GroupSpec(
+                host, transport, ssl=ssl, ssl_context=ssl_context, options=options))
+            await self.send_data(group.id, port, priority=priority, stream=stream,
+                                 timeout=timeout)
+            return group.id
+        if type(data) is not bytes and not isinstance(data, BYTES_LIKE):
+            raise not_bytes(data)
+        if not isinstance(host, str):
+            raise TypeError("send_to(host, port, data), or send_to(target, data)")
+        assert self._pools is not None
+        return await self._pools.send(host, port, data, transport, ssl, ssl_context, priority,
+                                      stream, timeout, options)
+
+    def set_bandwidth(self, conn_id: int, max_bandwidth: float | None = None,
+                      burst: float | None = None, *,
+                      max_receive_bandwidth: float | None = None,
+                      receive_burst: float | None = None) -> None:
+        """Change a connection's limits at run time (bytes/s; 0 removes a limit; None
+        keeps it). Takes effect at once, also across reconnections."""
+        self._get(conn_id).set_bandwidth(max_bandwidth, burst, max_receive_bandwidth,
+                                         receive_burst)
+
+    async def flush(self, conn_id: int, timeout: float | None = None) -> None:
+        """Wait until the peer acknowledged everything sent so far on the connection
+        (native framing; across reconnections), or, in raw framing, until it was all handed
+        to the socket. Raises ``SendTimeout``, or ``SessionLost`` if the peer lost the
+        session (then :meth:`unconfirmed` gives the messages in doubt)."""
+        timeout = self.options.timeout if timeout is None else timeout
+        group = self._groups.get(conn_id)
+        if group is not None:
+            await group.flush(timeout)
+            return
+        await self._get(conn_id).wait_acked(timeout)
+
+    def unconfirmed(self, conn_id: int) -> list[bytes]:
+        """Hand over (and forget) the payloads whose delivery could not be confirmed: the
+        peer lost the session, or the connection was given up (also after it is gone, e.g.
+        a pooled connection that died); see ``SessionLost``."""
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            group = self._groups.get(conn_id)
+            if group is not None:
+                return group.take_unconfirmed()
+            orphaned = self._registry.take_orphan(conn_id)
+            if orphaned is None:
+                raise ConnectionNotFound(conn_id)
+            return orphaned
+        return conn.take_unconfirmed()
+
+    async def _send_member(self, conn_id: int, data: bytes | bytearray | memoryview,
+                           priority: int, stream: int, text: bool, timeout: float,
+                           wait_ack: bool) -> None:
+        await self.send_data(conn_id, data, priority=Priority(priority), stream=stream,
+                             text=text, timeout=timeout, wait_ack=wait_ack)
+
+    async def _send_pooled(self, conn_id: int, data: bytes | bytearray | memoryview,
+                           priority: PriorityArg, stream: int, timeout: float) -> None:
+        await self.send_data(conn_id, data, priority=priority, stream=stream, timeout=timeout)
