@@ -23,22 +23,14 @@ from itertools import chain
 from typing import Any
 
 from ..config import Options, Priority
-from ..exceptions import ProtocolError
-from .core import ERROR_FREE, AnySession, Payload, Session, SessionCore, SessionState
-from .decoder import NativeDecoder
-from .events import Acked, PongReceived, Received, RepliesReceived
-from .fragmentation import FragmentJob, Reassembler
+from .core import AnySession, Payload, Session, SessionCore, SessionState
+from .fragmentation import FragmentJob
 from .framing import (
-    ACK_FORMAT,
     FRAME_HEADER,
     HEADER_SIZE,
     MAGIC,
     VERSION,
-    FrameType,
     GoAwayCode,
-    decode_goaway,
-    decode_hello,
-    encode_frame,
     encode_goaway,
     wire_flags,
 )
@@ -47,17 +39,12 @@ from .handshake import (
     ACK_DELAY,
     ACK_EVERY,
     WINDOW_WAIT,
-    NativeHandshake,
     ResumeLookup,
 )
-from .headers import MetaLimits, unwrap
-from .liveness import Pinger
-from .progress import FrameClock
+from .native_receive import NativeReceiver
 from .raw import RawSession
-from .reassembly import ReassemblyBudget
 from .reliability import ResumeState
 from .scheduler import Chunk
-from .sniff import wrong_peer
 
 __all__ = [
     "ACK_BYTES",
@@ -84,8 +71,12 @@ _pack_header = FRAME_HEADER.pack
 _CONTROL = int(Priority.CONTROL)
 
 
-class NativeSession(NativeHandshake):
-    """The native protocol: preface, HELLO, DATA (fragmented when large), PING/PONG, GOAWAY."""
+class NativeSession(NativeReceiver):
+    """The native protocol: preface, HELLO, DATA (fragmented when large), PING/PONG, GOAWAY.
+
+    The receiving half is :class:`~.native_receive.NativeReceiver`'s; here are sending and
+    the timers.
+    """
 
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
                  now: float, session_id: bytes, send_preface: bool = True,
@@ -96,220 +87,8 @@ class NativeSession(NativeHandshake):
         the session to resume with ``resume_lookup``)."""
         super().__init__(options, conn_id, transport, peer, now, session_id, resume, role,
                          resume_lookup)
-        self.reassembler = Reassembler(options.max_message_size, options.max_partial_messages,
-                                       options.max_reassembly_bytes)
-        self.decoder = NativeDecoder(conn_id, transport, peer, options.max_frame_size,
-                                     self.reassembler)
-        self._magic = b""  # bytes of the peer's magic seen so far
-        self._magic_ok = False
-        self.pinger = Pinger(now)
-        self.frames = FrameClock(options.timeout)  # a frame begun must keep arriving
-        #: what answers the requests this session delivers (opaque here: the service's)
-        self.responder: Any = None
-        self.meta_limits = MetaLimits(options.max_headers, options.max_header_bytes,
-                                      options.max_message_size)
         if send_preface and role != "server":
             self._send_hello()
-
-    def set_peer(self, peer: Any) -> None:
-        self.peer = peer
-        self.decoder.peer = peer
-
-    def use_buffer(self, buf: bytearray) -> None:
-        self.decoder.use_buffer(buf)
-
-    def reading_paused(self, now: float) -> None:
-        self.frames.pause(now)
-
-    def reading_resumed(self, now: float) -> None:
-        self.frames.resume(now)
-
-    def use_budget(self, budget: ReassemblyBudget) -> None:
-        self.decoder.use_budget(budget)
-
-    def drop_incomplete(self) -> None:
-        self.decoder.release()
-
-    def connection_lost(self, reason: str) -> None:
-        """The socket went away. A client that heard nothing at all before it did was most
-        likely refused by a TLS listener (it closes on a plain opening without a word)."""
-        if (self.role == "client" and self.state is SessionState.HANDSHAKE
-                and not self._magic):
-            reason = (f"{reason} before the listener's HELLO, without a byte: a TLS listener?"
-                      " connect with ssl=True (or the listener refused the connection)")
-        super().connection_lost(reason)
-
-    @property
-    def rtt_last(self) -> float | None:
-        return self.pinger.rtt_last
-
-    @property
-    def pings_sent(self) -> int:
-        return self.pinger.sent
-
-    # -- receiving -----------------------------------------------------------------------
-    def get_buffer(self, sizehint: int = -1) -> memoryview:
-        return self.decoder.get_buffer(sizehint)
-
-    def buffer_updated(self, nbytes: int, now: float) -> list[Received]:
-        if not self._magic_ok:
-            return self.receive_data(bytes(self.decoder.get_buffer()[:nbytes]), now)
-        self.last_receive = now
-        dec = self.decoder
-        closed = self.state is SessionState.CLOSED
-        try:
-            dec.buffer_updated(nbytes)
-        except ProtocolError as exc:
-            return self._after_decode(now, closed, exc)
-        return self._after_decode(now, closed)
-
-    def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Received]:
-        """Decode ``data``; return the complete messages (events go to ``take_events``)."""
-        if self.state is SessionState.CLOSED:
-            return []
-        self.last_receive = now
-        if not self._magic_ok:
-            need = 4 - len(self._magic)
-            self._magic += bytes(data[:need])
-            data = data[need:]
-            if len(self._magic) < 4:
-                return []
-            if self._magic != MAGIC:
-                head = self._magic + bytes(data[:12])
-                self.fail(wrong_peer(head) or
-                          f"peer did not start with the objtransport preface (got {head!r}):"
-                          ' a raw {packet, 4} peer? use framing="raw" (or "auto" on a'
-                          " listener)")
-                return []
-            self._magic_ok = True
-            if not data:
-                return []
-        try:
-            self.decoder.feed(data)
-        except ProtocolError as exc:
-            return self._after_decode(now, False, exc)
-        return self._after_decode(now)
-
-    def _after_decode(self, now: float, closed: bool = False,
-                      error: ProtocolError | None = None) -> list[Received]:
-        """Handle the control frames decoded, then the decoder's ``error``; return the
-        messages. Everything before the frame that ended the session counts, nothing after
-        it, however the reads were cut (``closed``: it had ended before this read)."""
-        dec = self.decoder
-        out: list[Received] = []  # messages whose meta blocks were decoded (in order)
-        upto, checked = self._walk(now, closed, error, out)
-        if self._acks and self.rs.floor > self.rs.ack_sent:
-            self._schedule_ack(now)
-        if self.frames.update(dec.frame_at, now):
-            self.timer_changed = True
-        msgs = dec.messages
-        if msgs:
-            dec.messages = []
-            if closed and self.close_code not in ERROR_FREE:
-                return []
-            end = len(msgs) if upto is None else upto
-            self.messages_received += end
-            if dec.extended:
-                dec.extended = False
-                if checked < end:
-                    self._unwrap(msgs, checked, end, out)
-                return out
-            if upto is not None:
-                msgs = msgs[:upto]
-        return msgs
-
-    def _walk(self, now: float, closed: bool, error: ProtocolError | None,
-              out: list[Received]) -> tuple[int | None, int]:
-        """The control frames, the meta blocks of the messages between them and then the
-        decoder's ``error``, in stream order. Returns where the messages after the end of
-        the session begin (None: none ended it here) and how many went through ``out``."""
-        dec = self.decoder
-        checked = 0
-        while True:
-            control = dec.control
-            dec.control = []
-            for ftype, payload, before in control:
-                if dec.extended and before > checked:
-                    bad = self._unwrap(dec.messages, checked, before, out)
-                    if bad is not None:
-                        return bad, bad
-                    checked = before
-                try:
-                    self._on_control(ftype, payload, now)
-                except ProtocolError as exc:
-                    self._fail(exc)
-                if self.state is SessionState.CLOSED and not closed:
-                    return before, checked  # this frame ended the session
-            if error is not None:
-                total = len(dec.messages)
-                if dec.extended and total > checked:
-                    bad = self._unwrap(dec.messages, checked, total, out)
-                    if bad is not None:
-                        return bad, bad
-                    checked = total
-                self._fail(error)
-                return None, checked
-            if not (control and self.state is SessionState.OPEN and dec.buffered):
-                return None, checked
-            try:
-                dec.feed(b"")  # what followed the HELLO
-            except ProtocolError as exc:
-                error = exc
-
-    def _unwrap(self, msgs: list[Received], start: int, end: int,
-                out: list[Received]) -> int | None:
-        """Decode the meta blocks and compressed payloads of ``msgs[start:end]`` into
-        ``out``; replies become an event. A malformed one fails the session: its index."""
-        replies: list[tuple[int, int, bytes, dict[str, bytes] | None]] = []
-        before = len(out)
-        bad = None
-        try:
-            unwrap(msgs[start:end], self.meta_limits, self.responder, replies, out)
-        except ProtocolError as exc:
-            self._fail(exc)
-            bad = start + len(out) - before + len(replies)
-        if replies:
-            self.events.append(RepliesReceived(replies))
-        return bad
-
-    @property
-    def bytes_received(self) -> int:
-        return self.decoder.bytes_received
-
-    def _on_control(self, ftype: int, payload: bytes, now: float) -> None:
-        if ftype == FrameType.HELLO:
-            if self.state is not SessionState.HANDSHAKE:
-                raise ProtocolError("second HELLO", GoAwayCode.PROTOCOL_ERROR)
-            hello = decode_hello(payload)
-            self._on_hello(hello)
-            self._send_ping(now)
-        elif ftype == FrameType.GOAWAY:  # also before HELLO: a listener saying why it refuses
-            code, reason = decode_goaway(payload)
-            self.peer_closed(code, reason)
-        elif self.state is SessionState.HANDSHAKE:
-            raise ProtocolError(f"{FrameType(ftype).name} frame before HELLO",
-                                GoAwayCode.PROTOCOL_ERROR)
-        elif ftype == FrameType.PING:
-            if self.state is SessionState.OPEN:
-                self.scheduler.push_frame(_CONTROL, encode_frame(FrameType.PONG, payload))
-        elif ftype == FrameType.PONG:
-            self._on_pong(payload, now)
-        elif ftype == FrameType.ACK:
-            if len(payload) != 8:
-                raise ProtocolError("ACK payload is not 8 bytes", GoAwayCode.PROTOCOL_ERROR)
-            (seq,) = ACK_FORMAT.unpack(payload)
-            if seq > self.rs.next_seq and self._acks:
-                raise ProtocolError(f"ACK of message {seq}, only {self.rs.next_seq} were sent",
-                                    GoAwayCode.PROTOCOL_ERROR)
-            if self.rs.on_ack(seq):
-                self.events.append(Acked(seq))
-                if self._window:
-                    self._window_acked()
-
-    def _on_pong(self, payload: bytes, now: float) -> None:
-        rtt = self.pinger.pong(payload, now)
-        if rtt is not None:
-            self.events.append(PongReceived(rtt))
 
     # -- sending ---------------------------------------------------------------------------
     def send_message(self, data: bytes | bytearray | memoryview, stream: int = 0,
@@ -456,11 +235,6 @@ class NativeSession(NativeHandshake):
         for chunk in out:
             self._in_window += len(chunk)
         return out
-
-    def _send_ping(self, now: float) -> None:
-        p = self.pinger
-        self.scheduler.push_frame(_CONTROL, p.ping(now))
-        p.next_at = now + self.options.keepalive_interval
 
     def _queue_goaway(self, code: int, reason: str) -> None:
         # a listener that has not spoken yet still starts with the magic, so any native
