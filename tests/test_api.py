@@ -10,7 +10,8 @@ from pathlib import Path
 import objtransport
 
 EXPECTED = {
-    "CircuitBreakerState", "CircuitOpenError", "ConnectError", "ConnectionClosed",
+    "AuthenticationError", "CircuitBreakerState", "CircuitOpenError", "ConnectError",
+    "ConnectionClosed",
     "ConnectionInfo", "ConnectionNotFound", "ConnectionNotReady", "Framing", "Listener",
     "Message", "MessageTooLarge", "NetworkTransport", "NoAvailableConnection", "Options",
     "Priority", "ProtocolError", "SendTimeout", "ServiceNotRunning", "SessionLost",
@@ -30,7 +31,7 @@ def test_every_error_is_a_transport_error() -> None:
     errors = [getattr(objtransport, n) for n in objtransport.__all__
               if isinstance(getattr(objtransport, n), type)
               and issubclass(getattr(objtransport, n), Exception)]
-    assert len(errors) == 19
+    assert len(errors) == 20
     assert all(issubclass(e, objtransport.TransportError) for e in errors)
 
 

@@ -18,6 +18,7 @@ from .config import Framing, Options, Priority, TransportKind
 from .connection import ConnectionInfo
 from .events import Event
 from .exceptions import (
+    AuthenticationError,
     CircuitOpenError,
     ConnectError,
     ConnectionClosed,
@@ -49,6 +50,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CircuitBreakerState",
     "CircuitOpenError",
+    "AuthenticationError",
     "ConnectError",
     "ConnectionClosed",
     "ConnectionInfo",

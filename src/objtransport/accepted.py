@@ -29,6 +29,7 @@ class AcceptedSide:
     def adopt(self, link: Link) -> None:
         """Bind an accepted socket's link to the connection."""
         self.conn.attach(link)
+        self.conn.identity = getattr(link, "identity", None)
         link.on_made = self._made
         link.closed.add_done_callback(lambda _f: self._link_closed(link))
 
@@ -36,6 +37,8 @@ class AcceptedSide:
         conn = self.conn
         peer = link.peer
         conn.peer_address = peer
+        if conn.identity is None:  # mutual TLS: known once the socket is made
+            conn.identity = getattr(link, "identity", None)
         if isinstance(peer, tuple) and len(peer) >= 2:
             conn.endpoint = Endpoint(conn.endpoint.transport, str(peer[0]), int(peer[1]),
                                      conn.endpoint.tls)

@@ -132,6 +132,9 @@ class Connection:
         self.ever_connected = False
         self.pool_endpoint: Endpoint | None = None
         self.listener: Any = None  # the Listener that accepted it (server side)
+        #: the peer's identity: what the listener's ``authenticate`` returned, or the
+        #: subject of a client certificate (mutual TLS); None otherwise
+        self.identity: str | None = None
         self._reading_paused = False
         self.last_error = ""
         #: how the last link ended: (reason, by a fault)

@@ -12,6 +12,7 @@ tree at the driver boundary and chained as ``__cause__``; they never reach the c
     ├── CircuitOpenError          the endpoint's breaker is open (carries .retry_after)
     ├── NoAvailableConnection     the pool could not hand out a connection
     ├── ConnectError              refused, unreachable, timed out, TLS verification failed
+    │   └── AuthenticationError   the listener refused the credentials (never retried)
     ├── ListenError               the address cannot be listened on (busy port, no such address)
     ├── ConnectionClosed          an established connection went away (carries .code, .reason)
     ├── MessageTooLarge           a message above max_message_size (or the datagram limit)
@@ -38,6 +39,7 @@ Each message names what happened and the endpoint it happened to.
 from __future__ import annotations
 
 __all__ = [
+    "AuthenticationError",
     "CircuitOpenError",
     "ConnectError",
     "ConnectionClosed",
@@ -109,6 +111,11 @@ class ConnectError(TransportError):
         #: the HTTP status of a refused WebSocket upgrade (None otherwise)
         self.status = status
         super().__init__(f"cannot connect to {endpoint}: {reason}")
+
+
+class AuthenticationError(ConnectError):
+    """The listener refused our credentials (``token=``): not retried, and counted by the
+    endpoint's circuit breaker."""
 
 
 class ConnectionClosed(TransportError):

@@ -61,6 +61,9 @@ class ConnectionInfo:
     bytes_queued: int = 0  # payload bytes the application queued (sent or not yet)
     #: UDP: datagrams sent and received, and what was lost (see docs/protocol.md section 6)
     datagram: dict[str, int] = field(default_factory=dict)
+    #: an accepted peer's identity (``listen(..., authenticate=...)``, or the subject of
+    #: its client certificate on mutual TLS); None otherwise
+    identity: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +163,8 @@ def connection_info(conn: Connection, wall_offset: float) -> ConnectionInfo:
         pending_bytes=link.pending_bytes if link is not None else 0, tls=ep.tls,
         unacked_bytes=rs.unacked_bytes, unacked_messages=rs.unacked_count,
         unconfirmed=conn.unconfirmed_total, duplicates_dropped=rs.duplicates,
-        resent=rs.resent, datagram=conn.datagram_counters(), **qos_snapshot(conn))
+        resent=rs.resent, datagram=conn.datagram_counters(), identity=conn.identity,
+        **qos_snapshot(conn))
 
 
 def transport_metrics(totals: ServiceTotals, conns: Iterable[Connection],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
+from .auth import Authenticate
 from .config import Framing, Priority, TransportKind
 
 __all__ = [
@@ -111,12 +112,16 @@ class ConnectOptions(_PerCall, total=False):
     connection, and the transport's own options (``path``, gRPC certificates)."""
 
     timeout: float
+    #: a bearer token for the listener's ``authenticate`` (WebSocket, gRPC)
+    token: str
 
 
 class ListenOptions(_PerCall, total=False):
     """``listen(..., **options)``: overrides for the listener and what it accepts."""
 
     timeout: float
+    #: ``fn(token) -> identity | None`` (sync or async): who may connect (WebSocket, gRPC)
+    authenticate: Authenticate
 
 
 class SendToOptions(_PerCall, total=False):

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from .drivers.base import Link
 from .endpoint import ConnState
 from .events import GivenUp, Reconnecting
-from .exceptions import CircuitOpenError, ConnectError
+from .exceptions import AuthenticationError, CircuitOpenError, ConnectError
 from .lifecycle import emit
 from .logfields import log_fields
 from .sansio.backoff import backoff_delays
@@ -145,6 +145,10 @@ class Supervisor:
                 return None
             try:
                 return await self.attempt()
+            except AuthenticationError as exc:  # retrying cannot help: given up at once
+                log.warning("connection %s to %s: %s; not retried", conn.id, conn.endpoint,
+                            exc, extra=log_fields(conn.id, conn.endpoint))
+                return None
             except (ConnectError, CircuitOpenError) as exc:
                 log.debug("reconnect %s to %s failed: %s", conn.id, conn.endpoint, exc,
                           extra=log_fields(conn.id, conn.endpoint))

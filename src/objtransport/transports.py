@@ -87,6 +87,10 @@ class DriverTable:
                       ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Separate a driver's own options (e.g. ``path``) from :class:`Options` fields.
         ``options`` is not changed."""
+        for name in ("authenticate", "token"):
+            if name in options and name not in driver.extra_options:
+                raise ValueError(f"{name}= is not supported over {driver.kind.value} yet "
+                                 "(websocket and grpc only)")
         extra = {k: v for k, v in options.items() if k in driver.extra_options}
         rest = {k: v for k, v in options.items() if k not in driver.extra_options}
         return rest, extra

@@ -36,8 +36,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
+from ..auth import AUTH_OPTIONS, authenticate, bearer, bearer_header
 from ..config import Options, TransportKind
-from ..exceptions import ConnectError, ProtocolError, TransportError
+from ..exceptions import AuthenticationError, ConnectError, ProtocolError, TransportError
 from ..logfields import log_fields
 from ..sansio.core import AnySession
 from ..sansio.envelope import decode_envelope, encode_payload
@@ -45,6 +46,7 @@ from ..sansio.framing import GoAwayCode
 from ..sansio.message import MessageSession
 from .base import LinkParts
 from .grpc_config import (
+    AUTHORIZATION,
     CARRIER_MAX,
     CARRIER_START,
     FRAMING_KEY,
@@ -69,6 +71,8 @@ from .message_link import MessageLink
 
 __all__ = ["CARRIER_MAX", "FRAMING_KEY", "METHOD", "SERVICE", "GrpcDriver", "GrpcLink",
            "GrpcServer"]
+
+_UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 
 log = logging.getLogger("objtransport.grpc")
 
@@ -356,7 +360,7 @@ class GrpcDriver:
     """``transport="grpc"``: native or raw per call, plaintext or TLS (PEM options)."""
 
     kind = TransportKind.GRPC
-    extra_options: frozenset[str] = TLS_OPTIONS
+    extra_options: frozenset[str] = TLS_OPTIONS | AUTH_OPTIONS
 
     async def open(self, host: str, port: int, parts: LinkParts,
                    ssl_context: ssl_module.SSLContext | None, options: Options,
@@ -374,14 +378,18 @@ class GrpcDriver:
         call: Any = None
         link: GrpcLink | None = None
         stage = "connecting"
+        metadata = list(NATIVE_METADATA) if native else []
+        token = parts.extra.get("token")
+        if token is not None:
+            metadata.append((AUTHORIZATION, bearer_header(token)))
         try:
             async with asyncio.timeout(options.timeout):
                 call = channel.stream_stream(METHOD)(
-                    metadata=NATIVE_METADATA if native else None, wait_for_ready=False)
+                    metadata=tuple(metadata) or None, wait_for_ready=False)
                 try:
                     await call.wait_for_connection()
                 except grpc.aio.AioRpcError as exc:
-                    if native or exc.code() in LOST:
+                    if native or exc.code() in LOST or exc.code() is _UNAUTHENTICATED:
                         raise
                     # raw: the server answered, and its status ended the call already;
                     # as when it comes a moment later, the link reports it (not a raise)
@@ -400,8 +408,7 @@ class GrpcDriver:
             return link
         except grpc.aio.AioRpcError as exc:
             await _abandon(channel, call, link)
-            raise ConnectError(endpoint, describe_rpc_error(exc.code(), exc.details() or "")
-                               ) from exc
+            raise _connect_error(endpoint, exc.code(), exc.details() or "") from exc
         except TimeoutError as exc:
             await _abandon(channel, call, link)
             raise ConnectError(endpoint, f"timed out {stage}") from exc
@@ -425,8 +432,7 @@ class GrpcDriver:
         if not status.done():
             status.cancel()
         elif status.result() is not OK:
-            raise ConnectError(endpoint, describe_rpc_error(status.result(),
-                                                            await call.details() or ""))
+            raise _connect_error(endpoint, status.result(), await call.details() or "")
         raise ConnectError(endpoint, "the server did not answer in native mode (a plain "
                            "gRPC server? connect with framing='raw')")
 
@@ -440,10 +446,19 @@ class GrpcDriver:
         health = health_aio.HealthServicer()
         gserver = GrpcServer(server, health, 0)
 
+        auth = extra.get("authenticate")
+
         async def connect(request_iterator: Any, context: Any) -> None:
             if gserver.closing:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "the listener is closing")
                 return
+            identity = None
+            if auth is not None:  # before any slot or session exists
+                token = bearer(dict(context.invocation_metadata() or ()).get(AUTHORIZATION))
+                identity = await authenticate(auth, token)
+                if identity is None:
+                    await context.abort(_UNAUTHENTICATED, "authentication refused")
+                    return
             parts = accept()
             if parts is None:
                 await gserver.refusing()
@@ -457,6 +472,7 @@ class GrpcDriver:
                 session = MessageSession.like(session, monotonic(), keepalive=False,
                                               idle_limit=True)
             link = GrpcLink(session, parts, parse_peer(context.peer()), context=context)
+            link.identity = identity if identity is not None else _tls_subject(context)
             if parts.on_link is not None:
                 parts.on_link(link)
             if link.on_made is not None:
@@ -485,6 +501,25 @@ class GrpcDriver:
         await server.start()
         await health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
         return gserver
+
+
+def _tls_subject(context: Any) -> str | None:
+    """Mutual TLS: the client certificate's subject (or common name), else None."""
+    try:
+        auth = context.auth_context()
+    except Exception:  # noqa: BLE001 - not every grpc build has it
+        return None
+    for key, prefix in (("x509_subject", ""), ("x509_common_name", "CN=")):
+        values = auth.get(key)
+        if values:
+            return prefix + bytes(values[0]).decode("utf-8", "replace")
+    return None
+
+
+def _connect_error(endpoint: str, code: grpc.StatusCode, details: str) -> ConnectError:
+    if code is _UNAUTHENTICATED:
+        return AuthenticationError(endpoint, f"authentication refused ({details})")
+    return ConnectError(endpoint, describe_rpc_error(code, details))
 
 
 async def _abandon(channel: grpc.aio.Channel, call: Any, link: GrpcLink | None) -> None:

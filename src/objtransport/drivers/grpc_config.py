@@ -42,6 +42,8 @@ CARRIER_START = 16 * 1024
 OVERHEAD = 64
 #: the PEM material a gRPC connect/listen takes instead of an ``ssl.SSLContext``
 TLS_OPTIONS = frozenset({"root_certificates", "certificate_chain", "private_key"})
+#: metadata key of the bearer token (``connect(..., token=...)``)
+AUTHORIZATION = "authorization"
 
 OK = grpc.StatusCode.OK
 #: session close codes -> the status a listener ends the call with

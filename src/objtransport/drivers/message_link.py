@@ -40,6 +40,8 @@ class MessageLink(FlowControl):
 
     def _init_link(self, session: AnySession, parts: LinkParts, peer: Any) -> None:
         self.session = session
+        #: who the listener's ``authenticate`` said the peer is (None: not authenticated)
+        self.identity: str | None = None
         self.native = isinstance(session, NativeSession)
         self._sched = session.scheduler
         self._rs: ResumeState | None = getattr(session, "rs", None)

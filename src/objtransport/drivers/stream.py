@@ -24,6 +24,7 @@ from collections.abc import Callable
 from time import monotonic
 from typing import Any, cast
 
+from ..auth import certificate_subject
 from ..sansio.decoder import RECV_BUFFER_SIZE
 from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
 from ..sansio.framing import GoAwayCode
@@ -105,6 +106,8 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         self._pace_handle: asyncio.TimerHandle | None = None
         self._read_throttle = ReadThrottle(self.loop, self.pause_reading, self.resume_reading)
         self.on_made: Callable[[Any], None] | None = None
+        #: the subject of the peer's certificate (mutual TLS), else None
+        self.identity: str | None = None
         self._bind(session)
 
     def _bind(self, session: Session) -> None:
@@ -125,6 +128,8 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         self.transport = transport
         self.peer = transport.get_extra_info("peername")
         self.session.set_peer(self.peer)
+        # mutual TLS: the client certificate's subject is the peer's identity
+        self.identity = certificate_subject(transport.get_extra_info("peercert"))
         if self.on_made is not None:
             self.on_made(self)
         sock = transport.get_extra_info("socket")

@@ -35,8 +35,16 @@ from websockets.server import ServerProtocol
 from websockets.typing import Subprotocol
 from websockets.uri import parse_uri
 
+from ..auth import (
+    AUTH_OPTIONS,
+    Authenticate,
+    authenticate,
+    bearer,
+    bearer_header,
+    certificate_subject,
+)
 from ..config import Options, TransportKind
-from ..exceptions import ConnectError, TransportError
+from ..exceptions import AuthenticationError, ConnectError, TransportError
 from ..logfields import log_fields
 from ..sansio.core import AnySession
 from ..sansio.framing import MAGIC, GoAwayCode, encode_goaway
@@ -72,6 +80,8 @@ class WebSocketServer:
         #: connections closed at once because the peer did not speak HTTP (or spoke TLS)
         self.wrong_peers = 0
         self._logged: dict[Any, float] = {}  # peer host -> when its 404 was last logged
+        #: upgrade requests whose token ``authenticate`` is checking
+        self.checks: set[asyncio.Task[None]] = set()
 
     def not_found(self, conn: WsConnection, request: Request) -> None:
         """Answer a request for a path this listener does not serve: 404, logged, counted."""
@@ -151,7 +161,7 @@ class WebSocketDriver:
     """ws:// and wss://, native (subprotocol ``objtransport.v1``) or raw per connection."""
 
     kind = TransportKind.WEBSOCKET
-    extra_options: frozenset[str] = frozenset({"path"})
+    extra_options: frozenset[str] = frozenset({"path"}) | AUTH_OPTIONS
 
     async def open(self, host: str, port: int, parts: LinkParts,
                    ssl_context: ssl_module.SSLContext | None, options: Options,
@@ -176,7 +186,11 @@ class WebSocketDriver:
                 _, conn = await loop.create_connection(
                     lambda: WsConnection(protocol, options.timeout), host, port,
                     ssl=ssl_context, server_hostname=server_hostname)
-                protocol.send_request(protocol.connect())
+                request = protocol.connect()
+                token = parts.extra.get("token")
+                if token is not None:
+                    request.headers["Authorization"] = bearer_header(token)
+                protocol.send_request(request)
                 conn.send_data()
                 response = await asyncio.shield(conn.handshake)
                 if protocol.handshake_exc is not None:
@@ -194,6 +208,9 @@ class WebSocketDriver:
         except InvalidStatus as exc:
             status = exc.response.status_code
             _abort(conn, link)
+            if status == HTTPStatus.UNAUTHORIZED:
+                raise AuthenticationError(url, "authentication refused (HTTP 401)",
+                                          status) from exc
             raise ConnectError(url, f"WebSocket upgrade refused: HTTP {status} "
                                f"{_phrase(status)}", status) from exc
         except InvalidMessage as exc:
@@ -223,11 +240,34 @@ class WebSocketDriver:
         path = _check_path(extra.get("path", DEFAULT_PATH))
         max_size = max(options.max_message_size, CARRIER_MAX)
         ws_server = WebSocketServer(path)
+        auth: Authenticate | None = extra.get("authenticate")
 
         def on_request(conn: WsConnection, request: Request) -> None:
             if urlsplit(request.path).path != path:
                 ws_server.not_found(conn, request)
                 return
+            if auth is None:
+                upgrade(conn, request, None)
+                return
+            task = asyncio.get_running_loop().create_task(check(conn, request, auth))
+            ws_server.checks.add(task)
+            task.add_done_callback(ws_server.checks.discard)
+
+        async def check(conn: WsConnection, request: Request, fn: Authenticate) -> None:
+            """Before any slot or session: the token of the upgrade request."""
+            identity = await authenticate(fn, bearer(request.headers.get("Authorization")))
+            if conn.transport is None or conn.transport.is_closing():
+                return
+            if identity is None:
+                protocol = conn.protocol
+                assert isinstance(protocol, ServerProtocol)
+                response = protocol.reject(HTTPStatus.UNAUTHORIZED, "authentication refused\n")
+                response.headers["WWW-Authenticate"] = "Bearer"
+                conn.respond(response)
+                return
+            upgrade(conn, request, identity)
+
+        def upgrade(conn: WsConnection, request: Request, identity: str | None) -> None:
             protocol = conn.protocol
             assert isinstance(protocol, ServerProtocol)
             response = protocol.accept(request)
@@ -240,6 +280,9 @@ class WebSocketDriver:
                 return
             link = WebSocketLink(conn, _new_session(parts, conn.subprotocol == SUBPROTOCOL),
                                  parts)
+            if identity is None and conn.transport is not None:  # mutual TLS
+                identity = certificate_subject(conn.transport.get_extra_info("peercert"))
+            link.identity = identity
             if parts.on_link is not None:
                 parts.on_link(link)
             if link.on_made is not None:

@@ -1,0 +1,130 @@
+"""Authentication (issue 12, item 16): ``listen(..., authenticate=fn)``, ``connect(...,
+token=...)``; the token in the WebSocket upgrade's ``Authorization: Bearer`` header and in
+gRPC metadata ``authorization``; refused: ``AuthenticationError``, not retried, counted by
+the breaker; mutual TLS: the certificate's subject is the identity."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import pytest
+
+from objtransport import AuthenticationError, CircuitOpenError, ConnectError, NetworkTransport
+
+from .conftest import TLS
+
+pytestmark = pytest.mark.timeout(60)
+
+TOKEN = "s3cret"
+
+
+class Gate:
+    """An authenticator that counts its calls; sync or async."""
+
+    def __init__(self) -> None:
+        self.calls: list[str | None] = []
+
+    def check(self, token: str | None) -> str | None:
+        self.calls.append(token)
+        return "alice" if token == TOKEN else None
+
+    async def acheck(self, token: str | None) -> str | None:
+        return self.check(token)
+
+
+@pytest.mark.parametrize("transport", ["websocket", "grpc"])
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_valid_token_gives_the_identity(transport: str, is_async: bool) -> None:
+    gate = Gate()
+    async with NetworkTransport(timeout=5.0) as net:
+        listener = await net.listen("127.0.0.1", 0, transport=transport,  # type: ignore[arg-type]
+                                    authenticate=gate.acheck if is_async else gate.check)
+        conn = await net.connect("127.0.0.1", listener.port, transport=transport,  # type: ignore[arg-type]
+                                 token=TOKEN)
+        await net.send_data(conn, b"hello")
+        msg = await net.receive(timeout=5.0)
+        assert msg.data == b"hello"
+        assert net.connection_info(msg.conn_id).identity == "alice"
+        assert net.connection_info(conn).identity is None  # the client side knows none
+        assert gate.calls == [TOKEN]
+
+
+@pytest.mark.parametrize("transport", ["websocket", "grpc"])
+async def test_a_refused_client_is_not_retried_and_opens_the_breaker(transport: str) -> None:
+    gate = Gate()
+    async with NetworkTransport(timeout=5.0, failure_threshold=2) as net:
+        listener = await net.listen("127.0.0.1", 0, transport=transport,  # type: ignore[arg-type]
+                                    authenticate=gate.check)
+        for token in ("wrong", None):
+            kwargs: dict[str, Any] = {} if token is None else {"token": token}
+            with pytest.raises(AuthenticationError) as refused:
+                await net.connect("127.0.0.1", listener.port, transport=transport,  # type: ignore[arg-type]
+                                  **kwargs)
+            assert isinstance(refused.value, ConnectError)
+        assert gate.calls == ["wrong", None]  # one call each: no retry
+        assert not listener.connections and listener.accepted == 0  # no slot, no session
+        with pytest.raises(CircuitOpenError):  # two refusals: failure_threshold
+            await net.connect("127.0.0.1", listener.port, transport=transport,  # type: ignore[arg-type]
+                              token=TOKEN)
+        assert gate.calls == ["wrong", None]
+
+
+async def test_a_raising_authenticator_refuses() -> None:
+    def broken(token: str | None) -> str:
+        raise RuntimeError("database down")
+
+    async with NetworkTransport(timeout=5.0) as net:
+        listener = await net.listen("127.0.0.1", 0, transport="websocket",
+                                    authenticate=broken)
+        with pytest.raises(AuthenticationError):
+            await net.connect("127.0.0.1", listener.port, transport="websocket", token=TOKEN)
+
+
+async def test_a_plain_grpc_client_without_metadata_is_unauthenticated() -> None:
+    grpc = pytest.importorskip("grpc")
+    from objtransport.drivers.grpc_config import METHOD
+    from objtransport.sansio.envelope import encode_payload
+
+    gate = Gate()
+    async with NetworkTransport(timeout=5.0) as net:
+        listener = await net.listen("127.0.0.1", 0, transport="grpc", authenticate=gate.check)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{listener.port}") as channel:
+            call = channel.stream_stream(METHOD)()
+            await call.write(encode_payload(b"let me in"))
+            assert await call.code() is grpc.StatusCode.UNAUTHENTICATED
+            call = channel.stream_stream(METHOD)(
+                metadata=(("authorization", f"Bearer {TOKEN}"),))
+            await call.write(encode_payload(b"let me in"))
+            msg = await net.receive(timeout=5.0)
+            assert net.connection_info(msg.conn_id).identity == "alice"
+            call.cancel()
+        assert net.get_metrics().messages_received == 1
+
+
+async def test_mutual_tls_identity_is_the_certificate_subject(tls: TLS) -> None:
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    tls.ca.configure_trust(server_ctx)
+    client_ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    tls.ca.configure_trust(client_ctx)
+    tls.ca.issue_cert("client.local", common_name="alice").configure_cert(client_ctx)
+    async with NetworkTransport(timeout=5.0) as net:
+        for transport in ("tcp", "websocket"):
+            listener = await net.listen("127.0.0.1", 0, transport=transport,  # type: ignore[arg-type]
+                                        ssl_context=server_ctx)
+            conn = await net.connect("127.0.0.1", listener.port, transport=transport,  # type: ignore[arg-type]
+                                     ssl_context=client_ctx)
+            await net.send_data(conn, b"mtls")
+            msg = await net.receive(timeout=5.0)
+            identity = net.connection_info(msg.conn_id).identity
+            assert identity is not None and "CN=alice" in identity.split(","), identity
+
+
+async def test_transports_without_authentication_say_so() -> None:
+    async with NetworkTransport(timeout=5.0) as net:
+        with pytest.raises(ValueError, match="not supported over tcp"):
+            await net.listen("127.0.0.1", 0, authenticate=lambda t: "x")  # type: ignore[call-arg]
+        with pytest.raises(ValueError, match="not supported over udp"):
+            await net.connect("127.0.0.1", 9, transport="udp", token="x")  # type: ignore[call-arg]
