@@ -11,8 +11,6 @@ sessions' figures are folded into :class:`~.counters.LinkTotals`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import os
 import random
 import ssl as ssl_module
@@ -21,26 +19,20 @@ from typing import Any
 
 from .accepted import AcceptedSide
 from .acks import Confirmations
+from .closing import Closing
 from .config import Options
 from .counters import LinkTotals, Traffic, add_counts
 from .drivers.base import Driver, Link, LinkParts
 from .endpoint import ConnState, Endpoint
 from .events import EventHub, Overloaded, SessionResumed
 from .events import SessionLost as SessionLostEvent
-from .exceptions import (
-    CircuitOpenError,
-    ConnectionNotReady,
-    MessageTooLarge,
-    SendTimeout,
-    TransportError,
-)
 from .info import ConnectionInfo
 from .lifecycle import emit, state_changed
 from .limits import Limits
-from .logfields import log_fields
+from .linkwait import LinkWait
 from .offline import OfflineQueue
 from .reconnect import Supervisor
-from .sansio.breaker import BreakerState, CircuitBreaker
+from .sansio.breaker import CircuitBreaker
 from .sansio.events import (
     Acked,
     Closed,
@@ -59,8 +51,6 @@ from .sansio.session import NativeSession, RawSession, ResumeLookup, Session
 from .sansio.throttle import TokenBucket
 
 __all__ = ["ConnState", "Connection", "ConnectionInfo", "Endpoint", "Hooks"]
-
-log = logging.getLogger("objtransport.connection")
 
 
 class Hooks:
@@ -116,7 +106,8 @@ class Connection:
         self.link: Link | None = None
         #: the supervising task of a client connection (None for accepted ones)
         self.task: asyncio.Task[None] | None = None
-        self._user_closed = False
+        #: ``close()`` was called: no more reconnections or resumes
+        self.closed_by_user = False
         self._state_changed = asyncio.Event()
         self.error_count = 0
         self.reconnects = 0
@@ -151,6 +142,9 @@ class Connection:
         self._delivered_bytes = 0  # bytes_received already reported to deliver()
         #: the accepted side's link handling (None for a client connection)
         self.server = AcceptedSide(self) if role == "server" else None
+        #: what a send does while there is no open link; how the connection ends
+        self.waiting = LinkWait(self)
+        self.ending = Closing(self)
 
     # -- counters ---------------------------------------------------------------------------
     def traffic(self) -> Traffic:
@@ -265,7 +259,7 @@ class Connection:
         elif isinstance(ev, Closed):
             self.end_reason = (ev.reason, ev.error)
             self.end_code = ev.code
-            if ev.error and not self._user_closed:
+            if ev.error and not self.closed_by_user:
                 self.record_error(ev.reason)
                 self.hooks.on_error(self, ev.reason)
                 if ev.code == GoAwayCode.OVERLOADED and not ev.by_peer:
@@ -287,10 +281,9 @@ class Connection:
         self.confirmations.wake()  # flush()/wait_ack look again: the link may be gone
         self.hooks.on_state(self, state)
 
-    @property
-    def closed_by_user(self) -> bool:
-        """``close()`` was called: no more reconnections or resumes."""
-        return self._user_closed
+    async def state_change(self) -> None:
+        """Wait for the next change of state."""
+        await self._state_changed.wait()
 
     # -- server side (an AcceptedSide drives these) -------------------------------------------
     def attach(self, link: Link) -> None:
@@ -338,14 +331,9 @@ class Connection:
         self._unverified = True
 
     def give_up(self) -> None:
-        """No more attempts: what the peer had not acknowledged can no longer be confirmed.
-        It is reported (``unconfirmed``, ``SessionLost`` in waiters), never dropped."""
-        if self._user_closed or not (self.resume_state.unacked_count or len(self.offline)):
-            return
-        lost = self.resume_state.take_unconfirmed() + self.offline.take()
-        self.session_lost(lost, "the connection was given up")
-        log.warning("connection %s to %s given up with %d message(s) not acknowledged",
-                    self.id, self.endpoint, len(lost), extra=log_fields(self.id, self.endpoint))
+        """No more attempts: what the peer had not acknowledged is reported, never dropped
+        (:meth:`.Closing.give_up`)."""
+        self.ending.give_up()
 
     # -- acknowledgements -------------------------------------------------------------------
     @property
@@ -375,117 +363,26 @@ class Connection:
         """
         await self.confirmations.wait(self, timeout, seq)
 
-    # -- sending ----------------------------------------------------------------------------
+    # -- sending while there is no open link (LinkWait) ---------------------------------------
     def queue_offline(self, data: bytes | bytearray | memoryview, stream: int, priority: int,
                       text: bool) -> bool:
-        """While this native client connection reconnects (its session is lossless), keep
-        one message for the next link if ``max_pending_bytes`` allows; True if kept.
-
-        Raises ``MessageTooLarge`` above ``max_message_size`` and ``CircuitOpenError``
-        while the endpoint's breaker is open (fail fast, as :meth:`ready_link`)."""
-        if not self._offline_capable():
-            return False
-        size = len(data)
-        if size > self.options.max_message_size:
-            raise MessageTooLarge(size, self.options.max_message_size)
-        if not self.offline.room_for(size):
-            return False
-        self.offline.put(data, stream, priority, text)
-        return True
-
-    def _offline_capable(self) -> bool:
-        rs = self.resume_state
-        if not (self.state is ConnState.CONNECTING and self.role == "client" and self.native
-                and rs.established and rs.tracking and not self._user_closed):
-            return False
-        now = self.loop.time()
-        if self.breaker.state is BreakerState.OPEN and self.breaker.retry_after(now) > 0:
-            raise CircuitOpenError(str(self.endpoint), self.breaker.retry_after(now))
-        return True
+        """Keep one message for the next link while a native client connection
+        reconnects; True if kept (:meth:`.LinkWait.queue_offline`)."""
+        return self.waiting.queue_offline(data, stream, priority, text)
 
     async def ready_link(self, timeout: float) -> Link:
-        """The open link, waiting up to ``timeout`` while (re)connecting. Raises
-        ``SendTimeout`` when the wait was for room (the offline queue was full)."""
-        link = self.link
-        if link is not None and link.session.is_open:
-            return link
-        now = self.loop.time()
-        if self.breaker.state is BreakerState.OPEN and self.breaker.retry_after(now) > 0:
-            # the endpoint is down: fail at once instead of waiting for a reconnection
-            raise CircuitOpenError(str(self.endpoint), self.breaker.retry_after(now))
-        if (self.state is ConnState.CONNECTED and not self._user_closed and link is not None
-                and not link.session.is_open):
-            # its session just ended and the connection has not taken note yet (it will
-            # reconnect or give up): wait for that instead of failing the send
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    while self.state is ConnState.CONNECTED and self.link is link:
-                        await self._state_changed.wait()
-        if self.state is ConnState.CONNECTING and not self._user_closed:
-            try:
-                async with asyncio.timeout(timeout):
-                    while self.state is ConnState.CONNECTING:
-                        await self._state_changed.wait()
-            except TimeoutError:
-                if len(self.offline) and self.state is ConnState.CONNECTING:
-                    raise SendTimeout(
-                        f"send to {self.endpoint} blocked for {timeout:g} s: reconnecting, "
-                        f"{self.offline.bytes} bytes already queued (max_pending_bytes)"
-                    ) from None
-            link = self.link
-            if link is not None and link.session.is_open:
-                return link
-        now = self.loop.time()
-        if self.breaker.state is BreakerState.OPEN and self.breaker.retry_after(now) > 0:
-            raise CircuitOpenError(str(self.endpoint), self.breaker.retry_after(now))
-        state = "closing" if self.closing else self.state.value
-        raise ConnectionNotReady(self.id, state, str(self.endpoint))
+        """The open link, waiting up to ``timeout`` while (re)connecting
+        (:meth:`.LinkWait.ready_link`)."""
+        return await self.waiting.ready_link(timeout)
 
     @property
     def closing(self) -> bool:
         """Connected, but its session is ending (a close or GOAWAY is under way)."""
-        link = self.link
-        return self._user_closed or (self.state is ConnState.CONNECTED and link is not None
-                                     and not link.session.is_open)
+        return self.waiting.closing
 
     # -- closing ----------------------------------------------------------------------------
     async def close(self, timeout: float, code: int = GoAwayCode.NORMAL,
                     reason: str = "closed") -> None:
         """Orderly close: queued messages go out and are acknowledged (up to ``timeout``),
         GOAWAY, socket closed. What stays unacknowledged is reported as unconfirmed."""
-        loop = self.loop
-        deadline = loop.time() + timeout
-        link = self.link
-        if link is not None and getattr(link.session, "acks", False) and link.session.open:
-            try:
-                await self.wait_acked(timeout)
-            except TransportError:
-                pass  # reported below
-        self._user_closed = True
-        timeout = max(0.01, deadline - loop.time())
-        link = self.link
-        if link is not None:
-            link.close(code, reason)
-            try:
-                async with asyncio.timeout(timeout):
-                    await asyncio.shield(link.lost)
-            except TimeoutError:
-                link.abort()
-        task = self.task
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
-        if self.link is not None:
-            self.fold_link(self.link)
-        if self.resume_state.unacked_count or len(self.offline):
-            lost = self.resume_state.take_unconfirmed() + self.offline.take()
-            self.session_lost(lost)
-            log.warning("connection %s to %s closed with %d message(s) not acknowledged",
-                        self.id, self.endpoint, len(lost),
-                        extra=log_fields(self.id, self.endpoint))
-        self.set_state(ConnState.DISCONNECTED)
+        await self.ending.close(timeout, code, reason)
