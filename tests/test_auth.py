@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from objtransport import AuthenticationError, CircuitOpenError, ConnectError, NetworkTransport
+from objtransport.testing import eventually
 
 from .conftest import TLS
 
@@ -25,10 +26,11 @@ class Gate:
 
     def __init__(self) -> None:
         self.calls: list[str | None] = []
+        self.closed = False  # True: nobody gets in any more (a revoked token)
 
     def check(self, token: str | None) -> str | None:
         self.calls.append(token)
-        return "alice" if token == TOKEN else None
+        return "alice" if token == TOKEN and not self.closed else None
 
     async def acheck(self, token: str | None) -> str | None:
         return self.check(token)
@@ -130,3 +132,20 @@ async def test_transports_without_authentication_say_so() -> None:
             await net.listen("127.0.0.1", 0, authenticate=lambda t: "x")  # type: ignore[call-arg]
         with pytest.raises(ValueError, match="not supported over udp"):
             await net.connect("127.0.0.1", 9, transport="udp", token="x")  # type: ignore[call-arg]
+
+
+async def test_a_connection_refused_on_reconnect_gives_up_at_once() -> None:
+    gate = Gate()
+    async with NetworkTransport(timeout=5.0, reconnect_interval=0.01,
+                                max_reconnect_attempts=50) as net:
+        listener = await net.listen("127.0.0.1", 0, transport="websocket",
+                                    authenticate=gate.check)
+        conn = await net.connect("127.0.0.1", listener.port, transport="websocket",
+                                 token=TOKEN)
+        await net.send_data(conn, b"in")
+        msg = await net.receive(timeout=5.0)
+        gate.calls.clear()
+        gate.closed = True
+        await net.disconnect(msg.conn_id)  # the listener drops it: the client reconnects
+        await eventually(lambda: net.connection_info(conn).state == "disconnected")
+        assert gate.calls == [TOKEN]  # one refusal, no retry of the 50 allowed
