@@ -27,15 +27,14 @@ from typing import Any, cast
 from ..auth import certificate_subject
 from ..sansio.decoder import RECV_BUFFER_SIZE
 from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
-from ..sansio.framing import GoAwayCode
 from ..sansio.reassembly import ReassemblyBudget
 from ..sansio.reliability import ResumeState
 from ..sansio.session import Session, detect_native
 from ..sansio.throttle import TokenBucket
 from .base import LinkParts
-from .flow import FlowControl
 from .overload import OverloadGuard
 from .pacing import Pacer, ReadThrottle
+from .stream_end import StreamEnding
 
 __all__ = ["StreamLink", "WRITE_HIGH", "WRITE_LOW"]
 
@@ -49,8 +48,8 @@ OnMessages = Callable[[list[Received]], None]
 OnEvent = Callable[["StreamLink", Event], None]
 
 
-class StreamLink(FlowControl, asyncio.BufferedProtocol):
-    """One stream socket bound to one session."""
+class StreamLink(StreamEnding, asyncio.BufferedProtocol):
+    """One stream socket bound to one session (its ending: :class:`~.stream_end.StreamEnding`)."""
 
     session: Session
 
@@ -161,26 +160,6 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
     def eof_received(self) -> bool | None:
         self._lost("peer closed the connection (EOF)")
         return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if exc is not None:
-            self.close_error = exc
-        reason = f"connection lost: {exc}" if exc else "connection closed"
-        self._lost(reason)
-        self.session.drop_incomplete()  # their memory (and budget) goes back
-        if not self.lost.done():
-            self.lost.set_result(None)
-        self._wake_flushed()
-        self._cancel_timer()
-        if self._pace_handle is not None:
-            self._pace_handle.cancel()
-            self._pace_handle = None
-        self._read_throttle.cancel()
-        self._overload.cancel()
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        self._wake_drain_waiters()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -333,44 +312,7 @@ class StreamLink(FlowControl, asyncio.BufferedProtocol):
         if not self.closed.done():
             self._rearm()
 
-    # -- closing ---------------------------------------------------------------------------
-    def close(self, code: int = GoAwayCode.NORMAL, reason: str = "closed") -> None:
-        """Orderly close: queued messages go out, then GOAWAY, then the socket closes."""
-        if self.transport is None:  # accepted, TLS handshake not done: nothing to send
-            self.abort()
-            return
-        self.session.close(code, reason)
-        self._process_events()
-        self._flush()
-
-    def fail(self, reason: str, code: int) -> None:
-        """End the link for a fault this side found: GOAWAY ``code`` (native) if it can
-        still go, then the socket is closed at once."""
-        self.session.fail(reason, code)
-        self._process_events()
-        self.abort()
-
-    def abort(self) -> None:
-        """Close the socket at once, discarding what is queued."""
-        self._closing = True
-        if self.transport is not None:
-            self.transport.abort()
-        elif not self.lost.done():  # no socket yet (a TLS handshake): no one else will say
-            self.connection_lost(ConnectionAbortedError("closed before the TLS handshake"))
-
-    def _close_transport(self) -> None:
-        if self._closing or self.transport is None:
-            return
-        if self.session.scheduler.pending_bytes or self.session.has_final:
-            return  # _flush closes once everything is out
-        self._closing = True
-        self._cancel_timer()
-        self.transport.close()
-
-    def _lost(self, reason: str) -> None:
-        self.session.connection_lost(reason)
-        self._process_events()
-
+    # -- reading pauses ----------------------------------------------------------------------
     def pause_reading(self, reason: str = "consumer") -> None:
         """Stop reading for ``reason`` (reading resumes once no reason is left)."""
         first = not self._read_pauses
