@@ -67,7 +67,7 @@ class AcceptedSide:
             conn.fold_link(stale)
             stale.abort()
         link.on_messages = conn.on_messages
-        link.on_event = conn.on_event
+        link.on_event = conn.link_events.on_event
         session = link.session
         session.conn_id = conn.id
         session.set_peer(link.peer)

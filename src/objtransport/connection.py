@@ -24,26 +24,18 @@ from .config import Options
 from .counters import LinkTotals, Traffic, add_counts
 from .drivers.base import Driver, Link, LinkParts
 from .endpoint import ConnState, Endpoint
-from .events import EventHub, Overloaded, SessionResumed
+from .events import EventHub, Overloaded
 from .events import SessionLost as SessionLostEvent
 from .info import ConnectionInfo
 from .lifecycle import emit, state_changed
 from .limits import Limits
+from .link_events import LinkEvents
 from .linkwait import LinkWait
 from .offline import OfflineQueue
 from .reconnect import Supervisor
 from .sansio.breaker import CircuitBreaker
 from .sansio.events import (
-    Acked,
-    Closed,
-    Event,
-    HandshakeComplete,
-    PongReceived,
     Received,
-    RepliesReceived,
-)
-from .sansio.events import (
-    SessionLost as CoreSessionLost,
 )
 from .sansio.framing import GoAwayCode
 from .sansio.reliability import ResumeState, Unacked
@@ -144,6 +136,8 @@ class Connection:
         self.server = AcceptedSide(self) if role == "server" else None
         #: what a send does while there is no open link; how the connection ends
         self.waiting = LinkWait(self)
+        #: what the sessions of its links tell it (links call ``link_events.on_event``)
+        self.link_events = LinkEvents(self)
         self.ending = Closing(self)
 
     # -- counters ---------------------------------------------------------------------------
@@ -183,8 +177,9 @@ class Connection:
         native session that sends nothing holds the place, with its HELLO timeout).
         """
         return LinkParts(self._new_session, None if detect else self.native,
-                         self.on_messages, self.on_event, self.options.max_pending_bytes,
-                         self.extra, self.server.adopt if self.server is not None else None,
+                         self.on_messages, self.link_events.on_event,
+                         self.options.max_pending_bytes, self.extra,
+                         self.server.adopt if self.server is not None else None,
                          self.limits.pacer, self.limits.receive_bucket)
 
     def set_bandwidth(self, max_bandwidth: float | None = None, burst: float | None = None,
@@ -240,34 +235,6 @@ class Connection:
         self._delivered_bytes = received
         self.last_activity = self.loop.time()
         self.hooks.deliver(self, msgs, nbytes)
-
-    def on_event(self, link: Link, ev: Event) -> None:
-        if isinstance(ev, PongReceived):
-            self.hooks.on_rtt(ev.rtt)
-        elif isinstance(ev, Acked):
-            self.confirmations.wake()
-        elif isinstance(ev, RepliesReceived):
-            self.hooks.on_replies(self, ev.replies)
-        elif isinstance(ev, CoreSessionLost):
-            self.session_lost(ev.unconfirmed)
-        elif isinstance(ev, HandshakeComplete):
-            self.resumed = ev.resumed
-            if ev.resumed:
-                emit(self, SessionResumed, resent=ev.resent)
-            if self.role == "server":
-                self.set_state(ConnState.CONNECTED)
-        elif isinstance(ev, Closed):
-            self.end_reason = (ev.reason, ev.error)
-            self.end_code = ev.code
-            if ev.error and not self.closed_by_user:
-                self.record_error(ev.reason)
-                self.hooks.on_error(self, ev.reason)
-                if ev.code == GoAwayCode.OVERLOADED and not ev.by_peer:
-                    # drivers/overload.py says "peer does not read"; other OVERLOADED ends
-                    # are memory budgets (e.g. max_total_reassembly_bytes)
-                    emit(self, Overloaded, reason=ev.reason,
-                         what="dropped_slow_consumer" if "does not read" in ev.reason
-                         else "dropped_over_budget")
 
     def set_state(self, state: ConnState) -> None:
         """The one place the state changes: wakes waiters and tells the owner."""
