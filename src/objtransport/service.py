@@ -5,6 +5,11 @@ It composes parts that each own their state: the connections and listeners by id
 (:mod:`.breakers`), the pools (:mod:`.pool_manager`), typed totals (:mod:`.counters`), the
 drivers (:mod:`.transports`), the inbox (:mod:`.inbox`) and handlers (:mod:`.dispatch`). It
 holds no protocol logic. Every task it starts is owned and cancelled on stop.
+
+Here: construction, the lifecycle, ``listen``, ``connect`` and ``disconnect``. The other
+public methods are grouped by topic in stateless mixins over :class:`~.api_parts.ServiceParts`:
+sending (:mod:`.api_sending`), request/reply and receiving (:mod:`.api_messaging`), groups
+(:mod:`.api_groups`), observing (:mod:`.api_observing`).
 """
 
 from __future__ import annotations
