@@ -185,6 +185,30 @@ async def test_orderly_close_delivers_everything_sent_before_it(pair: Any, pem: 
     assert sorted(int(x) for x in got) == list(range(2000))
 
 
+@pytest.mark.parametrize("framing", ["native", "raw"])
+async def test_stopping_a_client_ends_its_connection_at_once(pem: Pem, framing: str) -> None:
+    """The client's FIN goes out at once and the server answers it: stop() does not wait
+    out ``timeout`` (a raw client, with no GOAWAY to send, once did)."""
+    got: asyncio.Queue[Message] = asyncio.Queue()
+    async with NetworkTransport(timeout=5.0) as server:
+        listener = await server.listen("127.0.0.1", 0, transport="quic",
+                                       handler=_queue_handler(got), **pem.server)
+        client = NetworkTransport(timeout=5.0)
+        await client.start()
+        try:
+            conn = await client.connect("127.0.0.1", listener.port, transport="quic",
+                                        framing=framing, **pem.client)
+            for data in (b"one", b"two"):
+                await client.send_data(conn, data)
+            assert [(await asyncio.wait_for(got.get(), 5)).data for _ in range(2)] == [
+                b"one", b"two"]
+            started = asyncio.get_running_loop().time()
+        finally:
+            await client.stop()
+        assert asyncio.get_running_loop().time() - started < 2.5  # timeout is 5 s
+        await eventually(lambda: not listener.connections)
+
+
 async def test_the_session_resumes_after_the_listener_restarts_on_the_same_port(
         pem: Pem) -> None:
     got: list[bytes] = []

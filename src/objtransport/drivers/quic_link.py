@@ -588,7 +588,9 @@ class QuicLink(FlowControl):
             pump.transmit()
             self._close_quic(code, session.close_reason)
             return
-        # we end first: the connection stays until the peer's FIN (at most timeout)
+        # we end first: the connection stays until the peer's FIN (at most timeout); the
+        # FINs go now (raw framing has no GOAWAY: nothing else would transmit them)
+        pump.transmit()
         self._linger = self.loop.call_later(self.timeout, self._close_quic, code,
                                             session.close_reason)
 
