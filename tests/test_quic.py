@@ -593,3 +593,6 @@ async def test_a_slow_consumer_blocks_the_sender_within_limits(pem: Pem) -> None
         assert info.pending_bytes <= 4 * 256 * 1024 + 1024
         assert server.get_metrics().messages_queued <= 1000 * 2
         await client.disconnect(conn, timeout=0.1)
+        # its reading paused, the server does not see the client's close: its stop would
+        # wait for the client's FIN up to its timeout (5 s)
+        await server.stop(timeout=0.5)
