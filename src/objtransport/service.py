@@ -190,7 +190,7 @@ class NetworkTransport(SendingAPI, MessagingAPI, GroupsAPI, ObservingAPI):
         Without a ``handler`` messages wait for ``receive()``/``messages()``; a handler (plain
         or ``async def``) is called for each message instead. ``framing`` is ``"native"``,
         ``"raw"`` (``{packet, 4}``) or ``"auto"`` (detected per connection).
-        ``reuse_port=True`` (TCP/TLS, UDP) sets ``SO_REUSEPORT``: several processes listen on
+        ``reuse_port=True`` (every transport) sets ``SO_REUSEPORT``: several processes listen on
         one port and the kernel spreads connections among them (:func:`objtransport.serve`).
         """
         self._check_running()

@@ -361,6 +361,8 @@ class GrpcDriver:
 
     kind = TransportKind.GRPC
     extra_options: frozenset[str] = TLS_OPTIONS | AUTH_OPTIONS
+    #: ``listen(reuse_port=True)``: grpc's own ``grpc.so_reuseport`` (off otherwise)
+    reuse_port = True
 
     async def open(self, host: str, port: int, parts: LinkParts,
                    ssl_context: ssl_module.SSLContext | None, options: Options,
@@ -442,7 +444,8 @@ class GrpcDriver:
         """Serve ``Transport/Connect`` and the health service on ``host:port`` (0: any free
         port). Each call is native when its metadata asks for it, raw otherwise."""
         creds = server_credentials(ssl_context, extra)
-        server = grpc.aio.server(options=server_options(options))
+        server = grpc.aio.server(options=server_options(options,
+                                                         bool(extra.get("reuse_port"))))
         health = health_aio.HealthServicer()
         gserver = GrpcServer(server, health, 0)
 

@@ -194,11 +194,11 @@ def channel_options(options: Options, native: bool,
     return opts
 
 
-def server_options(options: Options) -> list[tuple[str, Any]]:
+def server_options(options: Options, reuse_port: bool = False) -> list[tuple[str, Any]]:
     limit = max(CARRIER_LIMIT, options.max_frame_size, options.max_message_size) + OVERHEAD
     return [("grpc.max_send_message_length", limit),
             ("grpc.max_receive_message_length", limit),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(reuse_port)),
             ("grpc.http2.min_ping_interval_without_data_ms", 1000),
             ("grpc.http2.max_ping_strikes", 0),
             ("grpc.keepalive_permit_without_calls", 1),

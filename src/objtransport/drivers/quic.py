@@ -286,6 +286,9 @@ class QuicDriver:
 
     kind = TransportKind.QUIC
     extra_options: frozenset[str] = TLS_OPTIONS
+    #: ``listen(reuse_port=True)``: SO_REUSEPORT; the kernel keeps each peer's address on
+    #: one socket (a client that migrates to a new address may land on another process)
+    reuse_port = True
 
     def __init__(self) -> None:
         #: session tickets by endpoint: reconnects start in 0-RTT
@@ -356,6 +359,8 @@ class QuicDriver:
         family, addr = infos[0][0], infos[0][4]
         sock = make_socket(family, options.udp_socket_buffer)
         try:
+            if extra.get("reuse_port"):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind(addr)
         except OSError as exc:
             sock.close()

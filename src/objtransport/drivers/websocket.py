@@ -162,6 +162,8 @@ class WebSocketDriver:
 
     kind = TransportKind.WEBSOCKET
     extra_options: frozenset[str] = frozenset({"path"}) | AUTH_OPTIONS
+    #: ``listen(reuse_port=True)``: SO_REUSEPORT, so that N processes share one port
+    reuse_port = True
 
     async def open(self, host: str, port: int, parts: LinkParts,
                    ssl_context: ssl_module.SSLContext | None, options: Options,
@@ -297,7 +299,8 @@ class WebSocketDriver:
 
         try:
             ws_server.server = await asyncio.get_running_loop().create_server(
-                factory, host, port, ssl=ssl_context, backlog=1024, reuse_address=True)
+                factory, host, port, ssl=ssl_context, backlog=1024, reuse_address=True,
+                reuse_port=bool(extra.get("reuse_port")) or None)
         except OSError as exc:
             raise ConnectError(f"{host}:{port}",
                                f"cannot listen: {describe_connect_error(exc)}") from exc
