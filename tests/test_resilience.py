@@ -171,8 +171,11 @@ async def test_pooled_sends_report_what_was_not_confirmed_too() -> None:
     port = _free_port()
     proc, out = await _spawn_listener(port)
     try:
+        # reconnect_max_delay: the restarted listener (a new process) may take seconds under
+        # load; uncapped doubling would put the next attempt past flush's 10 s
         async with NetworkTransport(reconnect_interval=0.05, max_reconnect_attempts=100,
-                                    failure_threshold=1000, pool_size=1) as client:
+                                    reconnect_max_delay=0.5, failure_threshold=1000,
+                                    pool_size=1) as client:
             conn = await client.send_to("127.0.0.1", port, b"#0")
             await client.flush(conn)
             proc.send_signal(signal.SIGSTOP)  # from now on nothing is acknowledged
