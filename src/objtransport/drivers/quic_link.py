@@ -39,18 +39,18 @@ from aioquic.quic.events import (
     StreamReset,
 )
 
-from ..exceptions import ConnectionNotReady, MessageTooLarge
-from ..sansio.core import ERROR_FREE, AnySession
+from ..sansio.core import AnySession
 from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
 from ..sansio.framing import FrameType, GoAwayCode
 from ..sansio.reliability import ResumeState
 from ..sansio.session import NativeSession
 from ..sansio.throttle import TokenBucket
 from .base import LinkParts
-from .flow import FlowControl
 from .pacing import Pacer
-from .quic_config import DATAGRAM_FRAME_MAX, close_code_to_goaway, describe_close
 from .quic_conn import ClientSocket, QuicPump
+from .quic_datagrams import QuicDatagrams
+from .quic_end import QuicEnded
+from .quic_inbound import Inbound, QuicInbound
 from .tcp import describe_connect_error
 
 __all__ = ["QUIC_HIGH", "QuicEnded", "QuicLink"]
@@ -64,41 +64,9 @@ _GOAWAY = int(FrameType.GOAWAY)
 _uids = itertools.count(1)
 
 
-class QuicEnded(Exception):
-    """The QUIC connection ended before its handshake completed (the session says why)."""
-
-
-class _Inbound:
-    """A peer stream's bytes not yet fed to the session (less than one frame, or held)."""
-
-    __slots__ = ("buf", "fin", "skip")
-
-    def __init__(self, skip: int = 0) -> None:
-        self.buf = bytearray()
-        self.fin = False
-        self.skip = skip  # leading bytes fed as they come (the control stream's magic)
-
-
-def _whole(data: bytes | bytearray, off: int, n: int, stop_goaway: bool,
-           max_frame: int) -> tuple[int, bool]:
-    """End of the last complete frame from ``off`` (stopping before a GOAWAY when asked),
-    and whether it stopped at a GOAWAY. A frame longer than ``max_frame`` counts as whole
-    (its header goes to the session, which refuses it before its body is buffered)."""
-    while off + 4 <= n:
-        (length,) = _LEN(data, off)
-        if length > max_frame:
-            return n, False
-        if stop_goaway and off + 5 < n and data[off + 5] == _GOAWAY:
-            return off, True
-        end = off + 4 + length
-        if end > n:
-            break
-        off = end
-    return off, False
-
-
-class QuicLink(FlowControl):
-    """One QUIC connection bound to one session (native or raw)."""
+class QuicLink(QuicInbound, QuicDatagrams):
+    """One QUIC connection bound to one session (native or raw); what it receives, its
+    DATAGRAM frames and its ending are its bases' (quic_inbound, quic_datagrams, quic_end)."""
 
     def __init__(self, pump: QuicPump, session: AnySession, parts: LinkParts, client: bool,
                  peer: Any) -> None:
@@ -138,7 +106,7 @@ class QuicLink(FlowControl):
         self.control = 0  # the client's first bidirectional stream
         self._control_open = client  # a server may send on stream 0 once the client opened it
         self._out: dict[int, int] = {}  # objtransport stream -> our unidirectional stream
-        self._in: dict[int, _Inbound] = {self.control: _Inbound(4 if self.native else 0)}
+        self._in: dict[int, Inbound] = {self.control: Inbound(4 if self.native else 0)}
         self._peer_uni = 3 if client else 2  # the peer's first unidirectional stream id
         self._early: list[bytes | bytearray] = []  # data-stream frames before the HELLO
         self._route_left = 0  # bytes of the current outgoing frame still to route
@@ -222,182 +190,8 @@ class QuicLink(FlowControl):
                 self.fail(f"the peer reset QUIC stream {event.stream_id} "
                           f"(code {event.error_code})", GoAwayCode.PROTOCOL_ERROR)
 
-    def _on_stream(self, sid: int, data: bytes, fin: bool) -> None:
-        session = self.session
-        if sid == self.control:
-            self._control_open = True
-        if session.closed and not self.native:
-            if fin and sid == self.control:
-                self._peer_final_seen()
-            return
-        now = monotonic()
-        if self.receive_bucket is not None:
-            self._throttle(len(data), now)
-        if not self.native:
-            if sid != self.control:
-                return  # raw peers use stream 0 only; anything else is ignored
-            msgs = session.receive_data(data, now) if data else []
-            self._delivered(msgs)
-            if fin:
-                self._peer_final_seen()
-                if not session.closed:
-                    # a raw peer ends its side between two messages: an orderly end
-                    session.connection_lost("peer closed its stream")
-                    self._process_events()
-            return
-        st = self._in.get(sid)
-        if st is None:
-            if sid % 4 != self._peer_uni:
-                return  # not a stream of ours to read: ignored
-            st = self._in[sid] = _Inbound()
-        msgs = self._feed(sid, st, data, now)
-        if fin:
-            st.fin = True
-            if sid == self.control:
-                self._peer_final_seen()
-            elif self._held_goaway and self._peer_data_done():
-                msgs += self._feed(self.control, self._in[self.control], b"", now)
-        self._delivered(msgs)
-
-    def _feed(self, sid: int, st: _Inbound, data: bytes, now: float) -> list[Received]:
-        """Feed the session the whole frames of ``st`` plus ``data``; keep the rest."""
-        session = self.session
-        out: list[Received] = []
-        if st.skip:
-            head = data[:st.skip]
-            st.skip -= len(head)
-            data = data[len(head):]
-            out += session.receive_data(head, now)
-        control = sid == self.control
-        stop = control and len(self._in) > 1 and not self._peer_data_done()
-        max_frame = session.options.max_frame_size + 8
-        if st.buf:
-            st.buf += data
-            buf: bytes | bytearray = st.buf
-        else:
-            buf = data
-        n = len(buf)
-        end, held = _whole(buf, 0, n, stop, max_frame)
-        if control:
-            self._held_goaway = held
-        if end:
-            chunk = buf[:end] if end < n or buf is st.buf else buf
-            if not control and not session.is_open:
-                self._early.append(bytes(chunk))
-            else:
-                out += session.receive_data(chunk, now)
-                if self._early and session.is_open:
-                    early, self._early = self._early, []
-                    for piece in early:
-                        out += session.receive_data(piece, now)
-        if buf is st.buf:
-            del st.buf[:end]
-        elif end < n:
-            st.buf += buf[end:]
-        return out
-
-    def _peer_data_done(self) -> bool:
-        """Every data stream the peer opened so far has ended (FIN) and been fed, with no
-        stream id skipped (ids are used in order: a gap is a stream still to come)."""
-        ids = [sid for sid in self._in if sid != self.control]
-        if not ids:
-            return True
-        if (max(ids) - self._peer_uni) // 4 + 1 != len(ids):
-            return False
-        return all(self._in[sid].fin and not self._in[sid].buf for sid in ids)
-
-    def _peer_final_seen(self) -> None:
-        """The peer ended its control stream (raw: stream 0)."""
-        if self._peer_final:
-            return
-        self._peer_final = True
-        session = self.session
-        if self._final_sent:
-            self._close_quic(session.close_code, session.close_reason)
-        elif self.native and not session.closed and not self._held_goaway:
-            session.connection_lost("the peer ended its control stream without GOAWAY")
-            self._process_events()
-
-    def _terminated(self, event: ConnectionTerminated) -> None:
-        session = self.session
-        if not session.closed:
-            if event.frame_type is None:  # the peer's application close: a GOAWAY code
-                code = close_code_to_goaway(event.error_code)
-                session.peer_closed(code, event.reason_phrase or f"closed by peer ({code})")
-            else:
-                session.connection_lost(describe_close(event.error_code, event.frame_type,
-                                                       event.reason_phrase))
-            self._process_events()
-        self._quic_closed = True
-        if self._linger is not None:
-            self._linger.cancel()
-            self._linger = None
-        self._finish()
-
-    # -- receiving ---------------------------------------------------------------------------
     def _answer(self) -> None:
         self._schedule_flush()
-
-    def _throttle(self, nbytes: int, now: float) -> None:
-        bucket = self.receive_bucket
-        assert bucket is not None
-        bucket.consume(nbytes, now)
-        if bucket.tokens(now) < 0 and "throttle" not in self._read_pauses:
-            self.pause_reading("throttle")
-            self.loop.call_later(bucket.time_until(0, now), self.resume_reading, "throttle")
-
-    def pause_reading(self, reason: str = "consumer") -> None:
-        """Stop reading: datagrams of this connection are dropped (QUIC sends them again
-        later, and its congestion control slows the peer down)."""
-        if not self._read_pauses:
-            self.session.reading_paused(monotonic())  # not the peer's time
-        self._read_pauses.add(reason)
-        self.pump.paused = True
-
-    def resume_reading(self, reason: str = "consumer") -> None:
-        self._read_pauses.discard(reason)
-        if not self._read_pauses:
-            self.pump.paused = False
-            self.session.reading_resumed(monotonic())
-
-    # -- unreliable messages -----------------------------------------------------------------
-    def send_datagram(self, data: bytes | bytearray | memoryview) -> None:
-        """Send one message as a QUIC DATAGRAM frame (unreliable, unordered).
-
-        Raises ``MessageTooLarge`` (nothing sent) when it cannot fit one packet, and
-        ``ConnectionNotReady`` unless the session is open.
-        """
-        session = self.session
-        if not session.is_open:
-            raise ConnectionNotReady(session.conn_id, session.state.value)
-        limit = self.datagram_limit
-        if len(data) > limit:
-            raise MessageTooLarge(len(data), limit)
-        self.quic.send_datagram_frame(bytes(data))
-        self.datagrams_sent += 1
-        session.bytes_sent += len(data)
-        self.pump.transmit_soon()
-
-    @property
-    def datagram_limit(self) -> int:
-        """The largest payload one DATAGRAM frame carries on this connection."""
-        size = self.quic.configuration.max_datagram_size
-        return min(DATAGRAM_FRAME_MAX, size - 64)  # short header, frame header, AEAD tag
-
-    def datagram_counters(self) -> dict[str, int]:
-        """Unreliable messages (DATAGRAM frames) sent and received on this link, and those
-        dropped because the session was not open."""
-        return {"quic_datagrams_sent": self.datagrams_sent,
-                "quic_datagrams_received": self.datagrams_received,
-                "quic_datagrams_dropped": self.datagrams_dropped}
-
-    def _on_datagram(self, data: bytes) -> None:
-        session = self.session
-        if not session.is_open:
-            self.datagrams_dropped += 1
-            return
-        self.datagrams_received += 1
-        self._delivered([data])
 
     # -- sending -----------------------------------------------------------------------------
     def send(self, data: bytes | bytearray | memoryview, stream: int = 0, priority: int = 2,
@@ -564,92 +358,6 @@ class QuicLink(FlowControl):
                 is_unidirectional=True)
             self.quic.send_stream_data(sid, b"")  # takes the id (the next one is another)
         return sid
-
-    # -- closing -----------------------------------------------------------------------------
-    def _end_writing(self) -> None:
-        """Everything the closed session had is handed over: end our streams, then close
-        the connection now (an error; or the peer already ended) or once the peer ends its
-        side (at most ``timeout`` from now)."""
-        if self._final_sent:
-            return
-        self._final_sent = True
-        session = self.session
-        pump = self.pump
-        for sid in self._out.values():
-            pump.send_stream(sid, b"", end=True)
-        pump.send_stream(self.control, b"", end=True)
-        code = session.close_code
-        if code is not None and code not in ERROR_FREE:
-            self._close_quic(code, session.close_reason)
-            return
-        if self._peer_final or self._closed_by_peer:
-            # we end second: our FIN leaves in a packet of its own (the peer closes on it,
-            # at once), then the connection closes
-            pump.transmit()
-            self._close_quic(code, session.close_reason)
-            return
-        # we end first: the connection stays until the peer's FIN (at most timeout); the
-        # FINs go now (raw framing has no GOAWAY: nothing else would transmit them)
-        pump.transmit()
-        self._linger = self.loop.call_later(self.timeout, self._close_quic, code,
-                                            session.close_reason)
-
-    def _close_quic(self, code: int | None, reason: str) -> None:
-        """Close the QUIC connection (application close carrying the GOAWAY code), send it,
-        and end the link; aioquic drains the connection in the background."""
-        if self._linger is not None:
-            self._linger.cancel()
-            self._linger = None
-        if self._quic_closed:
-            return
-        self._quic_closed = True
-        app = code if code is not None and 0 <= code < 0x3fff_ffff else GoAwayCode.NORMAL
-        self.quic.close(error_code=int(app), reason_phrase=reason[:200])
-        self.pump.transmit()
-        if self.socket is not None:  # a client skips the draining period
-            self.pump.stop()
-            self.socket.close()
-        self._finish()
-
-    def close(self, code: int = GoAwayCode.NORMAL, reason: str = "closed") -> None:
-        """Orderly close: queued messages go out, then GOAWAY (native), then the streams
-        end and the connection closes."""
-        self.session.close(code, reason)
-        self._process_events()
-        self._flush()
-
-    def fail(self, reason: str, code: int) -> None:
-        self.session.fail(reason, code)
-        self._process_events()
-        self._flush()
-        self._close_quic(code, reason)
-
-    def abort(self) -> None:
-        """Close the connection at once, discarding what is queued."""
-        session = self.session
-        if not session.closed:
-            session.connection_lost("aborted")
-            self._process_events()
-        self._close_quic(GoAwayCode.PROTOCOL_ERROR, "aborted")
-
-    def _finish(self) -> None:
-        """The link is over: stop its timers, wake every waiter, resolve ``lost``."""
-        session = self.session
-        if not session.closed:
-            session.connection_lost("connection closed")
-            self._process_events()
-        self._cancel_timer()
-        for handle in (self._flush_handle, self._pace_handle, self._keepalive):
-            if handle is not None:
-                handle.cancel()
-        self._flush_handle = self._pace_handle = self._keepalive = None
-        if not self.handshake_done.done():
-            self.handshake_done.set_exception(QuicEnded(session.close_reason))
-            self.handshake_done.exception()
-        if not self.lost.done():
-            self.lost.set_result(None)
-        self._wake_flushed()
-        self._wake_drain_waiters(everyone=True)
 
     # -- events and time ---------------------------------------------------------------------
     def _process_events(self) -> None:
