@@ -383,63 +383,7 @@ def test_without_aioquic_quic_is_unsupported_with_the_install_hint() -> None:
     assert "pip install 'objtransport[quic]'" in out.stdout
 
 
-# -- (2) streams without head-of-line blocking ----------------------------------------------
-async def _lossy_run(pem: Pem, streams: tuple[int, int], seed: int) -> list[tuple[int, int]]:
-    """Send 600 numbered messages alternating between two objtransport streams through a
-    proxy dropping 2 % of the client's datagrams; return (flow, number) in arrival order."""
-    from objtransport.testing import LossyDatagramProxy
-
-    arrived: list[tuple[int, int]] = []
-    total = 600
-    async with NetworkTransport(timeout=5.0) as server, NetworkTransport(
-            timeout=5.0) as client:
-        listener = await server.listen(
-            "127.0.0.1", 0, transport="quic",
-            handler=lambda m: arrived.append((m.data[0], int(m.data[1:]))), **pem.server)
-        proxy = await LossyDatagramProxy("127.0.0.1", listener.port, seed=seed,
-                                         drop=0.02).start()
-        try:
-            conn = await client.connect("127.0.0.1", proxy.port, transport="quic",
-                                        **pem.client)
-            for i in range(total):
-                flow = i % 2
-                await client.send_data(conn, b"%c%d" % (flow, i), stream=streams[flow])
-                await asyncio.sleep(0)  # one message per packet: a loss hits one flow
-            await client.flush(conn, timeout=10)
-            assert len(proxy.dropped) >= 5
-            await client.disconnect(conn)
-        finally:
-            await proxy.close()
-    assert sorted(n for _, n in arrived) == list(range(total))  # nothing lost
-    return arrived
-
-
-def _overtaken(arrived: list[tuple[int, int]]) -> int:
-    """Messages of flow 0 that a later-sent message of flow 1 overtook (flow 0 waited for a
-    retransmission while flow 1 went on)."""
-    seen_max = -1
-    count = 0
-    for flow, n in arrived:
-        if flow == 1:
-            seen_max = max(seen_max, n)
-        elif seen_max > n:
-            count += 1
-    return count
-
-
-# on uvloop the seeded loss pattern drops 1 datagram, not >= 5 (the QUIC driver still
-# stamps aioquic with loop.time(), 1 ms steps there): reported to the lead, default loop only
-@pytest.mark.asyncio(loop_factories=["default"])
-async def test_a_loss_on_one_stream_does_not_delay_another(pem: Pem) -> None:
-    # objtransport streams 1 and 2: two QUIC streams. Stream 2 goes on while stream 1 waits
-    arrived = await _lossy_run(pem, (1, 2), seed=3)
-    assert _overtaken(arrived) > 0
-    for flow in (0, 1):  # each stream stays in order
-        mine = [n for f, n in arrived if f == flow]
-        assert mine == sorted(mine)
-    # the same traffic on one stream (one ordered byte stream, as TCP is): both wait
-    arrived = await _lossy_run(pem, (0, 0), seed=3)
-    assert [n for _, n in arrived] == list(range(600))
+# -- (2) streams without head-of-line blocking: tests/test_quic_hol.py ----------------------
 
 
 # -- (3) unreliable messages as DATAGRAM frames ---------------------------------------------
