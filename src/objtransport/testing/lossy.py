@@ -14,7 +14,15 @@ test can account for every loss::
     await proxy.close()
 
 Each client address gets its own upstream socket, so the listener sees distinct peers.
-Every socket and callback is owned by the proxy and released by ``close()``.
+Every socket and callback is owned by the proxy and released by ``close()`` (or ``async
+with``).
+
+``reset_every=N`` cuts a client's flow after N bytes from it (what a TCP reset is to
+``FaultProxy``): its upstream socket closes, its address is forgotten for good (its later
+datagrams are dropped), and the proxy's port refuses everything for ``outage`` seconds, so
+the client's next datagram meets ICMP port unreachable and a connected client socket fails
+at once. The port stays ours meanwhile (the socket is connected elsewhere, then replaced by
+a new one bound with SO_REUSEPORT). ``resets`` counts the cuts.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ class _Upstream:
         self.sock = _socket()
         self.sock.connect(proxy.upstream)
         self.held: bytes | None = None
+        self.received = 0  # bytes from the client
         self.hold_handle: asyncio.TimerHandle | None = None
         proxy.loop.add_reader(self.sock.fileno(), self._on_reply)
 
@@ -80,7 +89,8 @@ class LossyDatagramProxy:
 
     def __init__(self, upstream_host: str, upstream_port: int, host: str = "127.0.0.1",
                  port: int = 0, *, seed: int = 0, drop: float = 0.0, duplicate: float = 0.0,
-                 reorder: float = 0.0, hold: float = 0.01, both_ways: bool = False) -> None:
+                 reorder: float = 0.0, hold: float = 0.01, both_ways: bool = False,
+                 reset_every: int | None = None, outage: float = 0.1) -> None:
         self.upstream = (upstream_host, upstream_port)
         self.host = host
         self.port = port
@@ -90,6 +100,11 @@ class LossyDatagramProxy:
         self.reorder = reorder
         self.hold = hold
         self.both_ways = both_ways
+        self.reset_every = reset_every
+        self.outage = outage
+        self.resets = 0
+        self._cut: set[Any] = set()  # client addresses whose flow was cut
+        self._dark: asyncio.TimerHandle | None = None
         #: client -> listener datagrams handed on, in order (a duplicate appears twice)
         self.forwarded: list[bytes] = []
         #: client -> listener datagrams thrown away
@@ -104,11 +119,42 @@ class LossyDatagramProxy:
 
     async def start(self) -> LossyDatagramProxy:
         self.loop = asyncio.get_running_loop()
-        front = self._front = _socket()
+        self._open_front()
+        return self
+
+    async def __aenter__(self) -> LossyDatagramProxy:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _open_front(self) -> None:
+        front = _socket()
+        if self.reset_every is not None:  # the port is handed to a new socket after a cut
+            front.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         front.bind((self.host, self.port))
         self.port = front.getsockname()[1]
         self.loop.add_reader(front.fileno(), self._on_request)
-        return self
+        old, self._front = self._front, front
+        if old is not None:
+            self.loop.remove_reader(old.fileno())
+            old.close()
+
+    def _cut_flow(self, addr: Any) -> None:
+        """Reset the flow of ``addr``: see the module doc."""
+        self.resets += 1
+        self._cut.add(addr)
+        up = self._ups.pop(addr, None)
+        if up is not None:
+            up.close()
+        if self._dark is None and self._front is not None:
+            # connected to our own address: nothing else matches it, the kernel refuses
+            self._front.connect(self._front.getsockname())
+            self._dark = self.loop.call_later(self.outage, self._light)
+
+    def _light(self) -> None:
+        self._dark = None
+        self._open_front()
 
     def _on_request(self) -> None:
         front = self._front
@@ -120,10 +166,16 @@ class LossyDatagramProxy:
                 return
             except OSError:
                 continue
+            if addr in self._cut:
+                continue
             up = self._ups.get(addr)
             if up is None:
                 up = self._ups[addr] = _Upstream(self, addr)
             self._fault(up, data, self.forwarded, self.dropped, up.send)
+            up.received += len(data)
+            if self.reset_every is not None and up.received >= self.reset_every:
+                self._cut_flow(addr)
+                return
 
     def _fault(self, up: _Upstream, data: bytes, log: list[bytes] | None,
                dropped: list[bytes] | None, send: Any) -> None:
@@ -181,6 +233,9 @@ class LossyDatagramProxy:
             send(data)
 
     async def close(self) -> None:
+        if self._dark is not None:
+            self._dark.cancel()
+            self._dark = None
         for up in self._ups.values():
             up.close()
         self._ups.clear()
