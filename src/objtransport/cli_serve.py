@@ -51,8 +51,8 @@ def add_parser(sub: argparse._SubParsersAction[Parser],
     p.add_argument("--metrics-host", default="127.0.0.1", metavar="HOST",
                    help="address of the metrics endpoint")
     p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="listener processes sharing the port (SO_REUSEPORT; TCP, TLS, UDP); a "
-                   "dead one is restarted, SIGTERM stops all")
+                   help="listener processes sharing the port (SO_REUSEPORT; TCP, TLS, UDP, "
+                   "QUIC); a dead one is restarted, SIGTERM stops all")
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -102,8 +102,8 @@ async def _serve_workers(args: argparse.Namespace, targs: TransportArgs) -> int:
     """``--workers N``: N processes on one port (:func:`objtransport.serve`)."""
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
-    if targs.transport not in ("tcp", "udp") or args.live:
-        raise CliError("--workers > 1 serves TCP, TLS or UDP, without --live")
+    if targs.transport not in ("tcp", "udp", "quic") or args.live:
+        raise CliError("--workers > 1 serves TCP, TLS, UDP or QUIC, without --live")
     certfile = keyfile = cafile = None
     if targs.tls:
         if targs.cert is None or targs.key is None:

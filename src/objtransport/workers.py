@@ -47,6 +47,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -99,7 +100,7 @@ class _Spec:
     tls: tuple[str, str, str | None] | None = None
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        if self.tls is None:
+        if self.tls is None or self.transport == "quic":
             return None
         certfile, keyfile, cafile = self.tls
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -108,6 +109,17 @@ class _Spec:
             ctx.load_verify_locations(cafile)
             ctx.verify_mode = ssl.CERT_REQUIRED
         return ctx
+
+    def listen_tls(self) -> dict[str, Any]:
+        """The listener's TLS options: an ``ssl_context``, or for QUIC the PEM itself."""
+        if self.tls is None or self.transport != "quic":
+            return {"ssl_context": self.ssl_context()}
+        certfile, keyfile, cafile = self.tls
+        pem = {"certificate_chain": Path(certfile).read_bytes(),
+               "private_key": Path(keyfile).read_bytes()}
+        if cafile is not None:  # clients must show a certificate signed by it
+            pem["root_certificates"] = Path(cafile).read_bytes()
+        return pem
 
 
 def _worker_main(spec: _Spec, pipe: Pipe) -> None:
@@ -127,7 +139,7 @@ async def _worker(spec: _Spec, pipe: Pipe) -> None:
     async with NetworkTransport(**spec.service_options) as net:
         listener = await net.listen(spec.host, spec.port, transport=TransportKind(spec.transport),
                                     handler=spec.factory(net), reuse_port=True,
-                                    ssl_context=spec.ssl_context(), **spec.listen_options)
+                                    **spec.listen_tls(), **spec.listen_options)
 
         def on_request() -> None:
             try:
@@ -193,7 +205,7 @@ class WorkerPool:
         tls = (certfile, keyfile, cafile) if certfile is not None and keyfile is not None \
             else None
         if tls is not None:  # fail here, not in every worker
-            _Spec(handler_factory, host, port, transport, {}, {}, tls).ssl_context()
+            _Spec(handler_factory, host, port, transport, {}, {}, tls).listen_tls()
         self._spec = _Spec(handler_factory, host, port, transport,
                            dict(service_options or {}), listen_options, tls)
         self._slots = [_Slot(i) for i in range(n)]
@@ -229,10 +241,11 @@ class WorkerPool:
         to start (the others are stopped)."""
         self._loop = asyncio.get_running_loop()
         if self.port == 0:  # one port for all: reserve it (bound, not listening)
-            self._reserve = _reserve_port(self.host, self._spec.transport == "udp")
+            udp = self._spec.transport in ("udp", "quic")
+            self._reserve = _reserve_port(self.host, udp)
             self.port = self._reserve.getsockname()[1]
             self._spec = dataclasses.replace(self._spec, port=self.port)
-            if self._spec.transport == "udp":  # a bound UDP socket would take datagrams
+            if udp:  # a bound UDP socket would take datagrams
                 self._reserve.close()
                 self._reserve = None
         for slot in self._slots:
