@@ -188,6 +188,7 @@ class QuicServer:
                               session_ticket_handler=self._tickets.add)
         pump = QuicPump(quic, self._send)
         pump.on_routing = lambda ev: self._routing(pump, ev)
+        pump.on_closing = self._check_closed
         pump.handler = lambda ev: self._before_link(pump, addr, ev)
         self._routes[header.destination_cid] = pump
         self._routes[quic.host_cid] = pump
@@ -213,17 +214,20 @@ class QuicServer:
         self._pumps.discard(pump)
         for cid in [c for c, p in self._routes.items() if p is pump]:
             del self._routes[cid]
-        if self._closing and not self._pumps:
+        self._check_closed()
+
+    def _check_closed(self) -> None:
+        """Closing, every connection has sent its CONNECTION_CLOSE (or ended): the listener
+        need not wait out aioquic's closing periods (3 PTO each, seconds on a slow path)."""
+        if self._closing and all(p.closing for p in self._pumps):
             self._closed.set()
 
     def _handshake_expired(self, pump: QuicPump) -> None:
         if self._handshaking.pop(pump, None) is None:
             return
         self.handshake_timeouts += 1
-        pump.quic.close(error_code=QuicErrorCode.CONNECTION_REFUSED,
-                        frame_type=QuicFrameType.PADDING,
-                        reason_phrase=f"no handshake within {self.options.timeout:g} s")
-        pump.transmit()
+        pump.close(QuicErrorCode.CONNECTION_REFUSED,
+                   f"no handshake within {self.options.timeout:g} s", QuicFrameType.PADDING)
         pump.process_events()
         self._forget(pump)  # no draining period for a peer that never finished
 
@@ -239,10 +243,9 @@ class QuicServer:
         parts = None if self._closing else self.accept()
         if parts is None:
             self.refused += 1
-            pump.quic.close(error_code=QuicErrorCode.CONNECTION_REFUSED,
-                            frame_type=QuicFrameType.PADDING,
-                            reason_phrase="too many connections" if not self._closing
-                            else "the listener is closing")
+            pump.close(QuicErrorCode.CONNECTION_REFUSED,
+                       "too many connections" if not self._closing
+                       else "the listener is closing", QuicFrameType.PADDING)
             return
         native = event.alpn_protocol == ALPN_NATIVE
         session = parts.make_session(native)
@@ -264,11 +267,12 @@ class QuicServer:
     def close(self) -> None:
         """Accept no new connection (the service closes the accepted ones in order)."""
         self._closing = True
-        if not self._pumps:
-            self._closed.set()
+        self._check_closed()
 
     async def wait_closed(self) -> None:
-        """Wait (at most ``timeout``) for the connections to end, then free the port."""
+        """Wait (at most ``timeout``) until every connection has ended or sent its
+        CONNECTION_CLOSE, then stop them all (no closing periods waited out) and free the
+        port."""
         try:
             async with asyncio.timeout(self.options.timeout):
                 await self._closed.wait()

@@ -67,6 +67,10 @@ class QuicPump:
         self.transmits = 0
         self.datagrams_received = 0
         self.terminated = False
+        #: we sent CONNECTION_CLOSE (``close``): aioquic only drains from here on
+        self.closing = False
+        #: told once, when ``closing`` turns True (a stopping listener waits for it)
+        self.on_closing: Callable[[], None] | None = None
         self.paused = False  # reading paused: datagrams are dropped (the peer resends)
         self.overrun = 0
 
@@ -131,6 +135,18 @@ class QuicPump:
     def unsent(self) -> int:
         """Stream bytes aioquic probably still holds (an estimate, see the module doc)."""
         return self.handed - self.left
+
+    def close(self, error_code: int, reason: str, frame_type: int | None = None) -> None:
+        """Close the connection: CONNECTION_CLOSE goes out now. aioquic then keeps the
+        connection for its closing period (3 PTO) to answer late packets; whoever holds the
+        pump may ``stop()`` it sooner (a stopping listener does not wait that out)."""
+        self.quic.close(error_code=error_code, frame_type=frame_type,
+                        reason_phrase=reason[:200])
+        self.transmit()
+        if not self.closing:
+            self.closing = True
+            if self.on_closing is not None:
+                self.on_closing()
 
     def send_stream(self, stream_id: int, data: Any, end: bool = False) -> None:
         self.handed += len(data)

@@ -119,8 +119,7 @@ class QuicEnding(FlowControl):
             return
         self._quic_closed = True
         app = code if code is not None and 0 <= code < 0x3fff_ffff else GoAwayCode.NORMAL
-        self.quic.close(error_code=int(app), reason_phrase=reason[:200])
-        self.pump.transmit()
+        self.pump.close(int(app), reason)
         if self.socket is not None:  # a client skips the draining period
             self.pump.stop()
             self.socket.close()
