@@ -227,6 +227,33 @@ async def test_offline_sends_are_reported_unconfirmed_when_the_connection_is_giv
         assert client.unconfirmed(conn) == payloads
 
 
+async def test_a_stop_begun_on_a_link_that_is_then_reset_does_not_wait_for_a_reconnection(
+        ) -> None:
+    """stop() waits for ACKs on the open link; when that link is reset meanwhile and the
+    reconnection is refused, it returns at once (not after its 30 s timeout) and what the
+    peer never acknowledged is reported unconfirmed, not dropped."""
+    async with NetworkTransport() as server:
+        listener = await server.listen("127.0.0.1", 0)
+        client = NetworkTransport(timeout=30.0, reconnect_interval=0.01)
+        async with client, FaultProxy("127.0.0.1", listener.port) as proxy:
+            conn = await client.connect("127.0.0.1", proxy.port)
+            await client.send_data(conn, b"acked", wait_ack=True)
+            proxy.blackhole(True)  # what follows is never acknowledged
+            await client.send_data(conn, b"in doubt")
+            sub = client.events()
+            stopping = asyncio.create_task(client.stop())
+            # while the link lives, the stop waits for the ACK the blackhole holds back
+            await asyncio.wait({stopping}, timeout=0.2)
+            assert not stopping.done()
+            await proxy.close()  # RST, and the port refuses the reconnection
+            async with asyncio.timeout(3.0):  # the bug waited out the whole 30 s
+                await stopping
+            kinds = []
+            while (ev := sub.get_nowait()) is not None:
+                kinds.append(type(ev).__name__)
+            assert "SessionLost" in kinds, kinds
+
+
 # -- 11. per-class backpressure: a high send does not wait for low bulk ----------------------
 @pytest.mark.parametrize("transport", ["tcp", "websocket", "grpc"])
 @pytest.mark.parametrize("priority", ["high", "control"])

@@ -12,6 +12,7 @@ from .sansio.reliability import Unacked
 
 if TYPE_CHECKING:
     from .connection import Connection
+    from .drivers.base import Link
 
 __all__ = ["Confirmations"]
 
@@ -56,12 +57,15 @@ class Confirmations:
         self.unconfirmed.clear()
         return out
 
-    async def wait(self, conn: Connection, timeout: float, seq: int | None = None) -> None:
+    async def wait(self, conn: Connection, timeout: float, seq: int | None = None, *,
+                   on_link: Link | None = None) -> None:
         """Wait until ``conn``'s peer acknowledged everything sent so far (or up to ``seq``).
 
         Raises ``SendTimeout`` after ``timeout`` s and ``SessionLost`` if the peer lost the
         session meanwhile. Without ACKs (raw framing) it waits until all is handed to the
-        socket.
+        socket. With ``on_link``, the wait also ends (quietly) once that link is no longer the
+        connection's: what it acknowledged by then is all it can (an orderly close does not
+        wait for a reconnection); the caller looks at what stays unacknowledged.
         """
         lost_before = self.total
         rs = conn.resume_state
@@ -77,6 +81,9 @@ class Confirmations:
                         return
                     if (not rs.unacked_count and not len(conn.offline)) or (
                             seq is not None and rs.acked >= seq):
+                        return
+                    if on_link is not None and (link is not on_link
+                                                or conn.state is not ConnState.CONNECTED):
                         return
                     if conn.state is ConnState.DISCONNECTED:
                         raise ConnectionNotReady(conn.id, conn.state.value, str(conn.endpoint))

@@ -41,7 +41,9 @@ class Closing:
         link = conn.link
         if link is not None and getattr(link.session, "acks", False) and link.session.open:
             try:
-                await conn.wait_acked(timeout)
+                # on this link only: one lost meanwhile (reset, refused reconnection) ends
+                # the wait, a close never waits for a reconnection that may not come
+                await conn.wait_acked(timeout, on_link=link)
             except TransportError:
                 pass  # reported below
         conn.closed_by_user = True

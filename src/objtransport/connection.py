@@ -321,14 +321,16 @@ class Connection:
         """Hand over (and forget) the payloads whose delivery could not be confirmed."""
         return self.confirmations.take()
 
-    async def wait_acked(self, timeout: float, seq: int | None = None) -> None:
+    async def wait_acked(self, timeout: float, seq: int | None = None, *,
+                         on_link: Link | None = None) -> None:
         """Wait until the peer acknowledged everything sent so far (or up to ``seq``).
 
         Raises ``SendTimeout`` after ``timeout`` s and ``SessionLost`` if the peer lost the
         session meanwhile. Without ACKs (raw framing) it waits until all is handed to the
-        socket.
+        socket. With ``on_link``, it returns early once that link is lost
+        (:meth:`.Confirmations.wait`).
         """
-        await self.confirmations.wait(self, timeout, seq)
+        await self.confirmations.wait(self, timeout, seq, on_link=on_link)
 
     # -- sending while there is no open link (LinkWait) ---------------------------------------
     def queue_offline(self, data: bytes | bytearray | memoryview, stream: int, priority: int,
