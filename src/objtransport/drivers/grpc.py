@@ -395,16 +395,19 @@ class GrpcDriver:
                         raise
                     # raw: the server answered, and its status ended the call already;
                     # as when it comes a moment later, the link reports it (not a raise)
+                if native:
+                    # the HELLO waits for the listener's answer: a call it refused (full,
+                    # closing) is never written to, as grpc's aio client reports a write
+                    # that races the end of the call as INTERNAL, hiding the real status
+                    stage = ("waiting for the listener's answer (a plain gRPC server? "
+                             "connect with framing='raw')")
+                    await self._check_native(call, endpoint)
                 session: AnySession = parts.make_session(native)
                 if not native:
                     session = MessageSession.like(session, monotonic(),
                                                   keepalive=False)
                 link = GrpcLink(session, parts, (host, port), call=call, channel=channel)
                 link.start()  # a native client speaks first: its HELLO goes out now
-                if native:
-                    stage = ("waiting for the listener's answer (a plain gRPC server? "
-                             "connect with framing='raw')")
-                    await self._check_native(call, endpoint)
                 stage = "in the session handshake"
                 await asyncio.shield(link.ready)
             return link
