@@ -28,6 +28,7 @@ from objtransport import (
     NetworkTransport,
     SessionLost,
 )
+from objtransport.events import Connected, Reconnecting
 from objtransport.testing import FaultProxy, eventually
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +78,10 @@ async def test_blackhole_is_detected_by_keepalive_then_the_session_resumes() -> 
             detected = loop.time() - started
             proxy.blackhole(False)
             await client.flush(conn, timeout=10.0)
-    assert detected <= keepalive + pong + 2 * pong  # silence rule, plus timer slack
+    # found by keepalive (TCP alone would take minutes): the silence rule's exact instant is
+    # tested with virtual time in tests/sansio/test_session.py; here 1.5 s is slack for a
+    # loaded machine's late timers (1.25 s seen in all at load 7, against 1.1 s allowed then)
+    assert detected <= keepalive + pong + 1.5, detected
     assert got == [b"before", b"into the void"]
 
 
@@ -218,37 +222,42 @@ async def test_a_given_up_pooled_connection_keeps_its_report() -> None:
 
 
 async def test_reconnect_storm_is_spread_by_jitter() -> None:
-    """200 clients lose their server at once; their first reconnect attempts spread out."""
-    attempts: list[float] = []
-    interval = 1.0
+    """200 clients lose their links at once; their first reconnect attempts spread out.
+
+    The spread is asserted on the delays the clients drew (their ``Reconnecting`` events),
+    which a loaded machine cannot skew (it used to: attempts timed at a recorder bunched up
+    when the loop stalled); each attempt then really waits its delay (its ``Connected``
+    comes no earlier) and every client is back."""
+    interval = 0.5
+    n = 200
     async with NetworkTransport() as server:
         listener = await server.listen("127.0.0.1", 0)
-        port = listener.port
-        async with NetworkTransport(reconnect_interval=interval, max_reconnect_attempts=1,
-                                    failure_threshold=10_000) as clients:
-            await asyncio.gather(*(clients.connect("127.0.0.1", port) for _ in range(200)))
-
-            async def record(reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-                             ) -> None:
-                attempts.append(time.perf_counter())
-                writer.close()
-
-            lost_at = time.perf_counter()
-            await server.stop()  # GOAWAY to all 200 at once
-            recorder = await asyncio.start_server(record, "127.0.0.1", port)
-            async with recorder:
-                # an attempt that came before the recorder listened was refused, unrecorded
-                await eventually(lambda: len(attempts) >= 150, timeout=10.0)
-                await asyncio.sleep(interval)
-    offsets = sorted(t - lost_at for t in attempts)
-    spread = offsets[-1] - offsets[0]
-    # full jitter: uniform over [0, interval]; without jitter they would all land together
-    print(f"\nreconnect storm: {len(offsets)} attempts over {spread:.2f} s, "
-          f"stdev {statistics.pstdev(offsets):.2f} s")
-    assert spread >= 0.6 * interval, spread
-    assert statistics.pstdev(offsets) >= 0.15 * interval
-    buckets = [sum(1 for o in offsets if k * 0.05 <= o < (k + 1) * 0.05) for k in range(40)]
-    assert max(buckets) <= 40, buckets  # no thundering herd in any 50 ms
+        async with FaultProxy("127.0.0.1", listener.port) as proxy, NetworkTransport(
+                reconnect_interval=interval, failure_threshold=10_000) as clients:
+            conns = await asyncio.gather(*(clients.connect("127.0.0.1", proxy.port)
+                                           for _ in range(n)))
+            sub = clients.events(maxsize=20 * n)
+            proxy.reset_all()  # RST on all 200 at once
+            scheduled: dict[int | None, tuple[float, float]] = {}
+            back: dict[int | None, float] = {}
+            async with asyncio.timeout(20.0):
+                while len(back) < n:
+                    ev = await sub.get()
+                    if isinstance(ev, Reconnecting) and ev.attempt == 1:
+                        scheduled[ev.conn_id] = (ev.time, ev.delay)
+                    elif isinstance(ev, Connected) and ev.conn_id in scheduled:
+                        back[ev.conn_id] = ev.time
+            assert set(back) == set(conns)
+    delays = sorted(delay for _, delay in scheduled.values())
+    # full jitter: uniform over [0, interval]; without jitter they would all be equal
+    assert 0.0 <= delays[0] and delays[-1] <= interval, (delays[0], delays[-1])
+    assert delays[-1] - delays[0] >= 0.6 * interval, delays
+    assert statistics.pstdev(delays) >= 0.15 * interval
+    width = interval / 20  # at most a fifth of them in any twentieth of the interval
+    buckets = [sum(1 for d in delays if k * width <= d < (k + 1) * width) for k in range(20)]
+    assert max(buckets) <= 40, buckets  # no thundering herd
+    for conn, (at, delay) in scheduled.items():  # no attempt went before its delay
+        assert back[conn] >= at + delay - 0.002, (back[conn] - at, delay)
 
 
 async def test_breaker_fails_fast_then_a_probe_closes_it() -> None:
