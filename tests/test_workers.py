@@ -16,7 +16,6 @@ import pytest
 
 from objtransport import (
     ListenError,
-    Message,
     NetworkTransport,
     SessionLost,
     WorkerPool,
@@ -25,17 +24,9 @@ from objtransport.pool_http import PoolEndpoint
 from objtransport.testing import eventually
 
 from .conftest import TLS
+from .peers.pid_echo import pid_echo
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def pid_echo(net: NetworkTransport) -> object:
-    """Each worker answers with its pid, then the message (module level: it is pickled)."""
-    pid = b"%d:" % os.getpid()
-
-    def handler(msg: Message) -> None:
-        net.send_nowait(msg.conn_id, pid + msg.data)
-    return handler
 
 
 async def _ask(net: NetworkTransport, conn: int, data: bytes = b"hi") -> int:
