@@ -43,9 +43,14 @@ typecheck: install
 
 # every asyncio test runs twice, on the default loop and on uvloop (tests/conftest.py);
 # PYTEST_ARGS adds options, e.g. make pytest PYTEST_ARGS="--loop uvloop -k tcp"
+# Bytecode is cached even where PYTHONDONTWRITEBYTECODE is set: the suite starts some 150
+# Python processes (CLI, workers, peers), each compiling src/ anew without it (~0.3 s of CPU
+# each). --dist worksteal: an idle worker takes tests queued on the other, so both end
+# together.
 PYTEST_ARGS ?=
 pytest: install test-deps
-	$(BIN)/pytest -q -n auto --durations=15 $(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -q -n auto --dist worksteal --durations=15 \
+	  $(PYTEST_ARGS)
 
 test: lint typecheck pytest
 
