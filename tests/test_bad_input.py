@@ -56,10 +56,12 @@ async def _attack(port: int, payload: bytes, eof: bool = False) -> tuple[int, st
 @pytest.fixture
 async def target(caplog: pytest.LogCaptureFixture) -> tuple[NetworkTransport, int, int]:
     caplog.set_level(logging.WARNING, logger="objtransport")
-    net = NetworkTransport(hello_timeout=0.3, timeout=5.0)
+    net = NetworkTransport(timeout=5.0)
     await net.start()
+    # the listener's HELLO wait only: a good client keeps the default for the listener's
+    # answer (0.3 s of its own failed it when a loaded machine stalled the loop)
     listener = await net.listen("127.0.0.1", 0, max_frame_size=64 * 1024,
-                                max_fragment_size=16 * 1024)
+                                max_fragment_size=16 * 1024, hello_timeout=0.3)
     good = await net.connect("127.0.0.1", listener.port)
     yield net, listener.port, good
     await net.stop()
