@@ -137,10 +137,12 @@ async def test_flood_from_a_peer_that_never_reads(target: tuple[NetworkTransport
         outcome = "blocked by the listener"
     except ConnectionError:
         outcome = "dropped by the listener"
-    assert outcome != "flooded everything" and sent < 200 * 1024 * 1024
-    for cid in list(net.connections()):
-        info = net.connection_info(cid)
-        assert info.pending_bytes <= 8 * 1024 * 1024, info
-    await _healthy(net, port, good)
-    writer.transport.abort()  # reset: the listener need not wait to write its PONGs
+    try:
+        assert outcome != "flooded everything" and sent < 200 * 1024 * 1024
+        for cid in list(net.connections()):
+            info = net.connection_info(cid)
+            assert info.pending_bytes <= 8 * 1024 * 1024, info
+        await _healthy(net, port, good)
+    finally:  # (also on failure: an unclosed socket would fail a later test when collected)
+        writer.transport.abort()  # reset: the listener need not wait to write its PONGs
     await eventually(lambda: len(net.connections()) == 2, timeout=10.0)  # the good pair

@@ -262,8 +262,10 @@ async def test_reconnect_storm_is_spread_by_jitter() -> None:
 
 async def test_breaker_fails_fast_then_a_probe_closes_it() -> None:
     port = _free_port()
+    # reset_timeout 1 s: the breaker stays open through the 200 calls below (0.3 s let it go
+    # half-open under load, and a probe met the closed port: ConnectError, not fail-fast)
     async with NetworkTransport() as server, NetworkTransport(
-            failure_threshold=3, reset_timeout=0.3, reconnect_interval=0.01,
+            failure_threshold=3, reset_timeout=1.0, reconnect_interval=0.01,
             reconnect_max_delay=0.02, max_reconnect_attempts=1000) as client:
         listener = await server.listen("127.0.0.1", port)
         conn = await client.connect("127.0.0.1", port)
