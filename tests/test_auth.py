@@ -11,7 +11,13 @@ from typing import Any
 
 import pytest
 
-from objtransport import AuthenticationError, CircuitOpenError, ConnectError, NetworkTransport
+from objtransport import (
+    AuthenticationError,
+    CircuitOpenError,
+    ConnectError,
+    Message,
+    NetworkTransport,
+)
 from objtransport.testing import eventually
 
 from .conftest import TLS
@@ -124,14 +130,43 @@ async def test_mutual_tls_identity_is_the_certificate_subject(tls: TLS) -> None:
             msg = await net.receive(timeout=5.0)
             identity = net.connection_info(msg.conn_id).identity
             assert identity is not None and "CN=alice" in identity.split(","), identity
+            assert msg.identity == identity
+
+
+async def test_mutual_tls_identity_over_grpc(tls: TLS) -> None:
+    """gRPC with client certificates (PEM options): the subject is the identity; a client
+    without a certificate is refused by the TLS handshake."""
+    pytest.importorskip("grpc")
+    server_cert = tls.ca.issue_cert("127.0.0.1")
+    client_cert = tls.ca.issue_cert("client.local", common_name="carol")
+    ca_pem = tls.ca.cert_pem.bytes()
+    seen: list[Message] = []
+    async with NetworkTransport(timeout=5.0, max_reconnect_attempts=0) as net:
+        listener = await net.listen(
+            "127.0.0.1", 0, transport="grpc", handler=seen.append,
+            certificate_chain=server_cert.cert_chain_pems[0].bytes(),
+            private_key=server_cert.private_key_pem.bytes(), root_certificates=ca_pem)
+        conn = await net.connect(
+            "127.0.0.1", listener.port, transport="grpc", root_certificates=ca_pem,
+            certificate_chain=client_cert.cert_chain_pems[0].bytes(),
+            private_key=client_cert.private_key_pem.bytes())
+        await net.send_data(conn, b"mtls")
+        await eventually(lambda: len(seen) == 1)
+        identity = seen[0].identity
+        assert identity is not None and "CN=carol" in identity.split(","), identity
+        assert net.connection_info(seen[0].conn_id).identity == identity
+        with pytest.raises(ConnectError):  # no client certificate
+            await net.connect("127.0.0.1", listener.port, transport="grpc",
+                              root_certificates=ca_pem)
+        assert len(seen) == 1
 
 
 async def test_transports_without_authentication_say_so() -> None:
     async with NetworkTransport(timeout=5.0) as net:
-        with pytest.raises(ValueError, match="not supported over tcp"):
-            await net.listen("127.0.0.1", 0, authenticate=lambda t: "x")  # type: ignore[call-arg]
-        with pytest.raises(ValueError, match="not supported over udp"):
-            await net.connect("127.0.0.1", 9, transport="udp", token="x")  # type: ignore[call-arg]
+        with pytest.raises(ValueError, match="not supported over quic"):
+            await net.listen("127.0.0.1", 0, transport="quic", authenticate=lambda t: "x")
+        with pytest.raises(ValueError, match="not supported over quic"):
+            await net.connect("127.0.0.1", 9, transport="quic", token="x")
 
 
 async def test_a_connection_refused_on_reconnect_gives_up_at_once() -> None:

@@ -1,10 +1,15 @@
 """Authentication of accepted connections (``listen(..., authenticate=fn)``).
 
-``fn(credentials)`` gets the bearer token the client sent (``connect(..., token=...)``; None
-if it sent none) and returns the peer's identity (any value; kept as ``str``), or None to
-refuse. It may be a coroutine function. The token travels in the WebSocket upgrade's
-``Authorization: Bearer`` header and in gRPC metadata ``authorization`` (docs/protocol.md);
-a refused client gets :class:`~.exceptions.AuthenticationError`, never retried.
+``fn(credentials)`` gets the bearer token the client sent (``connect(..., token=...)`` or
+``credentials=``; None if it sent none) and returns the peer's identity (any value; kept as
+``str``), or None to refuse. It may be a coroutine function. The token travels in the native
+HELLO (TCP, TLS, UDP), in the WebSocket upgrade's ``Authorization: Bearer`` header and in
+gRPC metadata ``authorization`` (docs/protocol.md section 9); a refused client gets
+:class:`~.exceptions.AuthenticationError`, never retried.
+
+``credentials=`` is a token, or a function (plain or async) returning one, called before
+every connection attempt (the first and each reconnect), so a token that expires is fetched
+again.
 """
 
 from __future__ import annotations
@@ -14,15 +19,48 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["AUTH_OPTIONS", "Authenticate", "authenticate", "bearer", "bearer_header",
-           "certificate_subject"]
+__all__ = ["AUTH_OPTIONS", "Authenticate", "Credentials", "authenticate", "bearer",
+           "bearer_header", "certificate_subject", "check_credentials", "client_token"]
 
 #: the listener's and the client's options, handled by the drivers that support them
-AUTH_OPTIONS = frozenset({"authenticate", "token"})
+AUTH_OPTIONS = frozenset({"authenticate", "token", "credentials", "max_authentications"})
 
 log = logging.getLogger("objtransport.auth")
 
 Authenticate = Callable[[str | None], Any] | Callable[[str | None], Awaitable[Any]]
+#: ``connect(..., credentials=...)``: a token, or what returns one (plain or async)
+Credentials = str | Callable[[], str | None] | Callable[[], Awaitable[str | None]]
+
+
+def check_credentials(options: dict[str, Any]) -> None:
+    """Reject ``token=`` together with ``credentials=``, and values of the wrong type, at
+    ``connect`` time (``ValueError`` / ``TypeError``)."""
+    token = options.get("token")
+    creds = options.get("credentials")
+    if token is not None and creds is not None:
+        raise ValueError("give token= or credentials=, not both")
+    if token is not None and not isinstance(token, str):
+        raise TypeError(f"token must be a str, not {type(token).__name__}")
+    if creds is not None and not (isinstance(creds, str) or callable(creds)):
+        raise TypeError("credentials must be a str or a function returning one")
+
+
+async def client_token(options: dict[str, Any]) -> str | None:
+    """The token for the next connection attempt: ``token=``, or what ``credentials=``
+    gives now (a function is called again at each attempt). What the function raises
+    propagates (the caller makes it a ``ConnectError``)."""
+    token = options.get("token")
+    if token is not None:
+        return str(token)
+    creds = options.get("credentials")
+    if creds is None or isinstance(creds, str):
+        return creds
+    result = creds()
+    if inspect.isawaitable(result):
+        result = await result
+    if result is not None and not isinstance(result, str):
+        raise TypeError(f"credentials() returned {type(result).__name__}, not a str")
+    return result
 
 
 async def authenticate(fn: Authenticate, token: str | None) -> str | None:

@@ -118,6 +118,9 @@ class Connection:
         #: the peer's identity: what the listener's ``authenticate`` returned, or the
         #: subject of a client certificate (mutual TLS); None otherwise
         self.identity: str | None = None
+        #: (client) the token of the current connection attempt (``token=`` or what
+        #: ``credentials=`` gave for it)
+        self.token: str | None = None
         self._reading_paused = False
         self.last_error = ""
         #: how the last link ended: (reason, by a fault)
@@ -176,9 +179,15 @@ class Connection:
         With ``detect`` the framing is chosen from the peer's first bytes (until then a
         native session that sends nothing holds the place, with its HELLO timeout).
         """
+        extra = self.extra
+        if self.role == "client" and ("credentials" in extra or "token" in extra):
+            extra = {k: v for k, v in extra.items() if k != "credentials"}
+            extra["token"] = self.token  # this attempt's (drivers send it as they can)
+            if self.token is None:
+                del extra["token"]
         return LinkParts(self._new_session, None if detect else self.native,
                          self.on_messages, self.link_events.on_event,
-                         self.options.max_pending_bytes, self.extra,
+                         self.options.max_pending_bytes, extra,
                          self.server.adopt if self.server is not None else None,
                          self.limits.pacer, self.limits.receive_bucket)
 
@@ -209,7 +218,7 @@ class Connection:
         else:
             session = NativeSession(self.options, self.id, self.transport_name,
                                     self.peer_address, now, self.resume_state.session_id,
-                                    resume=self.resume_state, role="client")
+                                    resume=self.resume_state, role="client", token=self.token)
         session.responder = self.hooks.responder
         return session
 

@@ -11,6 +11,7 @@ import ssl as ssl_module
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .auth import check_credentials
 from .breakers import BreakerRegistry
 from .config import Framing, Options, TransportKind
 from .connection import Connection, Hooks
@@ -72,6 +73,8 @@ class Connector:
     def _resume(self, fresh: Connection, sid: bytes) -> tuple[ResumeState, bool]:
         """An accepted connection's HELLO: resume a kept session (then ``fresh`` was only
         its vehicle and disappears, uncounted) or start one."""
+        if fresh.link is not None:  # who the link says it is (authenticate, mutual TLS)
+            fresh.identity = getattr(fresh.link, "identity", None) or fresh.identity
         state, resumed = self._sessions.lookup(fresh, sid)
         if resumed:
             self._registry.remove(fresh.id)
@@ -91,6 +94,8 @@ class Connector:
         fr = Framing.parse(framing)
         if fr is Framing.AUTO:
             raise ValueError('framing="auto" is for listeners; a client says what it speaks')
+        check_credentials(extra)
+        self._drivers.check_auth(driver, extra, fr)
         ctx = client_ssl_context(opts.ssl, ssl_context)
         endpoint = Endpoint(driver.kind, host, port, ctx is not None)
         shared = list(shared_buckets or [])

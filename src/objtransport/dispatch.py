@@ -64,12 +64,15 @@ class HandlerRunner:
             cid = self.conn.id
             tname = self.conn.transport_name
             peer = self.conn.peer_address
+            identity = self.conn.identity
             for m in msgs:
                 try:
                     # the Message is built here and usually freed right after the call
                     if isinstance(m, bytes):
-                        handler(Message(m, cid, tname, peer))
-                    elif m.flags and self.responder is not None:
+                        handler(Message(m, cid, tname, peer, identity=identity))
+                        continue
+                    m.identity = identity
+                    if m.flags and self.responder is not None:
                         self._call_flagged(m)
                     else:
                         handler(m)
@@ -94,6 +97,7 @@ class HandlerRunner:
             while backlog:
                 msg = as_message(backlog.popleft(), conn.id, conn.transport_name,
                                  conn.peer_address)
+                msg.identity = conn.identity
                 try:
                     if msg.flags and self.responder is not None:
                         await self._await_flagged(msg)

@@ -12,11 +12,16 @@ from .logfields import log_fields
 from .pool_manager import PoolManager
 from .receivers import Receivers
 from .registry import Registry
+from .sansio.framing import GoAwayCode
 from .sessions import SessionKeeper
 
 __all__ = ["Housekeeper"]
 
 log = logging.getLogger("objtransport")
+
+#: how accepted connections that never opened end when they are summed up per listener:
+#: the socket lost (-1), or authentication refused
+_EARLY_CODES = frozenset({-1, GoAwayCode.UNAUTHENTICATED})
 
 
 class Housekeeper:
@@ -45,11 +50,12 @@ class Housekeeper:
     def on_error(self, conn: Connection, reason: str) -> None:
         """Count an error; log a connection's first one. An accepted socket lost before its
         handshake (a peer's EOF or reset before HELLO: scanners, attacks, health probes)
-        is logged at DEBUG and summed up per listener, one line per interval."""
+        is logged at DEBUG and summed up per listener, one line per interval; so is a
+        client refused by ``authenticate`` (an authentication flood is no log flood)."""
         self._totals.errors += 1
         listener = conn.listener
-        if (listener is not None and not conn.ever_connected and conn.end_code == -1
-                and conn.role == "server"):
+        if (listener is not None and not conn.ever_connected and conn.role == "server"
+                and conn.end_code in _EARLY_CODES):
             log.debug("connection %s (%s, %s): %s before its handshake", conn.id, conn.role,
                       conn.endpoint, reason, extra=log_fields(conn.id, conn.endpoint))
             listener.early_end(reason)

@@ -26,7 +26,7 @@ class _Queue:
 
     def __init__(self, flow: FlowControl | None, conn: Any = None) -> None:
         self.items: deque[Received] = deque()
-        self.conn = conn  # has .transport_name and .peer_address
+        self.conn = conn  # has .transport_name, .peer_address and .identity
         self.nbytes = 0
         self.paused = False
         self.flow = flow
@@ -108,10 +108,14 @@ class Inbox:
 
     def _pop(self, conn_id: int, q: _Queue) -> Message:
         item = q.items.popleft()
+        conn = q.conn
         if type(item) is bytes:
-            msg = Message(item, conn_id, q.conn.transport_name, q.conn.peer_address)
+            msg = Message(item, conn_id, conn.transport_name, conn.peer_address,
+                          identity=conn.identity)
         else:
             msg = as_message(item, conn_id, "", None)
+            if conn is not None:
+                msg.identity = conn.identity
         q.nbytes -= len(msg.data)
         self.size -= 1
         if q.paused and len(q.items) <= self.max_messages // 2 and q.nbytes <= self.max_bytes // 2:

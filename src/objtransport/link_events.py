@@ -53,6 +53,9 @@ class LinkEvents:
             if ev.resumed:
                 emit(conn, SessionResumed, resent=ev.resent)
             if conn.role == "server":
+                identity = getattr(link, "identity", None)  # authenticated by now
+                if identity is not None:
+                    conn.identity = identity
                 conn.set_state(ConnState.CONNECTED)
         elif isinstance(ev, Closed):
             conn.end_reason = (ev.reason, ev.error)

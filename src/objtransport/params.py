@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, TypedDict
 
-from .auth import Authenticate
+from .auth import Authenticate, Credentials
 from .config import Framing, Priority, TransportKind
 
 __all__ = [
@@ -112,16 +112,23 @@ class ConnectOptions(_PerCall, total=False):
     connection, and the transport's own options (``path``, gRPC certificates)."""
 
     timeout: float
-    #: a bearer token for the listener's ``authenticate`` (WebSocket, gRPC)
+    #: a bearer token for the listener's ``authenticate`` (native HELLO, WebSocket, gRPC)
     token: str
+    #: instead of ``token``: a token, or a function (plain or async) returning one, called
+    #: at every connection attempt (so an expiring token is refreshed on reconnect)
+    credentials: Credentials
 
 
 class ListenOptions(_PerCall, total=False):
     """``listen(..., **options)``: overrides for the listener and what it accepts."""
 
     timeout: float
-    #: ``fn(token) -> identity | None`` (sync or async): who may connect (WebSocket, gRPC)
+    #: ``fn(token) -> identity | None`` (sync or async): who may connect (native TCP, TLS,
+    #: UDP; WebSocket, gRPC)
     authenticate: Authenticate
+    #: authentications under way at once (native TCP/TLS/UDP listeners; default 64): above
+    #: it a client is refused at once with GOAWAY OVERLOADED (retryable)
+    max_authentications: int
 
 
 class SendToOptions(_PerCall, total=False):

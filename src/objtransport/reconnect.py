@@ -13,6 +13,7 @@ import logging
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from .auth import client_token
 from .drivers.base import Link
 from .endpoint import ConnState
 from .events import GivenUp, Reconnecting
@@ -53,6 +54,7 @@ class Supervisor:
             raise CircuitOpenError(str(conn.endpoint), breaker.retry_after(now))
         ep = conn.endpoint
         try:
+            conn.token = await self._token()
             link = await conn.driver.open(ep.host, ep.port, conn.make_parts(),
                                           conn.ssl_context, conn.options, conn.server_hostname)
         except ConnectError as exc:
@@ -68,6 +70,16 @@ class Supervisor:
             breaker.release_probe()
             conn.expect_first_message()
         return link
+
+    async def _token(self) -> str | None:
+        """This attempt's token: ``token=``, or ``credentials=`` asked again (an expiring
+        token is refreshed at each reconnect). A failing ``credentials`` is a
+        ``ConnectError`` (retried)."""
+        conn = self.conn
+        try:
+            return await client_token(conn.extra)
+        except Exception as exc:
+            raise ConnectError(str(conn.endpoint), f"credentials failed: {exc!r}") from exc
 
     async def run(self) -> None:
         """Wait for the link to end; reconnect with backoff unless the user closed it.

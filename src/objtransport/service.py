@@ -196,6 +196,7 @@ class NetworkTransport(SendingAPI, MessagingAPI, GroupsAPI, ObservingAPI):
         self._check_running()
         driver = self._drivers.get(transport)
         rest, extra = self._drivers.split_options(driver, options)
+        self._drivers.check_auth(driver, extra, Framing.parse(framing))
         if reuse_port:
             if not getattr(driver, "reuse_port", False):
                 raise ValueError(f"reuse_port is not supported by {driver.kind.value}")

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .connection import Connection
+from .exceptions import ProtocolError
+from .sansio.framing import GoAwayCode
 from .sansio.reliability import ResumeState
 
 __all__ = ["SessionKeeper"]
@@ -53,12 +55,17 @@ class SessionKeeper:
 
         If we kept that session, the socket moves to the kept connection (same id, same
         counters, its unacknowledged messages resent); the caller then drops ``fresh``
-        unseen. Returns the resume state to use and whether it is a resume.
+        unseen. Returns the resume state to use and whether it is a resume. Raises
+        ``ProtocolError`` (``UNAUTHENTICATED``) if the kept session belongs to another
+        identity: it stays kept for its owner.
         """
         kept = self._kept.get(sid)
         link = fresh.link
         if kept is not None and kept is not fresh and self._is_live(kept.id) \
                 and link is not None:
+            if kept.identity != fresh.identity:  # someone else's session: left as it is
+                raise ProtocolError(f"session {sid.hex()[:8]}... belongs to another "
+                                    "identity", GoAwayCode.UNAUTHENTICATED)
             self._cancel(kept.id)
             fresh.link = None
             kept.take_over(link)

@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .config import TransportKind
+from .auth import AUTH_OPTIONS
+from .config import Framing, TransportKind
 from .drivers.base import Driver
 from .drivers.tcp import TcpDriver
 from .drivers.udp import UdpDriver
@@ -49,6 +50,9 @@ _OPTIONAL: dict[TransportKind, Callable[[], Driver | None]] = {
 }
 
 
+#: transports whose token travels in the native HELLO (raw framing cannot carry one)
+_HELLO_AUTH = frozenset({TransportKind.TCP, TransportKind.UDP})
+
 #: the pip extra (``objtransport[...]``) of each optional transport
 _EXTRAS = {TransportKind.WEBSOCKET: "websocket", TransportKind.GRPC: "grpc",
            TransportKind.QUIC: "quic"}
@@ -87,10 +91,23 @@ class DriverTable:
                       ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Separate a driver's own options (e.g. ``path``) from :class:`Options` fields.
         ``options`` is not changed."""
-        for name in ("authenticate", "token"):
+        for name in sorted(AUTH_OPTIONS):
             if name in options and name not in driver.extra_options:
                 raise ValueError(f"{name}= is not supported over {driver.kind.value} yet "
-                                 "(websocket and grpc only)")
+                                 "(tcp, udp, websocket and grpc only)")
         extra = {k: v for k, v in options.items() if k in driver.extra_options}
         rest = {k: v for k, v in options.items() if k not in driver.extra_options}
         return rest, extra
+
+    @staticmethod
+    def check_auth(driver: Driver, extra: Mapping[str, Any], framing: Framing) -> None:
+        """Raw framing over TCP and UDP has no HELLO to carry a token: ``authenticate=`` or
+        ``token=`` there is a ``ValueError`` (mutual TLS still gives an identity)."""
+        if framing is not Framing.RAW or driver.kind not in _HELLO_AUTH:
+            return
+        for name in ("authenticate", "token", "credentials"):
+            if extra.get(name) is not None:
+                raise ValueError(
+                    f"{name}= needs native framing over {driver.kind.value}: raw "
+                    "{packet, 4} has no HELLO to carry a token (authenticate raw peers "
+                    "with mutual TLS: the certificate subject is ConnectionInfo.identity)")

@@ -55,6 +55,7 @@ _STATUS = {
     GoAwayCode.FRAME_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
     GoAwayCode.MESSAGE_TOO_LARGE: grpc.StatusCode.RESOURCE_EXHAUSTED,
     GoAwayCode.OVERLOADED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    GoAwayCode.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     GoAwayCode.HELLO_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
     GoAwayCode.IDLE_TIMEOUT: grpc.StatusCode.DEADLINE_EXCEEDED,
     -1: grpc.StatusCode.CANCELLED,

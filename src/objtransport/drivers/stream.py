@@ -26,11 +26,20 @@ from typing import Any, cast
 
 from ..auth import certificate_subject
 from ..sansio.decoder import RECV_BUFFER_SIZE
-from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
+from ..sansio.events import (
+    Acked,
+    AuthenticationRequested,
+    Closed,
+    Event,
+    HandshakeComplete,
+    Received,
+)
+from ..sansio.framing import GoAwayCode
 from ..sansio.reassembly import ReassemblyBudget
 from ..sansio.reliability import ResumeState
-from ..sansio.session import Session, detect_native
+from ..sansio.session import NativeSession, Session, detect_native
 from ..sansio.throttle import TokenBucket
+from .authgate import AuthGate
 from .base import LinkParts
 from .overload import OverloadGuard
 from .pacing import Pacer, ReadThrottle
@@ -105,8 +114,11 @@ class StreamLink(StreamEnding, asyncio.BufferedProtocol):
         self._pace_handle: asyncio.TimerHandle | None = None
         self._read_throttle = ReadThrottle(self.loop, self.pause_reading, self.resume_reading)
         self.on_made: Callable[[Any], None] | None = None
-        #: the subject of the peer's certificate (mutual TLS), else None
+        #: the subject of the peer's certificate (mutual TLS), or what the listener's
+        #: ``authenticate`` returned; else None
         self.identity: str | None = None
+        #: the listener's authentications (None: it does not authenticate)
+        self.auth: AuthGate | None = None
         self._bind(session)
 
     def _bind(self, session: Session) -> None:
@@ -116,6 +128,24 @@ class StreamLink(StreamEnding, asyncio.BufferedProtocol):
         session.send_high = self.max_pending
         self.queue = session.queue  # type: ignore[method-assign]
         self.queue_many = session.queue_many  # type: ignore[method-assign]
+
+    def use_auth(self, gate: AuthGate) -> None:
+        """(listener) The client's HELLO token must pass ``gate`` before the session opens."""
+        self.auth = gate
+        if isinstance(self.session, NativeSession):
+            self.session.require_authentication()
+
+    def authenticated(self, identity: str | None) -> None:
+        """The gate's answer: the session opens (``identity``) or is refused (None)."""
+        session = self.session
+        if self.closed.done() or self.transport is None or not isinstance(session,
+                                                                          NativeSession):
+            return
+        if identity is not None:
+            self.identity = identity
+        session.authenticated(identity, monotonic())
+        self._process_events()
+        self._flush()
 
     # -- asyncio protocol callbacks ------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -284,6 +314,9 @@ class StreamLink(StreamEnding, asyncio.BufferedProtocol):
                 if not self.ready.done():
                     self.ready.set_exception(self._closed_error())
                     self.ready.exception()  # mark retrieved; the owner reads `closed`
+            elif isinstance(ev, AuthenticationRequested):
+                if self.auth is not None:
+                    self.auth.start(self, ev.token)
             elif isinstance(ev, HandshakeComplete):
                 self._rs = getattr(self.session, "rs", None)  # a resumed server session
                 if not self.ready.done():
@@ -365,13 +398,20 @@ class DetectingStreamLink(StreamLink):
         and hand it those bytes."""
         self._detect = None
         old = self.session
-        self.session = detect(detect_native(bytes(self._head)))
+        native = detect_native(bytes(self._head))
+        self.session = detect(native)
         self._bind(self.session)
         _share_receive_buffer(self.session, self.budget)
         self._sched = self.session.scheduler
         self._rs = getattr(self.session, "rs", None)
         self.session.set_peer(self.peer)
         self.session.created = old.created
+        if self.auth is not None:
+            if not native:  # a raw peer has no HELLO to carry a token
+                self.fail("this listener authenticates: a raw {packet, 4} peer cannot "
+                          "present a token", GoAwayCode.UNAUTHENTICATED)
+                return
+            self.use_auth(self.auth)
         msgs = self.session.receive_data(bytes(self._head), monotonic())
         if msgs:
             self.on_messages(msgs)

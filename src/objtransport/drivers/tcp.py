@@ -8,9 +8,12 @@ import ssl as ssl_module
 from collections.abc import Callable
 from typing import Any
 
+from ..auth import AUTH_OPTIONS
 from ..config import Options, TransportKind
-from ..exceptions import ConnectError, TransportError
+from ..exceptions import AuthenticationError, ConnectError, ConnectionClosed, TransportError
+from ..sansio.framing import GoAwayCode
 from ..sansio.reassembly import ReassemblyBudget
+from .authgate import AUTH_LIMIT, AuthGate
 from .base import LinkParts
 from .stream import StreamLink
 
@@ -86,20 +89,46 @@ class _Refuse(asyncio.Protocol):
         transport.close()
 
 
+def refusal(endpoint: str, exc: TransportError) -> AuthenticationError | None:
+    """The ``AuthenticationError`` for a session the listener ended with GOAWAY
+    ``UNAUTHENTICATED`` during the handshake, else None."""
+    if isinstance(exc, ConnectionClosed) and exc.code == GoAwayCode.UNAUTHENTICATED:
+        return AuthenticationError(endpoint, exc.reason or "authentication refused")
+    return None
+
+
+def auth_gate(extra: dict[str, Any]) -> AuthGate | None:
+    """A listener's gate for ``authenticate=`` (None without one)."""
+    fn = extra.get("authenticate")
+    if fn is None:
+        return None
+    if not callable(fn):
+        raise TypeError("authenticate must be a function: fn(token) -> identity | None")
+    return AuthGate(fn, int(extra.get("max_authentications", AUTH_LIMIT)))
+
+
 class TcpServer:
-    def __init__(self, server: asyncio.Server, budget: ReassemblyBudget) -> None:
+    def __init__(self, server: asyncio.Server, budget: ReassemblyBudget,
+                 auth: AuthGate | None = None) -> None:
         self.server = server
         self.port: int = server.sockets[0].getsockname()[1]
         #: memory held for incomplete messages by every connection of the listener
         self.budget = budget
+        #: the HELLO tokens' authentications (None: the listener does not authenticate)
+        self.auth = auth
 
     def counters(self) -> dict[str, int]:
         """The listener's own figures (the connections' are on their connections)."""
         b = self.budget
-        return {"reassembly_bytes": b.used, "reassembly_peak": b.peak,
-                "reassembly_refused": b.refused}
+        out = {"reassembly_bytes": b.used, "reassembly_peak": b.peak,
+               "reassembly_refused": b.refused}
+        if self.auth is not None:
+            out.update(self.auth.counters())
+        return out
 
     def close(self) -> None:
+        if self.auth is not None:
+            self.auth.close()
         self.server.close()
 
     async def wait_closed(self) -> None:
@@ -110,7 +139,7 @@ class TcpDriver:
     """Stream sockets, plain or TLS, native or raw framing (``StreamLink``)."""
 
     kind = TransportKind.TCP
-    extra_options: frozenset[str] = frozenset()
+    extra_options: frozenset[str] = AUTH_OPTIONS
     #: ``listen(reuse_port=True)``: SO_REUSEPORT, so that N processes share one port
     reuse_port = True
 
@@ -150,6 +179,9 @@ class TcpDriver:
                 link.abort()
             if isinstance(exc, ConnectError):
                 raise
+            refused = refusal(endpoint, exc)
+            if refused is not None:
+                raise refused from exc
             raise ConnectError(endpoint, f"handshake failed: {exc}") from exc
 
     async def serve(self, host: str, port: int, accept: Callable[[], LinkParts | None],
@@ -160,12 +192,15 @@ class TcpDriver:
         budget = ReassemblyBudget(options.max_total_reassembly_bytes)
 
         handshake = options.handshake_timeout
+        gate = auth_gate(extra)
 
         def factory() -> asyncio.BaseProtocol:
             parts = accept()
             if parts is None:
                 return _Refuse()
             link = StreamLink.from_parts(parts, budget)
+            if gate is not None:
+                link.use_auth(gate)
             if ssl_context is not None:
                 loop.call_later(handshake + _HANDSHAKE_MARGIN, _handshake_deadline, link,
                                 handshake)
@@ -179,4 +214,4 @@ class TcpDriver:
         except OSError as exc:
             raise ConnectError(f"{host}:{port}",
                                f"cannot listen: {describe_connect_error(exc)}") from exc
-        return TcpServer(server, budget)
+        return TcpServer(server, budget, gate)

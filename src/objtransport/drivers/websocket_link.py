@@ -47,6 +47,7 @@ _CLOSE_CODES = {
     GoAwayCode.FRAME_TOO_LARGE: 1009,
     GoAwayCode.MESSAGE_TOO_LARGE: 1009,
     GoAwayCode.OVERLOADED: 1013,
+    GoAwayCode.UNAUTHENTICATED: 1008,
 }
 _ORDERLY = (1000, 1001)
 _GOAWAY_VALUES = frozenset(int(c) for c in GoAwayCode)

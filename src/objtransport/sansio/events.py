@@ -10,6 +10,7 @@ from typing import Any
 __all__ = [
     "PRIORITY_NAMES",
     "Acked",
+    "AuthenticationRequested",
     "SessionLost",
     "Received",
     "as_message",
@@ -57,6 +58,9 @@ class Message:
     responder: Any = field(default=None, compare=False, repr=False)
     #: an answer was sent (a request is answered once)
     replied: bool = field(default=False, compare=False, repr=False)
+    #: who sent it: the connection's identity (``listen(..., authenticate=...)`` or the
+    #: client certificate's subject), filled in when the message is handed over
+    identity: str | None = field(default=None, compare=False)
 
     @property
     def expects_reply(self) -> bool:
@@ -103,6 +107,14 @@ def as_message(item: Received, conn_id: int, transport: str, peer: Any) -> Messa
         return Message(item, conn_id, transport, peer)
     assert isinstance(item, Message)
     return item
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticationRequested:
+    """(listener) The client's HELLO arrived on a listener that authenticates: nothing more
+    is accepted until the driver answers with ``session.authenticated(identity, now)``."""
+
+    token: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,4 +173,5 @@ class RepliesReceived:
     replies: list[tuple[int, int, bytes, dict[str, bytes] | None]]
 
 
-Event = HandshakeComplete | PongReceived | Closed | Acked | SessionLost | RepliesReceived
+Event = (HandshakeComplete | PongReceived | Closed | Acked | SessionLost | RepliesReceived
+         | AuthenticationRequested)

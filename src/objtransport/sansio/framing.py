@@ -21,6 +21,8 @@ __all__ = [
     "HEADER_SIZE",
     "HELLO_FORMAT",
     "MAGIC",
+    "MAX_HELLO_LENGTH",
+    "MAX_TOKEN",
     "PREFIX_SIZE",
     "RAW_KEEPALIVE",
     "VERSION",
@@ -50,6 +52,12 @@ FRAG_HEADER = struct.Struct("!IBBBBIQII")
 RAW_PREFIX = struct.Struct("!I")
 HELLO_FORMAT = struct.Struct("!16sIIIQ")
 GOAWAY_FORMAT = struct.Struct("!H")
+TOKEN_LENGTH = struct.Struct("!H")
+#: the longest token a HELLO may carry (UTF-8 bytes)
+MAX_TOKEN = 4096
+#: the largest frame ``length`` accepted before the peer's HELLO: a HELLO with the longest
+#: token and room for extensions. A larger claim is refused before its body is read.
+MAX_HELLO_LENGTH = 8192
 MAX_GOAWAY_REASON = 256
 RAW_KEEPALIVE = b"\x00"
 
@@ -66,6 +74,7 @@ KNOWN_FLAGS = FLAG_FRAG | FLAG_TEXT | FLAG_META | FLAG_ZIP
 FEATURE_META = 0x08  # the sender understands FLAG_META (headers, requests)
 FEATURE_ZLIB = 0x10  # the sender decompresses zlib payloads
 FEATURE_ZSTD = 0x20  # the sender decompresses zstd payloads
+FEATURE_TOKEN = 0x40  # (client's HELLO) a token follows the fixed fields
 
 
 class FrameType(enum.IntEnum):
@@ -87,6 +96,7 @@ class GoAwayCode(enum.IntEnum):
     IDLE_TIMEOUT = 6
     SHUTDOWN = 7
     OVERLOADED = 8
+    UNAUTHENTICATED = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +106,8 @@ class Hello:
     max_frame_size: int
     max_message_size: int
     resume_seq: int = 0
+    #: the client's credentials (``connect(..., token=...)``), None without
+    token: str | None = None
 
 
 def wire_flags(text: bool | int) -> int:
@@ -144,9 +156,17 @@ def encode_hello(hello: Hello) -> bytes:
     """The HELLO frame (without the magic, which precedes only the first one)."""
     if len(hello.session_id) != 16:
         raise ValueError("session_id must be 16 bytes")
-    body = HELLO_FORMAT.pack(hello.session_id, hello.features, hello.max_frame_size,
+    features = hello.features & ~FEATURE_TOKEN
+    token = b""
+    if hello.token is not None:
+        raw = hello.token.encode("utf-8")
+        if not raw or len(raw) > MAX_TOKEN:
+            raise ValueError(f"a token is 1 to {MAX_TOKEN} bytes of UTF-8, not {len(raw)}")
+        features |= FEATURE_TOKEN
+        token = TOKEN_LENGTH.pack(len(raw)) + raw
+    body = HELLO_FORMAT.pack(hello.session_id, features, hello.max_frame_size,
                              hello.max_message_size, hello.resume_seq)
-    return encode_frame(FrameType.HELLO, body)
+    return encode_frame(FrameType.HELLO, body + token)
 
 
 def decode_hello(payload: bytes) -> Hello:
@@ -159,7 +179,28 @@ def decode_hello(payload: bytes) -> Hello:
     sid, features, max_frame, max_msg, resume = HELLO_FORMAT.unpack_from(payload)
     if max_frame < 64 or max_msg < 1:
         raise ProtocolError("HELLO announces unusable limits", GoAwayCode.PROTOCOL_ERROR)
-    return Hello(sid, features, max_frame, max_msg, resume)
+    token = _decode_token(payload) if features & FEATURE_TOKEN else None
+    return Hello(sid, features, max_frame, max_msg, resume, token)
+
+
+def _decode_token(payload: bytes) -> str:
+    """The token after a HELLO's fixed fields: its length is checked against
+    :data:`MAX_TOKEN` and what arrived before anything is copied."""
+    at = HELLO_FORMAT.size
+    if len(payload) < at + 2:
+        raise ProtocolError("HELLO announces a token but has no token length",
+                            GoAwayCode.PROTOCOL_ERROR)
+    (size,) = TOKEN_LENGTH.unpack_from(payload, at)
+    if size == 0 or size > MAX_TOKEN:
+        raise ProtocolError(f"HELLO token of {size} bytes (1 to {MAX_TOKEN} allowed)",
+                            GoAwayCode.PROTOCOL_ERROR)
+    if len(payload) < at + 2 + size:
+        raise ProtocolError(f"HELLO token of {size} bytes is cut short",
+                            GoAwayCode.PROTOCOL_ERROR)
+    try:
+        return bytes(payload[at + 2:at + 2 + size]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("HELLO token is not UTF-8", GoAwayCode.PROTOCOL_ERROR) from None
 
 
 def encode_goaway(code: int, reason: str) -> bytes:

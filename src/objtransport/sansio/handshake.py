@@ -12,9 +12,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..config import Options, Priority
+from ..exceptions import ProtocolError
 from .core import SessionCore, SessionState
 from .decoder import NativeDecoder
-from .events import HandshakeComplete, SessionLost
+from .events import AuthenticationRequested, HandshakeComplete, SessionLost
 from .framing import (
     ACK_FORMAT,
     FEATURE_ACKS,
@@ -25,6 +26,7 @@ from .framing import (
     FEATURE_ZSTD,
     MAGIC,
     FrameType,
+    GoAwayCode,
     Hello,
     encode_frame,
     encode_hello,
@@ -70,6 +72,7 @@ class NativeHandshake(SessionCore):
     """HELLO, resume and ACK state of a native session (the frames are the subclass's)."""
 
     decoder: NativeDecoder
+    _send_ping: Callable[[float], None]
 
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
                  now: float, session_id: bytes, resume: ResumeState | None, role: str,
@@ -101,6 +104,12 @@ class NativeHandshake(SessionCore):
         self._window = 0
         self._in_window = 0
         self._window_wait: float | None = None  # when a full window opens anyway
+        #: (client) the token its HELLO carries (``connect(..., token=...)``)
+        self.token: str | None = None
+        #: (listener) the client's HELLO must be authenticated before the session opens
+        self._authenticate = False
+        #: (listener) the client's HELLO while ``authenticate`` decides
+        self._held_hello: Hello | None = None
 
     # -- figures ---------------------------------------------------------------------------
     @property
@@ -127,13 +136,61 @@ class NativeHandshake(SessionCore):
             features = _BOTH if self._reliable else 0
         features |= self.extensions
         hello = Hello(session_id or rs.session_id, features, o.max_frame_size,
-                      o.max_message_size, resume_seq)
+                      o.max_message_size, resume_seq,
+                      self.token if self.role == "client" else None)
         self.scheduler.push_frame(_CONTROL, MAGIC + encode_hello(hello))
         self._preface_sent = True
+
+    # -- authentication (listener) ------------------------------------------------------------
+    def require_authentication(self) -> None:
+        """(listener, before any byte) Hold the client's HELLO until the driver answers
+        :class:`~.events.AuthenticationRequested` with :meth:`authenticated`."""
+        self._authenticate = self.role == "server"
+
+    @property
+    def authenticating(self) -> bool:
+        """The client's HELLO waits for the driver's :meth:`authenticated`."""
+        return self._held_hello is not None
+
+    def _hold_hello(self, hello: Hello) -> bool:
+        """A listener that authenticates keeps the HELLO (no resume lookup, no session
+        state) and asks the driver; True if it did. Until the answer, any frame but GOAWAY
+        is a protocol error (DATA is refused by the decoder before it is buffered)."""
+        if self._held_hello is not None:
+            raise ProtocolError("second HELLO", GoAwayCode.PROTOCOL_ERROR)
+        if not self._authenticate:
+            return False
+        self._held_hello = hello
+        self.decoder.accept_data = False
+        self.events.append(AuthenticationRequested(hello.token))
+        return True
+
+    def authenticated(self, identity: str | None, now: float) -> None:
+        """The driver's answer to :class:`~.events.AuthenticationRequested`: ``identity``
+        (then the session opens as if the HELLO had just come) or None (refused: GOAWAY
+        ``UNAUTHENTICATED``). The driver then handles the events and writes."""
+        hello = self._held_hello
+        if hello is None or self.state is not SessionState.HANDSHAKE:
+            return
+        if identity is None:
+            self.fail("authentication refused", GoAwayCode.UNAUTHENTICATED)
+            return
+        if self.decoder.buffered:
+            self.fail("data sent before authentication", GoAwayCode.PROTOCOL_ERROR)
+            return
+        self._held_hello = None
+        self.decoder.accept_data = True
+        try:
+            self._on_hello(hello)
+        except ProtocolError as exc:
+            self._fail(exc)
+            return
+        self._send_ping(now)
 
     def _on_hello(self, hello: Hello) -> None:
         """Settle the handshake: limits, ACKs, and resuming (or not) the session. The
         caller starts the keepalive."""
+        self.decoder.max_frame_size = self.options.max_frame_size  # capped until now
         self.peer_session_id = hello.session_id
         self.peer_features = hello.features
         self.peer_max_message = hello.max_message_size

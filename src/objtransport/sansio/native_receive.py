@@ -21,6 +21,7 @@ from .fragmentation import Reassembler
 from .framing import (
     ACK_FORMAT,
     MAGIC,
+    MAX_HELLO_LENGTH,
     FrameType,
     GoAwayCode,
     decode_goaway,
@@ -50,7 +51,9 @@ class NativeReceiver(NativeHandshake):
                          resume_lookup)
         self.reassembler = Reassembler(options.max_message_size, options.max_partial_messages,
                                        options.max_reassembly_bytes)
-        self.decoder = NativeDecoder(conn_id, transport, peer, options.max_frame_size,
+        # until the peer's HELLO: no frame longer than a HELLO can be (docs/protocol.md 1.3)
+        self.decoder = NativeDecoder(conn_id, transport, peer,
+                                     min(options.max_frame_size, MAX_HELLO_LENGTH),
                                      self.reassembler)
         self._magic = b""  # bytes of the peer's magic seen so far
         self._magic_ok = False
@@ -230,6 +233,8 @@ class NativeReceiver(NativeHandshake):
             if self.state is not SessionState.HANDSHAKE:
                 raise ProtocolError("second HELLO", GoAwayCode.PROTOCOL_ERROR)
             hello = decode_hello(payload)
+            if self._hold_hello(hello):
+                return  # the driver authenticates it first
             self._on_hello(hello)
             self._send_ping(now)
         elif ftype == FrameType.GOAWAY:  # also before HELLO: a listener saying why it refuses

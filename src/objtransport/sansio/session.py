@@ -81,12 +81,15 @@ class NativeSession(NativeReceiver):
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
                  now: float, session_id: bytes, send_preface: bool = True,
                  resume: ResumeState | None = None, role: str = "peer",
-                 resume_lookup: ResumeLookup | None = None) -> None:
+                 resume_lookup: ResumeLookup | None = None, *,
+                 token: str | None = None) -> None:
         """``role``: "peer" (both sides send HELLO at once; no resume), "client" (sends
         HELLO first, resumes ``resume``) or "server" (answers the client's HELLO, finding
-        the session to resume with ``resume_lookup``)."""
+        the session to resume with ``resume_lookup``). A client's ``token`` travels in its
+        HELLO."""
         super().__init__(options, conn_id, transport, peer, now, session_id, resume, role,
                          resume_lookup)
+        self.token = token
         if send_preface and role != "server":
             self._send_hello()
 
@@ -269,7 +272,8 @@ class NativeSession(NativeReceiver):
         opts = self.options
         if self.state is SessionState.HANDSHAKE:
             if now >= self.created + opts.hello_timeout:
-                self.fail(f"no HELLO within {opts.hello_timeout:g} s",
+                what = "authentication" if self.authenticating else "HELLO"
+                self.fail(f"no {what} within {opts.hello_timeout:g} s",
                           GoAwayCode.HELLO_TIMEOUT)
             return
         if self.state is not SessionState.OPEN:
