@@ -41,12 +41,16 @@ from collections.abc import Callable
 from time import monotonic
 from typing import Any
 
+from ..auth import AUTH_OPTIONS
 from ..config import Framing, Options, TransportKind
-from ..exceptions import ConnectError, TransportError
-from ..sansio.admission import Admission, ReturnCheck
+from ..exceptions import AuthenticationError, ConnectError, TransportError
+from ..sansio.admission import Admission, ReturnCheck, encode_credential
 from ..sansio.datagram import Datagram, DatagramSession, ReassemblyBudget, looks_native
+from ..sansio.framing import GoAwayCode
+from .authgate import AuthGate
 from .base import LinkParts
 from .tcp import describe_connect_error
+from .udp_auth import UdpAuth, udp_gate
 from .udp_link import BURST, DatagramLink
 
 __all__ = ["BATCH", "BURST", "DatagramLink", "UdpDriver", "UdpServer"]
@@ -310,7 +314,7 @@ class UdpServer(_Owner):
     """A listener: one socket, one link per remote address."""
 
     def __init__(self, sock: socket.socket, options: Options,
-                 accept: Callable[[], LinkParts | None]) -> None:
+                 accept: Callable[[], LinkParts | None], gate: AuthGate | None = None) -> None:
         super().__init__(sock, options, self.on_readable)
         self.accept = accept
         self.port: int = sock.getsockname()[1]
@@ -331,6 +335,9 @@ class UdpServer(_Owner):
         self.cookies_sent = 0
         #: peers forgotten to make room for a new one (the listener was full)
         self.evicted_peers = 0
+        #: ``authenticate``: the token after the cookie is checked before a link is made
+        self.auth = None if gate is None else UdpAuth(gate, options.hello_timeout,
+                                                       self._send_to, self._readmit)
 
     def counters(self) -> dict[str, int]:
         """The listener's own figures (the peers' are on their connections)."""
@@ -340,7 +347,8 @@ class UdpServer(_Owner):
                 "reassembly_bytes": self.budget.used, "reassembly_peak": self.budget.peak,
                 "peers": len(self.links), "gso_sends": self.gso_sends,
                 "cookies_sent": self.cookies_sent, "evicted_peers": self.evicted_peers,
-                "coalesced_reads": self.coalesced_reads}
+                "coalesced_reads": self.coalesced_reads,
+                **(self.auth.counters() if self.auth is not None else {})}
 
     def on_readable(self) -> None:
         links = self.links
@@ -404,6 +412,11 @@ class UdpServer(_Owner):
             return None
         if native and self.check is not None and not self._returned(data, addr, now):
             return None
+        identity = None
+        if self.auth is not None:  # its token first (a raw peer has none: dropped)
+            identity = self.auth.check(data, addr) if native else None
+            if identity is None:
+                return None
         if len(self.links) >= self.options.max_connections:
             self._evict()
         parts = self.accept()
@@ -417,6 +430,7 @@ class UdpServer(_Owner):
                                        budget=self.budget)
         session.set_peer(addr)
         link = DatagramLink(session, parts, self, addr)
+        link.identity = identity
         self.links[addr] = link
         if parts.on_link is not None:
             parts.on_link(link)
@@ -424,6 +438,20 @@ class UdpServer(_Owner):
             link.on_made(link)
         link.start()
         return link
+
+    def _readmit(self, ping: bytes, addr: Any) -> None:
+        """An authenticated address: admitted now, and its PING answered."""
+        now = monotonic()
+        link = self._admit(memoryview(ping), addr, now)
+        if link is not None:
+            link.ds.receive_datagram(ping, now)
+            link.after_receive()
+
+    def _send_to(self, datagram: bytes, addr: Any) -> None:
+        try:
+            self.sock.sendto(datagram, addr)
+        except OSError:
+            self.send_errors += 1
 
     def _returned(self, data: memoryview, addr: Any, now: float) -> bool:
         """Has ``addr`` echoed our cookie? Else answer a PING with one (no state kept)."""
@@ -481,6 +509,8 @@ class UdpServer(_Owner):
             return
         self.closing = True
         self.stop_reading()
+        if self.auth is not None:
+            self.auth.close()
         if not self.links:
             self._shut()
 
@@ -501,7 +531,7 @@ class UdpDriver:
     """Datagram sockets, native or raw framing (one :class:`DatagramLink` per peer)."""
 
     kind = TransportKind.UDP
-    extra_options: frozenset[str] = frozenset()
+    extra_options: frozenset[str] = AUTH_OPTIONS
     #: ``listen(reuse_port=True)``: SO_REUSEPORT; the kernel keeps each peer on one socket
     reuse_port = True
 
@@ -532,6 +562,7 @@ class UdpDriver:
                 native = parts.native is not False
                 session = DatagramSession.like(parts.make_session(native), monotonic(),
                                                native=native, role="client")
+                session.credential = encode_credential(parts.extra.get("token"))
                 peer = sock.getpeername()
                 session.set_peer(peer)
                 link = DatagramLink(session, parts, owner, peer)
@@ -556,6 +587,8 @@ class UdpDriver:
             if link is not None:
                 link.abort()
             reason = link.ds.close_reason if link is not None else str(exc)
+            if link is not None and link.ds.close_code == GoAwayCode.UNAUTHENTICATED:
+                raise AuthenticationError(endpoint, reason) from exc
             raise ConnectError(endpoint, reason or str(exc)) from exc
 
     async def serve(self, host: str, port: int, accept: Callable[[], LinkParts | None],
@@ -580,6 +613,11 @@ class UdpDriver:
                 raise
         except OSError as exc:
             raise ConnectError(where, f"cannot listen: {describe_connect_error(exc)}") from exc
-        server = UdpServer(sock, options, accept)
+        try:
+            gate = udp_gate(extra, options)
+        except ValueError:
+            sock.close()
+            raise
+        server = UdpServer(sock, options, accept, gate)
         server.start_reading()
         return server

@@ -87,6 +87,8 @@ class DatagramLink(FlowControl):
         self.blocked = False  # datagrams wait for room in the socket
         self.finished = False
         self.verified = True  # the peer has answered (see UdpDriver.open)
+        #: what the listener's ``authenticate`` said the peer is (None: not authenticated)
+        self.identity: str | None = None
         #: open() is waiting for the first PONG: a failure now is open()'s ConnectError,
         #: not a link event for the owner
         self.opening = False

@@ -15,6 +15,11 @@ QUIC's Retry and DTLS's HelloVerifyRequest do:
 
 The answer is 36 bytes for a 28-byte PING (21 or more for DATA): an attacker who forges a
 victim's address gains a factor of 1.7 at most, and no state.
+
+A client with a token (``connect(..., token=...)``) puts it after the cookie of the PINGs it
+sends with one: ``token_length`` (u16, 1 to 4096) then the UTF-8 token
+(:func:`encode_credential`, :func:`credential_of_ping`); a listener with ``authenticate``
+reads it once the cookie proved the address (docs/protocol.md section 9).
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ import struct
 from enum import Enum
 from typing import Any
 
-from .framing import FRAME_HEADER, FrameType, encode_frame
+from ..exceptions import ProtocolError
+from .framing import FRAME_HEADER, MAX_TOKEN, TOKEN_LENGTH, FrameType, GoAwayCode, encode_frame
 
-__all__ = ["COOKIE_SIZE", "Admission", "ReturnCheck", "cookie_of_pong"]
+__all__ = ["COOKIE_SIZE", "MAX_PING", "Admission", "ReturnCheck", "cookie_of_pong",
+           "credential_of_ping", "encode_credential"]
 
 #: bytes of cookie after the 8-byte token of a PING or PONG
 COOKIE_SIZE = 8
@@ -37,6 +44,8 @@ _PING = int(FrameType.PING)
 _DATA = int(FrameType.DATA)
 _PING_SIZE = 28
 _COOKIE_FRAME = _PING_SIZE + COOKIE_SIZE
+#: the longest PING: cookie, then a credential with the longest token
+MAX_PING = _COOKIE_FRAME + 2 + MAX_TOKEN
 _unpack = FRAME_HEADER.unpack_from
 _BUCKET = struct.Struct("!Q")
 
@@ -77,9 +86,9 @@ class ReturnCheck:
             return Admission.DROP
         if typ == _DATA and seq:
             return Admission.ANSWER  # a peer this listener forgot (idle) sends on
-        if typ != _PING or flags or n not in (_PING_SIZE, _COOKIE_FRAME):
+        if typ != _PING or flags or not (n == _PING_SIZE or _COOKIE_FRAME <= n <= MAX_PING):
             return Admission.DROP
-        if n == _COOKIE_FRAME and self.valid(addr, data[_PING_SIZE:], now):
+        if n >= _COOKIE_FRAME and self.valid(addr, data[_PING_SIZE:_COOKIE_FRAME], now):
             return Admission.ADMIT
         return Admission.ANSWER
 
@@ -95,3 +104,29 @@ def cookie_of_pong(payload: bytes | bytearray | memoryview) -> bytes | None:
     if len(payload) == 8 + COOKIE_SIZE:
         return bytes(payload[8:])
     return None
+
+
+def encode_credential(token: str | None) -> bytes:
+    """What a client's PINGs carry after the cookie: ``token_length`` (u16) and the token;
+    empty without a token."""
+    if token is None:
+        return b""
+    raw = token.encode("utf-8")
+    if not raw or len(raw) > MAX_TOKEN:
+        raise ValueError(f"a token is 1 to {MAX_TOKEN} bytes of UTF-8, not {len(raw)}")
+    return TOKEN_LENGTH.pack(len(raw)) + raw
+
+
+def credential_of_ping(ping: bytes | bytearray | memoryview) -> str | None:
+    """The token after the cookie of a PING screened ``ADMIT`` (None: it has none). Raises
+    ``ProtocolError`` for a length that is not the rest of the datagram, or not UTF-8."""
+    rest = len(ping) - _COOKIE_FRAME
+    if rest <= 0:
+        return None
+    (size,) = TOKEN_LENGTH.unpack_from(ping, _COOKIE_FRAME) if rest >= 2 else (-1,)
+    if size != rest - 2 or not 0 < size <= MAX_TOKEN:
+        raise ProtocolError("malformed token after the cookie", GoAwayCode.PROTOCOL_ERROR)
+    try:
+        return bytes(ping[_COOKIE_FRAME + 2:]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("token is not UTF-8", GoAwayCode.PROTOCOL_ERROR) from None

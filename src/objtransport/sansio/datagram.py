@@ -201,8 +201,9 @@ class DatagramSession(DatagramReceiver):
 
     def _send_ping(self, now: float) -> None:
         frame = self.pinger.ping(now)
-        if self.cookie:
-            frame = encode_frame(FrameType.PING, frame[20:] + self.cookie)
+        if self.cookie:  # the token too, until the listener admitted us
+            extra = self.credential if self.state is SessionState.HANDSHAKE else b""
+            frame = encode_frame(FrameType.PING, frame[20:] + self.cookie + extra)
         self.scheduler.push_frame(0, frame)
 
     def _queue_goaway(self, code: int, reason: str) -> None:

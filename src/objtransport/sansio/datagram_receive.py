@@ -14,7 +14,7 @@ import struct
 from typing import Any
 
 from ..config import Options
-from .admission import COOKIE_SIZE
+from .admission import COOKIE_SIZE, MAX_PING
 from .core import SessionCore, SessionState
 from .events import PRIORITY_NAMES, HandshakeComplete, Message, PongReceived, Received
 from .framing import (
@@ -70,7 +70,7 @@ def looks_native(data: bytes | bytearray | memoryview) -> bool:
         return False
     if typ == FrameType.DATA:
         return seq > 0 and not flags & ~_FRAG_FLAGS and (not flags & FLAG_FRAG or n > FRAG_SIZE)
-    return typ == _PING and (n == 28 or n == _COOKIE_FRAME) and not flags
+    return typ == _PING and (n == 28 or _COOKIE_FRAME <= n <= MAX_PING) and not flags
 
 class DatagramReceiver(SessionCore):
     """What a UDP peer's session does with each datagram it receives, and its counters."""
@@ -100,6 +100,9 @@ class DatagramReceiver(SessionCore):
         self.pinger = Pinger(now)
         #: the listener's return-path cookie, sent after the token of every PING
         self.cookie = b""
+        #: (client) the token after the cookie of the PINGs that may admit us
+        #: (:func:`~.admission.encode_credential`)
+        self.credential = b""
 
     def _open(self) -> None:
         self._set_state(SessionState.OPEN)
@@ -226,7 +229,7 @@ class DatagramReceiver(SessionCore):
             return
         if typ == 2:
             self._fragment(data, n, flags, prio, stream, seq, now)
-        elif typ == _PING and (n == 28 or n == _COOKIE_FRAME):
+        elif typ == _PING and (n == 28 or _COOKIE_FRAME <= n <= MAX_PING):
             self.scheduler.push_frame(0, encode_frame(FrameType.PONG, bytes(data[20:28])))
         elif typ == _PONG and n == 28:
             self._on_pong(bytes(data[20:]), now)
@@ -309,7 +312,8 @@ class DatagramReceiver(SessionCore):
             self.garbage += 1
             return
         self.cookie = cookie
-        self.scheduler.push_frame(0, encode_frame(FrameType.PING, token + cookie))
+        self.scheduler.push_frame(0, encode_frame(FrameType.PING,
+                                                  token + cookie + self.credential))
 
     def _on_pong(self, payload: bytes, now: float) -> None:
         p = self.pinger

@@ -23,6 +23,7 @@ __all__ = [
     "MAGIC",
     "MAX_HELLO_LENGTH",
     "MAX_TOKEN",
+    "TOKEN_LENGTH",
     "PREFIX_SIZE",
     "RAW_KEEPALIVE",
     "VERSION",
