@@ -37,8 +37,9 @@ async def _health(channel: Any) -> int:
 
 async def test_100_silent_calls_are_cut_at_the_handshake_deadline() -> None:
     async with NetworkTransport(timeout=5.0) as net:
+        # 2 s: the 100 calls must all be open before the first is cut, on a loaded machine
         listener = await net.listen("127.0.0.1", 0, transport="grpc", max_connections=100,
-                                    handshake_timeout=0.5)
+                                    handshake_timeout=2.0)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{listener.port}") as channel:
             connect = channel.stream_stream(METHOD)
             t0 = time.monotonic()
@@ -52,7 +53,7 @@ async def test_100_silent_calls_are_cut_at_the_handshake_deadline() -> None:
             codes = await asyncio.gather(*(c.code() for c in calls))
             cut_after = time.monotonic() - t0
             assert set(codes) == {grpc.StatusCode.DEADLINE_EXCEEDED}
-            assert cut_after < 3.0  # handshake_timeout (0.5 s), not never
+            assert cut_after < 8.0  # handshake_timeout (2 s), not never
             await eventually(lambda: listener.live == 0)
             assert await _health(channel) == SERVING
             # the listener serves again
