@@ -41,6 +41,9 @@ __all__ = ["ClientSocket", "QuicPump"]
 PACKET_OVERHEAD = 27
 #: datagrams read per wake-up at most (then the loop runs other callbacks)
 READ_BATCH = 256
+#: the shortest sleep the event loop can take: epoll (and libuv) wait whole milliseconds, so
+#: a timer closer than this costs a full millisecond idle
+LOOP_RESOLUTION = 0.001
 
 Sender = Callable[[bytes, Any], None]
 _ROUTING = (ConnectionIdIssued, ConnectionIdRetired, ConnectionTerminated)
@@ -58,7 +61,7 @@ class QuicPump:
         self.on_routing: Callable[[QuicEvent], None] | None = None
         #: called after each transmit (the link refills aioquic's buffers from it)
         self.on_transmitted: Callable[[], None] | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
         self._timer_at: float | None = None
         self._soon: asyncio.Handle | None = None
         self.handed = 0  # stream bytes given to aioquic
@@ -161,7 +164,14 @@ class QuicPump:
             self._timer.cancel()
             self._timer = None
         self._timer_at = at
-        if at is not None:
+        if at is None:
+            return
+        if self.handed > self.left and at - self.loop.time() < LOOP_RESOLUTION:
+            # aioquic holds stream data and paces it out in bursts microseconds apart: a
+            # timer would sleep a whole millisecond per burst (a sender idled ~40 % of its
+            # time so); go on at the next loop turn instead
+            self._timer = self.loop.call_soon(self._on_paced)
+        else:
             self._timer = self.loop.call_at(at, self._on_timer)
 
     def _on_timer(self) -> None:
@@ -171,6 +181,22 @@ class QuicPump:
         if self.terminated:
             return
         self.quic.handle_timer(now=max(at or 0.0, self.loop.time()))
+        self.pump()
+
+    def _on_paced(self) -> None:
+        """A loop turn after a transmit that left paced data: once the timer is due, it
+        fires and whatever the pacer allows goes (before that, only the loop turns: an
+        empty ``datagrams_to_send`` costs more)."""
+        now = self.loop.time()
+        at = self._timer_at
+        if at is not None and now < at and not self.terminated:
+            self._timer = self.loop.call_soon(self._on_paced)
+            return
+        self._timer = None
+        self._timer_at = None
+        if self.terminated:
+            return
+        self.quic.handle_timer(now=now)
         self.pump()
 
     def stop(self) -> None:
