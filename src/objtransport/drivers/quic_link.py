@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import struct
 from collections.abc import Callable
 from time import monotonic
 from typing import Any
@@ -41,7 +40,7 @@ from aioquic.quic.events import (
 
 from ..sansio.core import AnySession
 from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
-from ..sansio.framing import FrameType, GoAwayCode
+from ..sansio.framing import GoAwayCode
 from ..sansio.reliability import ResumeState
 from ..sansio.session import NativeSession
 from ..sansio.throttle import TokenBucket
@@ -51,22 +50,18 @@ from .quic_conn import ClientSocket, QuicPump
 from .quic_datagrams import QuicDatagrams
 from .quic_end import QuicEnded
 from .quic_inbound import Inbound, QuicInbound
+from .quic_send import QUIC_HIGH, QuicSending
 from .tcp import describe_connect_error
 
 __all__ = ["QUIC_HIGH", "QuicEnded", "QuicLink"]
 
-#: stream bytes handed to aioquic ahead of what left in packets (priorities act above it)
-QUIC_HIGH = 128 * 1024
-_LEN = struct.Struct("!I").unpack_from
-_STREAM = struct.Struct("!I").unpack_from
-_DATA = int(FrameType.DATA)
-_GOAWAY = int(FrameType.GOAWAY)
 _uids = itertools.count(1)
 
 
-class QuicLink(QuicInbound, QuicDatagrams):
-    """One QUIC connection bound to one session (native or raw); what it receives, its
-    DATAGRAM frames and its ending are its bases' (quic_inbound, quic_datagrams, quic_end)."""
+class QuicLink(QuicInbound, QuicDatagrams, QuicSending):
+    """One QUIC connection bound to one session (native or raw); what it sends, receives,
+    its DATAGRAM frames and its ending are its bases' (quic_send, quic_inbound,
+    quic_datagrams, quic_end)."""
 
     def __init__(self, pump: QuicPump, session: AnySession, parts: LinkParts, client: bool,
                  peer: Any) -> None:
@@ -131,6 +126,12 @@ class QuicLink(QuicInbound, QuicDatagrams):
         self.socket: ClientSocket | None = None
         pump.handler = self.on_quic_event
         pump.on_transmitted = self._refill
+        # senders queue straight into the session (one call per message, as on TCP); it
+        # wakes the link when its queue was empty
+        session.on_wake = self._wake
+        session.send_high = self.max_pending
+        self.queue = session.queue  # type: ignore[method-assign]
+        self.queue_many = session.queue_many  # type: ignore[method-assign]
 
     # -- starting ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -192,172 +193,6 @@ class QuicLink(QuicInbound, QuicDatagrams):
 
     def _answer(self) -> None:
         self._schedule_flush()
-
-    # -- sending -----------------------------------------------------------------------------
-    def send(self, data: bytes | bytearray | memoryview, stream: int = 0, priority: int = 2,
-             text: bool = False) -> bool:
-        """Queue one message; return True when the caller should wait (``wait_writable``)."""
-        self.last_seq = self.session.send_message(data, stream, priority, text)
-        if self._flush_handle is None:
-            self._flush_handle = self.loop.call_soon(self._flush_soon)
-            self._flush(now=True)  # a lone message goes out at once; the rest coalesces
-        rs = self._rs
-        return self._sched.pending_bytes > self.max_pending or (
-            rs is not None and rs.unacked_bytes > self.max_unacked)
-
-    @property
-    def pending_bytes(self) -> int:
-        """Bytes queued in the session plus what aioquic probably holds unsent."""
-        return self.session.scheduler.pending_bytes + self.pump.unsent
-
-    def _schedule_flush(self) -> None:
-        if self._flush_handle is None:
-            self._flush_handle = self.loop.call_soon(self._flush_soon)
-
-    def _flush_soon(self) -> None:
-        self._flush_handle = None
-        self._flush()
-
-    def _refill(self) -> None:
-        """After a transmit: hand aioquic more if its buffers ran low."""
-        if not self._flushing and self.pump.unsent < QUIC_HIGH // 2 and (
-                self._sched.pending_bytes or self.session.has_final):
-            self._flush()
-
-    def _flush(self, now: bool = False) -> None:
-        """Hand aioquic what the session queued, up to ``QUIC_HIGH`` unsent; if anything
-        went, transmit (``now``: at once, else once at the end of this loop turn: an empty
-        ``datagrams_to_send`` still costs aioquic tens of µs)."""
-        if self._flushing or self._final_sent or self._quic_closed:
-            return
-        if not self._control_open:
-            if self.session.closed:
-                self._close_quic(self.session.close_code, self.session.close_reason)
-            return  # a server speaks once the client opened stream 0
-        self._flushing = True
-        handed = self.pump.handed
-        try:
-            self._write()
-        finally:
-            self._flushing = False
-        if self.pump.handed != handed:
-            if now:
-                self.pump.transmit()
-            else:
-                self.pump.transmit_soon()
-        if self._drain_waiters:
-            self._wake_drain_waiters()
-        if self._flushed_waiters and not self._sched.pending_bytes:
-            self._wake_flushed()
-
-    def _write(self) -> None:
-        session = self.session
-        sched = self._sched
-        pump = self.pump
-        pacer = self.pacer
-        now = monotonic()
-        while sched.pending_bytes or session.has_final:
-            budget = QUIC_HIGH - pump.unsent
-            if budget <= 0:
-                break
-            strict = bool(pacer.buckets)
-            if strict:
-                if self._pace_handle is not None:
-                    break
-                allowed = pacer.allowance(now)
-                if allowed <= 0:
-                    self._pace_handle = self.loop.call_at(now + pacer.delay(now),
-                                                          self._paced_flush)
-                    break
-                budget = min(budget, int(allowed))
-            chunks = session.data_to_send(now, budget, strict)
-            if not chunks:
-                break
-            n = self._route(chunks) if self.native else self._raw_out(chunks)
-            pacer.consume(n, now)
-        if session.closed and not sched.pending_bytes and not session.has_final:
-            self._end_writing()
-
-    def _paced_flush(self) -> None:
-        self._pace_handle = None
-        self._flush()
-
-    def repace(self) -> None:
-        """The limits changed: drop a pending pacing wait and flush under the new ones."""
-        if self._pace_handle is not None:
-            self._pace_handle.cancel()
-            self._pace_handle = None
-        self._flush()
-
-    def _raw_out(self, chunks: list[Any]) -> int:
-        n = 0
-        send = self.pump.send_stream
-        for c in chunks:
-            send(self.control, c)
-            n += len(c)
-        return n
-
-    def _route(self, chunks: list[Any]) -> int:
-        """Send native frames, each on the QUIC stream of its objtransport stream; runs of
-        frames for one stream go in one call."""
-        send = self.pump.send_stream
-        control = self.control
-        total = 0
-        carry = b""
-        for chunk in chunks:
-            if carry:
-                chunk = carry + bytes(chunk)
-                carry = b""
-            n = len(chunk)
-            total += n
-            view = memoryview(chunk)
-            off = 0
-            if self._route_magic:
-                k = min(self._route_magic, n)
-                send(control, view[:k])
-                self._route_magic -= k
-                off = k
-            start = off
-            sid = self._route_sid
-            left = self._route_left
-            while off < n:
-                if left:
-                    take = min(left, n - off)
-                    off += take
-                    left -= take
-                    continue
-                if n - off < 12:  # a header cut between chunks (not expected)
-                    if off > start:
-                        send(sid, view[start:off])
-                    carry = bytes(view[off:])
-                    total -= len(carry)
-                    start = off = n
-                    break
-                (length,) = _LEN(chunk, off)
-                nsid = control
-                if chunk[off + 5] == _DATA:
-                    (stream,) = _STREAM(chunk, off + 8)
-                    if stream:
-                        nsid = self._data_stream(stream)
-                if nsid != sid:
-                    if off > start:
-                        send(sid, view[start:off])
-                    start = off
-                    sid = nsid
-                left = length + 4
-            if off > start:
-                send(sid, view[start:off])
-            self._route_sid = sid
-            self._route_left = left
-        return total
-
-    def _data_stream(self, stream: int) -> int:
-        sid = self._out.get(stream)
-        if sid is None:
-            sid = self._out[stream] = self.quic.get_next_available_stream_id(
-                is_unidirectional=True)
-            self.quic.send_stream_data(sid, b"")  # takes the id (the next one is another)
-        return sid
 
     # -- events and time ---------------------------------------------------------------------
     def _process_events(self) -> None:
