@@ -127,6 +127,13 @@ class QuicServer:
             pump.pump()
 
     def _datagram(self, data: bytes, addr: Any, now: float) -> QuicPump | None:
+        if data and not data[0] & 0x80:  # a short header: our connection id comes first
+            pump = self._routes.get(data[1:1 + self.config.connection_id_length])
+            if pump is None:
+                self.garbage += 1
+                return None
+            pump.feed(data, addr, now)
+            return pump
         try:
             header = pull_quic_header(Buffer(data=data),
                                       host_cid_length=self.config.connection_id_length)
