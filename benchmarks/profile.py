@@ -6,6 +6,12 @@ slows Python code 1.5-2x, so read the shares, not the rates.
 
     .venv/bin/python -m benchmarks.profile --size 64 --count 300000 --top 15
     .venv/bin/python -m benchmarks.profile --sender send_many
+    .venv/bin/python -m benchmarks.profile --transport websocket --count 500000
+    .venv/bin/python -m benchmarks.profile --transport grpc --framing raw --count 20000
+    .venv/bin/python -m benchmarks.profile --transport udp --count 400000
+    .venv/bin/python -m benchmarks.profile --transport grpc --framing raw --pingpong 3000
+
+``--pingpong N`` profiles the pinger and the echo server of N 64 B round trips instead.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from . import workers as w
+from . import workers_udp as wu
 from .runner import CTX, use_loop
 
 SENDERS: dict[str, Callable[..., float]] = {
@@ -40,8 +47,43 @@ def _profiled(target: Callable[..., Any], args: tuple[Any, ...], top: int, loop:
     out.send(s.getvalue())
 
 
-def _recv(pipe: Connection, size: int, count: int) -> None:
-    w.recv_objtransport(pipe, size, count)
+def _recv(pipe: Connection, size: int, count: int, transport: str = "tcp") -> None:
+    if transport == "udp":
+        wu.recv_objtransport(pipe, size, count)
+    else:
+        w.recv_objtransport(pipe, size, count, transport)
+
+
+def _sender(name: str, transport: str, framing: str) -> Callable[..., float]:
+    if transport == "udp":
+        return wu.send_objtransport
+    if name == "send_many":
+        return SENDERS[name]
+    return partial(w.send_objtransport, transport=transport, framing=framing)
+
+
+def _pingpong(a: argparse.Namespace) -> None:
+    er, ec = CTX.Pipe()
+    rr, rc = CTX.Pipe()
+    echo = CTX.Process(target=_profiled,
+                       args=(partial(w.echo_objtransport, transport=a.transport), (ec,),
+                             a.top, a.loop, rc), daemon=True)
+    echo.start()
+    port = er.recv()
+    sr, sc = CTX.Pipe()
+    ping = CTX.Process(target=_profiled,
+                       args=(partial(w.ping_objtransport, port, a.pingpong, 100,
+                                     transport=a.transport, framing=a.framing), (), a.top,
+                             a.loop, sc), daemon=True)
+    ping.start()
+    print("== pinger ==")
+    print(sr.recv())
+    er.send("stop")
+    er.recv()
+    print("== echo server ==")
+    print(rr.recv())
+    ping.join(30)
+    echo.join(30)
 
 
 def main() -> None:
@@ -51,16 +93,25 @@ def main() -> None:
     ap.add_argument("--top", type=int, default=15)
     ap.add_argument("--loop", default="default")
     ap.add_argument("--sender", default="send_data", choices=sorted(SENDERS))
+    ap.add_argument("--transport", default="tcp", choices=("tcp", "websocket", "grpc", "udp"))
+    ap.add_argument("--framing", default="native", choices=("native", "raw"))
+    ap.add_argument("--pingpong", type=int, default=0, metavar="N",
+                    help="profile N round trips of 64 B instead")
     a = ap.parse_args()
+    if a.pingpong:
+        _pingpong(a)
+        return
     pr, pc = CTX.Pipe()
     rr, rc = CTX.Pipe()
     recv = CTX.Process(target=_profiled,
-                       args=(_recv, (pc, a.size, a.count), a.top, a.loop, rc), daemon=True)
+                       args=(_recv, (pc, a.size, a.count, a.transport), a.top, a.loop, rc),
+                       daemon=True)
     recv.start()
     port = pr.recv()
     sr, sc = CTX.Pipe()
     send = CTX.Process(target=_profiled,
-                       args=(partial(SENDERS[a.sender], port, a.size, a.count), (), a.top,
+                       args=(partial(_sender(a.sender, a.transport, a.framing), port, a.size,
+                                     a.count), (), a.top,
                              a.loop, sc), daemon=True)
     send.start()
     got = pr.recv()

@@ -10,7 +10,9 @@ subclasses it and adds its reader, its writer and ``abort``.
 
 The subclass must set ``peer`` (via :meth:`_init_link`) and provide ``pending_bytes`` and
 ``abort()``; its writer task waits on ``_wake`` and, after each batch, calls
-:meth:`_after_write`.
+:meth:`_after_write`. Senders queue straight into the session (``queue`` is the session's
+``queue``, one call per message); the session calls :meth:`_on_wake` when its queue was
+empty.
 """
 
 from __future__ import annotations
@@ -71,12 +73,23 @@ class MessageLink(FlowControl):
         self._writer: asyncio.Task[None] | None = None
         self._aborted = False
         self._msession = session if isinstance(session, MessageSession) else None
+        # senders queue straight into the session (one call per message, as on TCP); it
+        # calls _on_wake when a message lands in its empty queue
+        session.on_wake = self._on_wake
+        session.send_high = self.max_pending
+        self.queue = session.queue  # type: ignore[method-assign,misc]
+        self.queue_many = session.queue_many  # type: ignore[method-assign,misc]
 
     # -- the writer ------------------------------------------------------------------------
     def _kick(self) -> None:
         """Wake the writer task (it sends what is queued, or closes)."""
         if not self._wake.is_set():
             self._wake.set()
+
+    def _on_wake(self) -> None:
+        """A message landed in the session's empty queue: have it sent (the writer task,
+        by default)."""
+        self._kick()
 
     def _after_write(self) -> None:
         """After a batch: wake the senders waiting for room or for the queue to empty."""

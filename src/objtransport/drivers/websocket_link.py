@@ -249,12 +249,17 @@ class WebSocketLink(MessageLink):
              text: bool = False) -> bool:
         """Queue one message; return True when the caller should wait (``wait_writable``)."""
         self.last_seq = self.session.send_message(data, stream, priority, text)
-        if self._flush_handle is None:
-            self._flush_handle = self.loop.call_soon(self._flush_soon)
-            self._flush()  # a lone message goes out at once; the rest of the turn coalesces
+        self._on_wake()
         rs = self._rs
         return self._sched.pending_bytes > self.max_pending or (
             rs is not None and rs.unacked_bytes > self.max_unacked)
+
+    def _on_wake(self) -> None:
+        """Something was queued: a lone message goes out at once; the rest of the loop
+        turn coalesces into the next carrier."""
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush_soon)
+            self._flush()
 
     def _schedule_flush(self) -> None:
         if self._flush_handle is None:
