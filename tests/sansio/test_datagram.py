@@ -306,3 +306,52 @@ def test_pings_are_answered_and_goaway_closes() -> None:
     s.receive_datagram(goaway, 2.0)
     (closed,) = s.take_events()
     assert isinstance(closed, Closed) and closed.by_peer and not closed.error
+
+
+# -- a run of datagrams from one GRO read --------------------------------------------------
+
+SEG = 40  # every datagram of a run below has this size (the last may be shorter)
+
+
+def _run_datagram(kind: str, seq: int) -> bytes:
+    """One datagram of SEG bytes of the given kind (a DATA's number is ``seq``)."""
+    if kind == "data":
+        return encode_data(bytes([seq % 251]) * 20, seq, 0, 2)
+    if kind == "text":
+        return encode_data(b"t" * 20, seq, 0, 2, flags=1)
+    if kind == "stream":
+        return encode_data(b"s" * 20, seq, 3, 1)
+    if kind == "frag":  # the first or the second half of a 24-byte message
+        return frag(seq, 12 * (seq % 2), 24, b"f" * 12)
+    if kind == "garbage":
+        return bytes(range(SEG))
+    assert kind == "goaway"
+    return encode_frame(FrameType.GOAWAY, struct.pack("!H", 0) + b"r" * 18)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["data"] * 6 + ["text", "stream", "frag",
+                                                                "garbage", "goaway"]),
+                          st.integers(1, 30)), min_size=1, max_size=40),
+       st.sampled_from([b"", b"\x00" * 7, encode_data(b"last", 31, 0, 2)]))
+def test_receive_run_matches_one_datagram_at_a_time(items: list[tuple[str, int]],
+                                                   tail: bytes) -> None:
+    """``receive_run`` (a GRO read split at the segment size) leaves the session exactly as
+    ``receive_datagram`` on each datagram does: messages, events, every counter, the end."""
+    dgrams = [_run_datagram(kind, seq) for kind, seq in items]
+    assert all(len(d) == SEG for d in dgrams)
+    if tail:
+        dgrams.append(tail)
+    one, run = server(), server()
+    for d in dgrams:
+        one.receive_datagram(d, 1.0)
+    run.receive_run(memoryview(b"".join(dgrams)), SEG, 1.0)
+
+    def seen(s: DatagramSession) -> tuple[object, ...]:
+        msgs = [(m.data, m.stream, m.priority, m.text) if isinstance(m, Message) else bytes(m)
+                for m in s.take_messages()]
+        return (msgs, [type(e) for e in s.take_events()], s.loss_counters(),
+                s.messages_received, s.bytes_received, s.closed, s.last_receive,
+                s.partial_messages, datagrams(s, 1.0))
+
+    assert seen(run) == seen(one)

@@ -106,6 +106,8 @@ def _run_end(dgrams: list[Datagram], i: int) -> int:
     sizes (the last may be shorter), plain ``bytes``, at most GSO_SEGMENTS and 64 KiB."""
     size = len(dgrams[i])
     end = min(len(dgrams), i + GSO_SEGMENTS, i + max(1, _GSO_BYTES // size))
+    if size > 2 and len(set(map(len, dgrams[i:end]))) == 1:
+        return end  # all of one size (a pair, the only non-bytes, has len 2 < 20)
     j = i + 1
     while j < end:
         d = dgrams[j]
@@ -253,7 +255,7 @@ class UdpEndpoint(_Owner):
         failure = ""
         try:
             if self.gro:
-                self._receive_coalesced(receive, now)
+                self._receive_coalesced(link.ds, now)
             else:
                 for _ in range(BATCH):
                     receive(view[:recv_into(self.buf)], now)
@@ -267,11 +269,11 @@ class UdpEndpoint(_Owner):
         if failure:
             link.fail(failure)
 
-    def _receive_coalesced(self, receive: Callable[[memoryview, float], object],
-                           now: float) -> None:
+    def _receive_coalesced(self, session: DatagramSession, now: float) -> None:
         """Read until the socket is empty (at most about BATCH datagrams); a read may carry
         a run of datagrams that GRO coalesced: split at the segment size."""
         recvmsg_into = self.sock.recvmsg_into
+        receive = session.receive_datagram
         bufs = [self.buf]
         view = self.view
         got = 0
@@ -282,8 +284,7 @@ class UdpEndpoint(_Owner):
                 receive(view[:n], now)
                 got += 1
                 continue
-            for off in range(0, n, seg):
-                receive(view[off:min(off + seg, n)], now)
+            session.receive_run(view[:n], seg, now)
             got += -(-n // seg)
             self.coalesced_reads += 1
 
@@ -391,9 +392,7 @@ class UdpServer(_Owner):
                 link.ds.receive_datagram(view[:n], now)
             else:  # a run of datagrams coalesced by GRO
                 self.coalesced_reads += 1
-                receive = link.ds.receive_datagram
-                for off in range(0, n, seg):
-                    receive(view[off:min(off + seg, n)], now)
+                link.ds.receive_run(view[:n], seg, now)
             if not link.dirty:
                 link.dirty = True
                 touched.append(link)

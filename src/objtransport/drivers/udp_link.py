@@ -136,12 +136,18 @@ class DatagramLink(FlowControl):
              text: bool = False) -> bool:
         """Queue one message and send what the turn allows; True when the caller should
         wait (``wait_writable``). Raises ``ConnectionNotReady`` / ``MessageTooLarge``."""
+        wait = self.queue(data, stream, priority, text)
+        self.last_seq = self.ds.messages_sent
+        return wait
+
+    def queue(self, data: bytes | bytearray | memoryview, stream: int = 0,
+              priority: int = 2, text: bool = False) -> bool:
+        """:meth:`send` without the message's number (the senders' one call per message)."""
         session = self.ds
         held = self._held
         if self._turn + len(held) < BURST and not self.blocked and not self.pacer.buckets:
             dgram = session.encode_direct(data, stream, priority, text)
             if dgram is not None:  # nothing queued: straight to the socket
-                self.last_seq = session.messages_sent
                 if held or (self._turn and self.owner.gso):
                     # not the turn's first: they leave together at its end (UDP_SEGMENT)
                     held.append(dgram)
@@ -165,7 +171,7 @@ class DatagramLink(FlowControl):
                     held.append(dgram)
                     self._block()
                 return False
-        self.last_seq = session.send_message(data, stream, priority, text)
+        session.send_message(data, stream, priority, text)
         if not self.blocked:
             self._flush()
         return session.scheduler.pending_bytes > self.max_pending
