@@ -57,7 +57,8 @@ async def _count_until_quiet(state: list[float], count: int, done: asyncio.Event
 # -- objtransport -------------------------------------------------------------------------
 
 
-def recv_objtransport(pipe: Connection, size: int, count: int) -> None:
+def recv_objtransport(pipe: Connection, size: int, count: int, offload: bool = True) -> None:
+    """``offload=False``: no UDP_GRO on the listener's socket (one datagram per read)."""
     from objtransport import Message, NetworkTransport
 
     async def main() -> None:
@@ -75,7 +76,7 @@ def recv_objtransport(pipe: Connection, size: int, count: int) -> None:
             if state[0] >= count:
                 done.set()
 
-        async with NetworkTransport() as net:
+        async with NetworkTransport(udp_offload=offload) as net:
             listener = await net.listen("127.0.0.1", 0, handler=on_message, transport="udp",
                                         max_datagram_payload=PIECE)
             pipe.send(listener.port)
@@ -86,11 +87,13 @@ def recv_objtransport(pipe: Connection, size: int, count: int) -> None:
     asyncio.run(main())
 
 
-def send_objtransport(port: int, size: int, count: int, rate: float = 0.0) -> float:
+def send_objtransport(port: int, size: int, count: int, rate: float = 0.0,
+                      offload: bool = True) -> float:
+    """``offload=False``: one ``send`` per datagram (no UDP_SEGMENT)."""
     from objtransport import NetworkTransport
 
     async def main() -> float:
-        async with NetworkTransport(timeout=DEADLINE) as net:
+        async with NetworkTransport(timeout=DEADLINE, udp_offload=offload) as net:
             conn = await net.connect("127.0.0.1", port, transport="udp",
                                      max_datagram_payload=PIECE)
             payload = b"x" * size
