@@ -76,6 +76,9 @@ FEATURE_META = 0x08  # the sender understands FLAG_META (headers, requests)
 FEATURE_ZLIB = 0x10  # the sender decompresses zlib payloads
 FEATURE_ZSTD = 0x20  # the sender decompresses zstd payloads
 FEATURE_TOKEN = 0x40  # (client's HELLO) a token follows the fixed fields
+FEATURE_SKIP = 0x80  # the sender understands SKIP frames (expired messages given up)
+#: SKIP payload: the number of the message given up (u64)
+SKIP_FORMAT = struct.Struct("!Q")
 
 
 class FrameType(enum.IntEnum):
@@ -85,6 +88,7 @@ class FrameType(enum.IntEnum):
     PING = 4
     PONG = 5
     GOAWAY = 6
+    SKIP = 7  # a message given up (its ttl passed): the receiver counts it as done
 
 
 class GoAwayCode(enum.IntEnum):

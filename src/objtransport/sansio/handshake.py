@@ -22,9 +22,11 @@ from .framing import (
     FEATURE_META,
     FEATURE_RESUME,
     FEATURE_RESUMED,
+    FEATURE_SKIP,
     FEATURE_ZLIB,
     FEATURE_ZSTD,
     MAGIC,
+    SKIP_FORMAT,
     FrameType,
     GoAwayCode,
     Hello,
@@ -95,8 +97,10 @@ class NativeHandshake(SessionCore):
         self._fragment = options.max_fragment_size
         self._qos = options.qos
         self._preface_sent = False
-        #: what we understand beyond ACKs and resume: meta blocks, compressed payloads
-        self.extensions = FEATURE_META | FEATURE_ZLIB | (FEATURE_ZSTD if zstd else 0)
+        #: what we understand beyond ACKs and resume: meta blocks, compressed payloads,
+        #: SKIP frames
+        self.extensions = (FEATURE_META | FEATURE_ZLIB | FEATURE_SKIP
+                           | (FEATURE_ZSTD if zstd else 0))
         #: the features bits of the peer's HELLO (0 until it arrived)
         self.peer_features = 0
         #: after a resume: bytes that may be written before the peer acknowledges more
@@ -207,6 +211,7 @@ class NativeHandshake(SessionCore):
             self._acks = True
             self._unacked_high = self.options.max_unacked_bytes
             rs.attach(self.scheduler)
+            rs.can_skip = bool(hello.features & FEATURE_SKIP)
         else:
             if rs.unacked_count:  # a session that had ACKs, continued without: in doubt
                 self.events.append(SessionLost(rs.take_unconfirmed()))
@@ -268,6 +273,8 @@ class NativeHandshake(SessionCore):
                 sched.push_frame(queue, bytes(f.frame), f.stream)
             elif f.frame is not None:
                 sched.push(queue, (f.frame,), f.stream)  # a large fragment: no copy
+        for seq in sorted(rs.skipped):  # given up (ttl): the peer counts them as done
+            self._send_skip(seq)
         if sched.pending_bytes:
             self._window = RESUME_WINDOW
             self._in_window = 0
@@ -291,6 +298,10 @@ class NativeHandshake(SessionCore):
         elif self._ack_due is None:
             self._ack_due = now + ACK_DELAY
             self.timer_changed = True
+
+    def _send_skip(self, seq: int) -> None:
+        self.scheduler.push_frame(_CONTROL, encode_frame(FrameType.SKIP,
+                                                         SKIP_FORMAT.pack(seq)))
 
     def _send_ack(self) -> None:
         rs = self.rs

@@ -22,6 +22,7 @@ from .framing import (
     ACK_FORMAT,
     MAGIC,
     MAX_HELLO_LENGTH,
+    SKIP_FORMAT,
     FrameType,
     GoAwayCode,
     decode_goaway,
@@ -259,6 +260,21 @@ class NativeReceiver(NativeHandshake):
                 self.events.append(Acked(seq))
                 if self._window:
                     self._window_acked()
+        elif ftype == FrameType.SKIP:
+            self._on_skip(payload)
+
+    def _on_skip(self, payload: bytes) -> None:
+        """The peer gave up message ``seq`` (its ttl passed): it is done, not delivered."""
+        if len(payload) != 8 or not self._acks:
+            raise ProtocolError("SKIP frame without acknowledgements agreed, or whose "
+                                "payload is not 8 bytes", GoAwayCode.PROTOCOL_ERROR)
+        (seq,) = SKIP_FORMAT.unpack(payload)
+        rs = self.rs
+        if seq == 0:
+            raise ProtocolError("SKIP of message 0", GoAwayCode.PROTOCOL_ERROR)
+        if not rs.is_duplicate(seq):
+            rs.mark(seq)
+            rs.skips_received += 1
 
     def _on_pong(self, payload: bytes, now: float) -> None:
         rtt = self.pinger.pong(payload, now)

@@ -17,6 +17,12 @@ sockets and the :class:`~objtransport.sansio.session.NativeSession` objects come
   holds the numbers delivered beyond it (priorities and streams complete out of order). A
   number at or below the floor, or in ``above``, is a duplicate and is dropped.
 
+* Expiring: ``expiring`` maps the number of each unacknowledged message sent with a ttl
+  to its deadline (the caller's clock). :meth:`ResumeState.expire` gives up those past it:
+  they leave the queue if no byte of them was written, and are marked ``skipped``, so a
+  resume sends a SKIP frame for each instead of the message (docs/protocol.md 1.11). Only
+  with a peer that announced ``SKIP``; messages without a ttl cost nothing here.
+
 Memory: the kept batches are the chunks that were written (no copies: the scheduler never
 reuses a buffer it handed out), at most about ``max_unacked_bytes`` before ``send_data``
 waits; ``above`` holds at most as many integers as messages the peer may have unacknowledged.
@@ -26,6 +32,7 @@ Per message, sending costs one integer addition here (``queued``).
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
@@ -106,7 +113,8 @@ def data_frames(batches: Iterable[Batch | Item]) -> Iterator[DataFrame]:
 class ResumeState:
     __slots__ = ("session_id", "next_seq", "acked", "sent", "queued", "freed", "queue",
                  "tracking", "floor", "above", "ack_sent", "peer_session_id", "established",
-                 "duplicates", "resent")
+                 "duplicates", "resent", "expiring", "skipped", "can_skip",
+                 "skips_received")
 
     def __init__(self, session_id: bytes) -> None:
         self.session_id = session_id
@@ -127,6 +135,15 @@ class ResumeState:
         self.established = False  # a handshake completed at least once
         self.duplicates = 0
         self.resent = 0
+        #: unacknowledged messages sent with a ttl: number -> deadline, in number order
+        self.expiring: OrderedDict[int, float] = OrderedDict()
+        #: messages given up (ttl passed) the peer has not acknowledged: a resume sends a
+        #: SKIP for each, not the message
+        self.skipped: set[int] = set()
+        #: the peer understands SKIP (its HELLO said so), so expired messages can be skipped
+        self.can_skip = False
+        #: SKIP frames received that filled a gap (receiving side)
+        self.skips_received = 0
 
     # -- sending ---------------------------------------------------------------------------
     @property
@@ -152,6 +169,9 @@ class ResumeState:
         self.sent.clear()
         self.acked = self.next_seq
         self.freed = self.queued
+        self.expiring.clear()
+        self.skipped.clear()
+        self.can_skip = False
 
     def wrote(self, batch: Batch) -> None:
         """``batch`` (whole frames) was handed to the socket: keep it until acknowledged
@@ -179,27 +199,73 @@ class ResumeState:
             del sent[:k]
         if seq == self.next_seq:
             self.freed = self.queued  # nothing numbered is waiting any more
+        if self.expiring or self.skipped:
+            self._forget_acked()
         return n
+
+    # -- expiring --------------------------------------------------------------------------
+    def expires(self, seq: int, deadline: float) -> None:
+        """Message ``seq`` (just numbered) is worthless after ``deadline`` (the clock of
+        whoever calls :meth:`expire`). Kept only while it can be skipped (ACKs agreed, the
+        peer understands SKIP)."""
+        if self.tracking and self.can_skip and seq > self.acked:
+            self.expiring[seq] = deadline
+
+    def next_expiry(self) -> float | None:
+        """The earliest deadline of the messages in ``expiring`` (None: none)."""
+        return min(self.expiring.values()) if self.expiring else None
+
+    def expire(self, now: float) -> tuple[list[Unacked], set[int]]:
+        """Give up the unacknowledged messages whose deadline passed by ``now``: those
+        still queued of which no byte was written leave the queue; all are marked
+        ``skipped``. Returns them (seq, payload, stream, priority, text: for the report)
+        and the numbers taken out of the queue (their SKIP goes at once; for the others it
+        goes after a resume: the peer may have them already). Not for the hot path."""
+        self._forget_acked()
+        due = {seq for seq, at in self.expiring.items() if at <= now}
+        if not due:
+            return [], set()
+        for seq in due:
+            del self.expiring[seq]
+        frames, _ = self._pending(take=False)
+        lost = _messages([f for f in frames if f.seq in due])
+        removed = self.queue.drop_data(due) if self.queue is not None else set()
+        self.skipped |= due
+        return lost, removed
+
+    def _forget_acked(self) -> None:
+        acked = self.acked
+        expiring = self.expiring
+        while expiring:
+            seq = next(iter(expiring))
+            if seq > acked:
+                break
+            del expiring[seq]
+        if self.skipped:
+            self.skipped = {s for s in self.skipped if s > acked}
 
     def _pending(self, take: bool) -> tuple[list[DataFrame], int]:
         """The DATA frames not acknowledged, in the order they were written or queued, and
         how many messages among them were written already (the rest were only queued);
         with ``take``, the kept batches and the old scheduler's queue are emptied."""
         acked = self.acked
-        out = [f for f in data_frames([b for _, _, b in self.sent]) if f.seq > acked]
+        skipped = self.skipped
+        out = [f for f in data_frames([b for _, _, b in self.sent])
+               if f.seq > acked and f.seq not in skipped]
         written = len({f.seq for f in out})
         q = self.queue
         if q is not None:
             queued = q.clear(keep_control=True) if take else q.queued_items()
-            out += [f for f in data_frames(queued) if f.seq > acked]
+            out += [f for f in data_frames(queued) if f.seq > acked and f.seq not in skipped]
         if take:
             self.sent.clear()
         return out, written
 
     def take_resend(self, peer_floor: int) -> list[DataFrame]:
         """After a resume: what the peer (which has everything up to ``peer_floor``) still
-        needs, to queue again in this order with the same numbers. The caller then
-        :meth:`attach`-es its session."""
+        needs, to queue again in this order with the same numbers; the messages given up
+        are not among them (the caller sends a SKIP for each number left in ``skipped``).
+        The caller then :meth:`attach`-es its session."""
         self.on_ack(peer_floor)
         out, written = self._pending(take=True)
         self.resent += written  # only what went out before and the peer does not have
@@ -214,11 +280,15 @@ class ResumeState:
         out = _messages(self._pending(take=True)[0]) if self.tracking else []
         self.acked = self.next_seq
         self.freed = self.queued
+        self.expiring.clear()
+        self.skipped.clear()
         return out
 
     def restart_numbering(self) -> None:
         self.next_seq = 0
         self.acked = 0
+        self.expiring.clear()
+        self.skipped.clear()
 
     # -- receiving -------------------------------------------------------------------------
     def settle(self) -> None:

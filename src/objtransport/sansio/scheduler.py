@@ -22,6 +22,7 @@ import struct
 from collections import deque
 
 from .fragmentation import FragmentJob
+from .framing import FLAG_FRAG, FRAME_HEADER, MAGIC
 
 __all__ = ["Chunk", "Item", "PriorityScheduler"]
 
@@ -30,6 +31,33 @@ Chunk = bytes | bytearray | memoryview
 Item = bytes | bytearray | FragmentJob | tuple[Chunk, ...]
 
 _LEN = struct.Struct("!I").unpack_from
+_HEADER = FRAME_HEADER.unpack_from
+_DATA = 2
+
+
+def _cut(buf: bytes | bytearray, seqs: set[int], found: set[int]) -> bytearray | None:
+    """``buf`` (whole frames) without its unfragmented DATA frames numbered in ``seqs``
+    (their numbers are added to ``found``); None when it has none of them."""
+    out: bytearray | None = None
+    pos, keep, end = 0, 0, len(buf)
+    while pos + 4 <= end:
+        if buf[pos:pos + 4] == MAGIC:  # a HELLO's preface
+            pos += 4
+            continue
+        size = 4 + int(_LEN(buf, pos)[0])
+        if size < 20 or pos + size > end:
+            break
+        _, _, ftype, flags, _, _, seq = _HEADER(buf, pos)
+        if ftype == _DATA and seq in seqs and not flags & FLAG_FRAG:
+            if out is None:
+                out = bytearray()
+            out += buf[keep:pos]
+            keep = pos + size
+            found.add(seq)
+        pos += size
+    if out is not None:
+        out += buf[keep:]
+    return out
 
 
 def _size(item: Item) -> int:
@@ -135,6 +163,55 @@ class PriorityScheduler:
                               + sum(_size(i) for q in c0.streams.values() for i in q))
         self._items = sum(len(q) for q in c0.streams.values())
         return dropped
+
+    def drop_data(self, seqs: set[int]) -> set[int]:
+        """Remove the queued messages numbered in ``seqs`` of which no byte was taken yet
+        (whole DATA frames, large messages not begun); return the numbers removed. Walks
+        the whole queue: not for the hot path."""
+        found: set[int] = set()
+        for p, cls in enumerate(self.classes):
+            for i, buf in enumerate(cls.sealed):
+                cut = _cut(buf, seqs, found)
+                if cut is not None:
+                    self.pending_bytes -= len(buf) - len(cut)
+                    cls.sealed[i] = cut
+            cls.sealed = [b for b in cls.sealed if b]
+            cut = _cut(self.small[p], seqs, found)
+            if cut is not None:
+                self.pending_bytes -= len(self.small[p]) - len(cut)
+                self.small[p] = cut
+            for stream in list(cls.streams):
+                self._drop_items(p, stream, seqs, found)
+        return found
+
+    def _drop_items(self, prio: int, stream: int, seqs: set[int], found: set[int]) -> None:
+        cls = self.classes[prio]
+        q = cls.streams[stream]
+        kept: deque[Item] = deque()
+        for item in q:
+            if isinstance(item, FragmentJob):
+                if item.seq in seqs and not item.offset:
+                    found.add(item.seq)
+                    self.pending_bytes -= item.remaining
+                    self._items -= 1
+                else:
+                    kept.append(item)
+                continue
+            cut = _cut(b"".join(item) if isinstance(item, tuple) else item, seqs, found)
+            if cut is None:
+                kept.append(item)
+                continue
+            self.pending_bytes -= _size(item) - len(cut)
+            if cut:
+                kept.append(bytes(cut))
+            else:
+                self._items -= 1
+        if kept:
+            cls.streams[stream] = kept
+            return
+        del cls.streams[stream]
+        cls.rr.remove(stream)
+        self.blocked.discard((prio, stream))
 
     # -- observing -------------------------------------------------------------------------
     def queued_items(self) -> list[Item]:

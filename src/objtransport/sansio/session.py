@@ -43,7 +43,7 @@ from .handshake import (
 )
 from .native_receive import NativeReceiver
 from .raw import RawSession
-from .reliability import ResumeState
+from .reliability import ResumeState, Unacked
 from .scheduler import Chunk
 
 __all__ = [
@@ -207,6 +207,29 @@ class NativeSession(NativeReceiver):
             self.bytes_queued += total
             sched.pending_bytes += len(buf) - start
         return rest
+
+    def expires(self, seq: int, deadline: float) -> None:
+        """Message ``seq`` (as ``send_message`` returned it) is worthless after
+        ``deadline``, on the clock the caller later passes to :meth:`expire`."""
+        self.rs.expires(seq, deadline)
+
+    def expire(self, now: float) -> list[Unacked]:
+        """Give up the unacknowledged messages whose deadline passed by ``now`` (peer with
+        ``SKIP`` only): those still queued and not begun are removed and a SKIP frame
+        queued for each; the others get theirs after a resume. Returns them all (seq,
+        payload, stream, priority, text), to report. Not for the hot path."""
+        rs = self.rs
+        if not rs.expiring:
+            return []
+        sched = self.scheduler
+        before = sched.pending_bytes
+        lost, removed = rs.expire(now)
+        self._dropped += before - sched.pending_bytes
+        for seq in sorted(removed):
+            self._send_skip(seq)
+        if removed and not before:
+            self.on_wake()
+        return lost
 
     def _unacked_over(self) -> bool:
         rs = self.rs
