@@ -11,6 +11,8 @@ import zlib
 import pytest
 
 from objtransport import Message, NetworkTransport, UnsupportedFeature
+from objtransport.events import SessionLost as SessionLostEvent
+from objtransport.events import Subscription
 from objtransport.exceptions import ProtocolError
 from objtransport.sansio.framing import (
     FEATURE_ACKS,
@@ -27,6 +29,7 @@ from objtransport.sansio.framing import (
     encode_hello,
 )
 from objtransport.sansio.headers import CODEC_ZLIB, compress, decompress
+from objtransport.testing import ManualClock
 from objtransport.testing.proxy import FaultProxy
 
 pytestmark = pytest.mark.timeout(30)
@@ -238,21 +241,68 @@ async def test_unconfirmed_gives_the_payload_without_meta_block_or_compression()
         assert client.unconfirmed(conn) == [b"with headers", TEXT, b"plain"]
 
 
-async def test_an_expired_message_resent_after_a_reconnection_is_not_delivered() -> None:
+@pytest.mark.parametrize("transport", ["tcp", "websocket"])
+async def test_an_unacknowledged_message_past_its_ttl_is_skipped_not_resent(
+        transport: str) -> None:
+    """Written, never acknowledged (the proxy swallows it), then the ttl passes on the
+    injected clock: the resumed session sends a SKIP for its number instead of the
+    payload. The listener never sees it (not even to drop it), and flush() completes,
+    so the skipped number left no gap in the acknowledgements."""
+    clock = ManualClock()
     async with NetworkTransport() as server, \
-            NetworkTransport(reconnect_interval=0.01) as client:
-        listener = await server.listen("127.0.0.1", 0)
+            NetworkTransport(reconnect_interval=0.01, clock=clock) as client:
+        listener = await server.listen("127.0.0.1", 0, transport=transport)
         async with FaultProxy("127.0.0.1", listener.port) as proxy:
-            conn = await client.connect("127.0.0.1", proxy.port)
+            conn = await client.connect("127.0.0.1", proxy.port, transport=transport)
+            events = client.events()
             proxy.blackhole()  # written, never delivered, never acknowledged
-            await client.send_data(conn, b"stale telemetry", ttl=0.1)
+            await client.send_data(conn, b"stale telemetry", ttl=5.0, priority="high")
             await client.send_data(conn, b"kept")
-            await asyncio.sleep(0.2)  # the ttl passes while the link is dead
+            clock.advance(10.0)  # the ttl passes while the link is dead
             proxy.blackhole(False)
-            proxy.reset_all()  # the client reconnects, the session resumes, both are resent
-            await client.flush(conn, timeout=5.0)
+            proxy.reset_all()  # the client reconnects and resumes
+            await client.flush(conn, timeout=10.0)
             msg = await server.receive(timeout=5.0)
             assert msg.data == b"kept"
+            lost = await _next_session_lost(events)
+            assert (lost.unconfirmed, lost.reason) == (1, "expired")
             await client.disconnect(conn)
-        assert server.get_metrics().messaging["expired_received"] == 1
+        assert server.get_metrics().messaging["expired_received"] == 0
         assert server.get_metrics().messages_queued == 0
+        m = client.get_metrics().messaging
+        assert (m["expired_sent"], m["expired_sent_high"]) == (1, 1)
+        assert client.unconfirmed(conn) == [b"stale telemetry"]
+
+
+@pytest.mark.parametrize("transport", ["tcp", "websocket"])
+async def test_a_queued_message_past_its_ttl_leaves_the_queue_unsent(transport: str) -> None:
+    """Behind 1 MiB on a 64 KiB/s connection a message waits in the send queue; its ttl
+    passes (injected clock): it is taken out, counted, reported, and never written."""
+    clock = ManualClock()
+    async with NetworkTransport() as server, NetworkTransport(clock=clock) as client:
+        listener = await server.listen("127.0.0.1", 0, transport=transport)
+        conn = await client.connect("127.0.0.1", listener.port, transport=transport,
+                                    max_bandwidth=64 * 1024)
+        events = client.events()
+        await client.send_data(conn, bytes(1 << 20))  # about 16 s at this rate
+        await client.send_data(conn, b"stale", ttl=5.0)
+        clock.advance(10.0)
+        await client.send_data(conn, b"fresh", ttl=60.0)  # gives up "stale" first
+        lost = await _next_session_lost(events)
+        assert (lost.unconfirmed, lost.reason) == (1, "expired")
+        client.set_bandwidth(conn, 0)
+        await client.flush(conn, timeout=10.0)
+        got = [await server.receive(timeout=5.0) for _ in range(2)]
+        assert [len(got[0].data), got[1].data] == [1 << 20, b"fresh"]
+        assert server.get_metrics().messages_queued == 0  # "stale" never arrived
+        assert server.get_metrics().messaging["expired_received"] == 0
+        assert client.unconfirmed(conn) == [b"stale"]
+        assert client.get_metrics().messaging["expired_sent_normal"] == 1
+
+
+async def _next_session_lost(events: Subscription) -> SessionLostEvent:
+    async with asyncio.timeout(5.0):
+        async for ev in events:
+            if isinstance(ev, SessionLostEvent):
+                return ev
+    raise AssertionError("the event stream ended")

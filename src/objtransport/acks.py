@@ -21,13 +21,15 @@ class Confirmations:
     """Messages in doubt (the peer lost the session, or the connection was given up) and the
     waiters of ``flush()`` / ``send_data(wait_ack=True)``, woken by ACKs and state changes."""
 
-    __slots__ = ("unconfirmed", "total", "_waiters")
+    __slots__ = ("unconfirmed", "total", "expired", "_waiters")
 
     def __init__(self) -> None:
         #: messages whose delivery could not be confirmed, until handed over
         self.unconfirmed: list[Unacked] = []
         #: how many there were in all (handed over or not)
         self.total = 0
+        #: ... of which given up because their ttl passed (not a lost session)
+        self.expired = 0
         self._waiters: list[asyncio.Future[None]] = []
 
     def wake(self) -> None:
@@ -38,10 +40,13 @@ class Confirmations:
                 if not w.done():
                     w.set_result(None)
 
-    def add(self, lost: list[Unacked]) -> None:
-        """Messages whose delivery can no longer be confirmed; waiters are woken."""
+    def add(self, lost: list[Unacked], expired: bool = False) -> None:
+        """Messages whose delivery can no longer be confirmed; waiters are woken. Those
+        ``expired`` (given up by their ttl) do not fail a ``flush`` that waits."""
         self.unconfirmed.extend(lost)
         self.total += len(lost)
+        if expired:
+            self.expired += len(lost)
         self.wake()
 
     def take(self) -> list[bytes]:
@@ -67,12 +72,12 @@ class Confirmations:
         connection's: what it acknowledged by then is all it can (an orderly close does not
         wait for a reconnection); the caller looks at what stays unacknowledged.
         """
-        lost_before = self.total
+        lost_before = self.total - self.expired
         rs = conn.resume_state
         try:
             async with asyncio.timeout(timeout):
                 while True:
-                    if self.total != lost_before:
+                    if self.total - self.expired != lost_before:
                         raise SessionLost(str(conn.endpoint), self.unconfirmed)
                     link = conn.link
                     if link is not None and not getattr(link.session, "acks", False) \

@@ -12,20 +12,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 import ssl as ssl_module
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Unpack
+from typing import Any, Unpack, cast
 
 from .api_parts import ServiceParts
 from .codecs import JSON_TYPE, MSGPACK_TYPE, json_bytes, msgpack_bytes
 from .config import Priority
 from .connection import Connection
-from .events import SessionLost as SessionLostEvent
 from .exceptions import ConnectionNotFound, ConnectionNotReady, SendTimeout
 from .groups import GroupSpec
-from .lifecycle import emit
 from .params import PriorityArg, SendToOptions, TransportArg
-from .requests import outgoing, queue
+from .requests import outgoing
 from .sansio.headers import HeaderValue
 
 __all__ = ["SendingAPI"]
@@ -55,10 +52,14 @@ class SendingAPI(ServiceParts):
         """Queue one message on a connection; return once it is queued.
 
         ``headers`` (``{"key": "value" | b"value"}``, at most ``max_headers`` entries and
-        ``max_header_bytes`` in all) arrive as ``msg.headers``. ``ttl`` (seconds): a message
-        still waiting to be queued when it passes is not sent (counted in
-        ``get_metrics().messaging["expired_sent"]`` and listed by :meth:`unconfirmed`), and
-        a receiver that gets it later does not deliver it. Both need the native framing
+        ``max_header_bytes`` in all) arrive as ``msg.headers``. ``ttl`` (seconds, on the
+        service's ``clock``): a message still waiting to be queued, still queued, or
+        written and not acknowledged when it passes is given up: not sent, or not sent
+        again after a resume (a SKIP frame takes its number; a large message whose first
+        fragment left finishes). It is counted in ``get_metrics().messaging["expired_sent"]``
+        (and per priority), listed by :meth:`unconfirmed`, and published as
+        ``SessionLost(reason="expired")``; a receiver that gets one late does not deliver
+        it. A peer without SKIP (an older version) gets it as before. Both need the native framing
         (``UnsupportedFeature`` otherwise); with ``compression=`` agreed, messages of at
         least ``compression_min_size`` bytes are compressed when that saves space.
 
@@ -161,7 +162,7 @@ class SendingAPI(ServiceParts):
                              ttl: float | None) -> None:
         """send_data with headers, a ttl or compression: the slow path."""
         timeout = self.options.timeout if timeout is None else timeout
-        expires = time.time() + ttl if ttl is not None else 0.0
+        expires = conn.hooks.clock() + ttl if ttl is not None else 0.0
         prio = PRIORITIES.get(priority)
         if prio is None:
             prio = Priority.parse(priority)
@@ -179,9 +180,15 @@ class SendingAPI(ServiceParts):
                                   compression=opts.compression,
                                   min_size=opts.compression_min_size,
                                   counters=self._messaging, where=conn.endpoint)
+        if ttl is not None:
+            conn.expiry.check()  # what is past its ttl leaves before this one queues
         try:
-            await queue(link, payload, stream, prio, flags, timeout if ttl is None
-                        else min(ttl, timeout))
+            if link.send(payload, stream, prio, cast(bool, flags)):
+                if ttl is not None:
+                    conn.expiry.track(link.last_seq, expires)
+                await link.wait_writable(timeout if ttl is None else min(ttl, timeout), prio)
+            elif ttl is not None:
+                conn.expiry.track(link.last_seq, expires)
         except SendTimeout:
             if ttl is None or ttl >= timeout:
                 conn.breaker.record_failure(asyncio.get_running_loop().time())
@@ -191,9 +198,7 @@ class SendingAPI(ServiceParts):
     def _expired(self, conn: Connection, data: bytes | bytearray | memoryview, stream: int,
                  prio: int, text: bool) -> None:
         """A message's ttl passed before it could be queued: report it, never silently."""
-        self._messaging.expired(prio)
-        conn.confirmations.add([(0, bytes(data), stream, prio, text)])
-        emit(conn, SessionLostEvent, unconfirmed=1, reason="expired")
+        conn.expiry.report([(0, bytes(data), stream, prio, text)])
 
     def send_nowait(self, conn_id: int, data: bytes | bytearray | memoryview, *,
                     priority: PriorityArg = "normal", stream: int = 0,

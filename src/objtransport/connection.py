@@ -14,6 +14,7 @@ import asyncio
 import os
 import random
 import ssl as ssl_module
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from .drivers.base import Driver, Link, LinkParts
 from .endpoint import ConnState, Endpoint
 from .events import EventHub, Overloaded
 from .events import SessionLost as SessionLostEvent
+from .expiry import Expiry
 from .info import ConnectionInfo
 from .lifecycle import emit, state_changed
 from .limits import Limits
@@ -66,6 +68,10 @@ class Hooks:
         self.on_replies: Callable[[Connection, list[Any]], None] = lambda conn, r: None
         self.on_lost: Callable[[Connection, str], None] = lambda conn, why: None
         self.responder: Any = None
+        #: ttl: the clock deadlines are on (Unix time unless the service was given one),
+        #: and who counts the messages given up
+        self.clock: Callable[[], float] = time.time
+        self.on_expired: Callable[[list[Unacked]], None] = lambda lost: None
 
 
 class Connection:
@@ -108,6 +114,8 @@ class Connection:
         self.resume_lookup: ResumeLookup | None = None
         #: messages whose delivery could not be confirmed, and who waits for ACKs
         self.confirmations = Confirmations()
+        #: messages sent with a ttl: given up when it passes (counted, reported)
+        self.expiry = Expiry(self)
         #: messages sent while a native client connection reconnects (for the next link)
         self.offline = OfflineQueue(options.max_pending_bytes)
         self._unverified = False  # the link's peer has not been heard from yet (raw UDP)
@@ -216,6 +224,7 @@ class Connection:
                                     send_preface=False, role="server",
                                     resume_lookup=self.resume_lookup)
         else:
+            self.expiry.check()  # nothing past its ttl is sent again by a resume
             session = NativeSession(self.options, self.id, self.transport_name,
                                     self.peer_address, now, self.resume_state.session_id,
                                     resume=self.resume_state, role="client", token=self.token)
@@ -255,6 +264,8 @@ class Connection:
         self._state_changed.set()
         self._state_changed = asyncio.Event()
         self.confirmations.wake()  # flush()/wait_ack look again: the link may be gone
+        if state is ConnState.DISCONNECTED:
+            self.expiry.close()
         self.hooks.on_state(self, state)
 
     async def state_change(self) -> None:

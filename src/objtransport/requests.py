@@ -86,6 +86,11 @@ class MessagingCounters:
         self.expired_sent += 1
         self.expired_by_priority[priority] += 1
 
+    def expired_all(self, lost: list[tuple[int, bytes, int, int, bool]]) -> None:
+        """Messages given up by their ttl: (seq, payload, stream, priority, text) each."""
+        for u in lost:
+            self.expired(u[3])
+
     def as_dict(self) -> dict[str, int]:
         out = {k: v for k, v in asdict(self).items() if isinstance(v, int)}
         for name, n in zip(PRIORITY_NAMES, self.expired_by_priority, strict=True):

@@ -69,6 +69,9 @@ log = logging.getLogger("objtransport")
 class NetworkTransport(SendingAPI, MessagingAPI, GroupsAPI, ObservingAPI):
     """The service. Use ``async with NetworkTransport() as net:`` or ``start()``/``stop()``.
 
+    ``clock`` (a function returning Unix time, ``time.time`` by default) is what message
+    ttls are measured on; a test passes a manual one to make them pass without waiting.
+
     Keyword arguments are the defaults of every call (see :class:`objtransport.Options`):
     ``pool_size=10, timeout=5.0, reconnect_interval=1.0, max_reconnect_attempts=5, ssl=False``,
     ``keepalive_interval``, ``idle_timeout``, ``failure_threshold``, ``reset_timeout``,
@@ -78,6 +81,7 @@ class NetworkTransport(SendingAPI, MessagingAPI, GroupsAPI, ObservingAPI):
     def __init__(self, *, transport: TransportArg = "tcp", rng: random.Random | None = None,
                  max_bandwidth: float = 0.0, burst: float = 0.0,
                  on_event: Callable[[Event], object] | None = None,
+                 clock: Callable[[], float] | None = None,
                  **options: Unpack[ServiceOptions]) -> None:
         self.options = Options().with_overrides(**options)
         self._events = EventHub()
@@ -113,6 +117,9 @@ class NetworkTransport(SendingAPI, MessagingAPI, GroupsAPI, ObservingAPI):
             self._conns, self._messaging, self.options.timeout)
         self._hooks.on_replies = self._exchange.on_replies
         self._hooks.on_lost = self._exchange.cancel
+        if clock is not None:  # ttl deadlines (Unix time by default): tests inject one
+            self._hooks.clock = clock
+        self._hooks.on_expired = self._messaging.expired_all
         self._connector = Connector(self.options, self._drivers, self._registry, self._breakers,
                                     self._sessions, self._receivers, self._hooks, self.rng,
                                     self._tasks, self._keeper.forget)

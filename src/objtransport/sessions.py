@@ -67,6 +67,7 @@ class SessionKeeper:
                 raise ProtocolError(f"session {sid.hex()[:8]}... belongs to another "
                                     "identity", GoAwayCode.UNAUTHENTICATED)
             self._cancel(kept.id)
+            kept.expiry.check()  # nothing past its ttl is sent again by the resume
             fresh.link = None
             kept.take_over(link)
             return kept.resume_state, True

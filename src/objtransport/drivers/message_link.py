@@ -101,9 +101,9 @@ class MessageLink(FlowControl):
     async def _budget(self) -> tuple[int, bool]:
         """How much to take from the scheduler now (waiting for bandwidth tokens)."""
         pacer = self.pacer
-        if not pacer.buckets:
-            return self.carrier_max, False
         while True:
+            if not pacer.buckets:  # also after a wait: set_bandwidth(..., 0) lifts the limit
+                return self.carrier_max, False
             now = monotonic()
             allowed = pacer.allowance(now)
             if allowed > 0:

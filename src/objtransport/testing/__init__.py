@@ -9,7 +9,24 @@ from collections.abc import Callable
 from .lossy import LossyDatagramProxy
 from .proxy import FaultProxy
 
-__all__ = ["FaultProxy", "LossyDatagramProxy", "eventually"]
+__all__ = ["FaultProxy", "LossyDatagramProxy", "ManualClock", "eventually"]
+
+
+class ManualClock:
+    """A clock that moves only when told: ``NetworkTransport(clock=ManualClock())`` makes
+    message ttls pass with :meth:`advance` instead of waiting. Starts at the current Unix
+    time (``start``), so the EXPIRES a peer receives stay meaningful."""
+
+    def __init__(self, start: float | None = None) -> None:
+        import time
+
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 async def eventually(predicate: Callable[[], object], timeout: float = 5.0,
