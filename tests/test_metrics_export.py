@@ -195,3 +195,17 @@ async def test_the_endpoint_answers_404_elsewhere_and_closes() -> None:
         await server.close()
         with pytest.raises(urllib.error.URLError):
             await asyncio.to_thread(_scrape, server.url)
+
+
+async def test_the_service_owns_its_metrics_endpoint_and_closes_it_on_stop() -> None:
+    net = await NetworkTransport().start()
+    try:
+        server = await net.serve_metrics(0)
+        _, text = await asyncio.to_thread(_scrape, server.url)
+        assert "objtransport_events_dropped_total" in text
+        assert server.collector is not None
+    finally:
+        await net.stop()
+    assert not server.serving and server.collector is None  # its event subscription ended
+    with pytest.raises(urllib.error.URLError):  # the port no longer answers
+        await asyncio.to_thread(_scrape, server.url)

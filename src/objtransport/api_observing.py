@@ -63,8 +63,9 @@ class ObservingAPI(ServiceParts):
     async def serve_metrics(self, port: int = 9100, host: str = "127.0.0.1", *,
                             per_connection: bool = False) -> MetricsServer:
         """Serve Prometheus metrics at ``http://host:port/metrics`` (``port=0``: any free
-        port, read ``server.port``) until ``await server.close()``. Needs the extra
-        ``objtransport[prometheus]``; see :mod:`objtransport.metrics`.
+        port, read ``server.port``) until ``await server.close()`` or the service's
+        ``stop()``, which closes it. Needs the extra ``objtransport[prometheus]``; see
+        :mod:`objtransport.metrics`.
 
         Example::
 
@@ -74,8 +75,17 @@ class ObservingAPI(ServiceParts):
         """
         from .metrics import serve_metrics
 
-        return await serve_metrics(cast("NetworkTransport", self), port, host,
-                                   per_connection=per_connection)
+        self._check_running()
+        server = await serve_metrics(cast("NetworkTransport", self), port, host,
+                                     per_connection=per_connection)
+        self._metrics_servers = [s for s in self._metrics_servers if s.serving]
+        self._metrics_servers.append(server)
+        return server
+
+    async def _close_metrics_servers(self) -> None:
+        servers, self._metrics_servers = self._metrics_servers, []
+        for server in servers:
+            await server.close()
 
     def breaker_for(self, endpoint: Endpoint) -> CircuitBreaker:
         """The circuit breaker shared by the connections to ``endpoint``."""

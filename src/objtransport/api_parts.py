@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .connection import Connection
     from .counters import ServiceTotals
     from .events import EventHub
+    from .exporters.prometheus import MetricsServer
     from .groups import Groups
     from .inbox import Inbox
     from .pool_manager import PoolManager
@@ -46,6 +47,8 @@ class ServiceParts:
     _messaging: MessagingCounters
     _exchange: Exchange
     _responder: Responder
+    #: the metrics endpoints ``serve_metrics`` started: closed by ``stop()``
+    _metrics_servers: list[MetricsServer]
 
     def _check_running(self) -> None:
         if not self._running:

@@ -45,6 +45,7 @@ __all__ = [
     "Listening",
     "Overloaded",
     "Reconnecting",
+    "RttMeasured",
     "SessionLost",
     "SessionResumed",
     "Subscription",
@@ -117,6 +118,14 @@ class SessionResumed(Event):
     """A new link resumed the connection's session; ``resent`` messages were sent again."""
 
     resent: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RttMeasured(Event):
+    """A keepalive PING (or a UDP PING) was answered after ``rtt`` seconds: one sample of
+    the round-trip time (exporters build their RTT histograms from these)."""
+
+    rtt: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

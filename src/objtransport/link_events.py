@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .endpoint import ConnState
-from .events import Overloaded, SessionResumed
+from .events import Overloaded, RttMeasured, SessionResumed
 from .lifecycle import emit
 from .sansio.events import (
     Acked,
@@ -42,6 +42,7 @@ class LinkEvents:
         conn = self.conn
         if isinstance(ev, PongReceived):
             conn.hooks.on_rtt(ev.rtt)
+            emit(conn, RttMeasured, rtt=ev.rtt)
         elif isinstance(ev, Acked):
             conn.confirmations.wake()
         elif isinstance(ev, RepliesReceived):

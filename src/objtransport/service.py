@@ -106,6 +106,7 @@ class NetworkTransport(SendingAPI, MessagingAPI, GroupsAPI, ObservingAPI):
                                    self._totals)
         self._latency = LatencyHistogram()
         self._pools: PoolManager | None = None
+        self._metrics_servers = []
         self._running = False
         self._hooks = Hooks(self._receivers.deliver, self._latency.record,
                             self._on_state, self._keeper.on_error,
@@ -172,6 +173,7 @@ class NetworkTransport(SendingAPI, MessagingAPI, GroupsAPI, ObservingAPI):
             self._keeper.forget(cid)
         self._sessions.close()
         self._inbox.close()
+        await self._close_metrics_servers()
         self._events.close()
 
     async def __aenter__(self) -> NetworkTransport:

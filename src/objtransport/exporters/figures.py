@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..connection import ConnectionInfo
-from ..events import BreakerChanged, Event, Subscription
+from ..events import BreakerChanged, Event, RttMeasured, Subscription
 from ..exceptions import ConnectionNotFound
 
 if TYPE_CHECKING:
@@ -64,6 +64,9 @@ class Figures:
     events_dropped: int = 0
     #: endpoint -> its circuit breaker's state, as the last BreakerChanged said
     breakers_by_endpoint: dict[str, str] = field(default_factory=dict)
+    #: RTT samples (seconds, transport) that arrived since the previous read, from the
+    #: ``RttMeasured`` events: each read hands each sample out once
+    rtt_samples: list[tuple[float, str]] = field(default_factory=list)
 
 
 class FigureReader:
@@ -91,6 +94,7 @@ class FigureReader:
         self._gone: dict[Label, dict[str, float]] = defaultdict(lambda: defaultdict(float))
         self._events: dict[tuple[str, str], int] = {}
         self._breakers: dict[str, str] = {}
+        self._rtt: list[tuple[float, str]] = []
         self._last: tuple[float, Figures] | None = None
 
     def close(self) -> None:
@@ -133,12 +137,15 @@ class FigureReader:
         out.events = dict(self._events)
         out.events_dropped = self._sub.dropped
         out.breakers_by_endpoint = dict(self._breakers)
+        out.rtt_samples, self._rtt = self._rtt, []
 
     def _count(self, ev: Event) -> None:
         key = (type(ev).__name__, ev.transport)
         self._events[key] = self._events.get(key, 0) + 1
         if isinstance(ev, BreakerChanged):
             self._breakers[ev.endpoint] = ev.new
+        elif isinstance(ev, RttMeasured):
+            self._rtt.append((ev.rtt, ev.transport))
 
     def _read(self) -> Figures:
         net = self.net

@@ -22,9 +22,11 @@ wire (native framing: headers need it)::
         ...
 
 A collection from an exporting thread (``PeriodicExportingMetricReader``) hands the read to the
-service's event loop. RTT is exported as ``objtransport.rtt.p50`` / ``.p99`` gauges and a
-sample counter: the histogram's buckets are only in the Prometheus export (an OTel histogram
-records samples one by one, and the service keeps them in its own buckets).
+service's event loop. RTT is the histogram ``objtransport.rtt`` (seconds, attribute
+``transport``): each ``RttMeasured`` event of the service's stream is one sample, recorded at
+the next collection (before the histogram is collected, so it is in that one). A sample the
+subscription lost (a collection later than ``maxsize`` events) is counted in
+``objtransport.events.dropped``, not recorded.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from opentelemetry import metrics, propagate
 from opentelemetry.context import Context
-from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
+from opentelemetry.metrics import CallbackOptions, Histogram, Meter, MeterProvider, Observation
 
 from .. import __version__
 from .figures import COUNTERS, FigureReader, Figures
@@ -60,6 +62,9 @@ class Instrumentation:
         self.reader = FigureReader(net)
         self._closed = False
         self._last: Figures | None = None
+        #: RTT samples from the event stream, recorded once per read that brought them
+        self.rtt: Histogram = meter.create_histogram(
+            "objtransport.rtt", unit="s", description="round-trip time of keepalive pings")
 
     def close(self) -> None:
         if not self._closed:
@@ -69,8 +74,12 @@ class Instrumentation:
     def figures(self) -> Figures:
         if self._closed and self._last is not None:
             return self._last
-        self._last = self.reader.read()
-        return self._last
+        figures = self.reader.read()
+        if figures is not self._last:  # a fresh read (not the reader's cached one)
+            for rtt, transport in figures.rtt_samples:
+                self.rtt.record(rtt, {"transport": transport})
+        self._last = figures
+        return figures
 
     def callback(self, read: Read) -> Callable[[CallbackOptions], Iterable[Observation]]:
         def observe(options: CallbackOptions) -> Iterable[Observation]:
@@ -147,13 +156,10 @@ def instrument(net: NetworkTransport, meter_provider: MeterProvider | None = Non
     meter.create_observable_gauge("objtransport.udp", [cb(_udp)], unit="1",
                                   description="UDP datagram figures by counter name")
     for name, get, unit in (
-            ("rtt.p50", lambda f: f.service.p50_latency_ms / 1000.0, "s"),
-            ("rtt.p99", lambda f: f.service.p99_latency_ms / 1000.0, "s"),
             ("listeners", lambda f: f.service.listeners, "1"),
             ("inbox_messages", lambda f: f.service.messages_queued, "1")):
         meter.create_observable_gauge(f"objtransport.{name}", [cb(_one(get))], unit=unit)
-    for name, get in (("rtt.samples", lambda f: f.service.latency_samples),
-                      ("handler_errors", lambda f: f.service.handler_errors),
+    for name, get in (("handler_errors", lambda f: f.service.handler_errors),
                       ("errors", lambda f: f.service.errors),
                       ("connections_refused", lambda f: f.service.connections_refused)):
         meter.create_observable_counter(f"objtransport.{name}", [cb(_one(get))], unit="1")

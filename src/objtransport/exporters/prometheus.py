@@ -200,10 +200,14 @@ class PrometheusCollector(Collector):
 class MetricsServer:
     """A minimal HTTP/1.1 endpoint for ``GET /metrics`` on the running event loop."""
 
-    def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
+    def __init__(self, registry: CollectorRegistry, host: str, port: int,
+                 collector: PrometheusCollector | None = None) -> None:
         self.registry = registry
         self.host = host
         self.port = port
+        #: the collector this server made for itself: closed with it (its event
+        #: subscription ends)
+        self.collector = collector
         self._server: asyncio.Server | None = None
 
     async def start(self) -> MetricsServer:
@@ -217,11 +221,20 @@ class MetricsServer:
         return f"http://{host}:{self.port}/metrics"
 
     async def close(self) -> None:
-        """Stop serving (idempotent)."""
+        """Stop serving (idempotent); the service's ``stop()`` calls it for the servers
+        ``serve_metrics`` started."""
+        if self.collector is not None:
+            self.registry.unregister(self.collector)
+            self.collector.close()
+            self.collector = None
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+
+    @property
+    def serving(self) -> bool:
+        return self._server is not None
 
     async def __aenter__(self) -> MetricsServer:
         return self
@@ -259,7 +272,9 @@ class MetricsServer:
 async def serve_metrics(net: NetworkTransport, port: int = 9100, host: str = "127.0.0.1",
                         *, per_connection: bool = False) -> MetricsServer:
     """Serve ``net``'s figures at ``http://host:port/metrics`` (``port=0``: any free port,
-    read ``server.port``). Close it with ``await server.close()``."""
+    read ``server.port``). Close it with ``await server.close()``. Prefer
+    ``net.serve_metrics()``: the service then owns the server and closes it on ``stop()``."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(PrometheusCollector(net, per_connection=per_connection))
-    return await MetricsServer(registry, host, port).start()
+    collector = PrometheusCollector(net, per_connection=per_connection)
+    registry.register(collector)
+    return await MetricsServer(registry, host, port, collector).start()
