@@ -8,11 +8,15 @@ import asyncio
 import contextlib
 import signal
 import sys
+from typing import Any
 
 from .cli_common import CliError, Parser, TransportArgs, parse_port
 from .cli_live import EventTail, ServeView, run_live
 from .sansio.events import Message
 from .service import NetworkTransport
+
+#: what ``--workers N`` serves (every listener of these takes ``reuse_port=True``)
+_WORKER_TRANSPORTS = ("tcp", "udp", "websocket", "grpc", "quic")
 
 __all__ = ["add_parser", "serve"]
 
@@ -52,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction[Parser],
                    help="address of the metrics endpoint")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="listener processes sharing the port (SO_REUSEPORT; TCP, TLS, UDP, "
-                   "QUIC); a dead one is restarted, SIGTERM stops all")
+                   "WebSocket, gRPC, QUIC); a dead one is restarted, SIGTERM stops all")
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -102,14 +106,19 @@ async def _serve_workers(args: argparse.Namespace, targs: TransportArgs) -> int:
     """``--workers N``: N processes on one port (:func:`objtransport.serve`)."""
     if args.workers < 1:
         raise CliError("--workers must be at least 1")
-    if targs.transport not in ("tcp", "udp", "quic") or args.live:
-        raise CliError("--workers > 1 serves TCP, TLS, UDP or QUIC, without --live")
-    certfile = keyfile = cafile = None
+    if targs.transport not in _WORKER_TRANSPORTS or args.live:
+        raise CliError("--workers > 1 serves TCP, TLS, UDP, WebSocket, gRPC or QUIC, without "
+                       "--live")
+    tls: dict[str, Any] = {}
     if targs.tls:
         if targs.cert is None or targs.key is None:
             raise CliError("a TLS listener needs --cert and --key")
-        certfile, keyfile = str(targs.cert), str(targs.key)
-        cafile = str(targs.ca) if targs.ca is not None else None
+        if targs.transport == "grpc":  # PEM bytes (picklable), as grpc takes them
+            tls = {k: v for k, v in targs.listen_kwargs().items()
+                   if k not in ("transport", "framing")}
+        else:  # paths: each worker loads them (its own SSLContext, or QUIC's PEM)
+            tls = {"certfile": str(targs.cert), "keyfile": str(targs.key),
+                   "cafile": str(targs.ca) if targs.ca is not None else None}
     from .workers import WorkerPool, echo, serve, sink
 
     def ready(pool: WorkerPool) -> None:
@@ -122,8 +131,7 @@ async def _serve_workers(args: argparse.Namespace, targs: TransportArgs) -> int:
     await serve(echo if args.mode == "echo" else sink, args.host, args.port,
                 workers=args.workers, transport=targs.transport, ready=ready,
                 framing=targs.framing,
-                metrics_port=args.metrics_port, metrics_host=args.metrics_host,
-                certfile=certfile, keyfile=keyfile, cafile=cafile)
+                metrics_port=args.metrics_port, metrics_host=args.metrics_host, **tls)
     return 0
 
 
