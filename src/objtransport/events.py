@@ -39,10 +39,14 @@ __all__ = [
     "Disconnected",
     "Event",
     "EventHub",
+    "FailoverRedelivered",
     "GivenUp",
     "HandlerFailed",
     "ListenerClosed",
     "Listening",
+    "MemberEjected",
+    "MemberRejoined",
+    "MembersResolved",
     "Overloaded",
     "Reconnecting",
     "RttMeasured",
@@ -172,6 +176,51 @@ class HandlerFailed(Event):
     """The connection's handler raised (the connection goes on)."""
 
     error: BaseException
+
+
+# -- groups (``connect_group``): ``conn_id`` is the group's id -----------------------------------
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberEjected(Event):
+    """A group member stopped being picked (``endpoint`` is the member's): its circuit
+    breaker opened, its connection was given up or closed, or the resolver dropped its
+    address. ``member_id`` was its connection's id; what it had not confirmed fails over
+    (``FailoverRedelivered`` follows)."""
+
+    group: str
+    member_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemberRejoined(Event):
+    """A member that had been ejected is connected again (``member_id``, its new
+    connection) and may be picked."""
+
+    group: str
+    member_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MembersResolved(Event):
+    """The group's ``dns:///`` name was resolved (``endpoint`` is the target): ``members``
+    (``"host:port"``, in order) are the group now; ``added`` and ``removed`` say what
+    changed (both empty when nothing did)."""
+
+    members: tuple[str, ...]
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FailoverRedelivered(Event):
+    """The failover of an ejected member (``endpoint``) is done: of what it had not
+    confirmed, ``redelivered`` messages were sent again through the other members and
+    ``unconfirmed`` were reported (``unconfirmed(group)``: no redelivery asked, the retry
+    budget refused, or no member took them)."""
+
+    group: str
+    redelivered: int
+    unconfirmed: int
 
 
 # -- the hub --------------------------------------------------------------------------------------

@@ -12,8 +12,9 @@ through. A ``dns:///`` target is resolved (an injectable resolver; by default
 address of the name is a member.
 
 Its parts: :class:`~.group_members.Members` (the addresses and their connections,
-re-resolution, reconnecting) and :class:`~.group_redelivery.Redelivery` (the retry budget
-and the messages in doubt). The group never sees the service: it is given ``open(host, port)
+re-resolution, reconnecting), :class:`~.group_failover.Failover` (ejecting and bringing back
+members, the group events) and :class:`~.group_redelivery.Redelivery` (the retry budget and
+the messages in doubt). The group never sees the service: it is given ``open(host, port)
 -> Connection``, ``send(conn_id, data, ...)``, ``forget(conn_id)`` and a way to watch
 breakers.
 """
@@ -22,15 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
 from typing import TypeVar
 
-from .connection import Connection
 from .endpoint import Endpoint
+from .events import EventHub
 from .exceptions import (
     CircuitOpenError,
     ConnectError,
@@ -40,6 +39,7 @@ from .exceptions import (
     SendTimeout,
     SessionLost,
 )
+from .group_failover import Failover
 from .group_members import GroupMember, MemberInfo, Members, Opener, Resolver
 from .group_redelivery import Redelivery
 from .info import ConnectionInfo
@@ -49,7 +49,6 @@ from .sansio.breaker import BreakerState, CircuitBreaker
 __all__ = ["DNS_PREFIX", "Group", "GroupMember", "MemberInfo", "Opener", "Resolver", "Sender",
            "default_resolver", "parse_targets"]
 
-log = logging.getLogger("objtransport.groups")
 _T = TypeVar("_T")
 
 DNS_PREFIX = "dns:///"
@@ -101,7 +100,8 @@ class Group:
                  retry_budget: tuple[float, float] = (0.2, 10.0),
                  pin_default_stream: bool = False, timeout: float = 5.0,
                  reconnect_interval: float = 1.0, reconnect_max_delay: float = 30.0,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, transport: str = "tcp",
+                 events: EventHub | None = None) -> None:
         if resolve_interval <= 0:
             raise ValueError("resolve_interval must be > 0")
         self.id = group_id
@@ -117,13 +117,15 @@ class Group:
             resolver=resolver or default_resolver, resolve_interval=resolve_interval,
             timeout=timeout, reconnect_interval=reconnect_interval,
             reconnect_max_delay=reconnect_max_delay, spawn=self._spawn,
-            on_up=self._member_up, on_gone=self._member_gone)
+            on_up=lambda m, conn: self._failover.member_up(m, conn),
+            on_gone=lambda m: self._failover.member_gone(m),
+            on_resolved=lambda *keys: self._failover.resolved(*keys))
         self._by_key = self._members.by_key  # one dict lookup per message in pick()
         self._redelivery = Redelivery(group_id, target, redeliver, retry_budget,
                                       self._resend)
-        self.failovers = 0
-        self._failing = 0
-        self._generation = 0
+        self._failover = Failover(group_id, target, transport, self._members, self.balancer,
+                                  self._redelivery, forget=forget, timeout=timeout,
+                                  spawn=self._spawn, pulse=self._pulse, events=events)
         self._changed = asyncio.Event()
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
@@ -153,6 +155,11 @@ class Group:
     def unconfirmed_total(self) -> int:
         """Messages reported unconfirmed, in all."""
         return self._redelivery.unconfirmed_total
+
+    @property
+    def failovers(self) -> int:
+        """Members ejected, in all."""
+        return self._failover.failovers
 
     @property
     def resolutions(self) -> int:
@@ -189,14 +196,6 @@ class Group:
         """Resolve the ``dns:///`` name now and make its addresses the members: new ones
         connect, gone ones are closed in order (what they had not confirmed fails over)."""
         await self._members.resolve()
-
-    def _member_gone(self, member: GroupMember) -> None:
-        self._spawn(self._fail(member, "removed by the resolver", orderly=True))
-
-    def _member_up(self, m: GroupMember, conn: Connection) -> None:
-        if conn.task is not None:
-            conn.task.add_done_callback(partial(self._member_ended, m, conn))
-        self._pulse()
 
     # -- picking and sending ----------------------------------------------------------------
     def pick(self, stream: int = 0) -> int | None:
@@ -288,7 +287,7 @@ class Group:
         deadline = self._loop.time() + timeout
         lost_before = self.unconfirmed_total
         while True:
-            generation = self._generation
+            generation = self._failover.generation
             conns = self._members.live()
             remaining = deadline - self._loop.time()
             results = await asyncio.gather(*(c.wait_acked(max(0.0, remaining))
@@ -301,7 +300,8 @@ class Group:
                     raise res
             if self.unconfirmed_total != lost_before:
                 raise SessionLost(self.target, self._redelivery.unconfirmed)
-            if self._failing == 0 and generation == self._generation \
+            failing = self._failover.failing
+            if failing == 0 and generation == self._failover.generation \
                     and all(r is None for r in results):
                 return
             if self._loop.time() >= deadline:
@@ -311,7 +311,7 @@ class Group:
             # ended starts one within a loop turn
             wait = deadline - self._loop.time()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, wait if self._failing else min(wait, 0.05))):
+                async with asyncio.timeout(max(0.0, wait if failing else min(wait, 0.05))):
                     await self._changed.wait()
 
     def take_unconfirmed(self) -> list[bytes]:
@@ -321,44 +321,11 @@ class Group:
             self._redelivery.report(conn.confirmations.take_unacked())
         return self._redelivery.take()
 
-    # -- failover and rejoin ------------------------------------------------------------------
+    # -- failover ------------------------------------------------------------------------------
     def on_breaker(self, endpoint: Endpoint, old: BreakerState, new: BreakerState,
                    now: float) -> None:
         """A breaker changed: an open one ejects its member (it fails over)."""
-        if new is not BreakerState.OPEN or self._closed:
-            return
-        m = self._by_key.get((endpoint.host, endpoint.port))
-        if m is not None and m.conn is not None:
-            self._spawn(self._fail(m, "its circuit breaker opened"))
-
-    def _member_ended(self, m: GroupMember, conn: Connection, _task: object = None) -> None:
-        """A member's supervising task ended: given up, or closed by the application
-        (``disconnect(member_id)``); the group's own closes have let go of it already."""
-        if m.conn is conn and not self._closed:
-            self._spawn(self._fail(m, "its connection was closed" if conn.closed_by_user
-                                   else "its connection was given up"))
-
-    async def _fail(self, m: GroupMember, why: str, orderly: bool = False) -> None:
-        conn = m.conn
-        if conn is None:
-            return
-        m.conn = None
-        self.balancer.unpin(m.key)
-        self._failing += 1
-        self._generation += 1
-        self.failovers += 1
-        try:
-            self._members.retry_later(m, self._loop.time())
-            log.warning("group %s: member %s:%s leaves (%s)", self.id, m.host, m.port, why)
-            await conn.close(self.timeout if orderly else 0.01)
-            lost = conn.confirmations.take_unacked()
-            self._forget(conn.id)
-            await self._redelivery.redeliver_lost(lost)
-            if not orderly:
-                self._members.resolve_soon()
-        finally:
-            self._failing -= 1
-            self._pulse()
+        self._failover.on_breaker(endpoint, old, new, now)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -377,7 +344,7 @@ class Group:
 
     async def close(self, timeout: float) -> None:
         """Close every member in order (what stays unconfirmed is reported) and stop."""
-        self._closed = self._members.closed = True
+        self._closed = self._members.closed = self._failover.closed = True
         runner = self._runner
         tasks = [t for t in (runner, *self._tasks) if t is not None]
         for t in tasks:

@@ -31,6 +31,8 @@ log = logging.getLogger("objtransport.groups")
 Resolver = Callable[[str, int], Awaitable[Sequence[tuple[str, int]]]]
 #: open a member connection: (host, port, server_hostname) -> a connected Connection
 Opener = Callable[[str, int, "str | None"], Awaitable[Connection]]
+#: a member's address
+Key = tuple[str, int]
 #: a re-resolution after a failure waits at least this long after the previous one
 MIN_RERESOLVE = 1.0
 
@@ -47,6 +49,8 @@ class GroupMember:
     failures: int = 0
     connecting: bool = False
     removed: bool = False
+    #: it was ejected and has not come back yet
+    ejected: bool = False
 
     @property
     def key(self) -> tuple[str, int]:
@@ -83,7 +87,9 @@ class Members:
                  resolve_interval: float, timeout: float, reconnect_interval: float,
                  reconnect_max_delay: float, spawn: Callable[[Awaitable[None]], None],
                  on_up: Callable[[GroupMember, Connection], None],
-                 on_gone: Callable[[GroupMember], None]) -> None:
+                 on_gone: Callable[[GroupMember], None],
+                 on_resolved: Callable[[list[Key], list[Key], list[Key]], None] | None = None
+                 ) -> None:
         self.group_id = group_id
         self.dns = dns
         self.resolve_interval = resolve_interval
@@ -97,6 +103,8 @@ class Members:
         self._spawn = spawn
         self._on_up = on_up
         self._on_gone = on_gone
+        #: told (members, added, removed) after each successful resolution
+        self._on_resolved = on_resolved
         self._loop = asyncio.get_running_loop()
         #: the members by address, in order (the group reads it per message)
         self.by_key: dict[tuple[str, int], GroupMember] = {
@@ -191,13 +199,16 @@ class Members:
                         name)
             return
         wanted = [(str(h), int(p)) for h, p in answer]
-        for key in [k for k in self.by_key if k not in wanted]:
+        removed = [k for k in self.by_key if k not in wanted]
+        added = [k for k in wanted if k not in self.by_key]
+        for key in removed:
             member = self.by_key.pop(key)
             member.removed = True
             self._on_gone(member)
-        for key in wanted:
-            if key not in self.by_key:
-                self.by_key[key] = GroupMember(*key, next_attempt=self._loop.time())
+        for key in added:
+            self.by_key[key] = GroupMember(*key, next_attempt=self._loop.time())
+        if self._on_resolved is not None:
+            self._on_resolved(list(self.by_key), added, removed)
         self.wake.set()
 
     def resolve_soon(self) -> None:

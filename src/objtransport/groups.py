@@ -17,6 +17,7 @@ from .config import Options
 from .connection import Connection
 from .drivers.tcp import client_ssl_context
 from .endpoint import Endpoint
+from .events import EventHub
 from .group import Group, Resolver, Sender, parse_targets
 from .sansio.balancer import Policy
 from .sansio.breaker import BreakerState, CircuitBreaker
@@ -61,6 +62,8 @@ class GroupDeps:
     next_id: Callable[[], int]
     options: Options
     rng: random.Random
+    #: where the groups publish their events (MemberEjected...)
+    events: EventHub | None = None
 
 
 class Groups:
@@ -103,7 +106,8 @@ class Groups:
                       resolve_interval=spec.resolve_interval, retry_budget=spec.retry_budget,
                       pin_default_stream=spec.pin_default_stream, timeout=opts.timeout,
                       reconnect_interval=opts.reconnect_interval,
-                      reconnect_max_delay=opts.reconnect_max_delay, rng=d.rng)
+                      reconnect_max_delay=opts.reconnect_max_delay, rng=d.rng,
+                      transport=driver.kind.value, events=d.events)
         self._groups[group.id] = group
         try:
             await group.start()

@@ -126,7 +126,7 @@ class NetworkTransport(SendingAPI, MessagingAPI, GroupsAPI, ObservingAPI):
                                     self._tasks, self._keeper.forget)
         self._groups = Groups(GroupDeps(  # connect_group, and send_to's targets
             self._connector.open, self._send_member, self._keeper.forget, self._breakers,
-            self._drivers, self._registry.next_id, self.options, self.rng))
+            self._drivers, self._registry.next_id, self.options, self.rng, self._events))
 
     def _on_state(self, conn: Connection, state: ConnState) -> None:
         if state is ConnState.DISCONNECTED:
