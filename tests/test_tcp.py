@@ -265,11 +265,11 @@ async def test_breaker_opens_on_a_dead_port_and_closes_when_a_listener_appears()
                 await net.connect("127.0.0.1", port)
         state = net.circuit_breaker("127.0.0.1", port)
         assert (state.state, state.failure_count) == ("open", 3)
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
         with pytest.raises(CircuitOpenError) as info:
             await net.connect("127.0.0.1", port)
-        assert loop.time() - t0 < 0.01
+        # refused at once, with no network attempt: an attempt on the dead port would have
+        # failed and counted (a timing bound here failed under load: 17 ms, not a bug)
+        assert net.circuit_breaker("127.0.0.1", port).failure_count == 3
         assert 0 < info.value.retry_after <= 0.2 + 1e-9  # (x + 0.2) - x: float rounding
         with pytest.raises(CircuitOpenError):
             await net.send_to("127.0.0.1", port, b"x")
