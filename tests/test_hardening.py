@@ -194,10 +194,12 @@ async def test_listener_reassembly_budget_closes_the_connection_that_passes_it(
 HALF_CLIENT_HELLO = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"r" * 16  # of ~517 B
 
 
-async def _cut_after(conn: Conn) -> float:
-    """Seconds until the listener closes ``conn`` (EOF or reset)."""
+async def _cut_after(conn: Conn, start: float | None = None) -> float:
+    """Seconds until the listener closes ``conn`` (EOF or reset), from ``start`` (loop time;
+    now by default)."""
     loop = asyncio.get_running_loop()
-    start = loop.time()
+    if start is None:
+        start = loop.time()
     reader, _ = conn
     try:
         async with asyncio.timeout(10):
@@ -282,9 +284,12 @@ async def test_a_quiet_raw_connection_ends_after_idle_timeout(net: NetworkTransp
     """Before: a raw listener kept a socket that never sends for ever."""
     idle = 0.3
     listener = await net.listen("127.0.0.1", 0, framing="raw", idle_timeout=idle)
+    # timed from before the connect: the listener's idle clock starts at its accept, which
+    # a loaded machine may run well before this task gets the connected socket back
+    start = asyncio.get_running_loop().time()
     conn = await _raw(listener.port, b"")
     try:
-        cut = await _cut_after(conn)
+        cut = await _cut_after(conn, start)
     finally:
         await _close_all([conn])
     assert idle * 0.9 < cut < idle + 0.5, cut  # measured: 0.30 s
