@@ -203,6 +203,9 @@ def server_options(options: Options, reuse_port: bool = False) -> list[tuple[str
             ("grpc.http2.min_ping_interval_without_data_ms", 1000),
             ("grpc.http2.max_ping_strikes", 0),
             ("grpc.keepalive_permit_without_calls", 1),
+            # a socket must finish TLS and send its HTTP/2 SETTINGS within
+            # handshake_timeout (grpc's default is 120 s)
+            ("grpc.server_handshake_timeout_ms", max(1, int(options.handshake_timeout * 1000))),
             *_keepalive(options)]
 
 

@@ -295,12 +295,14 @@ class WebSocketDriver:
             protocol = ServerProtocol(select_subprotocol=_select, max_size=max_size)
             conn = WsConnection(protocol, options.timeout, on_request)
             conn.on_first_bytes = ws_server.first_bytes
+            conn.open_by = conn.loop.time() + options.handshake_timeout  # from the accept
             return conn
 
         try:
             ws_server.server = await asyncio.get_running_loop().create_server(
                 factory, host, port, ssl=ssl_context, backlog=1024, reuse_address=True,
-                reuse_port=bool(extra.get("reuse_port")) or None)
+                reuse_port=bool(extra.get("reuse_port")) or None,
+                ssl_handshake_timeout=options.handshake_timeout if ssl_context else None)
         except OSError as exc:
             raise ConnectError(f"{host}:{port}",
                                f"cannot listen: {describe_connect_error(exc)}") from exc

@@ -95,6 +95,9 @@ class WsConnection(asyncio.Protocol):
         self._paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._timer: asyncio.TimerHandle | None = None
+        #: server: loop time by which the opening handshake must be done (the listener's
+        #: handshake_timeout from the accept, TLS included); None: ``close_timeout``
+        self.open_by: float | None = None
 
     # -- asyncio protocol callbacks --------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -103,7 +106,8 @@ class WsConnection(asyncio.Protocol):
         self.peer = t.get_extra_info("peername")
         t.set_write_buffer_limits(high=256 * 1024)
         if not self.client:  # a peer that never completes the opening handshake
-            self._arm(self.close_timeout)
+            by = self.open_by
+            self._arm(self.close_timeout if by is None else max(0.0, by - self.loop.time()))
 
     def data_received(self, data: bytes) -> None:
         p = self.protocol
