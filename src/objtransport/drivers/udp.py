@@ -44,7 +44,7 @@ from typing import Any
 from ..auth import AUTH_OPTIONS
 from ..config import Framing, Options, TransportKind
 from ..exceptions import AuthenticationError, ConnectError, TransportError
-from ..sansio.admission import Admission, ReturnCheck, encode_credential
+from ..sansio.admission import Admission, EvictionBudget, ReturnCheck, encode_credential
 from ..sansio.datagram import Datagram, DatagramSession, ReassemblyBudget, looks_native
 from ..sansio.framing import GoAwayCode
 from .authgate import AuthGate
@@ -334,8 +334,9 @@ class UdpServer(_Owner):
                       else None)
         #: PONGs with a cookie sent to unknown addresses
         self.cookies_sent = 0
-        #: peers forgotten to make room for a new one (the listener was full)
+        #: peers forgotten to make room for a new one (the listener was full), how fast
         self.evicted_peers = 0
+        self.evictions = EvictionBudget(options.max_connections, monotonic())
         #: ``authenticate``: the token after the cookie is checked before a link is made
         self.auth = None if gate is None else UdpAuth(gate, options.hello_timeout,
                                                        self._send_to, self._readmit)
@@ -348,6 +349,7 @@ class UdpServer(_Owner):
                 "reassembly_bytes": self.budget.used, "reassembly_peak": self.budget.peak,
                 "peers": len(self.links), "gso_sends": self.gso_sends,
                 "cookies_sent": self.cookies_sent, "evicted_peers": self.evicted_peers,
+                "evictions_refused": self.evictions.refused,
                 "coalesced_reads": self.coalesced_reads,
                 **(self.auth.counters() if self.auth is not None else {})}
 
@@ -416,8 +418,9 @@ class UdpServer(_Owner):
             identity = self.auth.check(data, addr) if native else None
             if identity is None:
                 return None
-        if len(self.links) >= self.options.max_connections:
-            self._evict()
+        if len(self.links) >= self.options.max_connections and not self._evict(now):
+            self.refused_datagrams += 1
+            return None
         parts = self.accept()
         if parts is None:
             self.refused_datagrams += 1
@@ -469,15 +472,19 @@ class UdpServer(_Owner):
             self.unknown_peer_datagrams += 1
         return False
 
-    def _evict(self) -> None:
+    def _evict(self, now: float) -> bool:
         """The listener is full: forget the peer silent the longest (a raw peer nobody
-        answered first), so that a new one is not refused while a stale one holds a slot."""
+        answered first), so that a new one is not refused while a stale one holds a slot;
+        proven peers only as fast as :class:`EvictionBudget` allows (False: refuse)."""
         def idle_key(link: DatagramLink) -> tuple[bool, float]:
             return (link.ds.messages_sent > 0, link.ds.last_receive)
         victim = min(self.links.values(), key=idle_key, default=None)
         if victim is not None:
+            if not self.evictions.allow(victim.ds.native or victim.ds.messages_sent > 0, now):
+                return False
             self.evicted_peers += 1
             victim.forget("evicted: the listener is full and this peer was idle the longest")
+        return True
 
     def transmit(self, link: DatagramLink, dgram: Datagram) -> bool:
         if self.closed:

@@ -31,9 +31,11 @@ from typing import Any
 
 from ..exceptions import ProtocolError
 from .framing import FRAME_HEADER, MAX_TOKEN, TOKEN_LENGTH, FrameType, GoAwayCode, encode_frame
+from .throttle import TokenBucket
 
-__all__ = ["COOKIE_SIZE", "MAX_PING", "Admission", "ReturnCheck", "cookie_of_pong",
-           "credential_of_ping", "encode_credential"]
+__all__ = ["COOKIE_SIZE", "EVICT_MIN", "EVICT_PERIOD", "MAX_PING", "Admission",
+           "EvictionBudget", "ReturnCheck", "cookie_of_pong", "credential_of_ping",
+           "encode_credential"]
 
 #: bytes of cookie after the 8-byte token of a PING or PONG
 COOKIE_SIZE = 8
@@ -48,6 +50,12 @@ _COOKIE_FRAME = _PING_SIZE + COOKIE_SIZE
 MAX_PING = _COOKIE_FRAME + 2 + MAX_TOKEN
 _unpack = FRAME_HEADER.unpack_from
 _BUCKET = struct.Struct("!Q")
+
+#: a full listener forgets proven peers for new ones at most fast enough to turn its whole
+#: table over once in this many seconds ...
+EVICT_PERIOD = 60.0
+#: ... and at least this many per second (bursts of as many)
+EVICT_MIN = 4.0
 
 
 class Admission(Enum):
@@ -130,3 +138,27 @@ def credential_of_ping(ping: bytes | bytearray | memoryview) -> str | None:
         return bytes(ping[_COOKIE_FRAME + 2:]).decode("utf-8")
     except UnicodeDecodeError:
         raise ProtocolError("token is not UTF-8", GoAwayCode.PROTOCOL_ERROR) from None
+
+
+class EvictionBudget:
+    """How fast a full UDP listener may forget a proven peer (native, so it passed the
+    cookie; or raw and answered by the application) to admit a new one: a token bucket of
+    ``max(EVICT_MIN, max_connections / EVICT_PERIOD)`` per second, as large a burst. Past
+    it a new peer is refused (the peers in place stay): addresses that pass the cookie check
+    cannot churn a listener's peers out faster than that. Forgetting a peer nobody answered
+    (a raw one-shot source, maybe forged) is free."""
+
+    __slots__ = ("bucket", "refused")
+
+    def __init__(self, max_connections: int, now: float) -> None:
+        rate = max(EVICT_MIN, max_connections / EVICT_PERIOD)
+        self.bucket = TokenBucket(rate, rate, now)
+        #: new peers refused because the budget was spent
+        self.refused = 0
+
+    def allow(self, proven: bool, now: float) -> bool:
+        """May a peer (``proven`` or not) be forgotten now for a new one?"""
+        if not proven or self.bucket.try_acquire(1, now):
+            return True
+        self.refused += 1
+        return False
