@@ -312,7 +312,7 @@ async def test_a_middlebox_resetting_every_150_kb_does_not_stall_or_give_up(
             done.set()
 
     async with NetworkTransport() as server, NetworkTransport(
-            reconnect_interval=0.05) as client:
+            reconnect_interval=0.01) as client:
         assert client.options.max_reconnect_attempts == 5
         listener = await server.listen("127.0.0.1", 0, handler=on_message, transport=transport,
                                        ssl_context=tls.server_ctx if tls_on else None)
