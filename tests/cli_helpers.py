@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import io
 import os
 import re
 import select
@@ -26,6 +28,21 @@ def run(*args: str, input: str | None = None, timeout: float = 30.0,
     """Run the command to its end; stdout and stderr are pipes (not a terminal)."""
     return subprocess.run([*CMD, *args], input=input, capture_output=True, text=True,
                           timeout=timeout, env=ENV, cwd=cwd)
+
+
+def run_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """``main(args)`` in this process, seen as :func:`run` sees a process: exit status,
+    stdout, stderr. For what is not about the process (parsing, help, one-line errors): no
+    interpreter to start and no package to import each time."""
+    from objtransport.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse: --help, usage errors
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    return subprocess.CompletedProcess([*CMD, *args], code, out.getvalue(), err.getvalue())
 
 
 def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:

@@ -7,6 +7,7 @@ import argparse
 import hashlib
 import os
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import trustme
 
 from objtransport.cli import build_parser
 
-from .cli_helpers import background, one_error_line, run, server
+from .cli_helpers import background, one_error_line, run, run_here, server
 
 COMMANDS = ["demo", "serve", "send", "bench", "proxy", "stats"]
 
@@ -57,8 +58,18 @@ def test_every_option_of_every_command_has_help_and_shows_its_default() -> None:
     ("send", "--chunk-size SIZE", "256KiB"), ("bench", "--count COUNT, -n COUNT", "10000"),
     ("proxy", "--latency DURATION", "0ms"), ("stats", "--path PATH", "/metrics"),
 ])
-def test_help_in_a_subprocess_shows_defaults(command: str, option: str, default: str) -> None:
-    proc = run(command, "--help")
+def test_help_shows_defaults(command: str, option: str, default: str,
+                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process (what a subprocess prints is checked once, below)."""
+    monkeypatch.setenv("COLUMNS", "140")
+    _help_shows(run_here(command, "--help"), option, default)
+
+
+def test_help_in_a_subprocess_shows_defaults() -> None:
+    _help_shows(run("serve", "--help"), "--port PORT, -p PORT", "7000")
+
+
+def _help_shows(proc: subprocess.CompletedProcess[str], option: str, default: str) -> None:
     assert proc.returncode == 0, proc.stderr
     text = " ".join(proc.stdout.split())
     assert "``" not in text and ":class:" not in text
@@ -83,6 +94,16 @@ def test_python_m_and_version() -> None:
     ["no-such-command"],
 ])
 def test_errors_are_one_line_with_a_non_zero_status(args: list[str]) -> None:
+    """In this process: main() returns the status the process exits with (below)."""
+    line = one_error_line(run_here(*args))
+    assert len(line) < 300
+
+
+@pytest.mark.parametrize("args", [
+    ["send", "127.0.0.1:1", "hello", "--timeout", "2"],  # an error while running
+    ["no-such-command"],  # a usage error
+])
+def test_errors_in_a_subprocess_are_one_line_with_a_non_zero_status(args: list[str]) -> None:
     line = one_error_line(run(*args))
     assert len(line) < 300
 
