@@ -52,6 +52,13 @@ def pytest_asyncio_loop_factories(
     return {chosen: factories[chosen]}
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run first: with ``-n auto --dist worksteal`` the workers then
+    share the short ones at the end and finish together, instead of one running a long test
+    while the other is idle."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @dataclass
 class TLS:
     """A CA, a server certificate for 127.0.0.1 / localhost, and contexts using them."""

@@ -11,6 +11,7 @@ from objtransport.cli import build_parser
 from .cli_helpers import one_error_line, run
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_bench_compare_and_plot(tmp_path: Path) -> None:
     """The command end to end: both modes, every baseline, the table and the plot. The

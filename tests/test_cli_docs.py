@@ -69,6 +69,7 @@ def test_the_cli_captures_are_in_docs() -> None:
     assert "captures/bench.png" in (ROOT / "docs" / "cli.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_mkdocs_builds_strict(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir",

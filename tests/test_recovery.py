@@ -287,6 +287,7 @@ async def test_a_high_send_returns_at_once_while_64_mib_of_low_is_in_flight(
 
 
 # -- 10. progress through a middlebox that resets every ~150 KB ----------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["tcp", "tls", "websocket", "grpc"])
 async def test_a_middlebox_resetting_every_150_kb_does_not_stall_or_give_up(
         kind: str, tls: TLS) -> None:

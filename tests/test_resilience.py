@@ -288,6 +288,7 @@ async def test_breaker_fails_fast_then_a_probe_closes_it() -> None:
         await client.send_data(conn, b"back", wait_ack=True)
 
 
+@pytest.mark.slow
 async def test_1000_connections_1000_messages_each_to_another_process() -> None:
     port = _free_port()
     n_conns, n_msgs = 1000, 1000

@@ -53,12 +53,14 @@ def _check(tmp_path: Path, body: str) -> tuple[int, str]:
     return status, out + err
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_correct_use_type_checks(tmp_path: Path) -> None:
     status, out = _check(tmp_path, GOOD)
     assert status == 0, out
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_mistakes_are_rejected_by_mypy_strict(tmp_path: Path) -> None:
     lines = "\n".join(f"        {code}  # {name}" for name, (code, _) in BAD.items())
