@@ -161,14 +161,6 @@ async def test_mutual_tls_identity_over_grpc(tls: TLS) -> None:
         assert len(seen) == 1
 
 
-async def test_transports_without_authentication_say_so() -> None:
-    async with NetworkTransport(timeout=5.0) as net:
-        with pytest.raises(ValueError, match="not supported over quic"):
-            await net.listen("127.0.0.1", 0, transport="quic", authenticate=lambda t: "x")
-        with pytest.raises(ValueError, match="not supported over quic"):
-            await net.connect("127.0.0.1", 9, transport="quic", token="x")
-
-
 async def test_a_connection_refused_on_reconnect_gives_up_at_once() -> None:
     gate = Gate()
     async with NetworkTransport(timeout=5.0, reconnect_interval=0.01,

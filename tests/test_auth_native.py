@@ -216,8 +216,6 @@ async def test_token_options_are_checked() -> None:
             await net.listen("127.0.0.1", 0, framing="raw", authenticate=lambda t: "x")
         with pytest.raises(ValueError, match="raw"):
             await net.connect("127.0.0.1", 9, framing="raw", token="x")
-        with pytest.raises(ValueError, match="not supported over quic"):
-            await net.listen("127.0.0.1", 0, transport="quic", authenticate=lambda t: "x")
 
 
 async def test_an_auto_listener_refuses_a_raw_peer() -> None:

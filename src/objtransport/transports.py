@@ -51,7 +51,7 @@ _OPTIONAL: dict[TransportKind, Callable[[], Driver | None]] = {
 
 
 #: transports whose token travels in the native HELLO (raw framing cannot carry one)
-_HELLO_AUTH = frozenset({TransportKind.TCP, TransportKind.UDP})
+_HELLO_AUTH = frozenset({TransportKind.TCP, TransportKind.UDP, TransportKind.QUIC})
 
 #: the pip extra (``objtransport[...]``) of each optional transport
 _EXTRAS = {TransportKind.WEBSOCKET: "websocket", TransportKind.GRPC: "grpc",
@@ -94,7 +94,7 @@ class DriverTable:
         for name in sorted(AUTH_OPTIONS):
             if name in options and name not in driver.extra_options:
                 raise ValueError(f"{name}= is not supported over {driver.kind.value} yet "
-                                 "(tcp, udp, websocket and grpc only)")
+                                 "(tcp, udp, websocket, grpc and quic only)")
         extra = {k: v for k, v in options.items() if k in driver.extra_options}
         rest = {k: v for k, v in options.items() if k not in driver.extra_options}
         return rest, extra

@@ -42,8 +42,11 @@ from aioquic.quic.packet import (
 )
 from aioquic.quic.retry import QuicRetryTokenHandler
 
+from ..auth import AUTH_OPTIONS
 from ..config import Options, TransportKind
-from ..exceptions import ConnectError
+from ..exceptions import AuthenticationError, ConnectError
+from ..sansio.framing import GoAwayCode
+from .authgate import AuthGate
 from .base import LinkParts
 from .quic_config import (
     ALPN_NATIVE,
@@ -56,7 +59,7 @@ from .quic_config import (
 )
 from .quic_conn import READ_BATCH, ClientSocket, QuicPump, make_socket, recv_buffer
 from .quic_link import QuicEnded, QuicLink
-from .tcp import describe_connect_error
+from .tcp import auth_gate, describe_connect_error
 
 __all__ = ["ALPN_NATIVE", "ALPN_RAW", "RETRY_ABOVE", "QuicDriver", "QuicLink", "QuicServer"]
 
@@ -70,8 +73,10 @@ class QuicServer:
     """One UDP socket serving QUIC connections, routed by destination connection id."""
 
     def __init__(self, sock: socket.socket, config: QuicConfiguration,
-                 accept: Callable[[], LinkParts | None], options: Options) -> None:
+                 accept: Callable[[], LinkParts | None], options: Options,
+                 auth: AuthGate | None = None) -> None:
         self.sock = sock
+        self.auth = auth  # HELLO tokens (listen(..., authenticate=...)); None: none
         self.config = config
         self.accept = accept
         self.options = options
@@ -255,8 +260,15 @@ class QuicServer:
                        else "the listener is closing", QuicFrameType.PADDING)
             return
         native = event.alpn_protocol == ALPN_NATIVE
+        if self.auth is not None and not native:  # a raw peer has no HELLO, no token
+            self.refused += 1
+            pump.close(QuicErrorCode.CONNECTION_REFUSED, "this listener authenticates: raw "
+                       "QUIC cannot present a token", QuicFrameType.PADDING)
+            return
         session = parts.make_session(native)
         link = QuicLink(pump, session, parts, client=False, peer=addr)
+        if self.auth is not None:
+            link.use_auth(self.auth)
         link.handshake_done.add_done_callback(lambda _f: self._handshake_done(pump))
         if parts.on_link is not None:
             parts.on_link(link)
@@ -274,6 +286,8 @@ class QuicServer:
     def close(self) -> None:
         """Accept no new connection (the service closes the accepted ones in order)."""
         self._closing = True
+        if self.auth is not None:
+            self.auth.close()
         self._check_closed()
 
     async def wait_closed(self) -> None:
@@ -296,7 +310,7 @@ class QuicDriver:
     """QUIC connections, native or raw by ALPN, TLS 1.3 always."""
 
     kind = TransportKind.QUIC
-    extra_options: frozenset[str] = TLS_OPTIONS
+    extra_options: frozenset[str] = TLS_OPTIONS | AUTH_OPTIONS
     #: ``listen(reuse_port=True)``: SO_REUSEPORT; the kernel keeps each peer's address on
     #: one socket (a client that migrates to a new address may land on another process)
     reuse_port = True
@@ -355,6 +369,8 @@ class QuicDriver:
         except BaseException as exc:
             _abort(link, csock)
             if link is not None and link.session.closed and isinstance(exc, Exception):
+                if link.session.close_code == GoAwayCode.UNAUTHENTICATED:
+                    raise AuthenticationError(endpoint, link.session.close_reason) from exc
                 raise ConnectError(endpoint, link.session.close_reason) from exc
             raise
 
@@ -377,7 +393,7 @@ class QuicDriver:
             sock.close()
             raise ConnectError(f"{host}:{port}",
                                f"cannot listen: {describe_connect_error(exc)}") from exc
-        return QuicServer(sock, config, accept, options)
+        return QuicServer(sock, config, accept, options, auth_gate(extra))
 
 
 def _closer(csock: ClientSocket) -> Callable[[QuicEvent], None]:

@@ -94,7 +94,9 @@ class QuicEnding(FlowControl):
             pump.send_stream(sid, b"", end=True)
         pump.send_stream(self.control, b"", end=True)
         code = session.close_code
-        if code is not None and code not in ERROR_FREE:
+        # a refused client must read its GOAWAY: a close this soon after the handshake
+        # would reach it as a transport APPLICATION_ERROR without our code
+        if code is not None and code not in ERROR_FREE and code != GoAwayCode.UNAUTHENTICATED:
             self._close_quic(code, session.close_reason)
             return
         if self._peer_final or self._closed_by_peer:

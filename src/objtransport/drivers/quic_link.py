@@ -39,11 +39,19 @@ from aioquic.quic.events import (
 )
 
 from ..sansio.core import AnySession
-from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
+from ..sansio.events import (
+    Acked,
+    AuthenticationRequested,
+    Closed,
+    Event,
+    HandshakeComplete,
+    Received,
+)
 from ..sansio.framing import GoAwayCode
 from ..sansio.reliability import ResumeState
 from ..sansio.session import NativeSession
 from ..sansio.throttle import TokenBucket
+from .authgate import AuthGate
 from .base import LinkParts
 from .pacing import Pacer
 from .quic_conn import ClientSocket, QuicPump
@@ -124,6 +132,9 @@ class QuicLink(QuicInbound, QuicDatagrams, QuicSending):
         self.handshake_done: asyncio.Future[None] = self.loop.create_future()
         #: a client's own socket (``rebind()`` migrates the connection to a new port)
         self.socket: ClientSocket | None = None
+        #: what the listener's ``authenticate`` said the peer is; its gate (listener)
+        self.identity: str | None = None
+        self.auth: AuthGate | None = None
         pump.handler = self.on_quic_event
         pump.on_transmitted = self._refill
         # senders queue straight into the session (one call per message, as on TCP); it
@@ -132,6 +143,23 @@ class QuicLink(QuicInbound, QuicDatagrams, QuicSending):
         session.send_high = self.max_pending
         self.queue = session.queue  # type: ignore[method-assign]
         self.queue_many = session.queue_many  # type: ignore[method-assign]
+
+    # -- authentication (listener) --------------------------------------------------------------
+    def use_auth(self, gate: AuthGate) -> None:
+        """The client's HELLO token must pass ``gate`` before the session opens."""
+        self.auth = gate
+        if isinstance(self.session, NativeSession):
+            self.session.require_authentication()
+
+    def authenticated(self, identity: str | None) -> None:
+        """The gate's answer: the session opens (``identity``) or is refused (None)."""
+        session = self.session
+        if self.closed.done() or not isinstance(session, NativeSession):
+            return
+        self.identity = identity
+        session.authenticated(identity, monotonic())
+        self._process_events()
+        self._flush()
 
     # -- starting ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -216,6 +244,8 @@ class QuicLink(QuicInbound, QuicDatagrams, QuicSending):
                 self._rs = getattr(self.session, "rs", None)
                 if not self.ready.done():
                     self.ready.set_result(None)
+            elif isinstance(ev, AuthenticationRequested) and self.auth is not None:
+                self.auth.start(self, ev.token)
             self.on_event(self, ev)
         if not self.closed.done():
             self._rearm()
