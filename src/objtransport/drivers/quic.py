@@ -20,6 +20,7 @@ import os
 import socket
 import ssl as ssl_module
 from collections.abc import Callable
+from time import monotonic
 from typing import Any
 
 from aioquic.buffer import Buffer
@@ -116,7 +117,7 @@ class QuicServer:
     def _on_readable(self) -> None:
         buf = recv_buffer()
         sock = self.sock
-        now = self.loop.time()
+        now = monotonic()
         dirty: dict[QuicPump, None] = {}
         for _ in range(READ_BATCH):
             try:
@@ -350,7 +351,7 @@ class QuicDriver:
                 link.socket = csock
                 pump.on_routing = _closer(csock)
                 csock.on_error = link.socket_error
-                quic.connect(addr, now=loop.time())
+                quic.connect(addr, now=monotonic())
                 link.start()
                 pump.transmit()  # the Initial (and our HELLO in 0-RTT, with a ticket)
                 await asyncio.shield(link.handshake_done)

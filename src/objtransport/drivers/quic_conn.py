@@ -23,6 +23,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import Callable
+from time import monotonic
 from typing import Any
 
 from aioquic.quic.connection import QuicConnection
@@ -123,7 +124,7 @@ class QuicPump:
         send = self._send
         left = 0
         n = 0
-        for data, addr in self.quic.datagrams_to_send(now=self.loop.time()):
+        for data, addr in self.quic.datagrams_to_send(now=monotonic()):
             send(data, addr)
             n += 1
             left += len(data) - PACKET_OVERHEAD
@@ -166,7 +167,7 @@ class QuicPump:
         self._timer_at = at
         if at is None:
             return
-        if self.handed > self.left and at - self.loop.time() < LOOP_RESOLUTION:
+        if self.handed > self.left and at - monotonic() < LOOP_RESOLUTION:
             # aioquic holds stream data and paces it out in bursts microseconds apart: a
             # timer would sleep a whole millisecond per burst (a sender idled ~40 % of its
             # time so); go on at the next loop turn instead
@@ -180,14 +181,14 @@ class QuicPump:
         self._timer_at = None
         if self.terminated:
             return
-        self.quic.handle_timer(now=max(at or 0.0, self.loop.time()))
+        self.quic.handle_timer(now=max(at or 0.0, monotonic()))
         self.pump()
 
     def _on_paced(self) -> None:
         """A loop turn after a transmit that left paced data: once the timer is due, it
         fires and whatever the pacer allows goes (before that, only the loop turns: an
         empty ``datagrams_to_send`` costs more)."""
-        now = self.loop.time()
+        now = monotonic()
         at = self._timer_at
         if at is not None and now < at and not self.terminated:
             self._timer = self.loop.call_soon(self._on_paced)
@@ -266,7 +267,7 @@ class ClientSocket:
         pump = self.pump
         buf = recv_buffer()
         sock = self.sock
-        now = self.loop.time()
+        now = monotonic()
         got = 0
         for _ in range(READ_BATCH):
             try:
