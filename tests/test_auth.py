@@ -5,6 +5,7 @@ the breaker; mutual TLS: the certificate's subject is the identity."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ssl
 from typing import Any
@@ -176,3 +177,50 @@ async def test_a_connection_refused_on_reconnect_gives_up_at_once() -> None:
         await net.disconnect(msg.conn_id)  # the listener drops it: the client reconnects
         await eventually(lambda: net.connection_info(conn).state == "disconnected")
         assert gate.calls == [TOKEN]  # one refusal, no retry of the 50 allowed
+
+
+async def test_a_websocket_authentication_flood_is_bounded() -> None:
+    """Slow checks run side by side up to ``max_authentications``; one more upgrade gets
+    503 at once, and a good client is not queued behind the slow ones."""
+    release = asyncio.Event()
+
+    async def check(token: str | None) -> str | None:
+        if token == "hold":
+            await release.wait()
+            return None
+        return "alice" if token == TOKEN else None
+
+    limit = 4
+    request = (b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+               b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               b"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer hold\r\n\r\n")
+    async with NetworkTransport(timeout=5.0) as net:
+        listener = await net.listen("127.0.0.1", 0, transport="websocket", authenticate=check,
+                                    max_authentications=limit, handshake_timeout=30.0)
+        server: Any = listener.server
+        writers = []
+        try:
+            for _ in range(limit - 1):
+                _r, w = await asyncio.open_connection("127.0.0.1", listener.port)
+                w.write(request)
+                writers.append(w)
+            await eventually(lambda: len(server.checks) == limit - 1)
+            conn = await net.connect("127.0.0.1", listener.port, transport="websocket",
+                                     token=TOKEN)
+            await net.send_data(conn, b"not queued")
+            assert (await net.receive(timeout=5.0)).identity == "alice"
+            _r, w = await asyncio.open_connection("127.0.0.1", listener.port)
+            writers.append(w)
+            w.write(request)
+            await eventually(lambda: len(server.checks) == limit)
+            reader, w = await asyncio.open_connection("127.0.0.1", listener.port)
+            writers.append(w)
+            w.write(request)
+            async with asyncio.timeout(5):
+                status = await reader.readline()
+            assert b" 503 " in status and server.auth_busy == 1
+        finally:
+            release.set()
+            for w in writers:
+                w.transport.abort()
+        await eventually(lambda: not server.checks)

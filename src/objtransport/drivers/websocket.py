@@ -50,6 +50,7 @@ from ..sansio.core import AnySession
 from ..sansio.framing import MAGIC, GoAwayCode, encode_goaway
 from ..sansio.message import MessageSession
 from ..sansio.sniff import WEBSOCKET_LISTENER, not_websocket
+from .authgate import AUTH_LIMIT
 from .base import LinkParts
 from .tcp import describe_connect_error
 from .websocket_conn import WsConnection
@@ -80,8 +81,10 @@ class WebSocketServer:
         #: connections closed at once because the peer did not speak HTTP (or spoke TLS)
         self.wrong_peers = 0
         self._logged: dict[Any, float] = {}  # peer host -> when its 404 was last logged
-        #: upgrade requests whose token ``authenticate`` is checking
+        #: upgrade requests whose token ``authenticate`` is checking (at most
+        #: ``max_authentications``; more are answered 503: ``auth_busy``)
         self.checks: set[asyncio.Task[None]] = set()
+        self.auth_busy = 0
 
     def not_found(self, conn: WsConnection, request: Request) -> None:
         """Answer a request for a path this listener does not serve: 404, logged, counted."""
@@ -120,6 +123,8 @@ class WebSocketServer:
 
     def close(self) -> None:
         # the service closes the accepted connections itself, in order
+        for task in list(self.checks):  # authentications under way end with the listener
+            task.cancel()
         if self.server is not None:
             self.server.close()
 
@@ -243,6 +248,7 @@ class WebSocketDriver:
         max_size = max(options.max_message_size, CARRIER_MAX)
         ws_server = WebSocketServer(path)
         auth: Authenticate | None = extra.get("authenticate")
+        auth_limit = int(extra.get("max_authentications", AUTH_LIMIT))
 
         def on_request(conn: WsConnection, request: Request) -> None:
             if urlsplit(request.path).path != path:
@@ -251,9 +257,16 @@ class WebSocketDriver:
             if auth is None:
                 upgrade(conn, request, None)
                 return
+            protocol = conn.protocol
+            if len(ws_server.checks) >= auth_limit and isinstance(protocol, ServerProtocol):
+                ws_server.auth_busy += 1  # a flood of slow checks: refused, not queued
+                conn.respond(protocol.reject(HTTPStatus.SERVICE_UNAVAILABLE,
+                                             "too many authentications under way\n"))
+                return
             task = asyncio.get_running_loop().create_task(check(conn, request, auth))
             ws_server.checks.add(task)
             task.add_done_callback(ws_server.checks.discard)
+            conn.lost.add_done_callback(lambda _f: task.cancel())  # cut: stop checking
 
         async def check(conn: WsConnection, request: Request, fn: Authenticate) -> None:
             """Before any slot or session: the token of the upgrade request."""
