@@ -455,7 +455,11 @@ class DelayProxy(asyncio.DatagramProtocol):
 
 
 async def test_reconnects_start_in_0rtt_and_save_a_round_trip(pem: Pem) -> None:
-    rtt = 0.4  # long enough that a loaded CPU does not blur whole round trips
+    """The first connect pays the QUIC handshake and then the HELLO exchange (2 RTT); a
+    reconnect sends its HELLO in 0-RTT with the ClientHello (1 RTT). The claim is about the
+    round trips, so the reconnect's figure is its floor over two reconnects: a loaded CPU
+    or a lost datagram (a PTO) can only add to one of them."""
+    rtt = 0.25  # long enough that a loaded CPU does not blur whole round trips
     async with NetworkTransport(timeout=10.0) as server, NetworkTransport(
             timeout=10.0) as client:
         listener = await server.listen("127.0.0.1", 0, transport="quic", **pem.server)
@@ -465,7 +469,7 @@ async def test_reconnects_start_in_0rtt_and_save_a_round_trip(pem: Pem) -> None:
         try:
             times = []
             links = []
-            for _ in range(2):
+            for _ in range(3):
                 t0 = loop.time()
                 conn = await client.connect("127.0.0.1", port, transport="quic",
                                             **pem.client)
@@ -475,14 +479,13 @@ async def test_reconnects_start_in_0rtt_and_save_a_round_trip(pem: Pem) -> None:
                 await client.disconnect(conn)
         finally:
             proxy.close()
-    first, second = times
-    # first: the QUIC handshake (1 RTT), then the HELLO exchange (1 RTT)
+    first, again = times[0], min(times[1:])
     assert first >= 2 * rtt
     assert links[0].early_data_accepted is False
-    # again: a session ticket; our HELLO goes in 0-RTT with the ClientHello: 1 RTT
-    assert links[1].session_resumed and links[1].early_data_accepted
-    assert second < 1.6 * rtt < first
-    assert first - second > 0.5 * rtt
+    for link in links[1:]:  # every reconnect: a session ticket, the HELLO in 0-RTT
+        assert link.session_resumed and link.early_data_accepted
+    assert again < 1.6 * rtt < first
+    assert first - again > 0.5 * rtt
 
 
 async def test_the_connection_survives_a_client_address_change(pair: Any, pem: Pem) -> None:
