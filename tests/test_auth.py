@@ -224,3 +224,38 @@ async def test_a_websocket_authentication_flood_is_bounded() -> None:
             for w in writers:
                 w.transport.abort()
         await eventually(lambda: not server.checks)
+
+
+async def test_a_grpc_authentication_flood_is_bounded_in_number_and_time() -> None:
+    grpc = pytest.importorskip("grpc")
+    from objtransport.drivers.grpc_config import METHOD
+    from objtransport.sansio.envelope import encode_payload
+
+    release = asyncio.Event()
+
+    async def check(token: str | None) -> str | None:
+        if token == "hold":
+            await release.wait()
+        return "alice" if token == TOKEN else None
+
+    hold = (("authorization", "Bearer hold"),)
+    async with NetworkTransport(timeout=5.0) as net:
+        listener = await net.listen("127.0.0.1", 0, transport="grpc", authenticate=check,
+                                    max_authentications=2, handshake_timeout=1.0)
+        server: Any = listener.server
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{listener.port}") as channel:
+            connect = channel.stream_stream(METHOD)
+            slow = [connect(metadata=hold) for _ in range(2)]
+            await eventually(lambda: server.authenticating == 2)
+            extra = connect(metadata=hold)
+            assert await extra.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "too many authentications" in await extra.details()
+            # the slow ones end at handshake_timeout, not never
+            codes = await asyncio.gather(*(c.code() for c in slow))
+            assert set(codes) == {grpc.StatusCode.DEADLINE_EXCEEDED}
+            assert server.authenticating == 0 and server.auth_busy == 1
+            good = connect(metadata=(("authorization", f"Bearer {TOKEN}"),))
+            await good.write(encode_payload(b"in"))
+            assert (await net.receive(timeout=5.0)).identity == "alice"
+            good.cancel()
+        release.set()

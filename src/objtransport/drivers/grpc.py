@@ -36,7 +36,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 
-from ..auth import AUTH_OPTIONS, authenticate, bearer, bearer_header
+from ..auth import AUTH_OPTIONS, Authenticate, authenticate, bearer, bearer_header
 from ..config import Options, TransportKind
 from ..exceptions import AuthenticationError, ConnectError, ProtocolError, TransportError
 from ..logfields import log_fields
@@ -44,6 +44,7 @@ from ..sansio.core import AnySession
 from ..sansio.envelope import decode_envelope, encode_payload
 from ..sansio.framing import GoAwayCode
 from ..sansio.message import MessageSession
+from .authgate import AUTH_LIMIT
 from .base import LinkParts
 from .grpc_config import (
     AUTHORIZATION,
@@ -319,6 +320,9 @@ class GrpcServer:
         self.closing = False
         #: a call was refused (max_connections) and none ended since: health NOT_SERVING
         self.full = False
+        #: calls whose token ``authenticate`` is checking; calls refused for too many
+        self.authenticating = 0
+        self.auth_busy = 0
         self._health_task: asyncio.Task[None] | None = None
         self._stopped: asyncio.Task[None] | None = None
 
@@ -453,6 +457,8 @@ class GrpcDriver:
         gserver = GrpcServer(server, health, 0)
 
         auth = extra.get("authenticate")
+        auth_limit = int(extra.get("max_authentications", AUTH_LIMIT))
+        deadline = options.handshake_timeout
 
         async def connect(request_iterator: Any, context: Any) -> None:
             if gserver.closing:
@@ -461,7 +467,7 @@ class GrpcDriver:
             identity = None
             if auth is not None:  # before any slot or session exists
                 token = bearer(dict(context.invocation_metadata() or ()).get(AUTHORIZATION))
-                identity = await authenticate(auth, token)
+                identity = await _checked(gserver, auth, token, auth_limit, deadline, context)
                 if identity is None:
                     await context.abort(_UNAUTHENTICATED, "authentication refused")
                     return
@@ -507,6 +513,27 @@ class GrpcDriver:
         await server.start()
         await health.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
         return gserver
+
+
+async def _checked(gserver: GrpcServer, fn: Authenticate, token: str | None, limit: int,
+                   deadline: float, context: Any) -> str | None:
+    """``fn(token)`` for a call, at most ``limit`` at once per listener (one more call ends
+    at once with RESOURCE_EXHAUSTED) and within ``deadline`` (else DEADLINE_EXCEEDED)."""
+    if gserver.authenticating >= limit:
+        gserver.auth_busy += 1
+        await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                            f"too many authentications under way ({limit}); try again")
+    gserver.authenticating += 1
+    try:
+        async with asyncio.timeout(deadline):
+            return await authenticate(fn, token)
+    except TimeoutError:
+        pass
+    finally:
+        gserver.authenticating -= 1
+    await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                        f"authentication not done within {deadline:g} s (handshake_timeout)")
+    return None
 
 
 def _tls_subject(context: Any) -> str | None:
