@@ -407,6 +407,43 @@ async def test_a_client_that_never_reads_blocks_the_sender_within_limits(
         call.cancel()
 
 
+@pytest.mark.parametrize("framing", ["raw", "native"])
+async def test_answers_written_by_the_reader_keep_order_with_the_writer_task(
+        net: NetworkTransport, framing: str) -> None:
+    """Replies queued while the reader hands a small carrier over are written by the reader
+    itself; messages sent from another task go through the writer task. Both take turns on
+    one call: every message arrives, each sequence in its order."""
+    n = 400
+    started = asyncio.Event()
+    conns: list[int] = []
+
+    def echo(msg: Message) -> None:
+        if not conns:
+            conns.append(msg.conn_id)
+            started.set()
+        net.send_nowait(msg.conn_id, b"r" + msg.data)
+
+    listener = await net.listen("127.0.0.1", 0, handler=echo, **G)
+
+    async def own_stream() -> None:  # the listener's own sends, from a task of their own
+        await started.wait()
+        for i in range(n):
+            await net.send_data(conns[0], b"s%d" % i)
+            if i % 7 == 0:
+                await asyncio.sleep(0)
+
+    task = asyncio.create_task(own_stream())
+    conn = await net.connect("127.0.0.1", listener.port, framing=framing, **G)
+    for i in range(n):
+        await net.send_data(conn, b"c%d" % i)
+        if i % 5 == 0:
+            await asyncio.sleep(0)
+    got = [(await net.receive(conn, timeout=10.0)).data for _ in range(2 * n)]
+    await task
+    assert [m for m in got if m.startswith(b"rc")] == [b"rc%d" % i for i in range(n)]
+    assert [m for m in got if m.startswith(b"s")] == [b"s%d" % i for i in range(n)]
+
+
 # -- health ---------------------------------------------------------------------------------------
 
 async def test_health_check_answers_serving_then_not_serving(net: NetworkTransport) -> None:

@@ -16,11 +16,12 @@ One :class:`GrpcLink` per ``Connect`` call pumps Envelopes between the call and 
 Names, sizes, status mapping, credentials and options live in :mod:`.grpc_config`.
 Envelopes are encoded and decoded by hand (:mod:`objtransport.sansio.envelope`): no protoc,
 no generated code, and no protobuf object per message. A reader and a writer per link (owned
-by it) and one ``loop.call_at`` timer at the session's deadline. Each client link has a channel
-of its own (``grpc.use_local_subchannel_pool``), so each connection attempt is a real connect
-that objtransport's backoff and breaker see. Listeners also serve ``grpc.health.v1.Health``.
-gRPC status codes and exceptions are mapped into the objtransport tree here and never reach
-the caller.
+by it; the reader writes a small carrier's answers itself, between reads, as a plain gRPC
+handler does) and one ``loop.call_at`` timer at the session's deadline. Each client link has
+a channel of its own (``grpc.use_local_subchannel_pool``), so each connection attempt is a
+real connect that objtransport's backoff and breaker see. Listeners also serve
+``grpc.health.v1.Health``. gRPC status codes and exceptions are mapped into the objtransport
+tree here and never reach the caller.
 """
 
 from __future__ import annotations
@@ -74,6 +75,9 @@ __all__ = ["CARRIER_MAX", "FRAMING_KEY", "METHOD", "SERVICE", "GrpcDriver", "Grp
            "GrpcServer"]
 
 _UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
+#: a carrier up to this size is answered by the reader itself (interactive traffic); a
+#: larger one, and a larger answer, go through the writer task (bulk)
+_ANSWER_MAX = 16 * 1024
 
 log = logging.getLogger("objtransport.grpc")
 
@@ -96,6 +100,11 @@ class GrpcLink(MessageLink):
         #: listener: the writer is done, the handler may end the call
         self._end: asyncio.Future[None] = self.loop.create_future()
         self._reader: asyncio.Task[None] | None = None
+        #: held by whichever task writes (the writer, or the reader answering at once)
+        self._write_lock = asyncio.Lock()
+        #: the reader is handing a small carrier over: what it queues, the reader writes
+        self._delivering = False
+        self._owed = False
         if self.native:  # the budget per Envelope: doubling per Envelope up to CARRIER_MAX
             self.carrier_max = CARRIER_START
 
@@ -157,7 +166,17 @@ class GrpcLink(MessageLink):
                     msgs = session.receive_data(frames, now)
                 if self.receive_bucket is not None:
                     await self._pace_receive(len(data), now)
-                self._delivered(msgs)
+                if len(data) > _ANSWER_MAX:
+                    self._delivered(msgs)
+                    continue
+                self._delivering = True
+                try:
+                    self._delivered(msgs)
+                finally:
+                    self._delivering = False
+                if self._owed:
+                    self._owed = False
+                    await self._write_now()
         except grpc.aio.AioRpcError as exc:
             self._call_ended(exc.code(), exc.details() or "")
         except ProtocolError as exc:
@@ -230,46 +249,51 @@ class GrpcLink(MessageLink):
         """Queue one message; return True when the caller should wait (``wait_writable``).
         The writer task sends everything queued by then as one Envelope (native)."""
         self.last_seq = self.session.send_message(data, stream, priority, text)
-        wake = self._wake
-        if not wake.is_set():
-            wake.set()
+        self._on_wake()
         rs = self._rs
         return self._sched.pending_bytes > self.max_pending or (
             rs is not None and rs.unacked_bytes > self.max_unacked)
 
+    def _on_wake(self) -> None:
+        if self._delivering:
+            self._owed = True  # the reader writes it once the delivery is over
+        else:
+            self._kick()
+
+    def _answer(self) -> None:
+        self._on_wake()
+
+    async def _write_now(self) -> None:
+        """The reader writes what a small carrier's delivery queued (a reply, an ACK, a
+        PONG) itself, as a plain gRPC handler writes between reads: no wake-up of the
+        writer task, one task hop less per answer. Only a small batch, with the writer idle
+        and no pacing; else (and for what is left) the writer task is woken as usual."""
+        session = self.session
+        if (self._write_lock.locked() or self._wake.is_set() or self.pacer.buckets
+                or session.closed or session.scheduler.pending_bytes > _ANSWER_MAX):
+            self._kick()
+            return
+        try:
+            async with self._write_lock:
+                await self._write_queued(once=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - grpc raises several kinds once a call ends
+            self._write_failed(exc)
+            return
+        self._after_write()
+        if session.scheduler.pending_bytes or session.has_final or session.closed:
+            self._kick()
+
     async def _write_loop(self) -> None:
         session = self.session
-        msession = self._msession
-        write = self._write
         wake = self._wake
         try:
             while True:
                 await wake.wait()
                 wake.clear()
-                while True:
-                    budget, strict = await self._budget()
-                    now = monotonic()
-                    n = 0
-                    if msession is not None:
-                        items = msession.messages_to_send(now, budget, strict)
-                        if not items:
-                            break
-                        for payload, text in items:
-                            n += len(payload)
-                            await write(encode_payload(payload, text))
-                    else:
-                        chunks = session.data_to_send(now, budget, strict)
-                        if not chunks:
-                            break
-                        size = self.carrier_max
-                        for envelope in carriers(chunks, size + size // 16):
-                            n += len(envelope)
-                            await write(envelope)
-                        if size < CARRIER_MAX:
-                            self.carrier_max = min(CARRIER_MAX, size * 2)
-                    self.pacer.consume(n, now)
-                    if self._drain_waiters:
-                        self._wake_drain_waiters()
+                async with self._write_lock:
+                    await self._write_queued()
                 self._after_write()
                 if session.closed and not session.scheduler.pending_bytes \
                         and not session.has_final:
@@ -279,6 +303,42 @@ class GrpcLink(MessageLink):
             raise
         except Exception as exc:  # noqa: BLE001 - grpc raises several kinds once a call ends
             self._write_failed(exc)
+
+    async def _write_queued(self, once: bool = False) -> None:
+        """Write what is queued as Envelopes, batch after batch until nothing is left (one
+        batch if ``once``)."""
+        session = self.session
+        msession = self._msession
+        write = self._write
+        while True:
+            if self.pacer.buckets:
+                budget, strict = await self._budget()
+            else:
+                budget, strict = self.carrier_max, False
+            now = monotonic()
+            n = 0
+            if msession is not None:
+                items = msession.messages_to_send(now, budget, strict)
+                if not items:
+                    return
+                for payload, text in items:
+                    n += len(payload)
+                    await write(encode_payload(payload, text))
+            else:
+                chunks = session.data_to_send(now, budget, strict)
+                if not chunks:
+                    return
+                size = self.carrier_max
+                for envelope in carriers(chunks, size + size // 16):
+                    n += len(envelope)
+                    await write(envelope)
+                if size < CARRIER_MAX:
+                    self.carrier_max = min(CARRIER_MAX, size * 2)
+            self.pacer.consume(n, now)
+            if self._drain_waiters:
+                self._wake_drain_waiters()
+            if once:
+                return
 
     async def _end_stream(self) -> None:
         if self._call is not None:
