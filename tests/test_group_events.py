@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from objtransport import NetworkTransport
+from objtransport import NetworkTransport, UnsupportedFeature
 from objtransport.events import (
     Event,
     FailoverRedelivered,
@@ -91,3 +91,18 @@ async def test_a_resolution_publishes_the_members_and_what_changed(
         gone = next(e for e in seen if isinstance(e, MemberEjected))
         assert (gone.endpoint, gone.reason) == (f"tcp://127.0.0.1:{ports[0]}",
                                                 "removed by the resolver")
+
+
+async def test_headers_and_ttl_on_a_group_id_are_refused_not_dropped(
+        cluster: Cluster) -> None:  # noqa: F811
+    async with NetworkTransport(**FAST) as net:  # type: ignore[arg-type]
+        gid = await net.connect_group(cluster.targets)
+        with pytest.raises(UnsupportedFeature, match="pick_member"):
+            await net.send_data(gid, b"x", ttl=5.0)
+        with pytest.raises(UnsupportedFeature):
+            await net.send_data(gid, b"x", headers={"k": "v"})
+        member = await net.pick_member(gid)  # what the error says to do instead
+        await net.send_data(member, b"kept", ttl=60.0, headers={"k": "v"})
+        await net.flush(gid, timeout=10)
+        await eventually(lambda: b"kept" in cluster.received())
+        assert cluster.received()[b"x"] == 0  # the refused ones went nowhere

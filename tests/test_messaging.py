@@ -29,7 +29,7 @@ from objtransport.sansio.framing import (
     encode_hello,
 )
 from objtransport.sansio.headers import CODEC_ZLIB, compress, decompress
-from objtransport.testing import ManualClock
+from objtransport.testing import ManualClock, eventually
 from objtransport.testing.proxy import FaultProxy
 
 pytestmark = pytest.mark.timeout(30)
@@ -181,20 +181,18 @@ async def test_a_message_delivered_after_its_ttl_is_dropped_by_the_receiver(
             await gate.wait()
         got.append(msg.data)
 
-    async with NetworkTransport() as server, NetworkTransport() as client:
+    clock = ManualClock()  # the receiver's: its ttl checks read it
+    async with NetworkTransport(clock=clock) as server, NetworkTransport() as client:
         listener = await server.listen("127.0.0.1", 0, handler=handler, transport=transport)
         conn = await client.connect("127.0.0.1", listener.port, transport=transport)
         await client.send_data(conn, b"first")
         await asyncio.wait_for(started.wait(), 5.0)
-        await client.send_data(conn, b"stale", ttl=0.05)
+        await client.send_data(conn, b"stale", ttl=5.0)
         await client.send_data(conn, b"fresh", ttl=30.0)
-        await client.flush(conn)
-        await asyncio.sleep(0.1)  # let "stale" outlive its ttl in the handler's backlog
+        await client.flush(conn)  # both wait in the handler's backlog
+        clock.advance(10.0)  # "stale" outlives its ttl there
         gate.set()
-        for _ in range(200):
-            if len(got) == 2:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: len(got) == 2)
         assert got == [b"first", b"fresh"]
         assert server.get_metrics().messaging["expired_received"] == 1
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_module
-import time
 from collections.abc import AsyncIterator, Mapping
 from functools import partial
 from typing import Unpack
@@ -113,12 +112,12 @@ class MessagingAPI(ServiceParts):
                 where = "any connection" if conn_id is None else f"connection {conn_id}"
                 raise ReceiveTimeout(f"no message from {where} within {timeout:g} s"
                                      ) from None
-            if not msg.flags or not self._responder.expired(msg, time.time()):
+            if not msg.flags or not self._responder.expired(msg, self._responder.clock()):
                 return msg
 
     async def messages(self, conn_id: int | None = None) -> AsyncIterator[Message]:
         """Iterate over received messages until the service stops."""
         while self._running:
             msg = await self._inbox.get(conn_id, None)
-            if not msg.flags or not self._responder.expired(msg, time.time()):
+            if not msg.flags or not self._responder.expired(msg, self._responder.clock()):
                 yield msg

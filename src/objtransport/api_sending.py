@@ -19,7 +19,12 @@ from .api_parts import ServiceParts
 from .codecs import JSON_TYPE, MSGPACK_TYPE, json_bytes, msgpack_bytes
 from .config import Priority
 from .connection import Connection
-from .exceptions import ConnectionNotFound, ConnectionNotReady, SendTimeout
+from .exceptions import (
+    ConnectionNotFound,
+    ConnectionNotReady,
+    SendTimeout,
+    UnsupportedFeature,
+)
 from .groups import GroupSpec
 from .params import PriorityArg, SendToOptions, TransportArg
 from .requests import outgoing
@@ -83,6 +88,10 @@ class SendingAPI(ServiceParts):
             if group is None:
                 self._check_running()
                 raise ConnectionNotFound(conn_id)
+            if headers is not None or ttl is not None:  # not dropped silently
+                raise UnsupportedFeature(
+                    f"headers and ttl do not travel through group {conn_id} (a failover "
+                    "re-sends the payload alone): send on a member, net.pick_member(group)")
             prio = PRIORITIES.get(priority)
             await group.send(data, Priority.parse(priority) if prio is None else prio, stream,
                              text, timeout, wait_ack)

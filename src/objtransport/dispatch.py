@@ -115,7 +115,7 @@ class HandlerRunner:
         """A plain handler and a message with a meta block: skip it if it expired; answer
         a request with what the handler returns (or an error)."""
         r = self.responder
-        if r.expired(msg, time.time()):
+        if r.expired(msg, r.clock()):
             return
         if not msg.request_id:
             self.handler(msg)
@@ -130,7 +130,7 @@ class HandlerRunner:
     async def _await_flagged(self, msg: Message) -> None:
         """As :meth:`_call_flagged`, for a coroutine handler."""
         r = self.responder
-        if r.expired(msg, time.time()):
+        if r.expired(msg, r.clock()):
             return
         handler: Callable[[Message], Awaitable[Any]] = self.handler
         if not msg.request_id:

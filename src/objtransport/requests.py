@@ -285,6 +285,8 @@ class Responder:
         self._conns = conns
         self.counters = counters
         self.timeout = timeout
+        #: what deadlines and expiry are compared with (Unix time; the service's ``clock``)
+        self.clock: Callable[[], float] = time.time
 
     def _link(self, msg: Message) -> tuple[Connection, Link]:
         conn = self._conns.get(msg.conn_id)

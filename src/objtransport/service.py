@@ -119,7 +119,7 @@ class NetworkTransport(SendingAPI, MessagingAPI, GroupsAPI, ObservingAPI):
         self._hooks.on_replies = self._exchange.on_replies
         self._hooks.on_lost = self._exchange.cancel
         if clock is not None:  # ttl deadlines (Unix time by default): tests inject one
-            self._hooks.clock = clock
+            self._hooks.clock = self._responder.clock = clock
         self._hooks.on_expired = self._messaging.expired_all
         self._connector = Connector(self.options, self._drivers, self._registry, self._breakers,
                                     self._sessions, self._receivers, self._hooks, self.rng,
