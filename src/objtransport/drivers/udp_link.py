@@ -4,7 +4,8 @@ The owner (:mod:`.udp`: a connected endpoint or a listener) reads the socket and
 datagram to the link's session; the link sends what the session queued, straight away and at
 most :data:`BURST` datagrams per loop turn (so a receiver in the same process, or a slower
 one, drains its socket between bursts). When the socket is full the rest waits for the
-owner's ``add_writer``.
+owner's ``add_writer``. The sending half is :class:`~.udp_send.DatagramSender` (its base);
+this module keeps the link's state, its events and timer, closing and read pausing.
 """
 
 from __future__ import annotations
@@ -22,14 +23,10 @@ from ..sansio.events import Closed, Event, HandshakeComplete, Received
 from ..sansio.framing import GoAwayCode
 from ..sansio.throttle import TokenBucket
 from .base import LinkParts
-from .flow import FlowControl
 from .pacing import Pacer
+from .udp_send import BURST, DatagramSender
 
 __all__ = ["BURST", "DatagramLink", "LinkOwner"]
-
-#: datagrams one link sends per loop turn at most
-BURST = 128
-
 
 class LinkOwner(Protocol):
     """What a :class:`DatagramLink` needs from the socket it sends through."""
@@ -62,8 +59,10 @@ class LinkOwner(Protocol):
     def stop_reading(self) -> None: ...
 
 
-class DatagramLink(FlowControl):
+class DatagramLink(DatagramSender):
     """One datagram peer bound to one :class:`DatagramSession`."""
+
+    owner: LinkOwner
 
     def __init__(self, session: DatagramSession, parts: LinkParts, owner: LinkOwner,
                  peer: Any) -> None:
@@ -130,150 +129,6 @@ class DatagramLink(FlowControl):
         self.ds.connection_lost(reason)
         self._finish()
         self._process_events()
-
-    # -- sending ---------------------------------------------------------------------------
-    def send(self, data: bytes | bytearray | memoryview, stream: int = 0, priority: int = 2,
-             text: bool = False) -> bool:
-        """Queue one message and send what the turn allows; True when the caller should
-        wait (``wait_writable``). Raises ``ConnectionNotReady`` / ``MessageTooLarge``."""
-        wait = self.queue(data, stream, priority, text)
-        self.last_seq = self.ds.messages_sent
-        return wait
-
-    def queue(self, data: bytes | bytearray | memoryview, stream: int = 0,
-              priority: int = 2, text: bool = False) -> bool:
-        """:meth:`send` without the message's number (the senders' one call per message)."""
-        session = self.ds
-        held = self._held
-        if self._turn + len(held) < BURST and not self.blocked and not self.pacer.buckets:
-            dgram = session.encode_direct(data, stream, priority, text)
-            if dgram is not None:  # nothing queued: straight to the socket
-                if held or (self._turn and self.owner.gso):
-                    # not the turn's first: they leave together at its end (UDP_SEGMENT)
-                    held.append(dgram)
-                    if self._turn_handle is None:
-                        self._turn_handle = self.loop.call_soon(self._next_turn)
-                    return False
-                direct = self._sock_send
-                try:
-                    if direct is None:
-                        raise BlockingIOError
-                    direct(dgram)
-                    ok = True
-                except OSError:  # the owner maps the error (or says: full)
-                    ok = self.owner.transmit(self, dgram)
-                if ok:
-                    session.datagrams_sent += 1
-                    self._turn += 1
-                    if self._turn_handle is None:
-                        self._turn_handle = self.loop.call_soon(self._next_turn)
-                else:
-                    held.append(dgram)
-                    self._block()
-                return False
-        session.send_message(data, stream, priority, text)
-        if not self.blocked:
-            self._flush()
-        return session.scheduler.pending_bytes > self.max_pending
-
-    def _flush(self) -> None:
-        """Send queued datagrams: at most BURST per loop turn, within the pacer's tokens."""
-        if self.finished:
-            return
-        owner = self.owner
-        held = self._held
-        if held:
-            batch = list(held)
-            k = owner.transmit_many(self, batch)
-            held.clear()
-            self.ds.datagrams_sent += k
-            self._turn += k
-            if k < len(batch):
-                held.extend(batch[k:])
-                self._block()
-                return
-        session = self.ds
-        sched = session.scheduler
-        pacer = self.pacer
-        piece = session.options.max_datagram_payload + 28
-        while (sched.pending_bytes or session.has_final) and not self.finished:
-            if self._turn >= BURST:
-                if self._turn_handle is None:
-                    self._turn_handle = self.loop.call_soon(self._next_turn)
-                break
-            budget = (BURST - self._turn) * piece
-            now = monotonic()
-            strict = bool(pacer.buckets)
-            if strict:
-                if self._pace_handle is not None:
-                    break
-                allowed = pacer.allowance(now)
-                if allowed <= 0:
-                    self._pace_handle = self.loop.call_at(now + pacer.delay(now),
-                                                          self._paced)
-                    break
-                budget = min(budget, int(allowed))
-            dgrams = session.datagrams_to_send(now, budget, strict)
-            if not dgrams:
-                break
-            if strict:
-                pacer.consume(sum(_size(d) for d in dgrams), now)
-            k = owner.transmit_many(self, dgrams)
-            if k < len(dgrams):
-                held.extend(dgrams[k:])
-                session.datagrams_sent += k
-                self._turn += k
-                self._block()
-                return
-            session.datagrams_sent += len(dgrams)
-            self._turn += len(dgrams)
-        if self._turn and self._turn_handle is None:
-            self._turn_handle = self.loop.call_soon(self._next_turn)
-        self._after_flush()
-
-    def _after_flush(self) -> None:
-        if self._drain_waiters:
-            self._wake_drain_waiters()
-        session = self.ds
-        if not session.scheduler.pending_bytes and not self._held:
-            if self._flushed_waiters:
-                self._wake_flushed()
-            if session.closed and not session.has_final:
-                self._finish()
-
-    def _next_turn(self) -> None:
-        self._turn_handle = None
-        self._turn = 0
-        if not self.blocked and (self._held or self.ds.scheduler.pending_bytes
-                                 or self.ds.has_final):
-            self._flush()
-
-    def _paced(self) -> None:
-        self._pace_handle = None
-        self._flush()
-
-    def repace(self) -> None:
-        """The limits changed: drop a pending pacing wait and send under the new ones."""
-        if self._pace_handle is not None:
-            self._pace_handle.cancel()
-            self._pace_handle = None
-        self._flush()
-
-    def _block(self) -> None:
-        self.blocked = True
-        self.owner.want_write(self)
-
-    def writable(self) -> None:
-        """The socket has room again (called by the owner)."""
-        self.blocked = False
-        self._flush()
-
-    @property
-    def pending_bytes(self) -> int:
-        return self.ds.scheduler.pending_bytes + sum(_size(d) for d in self._held)
-
-    def _queued(self) -> int:
-        return self.ds.scheduler.pending_bytes + len(self._held)
 
     # -- events and time -------------------------------------------------------------------
     def _process_events(self) -> None:
@@ -364,8 +219,3 @@ class DatagramLink(FlowControl):
             if self.owner.connected and not self.finished:
                 self.owner.start_reading()
 
-
-def _size(d: Datagram) -> int:
-    if isinstance(d, tuple):
-        return len(d[0]) + len(d[1])
-    return len(d)

@@ -5,7 +5,9 @@
 :class:`~.reassembly.Reassembly`, answers PINGs and takes PONGs, and keeps the loss
 counters. :class:`~.datagram.DatagramSession` derives from it and adds sending and the
 timers (docs/protocol.md section 6). Nothing a peer sends raises: each bad datagram is
-counted and dropped.
+counted and dropped. The counters are bumped inline here; its base
+:class:`~.datagram_figures.DatagramFigures` reads them out, with the window's and the
+reassembly's.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from ..config import Options
 from .admission import COOKIE_SIZE, MAX_PING
 from .core import SessionCore, SessionState
+from .datagram_figures import LOSS_COUNTERS, DatagramFigures
 from .events import PRIORITY_NAMES, HandshakeComplete, Message, PongReceived, Received
 from .framing import (
     FLAG_FRAG,
@@ -38,13 +41,6 @@ MAX_UDP_PAYLOAD = 65_507
 #: a DATA number further ahead than this of the newest is garbage, not a gap
 MAX_JUMP = 1 << 20
 FRAG_SIZE = FRAME_HEADER.size + FRAG_EXT.size  # 28
-
-#: what :meth:`DatagramReceiver.loss_counters` reports, in this order
-LOSS_COUNTERS = (
-    "datagrams_sent", "datagrams_received", "fragments_received", "fragments_expired",
-    "messages_dropped", "messages_missing", "duplicates", "reordered", "garbage", "oversized",
-    "inconsistent", "evicted", "overrun", "keepalives",
-)
 
 _unpack = FRAME_HEADER.unpack_from
 _unpack_frag = FRAG_EXT.unpack_from
@@ -72,7 +68,7 @@ def looks_native(data: bytes | bytearray | memoryview) -> bool:
         return seq > 0 and not flags & ~_FRAG_FLAGS and (not flags & FLAG_FRAG or n > FRAG_SIZE)
     return typ == _PING and (n == 28 or _COOKIE_FRAME <= n <= MAX_PING) and not flags
 
-class DatagramReceiver(SessionCore):
+class DatagramReceiver(DatagramFigures, SessionCore):
     """What a UDP peer's session does with each datagram it receives, and its counters."""
 
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
@@ -108,69 +104,6 @@ class DatagramReceiver(SessionCore):
         self._set_state(SessionState.OPEN)
         self.events.append(HandshakeComplete(b"", self._piece + FRAG_SIZE,
                                              self.max_message_size))
-
-    # -- figures ---------------------------------------------------------------------------
-    @property
-    def bytes_received(self) -> int:
-        return self._received_bytes
-
-    @property
-    def acks(self) -> bool:
-        """Datagram sessions never acknowledge: delivery is best effort."""
-        return False
-
-    @property
-    def rtt_last(self) -> float | None:
-        return self.pinger.rtt_last
-
-    @property
-    def pings_sent(self) -> int:
-        return self.pinger.sent
-
-    @property
-    def messages_missing(self) -> int:
-        return self.window.missing
-
-    @property
-    def partial_messages(self) -> int:
-        return len(self.reassembly.partials)
-
-    @property
-    def held(self) -> int:
-        """Bytes of partial messages held."""
-        return self.reassembly.held
-
-    @property
-    def duplicates(self) -> int:
-        return self._duplicates + self.reassembly.duplicates
-
-    @property
-    def oversized(self) -> int:
-        return self._oversized + self.reassembly.oversized
-
-    @property
-    def fragments_received(self) -> int:
-        return self.reassembly.fragments_received
-
-    @property
-    def fragments_expired(self) -> int:
-        return self.reassembly.fragments_expired
-
-    @property
-    def messages_dropped(self) -> int:
-        return self.reassembly.messages_dropped
-
-    @property
-    def inconsistent(self) -> int:
-        return self.reassembly.inconsistent
-
-    @property
-    def evicted(self) -> int:
-        return self.reassembly.evicted
-
-    def loss_counters(self) -> dict[str, int]:
-        """The datagram figures, named as in :data:`LOSS_COUNTERS`."""
-        return {name: getattr(self, name) for name in LOSS_COUNTERS}
 
     # -- receiving -------------------------------------------------------------------------
     def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Received]:
