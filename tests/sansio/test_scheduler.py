@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -142,3 +144,21 @@ def test_strict_budget_cuts_small_buffers_at_frame_boundaries() -> None:
         got.extend(bytes(c) for c in chunk)
     assert b"".join(got) == b"".join(frames)
     assert s.sent_bytes[2] == 60
+
+
+def test_a_large_paced_grant_is_still_shared_by_weights() -> None:
+    """A paced (strict) pop with a grant of many frames, as a writer woken late gets, splits
+    it between normal and low by their weights (4:1), not all to the class whose turn it is."""
+    s = PriorityScheduler()
+    frame = struct.pack(">I", 16 * 1024 - 4) + b"w" * (16 * 1024 - 4)
+    for _ in range(200):
+        s.push_frame(2, frame)
+        s.push_frame(3, frame.replace(b"w", b"l"))
+    got = {b"w": 0, b"l": 0}
+    for _ in range(4):  # 4 grants of 800 KiB: 3.2 MiB, 200 frames
+        for chunk in s.pop(800 * 1024, strict=True):
+            data = bytes(chunk)
+            for i in range(0, len(data), 16 * 1024):
+                got[data[i + 4:i + 5]] += 1
+    assert got[b"w"] + got[b"l"] == 200
+    assert got[b"w"] == 4 * got[b"l"]  # whole rounds of 16 normal frames and 4 low ones
