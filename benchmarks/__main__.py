@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import machine, report
-from .cases import CASES, Case
+from .cases import CASES, Case, against
 from .runner import LOOPS, BenchError
 
 FORMAT = 2
@@ -39,7 +39,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
                     "--reps: to check the harness, not to measure")
     ap.add_argument("--scale", type=float, default=0.0, help="multiply message counts")
     ap.add_argument("--only", default="", help="cases whose name contains one of these "
-                    "comma-separated strings")
+                    "comma-separated strings (=NAME: exactly that case)")
     ap.add_argument("--loop", choices=(*LOOPS, "both"), default="default",
                     help="event loop of every peer (both: each case on each loop, interleaved)")
     ap.add_argument("--malloc", action="store_true", help="set " + " ".join(
@@ -47,12 +47,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--fail-fast", action="store_true", help="stop at the first failed run "
                     "(default: report it, go on, exit 1 at the end)")
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
+    ap.add_argument("--against", default="", metavar="DIR", help="also run objtransport "
+                    "from DIR (a checkout or its src/, e.g. `git archive` of another commit) "
+                    "in every case, interleaved: an A/B of two commits in the same run")
     return ap.parse_args(argv)
 
 
 def _select(only: str) -> list[Case]:
     wanted = [w.strip() for w in only.split(",") if w.strip()]
-    return [c for c in CASES if not wanted or any(w in c.name for w in wanted)]
+    return [c for c in CASES if not wanted or any(
+        c.name == w[1:] if w.startswith("=") else w in c.name for w in wanted)]
 
 
 def _one(case: Case, impl: str, loop: str, rep: int, scale: float) -> dict[str, Any]:
@@ -103,6 +107,8 @@ def _print_report(entries: list[dict[str, Any]], reps: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     cases = _select(args.only)
+    if args.against:
+        cases = [against(c, args.against) for c in cases]
     if args.list:
         for c in cases:
             print(f"{c.name:<30} {c.unit:<6} baseline {c.baseline:<12} {', '.join(c.impls)}")

@@ -7,9 +7,11 @@ missing baseline stops the suite before it starts.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 from . import workers as w
 from . import workers_grpc as gr
@@ -58,6 +60,32 @@ REQUIRES_OURS: dict[str, tuple[str, ...]] = {
     "websocket": ("websockets",),
     "grpc": ("grpc", "grpc_tools"),
 }
+
+
+def against(case: Case, checkout: str) -> Case:
+    """``case`` with one more implementation, "objtransport@<dir>": objtransport's own run
+    with the package imported from ``checkout`` (its ``src/`` if it has one) in every peer,
+    through PYTHONPATH, which comes before the installed (editable) package."""
+    path = Path(checkout).resolve()
+    src = path / "src" if (path / "src" / "objtransport").is_dir() else path
+    if not (src / "objtransport").is_dir():
+        raise SystemExit(f"--against {checkout}: no objtransport package there")
+    ours = case.impls["objtransport"]
+
+    def run(scale: float, loop: str) -> Result:
+        old = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = str(src)  # inherited by the peers spawned now
+        try:
+            return ours(scale, loop)
+        finally:
+            if old is None:
+                del os.environ["PYTHONPATH"]
+            else:
+                os.environ["PYTHONPATH"] = old
+
+    impls = dict(case.impls)
+    impls[f"objtransport@{path.name}"] = run
+    return Case(case.name, case.unit, case.target, impls, case.baseline)
 
 
 def _tp(recv: Callable[..., None], send: Callable[..., float], size: int, count: int,
