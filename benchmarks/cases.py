@@ -21,7 +21,7 @@ from . import workers_req as req
 from . import workers_scale as scale_
 from . import workers_udp as udp_
 from . import workers_ws as ws
-from .runner import Result, latency, throughput
+from .runner import SRC_VAR, Result, latency, throughput
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -64,8 +64,8 @@ REQUIRES_OURS: dict[str, tuple[str, ...]] = {
 
 def against(case: Case, checkout: str) -> Case:
     """``case`` with one more implementation, "objtransport@<dir>": objtransport's own run
-    with the package imported from ``checkout`` (its ``src/`` if it has one) in every peer,
-    through PYTHONPATH, which comes before the installed (editable) package."""
+    with the package imported from ``checkout`` (its ``src/`` if it has one) in every peer
+    (:data:`~.runner.SRC_VAR`)."""
     path = Path(checkout).resolve()
     src = path / "src" if (path / "src" / "objtransport").is_dir() else path
     if not (src / "objtransport").is_dir():
@@ -73,15 +73,11 @@ def against(case: Case, checkout: str) -> Case:
     ours = case.impls["objtransport"]
 
     def run(scale: float, loop: str) -> Result:
-        old = os.environ.get("PYTHONPATH")
-        os.environ["PYTHONPATH"] = str(src)  # inherited by the peers spawned now
+        os.environ[SRC_VAR] = str(src)  # inherited by the peers spawned now
         try:
             return ours(scale, loop)
         finally:
-            if old is None:
-                del os.environ["PYTHONPATH"]
-            else:
-                os.environ["PYTHONPATH"] = old
+            del os.environ[SRC_VAR]
 
     impls = dict(case.impls)
     impls[f"objtransport@{path.name}"] = run

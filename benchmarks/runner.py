@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import os
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +25,8 @@ from multiprocessing.process import BaseProcess
 from typing import Any
 
 CTX = mp.get_context("spawn")
+#: set in the parent around a run: the peers import objtransport from this directory
+SRC_VAR = "BENCH_OBJTRANSPORT_SRC"
 CASE_TIMEOUT = 90.0
 START_TIMEOUT = 30.0
 LOOPS = ("default", "uvloop")
@@ -61,6 +65,7 @@ def _child(loop: str, target: Callable[..., Any], args: tuple[Any, ...], reply: 
     """Body of every peer process: an error goes to the parent as a string, then re-raises."""
     try:
         use_loop(loop)
+        _import_from(os.environ.get(SRC_VAR, ""))
         out = target(*args)
     except BaseException as exc:
         func = getattr(target, "func", target)  # a functools.partial names its function
@@ -68,6 +73,18 @@ def _child(loop: str, target: Callable[..., Any], args: tuple[Any, ...], reply: 
         raise
     if send_result:
         reply.send(out)
+
+
+def _import_from(src: str) -> None:
+    """Import objtransport from ``src`` (``--against``), not the installed package. A spawned
+    child gets its parent's ``sys.path``, so PYTHONPATH alone would not do it."""
+    if not src:
+        return
+    sys.path.insert(0, src)
+    import objtransport
+
+    if not objtransport.__file__ or not objtransport.__file__.startswith(src):
+        raise RuntimeError(f"objtransport came from {objtransport.__file__}, not {src}")
 
 
 _Peer = tuple[str, BaseProcess, Connection]  # name, process, the parent's end of its pipe
