@@ -21,7 +21,7 @@ from typing import Any
 from .exceptions import ConnectionClosed, ConnectionNotReady
 from .logfields import log_fields
 from .loglimit import LogBudget
-from .sansio.events import Message, Received, as_message
+from .sansio.events import Message, Received, as_message, new_message
 
 __all__ = ["LOG_BURST", "Handler", "HandlerRunner"]
 
@@ -65,17 +65,20 @@ class HandlerRunner:
             tname = self.conn.transport_name
             peer = self.conn.peer_address
             identity = self.conn.identity
+            new = new_message
             for m in msgs:
                 try:
                     # the Message is built here and usually freed right after the call
-                    if isinstance(m, bytes):
-                        handler(Message(m, cid, tname, peer, identity=identity))
-                        continue
-                    m.identity = identity
-                    if m.flags and self.responder is not None:
-                        self._call_flagged(m)
+                    if type(m) is bytes:
+                        msg = new(Message)  # a plain message: its five fields (events.py)
+                        msg.data = m
+                        msg.conn_id = cid
+                        msg.transport = tname
+                        msg.peer = peer
+                        msg.identity = identity
+                        handler(msg)
                     else:
-                        handler(m)
+                        self._call(m, identity)
                 except Exception as exc:  # the user's bug must not kill the connection
                     self._failed(exc)
             return
@@ -110,6 +113,15 @@ class HandlerRunner:
                     self.flow(False)
         finally:
             self._task = None
+
+    def _call(self, msg: Received, identity: str | None) -> None:
+        """A plain handler and a message that is not a plain payload."""
+        assert isinstance(msg, Message)
+        msg.identity = identity
+        if msg.flags and self.responder is not None:
+            self._call_flagged(msg)
+        else:
+            self.handler(msg)
 
     def _call_flagged(self, msg: Message) -> None:
         """A plain handler and a message with a meta block: skip it if it expired; answer
