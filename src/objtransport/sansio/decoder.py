@@ -42,7 +42,7 @@ from .reassembly import ReassemblyBudget
 from .reliability import ResumeState
 from .sniff import wrong_peer
 
-__all__ = ["NativeDecoder", "RawDecoder", "RECV_BUFFER_SIZE", "DIRECT_THRESHOLD"]
+__all__ = ["DecoderBase", "NativeDecoder", "RawDecoder", "RECV_BUFFER_SIZE", "DIRECT_THRESHOLD"]
 
 RECV_BUFFER_SIZE = 256 * 1024
 #: frame bodies at least this large are received straight into their own buffer
@@ -81,7 +81,7 @@ class _Direct:
         self.owned = owned  # a whole message's body (not a fragment's partial message)
 
 
-class _DecoderBase:
+class DecoderBase:
     """Buffering, direct bodies and the receive buffer; each framing's decoder provides
     ``_parse(buf) -> bytes used``."""
 
@@ -246,7 +246,7 @@ class _DecoderBase:
         body.ensure_space()
 
 
-class NativeDecoder(_DecoderBase):
+class NativeDecoder(DecoderBase):
     """Decoder of native frames (after the 4-byte magic, which the session checks).
 
     With a :class:`ResumeState` (``rx``) it drops duplicates (sequence numbers already
@@ -533,7 +533,7 @@ class NativeDecoder(_DecoderBase):
         self.extended = self.extended or p.flags & _EXT != 0
 
 
-class RawDecoder(_DecoderBase):
+class RawDecoder(DecoderBase):
     """Decoder of ``{packet, 4}`` frames: a 4-byte length, then the message."""
 
     __slots__ = ("max_message_size", "keepalive_filter", "keepalives", "recycler")

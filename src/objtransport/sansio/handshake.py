@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import Options, Priority
 from ..exceptions import ProtocolError
-from .core import SessionCore, SessionState
+from .core import SessionState
 from .decoder import NativeDecoder
 from .events import AuthenticationRequested, HandshakeComplete, SessionLost
 from .framing import (
@@ -34,6 +34,7 @@ from .framing import (
     encode_hello,
 )
 from .reliability import ResumeState
+from .stream_core import StreamCore
 
 try:
     import zstandard  # noqa: F401
@@ -70,10 +71,9 @@ RESUME_WINDOW = 64 * 1024
 WINDOW_WAIT = 0.02
 
 
-class NativeHandshake(SessionCore):
+class NativeHandshake(StreamCore[NativeDecoder]):
     """HELLO, resume and ACK state of a native session (the frames are the subclass's)."""
 
-    decoder: NativeDecoder
     _send_ping: Callable[[float], None]
 
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,

@@ -32,8 +32,6 @@ from .framing import (
 from .handshake import NativeHandshake, ResumeLookup
 from .headers import MetaLimits, unwrap
 from .liveness import Pinger
-from .progress import FrameClock
-from .reassembly import ReassemblyBudget
 from .reliability import ResumeState
 from .sniff import wrong_peer
 
@@ -59,30 +57,10 @@ class NativeReceiver(NativeHandshake):
         self._magic = b""  # bytes of the peer's magic seen so far
         self._magic_ok = False
         self.pinger = Pinger(now)
-        self.frames = FrameClock(options.timeout)  # a frame begun must keep arriving
         #: what answers the requests this session delivers (opaque here: the service's)
         self.responder: Any = None
         self.meta_limits = MetaLimits(options.max_headers, options.max_header_bytes,
                                       options.max_message_size)
-
-    def set_peer(self, peer: Any) -> None:
-        self.peer = peer
-        self.decoder.peer = peer
-
-    def use_buffer(self, buf: bytearray) -> None:
-        self.decoder.use_buffer(buf)
-
-    def reading_paused(self, now: float) -> None:
-        self.frames.pause(now)
-
-    def reading_resumed(self, now: float) -> None:
-        self.frames.resume(now)
-
-    def use_budget(self, budget: ReassemblyBudget) -> None:
-        self.decoder.use_budget(budget)
-
-    def drop_incomplete(self) -> None:
-        self.decoder.release()
 
     def connection_lost(self, reason: str) -> None:
         """The socket went away. A client that heard nothing at all before it did was most
@@ -100,9 +78,6 @@ class NativeReceiver(NativeHandshake):
     @property
     def pings_sent(self) -> int:
         return self.pinger.sent
-
-    def get_buffer(self, sizehint: int = -1) -> memoryview:
-        return self.decoder.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int, now: float) -> list[Received]:
         if not self._magic_ok:
@@ -224,10 +199,6 @@ class NativeReceiver(NativeHandshake):
         if replies:
             self.events.append(RepliesReceived(replies))
         return bad
-
-    @property
-    def bytes_received(self) -> int:
-        return self.decoder.bytes_received
 
     def _on_control(self, ftype: int, payload: bytes, now: float) -> None:
         if ftype == FrameType.HELLO:

@@ -8,13 +8,12 @@ from typing import Any
 
 from ..config import Options, Priority
 from ..exceptions import ProtocolError
-from .core import SessionCore, SessionState
+from .core import SessionState
 from .decoder import RawDecoder
 from .events import HandshakeComplete, Received
 from .framing import RAW_KEEPALIVE, GoAwayCode, encode_raw
-from .progress import FrameClock
-from .reassembly import ReassemblyBudget
 from .sniff import wrong_peer
+from .stream_core import StreamCore
 
 __all__ = ["RawSession"]
 
@@ -22,7 +21,7 @@ _RAW_LEN = struct.Struct("!I")
 _CONTROL = int(Priority.CONTROL)
 
 
-class RawSession(SessionCore):
+class RawSession(StreamCore[RawDecoder]):
     """``{packet, 4}``: a length and a payload per message, nothing else on the wire.
 
     A message begun must keep arriving (:class:`~.progress.FrameClock`); a listener's
@@ -32,36 +31,12 @@ class RawSession(SessionCore):
                  now: float, role: str = "peer") -> None:
         super().__init__(options, conn_id, transport, peer, now)
         self.role = role
-        self.frames = FrameClock(options.timeout)
         self._count = 0
         self._set_state(SessionState.OPEN)
         self.decoder = RawDecoder(conn_id, transport, peer, options.max_message_size,
                                   options.raw_keepalive_filter)
         self.events.append(HandshakeComplete(b"", options.max_frame_size,
                                              options.max_message_size))
-
-    def set_peer(self, peer: Any) -> None:
-        self.peer = peer
-        self.decoder.peer = peer
-
-    def use_buffer(self, buf: bytearray) -> None:
-        self.decoder.use_buffer(buf)
-
-    def reading_paused(self, now: float) -> None:
-        self.frames.pause(now)
-
-    def reading_resumed(self, now: float) -> None:
-        self.frames.resume(now)
-
-    def use_budget(self, budget: ReassemblyBudget) -> None:
-        self.decoder.use_budget(budget)
-
-    def drop_incomplete(self) -> None:
-        self.decoder.release()
-
-    @property
-    def bytes_received(self) -> int:
-        return self.decoder.bytes_received
 
     @property
     def keepalives_received(self) -> int:
@@ -85,9 +60,6 @@ class RawSession(SessionCore):
         super().connection_lost(reason)
 
     # -- receiving -------------------------------------------------------------------------
-    def get_buffer(self, sizehint: int = -1) -> memoryview:
-        return self.decoder.get_buffer(sizehint)
-
     def buffer_updated(self, nbytes: int, now: float) -> list[Received]:
         self.last_receive = now
         try:
