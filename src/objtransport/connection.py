@@ -46,6 +46,9 @@ from .sansio.throttle import TokenBucket
 
 __all__ = ["ConnState", "Connection", "ConnectionInfo", "Endpoint", "Hooks"]
 
+#: the jitter source of connections created without one (a Random is ~2.9 KB)
+_RNG = random.Random()
+
 
 class Hooks:
     """What a connection reports to its owner (the service)."""
@@ -98,7 +101,8 @@ class Connection:
         self.native = native
         self.ssl_context = ssl_context
         self.server_hostname = server_hostname
-        self.rng = rng or random.Random()
+        #: reconnect jitter; accepted connections and those given none share one
+        self.rng = rng or _RNG
         self.loop = asyncio.get_running_loop()
         self.state = ConnState.CONNECTING
         self.link: Link | None = None
@@ -106,7 +110,8 @@ class Connection:
         self.task: asyncio.Task[None] | None = None
         #: ``close()`` was called: no more reconnections or resumes
         self.closed_by_user = False
-        self._state_changed = asyncio.Event()
+        #: created by the first state_change() waiter (an Event costs ~900 bytes)
+        self._state_changed: asyncio.Event | None = None
         self.error_count = 0
         self.reconnects = 0
         #: the session that survives reconnections (client) or waits to be resumed (server)
@@ -261,8 +266,10 @@ class Connection:
             return
         self.state = state
         state_changed(self, old, state)
-        self._state_changed.set()
-        self._state_changed = asyncio.Event()
+        changed = self._state_changed
+        if changed is not None:
+            self._state_changed = None
+            changed.set()
         self.confirmations.wake()  # flush()/wait_ack look again: the link may be gone
         if state is ConnState.DISCONNECTED:
             self.expiry.close()
@@ -270,6 +277,8 @@ class Connection:
 
     async def state_change(self) -> None:
         """Wait for the next change of state."""
+        if self._state_changed is None:
+            self._state_changed = asyncio.Event()
         await self._state_changed.wait()
 
     # -- server side (an AcceptedSide drives these) -------------------------------------------

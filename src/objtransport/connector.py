@@ -63,7 +63,7 @@ class Connector:
                           self._breakers.detached(), self._hooks,
                           self._drivers.get(listener.kind), role="server",
                           native=listener.framing is not Framing.RAW, extra=listener.extra,
-                          shared_buckets=[gb] if gb is not None else None)
+                          rng=self._rng, shared_buckets=[gb] if gb is not None else None)
         conn.listener = listener
         conn.resume_lookup = lambda sid, c=conn: self._resume(c, sid)
         self._registry.add(conn)

@@ -34,10 +34,11 @@ class OfflineQueue:
         self.limit = limit
         #: payload bytes waiting
         self.bytes = 0
-        self._entries: deque[_Entry] = deque()
+        #: created by the first put (an empty deque costs ~760 bytes, per connection)
+        self._entries: deque[_Entry] | None = None
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) if self._entries is not None else 0
 
     def room_for(self, size: int) -> bool:
         """Would a message of ``size`` bytes fit (the first one always does)?"""
@@ -48,6 +49,8 @@ class OfflineQueue:
         """Keep one message (copied unless it is ``bytes``: the caller may reuse its
         buffer once ``send_data`` returned). The caller checked :meth:`room_for`."""
         payload = data if type(data) is bytes else bytes(data)
+        if self._entries is None:
+            self._entries = deque()
         self._entries.append((payload, stream, priority, text))
         self.bytes += len(payload)
 
@@ -60,6 +63,7 @@ class OfflineQueue:
         """Queue every waiting message on ``link`` (now up), oldest first. Returns those the
         new session refused (larger than the peer's ``max_message_size``)."""
         entries = self._entries
+        self._entries = None
         refused: list[Unacked] = []
         while entries:
             payload, stream, priority, text = entries.popleft()
@@ -73,7 +77,7 @@ class OfflineQueue:
     def take(self) -> list[Unacked]:
         """Give up on the waiting messages (sequence number 0: they never had one)."""
         out = [(0, payload, stream, priority, text)
-               for payload, stream, priority, text in self._entries]
-        self._entries.clear()
+               for payload, stream, priority, text in self._entries or ()]
+        self._entries = None
         self.bytes = 0
         return out
