@@ -80,6 +80,17 @@ class Hooks:
 class Connection:
     """One logical connection (client or accepted)."""
 
+    # slots, not an attribute dict: 10,000 idle connections on a listener (design.md)
+    __slots__ = ("id", "driver", "extra", "endpoint", "transport_name", "peer_address",
+                 "options", "breaker", "hooks", "role", "native", "ssl_context",
+                 "server_hostname", "rng", "loop", "state", "link", "task", "closed_by_user",
+                 "_state_changed", "error_count", "reconnects", "resume_state",
+                 "resume_lookup", "confirmations", "offline", "_unverified", "pooled",
+                 "ever_connected", "pool_endpoint", "listener", "identity", "_reading_paused",
+                 "last_error", "end_reason", "end_code", "resumed", "last_activity", "limits",
+                 "totals", "_delivered_bytes", "server", "waiting", "link_events", "ending",
+                 "expiry", "token")
+
     def __init__(self, conn_id: int, endpoint: Endpoint, options: Options,
                  breaker: CircuitBreaker, hooks: Hooks, driver: Driver, *,
                  role: str = "client", extra: dict[str, Any] | None = None,

@@ -77,6 +77,12 @@ class _Sender(Protocol):
 class SessionCore:
     """State, counters, the scheduler and the event list; how a session ends."""
 
+    __slots__ = ("options", "conn_id", "transport_name", "peer", "state", "open", "scheduler",
+                 "events", "created", "last_receive", "last_send", "bytes_queued", "bytes_sent",
+                 "_dropped", "other_priority_messages", "messages_received", "close_code",
+                 "close_reason", "_peer_max_message", "_send_limit", "_final", "timer_changed",
+                 "on_wake", "send_high")
+
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
                  now: float) -> None:
         self.options = options

@@ -74,6 +74,11 @@ WINDOW_WAIT = 0.02
 class NativeHandshake(StreamCore[NativeDecoder]):
     """HELLO, resume and ACK state of a native session (the frames are the subclass's)."""
 
+    __slots__ = ("_ack_bytes", "_ack_due", "_acks", "_fragment", "_in_window", "_preface_sent",
+                 "_qos", "_reliable", "_unacked_high", "_window", "_window_wait", "extensions",
+                 "peer_features", "peer_session_id", "resume_lookup", "role", "rs", "session_id",
+                 "_seq0", "_authenticate", "_held_hello", "token")
+
     _send_ping: Callable[[float], None]
 
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,

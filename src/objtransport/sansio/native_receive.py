@@ -43,6 +43,8 @@ _CONTROL = int(Priority.CONTROL)
 class NativeReceiver(NativeHandshake):
     """Received bytes -> messages, control frames, liveness (the sending is the subclass's)."""
 
+    __slots__ = ("_magic", "_magic_ok", "meta_limits", "pinger", "reassembler", "responder")
+
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
                  now: float, session_id: bytes, resume: ResumeState | None, role: str,
                  resume_lookup: ResumeLookup | None) -> None:

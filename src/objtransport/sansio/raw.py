@@ -27,6 +27,8 @@ class RawSession(StreamCore[RawDecoder]):
     A message begun must keep arriving (:class:`~.progress.FrameClock`); a listener's
     session (``role="server"``) also ends after ``idle_timeout`` without a byte."""
 
+    __slots__ = ("role", "_count")
+
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
                  now: float, role: str = "peer") -> None:
         super().__init__(options, conn_id, transport, peer, now)

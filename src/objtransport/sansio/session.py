@@ -78,6 +78,8 @@ class NativeSession(NativeReceiver):
     the timers.
     """
 
+    __slots__ = ()
+
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
                  now: float, session_id: bytes, send_preface: bool = True,
                  resume: ResumeState | None = None, role: str = "peer",

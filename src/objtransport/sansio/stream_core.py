@@ -27,6 +27,8 @@ D = TypeVar("D", bound=DecoderBase)
 class StreamCore(SessionCore, Generic[D]):
     """A session fed by a byte stream through its decoder ``D``."""
 
+    __slots__ = ("frames", "decoder")
+
     decoder: D
 
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
