@@ -49,6 +49,8 @@ class _Sends(Protocol):
 class FlowControl:
     """``wait_writable`` / ``wait_flushed`` / ``backlog`` and their waiters."""
 
+    __slots__ = ("_drain_waiters", "_flushed_waiters", "_timer", "_timer_at")
+
     session: AnySession
     on_messages: Callable[[list[Received]], None]
     loop: asyncio.AbstractEventLoop

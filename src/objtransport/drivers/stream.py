@@ -60,6 +60,13 @@ OnEvent = Callable[["StreamLink", Event], None]
 class StreamLink(StreamEnding, asyncio.BufferedProtocol):
     """One stream socket bound to one session (its ending: :class:`~.stream_end.StreamEnding`)."""
 
+    __slots__ = ("session", "budget", "_sched", "_rs", "max_unacked", "last_seq", "on_messages",
+                 "on_event", "max_pending", "loop", "transport", "ready", "closed", "lost",
+                 "write_paused", "_read_pauses", "_overload", "peer", "pacer",
+                 "receive_bucket", "_read_throttle", "on_made", "identity",
+                 # the session's own queue() / queue_many(), bound per link (see _bind)
+                 "queue", "queue_many", "__weakref__")
+
     session: Session
 
     @classmethod
@@ -370,6 +377,8 @@ class DetectingStreamLink(StreamLink):
     (docs/protocol.md section 3); until then the session is a native placeholder that
     sends nothing."""
 
+    __slots__ = ("_detect", "_head", "_head_len")
+
     def __init__(self, session: Session, on_messages: OnMessages, on_event: OnEvent,
                  max_pending_bytes: int, detect: Callable[[bool], Session],
                  budget: ReassemblyBudget | None = None) -> None:
@@ -426,10 +435,10 @@ _local = threading.local()
 def _share_receive_buffer(session: Session, budget: ReassemblyBudget | None) -> None:
     """Give the session this thread's shared receive buffer (see use_buffer) and the
     listener's reassembly budget, if any."""
-    buf = getattr(_local, "buf", None)
-    if buf is None:
-        buf = _local.buf = bytearray(RECV_BUFFER_SIZE)
-    session.use_buffer(buf)
+    view = getattr(_local, "view", None)
+    if view is None:  # one view of one buffer for every session of the thread
+        view = _local.view = memoryview(bytearray(RECV_BUFFER_SIZE))
+    session.use_buffer(view)
     if budget is not None:
         session.use_budget(budget)
 

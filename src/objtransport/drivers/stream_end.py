@@ -24,6 +24,8 @@ __all__ = ["StreamEnding"]
 class StreamEnding(FlowControl):
     """``close`` / ``fail`` / ``abort`` and the end of the socket."""
 
+    __slots__ = ("_closing", "_flush_handle", "_pace_handle", "close_error")
+
     session: Session
     transport: asyncio.Transport | None
     lost: asyncio.Future[None]

@@ -404,7 +404,7 @@ class Session(AnySession, Protocol):
         """``nbytes`` arrived in the buffer from :meth:`get_buffer`; return the messages."""
         ...
 
-    def use_buffer(self, buf: bytearray) -> None:
+    def use_buffer(self, buf: bytearray | memoryview) -> None:
         """Receive small frames through ``buf``, which other sessions of the same thread
         may share (what arrives is copied out within :meth:`buffer_updated`)."""
         ...

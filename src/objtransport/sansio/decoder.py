@@ -111,11 +111,12 @@ class DecoderBase:
         self.budget: ReassemblyBudget | None = None
 
     # -- driving ---------------------------------------------------------------------------
-    def use_buffer(self, buf: bytearray) -> None:
+    def use_buffer(self, buf: bytearray | memoryview) -> None:
         """Receive small frames through ``buf``. Its content is copied out within
         :meth:`buffer_updated`, so one buffer can serve every connection of an event loop:
-        1,000 idle connections then cost 1,000 small objects, not 1,000 x 256 KiB."""
-        self._rview = memoryview(buf)
+        1,000 idle connections then cost nothing each, not 1,000 x 256 KiB (pass one
+        ``memoryview`` to them all: it is kept as it is, not wrapped per connection)."""
+        self._rview = buf if isinstance(buf, memoryview) else memoryview(buf)
 
     def use_budget(self, budget: ReassemblyBudget) -> None:
         """Charge the memory of incomplete messages to ``budget`` (a listener's); call

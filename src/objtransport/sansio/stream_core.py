@@ -40,7 +40,7 @@ class StreamCore(SessionCore, Generic[D]):
         self.peer = peer
         self.decoder.peer = peer
 
-    def use_buffer(self, buf: bytearray) -> None:
+    def use_buffer(self, buf: bytearray | memoryview) -> None:
         self.decoder.use_buffer(buf)
 
     def use_budget(self, budget: ReassemblyBudget) -> None:
