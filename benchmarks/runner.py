@@ -65,7 +65,7 @@ def _child(loop: str, target: Callable[..., Any], args: tuple[Any, ...], reply: 
     """Body of every peer process: an error goes to the parent as a string, then re-raises."""
     try:
         use_loop(loop)
-        _import_from(os.environ.get(SRC_VAR, ""))
+        import_from(os.environ.get(SRC_VAR, ""))
         out = target(*args)
     except BaseException as exc:
         func = getattr(target, "func", target)  # a functools.partial names its function
@@ -75,7 +75,7 @@ def _child(loop: str, target: Callable[..., Any], args: tuple[Any, ...], reply: 
         reply.send(out)
 
 
-def _import_from(src: str) -> None:
+def import_from(src: str) -> None:
     """Import objtransport from ``src`` (``--against``), not the installed package. A spawned
     child gets its parent's ``sys.path``, so PYTHONPATH alone would not do it."""
     if not src:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from .runner import CTX, BenchError, Result, use_loop
+from .runner import CTX, SRC_VAR, BenchError, Result, import_from, use_loop
 
 SETUP_TIMEOUT = 120.0
 _LEN = struct.Struct("!I")
@@ -218,6 +218,7 @@ def open_idle(pipe: Connection, port: int, n: int, native: bool) -> None:
 
 def _child(loop: str, target: Callable[..., None], args: tuple[Any, ...]) -> None:
     use_loop(loop)
+    import_from(os.environ.get(SRC_VAR, ""))  # --against: the other checkout's package
     target(*args)
 
 

@@ -9,6 +9,7 @@ import asyncio
 import random
 import ssl as ssl_module
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 from .auth import check_credentials
@@ -65,7 +66,7 @@ class Connector:
                           native=listener.framing is not Framing.RAW, extra=listener.extra,
                           rng=self._rng, shared_buckets=[gb] if gb is not None else None)
         conn.listener = listener
-        conn.resume_lookup = lambda sid, c=conn: self._resume(c, sid)
+        conn.resume_lookup = partial(self._resume, conn)  # (a lambda: twice the bytes)
         self._registry.add(conn)
         self._receivers.attach(conn, listener.handler)
         return conn.make_parts(detect=listener.framing is Framing.AUTO)

@@ -51,6 +51,10 @@ class CircuitBreaker:
     admits up to ``half_open_max_probes`` probes; a probe's success closes it, a failure
     reopens it. ``rng`` jitters the grown open times (None: no jitter)."""
 
+    __slots__ = ("failure_threshold", "reset_timeout", "max_reset_timeout", "rng", "open_for",
+                 "reopens", "half_open_max_probes", "on_state_change", "_state",
+                 "failure_count", "success_count", "last_failure", "_opened_at", "_probes")
+
     def __init__(self, failure_threshold: int = 5, reset_timeout: float = 30.0,
                  half_open_max_probes: int = 1,
                  on_state_change: StateCallback | None = None, *,

@@ -39,7 +39,7 @@ from .framing import (
     GoAwayCode,
 )
 from .reassembly import ReassemblyBudget
-from .reliability import ResumeState
+from .reliability import NONE_ABOVE, ResumeState
 from .sniff import wrong_peer
 
 __all__ = ["DecoderBase", "NativeDecoder", "RawDecoder", "RECV_BUFFER_SIZE", "DIRECT_THRESHOLD"]
@@ -334,7 +334,7 @@ class NativeDecoder(DecoderBase):
         not_text = _NOT_TEXT
         rx = self.rx
         floor = rx.floor if rx is not None else 0
-        above: set[int] = rx.above if rx is not None else set()
+        above: set[int] | frozenset[int] = rx.above if rx is not None else NONE_ABOVE
         nbytes = 0
         dups = 0
         try:
@@ -360,6 +360,7 @@ class NativeDecoder(DecoderBase):
                             off = end
                             continue
                         else:
+                            above = rx.above_set()
                             above.add(seq)
                     if end > n:
                         if length >= DIRECT_THRESHOLD:
@@ -388,8 +389,9 @@ class NativeDecoder(DecoderBase):
                         rx.floor = floor
                     new_off = self._fragment_frame(buf, off, end, n, length, flags, prio,
                                                    stream, seq)
-                    if rx is not None:
+                    if rx is not None:  # a message completed: marked in rx
                         floor = rx.floor
+                        above = rx.above
                     if new_off < 0:  # a duplicate (counted), skipped
                         dups += 1
                         new_off = -new_off - 1
@@ -458,7 +460,7 @@ class NativeDecoder(DecoderBase):
         """Undo the optimistic mark of a message that is not complete yet."""
         if seq == floor:
             return floor - 1
-        rx.above.discard(seq)
+        rx.above_set().discard(seq)
         return floor
 
     @property

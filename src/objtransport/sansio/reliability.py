@@ -110,6 +110,10 @@ def data_frames(batches: Iterable[Batch | Item]) -> Iterator[DataFrame]:
             pos += size
 
 
+#: the ``above`` of every state with nothing delivered out of order
+NONE_ABOVE: frozenset[int] = frozenset()
+
+
 class ResumeState:
     __slots__ = ("session_id", "next_seq", "acked", "sent", "queued", "freed", "queue",
                  "tracking", "floor", "above", "ack_sent", "peer_session_id", "established",
@@ -129,7 +133,9 @@ class ResumeState:
         self.queue: PriorityScheduler | None = None
         self.tracking = False  # the sessions agreed on ACKs: unacknowledged ones are kept
         self.floor = 0  # everything <= floor was delivered
-        self.above: set[int] = set()
+        #: delivered numbers above the floor (a frozen empty one, shared, while there are
+        #: none: a set costs 216 bytes, and every connection has two states)
+        self.above: set[int] | frozenset[int] = NONE_ABOVE
         self.ack_sent = 0  # the last floor we acknowledged
         self.peer_session_id = b""
         self.established = False  # a handshake completed at least once
@@ -293,12 +299,23 @@ class ResumeState:
     # -- receiving -------------------------------------------------------------------------
     def settle(self) -> None:
         """Move the floor over numbers delivered out of order that are now contiguous."""
-        above = self.above
+        above = self.above_set()
         floor = self.floor
         while floor + 1 in above:
             floor += 1
             above.discard(floor)
         self.floor = floor
+        if not above:
+            self.above = NONE_ABOVE
+
+    def above_set(self) -> set[int]:
+        """``above`` as a set of its own, to add to."""
+        above = self.above
+        if isinstance(above, set):
+            return above
+        new: set[int] = set()
+        self.above = new
+        return new
 
     def is_duplicate(self, seq: int) -> bool:
         return seq <= self.floor or seq in self.above
@@ -310,12 +327,12 @@ class ResumeState:
             if self.above:
                 self.settle()
         elif seq > self.floor:
-            self.above.add(seq)
+            self.above_set().add(seq)
 
     def reset_receive(self) -> None:
         """A new session with the peer: numbering starts again."""
         self.floor = 0
-        self.above.clear()
+        self.above = NONE_ABOVE
         self.ack_sent = 0
 
 
