@@ -8,6 +8,7 @@ ending, and a client that resumes the session on a new socket hands that socket 
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING
 
 from .drivers.base import Link
@@ -31,7 +32,7 @@ class AcceptedSide:
         self.conn.attach(link)
         self.conn.identity = getattr(link, "identity", None)
         link.on_made = self._made
-        link.closed.add_done_callback(lambda _f: self._link_closed(link))
+        link.closed.add_done_callback(partial(self._closed, link))
 
     def _made(self, link: Link) -> None:
         conn = self.conn
@@ -42,6 +43,9 @@ class AcceptedSide:
         if isinstance(peer, tuple) and len(peer) >= 2:
             conn.endpoint = Endpoint(conn.endpoint.transport, str(peer[0]), int(peer[1]),
                                      conn.endpoint.tls)
+
+    def _closed(self, link: Link, _f: object) -> None:
+        self._link_closed(link)
 
     def _link_closed(self, link: Link) -> None:
         conn = self.conn

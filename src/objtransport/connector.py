@@ -66,7 +66,7 @@ class Connector:
                           native=listener.framing is not Framing.RAW, extra=listener.extra,
                           rng=self._rng, shared_buckets=[gb] if gb is not None else None)
         conn.listener = listener
-        conn.resume_lookup = partial(self._resume, conn)  # (a lambda: twice the bytes)
+        conn.resume_lookup = partial(self._resume, conn)
         self._registry.add(conn)
         self._receivers.attach(conn, listener.handler)
         return conn.make_parts(detect=listener.framing is Framing.AUTO)

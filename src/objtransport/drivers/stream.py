@@ -110,7 +110,8 @@ class StreamLink(StreamEnding, asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._drain_waiters: list[tuple[asyncio.Future[None], int]] = []
-        self._read_pauses: set[str] = set()  # reasons reading is paused for
+        #: reasons reading is paused for (a tuple: at most three, and () costs nothing)
+        self._read_pauses: tuple[str, ...] = ()
         self._overload = OverloadGuard(self)
         self.peer: Any = None
         self.close_error: BaseException | None = None
@@ -356,7 +357,8 @@ class StreamLink(StreamEnding, asyncio.BufferedProtocol):
     def pause_reading(self, reason: str = "consumer") -> None:
         """Stop reading for ``reason`` (reading resumes once no reason is left)."""
         first = not self._read_pauses
-        self._read_pauses.add(reason)
+        if reason not in self._read_pauses:
+            self._read_pauses += (reason,)
         t = self.transport
         if first and t is not None and not t.is_closing():
             t.pause_reading()
@@ -365,7 +367,7 @@ class StreamLink(StreamEnding, asyncio.BufferedProtocol):
     def resume_reading(self, reason: str = "consumer") -> None:
         if reason not in self._read_pauses:
             return
-        self._read_pauses.discard(reason)
+        self._read_pauses = tuple(r for r in self._read_pauses if r != reason)
         t = self.transport
         if not self._read_pauses and t is not None and not t.is_closing():
             t.resume_reading()
