@@ -63,7 +63,7 @@ class StreamLink(StreamEnding, asyncio.BufferedProtocol):
     __slots__ = ("session", "budget", "_sched", "_rs", "max_unacked", "last_seq", "on_messages",
                  "on_event", "max_pending", "loop", "transport", "ready", "closed", "lost",
                  "write_paused", "_read_pauses", "_overload", "peer", "pacer",
-                 "receive_bucket", "_read_throttle", "on_made", "identity",
+                 "receive_bucket", "_read_throttle", "on_made", "identity", "auth",
                  # the session's own queue() / queue_many(), bound per link (see _bind)
                  "queue", "queue_many", "__weakref__")
 

@@ -217,7 +217,8 @@ class PriorityScheduler:
             return
         del cls.streams[stream]
         cls.rr.remove(stream)
-        self.blocked.discard((prio, stream))
+        if isinstance(self.blocked, set):
+            self.blocked.discard((prio, stream))
 
     # -- observing -------------------------------------------------------------------------
     def queued_items(self) -> list[Item]:
