@@ -206,3 +206,16 @@ async def test_a_tls_pool_loads_its_certificate_in_every_worker(tls: TLS,
                  for _ in range(12)]
         assert {await _ask(net, c) for c in conns} == set(pool.pids)  # p ~ 5e-4
         assert net.connection_info(conns[0]).tls
+
+
+async def test_a_graceful_stop_kills_no_worker(caplog: pytest.LogCaptureFixture) -> None:
+    """Workers that exit on SIGTERM are reaped, never killed: a worker whose exit was seen
+    (its sentinel closed) but not yet reaped is joined, not SIGKILLed with a warning."""
+    for _ in range(3):
+        pool = await WorkerPool(pid_echo, "127.0.0.1", 0, workers=2).start()
+        pids = list(pool.pids)
+        await pool.stop()
+        for pid in pids:  # reaped: not even a zombie is left
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+    assert not [r for r in caplog.records if "did not stop" in r.getMessage()]

@@ -389,6 +389,8 @@ class WorkerPool:
             await asyncio.wait(exits, timeout=self.stop_timeout)
         loop = self._loop
         for slot, proc in procs:
+            if slot.exited is not None and slot.exited.done():
+                proc.join(2)  # its sentinel closed as it exits: reaped a moment later
             if proc.is_alive():
                 log.warning("worker pid %s did not stop within %g s: killed", proc.pid,
                             self.stop_timeout)
