@@ -166,8 +166,10 @@ async def test_listener_reassembly_budget_closes_the_connection_that_passes_it(
             before = _counters(listener)
             conn = await _raw(listener.port, _hello() + _fragment(1, 4 * MiB, piece))
             conns.append(conn)
+            # the whole piece held (a read may bring part of it: the rest could still pass
+            # the budget later), or this connection refused
             await eventually(lambda b=before: _counters(listener)["reassembly_bytes"]
-                             > b["reassembly_bytes"]
+                             >= b["reassembly_bytes"] + len(piece)
                              or _counters(listener)["reassembly_refused"]
                              > b["reassembly_refused"])
             if _counters(listener)["reassembly_refused"] > before["reassembly_refused"]:
@@ -292,5 +294,5 @@ async def test_a_quiet_raw_connection_ends_after_idle_timeout(net: NetworkTransp
         cut = await _cut_after(conn, start)
     finally:
         await _close_all([conn])
-    assert idle * 0.9 < cut < idle + 0.5, cut  # measured: 0.30 s
+    assert idle * 0.9 < cut < idle + 2.0, cut  # measured: 0.30 s (quiet), ~0.9 s at load 12
     await eventually(lambda: not listener.connections)
