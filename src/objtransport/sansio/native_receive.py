@@ -66,9 +66,10 @@ class NativeReceiver(NativeHandshake):
 
     def connection_lost(self, reason: str) -> None:
         """The socket went away. A client that heard nothing at all before it did was most
-        likely refused by a TLS listener (it closes on a plain opening without a word)."""
+        likely refused by a TLS listener (it closes on a plain opening without a word). Only
+        over TCP: a QUIC, WebSocket or gRPC carrier is refused in its own words."""
         if (self.role == "client" and self.state is SessionState.HANDSHAKE
-                and not self._magic):
+                and not self._magic and self.transport_name == "tcp"):
             reason = (f"{reason} before the listener's HELLO, without a byte: a TLS listener?"
                       " connect with ssl=True (or the listener refused the connection)")
         super().connection_lost(reason)
