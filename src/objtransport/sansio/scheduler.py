@@ -271,17 +271,11 @@ class PriorityScheduler:
             if prio < 0:
                 break
             limit = budget - taken if strict else 1 << 62
-            share = strict and prio >= 2 and self._has(2) and self._has(3)
-            if share and 0 < self._credit[prio - 2] < limit:
-                # both share by weights: a paced pop takes a class's credit at a time, so a
-                # large grant (a writer woken late) is still split 4:1, not all to one class
-                limit = self._credit[prio - 2]
-                n = self._take(prio, out, limit)
-                if n < 0:  # its next frame is over the credit: it opens the next pop
-                    break
-            else:
-                n = self._take(prio, out, limit)
-            if n < 0:  # strict: the next frame does not fit what is left of the budget
+            if (strict and prio >= 2 and 0 < self._credit[prio - 2] < limit
+                    and self._has(2) and self._has(3)):  # a paced grant is shared by weights
+                limit = self._credit[prio - 2]  # too (a writer woken late: not all to one)
+            n = self._take(prio, out, limit)
+            if n < 0:  # strict: the next frame is over the budget (or credit: next pop's)
                 break
             taken += n
             self.sent_bytes[prio] += n
