@@ -17,9 +17,9 @@ No third-party library: the text format of a few counters is written by hand.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from typing import TYPE_CHECKING
+
+from .http_endpoint import HttpEndpoint
 
 if TYPE_CHECKING:
     from .workers import WorkerPool
@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["PoolEndpoint"]
 
 P = "objtransport_"
+#: the Prometheus text format, version 0.0.4 (also fine for the probes' one-line answers)
+TEXT = "text/plain; version=0.0.4"
 #: Prometheus name -> (TransportMetrics field, type, help)
 _FIGURES = {
     "connections_active": ("active_connections", "gauge", "Connected connections"),
@@ -48,20 +50,22 @@ class PoolEndpoint:
 
     def __init__(self, pool: WorkerPool, host: str = "127.0.0.1", port: int = 0) -> None:
         self.pool = pool
-        self.host = host
-        self.port = port
-        self._server: asyncio.Server | None = None
+        self.http = HttpEndpoint(self._answer, host, port)
+
+    @property
+    def host(self) -> str:
+        return self.http.host
+
+    @property
+    def port(self) -> int:
+        return self.http.port
 
     async def start(self) -> PoolEndpoint:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
+        await self.http.start()
         return self
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        await self.http.close()
 
     async def metrics_text(self) -> str:
         """The Prometheus text of the added-up figures."""
@@ -77,39 +81,16 @@ class PoolEndpoint:
                       f"{sample} {getattr(m, field)}"]
         return "\n".join(lines) + "\n"
 
-    async def _answer(self, path: str) -> tuple[str, bytes]:
+    async def _answer(self, path: str) -> tuple[str, str, bytes]:
         pool = self.pool
         if path == "/metrics":
-            return "200 OK", (await self.metrics_text()).encode()
+            return "200 OK", TEXT, (await self.metrics_text()).encode()
         if path == "/ready":
             ok = pool.listening == pool.workers and not pool.stopping
-            return ("200 OK" if ok else "503 Service Unavailable",
+            return ("200 OK" if ok else "503 Service Unavailable", TEXT,
                     f"{pool.listening}/{pool.workers} workers listening\n".encode())
         if path == "/healthz":
             ok = pool.listening > 0
-            return ("200 OK" if ok else "503 Service Unavailable",
+            return ("200 OK" if ok else "503 Service Unavailable", TEXT,
                     f"{pool.listening} workers listening\n".encode())
-        return "404 Not Found", b"try /metrics, /ready or /healthz\n"
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-                      ) -> None:
-        try:
-            async with asyncio.timeout(10):
-                request = await reader.readline()
-                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    pass
-                parts = request.decode("latin-1").split()
-                if len(parts) < 2 or parts[0] != "GET":
-                    status, body = "405 Method Not Allowed", b"GET only\n"
-                else:
-                    status, body = await self._answer(parts[1].split("?")[0])
-            head = (f"HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\n"
-                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
-            writer.write(head.encode("latin-1") + body)
-            await writer.drain()
-        except (TimeoutError, ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
+        return "404 Not Found", TEXT, b"try /metrics, /ready or /healthz\n"

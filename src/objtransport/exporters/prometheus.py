@@ -19,8 +19,6 @@ the service's own event loop, so every read happens on the loop thread.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -33,6 +31,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from ..http_endpoint import HttpEndpoint
 from .figures import COUNTERS, FigureReader, Figures
 
 if TYPE_CHECKING:
@@ -203,16 +202,21 @@ class MetricsServer:
     def __init__(self, registry: CollectorRegistry, host: str, port: int,
                  collector: PrometheusCollector | None = None) -> None:
         self.registry = registry
-        self.host = host
-        self.port = port
         #: the collector this server made for itself: closed with it (its event
         #: subscription ends)
         self.collector = collector
-        self._server: asyncio.Server | None = None
+        self.http = HttpEndpoint(self._answer, host, port)
+
+    @property
+    def host(self) -> str:
+        return self.http.host
+
+    @property
+    def port(self) -> int:
+        return self.http.port
 
     async def start(self) -> MetricsServer:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
+        await self.http.start()
         return self
 
     @property
@@ -227,14 +231,11 @@ class MetricsServer:
             self.registry.unregister(self.collector)
             self.collector.close()
             self.collector = None
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        await self.http.close()
 
     @property
     def serving(self) -> bool:
-        return self._server is not None
+        return self.http.serving
 
     async def __aenter__(self) -> MetricsServer:
         return self
@@ -242,31 +243,10 @@ class MetricsServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-                      ) -> None:
-        try:
-            async with asyncio.timeout(10):
-                request = await reader.readline()
-                while (await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    pass
-            parts = request.decode("latin-1").split()
-            if len(parts) < 2 or parts[0] not in ("GET", "HEAD"):
-                status, ctype, body = "405 Method Not Allowed", "text/plain", b"GET only\n"
-            elif parts[1].split("?")[0] not in ("/metrics", "/"):
-                status, ctype, body = "404 Not Found", "text/plain", b"try /metrics\n"
-            else:
-                status, ctype = "200 OK", CONTENT_TYPE_LATEST
-                body = generate_latest(self.registry)
-            head = (f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n"
-                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
-            writer.write(head.encode("latin-1") + (body if parts[:1] != ["HEAD"] else b""))
-            await writer.drain()
-        except (TimeoutError, ConnectionError, OSError):
-            pass
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError, OSError):
-                await writer.wait_closed()
+    async def _answer(self, path: str) -> tuple[str, str, bytes]:
+        if path not in ("/metrics", "/"):
+            return "404 Not Found", "text/plain", b"try /metrics\n"
+        return "200 OK", CONTENT_TYPE_LATEST, generate_latest(self.registry)
 
 
 async def serve_metrics(net: NetworkTransport, port: int = 9100, host: str = "127.0.0.1",
