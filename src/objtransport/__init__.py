@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from . import events
+from .batch import Batch
 from .config import Framing, Options, Priority, TransportKind
 from .connection import ConnectionInfo
 from .events import Event
@@ -48,6 +49,7 @@ from .workers import WorkerPool, serve
 __version__ = "0.1.0"
 
 __all__ = [
+    "Batch",
     "CircuitBreakerState",
     "CircuitOpenError",
     "AuthenticationError",

@@ -115,6 +115,45 @@ class MessagingAPI(ServiceParts):
             if not msg.flags or not self._responder.expired(msg, self._responder.clock()):
                 return msg
 
+    async def receive_many(self, conn_id: int | None = None, max_messages: int = 1000,
+                           timeout: float | None = None) -> list[Message]:
+        """The messages waiting (at least one, at most ``max_messages``), from any connection
+        or from ``conn_id``: one await for many messages. Without ``conn_id`` the connections
+        take turns, each giving what it has, in its order. Raises ``ReceiveTimeout`` when
+        none came within ``timeout`` s (None waits for ever)."""
+        self._check_running()
+        if max_messages < 1:
+            raise ValueError(f"max_messages must be at least 1, not {max_messages}")
+        inbox = self._inbox
+        if conn_id is not None and conn_id not in self._conns:
+            msgs = self._fresh(inbox.get_many_nowait(conn_id, max_messages))
+            if msgs:
+                return msgs
+            raise ConnectionNotFound(conn_id)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            try:
+                msgs = await inbox.get_many(
+                    conn_id, max_messages,
+                    None if deadline is None else max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                where = "any connection" if conn_id is None else f"connection {conn_id}"
+                raise ReceiveTimeout(f"no message from {where} within {timeout:g} s"
+                                     ) from None
+            msgs = self._fresh(msgs)
+            if msgs:
+                return msgs
+
+    def _fresh(self, msgs: list[Message]) -> list[Message]:
+        """``msgs`` without those past their ttl (a request past its deadline is answered
+        so, as ``receive()`` does)."""
+        r = self._responder
+        if not any(m.flags for m in msgs):
+            return msgs
+        now = r.clock()
+        return [m for m in msgs if not m.flags or not r.expired(m, now)]
+
     async def messages(self, conn_id: int | None = None) -> AsyncIterator[Message]:
         """Iterate over received messages until the service stops."""
         while self._running:

@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 from .auth import check_credentials
+from .batch import BatchHandler
 from .breakers import BreakerRegistry
 from .config import Framing, Options, TransportKind
 from .connection import Connection, Hooks
@@ -68,7 +69,7 @@ class Connector:
         conn.listener = listener
         conn.resume_lookup = partial(self._resume, conn)
         self._registry.add(conn)
-        self._receivers.attach(conn, listener.handler)
+        self._receivers.attach(conn, listener.handler, listener.batch)
         return conn.make_parts(detect=listener.framing is Framing.AUTO)
 
     def _resume(self, fresh: Connection, sid: bytes) -> tuple[ResumeState, bool]:
@@ -84,9 +85,11 @@ class Connector:
 
     async def open(self, host: str, port: int, transport: str | TransportKind,
                    ssl: bool | None, ssl_context: ssl_module.SSLContext | None,
-                   server_hostname: str | None, framing: str | Framing, handler: Handler | None,
+                   server_hostname: str | None, framing: str | Framing,
+                   handler: Handler | BatchHandler | None,
                    options: Mapping[str, Any], pooled: bool = False,
-                   shared_buckets: list[TokenBucket] | None = None) -> Connection:
+                   shared_buckets: list[TokenBucket] | None = None,
+                   batch: bool = False) -> Connection:
         """A client connection, connected once (no retry): raises ``ConnectError`` or
         ``CircuitOpenError`` and then leaves nothing behind."""
         driver = self._drivers.get(transport)
@@ -109,7 +112,7 @@ class Connector:
                           shared_buckets=shared)
         conn.pooled = pooled
         self._registry.add(conn)
-        self._receivers.attach(conn, handler)
+        self._receivers.attach(conn, handler, batch)
         try:
             await conn.open_first()
         except BaseException:

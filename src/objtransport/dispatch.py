@@ -37,7 +37,7 @@ FlowControl = Callable[[bool], None]
 class HandlerRunner:
     """Runs one handler for one connection."""
 
-    def __init__(self, handler: Handler, conn: Any, flow: FlowControl,
+    def __init__(self, handler: Callable[[Any], Any], conn: Any, flow: FlowControl,
                  tasks: set[asyncio.Task[None]], max_backlog: int,
                  on_error: Callable[[Any, BaseException], None],
                  responder: Any = None) -> None:
@@ -58,7 +58,8 @@ class HandlerRunner:
         self._task: asyncio.Task[None] | None = None
         self._paused = False
 
-    def deliver(self, msgs: list[Received]) -> None:
+    def deliver(self, msgs: list[Received], nbytes: int) -> None:
+        """The messages one read brought (``nbytes``: their payload bytes)."""
         if not self.is_async:
             handler = self.handler
             cid = self.conn.id

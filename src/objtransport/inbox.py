@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .sansio.events import Message, Received, as_message
+from .sansio.events import Message, Received, as_message, new_message
 
 __all__ = ["Inbox"]
 
@@ -115,6 +115,93 @@ class Inbox:
                 pass
         return msg
 
+    def get_many_nowait(self, conn_id: int | None, limit: int) -> list[Message]:
+        """Up to ``limit`` messages (of ``conn_id`` if given; else from the connections
+        with messages in turn, as many of each as it has), in each connection's order."""
+        out: list[Message] = []
+        if conn_id is not None:
+            q = self._queues.get(conn_id)
+            if q is not None and q.items:
+                self._take(conn_id, q, limit, out)
+                if not q.items:
+                    try:
+                        self._ready.remove(conn_id)
+                    except ValueError:
+                        pass
+            return out
+        ready = self._ready
+        while ready and len(out) < limit:
+            cid = ready.popleft()
+            q = self._queues.get(cid)
+            if q is None or not q.items:
+                continue
+            self._take(cid, q, limit - len(out), out)
+            if q.items:
+                ready.append(cid)  # its turn comes again after the others
+        return out
+
+    def _take(self, conn_id: int, q: _Queue, limit: int, out: list[Message]) -> None:
+        """Move up to ``limit`` of ``q``'s messages to ``out`` as messages."""
+        items = q.items
+        k = min(limit, len(items))
+        conn = q.conn
+        cid = conn_id
+        tname = conn.transport_name if conn is not None else ""
+        peer = conn.peer_address if conn is not None else None
+        identity = conn.identity if conn is not None else None
+        new = new_message
+        pop = items.popleft
+        append = out.append
+        nbytes = 0
+        for _ in range(k):
+            item = pop()
+            if type(item) is bytes:
+                msg = new(Message)
+                msg.data = item
+                msg.conn_id = cid
+                msg.transport = tname
+                msg.peer = peer
+            else:
+                assert isinstance(item, Message)
+                msg = item
+            msg.identity = identity
+            nbytes += len(msg.data)
+            append(msg)
+        q.nbytes -= nbytes
+        self.size -= k
+        self._settle(conn_id, q)
+
+    def _settle(self, conn_id: int, q: _Queue) -> None:
+        """After messages were taken from ``q``: resume reading at half; forget a queue
+        whose connection is gone once it is empty."""
+        if q.paused and len(q.items) <= self.max_messages // 2 and q.nbytes <= self.max_bytes // 2:
+            q.paused = False
+            if q.flow is not None:
+                q.flow(False)
+        if not q.items and q.flow is None:
+            del self._queues[conn_id]
+
+    async def get_many(self, conn_id: int | None, limit: int,
+                       timeout: float | None) -> list[Message]:
+        """At least one and up to ``limit`` messages (see :meth:`get_many_nowait`); raises
+        TimeoutError after ``timeout``."""
+        out = self.get_many_nowait(conn_id, limit)
+        if out:
+            return out
+        async with asyncio.timeout(timeout):
+            while True:
+                waiters = self._waiters if conn_id is None else self._waiters_of(conn_id)
+                fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                waiters.append(fut)
+                try:
+                    await fut
+                finally:
+                    if not fut.done():
+                        fut.cancel()
+                out = self.get_many_nowait(conn_id, limit)
+                if out:
+                    return out
+
     def _pop(self, conn_id: int, q: _Queue) -> Message:
         item = q.items.popleft()
         conn = q.conn
@@ -127,12 +214,7 @@ class Inbox:
                 msg.identity = conn.identity
         q.nbytes -= len(msg.data)
         self.size -= 1
-        if q.paused and len(q.items) <= self.max_messages // 2 and q.nbytes <= self.max_bytes // 2:
-            q.paused = False
-            if q.flow is not None:
-                q.flow(False)
-        if not q.items and q.flow is None:
-            del self._queues[conn_id]
+        self._settle(conn_id, q)
         return msg
 
     async def get(self, conn_id: int | None, timeout: float | None) -> Message:

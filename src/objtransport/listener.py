@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .batch import BatchHandler
 from .config import Framing, Options, TransportKind
 from .dispatch import Handler
 from .drivers.base import LinkParts, Server
@@ -31,11 +32,12 @@ class Listener:
     """
 
     def __init__(self, host: str, transport: TransportKind, options: Options,
-                 framing: Framing, handler: Handler | None,
+                 framing: Framing, handler: Handler | BatchHandler | None,
                  ssl_context: ssl_module.SSLContext | None,
                  accept: Callable[[Listener], LinkParts | None],
                  extra: dict[str, Any] | None = None,
-                 on_close: Callable[[Listener], Awaitable[None]] | None = None) -> None:
+                 on_close: Callable[[Listener], Awaitable[None]] | None = None,
+                 batch: bool = False) -> None:
         self.host = host
         self.port = 0
         self.transport = transport.value
@@ -43,6 +45,8 @@ class Listener:
         self.options = options
         self.framing = framing
         self.handler = handler
+        #: the handler gets one :class:`~.batch.Batch` per read
+        self.batch = batch
         self.ssl_context = ssl_context
         self._accept = accept
         self.extra = extra or {}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from .batch import BatchHandler, BatchRunner
 from .connection import Connection
 from .counters import ServiceTotals
 from .dispatch import Handler, HandlerRunner
@@ -31,15 +32,18 @@ class Receivers:
         #: answers requests delivered to handlers (:class:`~.requests.Responder`)
         self.responder: Any = None
 
-    def attach(self, conn: Connection, handler: Handler | None) -> None:
-        """Messages of ``conn`` go to ``handler``, or to the inbox without one."""
+    def attach(self, conn: Connection, handler: Handler | BatchHandler | None,
+               batch: bool = False) -> None:
+        """Messages of ``conn`` go to ``handler`` (one :class:`~.batch.Batch` per read with
+        ``batch``), or to the inbox without one."""
         flow = conn.flow_control
         if handler is None:
             self.inbox.register(conn.id, flow, conn)
         else:
-            self._handlers[conn.id] = HandlerRunner(handler, conn, flow, self._tasks,
-                                                    self._max_backlog, self._handler_failed,
-                                                    self.responder)
+            runner = BatchRunner if batch else HandlerRunner
+            self._handlers[conn.id] = runner(handler, conn, flow, self._tasks,
+                                             self._max_backlog, self._handler_failed,
+                                             self.responder)
 
     def detach(self, conn_id: int) -> None:
         """The connection is gone: its handler task ends; queued messages stay readable."""
@@ -54,7 +58,7 @@ class Receivers:
         if runner is None:
             self.inbox.put_many(conn.id, msgs, nbytes)
         else:
-            runner.deliver(msgs)
+            runner.deliver(msgs, nbytes)
 
     def _handler_failed(self, conn: Connection, exc: BaseException) -> None:
         """A handler raised (the runner logged it once): count it, publish ``HandlerFailed``."""

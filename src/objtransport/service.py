@@ -27,6 +27,7 @@ from .api_groups import GroupsAPI
 from .api_messaging import MessagingAPI
 from .api_observing import ObservingAPI
 from .api_sending import SendingAPI
+from .batch import BatchHandler
 from .breakers import BreakerRegistry
 from .config import Framing, Options, TransportKind
 from .connection import Connection, Endpoint, Hooks
@@ -192,13 +193,16 @@ class NetworkTransport(SendingAPI, MessagingAPI, GroupsAPI, ObservingAPI):
     async def listen(self, host: str = "127.0.0.1", port: int = 0, *,
                      transport: TransportArg = "tcp",
                      ssl_context: ssl_module.SSLContext | None = None,
-                     handler: Handler | None = None, framing: FramingName | Framing = "native",
-                     reuse_port: bool = False, **options: Unpack[ListenOptions]) -> Listener:
+                     handler: Handler | BatchHandler | None = None,
+                     framing: FramingName | Framing = "native", reuse_port: bool = False,
+                     batch: bool = False, **options: Unpack[ListenOptions]) -> Listener:
         """Start a listener; ``port=0`` picks a free port (read it from ``listener.port``).
 
         Without a ``handler`` messages wait for ``receive()``/``messages()``; a handler (plain
-        or ``async def``) is called for each message instead. ``framing`` is ``"native"``,
-        ``"raw"`` (``{packet, 4}``) or ``"auto"`` (detected per connection).
+        or ``async def``) is called for each message instead, or with ``batch=True`` once per
+        read with a :class:`~objtransport.Batch` of its messages (:mod:`objtransport.batch`).
+        ``framing`` is ``"native"``, ``"raw"`` (``{packet, 4}``) or ``"auto"`` (detected
+        per connection).
         ``reuse_port=True`` (every transport) sets ``SO_REUSEPORT``: several processes listen on
         one port and the kernel spreads connections among them (:func:`objtransport.serve`).
         """
@@ -213,7 +217,7 @@ class NetworkTransport(SendingAPI, MessagingAPI, GroupsAPI, ObservingAPI):
         opts = self.options.with_overrides(framing=framing, **rest)
         listener = Listener(host, driver.kind, opts, Framing.parse(framing), handler,
                             ssl_context, self._connector.accept, extra,
-                            on_close=self._close_listener)
+                            on_close=self._close_listener, batch=self._batch(handler, batch))
         try:
             server = await driver.serve(host, port, listener.accept, ssl_context, opts, extra)
         except ConnectError as exc:  # drivers say "cannot connect": here it is listening
@@ -239,8 +243,12 @@ class NetworkTransport(SendingAPI, MessagingAPI, GroupsAPI, ObservingAPI):
     async def connect(self, host: str, port: int, *, transport: TransportArg = "tcp",
                       ssl: bool | None = None, ssl_context: ssl_module.SSLContext | None = None,
                       server_hostname: str | None = None, framing: ClientFraming = "native",
-                      handler: Handler | None = None, **options: Unpack[ConnectOptions]) -> int:
+                      handler: Handler | BatchHandler | None = None, batch: bool = False,
+                      **options: Unpack[ConnectOptions]) -> int:
         """Open a connection and return its id once it is ready to carry messages.
+
+        ``handler`` and ``batch`` as for :meth:`listen` (without a handler, messages wait
+        for ``receive()``).
 
         Raises ``ConnectError`` (refused, unreachable, timed out, TLS rejected) or
         ``CircuitOpenError`` (the endpoint failed too often lately; nothing was attempted).
@@ -251,7 +259,14 @@ class NetworkTransport(SendingAPI, MessagingAPI, GroupsAPI, ObservingAPI):
             raise UnsupportedFeature("compression is negotiated in the native HELLO: raw "
                                      "framing cannot carry it")
         return (await self._connector.open(host, port, transport, ssl, ssl_context,
-                                           server_hostname, framing, handler, options)).id
+                                           server_hostname, framing, handler, options,
+                                           batch=self._batch(handler, batch))).id
+
+    @staticmethod
+    def _batch(handler: object, batch: bool) -> bool:
+        if batch and handler is None:
+            raise ValueError("batch=True needs a handler (without one, use receive_many())")
+        return batch
 
     async def _open_pooled(self, host: str, port: int, kind: TransportKind, ssl: bool | None,
                            ssl_context: ssl_module.SSLContext | None, options: Mapping[str, Any],

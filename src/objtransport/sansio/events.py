@@ -122,6 +122,16 @@ class Message:
         result: Awaitable[None] = self.responder.reply(self, data, headers)
         return result
 
+    def reply_nowait(self, data: bytes | bytearray | memoryview, *,
+                     headers: Mapping[str, str | bytes] | None = None) -> None:
+        """Queue the answer to this request without waiting for backpressure (from a plain
+        function: a batch handler's way to answer). Raises as :meth:`reply` does."""
+        if self.responder is None:
+            raise ValueError("this message expects no reply (it was not sent by request())")
+        if type(data) is not bytes and not isinstance(data, (bytearray, memoryview)):
+            raise TypeError(f"a reply must be bytes, not {type(data).__name__}")
+        self.responder.send(self, data, 0, headers)  # 0: ReplyStatus.OK
+
     @property
     def content_type(self) -> str | None:
         """The ``content-type`` header, if any."""
