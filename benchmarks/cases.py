@@ -117,6 +117,12 @@ CASES: list[Case] = [
     _tcp_throughput(KiB, (800_000, 200_000, 800_000), "msg/s", ">= 1.3x pyzmq"),
     _tcp_throughput(64 * KiB, (20_000, 10_000, 20_000), "MB/s", "-", iperf_count=30_000),
     _tcp_throughput(MiB, (2_000, 1_000, 2_000), "MB/s", ">= 0.8x iperf3", iperf_count=3_000),
+    Case("tcp 64 B batch receive", "msg/s", "receiver CPU <= 0.3 us/msg", {
+        # the sender of "tcp 64 B"; the receiver's handler takes one Batch per read
+        "objtransport": _tp(w.recv_objtransport_batch, w.send_objtransport, 64, 1_500_000,
+                            "msg/s"),
+        "pyzmq": _tp(w.recv_pyzmq, w.send_pyzmq, 64, 1_500_000, "msg/s"),
+    }),
     Case("tcp 64 B QoS mix", "msg/s", "QoS on >= 0.9x QoS off (cost <= 10%)", {
         # high and normal messages alternating; nothing throttled
         "objtransport": _tp(w.recv_objtransport,

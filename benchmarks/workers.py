@@ -62,6 +62,38 @@ def recv_objtransport(pipe: Connection, size: int, count: int, transport: str = 
     asyncio.run(main())
 
 
+def recv_objtransport_batch(pipe: Connection, size: int, count: int) -> None:
+    """A TCP listener whose handler takes one Batch per read (``batch=True``)."""
+    from objtransport import Batch, NetworkTransport
+
+    async def main() -> None:
+        got = 0
+        first = cpu0 = 0.0
+        nbytes = 0
+        done = asyncio.Event()
+
+        def on_batch(batch: Batch) -> None:
+            nonlocal got, first, nbytes, cpu0
+            if not got:
+                first = time.perf_counter()
+                cpu0 = cpu_seconds()
+            got += len(batch.payloads)
+            nbytes += batch.nbytes
+            if got >= count:
+                done.set()
+
+        async with NetworkTransport() as net:
+            listener = await net.listen("127.0.0.1", 0, handler=on_batch, batch=True)
+            pipe.send(listener.port)
+            try:
+                await asyncio.wait_for(done.wait(), DEADLINE)
+            except TimeoutError:
+                pass
+            pipe.send((got, nbytes, time.perf_counter() - first, cpu_seconds() - cpu0))
+
+    asyncio.run(main())
+
+
 def send_objtransport(port: int, size: int, count: int,
                       options: dict[str, Any] | None = None,
                       priorities: tuple[str, ...] = ("normal",), transport: str = "tcp",
