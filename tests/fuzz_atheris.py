@@ -17,12 +17,13 @@ with atheris.instrument_imports():
     from objtransport.config import Options
     from objtransport.exceptions import ProtocolError
     from objtransport.sansio.datagram import DatagramSession
-    from objtransport.sansio.decoder import NativeDecoder, RawDecoder
     from objtransport.sansio.envelope import decode_envelope
     from objtransport.sansio.fragmentation import FIRST_CHUNK, Reassembler
     from objtransport.sansio.framing import MAGIC, Hello, encode_hello
     from objtransport.sansio.message import MessageSession
+    from objtransport.sansio.native_decoder import NativeDecoder
     from objtransport.sansio.raw import RawSession
+    from objtransport.sansio.raw_decoder import RawDecoder
     from objtransport.sansio.reassembly import ReassemblyBudget
     from objtransport.sansio.session import NativeSession
 

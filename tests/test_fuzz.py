@@ -26,7 +26,6 @@ from hypothesis import strategies as st
 from objtransport.config import Options
 from objtransport.exceptions import ProtocolError
 from objtransport.sansio.datagram import DatagramSession
-from objtransport.sansio.decoder import NativeDecoder, RawDecoder
 from objtransport.sansio.envelope import decode_envelope, encode_frames, encode_payload
 from objtransport.sansio.events import Closed, Message, Received, as_message
 from objtransport.sansio.fragmentation import FIRST_CHUNK, FragmentJob, Reassembler
@@ -42,7 +41,9 @@ from objtransport.sansio.framing import (
     encode_raw,
 )
 from objtransport.sansio.message import MessageSession
+from objtransport.sansio.native_decoder import NativeDecoder
 from objtransport.sansio.raw import RawSession
+from objtransport.sansio.raw_decoder import RawDecoder
 from objtransport.sansio.reassembly import ReassemblyBudget
 from objtransport.sansio.session import NativeSession
 

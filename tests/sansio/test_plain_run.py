@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from objtransport.exceptions import ProtocolError
-from objtransport.sansio.decoder import NativeDecoder
 from objtransport.sansio.events import Message, as_message
 from objtransport.sansio.fragmentation import Reassembler
 from objtransport.sansio.framing import FRAME_HEADER, FrameType, GoAwayCode, encode_data
+from objtransport.sansio.native_decoder import NativeDecoder
 from objtransport.sansio.reliability import ResumeState
 
 

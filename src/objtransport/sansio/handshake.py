@@ -14,7 +14,6 @@ from typing import Any
 from ..config import Options, Priority
 from ..exceptions import ProtocolError
 from .core import SessionState
-from .decoder import NativeDecoder
 from .events import AuthenticationRequested, HandshakeComplete, SessionLost
 from .framing import (
     ACK_FORMAT,
@@ -33,6 +32,7 @@ from .framing import (
     encode_frame,
     encode_hello,
 )
+from .native_decoder import NativeDecoder
 from .reliability import ResumeState
 from .stream_core import StreamCore
 

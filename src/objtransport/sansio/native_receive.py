@@ -15,7 +15,6 @@ from typing import Any
 from ..config import Options, Priority
 from ..exceptions import ProtocolError
 from .core import ERROR_FREE, SessionState
-from .decoder import NativeDecoder
 from .events import Acked, PongReceived, Received, RepliesReceived
 from .fragmentation import Reassembler
 from .framing import (
@@ -32,6 +31,7 @@ from .framing import (
 from .handshake import NativeHandshake, ResumeLookup
 from .headers import MetaLimits, unwrap
 from .liveness import Pinger
+from .native_decoder import NativeDecoder
 from .reliability import ResumeState
 from .sniff import wrong_peer
 

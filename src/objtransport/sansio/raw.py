@@ -9,9 +9,9 @@ from typing import Any
 from ..config import Options, Priority
 from ..exceptions import ProtocolError
 from .core import SessionState
-from .decoder import RawDecoder
 from .events import HandshakeComplete, Received
 from .framing import RAW_KEEPALIVE, GoAwayCode, encode_raw
+from .raw_decoder import RawDecoder
 from .sniff import wrong_peer
 from .stream_core import StreamCore
 
