@@ -24,7 +24,7 @@ from typing import Any
 from .events import Received
 from .framing import VERSION, FrameType
 
-__all__ = ["CACHE_SIZE", "plain_run"]
+__all__ = ["CACHE_SIZE", "cached_lengths", "plain_run"]
 
 #: lengths whose ``Struct`` is kept (a peer cycling through more only costs time)
 CACHE_SIZE = 256
@@ -47,6 +47,11 @@ def _unpacker(length: int) -> _Unpack:
             _cache.clear()
         unpack = _cache[length] = struct.Struct(f"!IQQ{length - 16}s").unpack_from
     return unpack
+
+
+def cached_lengths() -> int:
+    """How many lengths have their ``Struct`` kept now (at most :data:`CACHE_SIZE`)."""
+    return len(_cache)
 
 
 def plain_run(buf: Any, off: int, n: int, floor: int | None, max_frame_size: int,
