@@ -121,19 +121,16 @@ class BatchRunner(HandlerRunner):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._batches: deque[Batch] = deque()
-        self._waiting = 0  # messages in self._batches
+        #: reads waiting for an async handler: (messages, payload bytes); their batch is
+        #: made when it is handed over (what expired meanwhile is left out then)
+        self._reads: deque[tuple[list[Received], int]] = deque()
+        self._waiting = 0  # messages in self._reads
 
     def deliver(self, msgs: list[Received], nbytes: int) -> None:
-        conn = self.conn
-        if Message in map(type, msgs):  # not all plain payloads (C-speed scan)
-            batch = self._mixed(msgs)
+        if not self.is_async:
+            batch = self._batch(msgs, nbytes)
             if batch is None:
                 return
-        else:
-            batch = Batch(conn.id, conn.transport_name, conn.peer_address, conn.identity,
-                          msgs, nbytes)  # type: ignore[arg-type]  # all bytes: checked
-        if not self.is_async:
             try:
                 self.handler(batch)
             except Exception as exc:  # the user's bug must not kill the connection
@@ -142,7 +139,7 @@ class BatchRunner(HandlerRunner):
             else:
                 self._answer_rest(batch, None)
             return
-        self._batches.append(batch)
+        self._reads.append((msgs, nbytes))
         self._waiting += len(msgs)
         if self._waiting > self.max_backlog and not self._paused:
             self._paused = True
@@ -152,6 +149,14 @@ class BatchRunner(HandlerRunner):
                 self._run(), name=f"objtransport-batch-handler-{self.conn_id}")
             self.tasks.add(self._task)
             self._task.add_done_callback(self.tasks.discard)
+
+    def _batch(self, msgs: list[Received], nbytes: int) -> Batch | None:
+        """The batch handed over now (None: every message had expired)."""
+        if Message in map(type, msgs):  # not all plain payloads (a scan at C speed)
+            return self._mixed(msgs)
+        conn = self.conn
+        return Batch(conn.id, conn.transport_name, conn.peer_address, conn.identity,
+                     msgs, nbytes)  # type: ignore[arg-type]  # all bytes: checked
 
     def _mixed(self, msgs: list[Received]) -> Batch | None:
         """A batch with full messages among the payloads: expired ones are left out (a
@@ -187,19 +192,21 @@ class BatchRunner(HandlerRunner):
                 r.error(msg, ReplyStatus.NO_RESPONDER, "the batch handler did not reply")
 
     async def _run(self) -> None:
-        batches = self._batches
+        reads = self._reads
         handler: Callable[[Batch], Awaitable[Any]] = self.handler
         try:
-            while batches:
-                batch = batches.popleft()
-                try:
-                    await handler(batch)
-                except Exception as exc:
-                    self._answer_rest(batch, exc)
-                    self._failed(exc)
-                else:
-                    self._answer_rest(batch, None)
-                self._waiting -= len(batch)
+            while reads:
+                msgs, nbytes = reads.popleft()
+                batch = self._batch(msgs, nbytes)
+                if batch is not None:
+                    try:
+                        await handler(batch)
+                    except Exception as exc:
+                        self._answer_rest(batch, exc)
+                        self._failed(exc)
+                    else:
+                        self._answer_rest(batch, None)
+                self._waiting -= len(msgs)
                 if self._paused and self._waiting <= self.max_backlog // 2:
                     self._paused = False
                     self.flow(False)
