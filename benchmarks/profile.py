@@ -6,6 +6,7 @@ slows Python code 1.5-2x, so read the shares, not the rates.
 
     .venv/bin/python -m benchmarks.profile --size 64 --count 300000 --top 15
     .venv/bin/python -m benchmarks.profile --sender send_many
+    .venv/bin/python -m benchmarks.profile --batch          # the receiver takes Batches
     .venv/bin/python -m benchmarks.profile --transport websocket --count 500000
     .venv/bin/python -m benchmarks.profile --transport grpc --framing raw --count 20000
     .venv/bin/python -m benchmarks.profile --transport udp --count 400000
@@ -47,8 +48,11 @@ def _profiled(target: Callable[..., Any], args: tuple[Any, ...], top: int, loop:
     out.send(s.getvalue())
 
 
-def _recv(pipe: Connection, size: int, count: int, transport: str = "tcp") -> None:
-    if transport == "udp":
+def _recv(pipe: Connection, size: int, count: int, transport: str = "tcp",
+          batch: bool = False) -> None:
+    if batch:
+        w.recv_objtransport_batch(pipe, size, count)
+    elif transport == "udp":
         wu.recv_objtransport(pipe, size, count)
     else:
         w.recv_objtransport(pipe, size, count, transport)
@@ -95,6 +99,8 @@ def main() -> None:
     ap.add_argument("--sender", default="send_data", choices=sorted(SENDERS))
     ap.add_argument("--transport", default="tcp", choices=("tcp", "websocket", "grpc", "udp"))
     ap.add_argument("--framing", default="native", choices=("native", "raw"))
+    ap.add_argument("--batch", action="store_true",
+                    help="the receiver's handler takes one Batch per read (TCP)")
     ap.add_argument("--pingpong", type=int, default=0, metavar="N",
                     help="profile N round trips of 64 B instead")
     a = ap.parse_args()
@@ -104,7 +110,8 @@ def main() -> None:
     pr, pc = CTX.Pipe()
     rr, rc = CTX.Pipe()
     recv = CTX.Process(target=_profiled,
-                       args=(_recv, (pc, a.size, a.count, a.transport), a.top, a.loop, rc),
+                       args=(_recv, (pc, a.size, a.count, a.transport, a.batch), a.top,
+                             a.loop, rc),
                        daemon=True)
     recv.start()
     port = pr.recv()
