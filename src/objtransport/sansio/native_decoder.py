@@ -108,7 +108,10 @@ class NativeDecoder(DecoderBase):
         off = 0
         pending = len(self._pending)
         if pending:
-            need = _unpack_len(self._pending)[0] + 4 - pending if pending >= 4 else 0
+            # what is pending starts a frame: its length (with the read's first bytes)
+            head = self._pending if pending >= 4 else (
+                self._pending + bytes(view[:4]) if nbytes >= 4 else b"")
+            need = _unpack_len(head)[0] + 4 - pending if head else 0
             if need <= 0 or need > nbytes or need >= DIRECT_THRESHOLD:
                 self.feed(view[:nbytes])
                 return
