@@ -18,6 +18,7 @@ EXPECTED = {
     "TransportError", "TransportKind", "TransportMetrics", "UnsupportedTransport", "__version__",
     "Event", "events", "ListenError", "ReceiveTimeout", "WorkerPool", "serve",
     "NoResponder", "RequestCancelled", "RequestTimeout", "UnsupportedFeature",
+    "Batch",  # issue 17: what a batch handler gets (listen(..., batch=True))
 }
 
 

@@ -231,10 +231,13 @@ async def test_tls_handshake_deadline_cuts_stalled_handshakes_and_frees_their_sl
         await eventually(lambda: listener.accepted == 6)
         assert listener.refused == 0
         cuts = await asyncio.gather(*(_cut_after(c) for c in stalled))
-        assert max(cuts) < deadline + 0.5, cuts  # measured: 0.50 s
-        await eventually(lambda: not listener.connections, timeout=deadline + 1.0)
+        # the claim is "cut and freed", against asyncio's 60 s and never: the bounds leave
+        # room for a loaded machine (measured 0.50 s and 0.55 s when quiet; 1.11 s freed
+        # at load 9)
+        assert max(cuts) < deadline + 2.0, cuts
+        await eventually(lambda: not listener.connections, timeout=deadline + 2.0)
         freed = loop.time() - start
-        assert freed < deadline + 0.5, freed  # measured: 0.55 s
+        assert freed < deadline + 2.0, freed
     finally:
         await _close_all(stalled)
     good = await net.connect("127.0.0.1", listener.port, ssl_context=tls.client_ctx)
