@@ -24,3 +24,29 @@ def test_a_mixed_batch_keeps_full_messages_in_their_place() -> None:
     assert not b.plain
     assert b.messages[1] is req and b.messages[2] is text and b.messages[0].data == b"a"
     assert b.requests == [req]
+
+
+class _Conn:
+    transport_name = "tcp"
+    peer_address = ("127.0.0.1", 1)
+    identity = None
+
+
+def test_the_inbox_gives_many_in_turn_and_resumes_reading_at_half() -> None:
+    from objtransport.inbox import Inbox
+
+    flow: list[bool] = []
+    inbox = Inbox(max_messages=4, max_bytes=1 << 20)
+    inbox.register(1, flow.append, _Conn())
+    inbox.register(2, None, _Conn())
+    inbox.put_many(1, [b"a1", b"a2", b"a3", b"a4", b"a5"], 10)  # over 4: pause
+    inbox.put_many(2, [b"b1", Message(b"b2", 2, "tcp", None, stream=3)], 4)
+    assert flow == [True]
+    first = inbox.get_many_nowait(None, 3)  # connection 1 first, at most 3
+    assert [(m.conn_id, m.data) for m in first] == [(1, b"a1"), (1, b"a2"), (1, b"a3")]
+    assert flow == [True, False]  # 2 left of 5: at most half of 4
+    rest = inbox.get_many_nowait(None, 10)  # then connection 2, then 1 again
+    assert [(m.conn_id, m.data) for m in rest] == [(2, b"b1"), (2, b"b2"), (1, b"a4"),
+                                                  (1, b"a5")]
+    assert rest[1].stream == 3 and rest[0].transport == "tcp" and inbox.size == 0
+    assert inbox.get_many_nowait(None, 10) == [] and inbox.get_many_nowait(2, 10) == []
