@@ -91,7 +91,9 @@ async def test_a_vanished_peer_is_dropped_after_the_idle_timeout(pem: Pem) -> No
 @pytest.mark.parametrize("framing", ["native", "raw"])
 async def test_keepalive_keeps_an_idle_connection_open(pem: Pem, framing: str) -> None:
     got: asyncio.Queue[Message] = asyncio.Queue()
-    opts = {"keepalive_interval": 0.1, "pong_timeout": 0.2}
+    # pong_timeout 0.6 s: a loaded machine (load 9) stalled a PONG past 0.2 s once; the idle
+    # timeout is keepalive + pong_timeout = 0.7 s
+    opts = {"keepalive_interval": 0.1, "pong_timeout": 0.6}
     async with NetworkTransport(timeout=5.0, **opts) as server, NetworkTransport(  # type: ignore[arg-type]
             timeout=5.0, **opts) as client:  # type: ignore[arg-type]
         listener = await server.listen("127.0.0.1", 0, transport="quic", framing="auto",
@@ -99,11 +101,11 @@ async def test_keepalive_keeps_an_idle_connection_open(pem: Pem, framing: str) -
         conn = await client.connect("127.0.0.1", listener.port, transport="quic",
                                     framing=framing, **pem.client)
         link = client._conns[conn].link  # noqa: SLF001
-        # idle for 10 keepalive intervals: more than three idle timeouts of 0.3 s
+        # idle for 25 keepalive intervals: more than three idle timeouts of 0.7 s
         if framing == "raw":
-            await eventually(lambda: link.quic_pings >= 10, timeout=5)
+            await eventually(lambda: link.quic_pings >= 25, timeout=20)
         else:
-            await eventually(lambda: link.session.pings_sent >= 10, timeout=5)
+            await eventually(lambda: link.session.pings_sent >= 25, timeout=20)
         assert client._conns[conn].link is link  # noqa: SLF001  (never reconnected)
         await client.send_data(conn, b"alive")
         assert (await asyncio.wait_for(got.get(), 5)).data == b"alive"
