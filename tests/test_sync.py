@@ -183,3 +183,85 @@ def test_the_readme_sync_example_runs() -> None:
                           timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "b'HELLO'"
+
+
+def test_messages_fetches_ahead_and_leaving_the_loop_loses_nothing() -> None:
+    with NetworkTransport() as server, NetworkTransport() as client:
+        listener = server.listen("127.0.0.1", 0)
+        a = client.connect("127.0.0.1", listener.port)
+        b = client.connect("127.0.0.1", listener.port)
+        for i in range(300):
+            client.send_data(a, b"a%d" % i)
+            client.send_data(b, b"b%d" % i)
+        client.flush(a, timeout=10.0)
+        client.flush(b, timeout=10.0)
+        got: list[bytes] = []
+        for n, msg in enumerate(server.messages()):  # fetches up to 256, left after 7
+            got.append(msg.data)
+            if n == 6:
+                break
+        got.append(server.receive(timeout=5.0).data)  # the kept ones come first
+        got += [m.data for m in server.receive_many(max_messages=50, timeout=5.0)]
+        for n, msg in enumerate(server.messages()):
+            got.append(msg.data)
+            if n == 99:
+                break
+        deadline = time.monotonic() + 20
+        while len(got) < 600 and time.monotonic() < deadline:
+            got += [m.data for m in server.receive_many(timeout=5.0)]
+        assert sorted(got) == sorted([b"a%d" % i for i in range(300)]
+                                     + [b"b%d" % i for i in range(300)])
+        for prefix in (b"a", b"b"):  # each connection's messages in their order
+            mine = [d for d in got if d.startswith(prefix)]
+            assert mine == [prefix + b"%d" % i for i in range(300)]
+
+
+def test_messages_of_one_connection_skip_the_others_kept_for_later() -> None:
+    with NetworkTransport() as server, NetworkTransport() as client:
+        listener = server.listen("127.0.0.1", 0)
+        a = client.connect("127.0.0.1", listener.port)
+        b = client.connect("127.0.0.1", listener.port)
+        client.send_data(a, b"a0")
+        first = server.receive(timeout=5.0)  # a's id on the server side
+        for i in range(1, 20):
+            client.send_data(b, b"b%d" % i)
+            client.send_data(a, b"a%d" % i)
+        client.flush(a, timeout=10.0)
+        client.flush(b, timeout=10.0)
+        deadline = time.monotonic() + 10
+        while server.get_metrics().messages_received < 39 and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling the loop thread's progress, bounded
+        seen = []
+        for msg in server.messages():  # prefetches both connections' messages
+            seen.append(msg.data)
+            break
+        rest_a = []
+        while len(rest_a) + len([d for d in seen if d.startswith(b"a")]) < 19:
+            rest_a += [m.data for m in server.receive_many(first.conn_id, timeout=5.0)]
+        a_got = [d for d in seen if d.startswith(b"a")] + rest_a
+        assert a_got == [b"a%d" % i for i in range(1, 20)]
+        b_got = [d for d in seen if d.startswith(b"b")]
+        while len(b_got) < 19:
+            b_got += [m.data for m in server.receive_many(timeout=5.0)]
+        assert b_got == [b"b%d" % i for i in range(1, 20)]
+
+
+def test_a_batch_handler_through_the_blocking_api() -> None:
+    batches: list[int] = []
+    payloads: list[bytes] = []
+
+    def on_batch(batch: object) -> None:
+        batches.append(len(batch.payloads))  # type: ignore[attr-defined]
+        payloads.extend(batch.payloads)  # type: ignore[attr-defined]
+
+    with NetworkTransport() as server, NetworkTransport() as client:
+        listener = server.listen("127.0.0.1", 0, handler=on_batch, batch=True)
+        conn = client.connect("127.0.0.1", listener.port)
+        for i in range(200):
+            client.send_nowait(conn, b"%d" % i)
+        client.flush(conn, timeout=10.0)
+        deadline = time.monotonic() + 10
+        while len(payloads) < 200 and time.monotonic() < deadline:
+            time.sleep(0.01)  # polling the loop thread's progress, bounded
+        assert payloads == [b"%d" % i for i in range(200)]
+        assert sum(batches) == 200 and len(batches) < 200  # more than one per call

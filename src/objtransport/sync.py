@@ -50,6 +50,7 @@ from .params import (
 from .sansio.events import Message
 from .sansio.headers import HeaderValue
 from .service import TransportMetrics
+from .sync_prefetch import PREFETCH, Prefetched
 
 __all__ = ["NetworkTransport"]
 
@@ -124,6 +125,8 @@ class NetworkTransport:
         self._closed = False
         #: calls waiting for the loop thread (cancelled if the instance closes under them)
         self._calls: set[concurrent.futures.Future[Any]] = set()
+        #: what messages() fetched ahead and has not handed out (sync_prefetch.py)
+        self._prefetched = Prefetched()
 
         async def make() -> service.NetworkTransport:
             return await service.NetworkTransport(transport=transport, **options).start()
@@ -188,18 +191,20 @@ class NetworkTransport:
     # -- the API -----------------------------------------------------------------------------
     def listen(self, host: str = "127.0.0.1", port: int = 0, *,
                transport: TransportArg = "tcp", handler: Handler | None = None,
-               framing: FramingName = "native", **options: Unpack[ListenOptions]) -> Listener:
+               framing: FramingName = "native", batch: bool = False,
+               **options: Unpack[ListenOptions]) -> Listener:
         """Start a listener (read its port from ``.port``). ``handler`` runs in the loop
-        thread; for a request, the bytes it returns are the reply."""
+        thread; for a request, the bytes it returns are the reply. ``batch=True``: it is
+        called once per read with a :class:`~objtransport.Batch`."""
         return self._call(self._net.listen(host, port, transport=transport, handler=handler,
-                                           framing=framing, **options))
+                                           framing=framing, batch=batch, **options))
 
     def connect(self, host: str, port: int, *, transport: TransportArg = "tcp",
                 framing: ClientFraming = "native", handler: Handler | None = None,
-                **options: Unpack[ConnectOptions]) -> int:
+                batch: bool = False, **options: Unpack[ConnectOptions]) -> int:
         """Open a connection; returns its id."""
         return self._call(self._net.connect(host, port, transport=transport, framing=framing,
-                                            handler=handler, **options))
+                                            handler=handler, batch=batch, **options))
 
     def disconnect(self, conn_id: int, timeout: float | None = None) -> None:
         self._call(self._net.disconnect(conn_id, timeout))
@@ -265,17 +270,41 @@ class NetworkTransport:
     def receive(self, conn_id: int | None = None, timeout: float | None = None) -> Message:
         """The next message (from any connection, or ``conn_id``); ``ReceiveTimeout``
         after ``timeout`` seconds (None: wait for ever)."""
+        kept = self._prefetched.take(conn_id, 1)
+        if kept:
+            return kept[0]
         return self._call(self._net.receive(conn_id, timeout))
 
+    def receive_many(self, conn_id: int | None = None, max_messages: int = 1000,
+                     timeout: float | None = None) -> list[Message]:
+        """The messages waiting (at least one, at most ``max_messages``) in one call: the
+        cheap way to receive many (see the async ``receive_many``)."""
+        kept = self._prefetched.take(conn_id, max_messages)
+        if kept:
+            return kept
+        return self._call(self._net.receive_many(conn_id, max_messages, timeout))
+
     def messages(self, conn_id: int | None = None) -> Iterator[Message]:
-        """``for msg in net.messages():`` until the instance is closed."""
+        """``for msg in net.messages():`` until the instance is closed. It takes what is
+        waiting (up to 256 messages) in one call to the loop thread and yields them one by
+        one; those not yet yielded when the loop is left are kept for the next
+        :meth:`receive`, :meth:`receive_many` or :meth:`messages`."""
+        prefetched = self._prefetched
         while not self._closed:
-            try:
-                yield self.receive(conn_id)
-            except (ServiceNotRunning, TransportError):
-                if self._closed or not self._net_running():
-                    return
-                raise
+            msgs = prefetched.take(conn_id, PREFETCH)
+            if not msgs:
+                try:
+                    msgs = self._call(self._net.receive_many(conn_id, PREFETCH))
+                except (ServiceNotRunning, TransportError):
+                    if self._closed or not self._net_running():
+                        return
+                    raise
+            for i, msg in enumerate(msgs):
+                try:
+                    yield msg
+                except GeneratorExit:
+                    prefetched.keep(msgs[i + 1:])  # left early: the rest is not lost
+                    raise
 
     def _net_running(self) -> bool:
         return not self._closed and self._thread.is_alive()
