@@ -56,10 +56,16 @@ def encode_frames(chunks: Sequence[bytes | bytearray | memoryview]) -> bytes:
     return b"".join([frames_header(size), *chunks])
 
 
+#: the tag and one-byte length of a payload under 128 bytes, by size
+_SMALL_PAYLOAD = [bytes((_PAYLOAD, n)) for n in range(0x80)]
+
+
 def encode_payload(data: bytes | bytearray | memoryview, text: bool = False) -> bytes:
     """An Envelope holding one application message (raw mode). An empty payload is omitted,
     as protobuf omits default values."""
     size = len(data)
+    if 0 < size < 0x80 and not text:
+        return _SMALL_PAYLOAD[size] + data
     parts: list[bytes | bytearray | memoryview] = []
     if size:
         parts = [bytes((_PAYLOAD,)) + _varint(size), data]
@@ -86,9 +92,24 @@ def _read_varint(data: bytes, pos: int, end: int) -> tuple[int, int]:
 def decode_envelope(data: bytes) -> tuple[memoryview | bytes, memoryview | bytes, bool]:
     """``(payload, frames, text)`` of one serialized Envelope; absent fields are empty.
 
-    The byte fields are views into ``data`` (no copy); call ``bytes()`` on one to keep it.
+    ``frames`` is a view into ``data`` (no copy), ``payload`` a view or a copy: call
+    ``bytes()`` on either to keep it (no copy when it is one already).
     """
     end = len(data)
+    if end > 1 and (data[0] == _PAYLOAD or data[0] == _FRAMES):
+        # the common Envelope: one bytes field with a length of one or two bytes
+        n = data[1]
+        pos = 2
+        if n >= 0x80:
+            if end > 2 and data[2] < 0x80:
+                n = (n & 0x7F) | (data[2] << 7)
+                pos = 3
+            else:
+                pos = 0  # a longer length: the general path below
+        if pos and pos + n == end:
+            if data[0] == _PAYLOAD:
+                return data[pos:], b"", False
+            return b"", memoryview(data)[pos:], False
     view = memoryview(data)
     payload: memoryview | bytes = b""
     frames: memoryview | bytes = b""
