@@ -444,6 +444,40 @@ async def test_answers_written_by_the_reader_keep_order_with_the_writer_task(
     assert [m for m in got if m.startswith(b"s")] == [b"s%d" % i for i in range(n)]
 
 
+async def test_raw_lone_sends_survive_their_senders_being_cancelled(
+        net: NetworkTransport) -> None:
+    """Raw mode writes a message queued on an idle link from the sender's own step, but the
+    sender does not await that write: grpc.aio would cancel the whole call if the task
+    awaiting a write were cancelled. Each sender here is cancelled while its message is
+    still being written; the call stays up and every message comes back, in order."""
+    listener = await echo_listener(net)
+    conn = await net.connect("127.0.0.1", listener.port, framing="raw", **G)
+    n = 60
+    parked = asyncio.Event()  # never set: a sender waits here until it is cancelled
+
+    async def sender(i: int) -> None:
+        await net.send_data(conn, b"m%d" % i)
+        await parked.wait()
+
+    for i in range(n):
+        task = asyncio.create_task(sender(i))
+        await asyncio.sleep(0)  # it queued (the write is under way) and is parked now
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if i % 3 == 0:  # now and then a burst: the writer task takes the rest in order
+            for j in range(5):
+                await net.send_data(conn, b"b%d.%d" % (i, j))
+    expected = []
+    for i in range(n):
+        expected.append(b"m%d" % i)
+        if i % 3 == 0:
+            expected += [b"b%d.%d" % (i, j) for j in range(5)]
+    got = [(await net.receive(conn, timeout=10.0)).data for _ in range(len(expected))]
+    assert got == expected
+    assert net.connection_info(conn).state == "connected"
+
+
 # -- health ---------------------------------------------------------------------------------------
 
 async def test_health_check_answers_serving_then_not_serving(net: NetworkTransport) -> None:

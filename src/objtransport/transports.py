@@ -28,7 +28,7 @@ def _websocket() -> Driver | None:
 
 def _grpc() -> Driver | None:
     try:
-        from .drivers.grpc import GrpcDriver
+        from .drivers.grpc_driver import GrpcDriver
     except ImportError:  # `grpcio` is not installed
         return None
     return GrpcDriver()

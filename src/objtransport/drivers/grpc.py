@@ -17,60 +17,50 @@ Names, sizes, status mapping, credentials and options live in :mod:`.grpc_config
 Envelopes are encoded and decoded by hand (:mod:`objtransport.sansio.envelope`): no protoc,
 no generated code, and no protobuf object per message. A reader and a writer per link (owned
 by it; the reader writes a small carrier's answers itself, between reads, as a plain gRPC
-handler does) and one ``loop.call_at`` timer at the session's deadline. Each client link has
-a channel of its own (``grpc.use_local_subchannel_pool``), so each connection attempt is a
-real connect that objtransport's backoff and breaker see. The listener side (the server,
-``grpc.health.v1.Health``, refusals, token checks) lives in :mod:`.grpc_listener`. gRPC
-status codes and exceptions are mapped into the objtransport tree (here and in the listener)
-and never reach the caller.
+handler does; in raw mode a message queued on an idle link is written from the sender's own
+step, see :mod:`.eager`) and one ``loop.call_at`` timer at the session's deadline. Each
+client link has a channel of its own (``grpc.use_local_subchannel_pool``), so each
+connection attempt is a real connect that objtransport's backoff and breaker see. Opening a
+call and serving live in :mod:`.grpc_driver`, the listener side (the server,
+``grpc.health.v1.Health``, refusals, token checks) in :mod:`.grpc_listener`. gRPC status
+codes and exceptions are mapped into the objtransport tree (here, in the driver and in the
+listener) and never reach the caller.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import ssl as ssl_module
 from collections.abc import Callable
 from time import monotonic
 from typing import Any
 
 import grpc
 
-from ..auth import AUTH_OPTIONS, bearer_header
-from ..config import Options, TransportKind
-from ..exceptions import AuthenticationError, ConnectError, ProtocolError, TransportError
+from ..exceptions import ProtocolError
 from ..logfields import log_fields
 from ..sansio.core import AnySession
 from ..sansio.envelope import decode_envelope, encode_payload
 from ..sansio.framing import GoAwayCode
-from ..sansio.message import MessageSession
+from . import eager
 from .base import LinkParts
 from .grpc_config import (
-    AUTHORIZATION,
     CARRIER_MAX,
     CARRIER_START,
     FRAMING_KEY,
     LOST,
     METHOD,
-    NATIVE,
-    NATIVE_METADATA,
     OK,
     SERVICE,
-    TLS_OPTIONS,
     carriers,
-    channel_options,
-    client_credentials,
-    describe_rpc_error,
-    framing_of,
     status_for_close,
 )
-from .grpc_listener import GrpcServer, listen
+from .grpc_listener import GrpcServer
 from .message_link import MessageLink
 
-__all__ = ["CARRIER_MAX", "FRAMING_KEY", "METHOD", "SERVICE", "GrpcDriver", "GrpcLink",
+__all__ = ["CARRIER_MAX", "FRAMING_KEY", "METHOD", "SERVICE", "GrpcLink",
            "GrpcServer"]
 
-_UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
 #: a carrier up to this size is answered by the reader itself (interactive traffic); a
 #: larger one, and a larger answer, go through the writer task (bulk)
 _ANSWER_MAX = 16 * 1024
@@ -103,6 +93,8 @@ class GrpcLink(MessageLink):
         self._owed = False
         if self.native:  # the budget per Envelope: doubling per Envelope up to CARRIER_MAX
             self.carrier_max = CARRIER_START
+        #: raw: a message queued on an idle link is written at once (see ``_on_wake``)
+        self._eager = self._msession is not None
 
     # -- running ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -157,7 +149,9 @@ class GrpcLink(MessageLink):
                 now = monotonic()
                 payload, frames, text = decode_envelope(data)
                 if msession is not None:
-                    msgs = msession.receive_message(bytes(payload), text, now)
+                    if type(payload) is not bytes:
+                        payload = bytes(payload)
+                    msgs = msession.receive_message(payload, text, now)
                 else:
                     msgs = session.receive_data(frames, now)
                 if self.receive_bucket is not None:
@@ -253,6 +247,10 @@ class GrpcLink(MessageLink):
     def _on_wake(self) -> None:
         if self._delivering:
             self._owed = True  # the reader writes it once the delivery is over
+        elif self._eager and not self._write_lock.locked() and not self._wake.is_set():
+            # raw: a lone message on an idle link is written from here, in the sender's
+            # step (no wake-up of the writer task); what is queued meanwhile waits for it
+            eager.start(self._write_now(), self.loop)
         else:
             self._kick()
 
@@ -260,10 +258,12 @@ class GrpcLink(MessageLink):
         self._on_wake()
 
     async def _write_now(self) -> None:
-        """The reader writes what a small carrier's delivery queued (a reply, an ACK, a
-        PONG) itself, as a plain gRPC handler writes between reads: no wake-up of the
-        writer task, one task hop less per answer. Only a small batch, with the writer idle
-        and no pacing; else (and for what is left) the writer task is woken as usual."""
+        """Write a small batch without the writer task: the reader awaits it for what a
+        small carrier's delivery queued (a reply, an ACK, a PONG), as a plain gRPC handler
+        writes between reads; in raw mode a sender starts it (:func:`.eager.start`) for a
+        message queued on an idle link. One task hop less per message. Only a small batch,
+        with the writer idle and no pacing; else (and for what is left) the writer task is
+        woken as usual. Everything written goes under ``_write_lock``, in queue order."""
         session = self.session
         if (self._write_lock.locked() or self._wake.is_set() or self.pacer.buckets
                 or session.closed or session.scheduler.pending_bytes > _ANSWER_MAX):
@@ -363,116 +363,6 @@ class GrpcLink(MessageLink):
             self._call.cancel()
         elif not self._end.done():
             self._end.set_result(None)
-
-
-class GrpcDriver:
-    """``transport="grpc"``: native or raw per call, plaintext or TLS (PEM options)."""
-
-    kind = TransportKind.GRPC
-    extra_options: frozenset[str] = TLS_OPTIONS | AUTH_OPTIONS
-    #: ``listen(reuse_port=True)``: grpc's own ``grpc.so_reuseport`` (off otherwise)
-    reuse_port = True
-
-    async def open(self, host: str, port: int, parts: LinkParts,
-                   ssl_context: ssl_module.SSLContext | None, options: Options,
-                   server_hostname: str | None) -> GrpcLink:
-        """Open a channel and the ``Connect`` call, then wait for the session handshake
-        (native). Raises ``ConnectError`` naming the endpoint and the reason: refused, TLS,
-        timed out, a server that does not serve the method, or one that does not answer
-        in native mode."""
-        endpoint = f"{f'[{host}]' if ':' in host else host}:{port}"
-        native = parts.native is not False
-        creds = client_credentials(ssl_context, parts.extra)
-        opts = channel_options(options, native, server_hostname)
-        channel = (grpc.aio.secure_channel(endpoint, creds, opts) if creds is not None
-                   else grpc.aio.insecure_channel(endpoint, opts))
-        call: Any = None
-        link: GrpcLink | None = None
-        stage = "connecting"
-        metadata = list(NATIVE_METADATA) if native else []
-        token = parts.extra.get("token")
-        if token is not None:
-            metadata.append((AUTHORIZATION, bearer_header(token)))
-        try:
-            async with asyncio.timeout(options.timeout):
-                call = channel.stream_stream(METHOD)(
-                    metadata=tuple(metadata) or None, wait_for_ready=False)
-                try:
-                    await call.wait_for_connection()
-                except grpc.aio.AioRpcError as exc:
-                    if native or exc.code() in LOST or exc.code() is _UNAUTHENTICATED:
-                        raise
-                    # raw: the server answered, and its status ended the call already;
-                    # as when it comes a moment later, the link reports it (not a raise)
-                if native:
-                    # the HELLO waits for the listener's answer: a call it refused (full,
-                    # closing) is never written to, as grpc's aio client reports a write
-                    # that races the end of the call as INTERNAL, hiding the real status
-                    stage = ("waiting for the listener's answer (a plain gRPC server? "
-                             "connect with framing='raw')")
-                    await self._check_native(call, endpoint)
-                session: AnySession = parts.make_session(native)
-                if not native:
-                    session = MessageSession.like(session, monotonic(),
-                                                  keepalive=False)
-                link = GrpcLink(session, parts, (host, port), call=call, channel=channel)
-                link.start()  # a native client speaks first: its HELLO goes out now
-                stage = "in the session handshake"
-                await asyncio.shield(link.ready)
-            return link
-        except grpc.aio.AioRpcError as exc:
-            await _abandon(channel, call, link)
-            raise _connect_error(endpoint, exc.code(), exc.details() or "") from exc
-        except TimeoutError as exc:
-            await _abandon(channel, call, link)
-            raise ConnectError(endpoint, f"timed out {stage}") from exc
-        except TransportError as exc:
-            await _abandon(channel, call, link)
-            if isinstance(exc, ConnectError):
-                raise
-            raise ConnectError(endpoint, f"handshake failed: {exc}") from exc
-        except BaseException:
-            await _abandon(channel, call, link)
-            raise
-
-    @staticmethod
-    async def _check_native(call: Any, endpoint: str) -> None:
-        metadata = await call.initial_metadata()
-        if framing_of(metadata) == NATIVE:
-            return
-        # not objtransport: a status may be on its way (e.g. UNIMPLEMENTED) and says more
-        status = asyncio.ensure_future(call.code())
-        await asyncio.wait([status], timeout=0.25)
-        if not status.done():
-            status.cancel()
-        elif status.result() is not OK:
-            raise _connect_error(endpoint, status.result(), await call.details() or "")
-        raise ConnectError(endpoint, "the server did not answer in native mode (a plain "
-                           "gRPC server? connect with framing='raw')")
-
-    async def serve(self, host: str, port: int, accept: Callable[[], LinkParts | None],
-                    ssl_context: ssl_module.SSLContext | None, options: Options,
-                    extra: dict[str, Any]) -> GrpcServer:
-        """Serve ``Transport/Connect`` and the health service on ``host:port`` (0: any free
-        port). Each call is native when its metadata asks for it, raw otherwise (see
-        :func:`.grpc_listener.listen`)."""
-        return await listen(host, port, accept, ssl_context, options, extra, GrpcLink)
-
-
-def _connect_error(endpoint: str, code: grpc.StatusCode, details: str) -> ConnectError:
-    if code is _UNAUTHENTICATED:
-        return AuthenticationError(endpoint, f"authentication refused ({details})")
-    return ConnectError(endpoint, describe_rpc_error(code, details))
-
-
-async def _abandon(channel: grpc.aio.Channel, call: Any, link: GrpcLink | None) -> None:
-    """A connect failed: drop the call (the link's task closes the channel) or the channel."""
-    if link is not None:
-        link.abort()
-        return
-    if call is not None:
-        call.cancel()
-    await channel.close()
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
