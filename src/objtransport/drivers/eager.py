@@ -13,7 +13,9 @@ drop the connection and everything queued on it).
 
 The coroutine must catch what it can raise (an exception escaping it is logged, a
 ``CancelledError`` is dropped) and must only await asyncio futures (or ``await`` nothing:
-a bare yield resumes it in the next loop turn).
+a bare yield resumes it in the next loop turn). It runs outside any task, so nothing in it
+may need the current task (``asyncio.timeout``, ``asyncio.current_task()``): its first step
+runs inside the caller's task, the others in no task at all.
 """
 
 from __future__ import annotations

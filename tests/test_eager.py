@@ -1,0 +1,89 @@
+"""drivers/eager.py: a coroutine started at once and driven from the futures it waits on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from objtransport.drivers import eager
+
+
+async def test_runs_in_the_callers_step_then_on_from_each_future() -> None:
+    loop = asyncio.get_running_loop()
+    first: asyncio.Future[int] = loop.create_future()
+    second: asyncio.Future[int] = loop.create_future()
+    steps: list[object] = []
+    finished = asyncio.Event()
+
+    async def work() -> None:
+        steps.append("started")
+        steps.append(await first)
+        await asyncio.sleep(0)  # a bare yield: the next loop turn
+        steps.append(await second)
+        finished.set()
+
+    eager.start(work(), loop)
+    assert steps == ["started"]  # before the caller gave up its step
+    first.set_result(1)
+    second.set_result(2)
+    await asyncio.wait_for(finished.wait(), 5)
+    assert steps == ["started", 1, 2]
+
+
+async def test_cancelling_the_starting_task_does_not_reach_the_coroutine() -> None:
+    """The caller's task is only where the coroutine started: cancelling it later leaves
+    the coroutine waiting for its own future (a grpc write would cancel the call)."""
+    loop = asyncio.get_running_loop()
+    waited: asyncio.Future[str] = loop.create_future()
+    ended: asyncio.Future[str] = loop.create_future()
+
+    async def work() -> None:
+        try:
+            ended.set_result(await waited)
+        except asyncio.CancelledError:
+            ended.set_result("cancelled")
+            raise
+
+    async def caller() -> None:
+        eager.start(work(), loop)
+        await asyncio.Event().wait()  # parked until cancelled
+
+    task = asyncio.create_task(caller())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not waited.cancelled() and not ended.done()
+    waited.set_result("written")
+    assert await asyncio.wait_for(ended, 5) == "written"
+
+
+async def test_an_escaping_error_is_logged_and_a_cancelled_wait_ends_quietly(
+        caplog: pytest.LogCaptureFixture) -> None:
+    loop = asyncio.get_running_loop()
+    failing: asyncio.Future[None] = loop.create_future()
+    cancelled: asyncio.Future[None] = loop.create_future()
+    done = asyncio.Event()
+    raised = asyncio.Event()
+
+    async def fails() -> None:
+        await failing
+        raised.set()  # its waiter runs after this step, so after the error is logged
+        raise ValueError("boom")
+
+    async def is_cancelled() -> None:
+        try:
+            await cancelled
+        finally:
+            done.set()
+
+    with caplog.at_level(logging.ERROR, logger="objtransport.drivers"):
+        eager.start(fails(), loop)
+        eager.start(is_cancelled(), loop)
+        failing.set_result(None)
+        cancelled.cancel()
+        await asyncio.wait_for(done.wait(), 5)
+        await asyncio.wait_for(raised.wait(), 5)
+    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [ValueError]
