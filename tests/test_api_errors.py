@@ -111,3 +111,39 @@ async def test_an_unknown_transport_lists_the_supported_ones(net: NetworkTranspo
 
     with pytest.raises(UnsupportedTransport, match="supported: tcp, udp"):
         await net.connect("127.0.0.1", 1, transport="sctp")  # type: ignore[arg-type]
+
+
+async def test_send_data_stays_a_coroutine_errors_and_effects_at_the_await(
+        net: NetworkTransport, server_net: NetworkTransport) -> None:
+    """The fast path of send_data (bytes, an open link, no extras) is the coroutine's
+    body: nothing happens and nothing is raised until it is awaited (so
+    ``run_coroutine_threadsafe`` and ``create_task`` keep working), then its errors are
+    raised at the await."""
+    import asyncio
+    import inspect
+
+    from objtransport import ConnectionNotFound, Message
+    from objtransport.testing import eventually
+
+    got: list[bytes] = []
+
+    def on_message(msg: Message) -> None:
+        got.append(msg.data)
+
+    listener = await server_net.listen("127.0.0.1", 0, handler=on_message)
+    conn = await net.connect("127.0.0.1", listener.port)
+    never = net.send_data(conn, b"not awaited")
+    assert inspect.iscoroutine(never)
+    never.close()  # dropped: nothing was queued
+    missing = net.send_data(conn + 1000, b"x")  # no error yet ...
+    with pytest.raises(ConnectionNotFound):
+        await missing  # ... but at the await
+    not_bytes = net.send_data(conn, "text")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="bytes, bytearray or memoryview"):
+        await not_bytes
+    await asyncio.create_task(net.send_data(conn, b"one"))
+    await net.send_data(conn, b"two", priority="high")
+    await net.send_data(conn, bytearray(b"three"))
+    await net.flush(conn, timeout=5.0)
+    await eventually(lambda: len(got) >= 3)
+    assert sorted(got) == [b"one", b"three", b"two"]

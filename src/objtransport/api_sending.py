@@ -19,6 +19,7 @@ from .api_parts import ServiceParts
 from .codecs import JSON_TYPE, MSGPACK_TYPE, json_bytes, msgpack_bytes
 from .config import Priority
 from .connection import Connection
+from .drivers.base import Link
 from .exceptions import (
     ConnectionNotFound,
     ConnectionNotReady,
@@ -80,6 +81,39 @@ class SendingAPI(ServiceParts):
         ``ConnectionNotFound`` for an unknown id, ``MessageTooLarge`` above
         ``max_message_size``, ``CircuitOpenError`` when the endpoint's circuit is open.
         """
+        conn = self._conns.get(conn_id)
+        # the common case first, in one pass of cheap tests: bytes, a connection with an
+        # open link, no per-message extras; anything else takes the general way below
+        if (conn is not None and type(data) is bytes and headers is None and ttl is None
+                and reliable and not wait_ack):
+            link = conn.link
+            if link is not None and link.session.open and conn.options.compression is None:
+                prio = 2 if priority == "normal" else PRIORITIES.get(priority)
+                if prio is not None:
+                    if link.queue(data, stream, prio, text):
+                        await self._wait_room(conn, link, timeout, prio)
+                    return
+        await self._send_data(conn_id, data, priority, stream, text, timeout, wait_ack,
+                              reliable, headers, ttl)
+
+    async def _wait_room(self, conn: Connection, link: Link, timeout: float | None,
+                         prio: int) -> None:
+        """Backpressure after a message was queued: wait until the link has room again;
+        a ``SendTimeout`` counts as a failure for the endpoint's breaker."""
+        try:
+            await link.wait_writable(self.options.timeout if timeout is None else timeout, prio)
+        except SendTimeout:
+            conn.breaker.record_failure(asyncio.get_running_loop().time())
+            raise
+
+    async def _send_data(self, conn_id: int, data: bytes | bytearray | memoryview,
+                         priority: PriorityArg, stream: int, text: bool,
+                         timeout: float | None, wait_ack: bool, reliable: bool,
+                         headers: Mapping[str, HeaderValue] | None,
+                         ttl: float | None) -> None:
+        """send_data in general: groups, payloads other than bytes, headers, ttl,
+        compression, ``wait_ack``, ``reliable=False``, a link not open (reconnecting), and
+        the errors."""
         if type(data) is not bytes and not isinstance(data, BYTES_LIKE):
             raise not_bytes(data)
         conn = self._conns.get(conn_id)
@@ -119,12 +153,7 @@ class SendingAPI(ServiceParts):
                                   link.last_seq)
             return
         if link.queue(data, stream, prio, text):
-            try:
-                await link.wait_writable(self.options.timeout if timeout is None else timeout,
-                                         prio)
-            except SendTimeout:
-                conn.breaker.record_failure(asyncio.get_running_loop().time())
-                raise
+            await self._wait_room(conn, link, timeout, prio)
 
     async def send_many(self, conn_id: int, datas: Iterable[bytes | bytearray | memoryview],
                         *, priority: PriorityArg = "normal", stream: int = 0,

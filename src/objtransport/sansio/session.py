@@ -29,6 +29,8 @@ from .framing import (
     FRAME_HEADER,
     HEADER_SIZE,
     MAGIC,
+    PLAIN_DATA,
+    PLAIN_HEADER,
     VERSION,
     GoAwayCode,
     encode_goaway,
@@ -44,7 +46,7 @@ from .handshake import (
 from .native_receive import NativeReceiver
 from .raw import RawSession
 from .reliability import ResumeState, Unacked
-from .scheduler import Chunk
+from .scheduler import SEAL, Chunk
 
 __all__ = [
     "ACK_BYTES",
@@ -68,6 +70,7 @@ def detect_native(head: bytes) -> bool:
 
 
 _pack_header = FRAME_HEADER.pack
+_pack_plain = PLAIN_HEADER.pack
 _CONTROL = int(Priority.CONTROL)
 
 
@@ -115,12 +118,14 @@ class NativeSession(NativeReceiver):
             sched = self.scheduler
             if not sched.blocked:
                 buf = sched.small[2]
-                buf += _pack_header(HEADER_SIZE + size, VERSION, 2, 0, 2, 0, seq)
+                buf += _pack_plain(HEADER_SIZE + size, PLAIN_DATA, seq)
                 buf += data
                 sched.pending_bytes += size + 20
+                if len(buf) >= SEAL:
+                    sched.seal(2)
                 return seq
-            sched.push_frame(2, _pack_header(HEADER_SIZE + size, VERSION, 2, 0, 2, 0, seq)
-                             + bytes(data), 0)
+            sched.push_frame(2, _pack_plain(HEADER_SIZE + size, PLAIN_DATA, seq) + bytes(data),
+                             0)
             return seq
         if priority != 2:
             self.other_priority_messages[priority] += 1
@@ -136,6 +141,8 @@ class NativeSession(NativeReceiver):
                 buf += header
                 buf += data
                 sched.pending_bytes += size + 20
+                if len(buf) >= SEAL:
+                    sched.seal(queue)
         else:
             if self._acks and type(data) is not bytes:
                 data = bytes(data)  # kept for a resend: the caller may reuse its buffer
@@ -157,13 +164,15 @@ class NativeSession(NativeReceiver):
         rs.queued = queued = rs.queued + size
         self.bytes_queued += size
         buf = sched.small[2]
-        buf += _pack_header(HEADER_SIZE + size, VERSION, 2, 0, 2, 0, seq)
+        buf += _pack_plain(HEADER_SIZE + size, PLAIN_DATA, seq)
         buf += data
+        if len(buf) >= SEAL:
+            sched.seal(2)
         was = sched.pending_bytes
-        sched.pending_bytes = was + size + 20
+        sched.pending_bytes = pending = was + size + 20
         if not was:
             self.on_wake()
-        return sched.pending_bytes > self.send_high or queued - rs.freed > self._unacked_high
+        return pending > self.send_high or queued - rs.freed > self._unacked_high
 
     def queue_many(self, datas: Iterable[Payload], stream: int = 0, priority: int = 2,
                    text: bool = False) -> bool:
@@ -189,8 +198,8 @@ class NativeSession(NativeReceiver):
         seq = seq0 = rs.next_seq
         buf = sched.small[2]
         start = len(buf)
-        total = 0
-        pack = _pack_header
+        total = sealed = 0  # payload bytes framed; bytes of buffers sealed on the way
+        pack = _pack_plain
         rest: Iterator[Payload] | None = None
         try:
             for data in it:
@@ -198,16 +207,19 @@ class NativeSession(NativeReceiver):
                 if size > limit:
                     rest = chain((data,), it)
                     break
-                buf += pack(HEADER_SIZE + size, VERSION, 2, 0, 2, 0, seq + 1)
+                buf += pack(HEADER_SIZE + size, PLAIN_DATA, seq + 1)
                 buf += data
                 seq += 1
                 total += size
+                if len(buf) >= SEAL and sched.seal(2):
+                    sealed += len(buf)
+                    buf = sched.small[2]
         finally:
-            del buf[start + total + 20 * (seq - seq0):]  # a frame cut by an error
+            del buf[start + total + 20 * (seq - seq0) - sealed:]  # a frame cut by an error
             rs.next_seq = seq
             rs.queued += total
             self.bytes_queued += total
-            sched.pending_bytes += len(buf) - start
+            sched.pending_bytes += len(buf) + sealed - start
         return rest
 
     def expires(self, seq: int, deadline: float) -> None:
