@@ -7,9 +7,7 @@ Inside one class:
 
 * small frames are appended to one growing ``bytearray`` (``small[priority]``): an append
   costs a third of building a ``bytes`` per frame and joining them later, and a loop turn's
-  frames leave in one write. At ``SEAL`` bytes the buffer is sealed (:meth:`seal`) and a new
-  one begins: a ``bytearray`` growing to megabytes is copied at each growth (8 bytes per
-  byte queued, 0.5 us per 1 KiB message), one of 64 KiB stays cheap;
+  frames leave in one write;
 * a large message is a :class:`FragmentJob` that yields one fragment per turn. It waits in a
   queue of its own stream; streams with such items take turns (round robin), and turns
   alternate with the shared small-frame buffer. So a large message on stream 1 does not hold
@@ -26,10 +24,7 @@ from collections import deque
 from .fragmentation import FragmentJob
 from .framing import FLAG_FRAG, FRAME_HEADER, MAGIC
 
-__all__ = ["Chunk", "Item", "PriorityScheduler", "SEAL"]
-
-#: the size at which a small-frame buffer is sealed and a new one begins
-SEAL = 64 * 1024
+__all__ = ["Chunk", "Item", "PriorityScheduler"]
 
 Chunk = bytes | bytearray | memoryview
 #: a buffer of frames, a fragment job, or a group of chunks that must leave together
@@ -145,17 +140,6 @@ class PriorityScheduler:
         q.append(item)
         self._items += 1
         self.pending_bytes += _size(item)
-
-    def seal(self, priority: int) -> bool:
-        """The small-frame buffer of ``priority`` reached ``SEAL``: it waits whole in the
-        class's sealed buffers (they leave first, in order) and a new one begins; False (it
-        keeps growing) while the class has large items, which sealed ones would pass."""
-        cls = self.classes[priority]
-        if cls.rr:
-            return False
-        cls.sealed.append(self.small[priority])
-        self.small[priority] = bytearray()
-        return True
 
     def push_frame(self, priority: int, frame: bytes | bytearray, stream: int = 0) -> None:
         """Queue one small encoded frame, behind the stream's pending large item if any."""

@@ -46,7 +46,7 @@ from .handshake import (
 from .native_receive import NativeReceiver
 from .raw import RawSession
 from .reliability import ResumeState, Unacked
-from .scheduler import SEAL, Chunk
+from .scheduler import Chunk
 
 __all__ = [
     "ACK_BYTES",
@@ -121,8 +121,6 @@ class NativeSession(NativeReceiver):
                 buf += _pack_plain(HEADER_SIZE + size, PLAIN_DATA, seq)
                 buf += data
                 sched.pending_bytes += size + 20
-                if len(buf) >= SEAL:
-                    sched.seal(2)
                 return seq
             sched.push_frame(2, _pack_plain(HEADER_SIZE + size, PLAIN_DATA, seq) + bytes(data),
                              0)
@@ -141,8 +139,6 @@ class NativeSession(NativeReceiver):
                 buf += header
                 buf += data
                 sched.pending_bytes += size + 20
-                if len(buf) >= SEAL:
-                    sched.seal(queue)
         else:
             if self._acks and type(data) is not bytes:
                 data = bytes(data)  # kept for a resend: the caller may reuse its buffer
@@ -166,13 +162,11 @@ class NativeSession(NativeReceiver):
         buf = sched.small[2]
         buf += _pack_plain(HEADER_SIZE + size, PLAIN_DATA, seq)
         buf += data
-        if len(buf) >= SEAL:
-            sched.seal(2)
         was = sched.pending_bytes
-        sched.pending_bytes = pending = was + size + 20
+        sched.pending_bytes = was + size + 20
         if not was:
             self.on_wake()
-        return pending > self.send_high or queued - rs.freed > self._unacked_high
+        return sched.pending_bytes > self.send_high or queued - rs.freed > self._unacked_high
 
     def queue_many(self, datas: Iterable[Payload], stream: int = 0, priority: int = 2,
                    text: bool = False) -> bool:
@@ -198,7 +192,7 @@ class NativeSession(NativeReceiver):
         seq = seq0 = rs.next_seq
         buf = sched.small[2]
         start = len(buf)
-        total = sealed = 0  # payload bytes framed; bytes of buffers sealed on the way
+        total = 0
         pack = _pack_plain
         rest: Iterator[Payload] | None = None
         try:
@@ -211,15 +205,12 @@ class NativeSession(NativeReceiver):
                 buf += data
                 seq += 1
                 total += size
-                if len(buf) >= SEAL and sched.seal(2):
-                    sealed += len(buf)
-                    buf = sched.small[2]
         finally:
-            del buf[start + total + 20 * (seq - seq0) - sealed:]  # a frame cut by an error
+            del buf[start + total + 20 * (seq - seq0):]  # a frame cut by an error
             rs.next_seq = seq
             rs.queued += total
             self.bytes_queued += total
-            sched.pending_bytes += len(buf) + sealed - start
+            sched.pending_bytes += len(buf) - start
         return rest
 
     def expires(self, seq: int, deadline: float) -> None:
