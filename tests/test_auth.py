@@ -100,10 +100,15 @@ async def test_a_plain_grpc_client_without_metadata_is_unauthenticated() -> None
     async with NetworkTransport(timeout=5.0) as net:
         listener = await net.listen("127.0.0.1", 0, transport="grpc", authenticate=gate.check)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{listener.port}") as channel:
-            call = channel.stream_stream(METHOD)()
+            call = channel.stream_stream(METHOD)()  # refused from its metadata alone
+            assert await call.code() is grpc.StatusCode.UNAUTHENTICATED
+            call = channel.stream_stream(METHOD)()  # one that writes at once
             with contextlib.suppress(grpc.aio.AioRpcError):  # refused before or after
                 await call.write(encode_payload(b"let me in"))
-            assert await call.code() is grpc.StatusCode.UNAUTHENTICATED
+            # grpc.aio reports a write that races the end of the call as INTERNAL (seen
+            # under load); either way nothing is delivered (messages_received below)
+            assert await call.code() in (grpc.StatusCode.UNAUTHENTICATED,
+                                         grpc.StatusCode.INTERNAL)
             call = channel.stream_stream(METHOD)(
                 metadata=(("authorization", f"Bearer {TOKEN}"),))
             await call.write(encode_payload(b"let me in"))

@@ -37,9 +37,10 @@ async def _health(channel: Any) -> int:
 
 async def test_100_silent_calls_are_cut_at_the_handshake_deadline() -> None:
     async with NetworkTransport(timeout=5.0) as net:
-        # 2 s: the 100 calls must all be open before the first is cut, on a loaded machine
+        # 3 s: the 100 calls must all be open before the first is cut, on a loaded machine
+        # (2 s failed once at load 7-9)
         listener = await net.listen("127.0.0.1", 0, transport="grpc", max_connections=100,
-                                    handshake_timeout=2.0)
+                                    handshake_timeout=3.0)
         async with grpc.aio.insecure_channel(f"127.0.0.1:{listener.port}") as channel:
             connect = channel.stream_stream(METHOD)
             t0 = time.monotonic()
@@ -53,7 +54,7 @@ async def test_100_silent_calls_are_cut_at_the_handshake_deadline() -> None:
             codes = await asyncio.gather(*(c.code() for c in calls))
             cut_after = time.monotonic() - t0
             assert set(codes) == {grpc.StatusCode.DEADLINE_EXCEEDED}
-            assert cut_after < 8.0  # handshake_timeout (2 s), not never
+            assert cut_after < 10.0  # handshake_timeout (3 s), not never
             await eventually(lambda: listener.live == 0)
             assert await _health(channel) == SERVING
             # the listener serves again
