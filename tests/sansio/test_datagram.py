@@ -54,9 +54,14 @@ def open_pair() -> tuple[DatagramSession, DatagramSession]:
     c, s = client(), server()
     for d in datagrams(c):  # the PING probe
         s.receive_datagram(d, 0.001)
-    for d in datagrams(s):  # its PONG
+    for d in datagrams(s):  # its PONG (PACK: the listener takes packed datagrams)
         c.receive_datagram(d, 0.002)
-    assert c.is_open and s.is_open
+    assert c.is_open and s.is_open and c.peer_packs and not s.peer_packs
+    for d in datagrams(c):  # the PING with PACK that tells the listener we take them too
+        s.receive_datagram(d, 0.002)
+    for d in datagrams(s):
+        c.receive_datagram(d, 0.002)
+    assert s.peer_packs
     c.take_events()
     s.take_events()
     return c, s
@@ -131,6 +136,7 @@ def test_listener_peer_is_forgotten_when_idle_without_error() -> None:
 
 def test_small_and_fragmented_messages_round_trip() -> None:
     c, s = open_pair()
+    c.peer_packs = False  # one frame per datagram, as to a peer without PACK
     msgs = [b"", b"a", b"x" * 100, b"y" * 101, bytes(range(256)) * 4]
     for m in msgs:
         c.send_message(m)
@@ -154,6 +160,7 @@ def test_small_and_fragmented_messages_round_trip() -> None:
 def test_any_arrival_order_with_duplicates_delivers_each_once(size: int, seed: int,
                                                               dups: int) -> None:
     c, s = open_pair()
+    c.peer_packs = False  # one frame per datagram, as to a peer without PACK
     payloads = [bytes([i]) * (size + i) for i in range(3)]
     for p in payloads:
         c.send_message(p)
@@ -167,7 +174,7 @@ def test_any_arrival_order_with_duplicates_delivers_each_once(size: int, seed: i
         got += s.receive_data(d, 0.1)
     assert sorted(got) == sorted(payloads)
     assert s.duplicates == dups and s.held == 0 and s.garbage == 0
-    assert s.datagrams_received == len(order) + 1  # and the PING
+    assert s.datagrams_received == len(order) + 2  # and the PINGs
 
 
 def test_reassembly_gives_up_after_the_timeout() -> None:
@@ -187,6 +194,7 @@ def test_reassembly_gives_up_after_the_timeout() -> None:
 
 def test_missing_messages_are_counted_from_the_gaps() -> None:
     c, s = open_pair()
+    c.peer_packs = False  # one frame per datagram, as to a peer without PACK
     for i in range(10):
         c.send_message(bytes([i]))
     out = datagrams(c)

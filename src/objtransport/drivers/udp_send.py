@@ -1,11 +1,13 @@
 """The sending half of a :class:`~.udp_link.DatagramLink` (:class:`DatagramSender`, its base).
 
 A message goes straight to the socket when nothing is queued (the lone-message fast path of
-:meth:`DatagramSender.queue`); otherwise the session queues it and :meth:`_flush` sends at
-most :data:`BURST` datagrams per loop turn, within the pacer's tokens, several per system
-call when the owner can (``UDP_SEGMENT``). When the socket is full the rest is held until
-the owner calls :meth:`DatagramSender.writable`. Like :class:`~.flow.FlowControl` it
-declares the link attributes it uses; the link sets them in its ``__init__``.
+:meth:`DatagramSender.queue`); the turn's later ones are held and leave at its end, packed
+several frames to a datagram when the peer takes it (``peer_packs``); otherwise the session
+queues it and :meth:`_flush` sends at most :data:`BURST` datagrams per loop turn, within the
+pacer's tokens, several per system call when the owner can (``UDP_SEGMENT``). When the
+socket is full the rest is held until the owner calls :meth:`DatagramSender.writable`.
+Like :class:`~.flow.FlowControl` it declares the link attributes it uses; the link sets
+them in its ``__init__``.
 """
 
 from __future__ import annotations
@@ -74,8 +76,9 @@ class DatagramSender(FlowControl):
         if self._turn + len(held) < BURST and not self.blocked and not self.pacer.buckets:
             dgram = session.encode_direct(data, stream, priority, text)
             if dgram is not None:  # nothing queued: straight to the socket
-                if held or (self._turn and self.owner.gso):
-                    # not the turn's first: they leave together at its end (UDP_SEGMENT)
+                if held or (self._turn and (self.owner.gso or session.peer_packs)):
+                    # not the turn's first: they leave together at its end, packed into
+                    # fewer datagrams and/or in one UDP_SEGMENT send
                     held.append(dgram)
                     if self._turn_handle is None:
                         self._turn_handle = self.loop.call_soon(self._next_turn)
@@ -109,7 +112,7 @@ class DatagramSender(FlowControl):
         owner = self.owner
         held = self._held
         if held:
-            batch = list(held)
+            batch = self.ds.pack(list(held)) if self.ds.peer_packs else list(held)
             k = owner.transmit_many(self, batch)
             held.clear()
             self.ds.datagrams_sent += k

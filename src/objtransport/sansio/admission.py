@@ -30,7 +30,15 @@ from enum import Enum
 from typing import Any
 
 from ..exceptions import ProtocolError
-from .framing import FRAME_HEADER, MAX_TOKEN, TOKEN_LENGTH, FrameType, GoAwayCode, encode_frame
+from .framing import (
+    FLAG_PACK,
+    FRAME_HEADER,
+    MAX_TOKEN,
+    TOKEN_LENGTH,
+    FrameType,
+    GoAwayCode,
+    encode_frame,
+)
 from .throttle import TokenBucket
 
 __all__ = ["COOKIE_SIZE", "EVICT_MIN", "EVICT_PERIOD", "MAX_PING", "Admission",
@@ -90,11 +98,12 @@ class ReturnCheck:
         if n < 20:
             return Admission.DROP
         length, ver, typ, flags, _prio, _stream, seq = _unpack(data, 0)
-        if length != n - 4 or ver != 1:
+        if not 16 <= length <= n - 4 or ver != 1:
             return Admission.DROP
         if typ == _DATA and seq:
-            return Admission.ANSWER  # a peer this listener forgot (idle) sends on
-        if typ != _PING or flags or not (n == _PING_SIZE or _COOKIE_FRAME <= n <= MAX_PING):
+            return Admission.ANSWER  # a peer this listener forgot (idle) sends on (packed too)
+        if (typ != _PING or flags & ~FLAG_PACK or length != n - 4  # a PING comes alone
+                or not (n == _PING_SIZE or _COOKIE_FRAME <= n <= MAX_PING)):
             return Admission.DROP
         if n >= _COOKIE_FRAME and self.valid(addr, data[_PING_SIZE:_COOKIE_FRAME], now):
             return Admission.ADMIT

@@ -11,8 +11,10 @@ section 6). The driver does only this:
 * time: ``next_deadline()`` / ``handle_timer(now)``: PING probes and keepalive, the liveness
   deadline, reassembly expiry, forgetting an idle peer.
 
-**Native framing.** Every datagram holds exactly one native frame (length field included, and
-it must equal the datagram's size less 4). DATA above ``max_datagram_payload`` is sent as
+**Native framing.** A datagram holds one native frame (length field included, and it must
+equal the datagram's size less 4), or several whole ones back to back (packed) once the peer
+announced it takes them (``FLAG_PACK`` on its PING or PONG, ``peer_packs``): :meth:`pack`.
+DATA above ``max_datagram_payload`` is sent as
 fragments (the native fragment extension), which the receiver puts together in any arrival
 order. Every message has a sequence number; a bounded window of the numbers already done
 (delivered or given up) drops duplicates. No HELLO: a client sends PING at once and is open
@@ -46,6 +48,7 @@ from .datagram_receive import (
 )
 from .fragmentation import FragmentJob
 from .framing import (
+    FLAG_PACK,
     FLAG_TEXT,
     FRAME_HEADER,
     HEADER_SIZE,
@@ -78,6 +81,8 @@ Datagram = Chunk | tuple[Chunk, Chunk]
 
 _pack_header = FRAME_HEADER.pack
 _LEN = struct.Struct("!I")
+_PING = int(FrameType.PING)
+_FRAG_HEAD = 28  # a fragment's header, length field included
 
 
 class DatagramSession(DatagramReceiver):
@@ -197,14 +202,49 @@ class DatagramSession(DatagramReceiver):
                     break
                 out.append(view[off + skip:end])
                 off = end
+        return self.pack(out) if self.peer_packs and len(out) > 1 else out
+
+    def pack(self, dgrams: list[Datagram]) -> list[Datagram]:
+        """``dgrams`` with runs of whole frames joined into datagrams of at most
+        ``max_datagram_payload + 28`` bytes (a full fragment's size), for a peer that takes
+        packed datagrams (``peer_packs``): the same bytes in fewer datagrams. Fragments
+        (header and piece pairs) and PINGs (they may be what admits us) go alone."""
+        limit = self._piece + _FRAG_HEAD
+        out: list[Datagram] = []
+        run: list[Chunk] = []
+        size = 0
+        for d in dgrams:
+            if isinstance(d, tuple) or d[5] == _PING:
+                if run:
+                    out.append(run[0] if len(run) == 1 else b"".join(run))
+                    run = []
+                    size = 0
+                out.append(d)
+                continue
+            n = len(d)
+            if size + n > limit and run:
+                out.append(run[0] if len(run) == 1 else b"".join(run))
+                run = []
+                size = 0
+            run.append(d)
+            size += n
+        if run:
+            out.append(run[0] if len(run) == 1 else b"".join(run))
         return out
 
     def _send_ping(self, now: float) -> None:
         frame = self.pinger.ping(now)
-        if self.cookie:  # the token too, until the listener admitted us
+        flags = FLAG_PACK if self.peer_packs else 0
+        if self.cookie or flags:  # the token too, until the listener admitted us
             extra = self.credential if self.state is SessionState.HANDSHAKE else b""
-            frame = encode_frame(FrameType.PING, frame[20:] + self.cookie + extra)
+            frame = encode_frame(FrameType.PING, frame[20:] + self.cookie + extra, flags=flags)
         self.scheduler.push_frame(0, frame)
+
+    def _on_pong(self, payload: bytes, now: float, flags: int = 0) -> None:
+        opening = self.state is SessionState.HANDSHAKE
+        super()._on_pong(payload, now, flags)
+        if opening and self.peer_packs and self.open:
+            self._send_ping(now)  # with PACK: the listener packs what it sends us at once
 
     def _queue_goaway(self, code: int, reason: str) -> None:
         if self.native:

@@ -22,6 +22,7 @@ from .datagram_figures import LOSS_COUNTERS, DatagramFigures
 from .events import PRIORITY_NAMES, HandshakeComplete, Message, PongReceived, Received
 from .framing import (
     FLAG_FRAG,
+    FLAG_PACK,
     FLAG_TEXT,
     FRAG_EXT,
     FRAME_HEADER,
@@ -34,7 +35,8 @@ from .framing import (
 from .liveness import Pinger
 from .reassembly import Reassembly, ReassemblyBudget, SeqWindow
 
-__all__ = ["FRAG_SIZE", "LOSS_COUNTERS", "MAX_UDP_PAYLOAD", "DatagramReceiver", "looks_native"]
+__all__ = ["FRAG_SIZE", "LOSS_COUNTERS", "MAX_UDP_PAYLOAD", "DatagramReceiver", "first_frame_size",
+           "looks_native"]
 
 #: the largest UDP payload over IPv4
 MAX_UDP_PAYLOAD = 65_507
@@ -50,23 +52,37 @@ _PING = int(FrameType.PING)
 _PONG = int(FrameType.PONG)
 _GOAWAY = int(FrameType.GOAWAY)
 _COOKIE_FRAME = 28 + COOKIE_SIZE
+_PING_FLAGS = 0xFF & ~FLAG_PACK
 _NO_TOKEN = bytes(8)
 _TOKEN = struct.Struct("!Q")
+_LEN = struct.Struct("!I")
 
 
 def looks_native(data: bytes | bytearray | memoryview) -> bool:
     """True if ``data`` is a native datagram that may open a conversation: a DATA frame
-    (numbered) or a PING, with a length that matches the datagram. A listener admits an
-    unknown address in native mode only on such a datagram."""
-    n = len(data)
+    (numbered) or a PING, with a length that matches the datagram (packed: its first frame,
+    :func:`first_frame_size`). A listener admits an unknown address in native mode only on
+    such a datagram."""
+    n = first_frame_size(data)
     if n < 20:
         return False
     length, ver, typ, flags, prio, _stream, seq = _unpack(data, 0)
-    if length != n - 4 or ver != VERSION or prio > 3:
+    if ver != VERSION or prio > 3:
         return False
     if typ == FrameType.DATA:
         return seq > 0 and not flags & ~_FRAG_FLAGS and (not flags & FLAG_FRAG or n > FRAG_SIZE)
-    return typ == _PING and (n == 28 or _COOKIE_FRAME <= n <= MAX_PING) and not flags
+    return (typ == _PING and (n == 28 or _COOKIE_FRAME <= n <= MAX_PING) and n == len(data)
+            and not flags & _PING_FLAGS)  # a PING comes alone: it may admit the address
+
+
+def first_frame_size(data: bytes | bytearray | memoryview) -> int:
+    """The size of the first frame of a datagram: the datagram's when it holds one frame or
+    several whole ones (packed, docs/protocol.md section 6), else 0."""
+    n = len(data)
+    if n < 20:
+        return 0
+    length = _LEN.unpack_from(data)[0]
+    return length + 4 if 16 <= length <= n - 4 else 0
 
 class DatagramReceiver(DatagramFigures, SessionCore):
     """What a UDP peer's session does with each datagram it receives, and its counters."""
@@ -99,6 +115,8 @@ class DatagramReceiver(DatagramFigures, SessionCore):
         #: (client) the token after the cookie of the PINGs that may admit us
         #: (:func:`~.admission.encode_credential`)
         self.credential = b""
+        #: the peer's PING or PONG carried PACK: it takes several frames in one datagram
+        self.peer_packs = False
 
     def _open(self) -> None:
         self._set_state(SessionState.OPEN)
@@ -133,7 +151,10 @@ class DatagramReceiver(DatagramFigures, SessionCore):
             return
         length, ver, typ, flags, prio, stream, seq = _unpack(data, 0)
         if length != n - 4 or ver != 1:
-            self.garbage += 1
+            if 16 <= length < n - 4 and ver == 1:
+                self._receive_packed(data, now)
+            else:
+                self.garbage += 1
             return
         if typ == 2 and not flags & _NOT_TEXT and prio <= 3 and seq:
             w = self.window
@@ -163,9 +184,12 @@ class DatagramReceiver(DatagramFigures, SessionCore):
         if typ == 2:
             self._fragment(data, n, flags, prio, stream, seq, now)
         elif typ == _PING and (n == 28 or _COOKIE_FRAME <= n <= MAX_PING):
-            self.scheduler.push_frame(0, encode_frame(FrameType.PONG, bytes(data[20:28])))
+            if flags & FLAG_PACK:
+                self.peer_packs = True
+            self.scheduler.push_frame(0, encode_frame(FrameType.PONG, bytes(data[20:28]),
+                                                      flags=FLAG_PACK))
         elif typ == _PONG and n == 28:
-            self._on_pong(bytes(data[20:]), now)
+            self._on_pong(bytes(data[20:]), now, flags)
         elif typ == _PONG and n == _COOKIE_FRAME and self.role == "client":
             self._on_cookie(bytes(data[20:28]), bytes(data[28:]))
         elif typ == _GOAWAY and n >= 22:
@@ -173,6 +197,51 @@ class DatagramReceiver(DatagramFigures, SessionCore):
             self.peer_closed(code, reason)
         else:
             self.garbage += 1
+
+    def _receive_packed(self, data: bytes | bytearray | memoryview, now: float) -> None:
+        """A datagram of several whole frames (docs/protocol.md section 6): each is handled
+        as if it had come alone, the common DATA inline as in :meth:`receive_run`; a frame
+        that does not end inside the datagram is garbage (the ones before it count). One
+        datagram in the counters."""
+        view = memoryview(data)
+        n = len(view)
+        w = self.window
+        append = self.messages.append
+        limit = self.max_message_size + 20
+        hi = self._hi_key
+        got = nbytes = off = others = 0
+        while off < n:
+            if n - off < 20:
+                self.garbage += 1
+                break
+            length, ver, typ, flags, prio, stream, seq = _unpack(view, off)
+            end = off + 4 + length
+            if end > n or length < 16:
+                self.garbage += 1
+                break
+            if (typ == 2 and seq == w.floor + 1 and not flags and not stream and prio == 2
+                    and ver == 1 and end - off <= limit and not w.above):
+                w.floor = w.hi = seq
+                if seq << 32 > hi:
+                    hi = seq << 32
+                else:
+                    self.reordered += 1
+                append(bytes(view[off + 20:end]))
+                got += 1
+                nbytes += length - 16
+                off = end
+                continue
+            self._hi_key = hi  # anything else: as a datagram of its own
+            self.receive_datagram(view[off:end], now)
+            others += 1
+            if self.closed:  # a GOAWAY among them
+                break
+            hi = self._hi_key
+            off = end
+        self._hi_key = hi
+        self.messages_received += got
+        self._received_bytes += nbytes
+        self.datagrams_received -= others
 
     def receive_run(self, data: memoryview, seg: int, now: float) -> None:
         """``data`` holds datagrams of ``seg`` bytes each (the last may be shorter), as one
@@ -304,11 +373,13 @@ class DatagramReceiver(DatagramFigures, SessionCore):
         self.scheduler.push_frame(0, encode_frame(FrameType.PING,
                                                   token + cookie + self.credential))
 
-    def _on_pong(self, payload: bytes, now: float) -> None:
+    def _on_pong(self, payload: bytes, now: float, flags: int = 0) -> None:
         p = self.pinger
         if not p.known(payload):
             self.garbage += 1
             return
+        if flags & FLAG_PACK:
+            self.peer_packs = True
         if self.state is SessionState.HANDSHAKE:
             self._open()
             p.next_at = now + self.options.keepalive_interval

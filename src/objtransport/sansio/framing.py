@@ -15,6 +15,7 @@ from ..exceptions import ProtocolError
 
 __all__ = [
     "FLAG_FRAG",
+    "FLAG_PACK",
     "FLAG_TEXT",
     "FRAG_EXT",
     "FRAME_HEADER",
@@ -79,6 +80,8 @@ FLAG_TEXT = 0x02
 FLAG_META = 0x04  # the message starts with a meta block (sansio/headers.py)
 FLAG_ZIP = 0x08  # the payload is compressed (sansio/headers.py)
 KNOWN_FLAGS = FLAG_FRAG | FLAG_TEXT | FLAG_META | FLAG_ZIP
+#: UDP only, on PING and PONG: the sender accepts packed datagrams (several frames in one)
+FLAG_PACK = 0x10
 FEATURE_META = 0x08  # the sender understands FLAG_META (headers, requests)
 FEATURE_ZLIB = 0x10  # the sender decompresses zlib payloads
 FEATURE_ZSTD = 0x20  # the sender decompresses zstd payloads
