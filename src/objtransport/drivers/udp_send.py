@@ -112,7 +112,9 @@ class DatagramSender(FlowControl):
         owner = self.owner
         held = self._held
         if held:
-            batch = self.ds.pack(list(held)) if self.ds.peer_packs else list(held)
+            batch = list(held)
+            if self.ds.peer_packs and not owner.gso:  # (UDP_SEGMENT: one call already)
+                batch = self.ds.pack(batch)
             k = owner.transmit_many(self, batch)
             held.clear()
             self.ds.datagrams_sent += k
