@@ -1,6 +1,8 @@
 """Bandwidth pacing for links: the token buckets that apply to one link's traffic.
 
 A :class:`ReadThrottle` keeps a stream link's reading under its receive bucket.
+:class:`PacedFlush` is the flush loop of the datagram links (UDP, QUIC): the session's
+queue out in batches within a budget and the pacer's tokens, and the wait for more tokens.
 
 A :class:`Pacer` holds the buckets that limit a link's sending (its own and, if set, the
 service's and its pool's); all apply. It tells the link how many bytes may go now and how long
@@ -13,11 +15,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from time import monotonic
+from typing import Any
 
 from ..sansio.metrics import RateMeter
 from ..sansio.throttle import TokenBucket
 
-__all__ = ["Pacer", "ReadThrottle", "default_burst"]
+__all__ = ["PacedFlush", "Pacer", "ReadThrottle", "default_burst"]
 
 #: never wait for fewer tokens than this (or the burst, if smaller): avoids tiny writes
 MIN_GRANT = 16 * 1024
@@ -66,6 +69,55 @@ class Pacer:
 
     def rate(self, now: float) -> float:
         return self.meter.rate(now)
+
+
+class PacedFlush:
+    """One link's flush loop under its :class:`Pacer`: while ``more()``, take a batch of at
+    most ``room()`` bytes (0: stop) and the pacer's tokens with ``take(now, budget,
+    strict)``, hand it to ``out`` (which returns its bytes: they are charged), until the
+    session has nothing to give. Out of tokens, a timer calls ``again`` (the link's flush)
+    when they are back; :meth:`cancel` drops it (the limits changed, the link ended)."""
+
+    __slots__ = ("pacer", "loop", "handle", "_again")
+
+    def __init__(self, pacer: Pacer, loop: asyncio.AbstractEventLoop,
+                 again: Callable[[], None]) -> None:
+        self.pacer = pacer
+        self.loop = loop
+        self.handle: asyncio.TimerHandle | None = None
+        self._again = again
+
+    def run(self, more: Callable[[], object], room: Callable[[], int],
+            take: Callable[[float, int, bool], list[Any]],
+            out: Callable[[list[Any]], int]) -> None:
+        pacer = self.pacer
+        now = monotonic()
+        while more():
+            budget = room()
+            if budget <= 0:
+                break
+            strict = bool(pacer.buckets)
+            if strict:
+                if self.handle is not None:
+                    break
+                allowed = pacer.allowance(now)
+                if allowed <= 0:
+                    self.handle = self.loop.call_at(now + pacer.delay(now), self._fire)
+                    break
+                budget = min(budget, int(allowed))
+            batch = take(now, budget, strict)
+            if not batch:
+                break
+            pacer.consume(out(batch), now)
+
+    def _fire(self) -> None:
+        self.handle = None
+        self._again()
+
+    def cancel(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+            self.handle = None
 
 
 class ReadThrottle:

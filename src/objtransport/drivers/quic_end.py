@@ -19,6 +19,7 @@ from aioquic.quic.events import ConnectionTerminated
 from ..sansio.core import ERROR_FREE
 from ..sansio.framing import GoAwayCode
 from .flow import FlowControl
+from .pacing import PacedFlush
 from .quic_config import close_code_to_goaway, describe_close
 from .quic_conn import ClientSocket, QuicPump
 
@@ -49,7 +50,7 @@ class QuicEnding(FlowControl):
     _linger: asyncio.TimerHandle | None
     _keepalive: asyncio.TimerHandle | None
     _flush_handle: asyncio.Handle | None
-    _pace_handle: asyncio.TimerHandle | None
+    _paced: PacedFlush
     _flush: Callable[..., None]
     _process_events: Callable[[], None]
 
@@ -155,10 +156,11 @@ class QuicEnding(FlowControl):
             session.connection_lost("connection closed")
             self._process_events()
         self._cancel_timer()
-        for handle in (self._flush_handle, self._pace_handle, self._keepalive):
+        for handle in (self._flush_handle, self._keepalive):
             if handle is not None:
                 handle.cancel()
-        self._flush_handle = self._pace_handle = self._keepalive = None
+        self._flush_handle = self._keepalive = None
+        self._paced.cancel()
         if not self.handshake_done.done():
             self.handshake_done.set_exception(QuicEnded(session.close_reason))
             self.handshake_done.exception()

@@ -53,7 +53,7 @@ from ..sansio.session import NativeSession
 from ..sansio.throttle import TokenBucket
 from .authgate import AuthGate
 from .base import LinkParts
-from .pacing import Pacer
+from .pacing import PacedFlush, Pacer
 from .quic_conn import ClientSocket, QuicPump
 from .quic_datagrams import QuicDatagrams
 from .quic_end import QuicEnded
@@ -101,7 +101,7 @@ class QuicLink(QuicInbound, QuicDatagrams, QuicSending):
         self._flushed_waiters: list[asyncio.Future[None]] = []
         self._read_pauses: set[str] = set()
         self._flush_handle: asyncio.Handle | None = None
-        self._pace_handle: asyncio.TimerHandle | None = None
+        self._paced = PacedFlush(self.pacer, self.loop, self._flush)
         self._linger: asyncio.TimerHandle | None = None
         self._keepalive: asyncio.TimerHandle | None = None
         self._flushing = False

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import Callable
-from time import monotonic
 from typing import Any
 
 from aioquic.quic.connection import QuicConnection
@@ -24,7 +23,7 @@ from aioquic.quic.connection import QuicConnection
 from ..sansio.framing import FrameType
 from ..sansio.scheduler import PriorityScheduler
 from .flow import FlowControl
-from .pacing import Pacer
+from .pacing import PacedFlush, Pacer
 from .quic_conn import QuicPump
 
 __all__ = ["QUIC_HIGH", "QuicSending"]
@@ -52,7 +51,7 @@ class QuicSending(FlowControl):
     _quic_closed: bool
     _control_open: bool
     _flush_handle: asyncio.Handle | None
-    _pace_handle: asyncio.TimerHandle | None
+    _paced: PacedFlush
     _out: dict[int, int]
     _route_left: int
     _route_sid: int
@@ -126,41 +125,20 @@ class QuicSending(FlowControl):
 
     def _write(self) -> None:
         session = self.session
-        sched = self._sched
-        pump = self.pump
-        pacer = self.pacer
-        now = monotonic()
-        while sched.pending_bytes or session.has_final:
-            budget = QUIC_HIGH - pump.unsent
-            if budget <= 0:
-                break
-            strict = bool(pacer.buckets)
-            if strict:
-                if self._pace_handle is not None:
-                    break
-                allowed = pacer.allowance(now)
-                if allowed <= 0:
-                    self._pace_handle = self.loop.call_at(now + pacer.delay(now),
-                                                          self._paced_flush)
-                    break
-                budget = min(budget, int(allowed))
-            chunks = session.data_to_send(now, budget, strict)
-            if not chunks:
-                break
-            n = self._route(chunks) if self.native else self._raw_out(chunks)
-            pacer.consume(n, now)
-        if session.closed and not sched.pending_bytes and not session.has_final:
+        self._paced.run(self._more, self._room, session.data_to_send,
+                        self._route if self.native else self._raw_out)
+        if session.closed and not self._sched.pending_bytes and not session.has_final:
             self._end_writing()
 
-    def _paced_flush(self) -> None:
-        self._pace_handle = None
-        self._flush()
+    def _more(self) -> bool:
+        return bool(self._sched.pending_bytes or self.session.has_final)
+
+    def _room(self) -> int:
+        return QUIC_HIGH - self.pump.unsent
 
     def repace(self) -> None:
         """The limits changed: drop a pending pacing wait and flush under the new ones."""
-        if self._pace_handle is not None:
-            self._pace_handle.cancel()
-            self._pace_handle = None
+        self._paced.cancel()
         self._flush()
 
     def _raw_out(self, chunks: list[Any]) -> int:

@@ -23,7 +23,7 @@ from ..sansio.events import Closed, Event, HandshakeComplete, Received
 from ..sansio.framing import GoAwayCode
 from ..sansio.throttle import TokenBucket
 from .base import LinkParts
-from .pacing import Pacer
+from .pacing import PacedFlush, Pacer
 from .udp_send import BURST, DatagramSender
 
 __all__ = ["BURST", "DatagramLink", "LinkOwner"]
@@ -95,7 +95,7 @@ class DatagramLink(DatagramSender):
         self._held: deque[Datagram] = deque()
         self._turn = 0  # datagrams sent this loop turn
         self._turn_handle: asyncio.Handle | None = None
-        self._pace_handle: asyncio.TimerHandle | None = None
+        self._paced = PacedFlush(self.pacer, self.loop, self._flush)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._drain_waiters: list[tuple[asyncio.Future[None], int]] = []
@@ -194,10 +194,10 @@ class DatagramLink(DatagramSender):
             return
         self.finished = True
         self._cancel_timer()
-        for h in (self._turn_handle, self._pace_handle):
-            if h is not None:
-                h.cancel()
-        self._turn_handle = self._pace_handle = None
+        if self._turn_handle is not None:
+            self._turn_handle.cancel()
+            self._turn_handle = None
+        self._paced.cancel()
         self.owner.detach(self)
         if not self.lost.done():
             self.lost.set_result(None)

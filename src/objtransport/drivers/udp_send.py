@@ -15,12 +15,11 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from time import monotonic
 from typing import Any, Protocol
 
 from ..sansio.datagram import Datagram, DatagramSession
 from .flow import FlowControl
-from .pacing import Pacer
+from .pacing import PacedFlush, Pacer
 
 __all__ = ["BURST", "DatagramSender", "SendOwner"]
 
@@ -55,7 +54,7 @@ class DatagramSender(FlowControl):
     _held: deque[Datagram]
     _turn: int
     _turn_handle: asyncio.Handle | None
-    _pace_handle: asyncio.TimerHandle | None
+    _paced: PacedFlush
     #: a connected socket's send(), for the lone-message fast path
     _sock_send: Callable[[bytes], object] | None
     _finish: Callable[[], None]
@@ -115,52 +114,39 @@ class DatagramSender(FlowControl):
             batch = list(held)
             if self.ds.peer_packs and not owner.gso:  # (UDP_SEGMENT: one call already)
                 batch = self.ds.pack(batch)
-            k = owner.transmit_many(self, batch)
             held.clear()
-            self.ds.datagrams_sent += k
-            self._turn += k
-            if k < len(batch):
-                held.extend(batch[k:])
-                self._block()
+            self._out(batch)  # (not charged: the pacer had none held, or charged them)
+            if self.blocked:
                 return
-        session = self.ds
-        sched = session.scheduler
-        pacer = self.pacer
-        piece = session.options.max_datagram_payload + 28
-        while (sched.pending_bytes or session.has_final) and not self.finished:
-            if self._turn >= BURST:
-                if self._turn_handle is None:
-                    self._turn_handle = self.loop.call_soon(self._next_turn)
-                break
-            budget = (BURST - self._turn) * piece
-            now = monotonic()
-            strict = bool(pacer.buckets)
-            if strict:
-                if self._pace_handle is not None:
-                    break
-                allowed = pacer.allowance(now)
-                if allowed <= 0:
-                    self._pace_handle = self.loop.call_at(now + pacer.delay(now),
-                                                          self._paced)
-                    break
-                budget = min(budget, int(allowed))
-            dgrams = session.datagrams_to_send(now, budget, strict)
-            if not dgrams:
-                break
-            if strict:
-                pacer.consume(sum(_size(d) for d in dgrams), now)
-            k = owner.transmit_many(self, dgrams)
-            if k < len(dgrams):
-                held.extend(dgrams[k:])
-                session.datagrams_sent += k
-                self._turn += k
-                self._block()
-                return
-            session.datagrams_sent += len(dgrams)
-            self._turn += len(dgrams)
+        self._paced.run(self._more, self._room, self.ds.datagrams_to_send, self._out)
+        if self.blocked:
+            return
         if self._turn and self._turn_handle is None:
             self._turn_handle = self.loop.call_soon(self._next_turn)
         self._after_flush()
+
+    def _more(self) -> bool:
+        session = self.ds
+        return (bool(session.scheduler.pending_bytes or session.has_final)
+                and not self.finished and not self.blocked)
+
+    def _room(self) -> int:
+        """Bytes this turn may still send (0: the turn's burst is spent, the next goes on)."""
+        if self._turn >= BURST:
+            if self._turn_handle is None:
+                self._turn_handle = self.loop.call_soon(self._next_turn)
+            return 0
+        return (BURST - self._turn) * (self.ds.options.max_datagram_payload + 28)
+
+    def _out(self, dgrams: list[Datagram]) -> int:
+        """Send a batch; what the socket did not take is held (blocked). Its bytes."""
+        k = self.owner.transmit_many(self, dgrams)
+        self.ds.datagrams_sent += k
+        self._turn += k
+        if k < len(dgrams):
+            self._held.extend(dgrams[k:])
+            self._block()
+        return sum(_size(d) for d in dgrams)
 
     def _after_flush(self) -> None:
         if self._drain_waiters:
@@ -179,15 +165,9 @@ class DatagramSender(FlowControl):
                                  or self.ds.has_final):
             self._flush()
 
-    def _paced(self) -> None:
-        self._pace_handle = None
-        self._flush()
-
     def repace(self) -> None:
         """The limits changed: drop a pending pacing wait and send under the new ones."""
-        if self._pace_handle is not None:
-            self._pace_handle.cancel()
-            self._pace_handle = None
+        self._paced.cancel()
         self._flush()
 
     def _block(self) -> None:
