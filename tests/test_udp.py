@@ -407,3 +407,24 @@ async def test_a_turns_datagrams_go_segmented_and_arrive_in_order(offload: bool)
             assert m["coalesced_reads"] > 0
         elif not offload:
             assert m["coalesced_reads"] == 0 and m["gso_sends"] == 0
+        if not offload:  # packed: about 14 of these frames to a 1,228-byte datagram
+            assert net.connection_info(conn).datagram["datagrams_sent"] < n // 5
+
+
+async def test_a_listener_packs_towards_a_client_that_announced_it() -> None:
+    """The client's PING with PACK reaches the listener right after connect: what the
+    listener's peer sends in one turn leaves packed (no UDP_SEGMENT here), and arrives
+    whole and in order."""
+    async with NetworkTransport(udp_offload=False) as net:
+        listener = await net.listen("127.0.0.1", 0, transport="udp")
+        conn = await net.connect("127.0.0.1", listener.port, transport="udp")
+        await net.send_data(conn, b"hello")
+        # the PING with PACK left before "hello" and the socket keeps their order
+        server_conn = (await net.receive(timeout=5.0)).conn_id
+        n = 300
+        sent = [b"%04d" % i + b"y" * 40 for i in range(n)]
+        for data in sent:
+            await net.send_data(server_conn, data)
+        got = [(await net.receive(timeout=5.0)).data for _ in range(n)]
+        assert got == sent
+        assert net.connection_info(server_conn).datagram["datagrams_sent"] < n // 5
