@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from .deadlines import SharedDeadlines
 from .sansio.events import Message, Received, as_message, new_message
 
 __all__ = ["Inbox"]
@@ -49,6 +50,7 @@ class Inbox:
         self._queues: dict[int, _Queue] = {}
         self._ready: deque[int] = deque()  # connections with messages, in turn
         self._waiters: deque[asyncio.Future[None]] = deque()
+        self._deadlines = SharedDeadlines()
         self.size = 0
 
     def register(self, conn_id: int, flow: FlowControl | None, conn: Any) -> None:
@@ -222,19 +224,22 @@ class Inbox:
         msg = self.get_nowait(conn_id)
         if msg is not None:
             return msg
-        async with asyncio.timeout(timeout):
-            while True:
-                waiters = self._waiters if conn_id is None else self._waiters_of(conn_id)
-                fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                waiters.append(fut)
-                try:
-                    await fut
-                finally:
-                    if not fut.done():
-                        fut.cancel()
-                msg = self.get_nowait(conn_id)
-                if msg is not None:
-                    return msg
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:  # no timer per wait: one for every waiter's deadline (SharedDeadlines)
+            waiters = self._waiters if conn_id is None else self._waiters_of(conn_id)
+            fut: asyncio.Future[None] = loop.create_future()
+            waiters.append(fut)
+            if deadline is not None:
+                self._deadlines.add(loop, fut, deadline)
+            try:
+                await fut  # raises TimeoutError at the deadline
+            finally:
+                if not fut.done():
+                    fut.cancel()
+            msg = self.get_nowait(conn_id)
+            if msg is not None:
+                return msg
 
     def _waiters_of(self, conn_id: int) -> deque[asyncio.Future[None]]:
         q = self._queues.get(conn_id)
@@ -246,6 +251,7 @@ class Inbox:
 
     def close(self) -> None:
         """Wake every waiter (they will find no message and wait again or time out)."""
+        self._deadlines.close()
         _wake(self._waiters)
         for q in self._queues.values():
             _wake(q.waiters)
