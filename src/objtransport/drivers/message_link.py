@@ -165,10 +165,11 @@ class MessageLink(FlowControl):
             self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
+        due = self._timer_at or 0.0  # due even if the loop ran it early (uvloop: 1 ms steps)
         self._timer = None
         self._timer_at = None
         session = self.session
-        session.handle_timer(monotonic())
+        session.handle_timer(max(monotonic(), due))
         self._process_events()
         if session.scheduler.pending_bytes or session.has_final or session.closed \
                 or getattr(session, "ping_due", False):

@@ -260,11 +260,12 @@ class QuicLink(QuicInbound, QuicDatagrams, QuicSending):
             self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
+        due = self._timer_at or 0.0  # due even if the loop ran it early (uvloop: 1 ms steps)
         self._timer = None
         self._timer_at = None
         if self.lost.done():
             return
-        self.session.handle_timer(monotonic())
+        self.session.handle_timer(max(monotonic(), due))
         self._process_events()
         self._flush()
         if not self.closed.done():

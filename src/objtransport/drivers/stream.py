@@ -343,11 +343,14 @@ class StreamLink(StreamEnding, asyncio.BufferedProtocol):
             self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
+        due = self._timer_at or 0.0
         self._timer = None
         self._timer_at = None
         if self.transport is None:
             return
-        self.session.handle_timer(monotonic())
+        # uvloop runs a timer up to 1 ms early (its clock has ms steps): what it was armed
+        # for is due, not re-armed for the rest (which fired early again, 4 times an ACK)
+        self.session.handle_timer(max(monotonic(), due))
         self._process_events()
         self._flush()
         if not self.closed.done():

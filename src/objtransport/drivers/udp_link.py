@@ -160,11 +160,12 @@ class DatagramLink(DatagramSender):
             self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
+        due = self._timer_at or 0.0  # due even if the loop ran it early (uvloop: 1 ms steps)
         self._timer = None
         self._timer_at = None
         if self.finished:
             return
-        self.ds.handle_timer(monotonic())
+        self.ds.handle_timer(max(monotonic(), due))
         self.ds.timer_changed = False
         self._process_events()
         self._flush()
