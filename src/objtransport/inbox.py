@@ -190,19 +190,13 @@ class Inbox:
         out = self.get_many_nowait(conn_id, limit)
         if out:
             return out
-        async with asyncio.timeout(timeout):
-            while True:
-                waiters = self._waiters if conn_id is None else self._waiters_of(conn_id)
-                fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-                waiters.append(fut)
-                try:
-                    await fut
-                finally:
-                    if not fut.done():
-                        fut.cancel()
-                out = self.get_many_nowait(conn_id, limit)
-                if out:
-                    return out
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            await self._wait(conn_id, loop, deadline)
+            out = self.get_many_nowait(conn_id, limit)
+            if out:
+                return out
 
     def _pop(self, conn_id: int, q: _Queue) -> Message:
         item = q.items.popleft()
@@ -226,20 +220,26 @@ class Inbox:
             return msg
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
-        while True:  # no timer per wait: one for every waiter's deadline (SharedDeadlines)
-            waiters = self._waiters if conn_id is None else self._waiters_of(conn_id)
-            fut: asyncio.Future[None] = loop.create_future()
-            waiters.append(fut)
-            if deadline is not None:
-                self._deadlines.add(loop, fut, deadline)
-            try:
-                await fut  # raises TimeoutError at the deadline
-            finally:
-                if not fut.done():
-                    fut.cancel()
+        while True:
+            await self._wait(conn_id, loop, deadline)
             msg = self.get_nowait(conn_id)
             if msg is not None:
                 return msg
+
+    async def _wait(self, conn_id: int | None, loop: asyncio.AbstractEventLoop,
+                    deadline: float | None) -> None:
+        """Until a message may have come (for ``conn_id``, or any); raises TimeoutError at
+        ``deadline``. No timer per wait: one for every waiter's deadline (SharedDeadlines)."""
+        waiters = self._waiters if conn_id is None else self._waiters_of(conn_id)
+        fut: asyncio.Future[None] = loop.create_future()
+        waiters.append(fut)
+        if deadline is not None:
+            self._deadlines.add(loop, fut, deadline)
+        try:
+            await fut
+        finally:
+            if not fut.done():
+                fut.cancel()
 
     def _waiters_of(self, conn_id: int) -> deque[asyncio.Future[None]]:
         q = self._queues.get(conn_id)
