@@ -21,10 +21,10 @@ async def test_each_wait_fails_at_its_own_deadline_and_one_that_ended_is_left_al
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(early, 5)
     assert not late.done()
-    assert loop.time() >= now + 0.02
+    assert loop.time() >= now + 0.02 - 0.002  # uvloop runs a timer up to 1 ms early
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(late, 5)
-    assert loop.time() >= now + 0.08
+    assert loop.time() >= now + 0.08 - 0.002
     assert answered.result() == "message" and len(d) == 0
     d.close()
 
