@@ -115,7 +115,7 @@ class DatagramSender(FlowControl):
             if self.ds.peer_packs and not owner.gso:  # (UDP_SEGMENT: one call already)
                 batch = self.ds.pack(batch)
             held.clear()
-            self._out(batch)  # (not charged: the pacer had none held, or charged them)
+            self._transmit(batch)  # not charged: nothing paced them, or they were
             if self.blocked:
                 return
         self._paced.run(self._more, self._room, self.ds.datagrams_to_send, self._out)
@@ -139,14 +139,19 @@ class DatagramSender(FlowControl):
         return (BURST - self._turn) * (self.ds.options.max_datagram_payload + 28)
 
     def _out(self, dgrams: list[Datagram]) -> int:
-        """Send a batch; what the socket did not take is held (blocked). Its bytes."""
+        """Send a batch of the paced loop; its bytes to charge (0 when nothing paces: the
+        sizes cost a call per datagram, as much as the rest of the fast path)."""
+        self._transmit(dgrams)
+        return sum(_size(d) for d in dgrams) if self.pacer.buckets else 0
+
+    def _transmit(self, dgrams: list[Datagram]) -> None:
+        """Send a batch; what the socket did not take is held (blocked)."""
         k = self.owner.transmit_many(self, dgrams)
         self.ds.datagrams_sent += k
         self._turn += k
         if k < len(dgrams):
             self._held.extend(dgrams[k:])
             self._block()
-        return sum(_size(d) for d in dgrams)
 
     def _after_flush(self) -> None:
         if self._drain_waiters:
