@@ -57,7 +57,8 @@ class Expiry:
         service's clock)."""
         rs, _ = self._state()
         rs.expires(seq, deadline)
-        if seq in rs.expiring and deadline < self._at:
+        expiring = rs.expiring
+        if expiring and seq in expiring and deadline < self._at:
             self._arm(deadline)
 
     def check(self) -> None:
