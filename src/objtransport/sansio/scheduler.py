@@ -61,7 +61,8 @@ class PriorityScheduler(QueueWalks):
         self._items = 0
         self._weights = weights
         self._quantum = quantum
-        self._credit = [weights[0] * quantum, weights[1] * quantum]
+        #: what normal and low may still take while both wait (made when they first do)
+        self._credit: list[int] | None = None
         #: bytes handed out per priority (control, high, normal, low)
         self.sent_bytes = [0, 0, 0, 0]
 
@@ -72,7 +73,7 @@ class PriorityScheduler(QueueWalks):
         if normal < 1 or low < 1:
             raise ValueError("weights must be >= 1")
         self._weights = (normal, low)
-        self._credit = [normal * self._quantum, low * self._quantum]
+        self._credit = None  # full credit by the new weights
 
     # -- queueing --------------------------------------------------------------------------
     def push(self, priority: int, item: Item, stream: int = 0) -> None:
@@ -133,16 +134,17 @@ class PriorityScheduler(QueueWalks):
             if prio < 0:
                 break
             limit = budget - taken if strict else 1 << 62
-            if (strict and prio >= 2 and 0 < self._credit[prio - 2] < limit
-                    and self._has(2) and self._has(3)):  # a paced grant is shared by weights
-                limit = self._credit[prio - 2]  # too (a writer woken late: not all to one)
+            if (strict and prio >= 2 and self._has(2) and self._has(3)
+                    and 0 < self._credits()[prio - 2] < limit):  # a paced grant is shared
+                limit = self._credits()[prio - 2]  # by weights too (a writer woken late:
+                # not all to one)
             n = self._take(prio, out, limit)
             if n < 0:  # strict: the next frame is over the budget (or credit: next pop's)
                 break
             taken += n
             self.sent_bytes[prio] += n
             if prio >= 2 and self._has(2) and self._has(3):
-                self._credit[prio - 2] -= n
+                self._credits()[prio - 2] -= n
         return out
 
     def pop_control(self) -> list[Chunk]:
@@ -169,12 +171,19 @@ class PriorityScheduler(QueueWalks):
             return 1
         normal, low = self._has(2), self._has(3)
         if normal and low:
-            credit = self._credit
+            credit = self._credits()
             if credit[0] <= 0 and credit[1] <= 0:
                 credit[0] += self._weights[0] * self._quantum
                 credit[1] += self._weights[1] * self._quantum
             return 2 if credit[0] > 0 else 3
         return 2 if normal else 3 if low else -1
+
+    def _credits(self) -> list[int]:
+        credit = self._credit
+        if credit is None:
+            w, q = self._weights, self._quantum
+            credit = self._credit = [w[0] * q, w[1] * q]
+        return credit
 
     def _take(self, prio: int, out: list[Chunk], budget: int) -> int:
         """Move the next piece of class ``prio`` to ``out``; return the bytes it adds."""
