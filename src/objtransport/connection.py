@@ -23,7 +23,7 @@ from .acks import Confirmations
 from .closing import Closing
 from .config import Options
 from .counters import LinkTotals, Traffic, add_counts
-from .drivers.base import Driver, Link, LinkParts
+from .drivers.base import Driver, Link
 from .endpoint import ConnState, Endpoint
 from .events import EventHub, Overloaded
 from .events import SessionLost as SessionLostEvent
@@ -41,7 +41,7 @@ from .sansio.events import (
 )
 from .sansio.framing import GoAwayCode
 from .sansio.reliability import ResumeState, Unacked
-from .sansio.session import NativeSession, RawSession, ResumeLookup, Session
+from .sansio.session import ResumeLookup
 from .sansio.throttle import TokenBucket
 
 __all__ = ["ConnState", "Connection", "ConnectionInfo", "Endpoint", "Hooks"]
@@ -196,25 +196,7 @@ class Connection:
         self.error_count += 1
         self.last_error = reason
 
-    # -- links ------------------------------------------------------------------------------
-    def make_parts(self, detect: bool = False) -> LinkParts:
-        """What a driver needs to build a link for this connection.
-
-        With ``detect`` the framing is chosen from the peer's first bytes (until then a
-        native session that sends nothing holds the place, with its HELLO timeout).
-        """
-        extra = self.extra
-        if self.role == "client" and ("credentials" in extra or "token" in extra):
-            extra = {k: v for k, v in extra.items() if k != "credentials"}
-            extra["token"] = self.token  # this attempt's (drivers send it as they can)
-            if self.token is None:
-                del extra["token"]
-        return LinkParts(self._new_session, None if detect else self.native,
-                         self.on_messages, self.link_events.on_event,
-                         self.options.max_pending_bytes, extra,
-                         self.server.adopt if self.server is not None else None,
-                         self.limits.pacer, self.limits.receive_bucket)
-
+    # -- links (a driver builds them from link_setup.make_parts) -------------------------
     def set_bandwidth(self, max_bandwidth: float | None = None, burst: float | None = None,
                       max_receive_bandwidth: float | None = None,
                       receive_burst: float | None = None) -> None:
@@ -226,26 +208,6 @@ class Connection:
         if link is not None and hasattr(link, "repace"):
             link.receive_bucket = self.limits.receive_bucket  # type: ignore[attr-defined]
             link.repace()
-
-    def _new_session(self, native: bool | None) -> Session:
-        if native is not None:
-            self.native = native
-        now = self.loop.time()
-        if native is False:
-            return RawSession(self.options, self.id, self.transport_name, self.peer_address,
-                              now, role=self.role)
-        if self.role == "server":
-            session = NativeSession(self.options, self.id, self.transport_name,
-                                    self.peer_address, now, self.resume_state.session_id,
-                                    send_preface=False, role="server",
-                                    resume_lookup=self.resume_lookup)
-        else:
-            self.expiry.check()  # nothing past its ttl is sent again by a resume
-            session = NativeSession(self.options, self.id, self.transport_name,
-                                    self.peer_address, now, self.resume_state.session_id,
-                                    resume=self.resume_state, role="client", token=self.token)
-        session.responder = self.hooks.responder
-        return session
 
     def flow_control(self, pause: bool) -> None:
         """Pause or resume reading from the current link (receive backpressure)."""

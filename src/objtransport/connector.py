@@ -21,6 +21,7 @@ from .dispatch import Handler
 from .drivers.base import LinkParts
 from .drivers.tcp import client_ssl_context
 from .endpoint import Endpoint
+from .link_setup import make_parts
 from .listener import Listener
 from .receivers import Receivers
 from .registry import Registry
@@ -70,7 +71,7 @@ class Connector:
         conn.resume_lookup = partial(self._resume, conn)
         self._registry.add(conn)
         self._receivers.attach(conn, listener.handler, listener.batch)
-        return conn.make_parts(detect=listener.framing is Framing.AUTO)
+        return make_parts(conn, detect=listener.framing is Framing.AUTO)
 
     def _resume(self, fresh: Connection, sid: bytes) -> tuple[ResumeState, bool]:
         """An accepted connection's HELLO: resume a kept session (then ``fresh`` was only

@@ -19,6 +19,7 @@ from .endpoint import ConnState
 from .events import GivenUp, Reconnecting
 from .exceptions import AuthenticationError, CircuitOpenError, ConnectError
 from .lifecycle import emit
+from .link_setup import make_parts
 from .logfields import log_fields
 from .sansio.backoff import backoff_delays
 
@@ -55,7 +56,7 @@ class Supervisor:
         ep = conn.endpoint
         try:
             conn.token = await self._token()
-            link = await conn.driver.open(ep.host, ep.port, conn.make_parts(),
+            link = await conn.driver.open(ep.host, ep.port, make_parts(conn),
                                           conn.ssl_context, conn.options, conn.server_hostname)
         except ConnectError as exc:
             breaker.record_failure(loop.time())
