@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
+from typing import Self
 
 __all__ = ["Answer", "HttpEndpoint"]
 
@@ -26,7 +27,7 @@ REQUEST_DEADLINE = 10.0
 
 class HttpEndpoint:
     """Serve ``answer`` on ``host:port`` (port 0: any free port, read ``.port`` after
-    :meth:`start`)."""
+    :meth:`start`). Used as it is, or as a base whose subclass passes its own method."""
 
     def __init__(self, answer: Answer, host: str = "127.0.0.1", port: int = 0,
                  deadline: float = REQUEST_DEADLINE) -> None:
@@ -36,7 +37,7 @@ class HttpEndpoint:
         self.port = port
         self._server: asyncio.Server | None = None
 
-    async def start(self) -> HttpEndpoint:
+    async def start(self) -> Self:
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self

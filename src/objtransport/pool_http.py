@@ -44,28 +44,13 @@ _FIGURES = {
 }
 
 
-class PoolEndpoint:
+class PoolEndpoint(HttpEndpoint):
     """``/metrics``, ``/ready`` and ``/healthz`` for a :class:`WorkerPool` (port 0: any
     free port, read ``.port`` after ``start()``)."""
 
     def __init__(self, pool: WorkerPool, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(self._answer, host, port)
         self.pool = pool
-        self.http = HttpEndpoint(self._answer, host, port)
-
-    @property
-    def host(self) -> str:
-        return self.http.host
-
-    @property
-    def port(self) -> int:
-        return self.http.port
-
-    async def start(self) -> PoolEndpoint:
-        await self.http.start()
-        return self
-
-    async def close(self) -> None:
-        await self.http.close()
 
     async def metrics_text(self) -> str:
         """The Prometheus text of the added-up figures."""

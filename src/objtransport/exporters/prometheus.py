@@ -196,28 +196,16 @@ class PrometheusCollector(Collector):
         yield from fams.values()
 
 
-class MetricsServer:
+class MetricsServer(HttpEndpoint):
     """A minimal HTTP/1.1 endpoint for ``GET /metrics`` on the running event loop."""
 
     def __init__(self, registry: CollectorRegistry, host: str, port: int,
                  collector: PrometheusCollector | None = None) -> None:
+        super().__init__(self._answer, host, port)
         self.registry = registry
         #: the collector this server made for itself: closed with it (its event
         #: subscription ends)
         self.collector = collector
-        self.http = HttpEndpoint(self._answer, host, port)
-
-    @property
-    def host(self) -> str:
-        return self.http.host
-
-    @property
-    def port(self) -> int:
-        return self.http.port
-
-    async def start(self) -> MetricsServer:
-        await self.http.start()
-        return self
 
     @property
     def url(self) -> str:
@@ -231,11 +219,7 @@ class MetricsServer:
             self.registry.unregister(self.collector)
             self.collector.close()
             self.collector = None
-        await self.http.close()
-
-    @property
-    def serving(self) -> bool:
-        return self.http.serving
+        await super().close()
 
     async def __aenter__(self) -> MetricsServer:
         return self
