@@ -92,18 +92,22 @@ def test_a_bad_frame_after_a_run_is_refused_and_the_run_kept() -> None:
 
 # -- plain_run on its own -------------------------------------------------------------------
 
-def test_plain_run_slices_lengths_that_do_not_repeat_from_bytes_only() -> None:
+def test_plain_run_takes_lengths_that_do_not_repeat_from_bytes_and_views() -> None:
     data = encode_data(b"a", 1, 0, 2) + encode_data(b"bb", 2, 0, 2) + encode_data(b"cc", 3, 0, 2)
     out: list[bytes | Message] = []
     assert pr.plain_run(data, 0, len(data), 0, 1 << 20, out) == (len(data), 3)
     assert out == [b"a", b"bb", b"cc"]
+    for buf in (memoryview(data), bytearray(data)):
+        # the lone "a" is copied out of the view as bytes (a lone frame: one copy, no
+        # second pass of the read), then the run of "bb", "cc"
+        out = []
+        assert pr.plain_run(buf, 0, len(data), 0, 1 << 20, out) == (len(data), 3)
+        assert out == [b"a", b"bb", b"cc"] and all(type(p) is bytes for p in out)
+    # a lone frame alone in the read (a ping-pong's one message)
+    one = encode_data(b"q" * 64, 7, 0, 2)
     out = []
-    # in a memoryview the lone "a" ends the run: the caller copies the rest to bytes
-    assert pr.plain_run(memoryview(data), 0, len(data), 0, 1 << 20, out) == (0, 0)
-    assert out == []
-    off = len(encode_data(b"a", 1, 0, 2))
-    assert pr.plain_run(memoryview(data), off, len(data), 1, 1 << 20, out) == (len(data), 3)
-    assert out == [b"bb", b"cc"] and all(type(p) is bytes for p in out)
+    assert pr.plain_run(memoryview(one), 0, len(one), 6, 1 << 20, out) == (len(one), 7)
+    assert out == [b"q" * 64] and type(out[0]) is bytes
 
 
 def test_plain_run_stops_before_an_incomplete_or_out_of_order_frame() -> None:
