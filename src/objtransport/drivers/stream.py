@@ -5,9 +5,10 @@ It pumps bytes between an asyncio transport and a sans-I/O session and does noth
 * receiving uses ``BufferedProtocol``: the session says where the bytes go (its reusable
   buffer, or the body of a large message directly);
 * sending: the first message of a loop turn is written at once (latency), the rest of the
-  turn's messages are coalesced into one write at the end of the turn (throughput); the
-  scheduler is only asked for more while the transport's buffer is below its high-water mark,
-  so priorities still decide what goes next;
+  turn's messages are coalesced into one write at the end of the turn (throughput), and
+  what a read's messages answer leaves in one write at the end of the read (when:
+  :mod:`.stream_turn`); the scheduler is only asked for more while the transport's buffer
+  is below its high-water mark, so priorities still decide what goes next;
 * one ``loop.call_at`` timer, re-armed to the session's ``next_deadline()``.
 
 The owner passes callbacks for messages and events and learns about the end through
@@ -43,7 +44,7 @@ from .authgate import AuthGate
 from .base import LinkParts
 from .overload import OverloadGuard
 from .pacing import Pacer, ReadThrottle
-from .stream_end import StreamEnding
+from .stream_turn import FREE, READING, WriteTurns
 
 __all__ = ["StreamLink", "WRITE_HIGH", "WRITE_LOW"]
 
@@ -57,8 +58,9 @@ OnMessages = Callable[[list[Received]], None]
 OnEvent = Callable[["StreamLink", Event], None]
 
 
-class StreamLink(StreamEnding, asyncio.BufferedProtocol):
-    """One stream socket bound to one session (its ending: :class:`~.stream_end.StreamEnding`)."""
+class StreamLink(WriteTurns, asyncio.BufferedProtocol):
+    """One stream socket bound to one session (when it writes: :class:`~.stream_turn.WriteTurns`;
+    its ending: :class:`~.stream_end.StreamEnding`)."""
 
     __slots__ = ("session", "budget", "_sched", "_rs", "max_unacked", "last_seq", "on_messages",
                  "on_event", "max_pending", "loop", "transport", "ready", "closed", "lost",
@@ -107,6 +109,8 @@ class StreamLink(StreamEnding, asyncio.BufferedProtocol):
         self.lost: asyncio.Future[None] = self.loop.create_future()  # socket closed
         self.write_paused = False  # the transport asked us to stop writing
         self._flush_handle: asyncio.Handle | None = None
+        self._turn = FREE
+        self._wrote_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._drain_waiters: list[tuple[asyncio.Future[None], int]] = []
@@ -184,16 +188,14 @@ class StreamLink(StreamEnding, asyncio.BufferedProtocol):
         return self.session.get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
-        session = self.session
-        msgs = session.buffer_updated(nbytes, monotonic())
-        if self.receive_bucket is not None:
-            self._read_throttle.charge(self.receive_bucket, nbytes)
-        self._delivered(msgs)
-
-    def _answer(self) -> None:
-        self._schedule_flush()
-        if self.write_paused:
-            self._overload.check()
+        self._turn = READING  # what the messages answer goes out at the end, in one write
+        try:
+            msgs = self.session.buffer_updated(nbytes, monotonic())
+            if self.receive_bucket is not None:
+                self._read_throttle.charge(self.receive_bucket, nbytes)
+            self._delivered(msgs)
+        finally:
+            self._read_end()
 
     def eof_received(self) -> bool | None:
         self._lost("peer closed the connection (EOF)")
@@ -221,14 +223,6 @@ class StreamLink(StreamEnding, asyncio.BufferedProtocol):
         return self._sched.pending_bytes > self.max_pending or (
             rs is not None and rs.unacked_bytes > self.max_unacked)
 
-    def _wake(self) -> None:
-        """Something was queued: the first message of a loop turn goes out at once
-        (latency), the rest of the turn's in one write at its end (throughput)."""
-        if self._flush_handle is None:
-            self._flush_handle = self.loop.call_soon(self._flush_soon)
-            if not self.write_paused:
-                self._flush()
-
     @property
     def pending_bytes(self) -> int:
         """Bytes queued in the session plus bytes in the transport's buffer."""
@@ -239,14 +233,6 @@ class StreamLink(StreamEnding, asyncio.BufferedProtocol):
     @property
     def congested(self) -> bool:
         return self.session.scheduler.pending_bytes > self.max_pending
-
-    def _schedule_flush(self) -> None:
-        if self._flush_handle is None:
-            self._flush_handle = self.loop.call_soon(self._flush_soon)
-
-    def _flush_soon(self) -> None:
-        self._flush_handle = None
-        self._flush()
 
     def _flush(self) -> None:
         """Write queued chunks while the transport accepts them."""

@@ -1,0 +1,87 @@
+"""When a stream link writes (:class:`WriteTurns`, a base of :class:`~.stream.StreamLink`).
+
+A message queued on an idle link is written at once (latency); the rest of the loop turn's
+messages leave together in one write at the turn's end (throughput). What a read's messages
+answer (a handler's replies, ACKs, PONGs) is written once, when the read's delivery ends.
+
+The turn's end is a ``loop.call_soon``, armed only when a second message comes in the turn
+after a write went straight through: a request/response peer (one message per turn) writes
+at once and arms nothing. The state of the turn, ``_turn``:
+
+* ``FREE``: the next message queued on an empty queue is written at once;
+* ``WROTE``: one was; the next one that finds the queue empty arms the turn's end
+  (``_flush_soon``), unless a read came since (a new turn: ``FREE`` again) or
+  :data:`NEW_TURN_AFTER` s passed since that write (a sender that queues a message now
+  and then, with nothing to read in between, writes each at once: at worst one extra write
+  per interval when one turn runs that long);
+* ``READING``: the link is delivering a read's messages; what is queued waits for the end
+  of the delivery (:meth:`_read_end`), which writes it in one go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from time import monotonic
+
+from .stream_end import StreamEnding
+
+__all__ = ["NEW_TURN_AFTER", "WriteTurns"]
+
+FREE, WROTE, READING = 0, 1, 2
+#: after a write that went straight through, a message queued this much later (s) is
+#: taken for a new loop turn's and written at once too
+NEW_TURN_AFTER = 0.001
+
+
+class WriteTurns(StreamEnding):
+    """``_wake`` (the session's ``on_wake``), the turn's end, and the end of a read."""
+
+    __slots__ = ("_turn", "_wrote_at")
+
+    loop: asyncio.AbstractEventLoop
+    write_paused: bool
+    _turn: int
+    _wrote_at: float
+
+    def _wake(self) -> None:
+        """Something was queued on an empty queue (or by ``send``)."""
+        turn = self._turn
+        if self._flush_handle is not None or turn == READING:
+            return  # the turn's end, or the read's, writes it
+        if not self.write_paused and (turn == FREE
+                                      or monotonic() - self._wrote_at > NEW_TURN_AFTER):
+            self._turn = WROTE
+            self._flush()
+            self._wrote_at = monotonic()
+            if not self.session.scheduler.pending_bytes:
+                return  # all written: the turn's next message arms its end
+        self._flush_handle = self.loop.call_soon(self._flush_soon)
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = self.loop.call_soon(self._flush_soon)
+
+    def _flush_soon(self) -> None:
+        self._flush_handle = None
+        self._turn = FREE
+        self._flush()
+
+    def _answer(self) -> None:
+        """The session queued answers while taking received bytes (``_delivered``)."""
+        if self._turn != READING:
+            self._schedule_flush()
+        if self.write_paused:
+            self._overload.check()
+
+    def _read_end(self) -> None:
+        """A read's messages were delivered: what they answered goes out in one write (a
+        read also starts a new turn for the next message queued)."""
+        self._turn = FREE
+        session = self.session
+        if session.scheduler.pending_bytes or session.has_final:
+            if self.write_paused:
+                self._overload.check()
+            else:
+                self._turn = WROTE
+                self._flush()
+                self._wrote_at = monotonic()
