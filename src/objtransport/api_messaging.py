@@ -102,16 +102,21 @@ class MessagingAPI(ServiceParts):
             if msg is not None:
                 return msg
             raise ConnectionNotFound(conn_id)
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        inbox = self._inbox
+        loop: asyncio.AbstractEventLoop | None = None
+        deadline = None
         while True:
-            try:
-                msg = await self._inbox.get(
-                    conn_id, None if deadline is None else max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                where = "any connection" if conn_id is None else f"connection {conn_id}"
-                raise ReceiveTimeout(f"no message from {where} within {timeout:g} s"
-                                     ) from None
+            msg = inbox.get_nowait(conn_id)
+            if msg is None:
+                if loop is None:  # one loop look-up and one deadline for the whole call
+                    loop = asyncio.get_running_loop()
+                    deadline = None if timeout is None else loop.time() + timeout
+                try:
+                    msg = await inbox.get_until(conn_id, loop, deadline)
+                except TimeoutError:
+                    where = "any connection" if conn_id is None else f"connection {conn_id}"
+                    raise ReceiveTimeout(f"no message from {where} within {timeout:g} s"
+                                         ) from None
             if not msg.flags or not self._responder.expired(msg, self._responder.clock()):
                 return msg
 

@@ -202,8 +202,12 @@ class Inbox:
         item = q.items.popleft()
         conn = q.conn
         if type(item) is bytes:
-            msg = Message(item, conn_id, conn.transport_name, conn.peer_address,
-                          identity=conn.identity)
+            msg = new_message(Message)  # a plain message: its five fields (events.py)
+            msg.data = item
+            msg.conn_id = conn_id
+            msg.transport = conn.transport_name
+            msg.peer = conn.peer_address
+            msg.identity = conn.identity
         else:
             msg = as_message(item, conn_id, "", None)
             if conn is not None:
@@ -219,7 +223,13 @@ class Inbox:
         if msg is not None:
             return msg
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        return await self.get_until(conn_id, loop,
+                                    None if timeout is None else loop.time() + timeout)
+
+    async def get_until(self, conn_id: int | None, loop: asyncio.AbstractEventLoop,
+                        deadline: float | None) -> Message:
+        """:meth:`get` once nothing is waiting: wait for the next message until
+        ``deadline`` (``loop``'s time; None: for ever), then raise TimeoutError."""
         while True:
             await self._wait(conn_id, loop, deadline)
             msg = self.get_nowait(conn_id)

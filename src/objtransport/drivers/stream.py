@@ -261,19 +261,24 @@ class StreamLink(WriteTurns, asyncio.BufferedProtocol):
             chunks = session.data_to_send(now, budget, strict)
             if not chunks:
                 break
-            n = sum(len(c) for c in chunks) if len(chunks) > 1 else len(chunks[0])
-            pacer.consume(n, now)
-            if simple:
-                t.write(b"".join(chunks) if len(chunks) > 1 else chunks[0])
+            if len(chunks) == 1:
+                n = len(chunks[0])
+                t.write(chunks[0])
             else:
-                _write_chunks(t, chunks)
+                n = sum(len(c) for c in chunks)
+                if simple:
+                    t.write(b"".join(chunks))
+                else:
+                    _write_chunks(t, chunks)
+            pacer.consume(n, now)
         if self._drain_waiters:
             self._wake_drain_waiters()
         if self._flushed_waiters and not sched.pending_bytes:
             self._wake_flushed()
         if self._overload.paused:
             self._overload.relieved()
-        if session.closed and not sched.pending_bytes and not session.has_final:
+        if (not session.open and session.closed and not sched.pending_bytes
+                and not session.has_final):
             self._close_transport()
 
     def _paced_flush(self) -> None:

@@ -80,7 +80,8 @@ class SessionCore:
     __slots__ = ("options", "conn_id", "transport_name", "peer", "state", "open", "scheduler",
                  "events", "created", "last_receive", "last_send", "bytes_queued", "bytes_sent",
                  "_dropped", "other_priority_messages", "messages_received", "close_code",
-                 "close_reason", "_peer_max_message", "_send_limit", "_final", "timer_changed",
+                 "close_reason", "_peer_max_message", "_send_limit", "_final", "has_final",
+                 "timer_changed",
                  "on_wake", "send_high")
 
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
@@ -109,6 +110,9 @@ class SessionCore:
         self.close_reason = ""
         self.peer_max_message = options.max_message_size
         self._final: list[Chunk] = []  # what goes after everything queued (GOAWAY)
+        #: True while a GOAWAY waits to be written after the queue (an attribute: drivers
+        #: test it after every write)
+        self.has_final = False
         #: set when next_deadline() moved earlier outside handle_timer (driver re-arms)
         self.timer_changed = False
         #: called by queue()/queue_many() when a message lands in an empty queue (the
@@ -151,11 +155,6 @@ class SessionCore:
 
     # -- figures ---------------------------------------------------------------------------
     @property
-    def has_final(self) -> bool:
-        """True while a GOAWAY waits to be written after the queue."""
-        return bool(self._final)
-
-    @property
     def pending_bytes(self) -> int:
         """Bytes queued and not yet returned by :meth:`data_to_send`."""
         return self.scheduler.pending_bytes + sum(len(c) for c in self._final)
@@ -180,6 +179,7 @@ class SessionCore:
         if self._final and not self.scheduler.pending_bytes:
             out.extend(self._final)
             self._final = []
+            self.has_final = False
         if out:
             self.last_send = now
             # the queue held headers (and control frames) too: while a backlog waits this
@@ -268,6 +268,7 @@ class SessionCore:
             return
         self.drop_queued(keep_control=True)
         self._final = []
+        self.has_final = False
         self._ended(code, reason, by_peer=False, error=error)
 
     def connection_lost(self, reason: str) -> None:
@@ -325,15 +326,13 @@ class AnySession(Protocol):
     close_code: int | None
     close_reason: str
     timer_changed: bool
+    has_final: bool
 
     @property
     def closed(self) -> bool: ...
 
     @property
     def is_open(self) -> bool: ...
-
-    @property
-    def has_final(self) -> bool: ...
 
     @property
     def pending_bytes(self) -> int: ...

@@ -92,7 +92,19 @@ class NativeReceiver(NativeHandshake):
             dec.buffer_updated(nbytes)
         except ProtocolError as exc:
             return self._after_decode(now, closed, exc)
-        return self._after_decode(now, closed)
+        if dec.control or dec.extended or closed:
+            return self._after_decode(now, closed)
+        # only messages without meta blocks (a request/response's usual read):
+        # _after_decode's common case, without its walk over control frames
+        if self._acks and self.rs.floor > self.rs.ack_sent:
+            self._schedule_ack(now)
+        if self.frames.update(dec.frame_at, now):
+            self.timer_changed = True
+        msgs = dec.messages
+        if msgs:
+            dec.messages = []
+            self.messages_received += len(msgs)
+        return msgs
 
     def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Received]:
         """Decode ``data``; return the complete messages (events go to ``take_events``)."""

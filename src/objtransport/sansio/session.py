@@ -277,6 +277,7 @@ class NativeSession(NativeReceiver):
             # delivered messages as unconfirmed (or wait for an ACK that never comes)
             self._send_ack()
         self._final.append(magic + encode_goaway(code, reason))
+        self.has_final = True
 
     # -- time ------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
