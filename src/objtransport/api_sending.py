@@ -260,10 +260,12 @@ class SendingAPI(ServiceParts):
         prio = PRIORITIES.get(priority)
         if prio is None:
             prio = Priority.parse(priority)
-        if link.backlog(prio) > link.max_pending:
+        # the backlog ahead of a message is part of what is queued: look at it only then
+        if (link.session.scheduler.pending_bytes > link.max_pending
+                and link.backlog(prio) > link.max_pending):
             raise SendTimeout(f"send_nowait to {conn.endpoint}: {link.pending_bytes} bytes "
                               "already queued (max_pending_bytes); use send_data to wait")
-        link.send(data, stream, prio, text)
+        link.queue(data, stream, prio, text)  # the session's own queue() on most links
 
     async def send_json(self, conn_id: int, obj: Any, *,
                         headers: Mapping[str, HeaderValue] | None = None,
