@@ -229,9 +229,19 @@ class Inbox:
     async def get_until(self, conn_id: int | None, loop: asyncio.AbstractEventLoop,
                         deadline: float | None) -> Message:
         """:meth:`get` once nothing is waiting: wait for the next message until
-        ``deadline`` (``loop``'s time; None: for ever), then raise TimeoutError."""
+        ``deadline`` (``loop``'s time; None: for ever), then raise TimeoutError. (The body
+        of :meth:`_wait` inline: one coroutine fewer to resume per message.)"""
         while True:
-            await self._wait(conn_id, loop, deadline)
+            waiters = self._waiters if conn_id is None else self._waiters_of(conn_id)
+            fut: asyncio.Future[None] = loop.create_future()
+            waiters.append(fut)
+            if deadline is not None:
+                self._deadlines.add(loop, fut, deadline)
+            try:
+                await fut
+            finally:
+                if not fut.done():
+                    fut.cancel()
             msg = self.get_nowait(conn_id)
             if msg is not None:
                 return msg

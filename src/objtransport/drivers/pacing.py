@@ -24,6 +24,8 @@ __all__ = ["PacedFlush", "Pacer", "ReadThrottle", "default_burst"]
 
 #: never wait for fewer tokens than this (or the burst, if smaller): avoids tiny writes
 MIN_GRANT = 16 * 1024
+#: the send-rate meter takes the running total at most this often (s): not at every write
+SAMPLE_EVERY = 0.015
 
 
 def default_burst(rate: float) -> float:
@@ -32,7 +34,7 @@ def default_burst(rate: float) -> float:
 
 
 class Pacer:
-    __slots__ = ("buckets", "waited", "meter", "total", "_blocked_since")
+    __slots__ = ("buckets", "waited", "meter", "total", "_blocked_since", "_sample_at")
 
     def __init__(self, buckets: list[TokenBucket] | None = None) -> None:
         self.buckets: list[TokenBucket] = buckets or []
@@ -40,6 +42,7 @@ class Pacer:
         self.meter = RateMeter()
         self.total = 0
         self._blocked_since: float | None = None
+        self._sample_at = 0.0  # when the meter takes the total next
 
     def __bool__(self) -> bool:
         return bool(self.buckets)
@@ -65,7 +68,9 @@ class Pacer:
         for b in self.buckets:
             b.consume(n, now)
         self.total += n
-        self.meter.update(self.total, now)
+        if now >= self._sample_at:  # the meter's window is 1 s: a sample per 15 ms will do
+            self._sample_at = now + SAMPLE_EVERY
+            self.meter.update(self.total, now)
 
     def rate(self, now: float) -> float:
         return self.meter.rate(now)
