@@ -96,7 +96,8 @@ class MessagingAPI(ServiceParts):
         Raises ``ReceiveTimeout`` (a ``TimeoutError``) after ``timeout`` s (None waits for
         ever).
         """
-        self._check_running()
+        if not self._running:
+            self._check_running()
         if conn_id is not None and conn_id not in self._conns:
             msg = self._inbox.get_nowait(conn_id)
             if msg is not None:
@@ -106,7 +107,7 @@ class MessagingAPI(ServiceParts):
         loop: asyncio.AbstractEventLoop | None = None
         deadline = None
         while True:
-            msg = inbox.get_nowait(conn_id)
+            msg = inbox.get_nowait(conn_id) if inbox.size else None
             if msg is None:
                 if loop is None:  # one loop look-up and one deadline for the whole call
                     loop = asyncio.get_running_loop()

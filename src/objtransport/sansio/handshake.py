@@ -42,7 +42,8 @@ try:
 except ImportError:  # the objtransport[zstd] extra is not installed
     zstd = False
 
-__all__ = ["ACK_BYTES", "ACK_DELAY", "ACK_EVERY", "NativeHandshake", "ResumeLookup"]
+__all__ = ["ACK_BYTES", "ACK_DELAY", "ACK_EVERY", "ACK_PIGGYBACK", "NativeHandshake",
+           "ResumeLookup"]
 
 #: acknowledge at least every this many messages (each ACK costs a write on this side and
 #: a wake-up on the other: every 256 took 18 % of 1 KiB throughput) ...
@@ -52,6 +53,8 @@ ACK_EVERY = 4096
 ACK_BYTES = 1024 * 1024
 #: ... or this long after the first unacknowledged one
 ACK_DELAY = 0.005
+#: a write this close to a delayed ACK's time (s) takes the ACK along (one write, not two)
+ACK_PIGGYBACK = 0.001
 #: a listener's way to find a kept session by the id in the client's HELLO:
 #: ``(state, resumed)``
 ResumeLookup = Callable[[bytes], tuple[ResumeState, bool]]

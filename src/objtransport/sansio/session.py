@@ -40,6 +40,7 @@ from .handshake import (
     ACK_BYTES,
     ACK_DELAY,
     ACK_EVERY,
+    ACK_PIGGYBACK,
     WINDOW_WAIT,
     ResumeLookup,
 )
@@ -242,6 +243,9 @@ class NativeSession(NativeReceiver):
 
     def data_to_send(self, now: float, budget: int = 1 << 62,
                      strict: bool = False) -> list[Chunk]:
+        due = self._ack_due
+        if due is not None and now >= due - ACK_PIGGYBACK:
+            self._send_ack()  # rides with this write: no lone ACK (and no wake-up) later
         if self._window:
             out = self._windowed(now, budget)
         else:
