@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from objtransport.config import Options
 from objtransport.sansio.events import Acked, SessionLost, as_message
+from objtransport.sansio.framing import FrameType
 from objtransport.sansio.reliability import ResumeState, data_frames
-from objtransport.sansio.session import ACK_BYTES, ACK_EVERY, NativeSession
+from objtransport.sansio.session import ACK_BYTES, ACK_EVERY, ACK_PIGGYBACK, NativeSession
 
 OPTS = Options()
 
@@ -103,6 +104,37 @@ def test_delayed_ack_for_a_few_messages() -> None:
     s.handle_timer(0.005)
     deliver(s, c)
     assert not rs.unacked()
+
+
+def _frame_types(data: bytes) -> list[int]:
+    """The types of the frames in ``data``, but PINGs and PONGs (the handshake's)."""
+    off, out = 0, []
+    while off < len(data):
+        if data[off + 5] not in (FrameType.PING, FrameType.PONG):
+            out.append(data[off + 5])
+        off += 4 + int.from_bytes(data[off:off + 4], "big")
+    return out
+
+
+def test_a_delayed_ack_rides_with_a_write_close_to_its_time() -> None:
+    rs = ResumeState(b"c" * 16)
+    c, s = connect(rs, Server())
+    c.send_message(b"ping")
+    assert deliver(c, s) == [b"ping"]  # the ACK is due at 0.005
+    s.send_message(b"early")
+    # more than ACK_PIGGYBACK before the ACK is due: the answer goes alone
+    early = wire(s, 0.005 - ACK_PIGGYBACK - 0.0005)
+    assert _frame_types(early) == [FrameType.DATA]
+    assert rs.unacked()
+    s.send_message(b"pong")
+    # within ACK_PIGGYBACK of it: the ACK goes first, in the same write
+    late = wire(s, 0.005 - ACK_PIGGYBACK / 2)
+    assert _frame_types(late) == [FrameType.ACK, FrameType.DATA]
+    assert deliver(s, c, late, 0.0045) == [b"pong"]
+    assert not rs.unacked()
+    # nothing left for the timer: it finds no ACK due, and none goes alone
+    s.handle_timer(0.005)
+    assert wire(s, 0.005) == b""
 
 
 def test_resume_resends_exactly_what_was_lost_and_drops_duplicates() -> None:

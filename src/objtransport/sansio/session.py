@@ -53,6 +53,7 @@ __all__ = [
     "ACK_BYTES",
     "ACK_DELAY",
     "ACK_EVERY",
+    "ACK_PIGGYBACK",
     "AnySession",
     "NativeSession",
     "RawSession",

@@ -1,0 +1,79 @@
+"""When a TCP link writes (drivers/stream_turn.py), over real loopback sockets: a message on an
+idle link goes to the socket at once, the rest of the loop turn's wait for its end, a read
+starts a new turn, and what a read's messages answer leaves when its delivery ends."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from objtransport import Message, NetworkTransport
+from objtransport.drivers import stream_turn
+
+
+@pytest.fixture
+def one_turn_is_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No message of a test's turn is taken for a new turn's however loaded the machine."""
+    monkeypatch.setattr(stream_turn, "NEW_TURN_AFTER", 60.0)
+
+
+async def _idle_pair(net: NetworkTransport, handler: object = None) -> int:
+    """A connection to a listener that echoes (or runs ``handler``), after one round trip:
+    nothing is queued and the last thing the client did was a read (a new turn)."""
+    if handler is None:
+        def echo(msg: Message) -> None:
+            net.send_nowait(msg.conn_id, msg.data)
+        handler = echo
+    listener = await net.listen("127.0.0.1", 0, handler=handler)  # type: ignore[arg-type]
+    conn = await net.connect("127.0.0.1", listener.port)
+    await net.send_data(conn, b"hi")
+    assert (await net.receive(conn, timeout=5)).data.startswith(b"hi")
+    assert net.connection_info(conn).pending_bytes == 0
+    return conn
+
+
+@pytest.mark.usefixtures("one_turn_is_long")
+async def test_a_lone_message_is_written_at_once_the_turns_next_at_its_end() -> None:
+    async with NetworkTransport() as net:
+        conn = await _idle_pair(net)
+        await net.send_data(conn, b"a")
+        assert net.connection_info(conn).pending_bytes == 0  # in the socket already
+        await net.send_data(conn, b"b")
+        await net.send_data(conn, b"c")
+        assert net.connection_info(conn).pending_bytes == 2 * 21  # held for the turn's end
+        await asyncio.sleep(0)  # the turn's end ran first: one write for both
+        assert net.connection_info(conn).pending_bytes == 0
+        got = [(await net.receive(conn, timeout=5)).data for _ in range(3)]
+        assert got == [b"a", b"b", b"c"]  # echoed
+
+
+@pytest.mark.usefixtures("one_turn_is_long")
+async def test_after_a_read_the_next_message_is_written_at_once_again() -> None:
+    async with NetworkTransport() as net:
+        conn = await _idle_pair(net)
+        for i in range(20):  # a request/response: one message per turn, each written at once
+            await net.send_data(conn, b"%d" % i)
+            assert net.connection_info(conn).pending_bytes == 0
+            assert (await net.receive(conn, timeout=5)).data == b"%d" % i
+
+
+async def test_a_reads_answers_leave_together_when_its_delivery_ends() -> None:
+    async with NetworkTransport() as net:
+        held: list[int] = []
+
+        def answer(msg: Message) -> None:
+            for k in range(3):
+                net.send_nowait(msg.conn_id, msg.data + b"-%d" % k)
+            # queued, not written: the end of the read writes them (with the read's others)
+            held.append(net.connection_info(msg.conn_id).pending_bytes)
+
+        conn = await _idle_pair(net, answer)
+        for _ in range(2):  # the rest of the first round trip's answers
+            assert (await net.receive(conn, timeout=5)).data.startswith(b"hi-")
+        held.clear()
+        await net.send_many(conn, [b"x", b"y"])
+        got = [(await net.receive(conn, timeout=5)).data for _ in range(6)]
+        assert got == [b"x-0", b"x-1", b"x-2", b"y-0", b"y-1", b"y-2"]
+        assert held and all(n > 0 for n in held)
+        assert held[-1] >= 3 * 23
