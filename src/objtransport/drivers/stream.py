@@ -66,8 +66,9 @@ class StreamLink(WriteTurns, asyncio.BufferedProtocol):
                  "on_event", "max_pending", "loop", "transport", "ready", "closed", "lost",
                  "write_paused", "_read_pauses", "_overload", "peer", "pacer",
                  "receive_bucket", "_read_throttle", "on_made", "identity", "auth",
-                 # the session's own queue() / queue_many(), bound per link (see _bind)
-                 "queue", "queue_many", "__weakref__")
+                 # the session's own queue() / queue_many() and its decoder's get_buffer,
+                 # bound per link (see _bind)
+                 "queue", "queue_many", "_get_buffer", "__weakref__")
 
     session: Session
 
@@ -140,6 +141,7 @@ class StreamLink(WriteTurns, asyncio.BufferedProtocol):
         session.send_high = self.max_pending
         self.queue = session.queue  # type: ignore[method-assign]
         self.queue_many = session.queue_many  # type: ignore[method-assign]
+        self._get_buffer = session.buffer_getter()
 
     def use_auth(self, gate: AuthGate) -> None:
         """(listener) The client's HELLO token must pass ``gate`` before the session opens."""
@@ -185,7 +187,7 @@ class StreamLink(WriteTurns, asyncio.BufferedProtocol):
         self._rearm()
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self.session.get_buffer(sizehint)
+        return self._get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
         self._turn = READING  # what the messages answer goes out at the end, in one write
@@ -388,7 +390,7 @@ class DetectingStreamLink(StreamLink):
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._detect is not None:
             return memoryview(self._head)[self._head_len:]
-        return self.session.get_buffer(sizehint)
+        return self._get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._detect is None:

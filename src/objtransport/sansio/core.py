@@ -399,6 +399,10 @@ class Session(AnySession, Protocol):
         """Where to receive the next bytes (then call :meth:`buffer_updated`)."""
         ...
 
+    def buffer_getter(self) -> Callable[[int], memoryview]:
+        """A callable that does what :meth:`get_buffer` does, in one call fewer."""
+        ...
+
     def buffer_updated(self, nbytes: int, now: float) -> list[Received]:
         """``nbytes`` arrived in the buffer from :meth:`get_buffer`; return the messages."""
         ...

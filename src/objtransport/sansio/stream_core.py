@@ -11,6 +11,7 @@ decoder in its ``__init__``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 from ..config import Options
@@ -57,6 +58,11 @@ class StreamCore(SessionCore, Generic[D]):
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         return self.decoder.get_buffer(sizehint)
+
+    def buffer_getter(self) -> Callable[[int], memoryview]:
+        """:meth:`get_buffer` without this session's call in between (the decoder's own,
+        for a driver that asks before every read; the decoder is the session's for life)."""
+        return self.decoder.get_buffer
 
     @property
     def bytes_received(self) -> int:
