@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import struct
+import time
 import tracemalloc
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -283,6 +285,44 @@ async def test_a_dripped_frame_is_cut_after_the_grace(net: NetworkTransport,
     assert cut < grace + 0.5, cut  # measured: 0.31 s
     await net.send_data(good, b"unaffected")
     assert (await net.receive(timeout=5.0)).data == b"unaffected"
+
+
+async def test_a_frame_whose_rest_waits_in_our_socket_survives_our_own_stall(
+        net: NetworkTransport) -> None:
+    """Our loop stalls past a frame's deadline (CPU starvation: here the loop thread is
+    blocked) while the rest of the frame waits in our socket. uvloop runs its timers before
+    it polls the sockets: before, the listener cut the peer ("frame too slow", seen at load
+    7-9 under a peer that floods) for bytes it had not read yet."""
+    grace = 1.0
+    listener = await net.listen("127.0.0.1", 0, framing="raw", timeout=grace)
+    body = b"r" * 100
+    frame = RAW_LEN.pack(len(body)) + body
+    # a whole message, then half of the next one, in one segment (one read)
+    conn = await _raw(listener.port, RAW_LEN.pack(5) + b"first" + frame[:50])
+    loop = asyncio.get_running_loop()
+    stalled = loop.create_future()
+    wake, waker = socket.socketpair()
+
+    def stall() -> None:
+        """An I/O callback that hogs the loop (as a big read does on a starved CPU): the
+        loop goes on with its timers, then polls the sockets."""
+        loop.remove_reader(wake.fileno())
+        conn[1].write(frame[50:])  # into the socket at once (nothing is buffered before it)
+        time.sleep(max(0.0, begun + grace + 0.5 - time.monotonic()))
+        stalled.set_result(None)
+
+    try:
+        assert (await net.receive(timeout=5.0)).data == b"first"
+        begun = time.monotonic()  # the second frame began: its deadline is armed
+        loop.add_reader(wake.fileno(), stall)
+        waker.send(b"!")
+        await stalled
+        assert (await net.receive(timeout=5.0)).data == body
+        assert listener.connections  # not cut
+    finally:
+        wake.close()
+        waker.close()
+        await _close_all([conn])
 
 
 async def test_a_quiet_raw_connection_ends_after_idle_timeout(net: NetworkTransport) -> None:

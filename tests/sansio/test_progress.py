@@ -77,6 +77,44 @@ def test_time_while_we_do_not_read_is_not_the_peers() -> None:
     assert deadline is not None and abs(deadline - (112.0 + 100 / MIN_FRAME_RATE)) < 1e-9
 
 
+def test_bytes_waiting_unread_hold_the_frame_until_the_next_read() -> None:
+    """The driver found the rest of a frame waiting in the socket as its deadline came (our
+    loop was stalled): no verdict; the read that follows completes it."""
+    s = RawSession(OPTS, 1, "tcp", None, 0.0, role="server")
+    data = (100).to_bytes(4, "big") + b"z" * 100
+    assert s.receive_data(data[:50], 0.0) == []
+    due = s.next_deadline()
+    assert due is not None and due < 3.0  # the frame's deadline (grace 2 s)
+    s.input_waiting(9.0)  # our loop stalled 7 s past it; the rest is in the socket
+    s.handle_timer(9.0)
+    assert not s.closed and s.last_receive == 9.0
+    assert s.receive_data(data[50:], 9.001) == [b"z" * 100]
+    assert not s.closed
+
+
+def test_a_held_frame_that_does_not_go_on_gets_its_deadline_back() -> None:
+    """After the read that follows, a frame still incomplete is judged again at once: the
+    time the peer had before the hold counts, the hold does not."""
+    clock = FrameClock(2.0)
+    assert clock.update(0, 10.0)  # a frame began at 10 s
+    clock.hold(15.0)  # 3 s past its deadline, bytes waiting: no deadline until the read
+    assert clock.deadline(10) is None
+    assert clock.update(0, 20.0)  # read at 20 s, the same frame: its deadline is back
+    deadline = clock.deadline(20)
+    assert deadline is not None and abs(deadline - (17.0 + 20 / MIN_FRAME_RATE)) < 1e-9
+    assert clock.expired(20, 20.0)
+
+
+def test_a_hold_during_backpressure_ends_only_with_the_backpressure() -> None:
+    clock = FrameClock(2.0)
+    clock.update(0, 10.0)
+    clock.hold(11.0)
+    clock.pause(11.5)  # we stop reading: only resume() ends this
+    assert not clock.update(0, 12.0) and clock.deadline(0) is None
+    clock.resume(13.0)
+    assert clock.deadline(0) == 14.0
+
+
 def test_a_quiet_raw_listener_connection_ends_after_idle_timeout() -> None:
     s = RawSession(OPTS, 1, "tcp", None, 0.0, role="server")
     assert s.next_deadline() == 50.0

@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
+import sys
 import threading
 from collections.abc import Callable
 from time import monotonic
@@ -46,6 +48,10 @@ from .overload import OverloadGuard
 from .pacing import Pacer, ReadThrottle
 from .stream_turn import FREE, READING, WriteTurns
 
+if sys.platform != "win32":  # FIONREAD: bytes waiting unread in a socket
+    from fcntl import ioctl
+    from termios import FIONREAD
+
 __all__ = ["StreamLink", "WRITE_HIGH", "WRITE_LOW"]
 
 log = logging.getLogger("objtransport.stream")
@@ -65,7 +71,7 @@ class StreamLink(WriteTurns, asyncio.BufferedProtocol):
     __slots__ = ("session", "budget", "_sched", "_rs", "max_unacked", "last_seq", "on_messages",
                  "on_event", "max_pending", "loop", "transport", "ready", "closed", "lost",
                  "write_paused", "_read_pauses", "_overload", "peer", "pacer",
-                 "receive_bucket", "_read_throttle", "on_made", "identity", "auth",
+                 "receive_bucket", "_read_throttle", "on_made", "identity", "auth", "_fd",
                  # the session's own queue() / queue_many() and its decoder's get_buffer,
                  # bound per link (see _bind)
                  "queue", "queue_many", "_get_buffer", "__weakref__")
@@ -132,6 +138,7 @@ class StreamLink(WriteTurns, asyncio.BufferedProtocol):
         self.identity: str | None = None
         #: the listener's authentications (None: it does not authenticate)
         self.auth: AuthGate | None = None
+        self._fd = -1  # the socket's descriptor (bytes waiting unread, see _on_timer)
         self._bind(session)
 
     def _bind(self, session: Session) -> None:
@@ -176,6 +183,8 @@ class StreamLink(WriteTurns, asyncio.BufferedProtocol):
         if self.on_made is not None:
             self.on_made(self)
         sock = transport.get_extra_info("socket")
+        if sock is not None:
+            self._fd = sock.fileno()
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -343,7 +352,13 @@ class StreamLink(WriteTurns, asyncio.BufferedProtocol):
             return
         # uvloop runs a timer up to 1 ms early (its clock has ms steps): what it was armed
         # for is due, not re-armed for the rest (which fired early again, 4 times an ACK)
-        self.session.handle_timer(max(monotonic(), due))
+        now = max(monotonic(), due)
+        if not self._read_pauses and _unread(self._fd):
+            # uvloop runs its timers before it polls the sockets: after a stall of our own
+            # the peer's bytes may be waiting here. They are not its silence, nor a frame
+            # it is slow to send: the session hears of them, the read follows.
+            self.session.input_waiting(now)
+        self.session.handle_timer(now)
         self._process_events()
         self._flush()
         if not self.closed.done():
@@ -457,3 +472,14 @@ def _write_chunks(t: asyncio.Transport, chunks: list[Any]) -> None:
             small.append(c)
     if small:
         t.write(b"".join(small))
+
+
+def _unread(fd: int) -> bool:
+    """Are bytes waiting unread in the socket ``fd``?"""
+    if sys.platform == "win32" or fd < 0:
+        return False
+    try:
+        n: int = struct.unpack("i", ioctl(fd, FIONREAD, b"\0\0\0\0"))[0]
+    except OSError:
+        return False
+    return n > 0

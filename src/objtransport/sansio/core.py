@@ -420,3 +420,8 @@ class Session(AnySession, Protocol):
     def drop_incomplete(self) -> None:
         """The connection is gone: give back the memory of incomplete messages."""
         ...
+
+    def input_waiting(self, now: float) -> None:
+        """The peer's bytes wait unread in the socket as a deadline comes (our loop is
+        behind): the peer counts as heard, the frame in progress waits for the read."""
+        ...

@@ -23,7 +23,7 @@ class FrameClock:
     :meth:`expired` take the decoder's ``fed``.
     """
 
-    __slots__ = ("grace", "min_rate", "at", "since", "paused_at")
+    __slots__ = ("grace", "min_rate", "at", "since", "paused_at", "held")
 
     def __init__(self, grace: float, min_rate: float = MIN_FRAME_RATE) -> None:
         self.grace = grace
@@ -31,20 +31,34 @@ class FrameClock:
         self.at: int | None = None  # where the frame in progress began, in bytes fed
         self.since = 0.0  # when it began (moved later by the time reading was paused)
         self.paused_at: float | None = None  # we stopped reading (not the peer's fault)
+        self.held = False  # stopped by :meth:`hold` until the next read
 
     def pause(self, now: float) -> None:
         """We stopped reading: the frame's time stops until :meth:`resume`."""
         if self.paused_at is None:
             self.paused_at = now
+        self.held = False  # a read no longer resumes it
 
     def resume(self, now: float) -> None:
         if self.paused_at is not None:
             self.since += now - self.paused_at
             self.paused_at = None
 
+    def hold(self, now: float) -> None:
+        """The peer's bytes wait unread in our socket (our loop is behind): the frame's
+        time stops until the next read (:meth:`update`), which may complete it."""
+        if self.paused_at is None:
+            self.paused_at = now
+            self.held = True
+
     def update(self, at: int | None, now: float) -> bool:
-        """Record the decoder's state after a read; True when a new frame began (its
-        deadline may come before any the caller has armed)."""
+        """Record the decoder's state after a read; True when a new frame began or a held
+        one goes on (its deadline may come before any the caller has armed)."""
+        if self.held:
+            self.held = False
+            self.resume(now)
+            if at == self.at:
+                return at is not None  # the same frame: its deadline is back
         if at == self.at:
             return False
         self.at = at

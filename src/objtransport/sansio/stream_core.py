@@ -56,6 +56,14 @@ class StreamCore(SessionCore, Generic[D]):
     def reading_resumed(self, now: float) -> None:
         self.frames.resume(now)
 
+    def input_waiting(self, now: float) -> None:
+        """The driver found the peer's bytes waiting unread in the socket when a deadline
+        came (uvloop runs its timers before it polls the sockets, so after a stall of our
+        own they are still there): the peer is neither silent nor slow. It counts as heard
+        now, and the frame in progress waits for the read that follows."""
+        self.last_receive = now
+        self.frames.hold(now)
+
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         return self.decoder.get_buffer(sizehint)
 
