@@ -15,7 +15,9 @@ import socket
 import statistics
 import sys
 import time
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -270,30 +272,41 @@ async def test_reconnect_storm_is_spread_by_jitter() -> None:
         assert back[conn] >= at + delay - 0.002, (back[conn] - at, delay)
 
 
+def _fails_at_once(call: Coroutine[Any, Any, object]) -> CircuitOpenError:
+    """Run the first step of ``call``: it must raise ``CircuitOpenError`` there, having
+    waited for nothing (no connect, no timer, no other task)."""
+    try:
+        call.send(None)
+    except CircuitOpenError as exc:
+        return exc
+    finally:
+        call.close()
+    raise AssertionError("the call waited instead of failing at once")
+
+
 async def test_breaker_fails_fast_then_a_probe_closes_it() -> None:
     port = _free_port()
-    # reset_timeout 1 s: the breaker stays open through the 200 calls below (0.3 s let it go
-    # half-open under load, and a probe met the closed port: ConnectError, not fail-fast)
+    # reset_timeout 2 s: the breaker stays open from the poll that sees it open through the
+    # calls below (0.3 s let it go half-open under load, and a probe met the closed port:
+    # ConnectError, not fail-fast)
     async with NetworkTransport() as server, NetworkTransport(
-            failure_threshold=3, reset_timeout=1.0, reconnect_interval=0.01,
+            failure_threshold=3, reset_timeout=2.0, reconnect_interval=0.01,
             reconnect_max_delay=0.02, max_reconnect_attempts=1000) as client:
         listener = await server.listen("127.0.0.1", port)
         conn = await client.connect("127.0.0.1", port)
         await listener.close()
         await eventually(lambda: client.circuit_breaker("127.0.0.1", port).state == "open")
-        durations = []
-        for _ in range(100):
-            t = time.perf_counter()
-            with pytest.raises(CircuitOpenError):
-                await client.send_data(conn, b"x")
-            with pytest.raises(CircuitOpenError):
-                await client.send_to("127.0.0.1", port, b"x")
-            durations.append((time.perf_counter() - t) / 2)
-        durations.sort()
-        # each well under 1 ms; the 95th percentile leaves room for a GC pause on a busy VM
-        assert durations[50] < 0.0005 and durations[95] < 0.001, durations[-5:]
+        breaker = client.circuit_breaker("127.0.0.1", port)
+        opened = client.get_metrics().total_messages
+        # fail fast: each call raises in its first step (it never waits), and nothing goes to
+        # the network; not timed (a loaded machine may stall any call, see issue 17 flakes)
+        for _ in range(20):
+            assert _fails_at_once(client.send_data(conn, b"x")).retry_after > 0
+            assert _fails_at_once(client.send_to("127.0.0.1", port, b"x")).retry_after > 0
+        assert client.circuit_breaker("127.0.0.1", port).failure_count == breaker.failure_count
+        assert client.get_metrics().total_messages == opened
         listener = await server.listen("127.0.0.1", port)
-        await eventually(lambda: client.connection_info(conn).state == "connected", 5.0)
+        await eventually(lambda: client.connection_info(conn).state == "connected", 10.0)
         assert client.circuit_breaker("127.0.0.1", port).state == "closed"
         await client.send_data(conn, b"back", wait_ack=True)
 
