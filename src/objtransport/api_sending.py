@@ -2,9 +2,10 @@
 
 ``send_data``, ``send_many``, ``send_nowait`` (the per-message paths: one ``dict.get`` on
 the registry's id -> connection dict, then the link), the codecs' ``send_json`` /
-``send_msgpack``, ``send_to`` (pools and group targets), ``set_bandwidth``, ``flush`` and
-``unconfirmed``. A mixin over :class:`~.api_parts.ServiceParts`: the methods are the
-service's own, so calling them costs no extra layer.
+``send_msgpack`` and ``send_to`` (pools and group targets); ``set_bandwidth``, ``flush``
+and ``unconfirmed`` are in :mod:`~objtransport.api_confirming`. A mixin over
+:class:`~.api_parts.ServiceParts`: the methods are the service's own, so calling them
+costs no extra layer.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def not_bytes(data: object) -> TypeError:
 
 
 class SendingAPI(ServiceParts):
-    """Sending: messages, batches, pools and group targets, limits, confirmations."""
+    """Sending: messages, batches, pools and group targets."""
 
     async def send_data(self, conn_id: int, data: bytes | bytearray | memoryview, *,
                         priority: PriorityArg = "normal", stream: int = 0, text: bool = False,
@@ -315,42 +316,6 @@ class SendingAPI(ServiceParts):
         assert self._pools is not None
         return await self._pools.send(host, port, data, transport, ssl, ssl_context, priority,
                                       stream, timeout, options)
-
-    def set_bandwidth(self, conn_id: int, max_bandwidth: float | None = None,
-                      burst: float | None = None, *,
-                      max_receive_bandwidth: float | None = None,
-                      receive_burst: float | None = None) -> None:
-        """Change a connection's limits at run time (bytes/s; 0 removes a limit; None
-        keeps it). Takes effect at once, also across reconnections."""
-        self._get(conn_id).set_bandwidth(max_bandwidth, burst, max_receive_bandwidth,
-                                         receive_burst)
-
-    async def flush(self, conn_id: int, timeout: float | None = None) -> None:
-        """Wait until the peer acknowledged everything sent so far on the connection
-        (native framing; across reconnections), or, in raw framing, until it was all handed
-        to the socket. Raises ``SendTimeout``, or ``SessionLost`` if the peer lost the
-        session (then :meth:`unconfirmed` gives the messages in doubt)."""
-        timeout = self.options.timeout if timeout is None else timeout
-        group = self._groups.get(conn_id)
-        if group is not None:
-            await group.flush(timeout)
-            return
-        await self._get(conn_id).wait_acked(timeout)
-
-    def unconfirmed(self, conn_id: int) -> list[bytes]:
-        """Hand over (and forget) the payloads whose delivery could not be confirmed: the
-        peer lost the session, or the connection was given up (also after it is gone, e.g.
-        a pooled connection that died); see ``SessionLost``."""
-        conn = self._conns.get(conn_id)
-        if conn is None:
-            group = self._groups.get(conn_id)
-            if group is not None:
-                return group.take_unconfirmed()
-            orphaned = self._registry.take_orphan(conn_id)
-            if orphaned is None:
-                raise ConnectionNotFound(conn_id)
-            return orphaned
-        return conn.take_unconfirmed()
 
     async def _send_member(self, conn_id: int, data: bytes | bytearray | memoryview,
                            priority: int, stream: int, text: bool, timeout: float,

@@ -23,6 +23,7 @@ from functools import partial
 from types import TracebackType
 from typing import Any, Unpack
 
+from .api_confirming import ConfirmingAPI
 from .api_groups import GroupsAPI
 from .api_messaging import MessagingAPI
 from .api_observing import ObservingAPI
@@ -67,7 +68,7 @@ __all__ = ["NetworkTransport", "TransportMetrics"]
 log = logging.getLogger("objtransport")
 
 
-class NetworkTransport(SendingAPI, MessagingAPI, GroupsAPI, ObservingAPI):
+class NetworkTransport(SendingAPI, ConfirmingAPI, MessagingAPI, GroupsAPI, ObservingAPI):
     """The service. Use ``async with NetworkTransport() as net:`` or ``start()``/``stop()``.
 
     ``clock`` (a function returning Unix time, ``time.time`` by default) is what message

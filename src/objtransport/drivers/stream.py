@@ -46,7 +46,8 @@ from .authgate import AuthGate
 from .base import LinkParts
 from .overload import OverloadGuard
 from .pacing import Pacer, ReadThrottle
-from .stream_turn import FREE, READING, WriteTurns
+from .stream_pauses import ReadPauses
+from .stream_turn import FREE, READING
 
 if sys.platform != "win32":  # FIONREAD: bytes waiting unread in a socket
     from fcntl import ioctl
@@ -64,13 +65,14 @@ OnMessages = Callable[[list[Received]], None]
 OnEvent = Callable[["StreamLink", Event], None]
 
 
-class StreamLink(WriteTurns, asyncio.BufferedProtocol):
+class StreamLink(ReadPauses, asyncio.BufferedProtocol):
     """One stream socket bound to one session (when it writes: :class:`~.stream_turn.WriteTurns`;
-    its ending: :class:`~.stream_end.StreamEnding`)."""
+    its ending: :class:`~.stream_end.StreamEnding`; its read pauses:
+    :class:`~.stream_pauses.ReadPauses`)."""
 
     __slots__ = ("session", "budget", "_sched", "_rs", "max_unacked", "last_seq", "on_messages",
                  "on_event", "max_pending", "loop", "transport", "ready", "closed", "lost",
-                 "write_paused", "_read_pauses", "_overload", "peer", "pacer",
+                 "write_paused", "_overload", "peer", "pacer",
                  "receive_bucket", "_read_throttle", "on_made", "identity", "auth", "_fd",
                  # the session's own queue() / queue_many() and its decoder's get_buffer,
                  # bound per link (see _bind)
@@ -363,26 +365,6 @@ class StreamLink(WriteTurns, asyncio.BufferedProtocol):
         self._flush()
         if not self.closed.done():
             self._rearm()
-
-    # -- reading pauses ----------------------------------------------------------------------
-    def pause_reading(self, reason: str = "consumer") -> None:
-        """Stop reading for ``reason`` (reading resumes once no reason is left)."""
-        first = not self._read_pauses
-        if reason not in self._read_pauses:
-            self._read_pauses += (reason,)
-        t = self.transport
-        if first and t is not None and not t.is_closing():
-            t.pause_reading()
-            self.session.reading_paused(monotonic())
-
-    def resume_reading(self, reason: str = "consumer") -> None:
-        if reason not in self._read_pauses:
-            return
-        self._read_pauses = tuple(r for r in self._read_pauses if r != reason)
-        t = self.transport
-        if not self._read_pauses and t is not None and not t.is_closing():
-            t.resume_reading()
-            self.session.reading_resumed(monotonic())
 
 
 class DetectingStreamLink(StreamLink):
