@@ -19,6 +19,7 @@ from ..config import Options
 from .admission import COOKIE_SIZE, MAX_PING
 from .core import SessionCore, SessionState
 from .datagram_figures import LOSS_COUNTERS, DatagramFigures
+from .datagram_packed import PackedFrames
 from .events import PRIORITY_NAMES, HandshakeComplete, Message, PongReceived, Received
 from .framing import (
     FLAG_FRAG,
@@ -84,7 +85,7 @@ def first_frame_size(data: bytes | bytearray | memoryview) -> int:
     length = _LEN.unpack_from(data)[0]
     return length + 4 if 16 <= length <= n - 4 else 0
 
-class DatagramReceiver(DatagramFigures, SessionCore):
+class DatagramReceiver(PackedFrames, DatagramFigures, SessionCore):
     """What a UDP peer's session does with each datagram it receives, and its counters."""
 
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
@@ -197,51 +198,6 @@ class DatagramReceiver(DatagramFigures, SessionCore):
             self.peer_closed(code, reason)
         else:
             self.garbage += 1
-
-    def _receive_packed(self, data: bytes | bytearray | memoryview, now: float) -> None:
-        """A datagram of several whole frames (docs/protocol.md section 6): each is handled
-        as if it had come alone, the common DATA inline as in :meth:`receive_run`; a frame
-        that does not end inside the datagram is garbage (the ones before it count). One
-        datagram in the counters."""
-        view = memoryview(data)
-        n = len(view)
-        w = self.window
-        append = self.messages.append
-        limit = self.max_message_size + 20
-        hi = self._hi_key
-        got = nbytes = off = others = 0
-        while off < n:
-            if n - off < 20:
-                self.garbage += 1
-                break
-            length, ver, typ, flags, prio, stream, seq = _unpack(view, off)
-            end = off + 4 + length
-            if end > n or length < 16:
-                self.garbage += 1
-                break
-            if (typ == 2 and seq == w.floor + 1 and not flags and not stream and prio == 2
-                    and ver == 1 and end - off <= limit and not w.above):
-                w.floor = w.hi = seq
-                if seq << 32 > hi:
-                    hi = seq << 32
-                else:
-                    self.reordered += 1
-                append(bytes(view[off + 20:end]))
-                got += 1
-                nbytes += length - 16
-                off = end
-                continue
-            self._hi_key = hi  # anything else: as a datagram of its own
-            self.receive_datagram(view[off:end], now)
-            others += 1
-            if self.closed:  # a GOAWAY among them
-                break
-            hi = self._hi_key
-            off = end
-        self._hi_key = hi
-        self.messages_received += got
-        self._received_bytes += nbytes
-        self.datagrams_received -= others
 
     def receive_run(self, data: memoryview, seg: int, now: float) -> None:
         """``data`` holds datagrams of ``seg`` bytes each (the last may be shorter), as one
