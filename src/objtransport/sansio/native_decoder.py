@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any, NoReturn
 
 from ..exceptions import ProtocolError
-from .decoder import DIRECT_THRESHOLD, DecoderBase
-from .events import PRIORITY_NAMES, Message, Received
+from .decoder import DIRECT_THRESHOLD
+from .events import PRIORITY_NAMES, Message
 from .fragmentation import BodyBuffer, Partial, Reassembler
 from .framing import (
     FLAG_FRAG,
@@ -23,7 +23,7 @@ from .framing import (
     FrameType,
     GoAwayCode,
 )
-from .plain_run import plain_run
+from .native_reads import PlainReads
 from .reassembly import ReassemblyBudget
 from .reliability import NONE_ABOVE, ResumeState
 
@@ -39,8 +39,9 @@ _EXT = FLAG_META | FLAG_ZIP
 _HELLO = int(FrameType.HELLO)
 _MAX_TYPE = max(FrameType)
 
-class NativeDecoder(DecoderBase):
-    """Decoder of native frames (after the 4-byte magic, which the session checks).
+class NativeDecoder(PlainReads):
+    """Decoder of native frames (after the 4-byte magic, which the session checks; the
+    reads into the receive buffer: :class:`~.native_reads.PlainReads`).
 
     With a :class:`ResumeState` (``rx``) it drops duplicates (sequence numbers already
     delivered, resent after a resume) and records what it delivered. It stops right after a
@@ -76,54 +77,6 @@ class NativeDecoder(DecoderBase):
             if off == len(buf):
                 return off
         return self._parse_any(buf, off)
-
-    def _plain_run(self, buf: Any, off: int, n: int) -> int:
-        """The plain frames from ``off``; returns where they end (see :mod:`.plain_run`).
-        With messages out of order pending, the general path keeps the order."""
-        rx = self.rx
-        if rx is not None and rx.above:
-            return off
-        out: list[Received] = []
-        end, floor = plain_run(buf, off, n, None if rx is None else rx.floor,
-                               self.max_frame_size, out)
-        if out:
-            if rx is not None:
-                rx.floor = floor
-            self.bytes_received += end - off - 20 * len(out)
-            if self.messages:
-                self.messages += out
-            else:
-                self.messages = out
-        return end
-
-    def _feed_read(self, nbytes: int) -> None:
-        """A read of ``nbytes`` into the receive buffer: the plain frames are decoded
-        straight out of it (each payload copied once); a frame left incomplete by the last
-        read is completed with a copy of just its missing bytes; whatever else goes to
-        :meth:`feed` (one ``bytes`` copy, as before)."""
-        view = self._rview
-        if not self.accept_data:  # the handshake first (the HELLO stops decoding)
-            self.feed(view[:nbytes])
-            return
-        off = 0
-        pending = len(self._pending)
-        if pending:
-            # what is pending starts a frame: its length (with the read's first bytes)
-            head = self._pending if pending >= 4 else (
-                self._pending + bytes(view[:4]) if nbytes >= 4 else b"")
-            need = _unpack_len(head)[0] + 4 - pending if head else 0
-            if need <= 0 or need > nbytes or need >= DIRECT_THRESHOLD:
-                self.feed(view[:nbytes])
-                return
-            self.feed(view[:need])  # that frame, from its pending start and these bytes
-            off = need
-            if self._pending or self._direct is not None or self._skip:
-                self.feed(view[off:nbytes])
-                return
-        end = self._plain_run(view, off, nbytes)
-        self.fed += end - off
-        if end < nbytes:
-            self.feed(view[end:nbytes])
 
     def _parse_any(self, buf: bytes, off: int) -> int:
         n = len(buf)

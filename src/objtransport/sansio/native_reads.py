@@ -1,0 +1,76 @@
+"""How a native decoder takes a read into its receive buffer (:class:`PlainReads`, the base
+of :class:`~.native_decoder.NativeDecoder`): the plain frames straight out of it
+(:mod:`.plain_run`), the rest through ``feed``. Pure: no I/O, no clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .decoder import DIRECT_THRESHOLD, DecoderBase
+from .events import Received
+from .framing import RAW_PREFIX
+from .plain_run import plain_run
+from .reliability import ResumeState
+
+__all__ = ["PlainReads"]
+
+_unpack_len = RAW_PREFIX.unpack_from
+
+
+class PlainReads(DecoderBase):
+    """The read path of :class:`~.native_decoder.NativeDecoder` (which holds the state
+    declared here)."""
+
+    __slots__ = ()
+
+    max_frame_size: int
+    accept_data: bool
+    rx: ResumeState | None
+
+    def _plain_run(self, buf: Any, off: int, n: int) -> int:
+        """The plain frames from ``off``; returns where they end (see :mod:`.plain_run`).
+        With messages out of order pending, the general path keeps the order."""
+        rx = self.rx
+        if rx is not None and rx.above:
+            return off
+        out: list[Received] = []
+        end, floor = plain_run(buf, off, n, None if rx is None else rx.floor,
+                               self.max_frame_size, out)
+        if out:
+            if rx is not None:
+                rx.floor = floor
+            self.bytes_received += end - off - 20 * len(out)
+            if self.messages:
+                self.messages += out
+            else:
+                self.messages = out
+        return end
+
+    def _feed_read(self, nbytes: int) -> None:
+        """A read of ``nbytes`` into the receive buffer: the plain frames are decoded
+        straight out of it (each payload copied once); a frame left incomplete by the last
+        read is completed with a copy of just its missing bytes; whatever else goes to
+        :meth:`feed` (one ``bytes`` copy, as before)."""
+        view = self._rview
+        if not self.accept_data:  # the handshake first (the HELLO stops decoding)
+            self.feed(view[:nbytes])
+            return
+        off = 0
+        pending = len(self._pending)
+        if pending:
+            # what is pending starts a frame: its length (with the read's first bytes)
+            head = self._pending if pending >= 4 else (
+                self._pending + bytes(view[:4]) if nbytes >= 4 else b"")
+            need = _unpack_len(head)[0] + 4 - pending if head else 0
+            if need <= 0 or need > nbytes or need >= DIRECT_THRESHOLD:
+                self.feed(view[:nbytes])
+                return
+            self.feed(view[:need])  # that frame, from its pending start and these bytes
+            off = need
+            if self._pending or self._direct is not None or self._skip:
+                self.feed(view[off:nbytes])
+                return
+        end = self._plain_run(view, off, nbytes)
+        self.fed += end - off
+        if end < nbytes:
+            self.feed(view[end:nbytes])
