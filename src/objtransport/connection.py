@@ -22,7 +22,8 @@ from .accepted import AcceptedSide
 from .acks import Confirmations
 from .closing import Closing
 from .config import Options
-from .counters import LinkTotals, Traffic, add_counts
+from .connection_counters import ConnectionCounters
+from .counters import LinkTotals
 from .drivers.base import Driver, Link
 from .endpoint import ConnState, Endpoint
 from .events import EventHub, Overloaded
@@ -77,18 +78,19 @@ class Hooks:
         self.on_expired: Callable[[list[Unacked]], None] = lambda lost: None
 
 
-class Connection:
-    """One logical connection (client or accepted)."""
+class Connection(ConnectionCounters):
+    """One logical connection (client or accepted; its counters over every link:
+    :class:`~.connection_counters.ConnectionCounters`)."""
 
     # slots, not an attribute dict: 10,000 idle connections on a listener (design.md)
     __slots__ = ("id", "driver", "extra", "endpoint", "transport_name", "peer_address",
                  "options", "breaker", "hooks", "role", "native", "ssl_context",
-                 "server_hostname", "rng", "loop", "state", "link", "task", "closed_by_user",
+                 "server_hostname", "rng", "loop", "state", "task", "closed_by_user",
                  "_state_changed", "error_count", "reconnects", "resume_state",
                  "resume_lookup", "confirmations", "offline", "_unverified", "pooled",
                  "ever_connected", "pool_endpoint", "listener", "identity", "_reading_paused",
                  "last_error", "end_reason", "end_code", "resumed", "last_activity", "limits",
-                 "totals", "_delivered_bytes", "server", "waiting", "link_events", "ending",
+                 "_delivered_bytes", "server", "waiting", "link_events", "ending",
                  "expiry", "token")
 
     def __init__(self, conn_id: int, endpoint: Endpoint, options: Options,
@@ -166,30 +168,6 @@ class Connection:
         #: what the sessions of its links tell it (links call ``link_events.on_event``)
         self.link_events = LinkEvents(self)
         self.ending = Closing(self)
-
-    # -- counters ---------------------------------------------------------------------------
-    def traffic(self) -> Traffic:
-        """Bytes and messages each way over every link of this connection."""
-        link = self.link
-        return self.totals.with_live(link.session if link is not None else None)
-
-    def datagram_counters(self) -> dict[str, int]:
-        """UDP loss counters over every link of this connection (empty for streams)."""
-        link = self.link
-        out = self.totals.datagram_with_live(link.session if link is not None else None)
-        own = getattr(link, "datagram_counters", None)  # a link's own (QUIC DATAGRAM frames)
-        if own is not None:
-            add_counts(out, own())
-        return out
-
-    def fold_link(self, link: Link) -> None:
-        """A link ended: add its figures to the totals; it is no longer the current one."""
-        self.totals.fold(link.session)
-        own = getattr(link, "datagram_counters", None)
-        if own is not None:
-            add_counts(self.totals.datagram, own())
-        if self.link is link:
-            self.link = None
 
     def record_error(self, reason: str) -> None:
         """Count a failure of this connection (e.g. a refused reconnection)."""
