@@ -1,20 +1,27 @@
 """How a native decoder takes a read into its receive buffer (:class:`PlainReads`, the base
 of :class:`~.native_decoder.NativeDecoder`): the plain frames straight out of it
-(:mod:`.plain_run`), the rest through ``feed``. Pure: no I/O, no clock."""
+(:mod:`.plain_run`), the rest through ``feed``.
+
+A read that is one whole plain frame and nothing else (a request/response peer's usual
+read) has a path of its own, :meth:`PlainReads.read_lone`: one call from the session, no
+list, no run. Pure: no I/O, no clock."""
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from .decoder import DIRECT_THRESHOLD, DecoderBase
 from .events import Received
 from .framing import RAW_PREFIX
-from .plain_run import plain_run
+from .plain_run import PLAIN_HEAD, plain_run
 from .reliability import ResumeState
 
 __all__ = ["PlainReads"]
 
 _unpack_len = RAW_PREFIX.unpack_from
+#: length, the 8 header bytes from version to stream as one number, sequence number
+_unpack_plain = struct.Struct("!IQQ").unpack_from
 
 
 class PlainReads(DecoderBase):
@@ -26,6 +33,28 @@ class PlainReads(DecoderBase):
     max_frame_size: int
     accept_data: bool
     rx: ResumeState | None
+
+    def read_lone(self, nbytes: int) -> bytes | None:
+        """The read of ``nbytes`` into the receive buffer is one whole plain frame (the next
+        in sequence with acknowledgements) and nothing is in progress: its payload, counted
+        and recorded as delivered. Otherwise None, with nothing changed: the caller hands
+        the read to ``buffer_updated``, which decodes it in full."""
+        if (nbytes < 20 or self._pending or self._direct is not None or self._skip
+                or self.messages or not self.accept_data):
+            return None
+        view = self._rview
+        length, head, seq = _unpack_plain(view, 0)
+        if length != nbytes - 4 or head != PLAIN_HEAD or length > self.max_frame_size:
+            return None
+        rx = self.rx
+        if rx is not None:
+            if seq != rx.floor + 1 or rx.above:
+                return None
+            rx.floor = seq
+        self._header_only = False
+        self.fed += nbytes
+        self.bytes_received += nbytes - 20
+        return bytes(view[20:nbytes])
 
     def _plain_run(self, buf: Any, off: int, n: int) -> int:
         """The plain frames from ``off``; returns where they end (see :mod:`.plain_run`).

@@ -88,6 +88,16 @@ class NativeReceiver(NativeHandshake):
         self.last_receive = now
         dec = self.decoder
         closed = self.state is SessionState.CLOSED
+        if not closed and not dec.control:  # one plain frame: no walk (native_reads.py)
+            payload = dec.read_lone(nbytes)
+            if payload is not None:
+                if self._acks and self.rs.floor > self.rs.ack_sent:
+                    self._schedule_ack(now)
+                frames = self.frames
+                if frames.at is not None or frames.held:
+                    frames.update(None, now)  # no frame in progress: no deadline
+                self.messages_received += 1
+                return [payload]
         try:
             dec.buffer_updated(nbytes)
         except ProtocolError as exc:
