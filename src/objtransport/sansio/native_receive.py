@@ -28,7 +28,7 @@ from .framing import (
     decode_hello,
     encode_frame,
 )
-from .handshake import NativeHandshake, ResumeLookup
+from .handshake import ACK_BYTES, ACK_EVERY, NativeHandshake, ResumeLookup
 from .headers import MetaLimits, unwrap
 from .liveness import Pinger
 from .native_decoder import NativeDecoder
@@ -91,8 +91,11 @@ class NativeReceiver(NativeHandshake):
         if not closed and not dec.control:  # one plain frame: no walk (native_reads.py)
             payload = dec.read_lone(nbytes)
             if payload is not None:
-                if self._acks and self.rs.floor > self.rs.ack_sent:
-                    self._schedule_ack(now)
+                rs = self.rs
+                if self._acks and rs.floor > rs.ack_sent and (
+                        self._ack_due is None or rs.floor - rs.ack_sent >= ACK_EVERY
+                        or dec.bytes_received - self._ack_bytes >= ACK_BYTES):
+                    self._schedule_ack(now)  # else the ACK is due already, nothing to do
                 frames = self.frames
                 if frames.at is not None or frames.held:
                     frames.update(None, now)  # no frame in progress: no deadline
