@@ -16,6 +16,7 @@ import random
 import ssl as ssl_module
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from .accepted import AcceptedSide
@@ -91,7 +92,7 @@ class Connection(ConnectionCounters):
                  "ever_connected", "pool_endpoint", "listener", "identity", "_reading_paused",
                  "last_error", "end_reason", "end_code", "resumed", "last_activity", "limits",
                  "_delivered_bytes", "server", "waiting", "link_events", "ending",
-                 "expiry", "token")
+                 "expiry", "token", "deliver")
 
     def __init__(self, conn_id: int, endpoint: Endpoint, options: Options,
                  breaker: CircuitBreaker, hooks: Hooks, driver: Driver, *,
@@ -161,6 +162,9 @@ class Connection(ConnectionCounters):
         #: what the links that ended carried
         self.totals = LinkTotals()
         self._delivered_bytes = 0  # bytes_received already reported to deliver()
+        #: where its messages go (msgs, payload bytes): the owner's route until it binds
+        #: the connection's own (its handler runner or inbox queue, ``Receivers.attach``)
+        self.deliver: Callable[[list[Received], int], None] = partial(hooks.deliver, self)
         #: the accepted side's link handling (None for a client connection)
         self.server = AcceptedSide(self) if role == "server" else None
         #: what a send does while there is no open link; how the connection ends
@@ -208,7 +212,7 @@ class Connection(ConnectionCounters):
         nbytes = received - self._delivered_bytes
         self._delivered_bytes = received
         self.last_activity = self.loop.time()
-        self.hooks.deliver(self, msgs, nbytes)
+        self.deliver(msgs, nbytes)
 
     def set_state(self, state: ConnState) -> None:
         """The one place the state changes: wakes waiters and tells the owner."""

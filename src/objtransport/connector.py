@@ -81,7 +81,7 @@ class Connector:
         state, resumed = self._sessions.lookup(fresh, sid)
         if resumed:
             self._registry.remove(fresh.id)
-            self._receivers.detach(fresh.id)
+            self._receivers.detach(fresh)
         return state, resumed
 
     async def open(self, host: str, port: int, transport: str | TransportKind,

@@ -73,7 +73,7 @@ class Housekeeper:
         if conn.confirmations.unconfirmed:  # kept for unconfirmed(conn_id) once it is gone
             self._registry.keep_orphan(conn_id, conn.take_unconfirmed())
         self._totals.fold(conn.traffic(), conn.reconnects, conn.datagram_counters())
-        self._receivers.detach(conn_id)
+        self._receivers.detach(conn)
         self._sessions.forget(conn)
         if self.pools is not None and conn.pooled:
             self.pools.forget(conn)

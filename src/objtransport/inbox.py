@@ -30,15 +30,46 @@ _NO_WAITERS: deque[asyncio.Future[None]] = deque()
 
 
 class _Queue:
-    __slots__ = ("items", "nbytes", "paused", "flow", "waiters", "conn")
+    """One connection's messages; :meth:`put` is the connection's delivery once registered
+    (``conn.deliver``: one call per chunk of messages)."""
 
-    def __init__(self, flow: FlowControl | None, conn: Any = None) -> None:
+    __slots__ = ("items", "nbytes", "paused", "flow", "waiters", "conn", "conn_id", "inbox",
+                 "ready", "any_waiters")
+
+    def __init__(self, inbox: Inbox, conn_id: int, flow: FlowControl | None,
+                 conn: Any = None) -> None:
         self.items = _NO_ITEMS
         self.conn = conn  # has .transport_name, .peer_address and .identity
+        self.conn_id = conn_id
         self.nbytes = 0
         self.paused = False
         self.flow = flow
         self.waiters = _NO_WAITERS
+        self.inbox = inbox  # its limits and size
+        self.ready, self.any_waiters = inbox.ready_deque, inbox.any_waiters
+
+    def put(self, msgs: list[Received], nbytes: int) -> None:
+        """Queue messages of the connection (``nbytes`` = their payload bytes)."""
+        items = self.items
+        if not items:
+            self.ready.append(self.conn_id)
+            if items is _NO_ITEMS:
+                items = self.items = deque()
+        items.extend(msgs)
+        self.nbytes += nbytes
+        inbox = self.inbox
+        inbox.size += len(msgs)
+        if not self.paused and self.flow is not None and (
+                len(items) > inbox.max_messages or self.nbytes > inbox.max_bytes):
+            self.paused = True
+            self.flow(True)
+        waiters = self.waiters
+        while waiters:  # _wake inline (one waiter per receive() waiting on it)
+            w = waiters.popleft()
+            if not w.done():
+                w.set_result(None)
+        if self.any_waiters:
+            _wake(self.any_waiters)
 
 
 class Inbox:
@@ -48,16 +79,22 @@ class Inbox:
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self._queues: dict[int, _Queue] = {}
-        self._ready: deque[int] = deque()  # connections with messages, in turn
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        #: connections with messages, in turn, and the waiters for any connection's (each
+        #: deque is this inbox's for life: its queues hold them too)
+        self._ready = self.ready_deque = deque[int]()
+        self._waiters = self.any_waiters = deque[asyncio.Future[None]]()
         self._deadlines = SharedDeadlines()
         self.size = 0
 
-    def register(self, conn_id: int, flow: FlowControl | None, conn: Any) -> None:
+    def register(self, conn_id: int, flow: FlowControl | None,
+                 conn: Any) -> Callable[[list[Received], int], None]:
         """Create the queue of a connection; ``conn`` gives messages their ``transport`` and
-        ``peer`` (``conn.transport_name``, ``conn.peer_address``) when they are taken."""
-        q = self._queues.setdefault(conn_id, _Queue(flow))
+        ``peer`` (``conn.transport_name``, ``conn.peer_address``) when they are taken.
+        Returns what queues its messages (``(msgs, nbytes)``, as :meth:`put_many`) while it
+        stays registered."""
+        q = self._queues.setdefault(conn_id, _Queue(self, conn_id, flow))
         q.flow, q.conn = flow, conn
+        return q.put
 
     def unregister(self, conn_id: int) -> None:
         """Forget a connection once its queue is empty (messages already queued stay)."""
@@ -74,22 +111,8 @@ class Inbox:
         """Queue messages of one connection (``nbytes`` = their payload bytes)."""
         q = self._queues.get(conn_id)
         if q is None:
-            q = self._queues[conn_id] = _Queue(None)
-        if not q.items:
-            self._ready.append(conn_id)
-            if q.items is _NO_ITEMS:
-                q.items = deque()
-        q.items.extend(msgs)
-        q.nbytes += nbytes
-        self.size += len(msgs)
-        if not q.paused and q.flow is not None and (
-                len(q.items) > self.max_messages or q.nbytes > self.max_bytes):
-            q.paused = True
-            q.flow(True)
-        if q.waiters:
-            _wake(q.waiters)
-        if self._waiters:
-            _wake(self._waiters)
+            q = self._queues[conn_id] = _Queue(self, conn_id, None)
+        q.put(msgs, nbytes)
 
     def get_nowait(self, conn_id: int | None = None) -> Message | None:
         if conn_id is None:
@@ -214,7 +237,8 @@ class Inbox:
                 msg.identity = conn.identity
         q.nbytes -= len(msg.data)
         self.size -= 1
-        self._settle(conn_id, q)
+        if q.paused or q.flow is None:  # else _settle has nothing to do
+            self._settle(conn_id, q)
         return msg
 
     async def get(self, conn_id: int | None, timeout: float | None) -> Message:
@@ -232,7 +256,12 @@ class Inbox:
         ``deadline`` (``loop``'s time; None: for ever), then raise TimeoutError. (The body
         of :meth:`_wait` inline: one coroutine fewer to resume per message.)"""
         while True:
-            waiters = self._waiters if conn_id is None else self._waiters_of(conn_id)
+            if conn_id is None:
+                waiters = self._waiters
+            else:  # _waiters_of, the common case inline
+                q = self._queues.get(conn_id)
+                waiters = (q.waiters if q is not None and q.waiters is not _NO_WAITERS
+                           else self._waiters_of(conn_id))
             fut: asyncio.Future[None] = loop.create_future()
             waiters.append(fut)
             if deadline is not None:
@@ -242,8 +271,19 @@ class Inbox:
             finally:
                 if not fut.done():
                     fut.cancel()
-            msg = self.get_nowait(conn_id)
-            if msg is not None:
+            if conn_id is None:
+                msg = self.get_nowait(None)
+                if msg is not None:
+                    return msg
+                continue
+            q = self._queues.get(conn_id)  # get_nowait(conn_id) inline
+            if q is not None and q.items:
+                msg = self._pop(conn_id, q)
+                if not q.items:
+                    try:
+                        self._ready.remove(conn_id)
+                    except ValueError:
+                        pass
                 return msg
 
     async def _wait(self, conn_id: int | None, loop: asyncio.AbstractEventLoop,
@@ -264,7 +304,7 @@ class Inbox:
     def _waiters_of(self, conn_id: int) -> deque[asyncio.Future[None]]:
         q = self._queues.get(conn_id)
         if q is None:
-            q = self._queues[conn_id] = _Queue(None)
+            q = self._queues[conn_id] = _Queue(self, conn_id, None)
         if q.waiters is _NO_WAITERS:
             q.waiters = deque()
         return q.waiters

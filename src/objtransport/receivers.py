@@ -1,10 +1,13 @@
 """Where a connection's received messages go: the inbox (``receive()``/``messages()``) or the
-connection's handler (:class:`~.dispatch.HandlerRunner`). :meth:`Receivers.deliver` is on the
-per-message path: one dict lookup per chunk of messages."""
+connection's handler (:class:`~.dispatch.HandlerRunner`). :meth:`Receivers.attach` binds a
+connection's own (``conn.deliver``: the runner's ``deliver`` or the inbox queue's ``put``),
+so a chunk of messages goes from the connection to it in one call; :meth:`Receivers.deliver`
+is the route of a connection not (or no longer) attached."""
 
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from .batch import BatchHandler, BatchRunner
@@ -38,19 +41,22 @@ class Receivers:
         ``batch``), or to the inbox without one."""
         flow = conn.flow_control
         if handler is None:
-            self.inbox.register(conn.id, flow, conn)
+            conn.deliver = self.inbox.register(conn.id, flow, conn)
         else:
             runner = BatchRunner if batch else HandlerRunner
-            self._handlers[conn.id] = runner(handler, conn, flow, self._tasks,
-                                             self._max_backlog, self._handler_failed,
-                                             self.responder)
+            r = self._handlers[conn.id] = runner(handler, conn, flow, self._tasks,
+                                                 self._max_backlog, self._handler_failed,
+                                                 self.responder)
+            conn.deliver = r.deliver
 
-    def detach(self, conn_id: int) -> None:
-        """The connection is gone: its handler task ends; queued messages stay readable."""
-        runner = self._handlers.pop(conn_id, None)
+    def detach(self, conn: Connection) -> None:
+        """The connection is gone: its handler task ends; queued messages stay readable
+        (what still comes takes :meth:`deliver`)."""
+        conn.deliver = partial(self.deliver, conn)
+        runner = self._handlers.pop(conn.id, None)
         if runner is not None:
             runner.cancel()
-        self.inbox.unregister(conn_id)
+        self.inbox.unregister(conn.id)
 
     def deliver(self, conn: Connection, msgs: list[Received], nbytes: int) -> None:
         """Messages decoded from one chunk of ``conn`` (``nbytes`` payload bytes)."""
