@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import struct
-import sys
 import threading
 from collections.abc import Callable
 from time import monotonic
@@ -46,12 +44,8 @@ from .authgate import AuthGate
 from .base import LinkParts
 from .overload import OverloadGuard
 from .pacing import Pacer, ReadThrottle
-from .stream_pauses import ReadPauses
+from .stream_timer import StreamTimer
 from .stream_turn import FREE, READING
-
-if sys.platform != "win32":  # FIONREAD: bytes waiting unread in a socket
-    from fcntl import ioctl
-    from termios import FIONREAD
 
 __all__ = ["StreamLink", "WRITE_HIGH", "WRITE_LOW"]
 
@@ -65,10 +59,10 @@ OnMessages = Callable[[list[Received]], None]
 OnEvent = Callable[["StreamLink", Event], None]
 
 
-class StreamLink(ReadPauses, asyncio.BufferedProtocol):
+class StreamLink(StreamTimer, asyncio.BufferedProtocol):
     """One stream socket bound to one session (when it writes: :class:`~.stream_turn.WriteTurns`;
     its ending: :class:`~.stream_end.StreamEnding`; its read pauses:
-    :class:`~.stream_pauses.ReadPauses`)."""
+    :class:`~.stream_pauses.ReadPauses`; its timer: :class:`~.stream_timer.StreamTimer`)."""
 
     __slots__ = ("session", "budget", "_sched", "_rs", "max_unacked", "last_seq", "on_messages",
                  "on_event", "max_pending", "loop", "transport", "ready", "closed", "lost",
@@ -337,35 +331,6 @@ class StreamLink(ReadPauses, asyncio.BufferedProtocol):
         if self.transport is not None and not self.closed.done():
             self._rearm()  # a state change moves the deadline (HELLO timeout -> keepalive)
 
-    def _rearm(self) -> None:
-        deadline = self.session.next_deadline()
-        if deadline == self._timer_at:
-            return
-        self._cancel_timer()
-        if deadline is not None:
-            self._timer_at = deadline
-            self._timer = self.loop.call_at(deadline, self._on_timer)
-
-    def _on_timer(self) -> None:
-        due = self._timer_at or 0.0
-        self._timer = None
-        self._timer_at = None
-        if self.transport is None:
-            return
-        # uvloop runs a timer up to 1 ms early (its clock has ms steps): what it was armed
-        # for is due, not re-armed for the rest (which fired early again, 4 times an ACK)
-        now = max(monotonic(), due)
-        if not self._read_pauses and _unread(self._fd):
-            # uvloop runs its timers before it polls the sockets: after a stall of our own
-            # the peer's bytes may be waiting here. They are not its silence, nor a frame
-            # it is slow to send: the session hears of them, the read follows.
-            self.session.input_waiting(now)
-        self.session.handle_timer(now)
-        self._process_events()
-        self._flush()
-        if not self.closed.done():
-            self._rearm()
-
 
 class DetectingStreamLink(StreamLink):
     """A listener's link in ``framing="auto"``: the first 4 bytes decide native or raw
@@ -454,14 +419,3 @@ def _write_chunks(t: asyncio.Transport, chunks: list[Any]) -> None:
             small.append(c)
     if small:
         t.write(b"".join(small))
-
-
-def _unread(fd: int) -> bool:
-    """Are bytes waiting unread in the socket ``fd``?"""
-    if sys.platform == "win32" or fd < 0:
-        return False
-    try:
-        n: int = struct.unpack("i", ioctl(fd, FIONREAD, b"\0\0\0\0"))[0]
-    except OSError:
-        return False
-    return n > 0
