@@ -197,10 +197,18 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         self._turn = READING  # what the messages answer goes out at the end, in one write
         try:
-            msgs = self.session.buffer_updated(nbytes, monotonic())
+            session = self.session
+            msgs = session.buffer_updated(nbytes, monotonic())
             if self.receive_bucket is not None:
                 self._read_throttle.charge(self.receive_bucket, nbytes)
-            self._delivered(msgs)
+            # _delivered inline; what the session answered (_answer) is _read_end's
+            if msgs:
+                self.on_messages(msgs)
+            if session.events:
+                self._process_events()
+            if session.timer_changed:
+                session.timer_changed = False
+                self._rearm()
         finally:
             self._read_end()
 
@@ -264,19 +272,15 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
                                                           self._paced_flush)
                     break
                 budget = min(budget, int(allowed))
-            simple = sched.only_small
             chunks = session.data_to_send(now, budget, strict)
             if not chunks:
                 break
             if len(chunks) == 1:
                 n = len(chunks[0])
                 t.write(chunks[0])
-            else:
+            else:  # small ones joined in one write, large ones on their own
                 n = sum(len(c) for c in chunks)
-                if simple:
-                    t.write(b"".join(chunks))
-                else:
-                    _write_chunks(t, chunks)
+                _write_chunks(t, chunks)
             pacer.consume(n, now)
         if self._drain_waiters:
             self._wake_drain_waiters()
