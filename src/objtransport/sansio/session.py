@@ -249,10 +249,23 @@ class NativeSession(NativeReceiver):
             self._send_ack()  # rides with this write: no lone ACK (and no wake-up) later
         if self._window:
             out = self._windowed(now, budget)
-        else:
+        elif self._final:
             out = super().data_to_send(now, budget, strict)
+        else:  # SessionCore.data_to_send without a GOAWAY to add, inline (every write)
+            sched = self.scheduler
+            if not sched.pending_bytes:
+                return []
+            out = sched.pop(budget, strict)
+            if out:
+                self.last_send = now
+                sent = self.bytes_queued - self._dropped - sched.pending_bytes
+                if sent > self.bytes_sent:
+                    self.bytes_sent = sent
         if out and self._acks:  # kept, as written, until the peer acknowledges it
-            self.rs.wrote(out[0] if len(out) == 1 else tuple(out))
+            rs = self.rs
+            if rs.acked != rs.next_seq:  # else control frames only (ResumeState.wrote)
+                rs.sent.append((rs.next_seq, rs.queued, out[0] if len(out) == 1
+                                else tuple(out)))
         return out
 
     def _windowed(self, now: float, budget: int) -> list[Chunk]:
