@@ -112,12 +112,17 @@ class MessagingAPI(ServiceParts):
                 if loop is None:  # one loop look-up and one deadline for the whole call
                     loop = asyncio.get_running_loop()
                     deadline = None if timeout is None else loop.time() + timeout
+                fut = inbox.waiter(conn_id, loop, deadline)  # awaited here: one frame
                 try:
-                    msg = await inbox.get_until(conn_id, loop, deadline)
+                    await fut
                 except TimeoutError:
                     where = "any connection" if conn_id is None else f"connection {conn_id}"
                     raise ReceiveTimeout(f"no message from {where} within {timeout:g} s"
                                          ) from None
+                finally:
+                    if not fut.done():
+                        fut.cancel()
+                continue  # a message may have come: look again
             if not msg.flags or not self._responder.expired(msg, self._responder.clock()):
                 return msg
 

@@ -253,48 +253,37 @@ class Inbox:
     async def get_until(self, conn_id: int | None, loop: asyncio.AbstractEventLoop,
                         deadline: float | None) -> Message:
         """:meth:`get` once nothing is waiting: wait for the next message until
-        ``deadline`` (``loop``'s time; None: for ever), then raise TimeoutError. (The body
-        of :meth:`_wait` inline: one coroutine fewer to resume per message.)"""
+        ``deadline`` (``loop``'s time; None: for ever), then raise TimeoutError."""
         while True:
-            if conn_id is None:
-                waiters = self._waiters
-            else:  # _waiters_of, the common case inline
-                q = self._queues.get(conn_id)
-                waiters = (q.waiters if q is not None and q.waiters is not _NO_WAITERS
-                           else self._waiters_of(conn_id))
-            fut: asyncio.Future[None] = loop.create_future()
-            waiters.append(fut)
-            if deadline is not None:
-                self._deadlines.add(loop, fut, deadline)
-            try:
-                await fut
-            finally:
-                if not fut.done():
-                    fut.cancel()
-            if conn_id is None:
-                msg = self.get_nowait(None)
-                if msg is not None:
-                    return msg
-                continue
-            q = self._queues.get(conn_id)  # get_nowait(conn_id) inline
-            if q is not None and q.items:
-                msg = self._pop(conn_id, q)
-                if not q.items:
-                    try:
-                        self._ready.remove(conn_id)
-                    except ValueError:
-                        pass
+            await self._wait(conn_id, loop, deadline)
+            msg = self.get_nowait(conn_id)
+            if msg is not None:
                 return msg
 
-    async def _wait(self, conn_id: int | None, loop: asyncio.AbstractEventLoop,
-                    deadline: float | None) -> None:
-        """Until a message may have come (for ``conn_id``, or any); raises TimeoutError at
-        ``deadline``. No timer per wait: one for every waiter's deadline (SharedDeadlines)."""
-        waiters = self._waiters if conn_id is None else self._waiters_of(conn_id)
+    def waiter(self, conn_id: int | None, loop: asyncio.AbstractEventLoop,
+               deadline: float | None) -> asyncio.Future[None]:
+        """A future done when a message may have come (for ``conn_id``, or any); it fails
+        with TimeoutError at ``deadline``. No timer per wait: one for every waiter's
+        deadline (SharedDeadlines). The caller awaits it in its own coroutine (one frame
+        fewer to resume per message than awaiting :meth:`get_until`) and cancels it if it
+        stops waiting before it is done."""
+        if conn_id is None:
+            waiters = self._waiters
+        else:  # _waiters_of, the common case inline
+            q = self._queues.get(conn_id)
+            waiters = (q.waiters if q is not None and q.waiters is not _NO_WAITERS
+                       else self._waiters_of(conn_id))
         fut: asyncio.Future[None] = loop.create_future()
         waiters.append(fut)
         if deadline is not None:
             self._deadlines.add(loop, fut, deadline)
+        return fut
+
+    async def _wait(self, conn_id: int | None, loop: asyncio.AbstractEventLoop,
+                    deadline: float | None) -> None:
+        """Until a message may have come (for ``conn_id``, or any); raises TimeoutError at
+        ``deadline`` (see :meth:`waiter`)."""
+        fut = self.waiter(conn_id, loop, deadline)
         try:
             await fut
         finally:
