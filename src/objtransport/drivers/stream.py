@@ -69,8 +69,9 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
                  "write_paused", "_overload", "peer", "pacer",
                  "receive_bucket", "_read_throttle", "on_made", "identity", "auth", "_fd",
                  # the session's own queue() / queue_many() and its decoder's get_buffer,
-                 # bound per link (see _bind)
-                 "queue", "queue_many", "_get_buffer", "__weakref__")
+                 # bound per link (see _bind); get_buffer is the protocol's own: the event
+                 # loop calls the decoder's straight (uvloop binds it when the link is set)
+                 "queue", "queue_many", "_get_buffer", "get_buffer", "__weakref__")
 
     session: Session
 
@@ -144,7 +145,8 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
         session.send_high = self.max_pending
         self.queue = session.queue  # type: ignore[method-assign]
         self.queue_many = session.queue_many  # type: ignore[method-assign]
-        self._get_buffer = session.buffer_getter()
+        self._get_buffer = getter = session.buffer_getter()
+        self.get_buffer = getter  # type: ignore[method-assign,assignment]
 
     def use_auth(self, gate: AuthGate) -> None:
         """(listener) The client's HELLO token must pass ``gate`` before the session opens."""
@@ -190,9 +192,6 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
         self._process_events()
         self._flush()
         self._rearm()
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._get_buffer(sizehint)
 
     def buffer_updated(self, nbytes: int) -> None:
         self._turn = READING  # what the messages answer goes out at the end, in one write
@@ -350,10 +349,13 @@ class DetectingStreamLink(StreamLink):
         self._detect: Callable[[bool], Session] | None = detect
         self._head = bytearray(4)
         self._head_len = 0
+        self.get_buffer = self._detect_buffer  # type: ignore[method-assign]
 
-    # The framing is decided in these two methods, not by swapping them on the instance:
-    # an event loop may keep the methods it found at connection_made (uvloop does).
-    def get_buffer(self, sizehint: int) -> memoryview:
+    # The framing is decided in these two methods, which go on working after it: an event
+    # loop may keep the methods it found when the link was set (uvloop does; the default
+    # loop looks get_buffer up per read, and finds the new session's after _bind).
+    def _detect_buffer(self, sizehint: int) -> memoryview:
+        """``get_buffer`` until the framing is decided (and, kept by uvloop, after it)."""
         if self._detect is not None:
             return memoryview(self._head)[self._head_len:]
         return self._get_buffer(sizehint)
