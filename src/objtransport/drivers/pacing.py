@@ -34,7 +34,7 @@ def default_burst(rate: float) -> float:
 
 
 class Pacer:
-    __slots__ = ("buckets", "waited", "meter", "total", "_blocked_since", "_sample_at")
+    __slots__ = ("buckets", "waited", "meter", "total", "_blocked_since", "sample_at")
 
     def __init__(self, buckets: list[TokenBucket] | None = None) -> None:
         self.buckets: list[TokenBucket] = buckets or []
@@ -42,7 +42,9 @@ class Pacer:
         self.meter = RateMeter()
         self.total = 0
         self._blocked_since: float | None = None
-        self._sample_at = 0.0  # when the meter takes the total next
+        #: when the meter takes the total next (until then a writer without buckets may
+        #: only add to ``total``: what :meth:`consume` would do)
+        self.sample_at = 0.0
 
     def __bool__(self) -> bool:
         return bool(self.buckets)
@@ -68,8 +70,8 @@ class Pacer:
         for b in self.buckets:
             b.consume(n, now)
         self.total += n
-        if now >= self._sample_at:  # the meter's window is 1 s: a sample per 15 ms will do
-            self._sample_at = now + SAMPLE_EVERY
+        if now >= self.sample_at:  # the meter's window is 1 s: a sample per 15 ms will do
+            self.sample_at = now + SAMPLE_EVERY
             self.meter.update(self.total, now)
 
     def rate(self, now: float) -> float:

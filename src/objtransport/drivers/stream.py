@@ -280,7 +280,10 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
             else:  # small ones joined in one write, large ones on their own
                 n = sum(len(c) for c in chunks)
                 _write_chunks(t, chunks)
-            pacer.consume(n, now)
+            if strict or now >= pacer.sample_at:
+                pacer.consume(n, now)
+            else:  # consume's common case (no buckets, no sample due) inline
+                pacer.total += n
         if self._drain_waiters:
             self._wake_drain_waiters()
         if self._flushed_waiters and not sched.pending_bytes:
