@@ -132,8 +132,23 @@ class Inbox:
         q = self._queues.get(conn_id)
         if q is None or not q.items:
             return None
-        msg = self._pop(conn_id, q)
-        if not q.items:
+        items: deque[Any] = q.items
+        if type(items[0]) is bytes and q.conn is not None:  # _pop's common case inline
+            item = items.popleft()
+            msg = new_message(Message)  # a plain payload: its five fields (events.py)
+            msg.data = item
+            msg.conn_id = conn_id
+            conn = q.conn
+            msg.transport = conn.transport_name
+            msg.peer = conn.peer_address
+            msg.identity = conn.identity
+            q.nbytes -= len(item)
+            self.size -= 1
+            if q.paused or q.flow is None:  # else _settle has nothing to do
+                self._settle(conn_id, q)
+        else:
+            msg = self._pop(conn_id, q)
+        if not items:
             try:
                 self._ready.remove(conn_id)
             except ValueError:

@@ -195,8 +195,8 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         self._turn = READING  # what the messages answer goes out at the end, in one write
+        session = self.session
         try:
-            session = self.session
             msgs = session.buffer_updated(nbytes, monotonic())
             if self.receive_bucket is not None:
                 self._read_throttle.charge(self.receive_bucket, nbytes)
@@ -209,7 +209,10 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
                 session.timer_changed = False
                 self._rearm()
         finally:
-            self._read_end()
+            if session.scheduler.pending_bytes or session.has_final:
+                self._read_end()
+            else:  # _read_end with nothing to write (a new turn)
+                self._turn = FREE
 
     def eof_received(self) -> bool | None:
         self._lost("peer closed the connection (EOF)")
