@@ -12,7 +12,12 @@ slows Python code 1.5-2x, so read the shares, not the rates.
     .venv/bin/python -m benchmarks.profile --transport udp --count 400000
     .venv/bin/python -m benchmarks.profile --transport grpc --framing raw --pingpong 3000
 
-``--pingpong N`` profiles the pinger and the echo server of N 64 B round trips instead.
+``--pingpong N`` profiles the pinger and the echo server of N 64 B round trips instead;
+``--calls`` with it counts Python calls per round trip (C calls included): two runs, of N
+and N/6 round trips, subtracted, so that set-up and tear-down drop out (docs/design.md,
+"The one-frame path").
+
+    .venv/bin/python -m benchmarks.profile --pingpong 12000 --calls --loop uvloop
 """
 
 from __future__ import annotations
@@ -66,6 +71,55 @@ def _sender(name: str, transport: str, framing: str) -> Callable[..., float]:
     return partial(w.send_objtransport, transport=transport, framing=framing)
 
 
+def _counted(target: Callable[..., Any], args: tuple[Any, ...], loop: str,
+             out: Connection) -> None:
+    """Run ``target`` under cProfile; send its total calls and each function's."""
+    use_loop(loop)
+    prof = cProfile.Profile()
+    prof.enable()
+    target(*args)
+    prof.disable()
+    st = pstats.Stats(prof)
+    rows = {f"{f.rsplit('/', 1)[-1]}:{line}({name})": v[1]
+            for (f, line, name), v in st.stats.items()}  # type: ignore[attr-defined]
+    out.send((st.total_calls, rows))  # type: ignore[attr-defined]
+
+
+def _pingpong_counts(a: argparse.Namespace, rounds: int) -> list[tuple[int, dict[str, int]]]:
+    """(total calls, calls per function) of the pinger and of the echo server."""
+    er, ec = CTX.Pipe()
+    rr, rc = CTX.Pipe()
+    echo = CTX.Process(target=_counted,
+                       args=(partial(w.echo_objtransport, transport=a.transport), (ec,),
+                             a.loop, rc), daemon=True)
+    echo.start()
+    port = er.recv()
+    sr, sc = CTX.Pipe()
+    ping = CTX.Process(target=_counted,
+                       args=(partial(w.ping_objtransport, port, rounds, 100,
+                                     transport=a.transport, framing=a.framing), (),
+                             a.loop, sc), daemon=True)
+    ping.start()
+    got = [sr.recv()]
+    er.send("stop")
+    er.recv()
+    got.append(rr.recv())
+    ping.join(30)
+    echo.join(30)
+    return got
+
+
+def _calls(a: argparse.Namespace) -> None:
+    short = max(a.pingpong // 6, 1)
+    few, many = _pingpong_counts(a, short), _pingpong_counts(a, a.pingpong)
+    n = a.pingpong - short
+    for side, (t0, r0), (t1, r1) in zip(("pinger", "echo server"), few, many, strict=True):
+        print(f"== {side}: {(t1 - t0) / n:.2f} calls per round trip")
+        per = sorted(((v - r0.get(k, 0)) / n, k) for k, v in r1.items())
+        for count, name in reversed(per[-a.top:]):
+            print(f"  {count:7.2f}  {name}")
+
+
 def _pingpong(a: argparse.Namespace) -> None:
     er, ec = CTX.Pipe()
     rr, rc = CTX.Pipe()
@@ -103,9 +157,14 @@ def main() -> None:
                     help="the receiver's handler takes one Batch per read (TCP)")
     ap.add_argument("--pingpong", type=int, default=0, metavar="N",
                     help="profile N round trips of 64 B instead")
+    ap.add_argument("--calls", action="store_true",
+                    help="with --pingpong: Python calls per round trip, per function")
     a = ap.parse_args()
     if a.pingpong:
-        _pingpong(a)
+        if a.calls:
+            _calls(a)
+        else:
+            _pingpong(a)
         return
     pr, pc = CTX.Pipe()
     rr, rc = CTX.Pipe()
