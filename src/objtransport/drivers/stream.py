@@ -240,17 +240,6 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
         return self._sched.pending_bytes > self.max_pending or (
             rs is not None and rs.unacked_bytes > self.max_unacked)
 
-    @property
-    def pending_bytes(self) -> int:
-        """Bytes queued in the session plus bytes in the transport's buffer."""
-        t = self.transport
-        buffered = t.get_write_buffer_size() if t is not None and not t.is_closing() else 0
-        return self.session.scheduler.pending_bytes + buffered
-
-    @property
-    def congested(self) -> bool:
-        return self.session.scheduler.pending_bytes > self.max_pending
-
     def _flush(self) -> None:
         """Write queued chunks while the transport accepts them."""
         t = self.transport

@@ -34,7 +34,8 @@ NEW_TURN_AFTER = 0.001
 
 
 class WriteTurns(StreamEnding):
-    """``_wake`` (the session's ``on_wake``), the turn's end, and the end of a read."""
+    """``_wake`` (the session's ``on_wake``), the turn's end, the end of a read, and what
+    is waiting to be written."""
 
     __slots__ = ("_turn", "_wrote_at")
 
@@ -42,6 +43,17 @@ class WriteTurns(StreamEnding):
     write_paused: bool
     _turn: int
     _wrote_at: float
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes queued in the session plus bytes in the transport's buffer."""
+        t = self.transport
+        buffered = t.get_write_buffer_size() if t is not None and not t.is_closing() else 0
+        return self.session.scheduler.pending_bytes + buffered
+
+    @property
+    def congested(self) -> bool:
+        return self.session.scheduler.pending_bytes > self.max_pending
 
     def _wake(self) -> None:
         """Something was queued on an empty queue (or by ``send``)."""
