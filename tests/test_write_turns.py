@@ -10,6 +10,7 @@ import pytest
 
 from objtransport import Message, NetworkTransport
 from objtransport.drivers import stream_turn
+from objtransport.sansio.chunk_pool import WRITE_CHUNK
 
 
 @pytest.fixture
@@ -77,3 +78,29 @@ async def test_a_reads_answers_leave_together_when_its_delivery_ends() -> None:
         assert got == [b"x-0", b"x-1", b"x-2", b"y-0", b"y-1", b"y-2"]
         assert held and all(n > 0 for n in held)
         assert held[-1] >= 3 * 23
+
+
+async def test_a_turn_of_megabytes_leaves_in_write_chunks_intact_and_acknowledged() -> None:
+    """A sender that queues past ``WRITE_CHUNK`` without yielding has the chunk written
+    at once (sansio/chunk_pool.py); with ACKs each large chunk is kept as a pool copy and
+    its buffer reused after the ACK: every message arrives once, in order, and nothing is
+    left unacknowledged."""
+    n = 4 * WRITE_CHUNK // 1024
+    got: list[bytes] = []
+    done = asyncio.Event()
+
+    def on_message(msg: Message) -> None:
+        got.append(msg.data)
+        if len(got) == 2 * n:
+            done.set()
+
+    async with NetworkTransport() as net:
+        listener = await net.listen("127.0.0.1", 0, handler=on_message)
+        conn = await net.connect("127.0.0.1", listener.port)
+        for burst in range(2):  # the second reuses the first's pool buffers
+            for i in range(burst * n, (burst + 1) * n):
+                await net.send_data(conn, b"%08d" % i + bytes(1016))
+            await net.flush(conn, timeout=10)  # returns once the peer acknowledged all
+            assert net.connection_info(conn).unacked_messages == 0
+        await asyncio.wait_for(done.wait(), 10)
+        assert got == [b"%08d" % i + bytes(1016) for i in range(2 * n)]

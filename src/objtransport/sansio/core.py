@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from ..config import Options
 from ..exceptions import ConnectionNotReady, MessageTooLarge, ProtocolError
+from .chunk_pool import WRITE_CHUNK
 from .events import Closed, Event, Received
 from .framing import GoAwayCode
 from .reassembly import ReassemblyBudget
@@ -64,6 +65,7 @@ class _Sender(Protocol):
     scheduler: PriorityScheduler
     send_high: int
     on_wake: Callable[[], None]
+    on_full: Callable[[], None]
 
     def send_message(self, data: Payload, stream: int = 0, priority: int = 2,
                      text: bool = False) -> int: ...
@@ -82,7 +84,7 @@ class SessionCore:
                  "_dropped", "other_priority_messages", "messages_received", "close_code",
                  "close_reason", "_peer_max_message", "_send_limit", "_final", "has_final",
                  "timer_changed",
-                 "on_wake", "send_high")
+                 "on_wake", "send_high", "on_full")
 
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
                  now: float) -> None:
@@ -118,6 +120,8 @@ class SessionCore:
         #: called by queue()/queue_many() when a message lands in an empty queue (the
         #: driver writes it at once or schedules a write)
         self.on_wake: Callable[[], None] = _nothing
+        #: called by queue() when the queued bytes pass ``WRITE_CHUNK`` (write them now)
+        self.on_full: Callable[[], None] = _nothing
         #: queue()/queue_many() answer "wait" above this many queued bytes
         self.send_high = options.max_pending_bytes
 
@@ -207,6 +211,8 @@ class SessionCore:
         self.send_message(data, stream, priority, text)
         if not was:
             self.on_wake()
+        elif sched.pending_bytes > WRITE_CHUNK >= was:
+            self.on_full()
         return sched.pending_bytes > self.send_high or self._unacked_over()
 
     def queue_many(self: _Sender, datas: Iterable[Payload], stream: int = 0,
@@ -361,6 +367,7 @@ class AnySession(Protocol):
                      strict: bool = False) -> list[Chunk]: ...
 
     on_wake: Callable[[], None]
+    on_full: Callable[[], None]
     send_high: int
 
     def queue(self, data: Payload, stream: int = 0, priority: int = 2,

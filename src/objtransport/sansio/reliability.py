@@ -35,6 +35,7 @@ import struct
 from collections.abc import Iterable, Iterator
 from typing import Any, cast
 
+from .chunk_pool import CHUNK_POOL_MIN, CHUNK_POOL_SIZE, ChunkPool
 from .fragmentation import FragmentJob
 from .framing import (
     FLAG_FRAG,
@@ -117,15 +118,18 @@ class ResumeState:
     __slots__ = ("session_id", "next_seq", "acked", "sent", "queued", "freed", "queue",
                  "tracking", "floor", "above", "ack_sent", "peer_session_id", "established",
                  "duplicates", "resent", "expiring", "skipped", "can_skip",
-                 "skips_received")
+                 "skips_received", "pool")
 
     def __init__(self, session_id: bytes) -> None:
         self.session_id = session_id
         self.next_seq = 0  # last sequence number given out
         self.acked = 0  # the peer has everything up to here
-        #: written batches not yet acknowledged: (last seq given out, ``queued`` then, batch);
-        #: a list (an empty deque costs ~600 bytes per connection), cut once per ACK
-        self.sent: list[tuple[int, int, Batch]] = []
+        #: written batches not yet acknowledged: (last seq given out, ``queued`` then,
+        #: batch, the pool buffer holding it or None); a list (an empty deque costs ~600
+        #: bytes per connection), cut once per ACK
+        self.sent: list[tuple[int, int, Batch, memoryview | None]] = []
+        #: buffers for copies of large written chunks (made by the first one)
+        self.pool: ChunkPool | None = None
         self.queued = 0  # payload bytes of all messages numbered so far (only grows)
         self.freed = 0  # ... of those the peer acknowledged (``queued`` of a freed batch)
         #: the scheduler of the session using this state: its messages are unacked too
@@ -174,6 +178,7 @@ class ResumeState:
         self.queue = None
         self.tracking = False
         self.sent.clear()
+        self.pool = None
         self.acked = self.next_seq
         self.freed = self.queued
         self.expiring = None
@@ -183,9 +188,30 @@ class ResumeState:
     def wrote(self, batch: Batch) -> None:
         """``batch`` (whole frames) was handed to the socket: keep it until acknowledged
         (unless everything numbered is acknowledged already: then it holds control frames
-        only)."""
-        if self.acked != self.next_seq:
-            self.sent.append((self.next_seq, self.queued, batch))
+        only). A large chunk (the batch, or one of its chunks) is kept as a copy in a
+        :class:`ChunkPool` buffer."""
+        if self.acked == self.next_seq:
+            return
+        if type(batch) is bytearray:
+            if CHUNK_POOL_MIN <= len(batch) <= CHUNK_POOL_SIZE:
+                copy, buf = self._pool().copy(batch)
+                self.sent.append((self.next_seq, self.queued, copy, buf))
+                return
+        elif type(batch) is tuple:  # e.g. an ACK, then the data: the large one is copied
+            for i, chunk in enumerate(batch):
+                if (type(chunk) is bytearray
+                        and CHUNK_POOL_MIN <= len(chunk) <= CHUNK_POOL_SIZE):
+                    copy, buf = self._pool().copy(chunk)
+                    batch = (*batch[:i], copy, *batch[i + 1:])
+                    self.sent.append((self.next_seq, self.queued, batch, buf))
+                    return
+        self.sent.append((self.next_seq, self.queued, batch, None))
+
+    def _pool(self) -> ChunkPool:
+        pool = self.pool
+        if pool is None:
+            pool = self.pool = ChunkPool()
+        return pool
 
     def on_ack(self, seq: int) -> int:
         """The peer has everything up to ``seq``: free the batches it covers; return how
@@ -197,11 +223,13 @@ class ResumeState:
         self.acked = seq
         sent = self.sent
         k = 0
-        for tag, queued, _ in sent:
+        for tag, queued, _, buf in sent:
             if tag > seq:
                 break
             self.freed = queued
             k += 1
+            if buf is not None and self.pool is not None:
+                self.pool.give(buf)
         if k:
             del sent[:k]
         if seq == self.next_seq:
@@ -209,6 +237,12 @@ class ResumeState:
         if self.expiring or self.skipped:
             self._forget_acked()
         return n
+
+    def trim_pool(self) -> None:
+        """(now and then, e.g. at each keepalive PING) Free the pool's spare buffers if
+        everything written was acknowledged: an idle connection holds none."""
+        if self.pool is not None and self.acked == self.next_seq:
+            self.pool.trim()
 
     # -- expiring --------------------------------------------------------------------------
     def expires(self, seq: int, deadline: float) -> None:
@@ -266,7 +300,7 @@ class ResumeState:
         with ``take``, the kept batches and the old scheduler's queue are emptied."""
         acked = self.acked
         skipped = self.skipped
-        out = [f for f in data_frames([b for _, _, b in self.sent])
+        out = [f for f in data_frames([b for _, _, b, _ in self.sent])
                if f.seq > acked and f.seq not in skipped]
         written = len({f.seq for f in out})
         q = self.queue
@@ -275,6 +309,7 @@ class ResumeState:
             out += [f for f in data_frames(queued) if f.seq > acked and f.seq not in skipped]
         if take:
             self.sent.clear()
+            self.pool = None  # ``out`` may hold views of its buffers: never reuse them
         return out, written
 
     def take_resend(self, peer_floor: int) -> list[DataFrame]:

@@ -23,6 +23,7 @@ from itertools import chain
 from typing import Any
 
 from ..config import Options, Priority
+from .chunk_pool import WRITE_CHUNK
 from .core import AnySession, Payload, Session, SessionCore, SessionState
 from .fragmentation import FragmentJob
 from .framing import (
@@ -165,9 +166,11 @@ class NativeSession(NativeReceiver):
         buf += _pack_plain(HEADER_SIZE + size, PLAIN_DATA, seq)
         buf += data
         was = sched.pending_bytes
-        sched.pending_bytes = was + size + 20
+        sched.pending_bytes = pending = was + size + 20
         if not was:
             self.on_wake()
+        elif pending > WRITE_CHUNK >= was:
+            self.on_full()  # written now, in chunks of WRITE_CHUNK (see core.py)
         return sched.pending_bytes > self.send_high or queued - rs.freed > self._unacked_high
 
     def queue_many(self, datas: Iterable[Payload], stream: int = 0, priority: int = 2,
@@ -337,6 +340,7 @@ class NativeSession(NativeReceiver):
             self.fail(self.frames.describe(self.decoder.fed, now), GoAwayCode.IDLE_TIMEOUT)
             return
         if now >= self.pinger.next_at:
+            self.rs.trim_pool()  # an idle connection keeps no spare chunk buffers
             if self.pinger.sent_at is None:
                 self._send_ping(now)
             else:
