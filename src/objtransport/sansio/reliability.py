@@ -23,9 +23,12 @@ sockets and the :class:`~objtransport.sansio.session.NativeSession` objects come
   resume sends a SKIP frame for each instead of the message (docs/protocol.md 1.11). Only
   with a peer that announced ``SKIP``; messages without a ttl cost nothing here.
 
-Memory: the kept batches are the chunks that were written (no copies: the scheduler never
-reuses a buffer it handed out), at most about ``max_unacked_bytes`` before ``send_data``
-waits; ``above`` holds at most as many integers as messages the peer may have unacknowledged.
+Memory: the kept batches are the chunks that were written (the scheduler never reuses a
+buffer it handed out), at most about ``max_unacked_bytes`` before ``send_data`` waits; a
+large chunk (``CHUNK_POOL_MIN`` to ``CHUNK_POOL_SIZE`` bytes) is kept as a copy in a
+:class:`~.chunk_pool.ChunkPool` buffer, reused for a later chunk once acknowledged (the
+pool's bounds: chunk_pool.py); ``above`` holds at most as many integers as messages the
+peer may have unacknowledged.
 Per message, sending costs one integer addition here (``queued``).
 """
 
