@@ -23,7 +23,7 @@ from itertools import chain
 from typing import Any
 
 from ..config import Options, Priority
-from .chunk_pool import WRITE_CHUNK
+from .chunk_pool import CHUNK_POOL_MIN, WRITE_CHUNK
 from .core import AnySession, Payload, Session, SessionCore, SessionState
 from .fragmentation import FragmentJob
 from .framing import (
@@ -267,8 +267,10 @@ class NativeSession(NativeReceiver):
         if out and self._acks:  # kept, as written, until the peer acknowledges it
             rs = self.rs
             if rs.acked != rs.next_seq:  # else control frames only (ResumeState.wrote)
-                rs.sent.append((rs.next_seq, rs.queued, out[0] if len(out) == 1
-                                else tuple(out)))
+                if len(out) == 1 and len(out[0]) < CHUNK_POOL_MIN:  # small: kept as is
+                    rs.sent.append((rs.next_seq, rs.queued, out[0], None))
+                else:  # large chunks are kept as copies in pool buffers
+                    rs.wrote(out[0] if len(out) == 1 else tuple(out))
         return out
 
     def _windowed(self, now: float, budget: int) -> list[Chunk]:
