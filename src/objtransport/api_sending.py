@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import ssl as ssl_module
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Unpack, cast
+from typing import Any, Unpack
 
 from .api_parts import ServiceParts
 from .codecs import JSON_TYPE, MSGPACK_TYPE, json_bytes, msgpack_bytes
@@ -29,8 +29,8 @@ from .exceptions import (
 )
 from .groups import GroupSpec
 from .params import PriorityArg, SendToOptions, TransportArg
-from .requests import outgoing
 from .sansio.headers import HeaderValue
+from .send_extended import send_extended
 
 __all__ = ["SendingAPI"]
 
@@ -135,8 +135,9 @@ class SendingAPI(ServiceParts):
         if prio is None:
             prio = Priority.parse(priority)
         if headers is not None or ttl is not None or conn.options.compression is not None:
-            await self._send_extended(conn, data, priority, stream, text, timeout, headers,
-                                      ttl)
+            await send_extended(conn, data, prio, stream, text,
+                                self.options.timeout if timeout is None else timeout, headers,
+                                ttl, self._messaging)
             return
         link = conn.link
         if link is None or not link.session.open:
@@ -193,51 +194,6 @@ class SendingAPI(ServiceParts):
             except SendTimeout:
                 conn.breaker.record_failure(asyncio.get_running_loop().time())
                 raise
-
-    async def _send_extended(self, conn: Connection, data: bytes | bytearray | memoryview,
-                             priority: PriorityArg, stream: int, text: bool,
-                             timeout: float | None,
-                             headers: Mapping[str, HeaderValue] | None,
-                             ttl: float | None) -> None:
-        """send_data with headers, a ttl or compression: the slow path."""
-        timeout = self.options.timeout if timeout is None else timeout
-        expires = conn.hooks.clock() + ttl if ttl is not None else 0.0
-        prio = PRIORITIES.get(priority)
-        if prio is None:
-            prio = Priority.parse(priority)
-        link = conn.link
-        if link is None or not link.session.open:
-            try:
-                link = await conn.ready_link(timeout if ttl is None else min(ttl, timeout))
-            except ConnectionNotReady:
-                if ttl is None or ttl >= timeout:
-                    raise
-                self._expired(conn, data, stream, prio, text)
-                return
-        opts = conn.options
-        payload, flags = outgoing(link, data, text, headers=headers, expires=expires,
-                                  compression=opts.compression,
-                                  min_size=opts.compression_min_size,
-                                  counters=self._messaging, where=conn.endpoint)
-        if ttl is not None:
-            conn.expiry.check()  # what is past its ttl leaves before this one queues
-        try:
-            if link.send(payload, stream, prio, cast(bool, flags)):
-                if ttl is not None:
-                    conn.expiry.track(link.last_seq, expires)
-                await link.wait_writable(timeout if ttl is None else min(ttl, timeout), prio)
-            elif ttl is not None:
-                conn.expiry.track(link.last_seq, expires)
-        except SendTimeout:
-            if ttl is None or ttl >= timeout:
-                conn.breaker.record_failure(asyncio.get_running_loop().time())
-                raise
-            # queued, past its ttl: it may still go out; the receiver drops it then
-
-    def _expired(self, conn: Connection, data: bytes | bytearray | memoryview, stream: int,
-                 prio: int, text: bool) -> None:
-        """A message's ttl passed before it could be queued: report it, never silently."""
-        conn.expiry.report([(0, bytes(data), stream, prio, text)])
 
     def send_nowait(self, conn_id: int, data: bytes | bytearray | memoryview, *,
                     priority: PriorityArg = "normal", stream: int = 0,
