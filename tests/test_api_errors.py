@@ -141,9 +141,15 @@ async def test_send_data_stays_a_coroutine_errors_and_effects_at_the_await(
     not_bytes = net.send_data(conn, "text")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="bytes, bytearray or memoryview"):
         await not_bytes
+    # the options besides priority are a ``**`` dict (cheaper than keyword-only defaults):
+    # a misspelt one still raises TypeError, and queues nothing
+    misspelt = net.send_data(conn, b"lost", prioritty="high")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'prioritty'"):
+        await misspelt
     await asyncio.create_task(net.send_data(conn, b"one"))
     await net.send_data(conn, b"two", priority="high")
     await net.send_data(conn, bytearray(b"three"))
+    await net.send_data(conn, b"four", stream=0, text=False, timeout=5.0)
     await net.flush(conn, timeout=5.0)
-    await eventually(lambda: len(got) >= 3)
-    assert sorted(got) == [b"one", b"three", b"two"]
+    await eventually(lambda: len(got) >= 4)
+    assert sorted(got) == [b"four", b"one", b"three", b"two"]

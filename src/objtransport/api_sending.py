@@ -28,7 +28,7 @@ from .exceptions import (
     UnsupportedFeature,
 )
 from .groups import GroupSpec
-from .params import PriorityArg, SendToOptions, TransportArg
+from .params import SEND_DATA_KEYS, PriorityArg, SendDataOptions, SendToOptions, TransportArg
 from .sansio.headers import HeaderValue
 from .send_extended import send_extended
 
@@ -51,12 +51,14 @@ class SendingAPI(ServiceParts):
     """Sending: messages, batches, pools and group targets."""
 
     async def send_data(self, conn_id: int, data: bytes | bytearray | memoryview, *,
-                        priority: PriorityArg = "normal", stream: int = 0, text: bool = False,
-                        timeout: float | None = None, wait_ack: bool = False,
-                        reliable: bool = True,
-                        headers: Mapping[str, HeaderValue] | None = None,
-                        ttl: float | None = None) -> None:
+                        priority: PriorityArg = "normal",
+                        **options: Unpack[SendDataOptions]) -> None:
         """Queue one message on a connection; return once it is queued.
+
+        Keyword-only, besides ``priority`` (``"normal"``): ``stream`` (0), ``text``
+        (False), ``timeout`` (None: the service's), ``wait_ack`` (False: True returns once
+        the peer acknowledged it), ``reliable`` (True), ``headers`` (None), ``ttl`` (None);
+        another name raises ``TypeError`` (at the await).
 
         ``headers`` (``{"key": "value" | b"value"}``, at most ``max_headers`` entries and
         ``max_header_bytes`` in all) arrive as ``msg.headers``. ``ttl`` (seconds, on the
@@ -82,20 +84,27 @@ class SendingAPI(ServiceParts):
         ``ConnectionNotFound`` for an unknown id, ``MessageTooLarge`` above
         ``max_message_size``, ``CircuitOpenError`` when the endpoint's circuit is open.
         """
-        conn = self._conns.get(conn_id)
-        # the common case first, in one pass of cheap tests: bytes, a connection with an
-        # open link, no per-message extras; anything else takes the general way below
-        if (conn is not None and type(data) is bytes and headers is None and ttl is None
-                and reliable and not wait_ack):
+        # the common case first, in one pass of cheap tests: no other option, bytes, a
+        # connection with an open link; anything else takes the general way below
+        try:
+            conn = self._conns[conn_id]  # a subscript: cheaper than .get(), and an id is known
+        except KeyError:
+            conn = None
+        if conn is not None and not options and type(data) is bytes:
             link = conn.link
             if link is not None and link.session.open and conn.options.compression is None:
                 prio = 2 if priority == "normal" else PRIORITIES.get(priority)
                 if prio is not None:
-                    if link.queue(data, stream, prio, text):
-                        await self._wait_room(conn, link, timeout, prio)
+                    if link.queue(data, 0, prio, False):
+                        await self._wait_room(conn, link, None, prio)
                     return
-        await self._send_data(conn_id, data, priority, stream, text, timeout, wait_ack,
-                              reliable, headers, ttl)
+        if not SEND_DATA_KEYS.issuperset(options):
+            raise TypeError("send_data() got an unexpected keyword argument "
+                            f"{sorted(set(options) - SEND_DATA_KEYS)[0]!r}")
+        await self._send_data(conn_id, data, priority, options.get("stream", 0),
+                              options.get("text", False), options.get("timeout"),
+                              options.get("wait_ack", False), options.get("reliable", True),
+                              options.get("headers"), options.get("ttl"))
 
     async def _wait_room(self, conn: Connection, link: Link, timeout: float | None,
                          prio: int) -> None:
