@@ -80,7 +80,7 @@ class NativeHandshake(StreamCore[NativeDecoder]):
     __slots__ = ("_ack_bytes", "_ack_due", "_acks", "_fragment", "_in_window", "_preface_sent",
                  "_qos", "_reliable", "_unacked_high", "_window", "_window_wait", "extensions",
                  "peer_features", "peer_session_id", "resume_lookup", "role", "rs", "session_id",
-                 "_seq0", "_authenticate", "_held_hello", "token")
+                 "_seq0", "_queued0", "_authenticate", "_held_hello", "token")
 
     _send_ping: Callable[[float], None]
 
@@ -101,6 +101,7 @@ class NativeHandshake(StreamCore[NativeDecoder]):
         self._ack_due: float | None = None
         self._ack_bytes = 0  # payload bytes received when the last ACK went
         self._seq0 = self.rs.next_seq
+        self._queued0 = self.rs.queued
         self.peer_session_id = b""
         self._fragment = options.max_fragment_size
         self._qos = options.qos
@@ -136,6 +137,17 @@ class NativeHandshake(StreamCore[NativeDecoder]):
     @property
     def messages_sent(self) -> int:
         return self.rs.next_seq - self._seq0
+
+    @property
+    def bytes_queued(self) -> int:
+        """Payload bytes of the messages queued on this session: derived from the resume
+        state's count, as ``messages_sent`` is, so queueing moves one counter, not two."""
+        return self.rs.queued - self._queued0
+
+    @bytes_queued.setter
+    def bytes_queued(self, value: int) -> None:
+        """``SessionCore.__init__`` sets 0 before ``rs`` exists; the count starts at
+        ``_queued0``, set once ``rs`` does."""
 
     # -- HELLO -----------------------------------------------------------------------------
     def _send_hello(self, features: int | None = None, resume_seq: int | None = None,
@@ -239,6 +251,7 @@ class NativeHandshake(StreamCore[NativeDecoder]):
             rs, resumed = self.resume_lookup(hello.session_id)
             self.rs = rs
             self._seq0 = rs.next_seq
+            self._queued0 = rs.queued
         if resumed:
             self._send_hello(_BOTH | FEATURE_RESUMED, rs.floor, hello.session_id)
             return self._resend(hello.resume_seq)

@@ -114,8 +114,7 @@ class NativeSession(NativeReceiver):
             self._check_send(size)
         rs = self.rs
         rs.next_seq = seq = rs.next_seq + 1
-        rs.queued += size  # the only per-message bookkeeping for ACKs and resume
-        self.bytes_queued += size
+        rs.queued += size  # the only per-message bookkeeping for ACKs, resume, figures
         if priority == 2 and not stream and not text and size <= self._fragment:
             # the common case: a normal small message on stream 0
             sched = self.scheduler
@@ -157,16 +156,17 @@ class NativeSession(NativeReceiver):
         if (priority != 2 or stream or text or size > self._send_limit
                 or size > self._fragment or sched.blocked):
             return super().queue(data, stream, priority, text)
-        # send_message's common case, and the answer, in one call
+        # send_message's common case, and the answer, in one call (two counters move:
+        # the sequence number and the bytes numbered; the figures derive from them)
         rs = self.rs
         rs.next_seq = seq = rs.next_seq + 1
         rs.queued = queued = rs.queued + size
-        self.bytes_queued += size
         buf = sched.small[2]
-        buf += _pack_plain(HEADER_SIZE + size, PLAIN_DATA, seq)
+        size += 20  # the frame: HEADER_SIZE after the u32 length
+        buf += _pack_plain(size - 4, PLAIN_DATA, seq)
         buf += data
         was = sched.pending_bytes
-        sched.pending_bytes = pending = was + size + 20
+        sched.pending_bytes = pending = was + size
         if not was:
             self.on_wake()
         elif pending > WRITE_CHUNK >= was:
@@ -214,7 +214,6 @@ class NativeSession(NativeReceiver):
             del buf[start + total + 20 * (seq - seq0):]  # a frame cut by an error
             rs.next_seq = seq
             rs.queued += total
-            self.bytes_queued += total
             sched.pending_bytes += len(buf) - start
         return rest
 
