@@ -22,6 +22,8 @@ GOOD = """
             await net.send_data(conn, b"x", priority="high")
             await net.send_data(conn, bytearray(b"x"), priority=Priority.LOW)
             await net.send_data(conn, memoryview(b"x"), priority=0)
+            await net.send_data(conn, b"x", stream=2, text=True, timeout=1.0, wait_ack=False,
+                                reliable=True, headers={"k": "v"}, ttl=5.0)
             await net.send_to("127.0.0.1", 1, b"x", transport="udp", pool_size=2, timeout=1.0)
 """
 
@@ -42,6 +44,10 @@ BAD = {
     "priority": ('await net.send_data(1, b"x", priority="urgent")',
                  'Argument "priority" to "send_data"'),
     "payload": ("await net.send_data(1, [1, 2])", 'Argument 2 to "send_data"'),
+    "send_data option": ('await net.send_data(1, b"x", wait_acks=True)',
+                         'Unexpected keyword argument "wait_acks" for "send_data"'),
+    "send_data option type": ('await net.send_data(1, b"x", stream="2")',
+                              'Argument "stream" to "send_data"'),
 }
 
 
