@@ -87,3 +87,76 @@ async def test_an_escaping_error_is_logged_and_a_cancelled_wait_ends_quietly(
         await asyncio.wait_for(done.wait(), 5)
         await asyncio.wait_for(raised.wait(), 5)
     assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [ValueError]
+
+
+class _OddYield:
+    """An awaitable that yields something no task accepts (as a foreign framework might)."""
+
+    def __await__(self):  # type: ignore[no-untyped-def]
+        yield "not a future"
+
+
+async def test_anything_but_a_future_of_this_loop_goes_on_in_an_ordinary_task() -> None:
+    """The fallback: what the coroutine yields is not a Future of this loop, so a task takes
+    it over from there and does what a task does with it (here: throws its RuntimeError in);
+    the coroutine goes on in that task, awaiting futures as usual, to its end."""
+    loop = asyncio.get_running_loop()
+    later: asyncio.Future[str] = loop.create_future()
+    seen: list[object] = []
+    ended: asyncio.Future[list[object]] = loop.create_future()
+
+    async def work() -> None:
+        seen.append(asyncio.current_task())  # the first step: the caller's task
+        try:
+            await _OddYield()
+        except RuntimeError as exc:  # a task's answer to a bad yield
+            seen.append("bad yield" in str(exc))
+        task = asyncio.current_task()
+        seen.append(task is not None and task is not seen[0])
+        seen.append(await later)
+        ended.set_result(seen)
+
+    eager.start(work(), loop)
+    assert seen == [asyncio.current_task()]
+    await asyncio.sleep(0)
+    later.set_result("resumed")
+    assert (await asyncio.wait_for(ended, 5))[1:] == [True, True, "resumed"]
+
+
+async def test_a_future_of_another_loop_is_refused_as_a_task_refuses_it() -> None:
+    loop = asyncio.get_running_loop()
+    other = asyncio.new_event_loop()
+    try:
+        foreign: asyncio.Future[None] = other.create_future()
+        ended: asyncio.Future[str] = loop.create_future()
+
+        async def work() -> None:
+            try:
+                await foreign
+            except RuntimeError as exc:
+                ended.set_result("refused" if "different loop" in str(exc) else str(exc))
+
+        eager.start(work(), loop)
+        assert await asyncio.wait_for(ended, 5) == "refused"
+        assert not foreign.done()  # never waited on from this loop
+    finally:
+        other.close()
+
+
+async def test_an_error_escaping_the_task_it_was_handed_to_is_logged(
+        caplog: pytest.LogCaptureFixture) -> None:
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    async def fails() -> None:
+        try:
+            await _OddYield()
+        finally:
+            done.set()
+
+    with caplog.at_level(logging.ERROR, logger="objtransport.drivers"):
+        eager.start(fails(), loop)
+        await asyncio.wait_for(done.wait(), 5)
+        for _ in range(3):  # the task ends in this step; its done-callback runs next turn
+            await asyncio.sleep(0)
+    assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [RuntimeError]

@@ -11,24 +11,39 @@ and awaiting ``call.write()`` in the sender's own task is not safe, as grpc.aio 
 whole call when the task awaiting a write is cancelled (a cancelled ``send_data`` would
 drop the connection and everything queued on it).
 
+Python 3.11 has no public way to do this (``loop.create_task`` always waits a loop turn
+before the first step; eager tasks, ``asyncio.eager_task_factory`` and
+``Task(eager_start=True)``, came in 3.12), so this drives the coroutine by hand, with the
+coroutine protocol (``send``/``throw``) and the public ``Future`` API
+(``add_done_callback``) only. What it relies on is how an ``await`` of an asyncio future
+suspends: the future itself comes out of ``send()``, as ``Task`` expects it to. Whatever
+else comes out, it does not guess: a bare yield (``asyncio.sleep(0)``) resumes the
+coroutine in the next loop turn, as a task would; anything but a ``Future`` of this loop (a
+future of another loop, another kind of awaitable, a bad yield) hands the coroutine to an
+ordinary task (:func:`_hand_to_task`), which waits on that object exactly as if it had run
+the coroutine from its start (or throws its ``RuntimeError`` into it). A task started that
+way is held in :data:`_TASKS` until it ends.
+
 The coroutine must catch what it can raise (an exception escaping it is logged, a
-``CancelledError`` is dropped) and must only await asyncio futures (or ``await`` nothing:
-a bare yield resumes it in the next loop turn). It runs outside any task, so nothing in it
-may need the current task (``asyncio.timeout``, ``asyncio.current_task()``): its first step
-runs inside the caller's task, the others in no task at all.
+``CancelledError`` is dropped). It runs outside any task until it is handed to one, so
+nothing in it may need the current task (``asyncio.timeout``, ``asyncio.current_task()``):
+its first step runs inside the caller's task, the others in no task at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Generator
 from functools import partial
 from typing import Any
 
 __all__ = ["start"]
 
 log = logging.getLogger("objtransport.drivers")
+
+#: the coroutines handed to a task (:func:`_hand_to_task`), until they end
+_TASKS: set[asyncio.Task[None]] = set()
 
 
 def start(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> None:
@@ -47,8 +62,54 @@ def _step(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop,
     except Exception:
         log.exception("a write started at once failed")
         return
-    resume = partial(_step, coro, loop)
-    if waited is None:  # a bare yield (asyncio.sleep(0)): the next loop turn
-        loop.call_soon(resume, None)
+    if isinstance(waited, asyncio.Future) and waited.get_loop() is loop:
+        waited.add_done_callback(partial(_step, coro, loop))
+    elif waited is None:  # a bare yield (asyncio.sleep(0)): the next loop turn
+        loop.call_soon(_step, coro, loop, None)
     else:
-        waited.add_done_callback(resume)
+        _hand_to_task(coro, waited, loop)
+
+
+def _hand_to_task(coro: Coroutine[Any, Any, None], waited: object,
+                  loop: asyncio.AbstractEventLoop) -> None:
+    """``coro`` yielded something other than a future of ``loop``: a task goes on with it,
+    starting with what it yielded."""
+    task = loop.create_task(_finish(_Rest(coro, waited)), name="objtransport-eager")
+    _TASKS.add(task)
+    task.add_done_callback(_task_done)
+
+
+async def _finish(rest: _Rest) -> None:
+    await rest
+
+
+class _Rest:
+    """What is left of a started coroutine, for a task: the object it yielded (the task
+    waits on it, or throws its error in), then the coroutine itself, step by step."""
+
+    __slots__ = ("coro", "waited")
+
+    def __init__(self, coro: Coroutine[Any, Any, None], waited: object) -> None:
+        self.coro = coro
+        self.waited = waited
+
+    def __await__(self) -> Generator[Any, None, None]:
+        coro = self.coro
+        waited = self.waited
+        while True:
+            try:
+                yield waited
+            except BaseException as exc:  # noqa: BLE001 - thrown in by the task: pass it on
+                step = partial(coro.throw, exc)
+            else:
+                step = partial(coro.send, None)
+            try:
+                waited = step()
+            except StopIteration:
+                return
+
+
+def _task_done(task: asyncio.Task[None]) -> None:
+    _TASKS.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a write started at once failed", exc_info=task.exception())
