@@ -86,8 +86,11 @@ class GrpcLink(MessageLink):
         #: listener: the writer is done, the handler may end the call
         self._end: asyncio.Future[None] = self.loop.create_future()
         self._reader: asyncio.Task[None] | None = None
-        #: held by whichever task writes (the writer, or the reader answering at once)
-        self._write_lock = asyncio.Lock()
+        #: a write is in flight (the writer's, or one started by ``_write_now``); the other
+        #: writer stays out meanwhile, so batches stay whole and in queue order
+        self._writing = False
+        #: the writer task was woken while another write was in flight: wake it after it
+        self._rekick = False
         #: the reader is handing a small carrier over: what it queues, the reader writes
         self._delivering = False
         self._owed = False
@@ -137,13 +140,14 @@ class GrpcLink(MessageLink):
         session = self.session
         msession = self._msession
         read = self._read
+        eof = grpc.aio.EOF
         now = monotonic()
         try:
             while not session.closed:
                 if self._read_pauses:
                     await self._resume.wait()
                 data = await read()
-                if data is grpc.aio.EOF:
+                if data is eof:
                     await self._eof()
                     return
                 now = monotonic()
@@ -247,7 +251,7 @@ class GrpcLink(MessageLink):
     def _on_wake(self) -> None:
         if self._delivering:
             self._owed = True  # the reader writes it once the delivery is over
-        elif self._eager and not self._write_lock.locked() and not self._wake.is_set():
+        elif self._eager and not self._writing and not self._wake.is_set():
             # raw: a lone message on an idle link is written from here, in the sender's
             # step (no wake-up of the writer task); what is queued meanwhile waits for it
             eager.start(self._write_now(), self.loop)
@@ -263,20 +267,25 @@ class GrpcLink(MessageLink):
         writes between reads; in raw mode a sender starts it (:func:`.eager.start`) for a
         message queued on an idle link. One task hop less per message. Only a small batch,
         with the writer idle and no pacing; else (and for what is left) the writer task is
-        woken as usual. Everything written goes under ``_write_lock``, in queue order."""
+        woken as usual. One write at a time (``_writing``), in queue order."""
         session = self.session
-        if (self._write_lock.locked() or self._wake.is_set() or self.pacer.buckets
+        if (self._writing or self._wake.is_set() or self.pacer.buckets
                 or session.closed or session.scheduler.pending_bytes > _ANSWER_MAX):
             self._kick()
             return
+        self._writing = True
         try:
-            async with self._write_lock:
-                await self._write_queued(once=True)
+            await self._write_batch(self.carrier_max)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - grpc raises several kinds once a call ends
             self._write_failed(exc)
             return
+        finally:
+            self._writing = False
+            if self._rekick:
+                self._rekick = False
+                self._kick()
         self._after_write()
         if session.scheduler.pending_bytes or session.has_final or session.closed:
             self._kick()
@@ -288,8 +297,14 @@ class GrpcLink(MessageLink):
             while True:
                 await wake.wait()
                 wake.clear()
-                async with self._write_lock:
+                if self._writing:  # _write_now's write is in flight: it wakes us after it
+                    self._rekick = True
+                    continue
+                self._writing = True
+                try:
                     await self._write_queued()
+                finally:
+                    self._writing = False
                 self._after_write()
                 if session.closed and not session.scheduler.pending_bytes \
                         and not session.has_final:
@@ -300,41 +315,43 @@ class GrpcLink(MessageLink):
         except Exception as exc:  # noqa: BLE001 - grpc raises several kinds once a call ends
             self._write_failed(exc)
 
-    async def _write_queued(self, once: bool = False) -> None:
-        """Write what is queued as Envelopes, batch after batch until nothing is left (one
-        batch if ``once``)."""
-        session = self.session
-        msession = self._msession
-        write = self._write
+    async def _write_queued(self) -> None:
+        """Write what is queued as Envelopes, batch after batch until nothing is left."""
         while True:
             if self.pacer.buckets:
                 budget, strict = await self._budget()
             else:
                 budget, strict = self.carrier_max, False
-            now = monotonic()
-            n = 0
-            if msession is not None:
-                items = msession.messages_to_send(now, budget, strict)
-                if not items:
-                    return
-                for payload, text in items:
-                    n += len(payload)
-                    await write(encode_payload(payload, text))
-            else:
-                chunks = session.data_to_send(now, budget, strict)
-                if not chunks:
-                    return
-                size = self.carrier_max
-                for envelope in carriers(chunks, size + size // 16):
-                    n += len(envelope)
-                    await write(envelope)
-                if size < CARRIER_MAX:
-                    self.carrier_max = min(CARRIER_MAX, size * 2)
-            self.pacer.consume(n, now)
-            if self._drain_waiters:
-                self._wake_drain_waiters()
-            if once:
+            if not await self._write_batch(budget, strict):
                 return
+
+    async def _write_batch(self, budget: int, strict: bool = False) -> bool:
+        """Write one batch of about ``budget`` bytes; False when nothing was queued."""
+        now = monotonic()
+        n = 0
+        msession = self._msession
+        write = self._write
+        if msession is not None:
+            items = msession.messages_to_send(now, budget, strict)
+            if not items:
+                return False
+            for payload, text in items:
+                n += len(payload)
+                await write(encode_payload(payload, text))
+        else:
+            chunks = self.session.data_to_send(now, budget, strict)
+            if not chunks:
+                return False
+            size = self.carrier_max
+            for envelope in carriers(chunks, size + size // 16):
+                n += len(envelope)
+                await write(envelope)
+            if size < CARRIER_MAX:
+                self.carrier_max = min(CARRIER_MAX, size * 2)
+        self.pacer.consume(n, now)
+        if self._drain_waiters:
+            self._wake_drain_waiters()
+        return True
 
     async def _end_stream(self) -> None:
         if self._call is not None:
