@@ -40,7 +40,7 @@ import grpc
 from ..exceptions import ProtocolError
 from ..logfields import log_fields
 from ..sansio.core import AnySession
-from ..sansio.envelope import decode_envelope, encode_payload
+from ..sansio.envelope import decode_envelope
 from ..sansio.framing import GoAwayCode
 from . import eager
 from .base import LinkParts
@@ -52,11 +52,10 @@ from .grpc_config import (
     METHOD,
     OK,
     SERVICE,
-    carriers,
     status_for_close,
 )
 from .grpc_listener import GrpcServer
-from .message_link import MessageLink
+from .grpc_write import EnvelopeWriter
 
 __all__ = ["CARRIER_MAX", "FRAMING_KEY", "METHOD", "SERVICE", "GrpcLink",
            "GrpcServer"]
@@ -68,7 +67,7 @@ _ANSWER_MAX = 16 * 1024
 log = logging.getLogger("objtransport.grpc")
 
 
-class GrpcLink(MessageLink):
+class GrpcLink(EnvelopeWriter):
     """One ``Connect`` call bound to one session (native or message): ``call`` and
     ``channel`` on a client, ``context`` on a listener."""
 
@@ -314,44 +313,6 @@ class GrpcLink(MessageLink):
             raise
         except Exception as exc:  # noqa: BLE001 - grpc raises several kinds once a call ends
             self._write_failed(exc)
-
-    async def _write_queued(self) -> None:
-        """Write what is queued as Envelopes, batch after batch until nothing is left."""
-        while True:
-            if self.pacer.buckets:
-                budget, strict = await self._budget()
-            else:
-                budget, strict = self.carrier_max, False
-            if not await self._write_batch(budget, strict):
-                return
-
-    async def _write_batch(self, budget: int, strict: bool = False) -> bool:
-        """Write one batch of about ``budget`` bytes; False when nothing was queued."""
-        now = monotonic()
-        n = 0
-        msession = self._msession
-        write = self._write
-        if msession is not None:
-            items = msession.messages_to_send(now, budget, strict)
-            if not items:
-                return False
-            for payload, text in items:
-                n += len(payload)
-                await write(encode_payload(payload, text))
-        else:
-            chunks = self.session.data_to_send(now, budget, strict)
-            if not chunks:
-                return False
-            size = self.carrier_max
-            for envelope in carriers(chunks, size + size // 16):
-                n += len(envelope)
-                await write(envelope)
-            if size < CARRIER_MAX:
-                self.carrier_max = min(CARRIER_MAX, size * 2)
-        self.pacer.consume(n, now)
-        if self._drain_waiters:
-            self._wake_drain_waiters()
-        return True
 
     async def _end_stream(self) -> None:
         if self._call is not None:
