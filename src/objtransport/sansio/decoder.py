@@ -100,8 +100,8 @@ class DecoderBase:
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Where the driver should receive the next bytes; then call ``buffer_updated``."""
         d = self._direct
-        if d is not None:
-            return d.body.space(d.end)
+        if d is not None:  # and room for the next frame's header, if the chunk has it
+            return d.body.space(d.end, _LARGEST_HEADER)
         if not len(self._rview):
             self._rview = memoryview(bytearray(RECV_BUFFER_SIZE))
         if self._skip:
@@ -117,8 +117,12 @@ class DecoderBase:
         try:
             d = self._direct
             if d is not None:
-                self.fed += nbytes
                 body = d.body
+                rest = d.end - body.got
+                if nbytes > rest:
+                    self._past_body(d, rest, nbytes - rest)
+                    return
+                self.fed += nbytes
                 body.wrote(nbytes)
                 if body.got >= d.end:
                     self._direct = None
@@ -139,6 +143,20 @@ class DecoderBase:
             self._pending = b""
             self._skip = _FOREVER
             raise
+
+    def _past_body(self, d: _Direct, rest: int, extra: int) -> None:
+        """A read filled the last ``rest`` bytes of a direct body and ``extra`` more (at
+        most a header, see :meth:`get_buffer`) past its end, in the same chunk: those are
+        copied out, the body finishes and they are decoded. One read per fragment (body and
+        the next fragment's header) instead of two, and no copy of body bytes."""
+        body = d.body
+        body.wrote(rest)
+        self.fed += rest
+        after = bytes(body.space(body.got + extra))
+        self._direct = None
+        self._header_only = True
+        d.finish()
+        self.feed(after)
 
     def _feed_read(self, nbytes: int) -> None:
         """The first ``nbytes`` of the receive buffer are a read: decode them."""

@@ -23,6 +23,10 @@ __all__ = ["BodyBuffer", "BufferRecycler", "FragmentJob", "Partial", "Reassemble
 FIRST_CHUNK = 64 * 1024
 #: ... and at most this large: a claimed length commits memory only as its bytes arrive
 CHUNK_LIMIT = 1024 * 1024
+#: the chunk kept ready for the next large body (``expect``) has this much room beyond it:
+#: the read that completes the body can bring the next frame's header along (28 bytes at
+#: most, see DecoderBase.get_buffer)
+SLACK = 32
 
 
 class BufferRecycler:
@@ -67,7 +71,7 @@ class BufferRecycler:
         the next such body whole (at most ``CHUNK_LIMIT``), as received bytes proved it."""
         size = min(size, CHUNK_LIMIT)
         if size >= FIRST_CHUNK and not (self._spares and len(self._spares[-1]) >= size):
-            self.give(bytearray(size))
+            self.give(bytearray(size + SLACK))
 
 
 class BodyBuffer:
@@ -116,10 +120,13 @@ class BodyBuffer:
         self._cur = chunk
         self._pos = 0
 
-    def space(self, end: int) -> memoryview:
-        """Where the next bytes go, up to body offset ``end`` (after :meth:`ensure_space`)."""
+    def space(self, end: int, beyond: int = 0) -> memoryview:
+        """Where the next bytes go, up to body offset ``end`` (after :meth:`ensure_space`),
+        and ``beyond`` bytes more if the chunk has room for them (bytes past the body that
+        a read may bring along: the caller copies them out before :meth:`wrote` goes on)."""
         pos = self._pos
-        return memoryview(self._cur)[pos:pos + min(len(self._cur) - pos, end - self.got)]
+        return memoryview(self._cur)[pos:pos + min(len(self._cur) - pos,
+                                                   end - self.got + beyond)]
 
     def wrote(self, n: int) -> None:
         """``n`` bytes were written into the last :meth:`space`."""
