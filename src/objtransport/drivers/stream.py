@@ -406,18 +406,42 @@ def _share_receive_buffer(session: Session, budget: ReassemblyBudget | None) -> 
 
 
 def _write_chunks(t: asyncio.Transport, chunks: list[Any]) -> None:
-    """Write small chunks joined in one call, large ones on their own (no big copies)."""
+    """Write small chunks joined, large ones as they are (no big copies): a fragment's
+    header and piece, for one. Where the transport writes several buffers in one call
+    (``writelines`` of its own: uvloop's ``writev``, Python 3.12's ``sendmsg``) they all
+    go in one system call; else (Python 3.11's, which would join them) one write each."""
     if len(chunks) == 1:
         t.write(chunks[0])
         return
+    parts: list[Any] = []
     small: list[Any] = []
     for c in chunks:
         if len(c) >= _BIG:
             if small:
-                t.write(b"".join(small))
+                parts.append(small[0] if len(small) == 1 else b"".join(small))
                 small = []
-            t.write(c)
+            parts.append(c)
         else:
             small.append(c)
     if small:
-        t.write(b"".join(small))
+        parts.append(small[0] if len(small) == 1 else b"".join(small))
+    if len(parts) == 1:
+        t.write(parts[0])
+    elif _vectored(type(t)):
+        t.writelines(parts)
+    else:
+        for part in parts:
+            t.write(part)
+
+
+#: transport class -> does its ``writelines`` write without joining the buffers first?
+_VECTORED: dict[type, bool] = {}
+
+
+def _vectored(cls: type) -> bool:
+    known = _VECTORED.get(cls)
+    if known is None:
+        # asyncio.WriteTransport's own writelines joins (b"".join, then write)
+        known = _VECTORED[cls] = getattr(cls, "writelines",
+                                         None) is not asyncio.WriteTransport.writelines
+    return known
