@@ -6,8 +6,11 @@ Both decoders (:mod:`.native_decoder`, :mod:`.raw_decoder`) accept bytes in any 
 of the receive buffer per read (a run of plain frames straight into each payload's ``bytes``:
 :mod:`.plain_run`; the rest of a read through one ``bytes`` copy, sliced); the body of a large
 frame is received directly into the message's own chunks (:class:`BodyBuffer`), joined once
-when complete. A declared length is checked against the limit before anything of the body is
-kept, and the chunks grow with the bytes that arrive, never with the declared length.
+when complete; the read that completes such a body may bring up to a header's worth of the
+next frame along, in the same chunk's room past the body (copied out, then decoded: one
+read per large body instead of a body read and a header read). A declared length is
+checked against the limit before anything of the body is kept, and the chunks grow with the
+bytes that arrive, never with the declared length.
 
 Complete messages are appended to ``self.messages`` as :data:`Received` items (a plain
 ``bytes`` payload for stream 0 / normal / binary, else a :class:`Message`; the caller takes the
