@@ -162,3 +162,36 @@ def test_a_large_paced_grant_is_still_shared_by_weights() -> None:
                 got[data[i + 4:i + 5]] += 1
     assert got[b"w"] + got[b"l"] == 200
     assert got[b"w"] == 4 * got[b"l"]  # whole rounds of 16 normal frames and 4 low ones
+
+
+def _pieces(s: PriorityScheduler, strict: bool = False) -> list[int]:
+    sizes = []
+    while s:
+        out = s.pop(1, strict)
+        sizes += [len(c) for c in out[1::2]]
+    return sizes
+
+
+def test_a_message_alone_goes_in_even_solo_pieces() -> None:
+    s = PriorityScheduler()
+    s.solo_piece = 400
+    s.push(2, FragmentJob(b"x" * 1000, seq=1, stream=0, priority=2, flags=0, piece=100))
+    # a second message behind it on the same stream and class leaves after it anyway
+    s.push(2, FragmentJob(b"w" * 500, seq=2, stream=0, priority=2, flags=0, piece=100))
+    assert _pieces(s) == [334, 333, 333, 250, 250]  # not 10 + 5 pieces of 100
+
+
+def test_solo_pieces_only_while_nothing_else_waits_and_not_throttled() -> None:
+    s = PriorityScheduler()
+    s.solo_piece = 400
+    s.push(3, FragmentJob(b"x" * 1000, seq=1, stream=0, priority=3, flags=0, piece=100))
+    s.push(3, FragmentJob(b"z" * 1000, seq=3, stream=1, priority=3, flags=0, piece=100), 1)
+    first = s.pop(1)  # another stream of the class waits: the job's own size
+    assert [len(c) for c in first[1::2]] == [100]
+    s.push_frame(0, b"ACK")  # as does anything in another class
+    assert [len(c) for c in s.pop(1)[1::2]] == []  # (the ACK first)
+    assert [len(c) for c in s.pop(1)[1::2]] == [100]
+    s2 = PriorityScheduler()
+    s2.solo_piece = 400
+    s2.push(2, FragmentJob(b"y" * 1000, seq=2, stream=0, priority=2, flags=0, piece=100))
+    assert _pieces(s2, strict=True) == [100] * 10  # a paced link keeps the job's size

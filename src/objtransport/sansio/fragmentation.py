@@ -200,10 +200,11 @@ class FragmentJob:
     def done(self) -> bool:
         return self.offset >= self.total
 
-    def next_chunks(self) -> tuple[bytes, memoryview]:
-        """The next fragment as (header, piece); advances the job."""
+    def next_chunks(self, size: int = 0) -> tuple[bytes, memoryview]:
+        """The next fragment as (header, piece) of ``size`` bytes at most (0: the job's
+        ``piece``); advances the job."""
         start = self.offset
-        end = min(start + self.piece, self.total)
+        end = min(start + (size or self.piece), self.total)
         self.offset = end
         header = encode_data_fragment_header(end - start, self.seq, self.stream, self.priority,
                                              start, self.total, self.flags)

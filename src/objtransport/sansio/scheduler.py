@@ -11,7 +11,9 @@ Inside one class:
 * a large message is a :class:`FragmentJob` that yields one fragment per turn. It waits in a
   queue of its own stream; streams with such items take turns (round robin), and turns
   alternate with the shared small-frame buffer. So a large message on stream 1 does not hold
-  back stream 2, and a small high-priority message waits for at most one fragment;
+  back stream 2, and a small high-priority message waits for at most one fragment. A
+  fragment cut while only its stream of its class waits (``solo_piece``, unthrottled) may
+  be larger: up to ``solo_piece`` bytes, the rest split evenly (fewer frames and reads);
 * a stream's later messages queue behind its pending large item (order per stream and
   priority is kept); frames queued before a large item are sealed and leave first.
 """
@@ -26,6 +28,7 @@ from .sched_queues import (
     Chunk,
     Classes,
     Item,
+    PriorityClass,
     item_size,
     new_classes,
 )
@@ -45,7 +48,7 @@ class PriorityScheduler(QueueWalks):
     :meth:`push_frame`.
     """
 
-    __slots__ = ("_weights", "_credit", "_quantum", "sent_bytes")
+    __slots__ = ("_weights", "_credit", "_quantum", "sent_bytes", "solo_piece")
 
     def __init__(self, weights: tuple[int, int] = (4, 1), quantum: int = 64 * 1024) -> None:
         if weights[0] < 1 or weights[1] < 1:
@@ -65,6 +68,9 @@ class PriorityScheduler(QueueWalks):
         self._credit: list[int] | None = None
         #: bytes handed out per priority (control, high, normal, low)
         self.sent_bytes = [0, 0, 0, 0]
+        #: the largest piece of a fragment cut while nothing else is queued and the link is
+        #: not throttled (0: the job's own piece size always; a stream session sets it)
+        self.solo_piece = 0
 
     def __bool__(self) -> bool:
         return self.pending_bytes > 0
@@ -138,7 +144,7 @@ class PriorityScheduler(QueueWalks):
                     and 0 < self._credits()[prio - 2] < limit):  # a paced grant is shared
                 limit = self._credits()[prio - 2]  # by weights too (a writer woken late:
                 # not all to one)
-            n = self._take(prio, out, limit)
+            n = self._take(prio, out, limit, not strict)
             if n < 0:  # strict: the next frame is over the budget (or credit: next pop's)
                 break
             taken += n
@@ -185,8 +191,9 @@ class PriorityScheduler(QueueWalks):
             credit = self._credit = [w[0] * q, w[1] * q]
         return credit
 
-    def _take(self, prio: int, out: list[Chunk], budget: int) -> int:
-        """Move the next piece of class ``prio`` to ``out``; return the bytes it adds."""
+    def _take(self, prio: int, out: list[Chunk], budget: int, solo: bool = False) -> int:
+        """Move the next piece of class ``prio`` to ``out``; return the bytes it adds
+        (``solo``: a fragment may be cut larger if its message is all that is queued)."""
         classes = self._classes
         cls = classes[prio] if classes is not None else None
         if cls is not None and cls.sealed:
@@ -213,7 +220,11 @@ class PriorityScheduler(QueueWalks):
         q = cls.streams[stream]
         item = q[0]
         if isinstance(item, FragmentJob):
-            header, piece = item.next_chunks()
+            size = item.piece
+            if solo and self.solo_piece > size and self._alone(prio, cls):
+                rest = item.remaining  # the rest in even pieces of <= solo_piece
+                size = max(size, -(-rest // -(-rest // self.solo_piece)))
+            header, piece = item.next_chunks(size)
             out.append(header)
             out.append(piece)
             n = len(piece)
@@ -231,6 +242,13 @@ class PriorityScheduler(QueueWalks):
         n = item_size(item)
         self.pending_bytes -= n
         return n
+
+    def _alone(self, prio: int, cls: PriorityClass) -> bool:
+        """Is only the head stream of class ``prio`` waiting? (What is queued behind its
+        large item leaves after it whatever the size of its fragments.)"""
+        if len(cls.rr) != 1 or cls.sealed or self.small[prio]:
+            return False
+        return not any(self._has(p) for p in range(4) if p != prio)
 
     def _pop_item(self, prio: int, stream: int, q: deque[Item]) -> None:
         cls = self._made()[prio]
