@@ -55,9 +55,9 @@ ACK_BYTES = 1024 * 1024
 ACK_DELAY = 0.005
 #: a write this close to a delayed ACK's time (s) takes the ACK along (one write, not two)
 ACK_PIGGYBACK = 0.001
-#: a fragment cut while its message is all that is queued (and the link not throttled)
-#: may carry this much (within the peer's max_frame_size): a 1 MiB message then goes in 2
-#: frames of 512 KiB, not 4 of 256 KiB (each a read and a loop turn on the receiver)
+#: (TCP, TLS) a fragment cut while only its stream of its class waits (and the link is not
+#: throttled) may carry this much (within the peer's max_frame_size): a 1 MiB message then
+#: goes in 2 frames of 512 KiB, not 4 of 256 KiB (each a read and a loop turn on the receiver)
 SOLO_PIECE = 1024 * 1024
 #: a listener's way to find a kept session by the id in the client's HELLO:
 #: ``(state, resumed)``
@@ -223,8 +223,10 @@ class NativeHandshake(StreamCore[NativeDecoder]):
         self.peer_features = hello.features
         self.peer_max_message = hello.max_message_size
         self._fragment = min(self.options.max_fragment_size, hello.max_frame_size - 28)
-        # a large message alone on the connection goes in fragments of up to 1 MiB
-        self.scheduler.solo_piece = min(SOLO_PIECE, hello.max_frame_size - 28)
+        if self.transport_name == "tcp":  # (and TLS) a large message alone on the
+            # connection goes in fragments of up to 1 MiB: the peer reads them in place.
+            # Not over WebSocket: 512 KiB pieces doubled its receiver's CPU per MiB
+            self.scheduler.solo_piece = min(SOLO_PIECE, hello.max_frame_size - 28)
         agreed = self._reliable and hello.features & _BOTH == _BOTH
         resent: int | None = None  # messages sent again if the session was resumed
         if self.role == "server":
