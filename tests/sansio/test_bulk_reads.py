@@ -89,3 +89,17 @@ def test_header_split_between_reads_after_a_body() -> None:
         pos += n
         out += s.buffer_updated(n, 0.0)
     assert [bytes(as_message(m, 0, "tcp", None).data) for m in out] == [big, big, b"end"]
+
+
+@pytest.mark.parametrize(("transport", "solo"), [("tcp", (1 << 20) - 28), ("websocket", 0)])
+def test_a_tcp_session_sends_a_lone_1_mib_message_in_two_fragments(transport: str,
+                                                                 solo: int) -> None:
+    s = NativeSession(Options(), 2, transport, None, 0.0, b"s" * 16)
+    s.receive_data(HELLO, 0.0)
+    s.data_to_send(0.0)  # our HELLO and first PING
+    assert s.scheduler.solo_piece == solo
+    s.send_message(b"m" * (1 << 20))
+    pieces = []
+    while s.scheduler.pending_bytes:
+        pieces += [len(c) for c in s.data_to_send(0.0, 1 << 20)[1::2]]
+    assert pieces == ([512 * 1024] * 2 if solo else [256 * 1024] * 4)
