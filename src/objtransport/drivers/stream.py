@@ -46,6 +46,7 @@ from .overload import OverloadGuard
 from .pacing import Pacer, ReadThrottle
 from .stream_timer import StreamTimer
 from .stream_turn import FREE, READING
+from .stream_write import write_chunks
 
 __all__ = ["StreamLink", "WRITE_HIGH", "WRITE_LOW"]
 
@@ -53,7 +54,6 @@ log = logging.getLogger("objtransport.stream")
 
 WRITE_HIGH = 256 * 1024
 WRITE_LOW = 64 * 1024
-_BIG = 64 * 1024
 
 OnMessages = Callable[[list[Received]], None]
 OnEvent = Callable[["StreamLink", Event], None]
@@ -272,7 +272,7 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
                 t.write(chunks[0])
             else:  # small ones joined in one write, large ones on their own
                 n = sum(len(c) for c in chunks)
-                _write_chunks(t, chunks)
+                write_chunks(t, chunks)
             if strict or now >= pacer.sample_at:
                 pacer.consume(n, now)
             else:  # consume's common case (no buckets, no sample due) inline
@@ -403,45 +403,3 @@ def _share_receive_buffer(session: Session, budget: ReassemblyBudget | None) -> 
     session.use_buffer(view)
     if budget is not None:
         session.use_budget(budget)
-
-
-def _write_chunks(t: asyncio.Transport, chunks: list[Any]) -> None:
-    """Write small chunks joined, large ones as they are (no big copies): a fragment's
-    header and piece, for one. Where the transport writes several buffers in one call
-    (``writelines`` of its own: uvloop's ``writev``, Python 3.12's ``sendmsg``) they all
-    go in one system call; else (Python 3.11's, which would join them) one write each."""
-    if len(chunks) == 1:
-        t.write(chunks[0])
-        return
-    parts: list[Any] = []
-    small: list[Any] = []
-    for c in chunks:
-        if len(c) >= _BIG:
-            if small:
-                parts.append(small[0] if len(small) == 1 else b"".join(small))
-                small = []
-            parts.append(c)
-        else:
-            small.append(c)
-    if small:
-        parts.append(small[0] if len(small) == 1 else b"".join(small))
-    if len(parts) == 1:
-        t.write(parts[0])
-    elif _vectored(type(t)):
-        t.writelines(parts)
-    else:
-        for part in parts:
-            t.write(part)
-
-
-#: transport class -> does its ``writelines`` write without joining the buffers first?
-_VECTORED: dict[type, bool] = {}
-
-
-def _vectored(cls: type) -> bool:
-    known = _VECTORED.get(cls)
-    if known is None:
-        # asyncio.WriteTransport's own writelines joins (b"".join, then write)
-        known = _VECTORED[cls] = getattr(cls, "writelines",
-                                         None) is not asyncio.WriteTransport.writelines
-    return known
