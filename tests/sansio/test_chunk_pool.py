@@ -177,3 +177,27 @@ def test_the_pool_keeps_at_most_its_spares() -> None:
     assert bytes(again) == b"x" * 64 and buf is copies[1][1] and len(pool.free) == 1
     pool.trim()
     assert pool.free == []
+
+
+def test_a_session_that_ends_keeps_no_spare_buffers_only_its_unacked_copies() -> None:
+    """A broken session waits (both sides keep it up to ``session_resume_timeout``, a
+    listener up to ``max_kept_sessions`` of them) with no keepalive to trim its pool: its
+    spare buffers go when it ends; the copies of what is unacknowledged stay for the
+    resume, which then delivers everything once, in order."""
+    rs = ResumeState(b"c" * 16)
+    server = Server()
+    c, s = connect(rs, server)
+    n = fill_one_chunk(c)
+    got = deliver(c, s)  # the first large chunk arrives ...
+    m = fill_one_chunk(c, n)
+    c.data_to_send(0.0)  # ... the second is written, lost with the socket
+    s.handle_timer(1.0)  # the ACK of the first frees its copy: a spare buffer
+    deliver(s, c)
+    assert rs.pool is not None and len(rs.pool.free) == 1 and len(rs.sent) == 1
+    c.connection_lost("reset by peer")
+    assert rs.pool.free == [] and len(rs.sent) == 1  # the unacked copy is kept
+    c2, s2 = client(rs), server.session()
+    deliver(c2, s2)
+    deliver(s2, c2)  # the resume
+    got += settle(c2, s2)
+    assert got == [numbered(i) for i in range(m)]

@@ -15,8 +15,10 @@ few pages are used over and over.
 Bounds: a buffer holds one chunk of at most ``size`` bytes (chunks smaller than half of it,
 or larger, are kept as they are: a small one costs no page faults, a larger one no copy);
 the store holds at most ``max_unacked_bytes`` worth of buffers (what it would hold anyway),
-and the pool keeps at most ``spares`` free ones between ACKs (the rest are freed). Nothing is
-allocated before the first large chunk is written.
+and the pool keeps at most ``spares`` free ones between ACKs (the rest are freed); they go
+when everything is acknowledged at a keepalive, and when the session ends (one kept for a
+resume keeps only the copies of what is unacknowledged). Nothing is allocated before the
+first large chunk is written.
 
 Safety: a pool buffer is never handed to a transport by the store (the transport gets the
 scheduler's chunk, the store a copy), so reusing it never changes bytes a transport holds.

@@ -153,6 +153,12 @@ class NativeHandshake(StreamCore[NativeDecoder]):
         """``SessionCore.__init__`` sets 0 before ``rs`` exists; the count starts at
         ``_queued0``, set once ``rs`` does."""
 
+    def _ended(self, code: int, reason: str, *, by_peer: bool, error: bool) -> None:
+        """Also free the spare buffers of the resend store's pool: a session kept for a
+        resume has no keepalive to trim them (chunk_pool.py), and writes nothing until then."""
+        super()._ended(code, reason, by_peer=by_peer, error=error)
+        self.rs.trim_pool(idle_only=False)
+
     # -- HELLO -----------------------------------------------------------------------------
     def _send_hello(self, features: int | None = None, resume_seq: int | None = None,
                     session_id: bytes | None = None) -> None:

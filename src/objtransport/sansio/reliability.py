@@ -241,10 +241,12 @@ class ResumeState:
             self._forget_acked()
         return n
 
-    def trim_pool(self) -> None:
+    def trim_pool(self, idle_only: bool = True) -> None:
         """(now and then, e.g. at each keepalive PING) Free the pool's spare buffers if
-        everything written was acknowledged: an idle connection holds none."""
-        if self.pool is not None and self.acked == self.next_seq:
+        everything written was acknowledged: an idle connection holds none. With
+        ``idle_only`` False (its session ended: kept for a resume, nothing is written
+        until then) always; the copies of what is unacknowledged are not spares and stay."""
+        if self.pool is not None and (not idle_only or self.acked == self.next_seq):
             self.pool.trim()
 
     # -- expiring --------------------------------------------------------------------------
