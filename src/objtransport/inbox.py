@@ -243,9 +243,12 @@ class Inbox:
             msg = new_message(Message)  # a plain message: its five fields (events.py)
             msg.data = item
             msg.conn_id = conn_id
-            msg.transport = conn.transport_name
-            msg.peer = conn.peer_address
-            msg.identity = conn.identity
+            if conn is not None:
+                msg.transport = conn.transport_name
+                msg.peer = conn.peer_address
+                msg.identity = conn.identity
+            else:  # queued after its connection left (put_many): as _take does
+                msg.transport, msg.peer, msg.identity = "", None, None
         else:
             msg = as_message(item, conn_id, "", None)
             if conn is not None:

@@ -50,3 +50,21 @@ def test_the_inbox_gives_many_in_turn_and_resumes_reading_at_half() -> None:
                                                   (1, b"a5")]
     assert rest[1].stream == 3 and rest[0].transport == "tcp" and inbox.size == 0
     assert inbox.get_many_nowait(None, 10) == [] and inbox.get_many_nowait(2, 10) == []
+
+
+def test_a_message_queued_after_its_connection_left_is_still_taken() -> None:
+    """What still comes once a connection is detached goes to ``put_many`` (a queue with no
+    connection behind it): ``get_nowait`` takes it, as ``get_many_nowait`` does, instead
+    of failing on the missing connection."""
+    from objtransport.inbox import Inbox
+
+    inbox = Inbox(max_messages=4, max_bytes=1 << 20)
+    inbox.register(7, None, _Conn())
+    inbox.unregister(7)  # gone, its queue empty: forgotten
+    inbox.put_many(7, [b"late", b"later"], 9)
+    first = inbox.get_nowait(7)
+    assert first is not None and (first.conn_id, first.data, first.transport) == (7, b"late",
+                                                                                 "")
+    second = inbox.get_nowait()
+    assert second is not None and (second.conn_id, second.data) == (7, b"later")
+    assert inbox.size == 0 and inbox.get_nowait() is None
