@@ -91,7 +91,10 @@ class Inbox:
         """Create the queue of a connection; ``conn`` gives messages their ``transport`` and
         ``peer`` (``conn.transport_name``, ``conn.peer_address``) when they are taken.
         Returns what queues its messages (``(msgs, nbytes)``, as :meth:`put_many`) while it
-        stays registered."""
+        stays registered (a queue without ``flow`` is one whose connection is gone: it is
+        forgotten once empty, so a registered one gets a flow control that does nothing)."""
+        if flow is None:
+            flow = _no_flow
         q = self._queues.setdefault(conn_id, _Queue(self, conn_id, flow))
         q.flow, q.conn = flow, conn
         return q.put
@@ -322,6 +325,10 @@ class Inbox:
         _wake(self._waiters)
         for q in self._queues.values():
             _wake(q.waiters)
+
+
+def _no_flow(pause: bool) -> None:
+    """The flow control of a connection registered without one."""
 
 
 def _wake(waiters: deque[asyncio.Future[None]]) -> None:

@@ -68,3 +68,19 @@ def test_a_message_queued_after_its_connection_left_is_still_taken() -> None:
     second = inbox.get_nowait()
     assert second is not None and (second.conn_id, second.data) == (7, b"later")
     assert inbox.size == 0 and inbox.get_nowait() is None
+
+
+def test_what_register_returns_queues_while_registered_even_without_flow_control() -> None:
+    """``register`` returns the queue's ``put`` (a connection's ``deliver``): the queue
+    must stay while the connection is registered, also when it has no flow control and
+    was emptied, or later messages would go to a queue nobody reads."""
+    from objtransport.inbox import Inbox
+
+    inbox = Inbox(max_messages=4, max_bytes=1 << 20)
+    put = inbox.register(3, None, _Conn())
+    for data in (b"one", b"two"):
+        put([data], len(data))
+        msg = inbox.get_nowait(3)
+        assert msg is not None and msg.data == data
+    put([b"three"], 5)
+    assert [m.data for m in inbox.get_many_nowait(None, 10)] == [b"three"]
