@@ -123,3 +123,46 @@ def test_the_rest_of_a_frame_left_incomplete_is_not_a_lone_read() -> None:
     assert _read(dec, frame[:10]) == ([], False)
     assert _read(dec, frame[10:]) == ([b"half and half"], False)
     assert _read(dec, encode_data(b"next", 2, 0, 2)) == ([b"next"], True)
+
+
+def test_a_session_of_lone_reads_acknowledges_as_the_general_path_does() -> None:
+    """The session's lone path (native_receive.py) calls the ACK scheduler only when it
+    has something to do: the first message arms the delayed ACK, the ACK_EVERY-th goes at
+    once, and the delivered messages are counted."""
+    from objtransport.config import Options
+    from objtransport.sansio.handshake import ACK_EVERY
+    from objtransport.sansio.session import NativeSession
+
+    kept: dict[bytes, ResumeState] = {}
+
+    def lookup(sid: bytes) -> tuple[ResumeState, bool]:
+        return kept.setdefault(sid, ResumeState(sid)), False
+
+    rs = ResumeState(os.urandom(16))
+    c = NativeSession(Options(), 1, "tcp", None, 0.0, rs.session_id, resume=rs,
+                      role="client")
+    s = NativeSession(Options(), 2, "tcp", None, 0.0, os.urandom(16), role="server",
+                      resume_lookup=lookup)
+    for a, b in ((c, s), (s, c)):  # the handshake
+        b.receive_data(b"".join(bytes(x) for x in a.data_to_send(0.0)), 0.0)
+    assert c.is_open and s.is_open and s.acks
+    get_buffer = s.buffer_getter()
+
+    def one_read(data: bytes) -> list[bytes]:
+        c.queue(data)
+        frame = b"".join(bytes(x) for x in c.data_to_send(0.0))
+        get_buffer(len(frame))[:len(frame)] = frame
+        return [as_message(m, 0, "tcp", None).data for m in s.buffer_updated(len(frame), 0.0)]
+
+    got = one_read(b"0")  # with the client's first PING: the general path
+    s.data_to_send(0.0)  # its PONG; the delayed ACK is armed
+    assert s.next_deadline() is not None and not s.scheduler.pending_bytes
+    for i in range(1, ACK_EVERY):  # one plain frame per read: the lone path
+        got += one_read(b"%d" % i)
+        if i < ACK_EVERY - 1:
+            assert not s.scheduler.pending_bytes  # the delayed ACK stays as it was armed
+    assert got == [b"%d" % i for i in range(ACK_EVERY)]
+    assert s.messages_received == ACK_EVERY
+    assert s.scheduler.pending_bytes  # the ACK_EVERY-th: an ACK at once ...
+    c.receive_data(b"".join(bytes(x) for x in s.data_to_send(0.0)), 0.0)
+    assert rs.unacked_count == 0  # ... of everything
