@@ -19,6 +19,7 @@ EXPECTED = {
     "Event", "events", "ListenError", "ReceiveTimeout", "WorkerPool", "serve",
     "NoResponder", "RequestCancelled", "RequestTimeout", "UnsupportedFeature",
     "Batch",  # issue 17: what a batch handler gets (listen(..., batch=True))
+    "SendDataOptions",  # issue 17: send_data's **options, typed
 }
 
 

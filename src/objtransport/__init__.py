@@ -41,6 +41,7 @@ from .exceptions import (
     UnsupportedTransport,
 )
 from .listener import Listener
+from .params import SendDataOptions
 from .sansio.breaker import CircuitBreakerState
 from .sansio.events import Message
 from .service import NetworkTransport, TransportMetrics
@@ -69,6 +70,7 @@ __all__ = [
     "NoResponder",
     "Options",
     "Priority",
+    "SendDataOptions",
     "ProtocolError",
     "ReceiveTimeout",
     "RequestCancelled",
