@@ -153,3 +153,33 @@ async def test_send_data_stays_a_coroutine_errors_and_effects_at_the_await(
     await net.flush(conn, timeout=5.0)
     await eventually(lambda: len(got) >= 4)
     assert sorted(got) == [b"four", b"one", b"three", b"two"]
+
+
+async def test_a_receive_waiting_on_a_connection_that_goes_raises_connection_not_found(
+        net: NetworkTransport, server_net: NetworkTransport) -> None:
+    """A receive()/receive_many() waiting on one connection ends when it is gone for good
+    (it used to wait until its timeout, for ever without one); what came before is still
+    taken first."""
+    import asyncio
+
+    from objtransport import ConnectionNotFound
+
+    listener = await server_net.listen("127.0.0.1", 0)
+    conn = await net.connect("127.0.0.1", listener.port)
+    one = asyncio.ensure_future(net.receive(conn))
+    many = asyncio.ensure_future(net.receive_many(conn))
+    await asyncio.sleep(0)  # one loop turn: both are waiting
+    assert not one.done() and not many.done()
+    await net.disconnect(conn)
+    for waiting in (one, many):
+        with pytest.raises(ConnectionNotFound):
+            await asyncio.wait_for(waiting, 5.0)
+    # a connection that goes with a message queued: the message first, then the error
+    peer = await net.connect("127.0.0.1", listener.port)
+    await net.send_data(peer, b"hi")
+    hi = await server_net.receive(timeout=5.0)
+    await server_net.send_data(hi.conn_id, b"back", wait_ack=True)  # in peer's inbox
+    await net.disconnect(peer)
+    assert (await asyncio.wait_for(net.receive(peer), 5.0)).data == b"back"
+    with pytest.raises(ConnectionNotFound):
+        await asyncio.wait_for(net.receive(peer), 5.0)

@@ -94,7 +94,8 @@ class MessagingAPI(ServiceParts):
         """The next message from any connection (or from ``conn_id``).
 
         Raises ``ReceiveTimeout`` (a ``TimeoutError``) after ``timeout`` s (None waits for
-        ever).
+        ever), and ``ConnectionNotFound`` once ``conn_id`` is gone for good (disconnected,
+        not reconnecting) and its messages were all taken, also while waiting.
         """
         if not self._running:
             self._check_running()
@@ -112,6 +113,8 @@ class MessagingAPI(ServiceParts):
                 if loop is None:  # one loop look-up and one deadline for the whole call
                     loop = asyncio.get_running_loop()
                     deadline = None if timeout is None else loop.time() + timeout
+                elif conn_id is not None and conn_id not in self._conns:
+                    raise ConnectionNotFound(conn_id)  # it went while we waited, drained
                 fut = inbox.waiter(conn_id, loop, deadline)  # awaited here: one frame
                 try:
                     await fut
@@ -131,7 +134,8 @@ class MessagingAPI(ServiceParts):
         """The messages waiting (at least one, at most ``max_messages``), from any connection
         or from ``conn_id``: one await for many messages. Without ``conn_id`` the connections
         take turns, each giving what it has, in its order. Raises ``ReceiveTimeout`` when
-        none came within ``timeout`` s (None waits for ever)."""
+        none came within ``timeout`` s (None waits for ever), and ``ConnectionNotFound`` as
+        :meth:`receive` does."""
         self._check_running()
         if max_messages < 1:
             raise ValueError(f"max_messages must be at least 1, not {max_messages}")
@@ -145,9 +149,7 @@ class MessagingAPI(ServiceParts):
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             try:
-                msgs = await inbox.get_many(
-                    conn_id, max_messages,
-                    None if deadline is None else max(0.0, deadline - loop.time()))
+                msgs = await inbox.get_many(conn_id, max_messages, deadline)
             except TimeoutError:
                 where = "any connection" if conn_id is None else f"connection {conn_id}"
                 raise ReceiveTimeout(f"no message from {where} within {timeout:g} s"
@@ -155,6 +157,8 @@ class MessagingAPI(ServiceParts):
             msgs = self._fresh(msgs)
             if msgs:
                 return msgs
+            if conn_id is not None and conn_id not in self._conns:
+                raise ConnectionNotFound(conn_id)  # it went while we waited, drained
 
     def _fresh(self, msgs: list[Message]) -> list[Message]:
         """``msgs`` without those past their ttl (a request past its deadline is answered

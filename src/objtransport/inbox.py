@@ -225,19 +225,15 @@ class Inbox:
             del self._queues[conn_id]
 
     async def get_many(self, conn_id: int | None, limit: int,
-                       timeout: float | None) -> list[Message]:
-        """At least one and up to ``limit`` messages (see :meth:`get_many_nowait`); raises
-        TimeoutError after ``timeout``."""
+                       deadline: float | None) -> list[Message]:
+        """Up to ``limit`` messages (see :meth:`get_many_nowait`), waiting for one if none
+        is queued; raises TimeoutError at ``deadline`` (the loop's clock). Empty when the
+        wait was woken with nothing to take (the connection went: the caller looks)."""
         out = self.get_many_nowait(conn_id, limit)
         if out:
             return out
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            await self._wait(conn_id, loop, deadline)
-            out = self.get_many_nowait(conn_id, limit)
-            if out:
-                return out
+        await self._wait(conn_id, asyncio.get_running_loop(), deadline)
+        return self.get_many_nowait(conn_id, limit)
 
     def _pop(self, conn_id: int, q: _Queue) -> Message:
         item = q.items.popleft()
