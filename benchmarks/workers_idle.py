@@ -46,6 +46,15 @@ def _heap() -> int:
     return tracemalloc.get_traced_memory()[0]
 
 
+def _tracked() -> tuple[int, float]:
+    """Objects the garbage collector tracks, and how long a full collection over them takes
+    (ms, with tracemalloc off: the pause every connection waits behind)."""
+    gc.collect()
+    t0 = time.perf_counter()
+    gc.collect()
+    return len(gc.get_objects()), (time.perf_counter() - t0) * 1000
+
+
 async def _held(count: Callable[[], int], n: int, wait: float = 10.0) -> int:
     """The connections the listener holds, once it holds ``n`` (or after ``wait`` s): the
     client may see its connection open before the listener has taken it."""
@@ -67,6 +76,7 @@ def serve_objtransport(pipe: Connection, n: int) -> None:
         loop = asyncio.get_running_loop()
         async with NetworkTransport(max_connections=n + 10) as net:
             listener = await net.listen("127.0.0.1", 0)
+            objs0, _ = _tracked()
             tracemalloc.start()
             base = _heap()
             pipe.send(listener.port)
@@ -74,7 +84,8 @@ def serve_objtransport(pipe: Connection, n: int) -> None:
             held = await _held(lambda: len(listener.connections), n)
             heap = _heap() - base
             tracemalloc.stop()  # before the pings: dropping the traces takes a while
-            pipe.send((held, heap))
+            objs, gc_ms = _tracked()
+            pipe.send((held, heap, objs - objs0, gc_ms))
             await loop.run_in_executor(None, pipe.recv)  # "stop"
 
     asyncio.run(main())
@@ -101,6 +112,7 @@ def serve_asyncio(pipe: Connection, n: int) -> None:
             return p
 
         server = await loop.create_server(factory, "127.0.0.1", 0, backlog=4096)
+        objs0, _ = _tracked()
         tracemalloc.start()
         base = _heap()
         pipe.send(server.sockets[0].getsockname()[1])
@@ -108,7 +120,8 @@ def serve_asyncio(pipe: Connection, n: int) -> None:
         held = await _held(lambda: len(conns), n)
         heap = _heap() - base
         tracemalloc.stop()
-        pipe.send((held, heap))
+        objs, gc_ms = _tracked()
+        pipe.send((held, heap, objs - objs0, gc_ms))
         await loop.run_in_executor(None, pipe.recv)
         server.close()
 
@@ -230,7 +243,9 @@ def _recv(pipe: Connection, timeout: float, what: str) -> Any:
 
 def idle(serve: Callable[[Connection, int], None], n: int, native: bool, loop: str) -> Result:
     """Bytes of listener heap per idle connection (value); ``extra``: the share of
-    connections that answered a ping within 1 s (%) and the p99 of those answers (ms)."""
+    connections that answered a ping within 1 s (%), the p99 of those answers (ms), the
+    objects the listener's garbage collector tracks per connection and how long one full
+    collection over them takes (ms)."""
     s_parent, s_child = CTX.Pipe()
     c_parent, c_child = CTX.Pipe()
     server = CTX.Process(target=_child, args=(loop, serve, (s_child, n)), daemon=True)
@@ -245,7 +260,7 @@ def idle(serve: Callable[[Connection, int], None], n: int, native: bool, loop: s
         _recv(c_parent, SETUP_TIMEOUT, f"{n} connections to open")
         opened_s = time.perf_counter() - t0
         s_parent.send("measure")
-        held, heap = _recv(s_parent, 60, "the listener's heap")
+        held, heap, objs, gc_ms = _recv(s_parent, 60, "the listener's heap")
         if held < n:
             raise BenchError(f"the listener holds {held} of {n} connections")
         c_parent.send("ping")
@@ -263,5 +278,6 @@ def idle(serve: Callable[[Connection, int], None], n: int, native: bool, loop: s
                 proc.join(20)
                 if proc.is_alive():
                     proc.kill()
-    return Result(heap / held, extra={"answered %": 100.0 * answered / n, "p99 ms": p99},
+    return Result(heap / held, extra={"answered %": 100.0 * answered / n, "p99 ms": p99,
+                                      "gc objs/conn": objs / held, "full gc ms": gc_ms},
                   timed_s=opened_s)

@@ -8,11 +8,12 @@ ending, and a client that resumes the session on a new socket hands that socket 
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .drivers.base import Link
 from .endpoint import ConnState, Endpoint
+from .sansio.reliability import ResumeState
 from .sansio.session import NativeSession
 
 if TYPE_CHECKING:
@@ -26,13 +27,22 @@ class AcceptedSide:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        #: finds the session a client's HELLO names (the service's, shared by all)
+        self.lookup: Callable[[Connection, bytes], tuple[ResumeState, bool]] | None = None
+
+    def resume(self, sid: bytes) -> tuple[ResumeState, bool]:
+        """The session's ``resume_lookup``: the session to resume for ``sid``, or a new one."""
+        assert self.lookup is not None, "the connector sets lookup before any link"
+        return self.lookup(self.conn, sid)
 
     def adopt(self, link: Link) -> None:
         """Bind an accepted socket's link to the connection."""
         self.conn.attach(link)
         self.conn.identity = getattr(link, "identity", None)
         link.on_made = self._made
-        link.closed.add_done_callback(partial(self._closed, link))
+        # a bound method, not a partial of the link (two fewer objects per idle connection
+        # for the garbage collector): the future names its link through conn.link
+        link.closed.add_done_callback(self._closed)
 
     def _made(self, link: Link) -> None:
         conn = self.conn
@@ -44,8 +54,10 @@ class AcceptedSide:
             conn.endpoint = Endpoint(conn.endpoint.transport, str(peer[0]), int(peer[1]),
                                      conn.endpoint.tls)
 
-    def _closed(self, link: Link, _f: object) -> None:
-        self._link_closed(link)
+    def _closed(self, closed: object) -> None:
+        link = self.conn.link
+        if link is not None and link.closed is closed:
+            self._link_closed(link)
 
     def _link_closed(self, link: Link) -> None:
         conn = self.conn

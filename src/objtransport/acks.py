@@ -24,18 +24,20 @@ class Confirmations:
     __slots__ = ("unconfirmed", "total", "expired", "_waiters")
 
     def __init__(self) -> None:
-        #: messages whose delivery could not be confirmed, until handed over
-        self.unconfirmed: list[Unacked] = []
+        #: messages whose delivery could not be confirmed, until handed over (a tuple: the
+        #: empty one is no object of the connection's; few connections ever lose any)
+        self.unconfirmed: tuple[Unacked, ...] = ()
         #: how many there were in all (handed over or not)
         self.total = 0
         #: ... of which given up because their ttl passed (not a lost session)
         self.expired = 0
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters: list[asyncio.Future[None]] | None = None  # made by the first wait
 
     def wake(self) -> None:
         """Let every waiter look again (an ACK came, or the state changed)."""
-        if self._waiters:
-            waiters, self._waiters = self._waiters, []
+        waiters = self._waiters
+        if waiters:
+            self._waiters = None
             for w in waiters:
                 if not w.done():
                     w.set_result(None)
@@ -43,7 +45,7 @@ class Confirmations:
     def add(self, lost: list[Unacked], expired: bool = False) -> None:
         """Messages whose delivery can no longer be confirmed; waiters are woken. Those
         ``expired`` (given up by their ttl) do not fail a ``flush`` that waits."""
-        self.unconfirmed.extend(lost)
+        self.unconfirmed += tuple(lost)
         self.total += len(lost)
         if expired:
             self.expired += len(lost)
@@ -52,14 +54,14 @@ class Confirmations:
     def take(self) -> list[bytes]:
         """Hand over (and forget) the payloads in doubt."""
         out = [plain_payload(u[1], u[4], 0xFFFFFFFF) for u in self.unconfirmed]
-        self.unconfirmed.clear()
+        self.unconfirmed = ()
         return out
 
     def take_unacked(self) -> list[Unacked]:
         """Hand over (and forget) the messages in doubt with their stream and priority (a
         group re-sends them through another member)."""
         out = list(self.unconfirmed)
-        self.unconfirmed.clear()
+        self.unconfirmed = ()
         return out
 
     async def wait(self, conn: Connection, timeout: float, seq: int | None = None, *,
@@ -78,7 +80,7 @@ class Confirmations:
             async with asyncio.timeout(timeout):
                 while True:
                     if self.total - self.expired != lost_before:
-                        raise SessionLost(str(conn.endpoint), self.unconfirmed)
+                        raise SessionLost(str(conn.endpoint), list(self.unconfirmed))
                     link = conn.link
                     if link is not None and not getattr(link.session, "acks", False) \
                             and link.session.open:
@@ -93,6 +95,8 @@ class Confirmations:
                     if conn.state is ConnState.DISCONNECTED:
                         raise ConnectionNotReady(conn.id, conn.state.value, str(conn.endpoint))
                     fut: asyncio.Future[None] = conn.loop.create_future()
+                    if self._waiters is None:
+                        self._waiters = []
                     self._waiters.append(fut)
                     await fut
         except TimeoutError:

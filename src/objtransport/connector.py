@@ -9,7 +9,6 @@ import asyncio
 import random
 import ssl as ssl_module
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import Any
 
 from .auth import check_credentials
@@ -54,6 +53,8 @@ class Connector:
         self.global_bucket: TokenBucket | None = None
         #: accepted peers are refused while False (the service is not running)
         self.accepting = False
+        #: one bound method for every accepted connection (see AcceptedSide.resume)
+        self._resume_any = self._resume
 
     def accept(self, listener: Listener) -> LinkParts | None:
         """A listener's driver has a new peer: a server-side connection for it, or None to
@@ -68,7 +69,9 @@ class Connector:
                           native=listener.framing is not Framing.RAW, extra=listener.extra,
                           rng=self._rng, shared_buckets=[gb] if gb is not None else None)
         conn.listener = listener
-        conn.resume_lookup = partial(self._resume, conn)
+        if conn.server is not None:  # one object per connection, not a partial's three
+            conn.server.lookup = self._resume_any
+            conn.resume_lookup = conn.server.resume
         self._registry.add(conn)
         self._receivers.attach(conn, listener.handler, listener.batch)
         return make_parts(conn, detect=listener.framing is Framing.AUTO)

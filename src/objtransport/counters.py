@@ -9,6 +9,7 @@ ends, and a connection's into the service's :class:`ServiceTotals` when it is fo
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import add
 
 from .sansio.core import AnySession as Session
 
@@ -46,8 +47,8 @@ class Traffic:
                        self.messages_received, self.bytes_queued)
 
 
-def _zeros() -> list[int]:
-    return [0] * _PRIORITIES
+#: per-priority figures are tuples of ints: the garbage collector stops tracking them
+_ZEROS = (0,) * _PRIORITIES
 
 
 @dataclass(slots=True)
@@ -56,17 +57,16 @@ class LinkTotals:
 
     traffic: Traffic = field(default_factory=Traffic)
     #: bytes and messages sent per priority (index = priority value)
-    priority_bytes: list[int] = field(default_factory=_zeros)
-    priority_messages: list[int] = field(default_factory=_zeros)
+    priority_bytes: tuple[int, ...] = _ZEROS
+    priority_messages: tuple[int, ...] = _ZEROS
     #: UDP loss counters (empty for stream transports)
     datagram: dict[str, int] = field(default_factory=dict)
 
     def fold(self, session: Session) -> None:
         """Add a session that ended (call once per link)."""
-        for i, n in enumerate(session.scheduler.sent_bytes):
-            self.priority_bytes[i] += n
-        for i, n in enumerate(session.messages_by_priority()):
-            self.priority_messages[i] += n
+        self.priority_bytes = tuple(map(add, self.priority_bytes, session.scheduler.sent_bytes))
+        self.priority_messages = tuple(map(add, self.priority_messages,
+                                           session.messages_by_priority()))
         self.traffic.add(Traffic.of(session))
         counters = getattr(session, "loss_counters", None)
         if counters is not None:

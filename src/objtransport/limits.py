@@ -21,11 +21,12 @@ class Limits:
 
     def __init__(self, options: Options, now: float,
                  shared_buckets: list[TokenBucket] | None = None) -> None:
-        self._shared = list(shared_buckets or [])
+        #: tuples: the empty one (no shared limit) is no object of the connection's
+        self._shared = tuple(shared_buckets or ())
         self.send_bucket: TokenBucket | None = None
         self.receive_bucket: TokenBucket | None = None
         #: what paces the link's sending (shared with every link of the connection)
-        self.pacer = Pacer(list(self._shared))
+        self.pacer = Pacer(self._shared)
         self.set(now, options.max_bandwidth, options.burst, options.max_receive_bandwidth,
                  options.receive_burst)
 
@@ -39,7 +40,7 @@ class Limits:
         if max_receive_bandwidth is not None:
             self.receive_bucket = _bucket(self.receive_bucket, max_receive_bandwidth,
                                           receive_burst, now)
-        self.pacer.buckets = ([self.send_bucket] if self.send_bucket else []) + self._shared
+        self.pacer.buckets = ((self.send_bucket,) if self.send_bucket else ()) + self._shared
 
     @property
     def max_bandwidth(self) -> float:

@@ -128,7 +128,7 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
         self.pacer = Pacer()
         self.receive_bucket: TokenBucket | None = None
         self._pace_handle: asyncio.TimerHandle | None = None
-        self._read_throttle = ReadThrottle(self.loop, self.pause_reading, self.resume_reading)
+        self._read_throttle = ReadThrottle(self)
         self.on_made: Callable[[Any], None] | None = None
         #: the subject of the peer's certificate (mutual TLS), or what the listener's
         #: ``authenticate`` returned; else None

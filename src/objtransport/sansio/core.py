@@ -111,7 +111,7 @@ class SessionCore:
         self.close_code: int | None = None
         self.close_reason = ""
         self.peer_max_message = options.max_message_size
-        self._final: list[Chunk] = []  # what goes after everything queued (GOAWAY)
+        self._final: tuple[Chunk, ...] = ()  # what goes after everything queued (GOAWAY)
         #: True while a GOAWAY waits to be written after the queue (an attribute: drivers
         #: test it after every write)
         self.has_final = False
@@ -182,7 +182,7 @@ class SessionCore:
         out = self.scheduler.pop(budget, strict) if self.scheduler.pending_bytes else []
         if self._final and not self.scheduler.pending_bytes:
             out.extend(self._final)
-            self._final = []
+            self._final = ()
             self.has_final = False
         if out:
             self.last_send = now
@@ -273,7 +273,7 @@ class SessionCore:
         if self.state is SessionState.CLOSED:
             return
         self.drop_queued(keep_control=True)
-        self._final = []
+        self._final = ()
         self.has_final = False
         self._ended(code, reason, by_peer=False, error=error)
 

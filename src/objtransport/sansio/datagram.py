@@ -248,7 +248,7 @@ class DatagramSession(DatagramReceiver):
 
     def _queue_goaway(self, code: int, reason: str) -> None:
         if self.native:
-            self._final.append(encode_goaway(code, reason))
+            self._final += (encode_goaway(code, reason),)
             self.has_final = True
 
     def _close(self, code: int, reason: str, *, by_peer: bool, drop_queued: bool,

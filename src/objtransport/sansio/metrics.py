@@ -107,10 +107,13 @@ class RateMeter:
     def __init__(self, window: float = 1.0) -> None:
         self.window = window
         self._step = window / 8
-        self._samples: list[tuple[float, int]] = []
+        #: made by the first update (an idle connection's meter holds no list)
+        self._samples: list[tuple[float, int]] | None = None
 
     def update(self, total: int, now: float) -> None:
         s = self._samples
+        if s is None:
+            s = self._samples = []
         if len(s) >= 2 and now - s[-2][0] < self._step:
             s[-1] = (now, total)
         else:
@@ -120,7 +123,7 @@ class RateMeter:
 
     def rate(self, now: float) -> float:
         s = self._samples
-        if len(s) < 2:
+        if s is None or len(s) < 2:
             return 0.0
         (t0, b0), (t1, b1) = s[0], s[-1]
         if now - t1 >= self.window:  # nothing moved lately

@@ -298,7 +298,7 @@ class NativeSession(NativeReceiver):
             # what we received is acknowledged before we go: the peer must not report
             # delivered messages as unconfirmed (or wait for an ACK that never comes)
             self._send_ack()
-        self._final.append(magic + encode_goaway(code, reason))
+        self._final += (magic + encode_goaway(code, reason),)
         self.has_final = True
 
     # -- time ------------------------------------------------------------------------------
