@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -430,3 +431,45 @@ async def test_a_listener_packs_towards_a_client_that_announced_it() -> None:
         got = [(await net.receive(timeout=5.0)).data for _ in range(n)]
         assert got == sent
         assert net.connection_info(server_conn).datagram["datagrams_sent"] < n // 5
+
+
+async def test_a_peer_whose_datagram_waits_in_our_socket_is_not_forgotten_after_our_stall(
+        net: NetworkTransport) -> None:
+    """Our loop stalls past a peer's idle deadline (CPU starvation: here the loop thread is
+    blocked in an I/O callback) while the peer's datagram, sent in time, waits in our socket.
+    uvloop runs its timers before it polls the sockets: before, the listener forgot the peer
+    for silence and then admitted its datagram as a new peer (a new connection id)."""
+    idle = 1.0
+    listener = await net.listen("127.0.0.1", 0, transport="udp", framing="raw",
+                                idle_timeout=idle)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.connect(("127.0.0.1", listener.port))
+    loop = asyncio.get_running_loop()
+    stalled = loop.create_future()
+    wake, waker = socket.socketpair()
+
+    def stall() -> None:
+        """An I/O callback that hogs the loop past the peer's deadline; the peer's datagram
+        goes into our socket before that deadline."""
+        loop.remove_reader(wake.fileno())
+        time.sleep(max(0.0, begun + idle / 2 - time.monotonic()))
+        peer.send(b"alive")
+        time.sleep(max(0.0, begun + idle + 0.5 - time.monotonic()))
+        stalled.set_result(None)
+
+    try:
+        peer.send(b"first")
+        first = await net.receive(timeout=5.0)
+        begun = time.monotonic()  # the listener heard the peer: its deadline is armed
+        assert first.data == b"first"
+        loop.add_reader(wake.fileno(), stall)
+        waker.send(b"!")
+        await stalled
+        alive = await net.receive(timeout=5.0)
+        assert alive.data == b"alive"
+        assert alive.conn_id == first.conn_id  # the same peer, not forgotten and re-admitted
+        assert first.conn_id in net.connections() and len(listener.connections) == 1
+    finally:
+        wake.close()
+        waker.close()
+        peer.close()

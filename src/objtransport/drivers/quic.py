@@ -20,6 +20,7 @@ import os
 import socket
 import ssl as ssl_module
 from collections.abc import Callable
+from functools import partial
 from time import monotonic
 from typing import Any
 
@@ -60,6 +61,7 @@ from .quic_config import (
 )
 from .quic_conn import READ_BATCH, ClientSocket, QuicPump, make_socket, recv_buffer
 from .quic_link import QuicEnded, QuicLink
+from .sockpeek import read_first
 from .tcp import auth_gate, describe_connect_error
 
 __all__ = ["ALPN_NATIVE", "ALPN_RAW", "RETRY_ABOVE", "QuicDriver", "QuicLink", "QuicServer"]
@@ -98,6 +100,8 @@ class QuicServer:
         self.handshake_timeouts = 0
         self.version_negotiations = 0
         self.retry_always = False  # tests and paranoid listeners: Retry every new client
+        #: each pump's read_first: the waiting datagrams, read before a deadline judges
+        self._read_first = partial(read_first, sock.fileno(), self._on_readable)
         self.loop.add_reader(sock.fileno(), self._on_readable)
 
     @property
@@ -200,6 +204,7 @@ class QuicServer:
                               session_ticket_fetcher=self._tickets.pop,
                               session_ticket_handler=self._tickets.add)
         pump = QuicPump(quic, self._send)
+        pump.read_first = self._read_first
         pump.on_routing = lambda ev: self._routing(pump, ev)
         pump.on_closing = self._check_closed
         pump.handler = lambda ev: self._before_link(pump, addr, ev)
@@ -346,6 +351,7 @@ class QuicDriver:
                 csock = ClientSocket(family, addr, options.udp_socket_buffer)
                 pump = QuicPump(quic, csock.send)
                 csock.pump = pump
+                pump.read_first = csock.read_waiting
                 session = parts.make_session(native)
                 link = QuicLink(pump, session, parts, client=True, peer=addr)
                 link.socket = csock

@@ -34,6 +34,8 @@ from aioquic.quic.events import (
     QuicEvent,
 )
 
+from .sockpeek import read_first
+
 __all__ = ["ClientSocket", "QuicPump"]
 
 #: the least a 1-RTT packet adds to its stream bytes (flags, an 8-byte connection id, a
@@ -77,6 +79,9 @@ class QuicPump:
         self.on_closing: Callable[[], None] | None = None
         self.paused = False  # reading paused: datagrams are dropped (the peer resends)
         self.overrun = 0
+        #: the socket owner's ``read_waiting``: reads what waits in the socket before a
+        #: deadline judges the peer (uvloop runs timers before it polls the sockets)
+        self.read_first: Callable[[], None] | None = None
 
     # -- input -------------------------------------------------------------------------------
     def feed(self, data: bytes, addr: Any, now: float) -> None:
@@ -175,10 +180,19 @@ class QuicPump:
         else:
             self._timer = self.loop.call_at(at, self._on_timer)
 
+    def read_waiting(self) -> None:
+        """Before a deadline (aioquic's idle timeout, the session's liveness): feed what
+        waits unread in the socket, so that a held-up loop does not judge the peer silent."""
+        if self.read_first is not None and not self.paused:
+            self.read_first()
+
     def _on_timer(self) -> None:
         at = self._timer_at
         self._timer = None
         self._timer_at = None
+        if self.terminated:
+            return
+        self.read_waiting()
         if self.terminated:
             return
         self.quic.handle_timer(now=max(at or 0.0, monotonic()))
@@ -282,6 +296,11 @@ class ClientSocket:
                 got += 1
         if got and pump is not None:
             pump.pump()
+
+    def read_waiting(self) -> None:
+        """Read the datagrams waiting in the socket now (the pump's ``read_first``)."""
+        if self.sock.fileno() >= 0:
+            read_first(self.sock.fileno(), self._on_readable)
 
     def _failed(self, exc: OSError) -> None:
         if self.error is None:

@@ -265,6 +265,9 @@ class QuicLink(QuicInbound, QuicDatagrams, QuicSending):
         self._timer_at = None
         if self.lost.done():
             return
+        self.pump.read_waiting()  # the peer's datagrams waiting in the socket, before the
+        if self.lost.done():  # verdict (uvloop runs timers before it polls the sockets)
+            return
         self.session.handle_timer(max(monotonic(), due))
         self._process_events()
         self._flush()

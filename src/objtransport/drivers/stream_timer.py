@@ -4,17 +4,12 @@ a ``loop.call_at`` at the session's ``next_deadline()``, re-armed when it moves.
 from __future__ import annotations
 
 import asyncio
-import struct
-import sys
 from collections.abc import Callable
 from time import monotonic
 
 from ..sansio.events import Closed
+from .sockpeek import unread
 from .stream_pauses import ReadPauses
-
-if sys.platform != "win32":  # FIONREAD: bytes waiting unread in a socket
-    from fcntl import ioctl
-    from termios import FIONREAD
 
 __all__ = ["StreamTimer"]
 
@@ -51,7 +46,7 @@ class StreamTimer(ReadPauses):
         # uvloop runs a timer up to 1 ms early (its clock has ms steps): what it was armed
         # for is due, not re-armed for the rest (which fired early again, 4 times an ACK)
         now = max(monotonic(), due)
-        if not self._read_pauses and _unread(self._fd):
+        if not self._read_pauses and unread(self._fd):
             # uvloop runs its timers before it polls the sockets: after a stall of our own
             # the peer's bytes may be waiting here. They are not its silence, nor a frame
             # it is slow to send: the session hears of them, the read follows.
@@ -61,14 +56,3 @@ class StreamTimer(ReadPauses):
         self._flush()
         if not self.closed.done():
             self._rearm()
-
-
-def _unread(fd: int) -> bool:
-    """Are bytes waiting unread in the socket ``fd``?"""
-    if sys.platform == "win32" or fd < 0:
-        return False
-    try:
-        n: int = struct.unpack("i", ioctl(fd, FIONREAD, b"\0\0\0\0"))[0]
-    except OSError:
-        return False
-    return n > 0

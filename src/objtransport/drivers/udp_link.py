@@ -56,6 +56,10 @@ class LinkOwner(Protocol):
 
     def start_reading(self) -> None: ...
 
+    def read_waiting(self) -> None:
+        """Read what waits in the socket now (before a deadline judges the peer)."""
+        ...
+
     def stop_reading(self) -> None: ...
 
 
@@ -165,6 +169,12 @@ class DatagramLink(DatagramSender):
         self._timer_at = None
         if self.finished:
             return
+        if not self.read_paused:
+            # our loop may have been held up while the peer's datagrams waited in the
+            # socket (uvloop runs timers before it polls): they are read before the verdict
+            self.owner.read_waiting()
+            if self.finished:
+                return
         self.ds.handle_timer(max(monotonic(), due))
         self.ds.timer_changed = False
         self._process_events()

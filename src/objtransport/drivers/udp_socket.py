@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from ..config import Options
 from ..sansio.datagram import Datagram
+from .sockpeek import read_first
 from .udp_link import DatagramLink
 
 __all__ = ["ANC_SIZE", "GSO_SEGMENTS", "DatagramSocket", "make_socket", "segments"]
@@ -165,6 +166,13 @@ class DatagramSocket:
         if not self._reading and not self.closed:
             self._reading = True
             self.loop.add_reader(self.fd, self._on_readable)
+
+    def read_waiting(self) -> None:
+        """A link's deadline is about to judge its peer: read the datagrams waiting in the
+        socket first (uvloop runs timers before it polls; after our loop was held up, the
+        peer's datagrams may be there). At most READ_FIRST_BATCHES batches."""
+        if self._reading:
+            read_first(self.fd, self._on_readable)
 
     def stop_reading(self) -> None:
         if self._reading:
