@@ -42,7 +42,8 @@ class BufferRecycler:
     __slots__ = ("_spares", "_kept", "max_keep")
 
     def __init__(self, max_keep: int = 4 * 1024 * 1024) -> None:
-        self._spares: list[bytearray] = []  # smallest first
+        #: smallest first; made by the first kept chunk (most connections never keep one)
+        self._spares: list[bytearray] | None = None
         self._kept = 0
         self.max_keep = max_keep
 
@@ -59,6 +60,8 @@ class BufferRecycler:
         if len(buf) < FIRST_CHUNK or len(buf) > self.max_keep:
             return
         spares = self._spares
+        if spares is None:
+            spares = self._spares = []
         spares.append(buf)
         self._kept += len(buf)
         if len(spares) > 1 and len(buf) < len(spares[-2]):

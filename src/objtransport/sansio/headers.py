@@ -30,6 +30,7 @@ import struct
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from ..exceptions import ProtocolError
@@ -45,6 +46,7 @@ __all__ = [
     "HeaderValue",
     "Meta",
     "MetaLimits",
+    "meta_limits",
     "ReplyStatus",
     "available_codecs",
     "compress",
@@ -96,6 +98,13 @@ class MetaLimits:
     max_headers: int = 64
     max_header_bytes: int = 8192
     max_message_size: int = 64 * 1024 * 1024
+
+
+@lru_cache(maxsize=16)
+def meta_limits(max_headers: int, max_header_bytes: int, max_message_size: int) -> MetaLimits:
+    """The (frozen) limits for these figures, one shared instance per set of options rather
+    than one per session (an object fewer per connection for the garbage collector)."""
+    return MetaLimits(max_headers, max_header_bytes, max_message_size)
 
 
 @dataclass(slots=True)

@@ -29,7 +29,7 @@ from .framing import (
     encode_frame,
 )
 from .handshake import ACK_BYTES, ACK_EVERY, NativeHandshake, ResumeLookup
-from .headers import MetaLimits, unwrap
+from .headers import meta_limits, unwrap
 from .liveness import Pinger
 from .native_decoder import NativeDecoder
 from .reliability import ResumeState
@@ -61,8 +61,8 @@ class NativeReceiver(NativeHandshake):
         self.pinger = Pinger(now)
         #: what answers the requests this session delivers (opaque here: the service's)
         self.responder: Any = None
-        self.meta_limits = MetaLimits(options.max_headers, options.max_header_bytes,
-                                      options.max_message_size)
+        self.meta_limits = meta_limits(options.max_headers, options.max_header_bytes,
+                                       options.max_message_size)
 
     def connection_lost(self, reason: str) -> None:
         """The socket went away. A client that heard nothing at all before it did was most
