@@ -32,9 +32,10 @@ SITES = {"scheduler.py": "scheduler", "sched_walks.py": "scheduler",
 #: up front the resume state's 400
 IDLE_SCHEDULER = 800
 IDLE_RESUME = 200
-#: objects the garbage collector tracks per idle connection, both ends (Python 3.11: 137
-#: measured, 159 before the lazily made parts of 4ce2933): a full collection walks them all
-#: (10,000 idle connections: a pause of ~0.4 s at 86 per listener connection)
+#: objects the garbage collector tracks per idle connection, both ends (Python 3.11: 135-141
+#: measured, 163 before the lazily made parts of issue 17's fourth round): a full
+#: collection walks them all (10,000 idle connections: a pause of ~0.4 s at 86 per
+#: listener connection)
 IDLE_TRACKED = 145
 
 
