@@ -45,14 +45,13 @@ from .base import LinkParts
 from .overload import OverloadGuard
 from .pacing import Pacer, ReadThrottle
 from .stream_timer import StreamTimer
-from .stream_turn import FREE, READING
+from .stream_turn import FREE, READING, WRITE_HIGH
 from .stream_write import write_chunks
 
 __all__ = ["StreamLink", "WRITE_HIGH", "WRITE_LOW"]
 
 log = logging.getLogger("objtransport.stream")
 
-WRITE_HIGH = 256 * 1024
 WRITE_LOW = 64 * 1024
 
 OnMessages = Callable[[list[Received]], None]

@@ -23,14 +23,18 @@ from __future__ import annotations
 import asyncio
 from time import monotonic
 
+from .pacing import Pacer
 from .stream_end import StreamEnding
+from .stream_write import write_chunks
 
-__all__ = ["NEW_TURN_AFTER", "WriteTurns"]
+__all__ = ["NEW_TURN_AFTER", "WRITE_HIGH", "WriteTurns"]
 
 FREE, WROTE, READING = 0, 1, 2
 #: after a write that went straight through, a message queued this much later (s) is
 #: taken for a new loop turn's and written at once too
 NEW_TURN_AFTER = 0.001
+#: the transport's high-water mark: a flush writes at most this much past what it holds
+WRITE_HIGH = 256 * 1024
 
 
 class WriteTurns(StreamEnding):
@@ -41,6 +45,7 @@ class WriteTurns(StreamEnding):
 
     loop: asyncio.AbstractEventLoop
     write_paused: bool
+    pacer: Pacer
     _turn: int
     _wrote_at: float
 
@@ -60,13 +65,31 @@ class WriteTurns(StreamEnding):
         turn = self._turn
         if self._flush_handle is not None or turn == READING:
             return  # the turn's end, or the read's, writes it
-        if not self.write_paused and (turn == FREE
-                                      or monotonic() - self._wrote_at > NEW_TURN_AFTER):
-            self._turn = WROTE
-            self._flush()
-            self._wrote_at = monotonic()
-            if not self.session.scheduler.pending_bytes:
-                return  # all written: the turn's next message arms its end
+        if not self.write_paused:
+            now = monotonic()  # one clock read: the turn's, the write's and the pacer's
+            if turn == FREE or now - self._wrote_at > NEW_TURN_AFTER:
+                self._turn = WROTE
+                self._wrote_at = now
+                t = self.transport
+                pacer = self.pacer
+                session = self.session
+                if (t is None or pacer.buckets or now >= pacer.sample_at or self._closing
+                        or self._drain_waiters or self._flushed_waiters
+                        or self._overload.paused or not session.open
+                        or t.get_write_buffer_size()):
+                    self._flush()  # the general way
+                else:  # _flush's common case inline: a lone message on an idle link
+                    chunks = session.data_to_send(now, WRITE_HIGH)
+                    if len(chunks) == 1:
+                        t.write(chunks[0])
+                        pacer.total += len(chunks[0])
+                    elif chunks:
+                        write_chunks(t, chunks)
+                        pacer.total += sum(map(len, chunks))
+                    if session.scheduler.pending_bytes or session.has_final:
+                        self._flush()  # what one chunk did not take
+                if not session.scheduler.pending_bytes:
+                    return  # all written: the turn's next message arms its end
         self._flush_handle = self.loop.call_soon(self._flush_soon)
 
     def _schedule_flush(self) -> None:

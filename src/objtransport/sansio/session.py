@@ -260,7 +260,8 @@ class NativeSession(NativeReceiver):
             out = sched.pop(budget, strict)
             if out:
                 self.last_send = now
-                sent = self.bytes_queued - self._dropped - sched.pending_bytes
+                # bytes_queued inline: the payload bytes numbered since the session began
+                sent = self.rs.queued - self._queued0 - self._dropped - sched.pending_bytes
                 if sent > self.bytes_sent:
                     self.bytes_sent = sent
         if out and self._acks:  # kept, as written, until the peer acknowledges it
