@@ -286,12 +286,6 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
                 and not session.has_final):
             self._close_transport()
 
-    def _paced_flush(self) -> None:
-        self._pace_handle = None
-        self._flush()
-        if self._drain_waiters:
-            self._wake_drain_waiters()
-
     def repace(self) -> None:
         """The limits changed: drop a pending pacing wait and flush under the new ones."""
         if self._pace_handle is not None:

@@ -96,6 +96,13 @@ class WriteTurns(StreamEnding):
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush_soon)
 
+    def _paced_flush(self) -> None:
+        """The pacer's tokens are back (its timer, armed by ``_flush``)."""
+        self._pace_handle = None
+        self._flush()
+        if self._drain_waiters:
+            self._wake_drain_waiters()
+
     def _flush_soon(self) -> None:
         self._flush_handle = None
         self._turn = FREE
