@@ -209,10 +209,12 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
                 session.timer_changed = False
                 self._rearm()
         finally:
+            self._turn = FREE  # a new turn (_read_end's first step)
             if session.scheduler.pending_bytes or session.has_final:
-                self._read_end()
-            else:  # _read_end with nothing to write (a new turn)
-                self._turn = FREE
+                if self.write_paused or self._flush_handle is not None:
+                    self._read_end()
+                else:  # the common case: what the read answered goes out from _wake
+                    self._wake()  # at once (one chunk: inline, without _flush)
 
     def eof_received(self) -> bool | None:
         self._lost("peer closed the connection (EOF)")
