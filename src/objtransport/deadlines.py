@@ -17,59 +17,78 @@ __all__ = ["SharedDeadlines"]
 
 #: dropped records are swept once the record holds this many more than were live last time
 _SLACK = 64
+_NEVER = float("inf")
 
 
 class SharedDeadlines:
-    """One timer for the deadlines of futures on one loop."""
+    """One timer for the deadlines of futures on one loop.
 
-    __slots__ = ("_entries", "_handle", "_at", "_kept")
+    A caller on a hot path may record a wait itself, without :meth:`add`'s call, when the
+    timer is armed no later than its deadline and the record has room::
+
+        if deadline >= d.armed_at and d.room:
+            d.room -= 1
+            d.entries.append((deadline, fut))
+        else:
+            d.add(loop, fut, deadline)
+    """
+
+    __slots__ = ("entries", "_handle", "armed_at", "room", "_kept")
 
     def __init__(self) -> None:
-        self._entries: list[tuple[float, asyncio.Future[Any]]] = []
+        self.entries: list[tuple[float, asyncio.Future[Any]]] = []
         self._handle: asyncio.TimerHandle | None = None
-        self._at = 0.0  # when the timer fires
+        #: when the timer fires (infinity while none is armed: every deadline arms it)
+        self.armed_at = _NEVER
+        #: records that may still be added before the ended waits are swept
+        self.room = _SLACK
         self._kept = 0  # waits live at the last sweep
 
     def add(self, loop: asyncio.AbstractEventLoop, fut: asyncio.Future[Any],
             deadline: float) -> None:
         """``fut`` fails with ``TimeoutError`` at ``deadline`` (loop time) unless it is
         done by then."""
-        entries = self._entries
+        entries = self.entries
         entries.append((deadline, fut))
         if len(entries) > 2 * self._kept + _SLACK:
-            self._entries = entries = [e for e in entries if not e[1].done()]
+            self.entries = entries = [e for e in entries if not e[1].done()]
             self._kept = len(entries)
-        if self._handle is None or deadline < self._at:
+        self.room = max(0, 2 * self._kept + _SLACK - len(entries))
+        if deadline < self.armed_at:
             if self._handle is not None:
                 self._handle.cancel()
-            self._at = deadline
+            self.armed_at = deadline
             self._handle = loop.call_at(deadline, self._fire, loop)
 
     def _fire(self, loop: asyncio.AbstractEventLoop) -> None:
         self._handle = None
-        due = max(self._at, loop.time())  # the loop runs a timer up to its resolution early
+        due = max(self.armed_at, loop.time())  # the loop runs a timer up to its resolution
+        self.armed_at = _NEVER  # early
         keep: list[tuple[float, asyncio.Future[Any]]] = []
-        for deadline, fut in self._entries:
+        for deadline, fut in self.entries:
             if fut.done():
                 continue
             if deadline <= due:
                 fut.set_exception(TimeoutError())
             else:
                 keep.append((deadline, fut))
-        self._entries = keep
+        self.entries = keep
         self._kept = len(keep)
+        self.room = self._kept + _SLACK
         if keep:
-            self._at = min(d for d, _ in keep)
-            self._handle = loop.call_at(self._at, self._fire, loop)
+            self.armed_at = min(d for d, _ in keep)
+            self._handle = loop.call_at(self.armed_at, self._fire, loop)
 
     def __len__(self) -> int:
         """Waits on record (some may have ended since the last sweep)."""
-        return len(self._entries)
+        return len(self.entries)
 
     def close(self) -> None:
         """Drop the timer and every record (the waiters are woken by their owner)."""
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        self._entries = []
+        self.armed_at = _NEVER
+        self.entries = []
         self._kept = 0
+        self.room = _SLACK

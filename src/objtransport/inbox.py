@@ -292,8 +292,13 @@ class Inbox:
                        else self._waiters_of(conn_id))
         fut: asyncio.Future[None] = loop.create_future()
         waiters.append(fut)
-        if deadline is not None:
-            self._deadlines.add(loop, fut, deadline)
+        if deadline is not None:  # SharedDeadlines.add's common case inline
+            dl = self._deadlines
+            if deadline >= dl.armed_at and dl.room:
+                dl.room -= 1
+                dl.entries.append((deadline, fut))
+            else:
+                dl.add(loop, fut, deadline)
         return fut
 
     async def _wait(self, conn_id: int | None, loop: asyncio.AbstractEventLoop,
