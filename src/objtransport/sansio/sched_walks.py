@@ -20,9 +20,9 @@ class QueueWalks:
     """The base of :class:`~.scheduler.PriorityScheduler` (which holds the state)."""
 
     # the queues' state (the scheduler sets it up)
-    __slots__ = ("_classes", "small", "pending_bytes", "blocked", "_items")
+    __slots__ = ("classes", "small", "pending_bytes", "blocked", "_items")
 
-    _classes: Classes | None
+    classes: Classes | None
     small: list[bytearray]
     pending_bytes: int
     blocked: set[tuple[int, int]] | frozenset[tuple[int, int]]
@@ -32,10 +32,10 @@ class QueueWalks:
     def classes_made(self) -> bool:
         """Whether the per-priority queues of large items exist (between the first large
         item queued and the moment the last queued one left)."""
-        return self._classes is not None
+        return self.classes is not None
 
     def _made(self) -> Classes:
-        classes = self._classes
+        classes = self.classes
         assert classes is not None, "a large item is queued"
         return classes
 
@@ -49,14 +49,14 @@ class QueueWalks:
     def _release(self) -> None:
         """Nothing large and nothing sealed is queued any more: let the classes go (an
         idle connection holds none)."""
-        classes = self._classes
+        classes = self.classes
         if classes is not None and not self._items and not any(c.sealed for c in classes):
-            self._classes = None
+            self.classes = None
 
     def clear(self, keep_control: bool = False) -> list[Item]:
         """Drop everything queued (but control frames, if ``keep_control``) and return it."""
         dropped: list[Item] = []
-        classes = self._classes
+        classes = self.classes
         for p in range(1 if keep_control else 0, 4):
             if classes is not None:
                 cls = classes[p]
@@ -69,10 +69,10 @@ class QueueWalks:
         self.blocked = {b for b in self.blocked if keep_control and b[0] == 0} or NONE_BLOCKED
         self.pending_bytes = len(self.small[0]) if keep_control else 0
         self._items = 0
-        self._classes = None
+        self.classes = None
         if keep_control and classes is not None and (classes[0].sealed or classes[0].rr):
             c0 = classes[0]  # the control class stays as it is
-            self._classes = (c0, PriorityClass(), PriorityClass(), PriorityClass())
+            self.classes = (c0, PriorityClass(), PriorityClass(), PriorityClass())
             self.pending_bytes += (sum(len(b) for b in c0.sealed)
                                    + sum(item_size(i) for q in c0.streams.values() for i in q))
             self._items = sum(len(q) for q in c0.streams.values())
@@ -83,7 +83,7 @@ class QueueWalks:
         (whole DATA frames, large messages not begun); return the numbers removed. Walks
         the whole queue: not for the hot path."""
         found: set[int] = set()
-        classes = self._classes
+        classes = self.classes
         for p in range(4):
             cls = classes[p] if classes is not None else None
             if cls is not None:
@@ -137,7 +137,7 @@ class QueueWalks:
         """What :meth:`clear` would return (control frames included), without dropping it;
         in queue order within each priority. Not for the hot path."""
         out: list[Item] = []
-        for cls, buf in zip(self._classes or NO_CLASSES, self.small, strict=True):
+        for cls, buf in zip(self.classes or NO_CLASSES, self.small, strict=True):
             out.extend(cls.sealed)
             for q in cls.streams.values():
                 out.extend(q)
@@ -148,7 +148,7 @@ class QueueWalks:
     def queued_by_priority(self) -> list[int]:
         """Bytes queued per priority (control, high, normal, low); not for the hot path."""
         out = []
-        for cls, buf in zip(self._classes or NO_CLASSES, self.small, strict=True):
+        for cls, buf in zip(self.classes or NO_CLASSES, self.small, strict=True):
             n = len(buf) + sum(len(b) for b in cls.sealed)
             n += sum(item_size(item) for q in cls.streams.values() for item in q)
             out.append(n)

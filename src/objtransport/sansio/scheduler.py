@@ -55,7 +55,7 @@ class PriorityScheduler(QueueWalks):
             raise ValueError("weights must be >= 1")
         #: the per-priority queues of large items: made by the first :meth:`push` (four
         #: classes cost ~1 KB, and most connections only ever queue small frames)
-        self._classes: Classes | None = None
+        self.classes: Classes | None = None
         self.small = [bytearray(), bytearray(), bytearray(), bytearray()]
         self.pending_bytes = 0
         #: (priority, stream) pairs with a pending large item: their frames must queue
@@ -84,9 +84,9 @@ class PriorityScheduler(QueueWalks):
     # -- queueing --------------------------------------------------------------------------
     def push(self, priority: int, item: Item, stream: int = 0) -> None:
         """Queue a large item (a fragment job or a chunk group) on ``stream``."""
-        classes = self._classes
+        classes = self.classes
         if classes is None:
-            classes = self._classes = new_classes()
+            classes = self.classes = new_classes()
         cls = classes[priority]
         buf = self.small[priority]
         if buf:  # what was queued before leaves before this item
@@ -124,7 +124,7 @@ class PriorityScheduler(QueueWalks):
         they are cut at a frame boundary so that at most ``budget`` bytes (or one frame) go.
         """
         small = self.small
-        if (self._classes is None and not small[0] and not small[1] and not small[3]
+        if (self.classes is None and not small[0] and not small[1] and not small[3]
                 and (not strict or len(small[2]) <= budget)):  # (no class: nothing large)
             buf = small[2]  # the common case: only normal small frames
             if not buf:
@@ -167,7 +167,7 @@ class PriorityScheduler(QueueWalks):
     def _has(self, prio: int) -> bool:
         if self.small[prio]:
             return True
-        classes = self._classes
+        classes = self.classes
         return classes is not None and (bool(classes[prio].sealed) or bool(classes[prio].rr))
 
     def _next_class(self) -> int:
@@ -194,7 +194,7 @@ class PriorityScheduler(QueueWalks):
     def _take(self, prio: int, out: list[Chunk], budget: int, solo: bool = False) -> int:
         """Move the next piece of class ``prio`` to ``out``; return the bytes it adds
         (``solo``: a fragment may be cut larger if its message is all that is queued)."""
-        classes = self._classes
+        classes = self.classes
         cls = classes[prio] if classes is not None else None
         if cls is not None and cls.sealed:
             n = self._take_buffer(cls.sealed, out, budget)

@@ -257,7 +257,16 @@ class NativeSession(NativeReceiver):
             sched = self.scheduler
             if not sched.pending_bytes:
                 return []
-            out = sched.pop(budget, strict)
+            small = sched.small
+            if (sched.classes is None and not small[0] and not small[1] and not small[3]
+                    and (not strict or len(small[2]) <= budget)):
+                buf = small[2]  # Scheduler.pop's common case inline: normal small frames only
+                small[2] = bytearray()
+                sched.pending_bytes -= len(buf)
+                sched.sent_bytes[2] += len(buf)
+                out = [buf]
+            else:
+                out = sched.pop(budget, strict)
             if out:
                 self.last_send = now
                 # bytes_queued inline: the payload bytes numbered since the session began
