@@ -41,15 +41,21 @@ SENDERS: dict[str, Callable[..., float]] = {
 }
 
 
-def _profiled(target: Callable[..., Any], args: tuple[Any, ...], top: int, loop: str,
-              out: Connection) -> None:
+def _run_profiled(target: Callable[..., Any], args: tuple[Any, ...], loop: str
+                  ) -> cProfile.Profile:
     use_loop(loop)
     prof = cProfile.Profile()
     prof.enable()
     target(*args)
     prof.disable()
+    return prof
+
+
+def _profiled(target: Callable[..., Any], args: tuple[Any, ...], top: int, loop: str,
+              out: Connection) -> None:
     s = io.StringIO()
-    pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(top)
+    pstats.Stats(_run_profiled(target, args, loop), stream=s).sort_stats("tottime"
+                                                                          ).print_stats(top)
     out.send(s.getvalue())
 
 
@@ -74,12 +80,7 @@ def _sender(name: str, transport: str, framing: str) -> Callable[..., float]:
 def _counted(target: Callable[..., Any], args: tuple[Any, ...], loop: str,
              out: Connection) -> None:
     """Run ``target`` under cProfile; send its total calls and each function's."""
-    use_loop(loop)
-    prof = cProfile.Profile()
-    prof.enable()
-    target(*args)
-    prof.disable()
-    st = pstats.Stats(prof)
+    st = pstats.Stats(_run_profiled(target, args, loop))
     rows = {f"{f.rsplit('/', 1)[-1]}:{line}({name})": v[1]
             for (f, line, name), v in st.stats.items()}  # type: ignore[attr-defined]
     out.send((st.total_calls, rows))  # type: ignore[attr-defined]

@@ -5,7 +5,6 @@ buffer whose frames it queues again; an idle connection keeps no spare buffers."
 
 from __future__ import annotations
 
-from objtransport.config import Options
 from objtransport.sansio.chunk_pool import (
     CHUNK_POOL_MIN,
     CHUNK_POOL_SIZE,
@@ -16,27 +15,9 @@ from objtransport.sansio.events import as_message
 from objtransport.sansio.reliability import ResumeState
 from objtransport.sansio.session import NativeSession
 
-OPTS = Options()
+from .test_reliability import Server, client
+
 KIB = b"k" * 1024
-
-
-class Server:
-    def __init__(self) -> None:
-        self.kept: dict[bytes, ResumeState] = {}
-
-    def lookup(self, sid: bytes) -> tuple[ResumeState, bool]:
-        if sid in self.kept:
-            return self.kept[sid], True
-        self.kept[sid] = ResumeState(sid)
-        return self.kept[sid], False
-
-    def session(self) -> NativeSession:
-        return NativeSession(OPTS, 2, "tcp", None, 0.0, b"s" * 16, role="server",
-                             resume_lookup=self.lookup)
-
-
-def client(rs: ResumeState) -> NativeSession:
-    return NativeSession(OPTS, 1, "tcp", None, 0.0, rs.session_id, resume=rs, role="client")
 
 
 def chunks(s: NativeSession) -> list[bytes]:
