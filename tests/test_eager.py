@@ -24,7 +24,7 @@ async def test_runs_in_the_callers_step_then_on_from_each_future() -> None:
         steps.append(await second)
         finished.set()
 
-    eager.start(work(), loop)
+    eager.Eager(loop).start(work())
     assert steps == ["started"]  # before the caller gave up its step
     first.set_result(1)
     second.set_result(2)
@@ -47,7 +47,7 @@ async def test_cancelling_the_starting_task_does_not_reach_the_coroutine() -> No
             raise
 
     async def caller() -> None:
-        eager.start(work(), loop)
+        eager.Eager(loop).start(work())
         await asyncio.Event().wait()  # parked until cancelled
 
     task = asyncio.create_task(caller())
@@ -80,8 +80,8 @@ async def test_an_escaping_error_is_logged_and_a_cancelled_wait_ends_quietly(
             done.set()
 
     with caplog.at_level(logging.ERROR, logger="objtransport.drivers"):
-        eager.start(fails(), loop)
-        eager.start(is_cancelled(), loop)
+        eager.Eager(loop).start(fails())
+        eager.Eager(loop).start(is_cancelled())
         failing.set_result(None)
         cancelled.cancel()
         await asyncio.wait_for(done.wait(), 5)
@@ -116,7 +116,7 @@ async def test_anything_but_a_future_of_this_loop_goes_on_in_an_ordinary_task() 
         seen.append(await later)
         ended.set_result(seen)
 
-    eager.start(work(), loop)
+    eager.Eager(loop).start(work())
     assert seen == [asyncio.current_task()]
     await asyncio.sleep(0)
     later.set_result("resumed")
@@ -136,7 +136,7 @@ async def test_a_future_of_another_loop_is_refused_as_a_task_refuses_it() -> Non
             except RuntimeError as exc:
                 ended.set_result("refused" if "different loop" in str(exc) else str(exc))
 
-        eager.start(work(), loop)
+        eager.Eager(loop).start(work())
         assert await asyncio.wait_for(ended, 5) == "refused"
         assert not foreign.done()  # never waited on from this loop
     finally:
@@ -155,8 +155,49 @@ async def test_an_error_escaping_the_task_it_was_handed_to_is_logged(
             done.set()
 
     with caplog.at_level(logging.ERROR, logger="objtransport.drivers"):
-        eager.start(fails(), loop)
+        eager.Eager(loop).start(fails())
         await asyncio.wait_for(done.wait(), 5)
         for _ in range(3):  # the task ends in this step; its done-callback runs next turn
             await asyncio.sleep(0)
     assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [RuntimeError]
+
+
+async def test_aclose_ends_what_its_owner_started_and_nothing_starts_after() -> None:
+    """The owner (a link) stops: a coroutine still waiting is closed where it waits (its
+    ``finally`` runs), one handed to a task has the task cancelled and awaited; no task is
+    left pending, and what is started afterwards does not run."""
+    loop = asyncio.get_running_loop()
+    owner = eager.Eager(loop)
+    never: asyncio.Future[None] = loop.create_future()
+    ends: list[str] = []
+
+    async def waits() -> None:
+        try:
+            await never
+        finally:
+            ends.append("closed")
+
+    async def in_a_task() -> None:
+        try:
+            await _OddYield()
+        except RuntimeError:  # the task's answer to the bad yield; then it waits
+            await asyncio.Event().wait()
+        finally:
+            ends.append("cancelled")
+
+    owner.start(waits())
+    owner.start(in_a_task())
+    assert len(owner.running) == 1 and len(owner.tasks) == 1
+    tasks = list(owner.tasks)
+    await asyncio.sleep(0)  # the task takes over
+    await asyncio.wait_for(owner.aclose(), 5)
+    assert sorted(ends) == ["cancelled", "closed"]
+    assert not owner.running and not owner.tasks and all(t.cancelled() for t in tasks)
+    never.set_result(None)  # what it waited on ends later: nothing left to resume
+    await asyncio.sleep(0)
+
+    async def late() -> None:
+        ends.append("ran")
+
+    owner.start(late())
+    assert "ran" not in ends

@@ -1,9 +1,10 @@
 """Start a coroutine at once, in the caller's step, and drive it without a task.
 
-``start(coro)`` runs ``coro`` up to its first real suspension right away (as Python 3.12's
-eager tasks do) and resumes it from a done-callback of each future it then waits on, until
-it returns. Nothing awaits it and nothing can cancel it from outside: it ends when what it
-waits on ends.
+``Eager.start(coro)`` runs ``coro`` up to its first real suspension right away (as Python
+3.12's eager tasks do) and resumes it from a done-callback of each future it then waits on,
+until it returns. Nothing awaits it and the caller's task cannot cancel it: it ends when
+what it waits on ends, or when its owner (the :class:`Eager` of the link that started it)
+is closed (:meth:`Eager.aclose`: the coroutine is closed where it waits).
 
 The gRPC link writes a lone message this way (see :class:`~.grpc.GrpcLink`): handing it to
 the writer task would cost a task hop (a wake-up, a loop turn and a task step) per message,
@@ -22,7 +23,7 @@ coroutine in the next loop turn, as a task would; anything but a ``Future`` of t
 future of another loop, another kind of awaitable, a bad yield) hands the coroutine to an
 ordinary task (:func:`_hand_to_task`), which waits on that object exactly as if it had run
 the coroutine from its start (or throws its ``RuntimeError`` into it). A task started that
-way is held in :data:`_TASKS` until it ends.
+way is the owner's (:attr:`Eager.tasks`) until it ends: ``aclose`` cancels and awaits it.
 
 The coroutine must catch what it can raise (an exception escaping it is logged, a
 ``CancelledError`` is dropped). It runs outside any task until it is handed to one, so
@@ -38,45 +39,81 @@ from collections.abc import Coroutine, Generator
 from functools import partial
 from typing import Any
 
-__all__ = ["start"]
+__all__ = ["Eager"]
 
 log = logging.getLogger("objtransport.drivers")
 
-#: the coroutines handed to a task (:func:`_hand_to_task`), until they end
-_TASKS: set[asyncio.Task[None]] = set()
 
+class Eager:
+    """The coroutines one owner (a link) started at once: those still driven by hand
+    (``running``) and the tasks some were handed to (``tasks``); :meth:`aclose` ends them
+    all when the owner stops."""
 
-def start(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop) -> None:
-    """Run ``coro`` now until it waits, then on from the futures it waits on."""
-    _step(coro, loop, None)
+    __slots__ = ("loop", "running", "tasks", "closed")
 
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.running: set[Coroutine[Any, Any, None]] = set()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
 
-def _step(coro: Coroutine[Any, Any, None], loop: asyncio.AbstractEventLoop,
-          _: object) -> None:
-    try:
-        waited = coro.send(None)
-    except StopIteration:
-        return
-    except asyncio.CancelledError:
-        return
-    except Exception:
-        log.exception("a write started at once failed")
-        return
-    if isinstance(waited, asyncio.Future) and waited.get_loop() is loop:
-        waited.add_done_callback(partial(_step, coro, loop))
-    elif waited is None:  # a bare yield (asyncio.sleep(0)): the next loop turn
-        loop.call_soon(_step, coro, loop, None)
-    else:
-        _hand_to_task(coro, waited, loop)
+    def start(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` now until it waits, then on from the futures it waits on."""
+        if self.closed:  # the owner stopped: nothing starts any more
+            coro.close()
+            return
+        self.running.add(coro)
+        self._step(coro, None)
 
+    def _step(self, coro: Coroutine[Any, Any, None], _: object) -> None:
+        if coro not in self.running:  # closed by aclose while it waited
+            return
+        try:
+            waited = coro.send(None)
+        except StopIteration:
+            self.running.discard(coro)
+            return
+        except asyncio.CancelledError:
+            self.running.discard(coro)
+            return
+        except Exception:
+            self.running.discard(coro)
+            log.exception("a write started at once failed")
+            return
+        loop = self.loop
+        if isinstance(waited, asyncio.Future) and waited.get_loop() is loop:
+            waited.add_done_callback(partial(self._step, coro))
+        elif waited is None:  # a bare yield (asyncio.sleep(0)): the next loop turn
+            loop.call_soon(self._step, coro, None)
+        else:
+            self.running.discard(coro)
+            self._hand_to_task(coro, waited)
 
-def _hand_to_task(coro: Coroutine[Any, Any, None], waited: object,
-                  loop: asyncio.AbstractEventLoop) -> None:
-    """``coro`` yielded something other than a future of ``loop``: a task goes on with it,
-    starting with what it yielded."""
-    task = loop.create_task(_finish(_Rest(coro, waited)), name="objtransport-eager")
-    _TASKS.add(task)
-    task.add_done_callback(_task_done)
+    def _hand_to_task(self, coro: Coroutine[Any, Any, None], waited: object) -> None:
+        """``coro`` yielded something other than a future of the loop: a task goes on with
+        it, starting with what it yielded."""
+        task = self.loop.create_task(_finish(_Rest(coro, waited)), name="objtransport-eager")
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a write started at once failed", exc_info=task.exception())
+
+    async def aclose(self) -> None:
+        """The owner stops: close the coroutines still waiting (``GeneratorExit`` where
+        they wait: their ``finally`` blocks run), cancel the tasks and wait for them; what
+        is started later is closed at once."""
+        self.closed = True
+        running, self.running = self.running, set()
+        for coro in running:
+            coro.close()
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
 
 
 async def _finish(rest: _Rest) -> None:
@@ -107,9 +144,3 @@ class _Rest:
                 waited = step()
             except StopIteration:
                 return
-
-
-def _task_done(task: asyncio.Task[None]) -> None:
-    _TASKS.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.error("a write started at once failed", exc_info=task.exception())

@@ -97,6 +97,8 @@ class GrpcLink(EnvelopeWriter):
             self.carrier_max = CARRIER_START
         #: raw: a message queued on an idle link is written at once (see ``_on_wake``)
         self._eager = self._msession is not None
+        #: the writes started in a sender's step (raw): ended with the link (``run``)
+        self._eager_writes = eager.Eager(self.loop)
 
     # -- running ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -119,6 +121,7 @@ class GrpcLink(EnvelopeWriter):
                 await self._serve()
         finally:
             self._finish()
+            await self._eager_writes.aclose()
             if self._channel is not None:
                 await self._channel.close()
 
@@ -253,7 +256,7 @@ class GrpcLink(EnvelopeWriter):
         elif self._eager and not self._writing and not self._wake.is_set():
             # raw: a lone message on an idle link is written from here, in the sender's
             # step (no wake-up of the writer task); what is queued meanwhile waits for it
-            eager.start(self._write_now(), self.loop)
+            self._eager_writes.start(self._write_now())
         else:
             self._kick()
 
@@ -263,7 +266,7 @@ class GrpcLink(EnvelopeWriter):
     async def _write_now(self) -> None:
         """Write a small batch without the writer task: the reader awaits it for what a
         small carrier's delivery queued (a reply, an ACK, a PONG), as a plain gRPC handler
-        writes between reads; in raw mode a sender starts it (:func:`.eager.start`) for a
+        writes between reads; in raw mode a sender starts it (:meth:`.eager.Eager.start`) for a
         message queued on an idle link. One task hop less per message. Only a small batch,
         with the writer idle and no pacing; else (and for what is left) the writer task is
         woken as usual. One write at a time (``_writing``), in queue order."""
