@@ -56,6 +56,9 @@ class Closing:
                     await asyncio.shield(link.lost)
             except TimeoutError:
                 link.abort()
+            stopped = getattr(link, "wait_stopped", None)  # a link that runs its own task
+            if stopped is not None:
+                await stopped(max(0.5, deadline - loop.time()))
         task = conn.task
         if task is not None and not task.done():
             task.cancel()

@@ -345,6 +345,14 @@ class GrpcLink(EnvelopeWriter):
         elif not self._end.done():
             self._end.set_result(None)
 
+    async def wait_stopped(self, timeout: float) -> None:
+        """(client) After a close or an abort: wait for the reader task (``run``) to end,
+        as grpc reports the end of the call; cancel it past ``timeout``."""
+        task = self._reader if self.client else None
+        if task is not None and not (await asyncio.wait([task], timeout=timeout))[0]:
+            task.cancel()
+            await asyncio.wait([task], timeout=timeout)
+
 
 def _log_failure(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
