@@ -17,8 +17,11 @@ or larger, are kept as they are: a small one costs no page faults, a larger one 
 the store holds at most ``max_unacked_bytes`` worth of buffers (what it would hold anyway),
 and the pool keeps at most ``spares`` free ones between ACKs (the rest are freed); they go
 when everything is acknowledged at a keepalive, and when the session ends (one kept for a
-resume keeps only the copies of what is unacknowledged). Nothing is allocated before the
-first large chunk is written.
+resume keeps only the copies of what is unacknowledged). The spares of all the sessions of
+one service are bounded together by a :class:`SpareBudget` (``max_spare_chunk_bytes``,
+64 MiB): past it a buffer given back is freed, not kept (100 busy connections would
+otherwise keep up to 1.7 GiB of spares). Nothing is allocated before the first large chunk
+is written.
 
 Safety: a pool buffer is never handed to a transport by the store (the transport gets the
 scheduler's chunk, the store a copy), so reusing it never changes bytes a transport holds.
@@ -28,7 +31,8 @@ then drops its pool (:meth:`ResumeState.take_resend`), so those buffers are neve
 
 from __future__ import annotations
 
-__all__ = ["CHUNK_POOL_MIN", "CHUNK_POOL_SIZE", "CHUNK_POOL_SPARES", "WRITE_CHUNK", "ChunkPool"]
+__all__ = ["CHUNK_POOL_MIN", "CHUNK_POOL_SIZE", "CHUNK_POOL_SPARES", "SPARE_CHUNK_BYTES",
+           "WRITE_CHUNK", "ChunkPool", "SpareBudget"]
 
 #: a session's queue() calls ``on_full`` when its queued bytes pass this (a stream link
 #: then writes them at once): a sender that queues without yielding has its frames
@@ -43,33 +47,65 @@ CHUNK_POOL_MIN = CHUNK_POOL_SIZE // 2
 #: free buffers kept at most (17 MiB): as many as were in use at once, up to this; they
 #: all go when the connection is idle (:meth:`~.reliability.ResumeState.trim_pool`)
 CHUNK_POOL_SPARES = 16
+#: spare bytes the pools of all the sessions of one service keep at most (the default of
+#: ``max_spare_chunk_bytes``)
+SPARE_CHUNK_BYTES = 64 * 1024 * 1024
+
+
+class SpareBudget:
+    """The spare buffers of the chunk pools of one service, in bytes: at most ``limit``
+    (shared by the pools it is given to; each counts its own spares in and out)."""
+
+    __slots__ = ("limit", "held")
+
+    def __init__(self, limit: int = SPARE_CHUNK_BYTES) -> None:
+        self.limit = limit
+        self.held = 0  # bytes of spare buffers kept by the pools now
 
 
 class ChunkPool:
     """Fixed-size buffers reused for the copies of written chunks."""
 
-    __slots__ = ("size", "spares", "free")
+    __slots__ = ("size", "spares", "free", "budget")
 
-    def __init__(self, size: int = CHUNK_POOL_SIZE, spares: int = CHUNK_POOL_SPARES) -> None:
+    def __init__(self, size: int = CHUNK_POOL_SIZE, spares: int = CHUNK_POOL_SPARES,
+                 budget: SpareBudget | None = None) -> None:
         self.size = size
         self.spares = spares
         self.free: list[memoryview] = []  # whole buffers (views of their bytearrays)
+        #: the service's bound on spares (None: only ``spares`` bounds this pool's)
+        self.budget = budget
 
     def copy(self, chunk: bytearray) -> tuple[memoryview, memoryview]:
         """A copy of ``chunk`` (at most ``size`` bytes) in a pool buffer:
         ``(the copy, its whole buffer)``; give the buffer back with :meth:`give`."""
         free = self.free
-        buf = free.pop() if free else memoryview(bytearray(self.size))
+        if free:
+            buf = free.pop()
+            if self.budget is not None:
+                self.budget.held -= self.size
+        else:
+            buf = memoryview(bytearray(self.size))
         n = len(chunk)
         buf[:n] = chunk
         return buf[:n], buf
 
     def give(self, buf: memoryview) -> None:
         """The copy in ``buf`` is not needed any more: reuse the buffer (or free it when
-        ``spares`` are kept already)."""
+        ``spares`` are kept already, or the service's budget is spent)."""
         if len(self.free) < self.spares:
-            self.free.append(buf)
+            budget = self.budget
+            if budget is None:
+                self.free.append(buf)
+            elif budget.held + self.size <= budget.limit:
+                budget.held += self.size
+                self.free.append(buf)
 
     def trim(self) -> None:
         """Free the spares (nothing is in use: everything written was acknowledged)."""
+        if self.budget is not None:
+            self.budget.held -= len(self.free) * self.size
         self.free.clear()
+
+    def __del__(self) -> None:  # a pool let go (a resume, a session gone): its spares too
+        self.trim()

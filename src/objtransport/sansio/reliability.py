@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from .chunk_pool import CHUNK_POOL_MIN, CHUNK_POOL_SIZE, ChunkPool
+from .chunk_pool import CHUNK_POOL_MIN, CHUNK_POOL_SIZE, ChunkPool, SpareBudget
 from .framing import (
     FLAG_FRAG,
     FLAG_META,
@@ -64,10 +64,12 @@ class ResumeState:
     __slots__ = ("session_id", "next_seq", "acked", "sent", "queued", "freed", "queue",
                  "tracking", "floor", "above", "ack_sent", "peer_session_id", "established",
                  "duplicates", "resent", "expiring", "skipped", "can_skip",
-                 "skips_received", "pool")
+                 "skips_received", "pool", "spare_budget")
 
-    def __init__(self, session_id: bytes) -> None:
+    def __init__(self, session_id: bytes, spare_budget: SpareBudget | None = None) -> None:
         self.session_id = session_id
+        #: the service's bound on the spares of its sessions' pools (None: unshared)
+        self.spare_budget = spare_budget
         self.next_seq = 0  # last sequence number given out
         self.acked = 0  # the peer has everything up to here
         #: written batches not yet acknowledged: (last seq given out, ``queued`` then,
@@ -156,7 +158,7 @@ class ResumeState:
     def _pool(self) -> ChunkPool:
         pool = self.pool
         if pool is None:
-            pool = self.pool = ChunkPool()
+            pool = self.pool = ChunkPool(budget=self.spare_budget)
         return pool
 
     def on_ack(self, seq: int) -> int:
