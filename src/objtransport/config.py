@@ -155,6 +155,9 @@ class Options:
     # slot; past this the one that waited longest ends (its client gets SessionLost)
     max_kept_sessions: int = 10_000
     max_unacked_bytes: int = 16 * MiB  # sent, not yet acknowledged, before send_data waits
+    # the spare buffers of the resend stores' chunk pools (1088 KiB each) that all the
+    # sessions of one service keep at most (NetworkTransport's; a call's is ignored)
+    max_spare_chunk_bytes: int = 64 * MiB
     # UDP (transport="udp"): message bytes per datagram (native frames add a 20 or 28-byte
     # header); fragments missing after reassembly_timeout give their message up; all peers
     # of one UDP or TCP listener share max_total_reassembly_bytes (memory of incomplete
@@ -219,6 +222,8 @@ class Options:
             raise ValueError("max_datagram_payload must be within 64 .. 65479 (UDP's 65507 "
                              "less the 28-byte fragment header)")
         _positive("reassembly_timeout", self.reassembly_timeout)
+        if self.max_spare_chunk_bytes < 0:
+            raise ValueError("max_spare_chunk_bytes must be >= 0 (0: no spares kept)")
         if self.max_total_reassembly_bytes < 1 or self.udp_socket_buffer < 0:
             raise ValueError("max_total_reassembly_bytes must be >= 1, udp_socket_buffer >= 0")
         if not 0 <= self.max_headers <= 4096 or not 0 <= self.max_header_bytes <= 60_000:

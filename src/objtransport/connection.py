@@ -38,6 +38,7 @@ from .linkwait import LinkWait
 from .offline import OfflineQueue
 from .reconnect import Supervisor
 from .sansio.breaker import CircuitBreaker
+from .sansio.chunk_pool import SpareBudget
 from .sansio.events import (
     Received,
 )
@@ -77,6 +78,8 @@ class Hooks:
         #: and who counts the messages given up
         self.clock: Callable[[], float] = time.time
         self.on_expired: Callable[[list[Unacked]], None] = lambda lost: None
+        #: the bound on the chunk pools' spares of all the service's sessions
+        self.spare_chunks: SpareBudget | None = None
 
 
 class Connection(ConnectionCounters):
@@ -129,7 +132,7 @@ class Connection(ConnectionCounters):
         self.error_count = 0
         self.reconnects = 0
         #: the session that survives reconnections (client) or waits to be resumed (server)
-        self.resume_state = ResumeState(os.urandom(16))
+        self.resume_state = ResumeState(os.urandom(16), hooks.spare_chunks)
         self.resume_lookup: ResumeLookup | None = None
         #: messages whose delivery could not be confirmed, and who waits for ACKs
         self.confirmations = Confirmations()

@@ -95,6 +95,7 @@ class ServiceOptions(_Tunables, total=False):
     timeout: float
     ssl: bool
     framing: FramingName | Framing
+    max_spare_chunk_bytes: int
 
 
 class _PerCall(_Tunables, total=False):

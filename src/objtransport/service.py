@@ -57,6 +57,7 @@ from .pool_manager import PoolManager
 from .receivers import Receivers
 from .registry import Registry
 from .requests import Exchange, MessagingCounters, Responder
+from .sansio.chunk_pool import SpareBudget
 from .sansio.framing import GoAwayCode
 from .sansio.metrics import LatencyHistogram
 from .sansio.throttle import TokenBucket
@@ -123,6 +124,7 @@ class NetworkTransport(SendingAPI, ConfirmingAPI, MessagingAPI, GroupsAPI, Obser
         if clock is not None:  # ttl deadlines (Unix time by default): tests inject one
             self._hooks.clock = self._responder.clock = clock
         self._hooks.on_expired = self._messaging.expired_all
+        self._hooks.spare_chunks = SpareBudget(self.options.max_spare_chunk_bytes)
         self._connector = Connector(self.options, self._drivers, self._registry, self._breakers,
                                     self._sessions, self._receivers, self._hooks, self.rng,
                                     self._tasks, self._keeper.forget)

@@ -71,7 +71,7 @@ class SessionKeeper:
             fresh.link = None
             kept.take_over(link)
             return kept.resume_state, True
-        fresh.resume_state = ResumeState(sid)
+        fresh.resume_state = ResumeState(sid, fresh.resume_state.spare_budget)
         self._kept[sid] = fresh
         return fresh.resume_state, False
 
