@@ -41,21 +41,19 @@ import multiprocessing as mp
 import os
 import signal
 import socket
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from .config import TransportKind
 from .dispatch import Handler
 from .info import TransportMetrics
 from .sansio.events import Message
 from .service import NetworkTransport
+from .worker_process import WorkerSpec, worker_main
 
 __all__ = ["HandlerFactory", "WorkerPool", "aggregate", "echo", "serve", "sink"]
 
@@ -83,83 +81,6 @@ def sink(net: NetworkTransport) -> Handler:
     def handler(msg: Message) -> None:
         pass
     return handler
-
-
-# -- the worker process ---------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Spec:
-    factory: HandlerFactory
-    host: str
-    port: int
-    transport: str
-    service_options: dict[str, Any]
-    listen_options: dict[str, Any]
-    #: TLS: (certfile, keyfile, cafile or None); each worker builds its own context (an
-    #: SSLContext cannot be pickled)
-    tls: tuple[str, str, str | None] | None = None
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        if self.tls is None or self.transport == "quic":
-            return None
-        certfile, keyfile, cafile = self.tls
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(certfile, keyfile)
-        if cafile is not None:  # clients must show a certificate signed by it
-            ctx.load_verify_locations(cafile)
-            ctx.verify_mode = ssl.CERT_REQUIRED
-        return ctx
-
-    def listen_tls(self) -> dict[str, Any]:
-        """The listener's TLS options: an ``ssl_context``, or for QUIC the PEM itself."""
-        if self.tls is None or self.transport != "quic":
-            return {"ssl_context": self.ssl_context()}
-        certfile, keyfile, cafile = self.tls
-        pem = {"certificate_chain": Path(certfile).read_bytes(),
-               "private_key": Path(keyfile).read_bytes()}
-        if cafile is not None:  # clients must show a certificate signed by it
-            pem["root_certificates"] = Path(cafile).read_bytes()
-        return pem
-
-
-def _worker_main(spec: _Spec, pipe: Pipe) -> None:
-    """A worker's process: serve until SIGTERM (or "stop" from the parent)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides (Ctrl-C reaches all)
-    try:
-        asyncio.run(_worker(spec, pipe))
-    finally:
-        with contextlib.suppress(OSError):
-            pipe.close()
-
-
-async def _worker(spec: _Spec, pipe: Pipe) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    async with NetworkTransport(**spec.service_options) as net:
-        listener = await net.listen(spec.host, spec.port, transport=TransportKind(spec.transport),
-                                    handler=spec.factory(net), reuse_port=True,
-                                    **spec.listen_tls(), **spec.listen_options)
-
-        def on_request() -> None:
-            try:
-                request = pipe.recv()
-            except (EOFError, OSError):  # the parent is gone: stop
-                loop.remove_reader(pipe.fileno())
-                stop.set()
-                return
-            if request == "metrics":
-                pipe.send(("metrics", dataclasses.asdict(net.get_metrics())))
-            elif request == "stop":
-                stop.set()
-
-        loop.add_reader(pipe.fileno(), on_request)
-        pipe.send(("ready", os.getpid(), listener.port))
-        try:
-            await stop.wait()
-        finally:
-            loop.remove_reader(pipe.fileno())
-            await listener.close()  # stop accepting first: the others take new peers
 
 
 # -- the parent -----------------------------------------------------------------------------
@@ -205,8 +126,8 @@ class WorkerPool:
         tls = (certfile, keyfile, cafile) if certfile is not None and keyfile is not None \
             else None
         if tls is not None:  # fail here, not in every worker
-            _Spec(handler_factory, host, port, transport, {}, {}, tls).listen_tls()
-        self._spec = _Spec(handler_factory, host, port, transport,
+            WorkerSpec(handler_factory, host, port, transport, {}, {}, tls).listen_tls()
+        self._spec = WorkerSpec(handler_factory, host, port, transport,
                            dict(service_options or {}), listen_options, tls)
         self._slots = [_Slot(i) for i in range(n)]
         self._reserve: socket.socket | None = None
@@ -270,7 +191,7 @@ class WorkerPool:
         assert loop is not None
         slot.restart = None
         parent, child = _CTX.Pipe()
-        proc = _CTX.Process(target=_worker_main, args=(self._spec, child),
+        proc = _CTX.Process(target=worker_main, args=(self._spec, child),
                             name=f"objtransport-worker-{slot.index}", daemon=True)
         proc.start()
         child.close()
