@@ -16,10 +16,10 @@
   here). A kernel that refuses either is asked once; then one call per datagram. The socket
   side both owners share (reading on and off, writers, offload) is :mod:`.udp_socket`'s
   :class:`~.udp_socket.DatagramSocket`.
-* **A connected endpoint** (``connect``) owns its socket. An ICMP port unreachable comes back
-  as ``ConnectionRefusedError``: during ``open`` it is a ``ConnectError`` (a failure for the
-  endpoint's breaker), later it ends the link with an error (also a breaker failure, then
-  reconnection).
+* **A connected endpoint** (``connect``; :class:`~.udp_endpoint.UdpEndpoint`) owns its
+  socket. An ICMP port unreachable comes back as ``ConnectionRefusedError``: during
+  ``open`` it is a ``ConnectError`` (a failure for the endpoint's breaker), later it ends
+  the link with an error (also a breaker failure, then reconnection).
 * **A listener** has one socket; each remote address gets its own link and connection id
   (through ``accept()``). An unknown address is admitted in native framing only if its first
   datagram is a valid native DATA or PING frame (:func:`looks_native`); in raw framing any
@@ -49,90 +49,11 @@ from .authgate import AuthGate
 from .base import LinkParts
 from .tcp import describe_connect_error
 from .udp_auth import UdpAuth, udp_gate
+from .udp_endpoint import BATCH, UdpEndpoint
 from .udp_link import BURST, DatagramLink
 from .udp_socket import ANC_SIZE, DatagramSocket, make_socket, segments
 
 __all__ = ["BATCH", "BURST", "DatagramLink", "UdpDriver", "UdpServer"]
-
-#: datagrams read per wake-up at most
-BATCH = 256
-_REFUSED = "connection refused (ICMP port unreachable)"
-
-
-class UdpEndpoint(DatagramSocket):
-    """A connected socket for one client link."""
-
-    connected = True
-
-    def __init__(self, sock: socket.socket, options: Options) -> None:
-        super().__init__(sock, options, self.on_readable)
-        self.link: DatagramLink | None = None
-
-    def on_readable(self) -> None:
-        link = self.link
-        if link is None:
-            return
-        receive = link.ds.receive_datagram
-        recv_into = self.sock.recv_into
-        view = self.view
-        now = monotonic()
-        failure = ""
-        try:
-            if self.gro:
-                self._receive_coalesced(link.ds, now)
-            else:
-                for _ in range(BATCH):
-                    receive(view[:recv_into(self.buf)], now)
-        except (BlockingIOError, InterruptedError):
-            pass
-        except ConnectionRefusedError:
-            failure = _REFUSED
-        except OSError as exc:
-            failure = f"socket error: {describe_connect_error(exc)}"
-        link.after_receive()
-        if failure:
-            link.fail(failure)
-
-    def _receive_coalesced(self, session: DatagramSession, now: float) -> None:
-        """Read until the socket is empty (at most about BATCH datagrams); a read may carry
-        a run of datagrams that GRO coalesced: split at the segment size."""
-        recvmsg_into = self.sock.recvmsg_into
-        receive = session.receive_datagram
-        bufs = [self.buf]
-        view = self.view
-        got = 0
-        while got < BATCH:
-            n, anc, _, _ = recvmsg_into(bufs, ANC_SIZE)
-            seg = segments(n, anc) if anc else n
-            if seg >= n:
-                receive(view[:n], now)
-                got += 1
-                continue
-            session.receive_run(view[:n], seg, now)
-            got += -(-n // seg)
-            self.coalesced_reads += 1
-
-    def transmit(self, link: DatagramLink, dgram: Datagram) -> bool:
-        """Send one datagram; False if the socket is full (the caller keeps it)."""
-        try:
-            if isinstance(dgram, tuple):
-                self.sock.sendmsg(dgram)
-            else:
-                self.sock.send(dgram)
-        except (BlockingIOError, InterruptedError):
-            return False
-        except ConnectionRefusedError:
-            link.fail(_REFUSED)
-        except OSError as exc:
-            if exc.errno == errno.ENOBUFS:
-                return False
-            self.send_errors += 1
-            link.fail(f"send failed: {describe_connect_error(exc)}")
-        return True
-
-    def detach(self, link: DatagramLink) -> None:
-        self.link = None
-        self.close_socket()
 
 
 class UdpServer(DatagramSocket):
