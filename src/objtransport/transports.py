@@ -36,7 +36,7 @@ def _grpc() -> Driver | None:
 
 def _quic() -> Driver | None:
     try:
-        from .drivers.quic import QuicDriver
+        from .drivers.quic_driver import QuicDriver
     except ImportError:  # `aioquic` is not installed
         return None
     return QuicDriver()
