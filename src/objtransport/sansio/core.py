@@ -4,7 +4,8 @@
   its one transition table, the counters, the scheduler, the event list and the ways a
   session ends (``close``, ``fail``, ``peer_closed``, ``carrier_closed``,
   ``connection_lost``). It declares nothing a subclass must fill in.
-* The protocols say what a driver may call, per kind of carrier:
+* The protocols (in :mod:`.session_surface`, re-exported here) say what a driver may
+  call, per kind of carrier:
 
   - :class:`AnySession`: every session (stream, datagram, message), the surface of
     :class:`~objtransport.drivers.base.Link` and of the connection layer;
@@ -15,28 +16,21 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from ..config import Options
 from ..exceptions import ConnectionNotReady, MessageTooLarge, ProtocolError
 from .chunk_pool import WRITE_CHUNK
-from .events import Closed, Event, Received
+from .events import Closed, Event
 from .framing import GoAwayCode
-from .reassembly import ReassemblyBudget
 from .scheduler import Chunk, PriorityScheduler
+from .session_surface import AnySession, Payload, Session, SessionState
 
-__all__ = ["ERROR_FREE", "AnySession", "Session", "SessionCore", "SessionState"]
+__all__ = ["ERROR_FREE", "AnySession", "Payload", "Session", "SessionCore", "SessionState"]
 
 #: GOAWAY codes that end a connection in order: no error, no breaker failure
 ERROR_FREE = (GoAwayCode.NORMAL, GoAwayCode.SHUTDOWN)
-
-
-class SessionState(enum.Enum):
-    HANDSHAKE = "handshake"  # our HELLO is queued, the peer's has not arrived
-    OPEN = "open"
-    CLOSED = "closed"  # GOAWAY sent or received, or a fault: nothing more is accepted
 
 
 _TRANSITIONS = {
@@ -55,10 +49,6 @@ class _Counted(Protocol):
 
 def _nothing() -> None:
     pass
-
-
-#: what a sender passes: one message's bytes
-Payload = bytes | bytearray | memoryview
 
 
 class _Sender(Protocol):
@@ -312,123 +302,3 @@ class SessionCore:
     def _queue_goaway(self, code: int, reason: str) -> None:
         """Put the goodbye on the wire after the queue: only the native framings have one
         (they override this); raw framing ends without a word."""
-
-
-class AnySession(Protocol):
-    """What every session offers its driver and the connection layer."""
-
-    options: Options
-    conn_id: int
-    transport_name: str
-    peer: Any
-    state: SessionState
-    open: bool
-    scheduler: PriorityScheduler
-    events: list[Event]
-    created: float
-    bytes_queued: int
-    bytes_sent: int
-    messages_received: int
-    close_code: int | None
-    close_reason: str
-    timer_changed: bool
-    has_final: bool
-
-    @property
-    def closed(self) -> bool: ...
-
-    @property
-    def is_open(self) -> bool: ...
-
-    @property
-    def pending_bytes(self) -> int: ...
-
-    @property
-    def bytes_received(self) -> int: ...
-
-    @property
-    def messages_sent(self) -> int: ...
-
-    def messages_by_priority(self) -> list[int]: ...
-
-    def set_peer(self, peer: Any) -> None: ...
-
-    def receive_data(self, data: bytes | bytearray | memoryview,
-                     now: float) -> list[Received]:
-        """One unit of input: any cut of the byte stream (stream sessions), or one whole
-        carrier message or datagram (message and datagram sessions). Returns the complete
-        messages; events go to ``take_events``."""
-        ...
-
-    def send_message(self, data: bytes | bytearray | memoryview, stream: int = 0,
-                     priority: int = 2, text: bool = False) -> int: ...
-
-    def data_to_send(self, now: float, budget: int = 1 << 62,
-                     strict: bool = False) -> list[Chunk]: ...
-
-    on_wake: Callable[[], None]
-    on_full: Callable[[], None]
-    send_high: int
-
-    def queue(self, data: Payload, stream: int = 0, priority: int = 2,
-              text: bool = False) -> bool: ...
-
-    def queue_many(self, datas: Iterable[Payload], stream: int = 0, priority: int = 2,
-                   text: bool = False) -> bool: ...
-
-    def take_events(self) -> list[Event]: ...
-
-    def next_deadline(self) -> float | None: ...
-
-    def handle_timer(self, now: float) -> None: ...
-
-    def close(self, code: int = GoAwayCode.NORMAL, reason: str = "closed") -> None: ...
-
-    def fail(self, reason: str, code: int = GoAwayCode.PROTOCOL_ERROR) -> None: ...
-
-    def peer_closed(self, code: int, reason: str, *, error: bool | None = None,
-                    keep_queued: bool = False) -> None: ...
-
-    def carrier_closed(self, code: int, reason: str, *, error: bool) -> None: ...
-
-    def connection_lost(self, reason: str) -> None: ...
-
-    def reading_paused(self, now: float) -> None: ...
-
-    def reading_resumed(self, now: float) -> None: ...
-
-
-class Session(AnySession, Protocol):
-    """A session over a byte stream (TCP, TLS, and the native framing over a WebSocket or
-    gRPC): bytes in, in any cut."""
-
-    def get_buffer(self, sizehint: int = -1) -> memoryview:
-        """Where to receive the next bytes (then call :meth:`buffer_updated`)."""
-        ...
-
-    def buffer_getter(self) -> Callable[[int], memoryview]:
-        """A callable that does what :meth:`get_buffer` does, in one call fewer."""
-        ...
-
-    def buffer_updated(self, nbytes: int, now: float) -> list[Received]:
-        """``nbytes`` arrived in the buffer from :meth:`get_buffer`; return the messages."""
-        ...
-
-    def use_buffer(self, buf: bytearray | memoryview) -> None:
-        """Receive small frames through ``buf``, which other sessions of the same thread
-        may share (what arrives is copied out within :meth:`buffer_updated`)."""
-        ...
-
-    def use_budget(self, budget: ReassemblyBudget) -> None:
-        """Charge the memory of incomplete messages to ``budget``, shared by a listener's
-        connections (passing it fails the session, OVERLOADED)."""
-        ...
-
-    def drop_incomplete(self) -> None:
-        """The connection is gone: give back the memory of incomplete messages."""
-        ...
-
-    def input_waiting(self, now: float) -> None:
-        """The peer's bytes wait unread in the socket as a deadline comes (our loop is
-        behind): the peer counts as heard, the frame in progress waits for the read."""
-        ...
