@@ -89,15 +89,21 @@ class SendingAPI(ServiceParts):
         try:
             conn = self._conns[conn_id]  # a subscript: cheaper than .get(), and an id is known
         except KeyError:
-            conn = None
-        if conn is not None and not options and type(data) is bytes:
-            link = conn.link
-            if link is not None and link.session.open and conn.options.compression is None:
-                prio = 2 if priority == "normal" else PRIORITIES.get(priority)
-                if prio is not None:
-                    if link.queue(data, 0, prio, False):
-                        await self._wait_room(conn, link, None, prio)
-                    return
+            pass
+        else:
+            if not options and type(data) is bytes:
+                link = conn.link
+                # conn.plain: no compression configured (fixed with the connection's options)
+                if link is not None and conn.plain and link.session.open:
+                    if priority == "normal":  # queue()'s defaults: stream 0, normal, binary
+                        if link.queue(data):
+                            await self._wait_room(conn, link, None, 2)
+                        return
+                    prio = PRIORITIES.get(priority)
+                    if prio is not None:
+                        if link.queue(data, 0, prio, False):
+                            await self._wait_room(conn, link, None, prio)
+                        return
         if not SEND_DATA_KEYS.issuperset(options):
             raise TypeError("send_data() got an unexpected keyword argument "
                             f"{sorted(set(options) - SEND_DATA_KEYS)[0]!r}")

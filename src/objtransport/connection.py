@@ -95,7 +95,7 @@ class Connection(ConnectionCounters):
                  "ever_connected", "pool_endpoint", "listener", "identity", "_reading_paused",
                  "last_error", "end_reason", "end_code", "resumed", "last_activity", "limits",
                  "_delivered_bytes", "server", "waiting", "link_events", "ending",
-                 "expiry", "token", "deliver")
+                 "expiry", "token", "deliver", "plain")
 
     def __init__(self, conn_id: int, endpoint: Endpoint, options: Options,
                  breaker: CircuitBreaker, hooks: Hooks, driver: Driver, *,
@@ -112,6 +112,9 @@ class Connection(ConnectionCounters):
         #: the remote address stamped on received messages
         self.peer_address: Any = (endpoint.host, endpoint.port)
         self.options = options
+        #: no compression configured: send_data's fast path may queue straight on the link
+        #: (``options`` is frozen and never replaced, so this never goes stale)
+        self.plain = options.compression is None
         self.breaker = breaker
         self.hooks = hooks
         self.role = role

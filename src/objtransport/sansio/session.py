@@ -162,15 +162,16 @@ class NativeSession(NativeReceiver):
         rs.next_seq = seq = rs.next_seq + 1
         rs.queued = queued = rs.queued + size
         buf = sched.small[2]
-        size += 20  # the frame: HEADER_SIZE after the u32 length
-        buf += _pack_plain(size - 4, PLAIN_DATA, seq)
+        buf += _pack_plain(HEADER_SIZE + size, PLAIN_DATA, seq)
         buf += data
         was = sched.pending_bytes
-        sched.pending_bytes = pending = was + size
+        sched.pending_bytes = pending = was + size + 20  # the frame: the u32 length first
+        if was and pending <= WRITE_CHUNK:  # the common case: neither a wake nor a write
+            return pending > self.send_high or queued - rs.freed > self._unacked_high
         if not was:
             self.on_wake()
-        elif pending > WRITE_CHUNK >= was:
-            self.on_full()  # written now, in chunks of WRITE_CHUNK (see core.py)
+        elif was <= WRITE_CHUNK:  # crossed it now: written at once, in chunks (core.py)
+            self.on_full()
         return sched.pending_bytes > self.send_high or queued - rs.freed > self._unacked_high
 
     def queue_many(self, datas: Iterable[Payload], stream: int = 0, priority: int = 2,
