@@ -50,15 +50,14 @@ def not_bytes(data: object) -> TypeError:
 class SendingAPI(ServiceParts):
     """Sending: messages, batches, pools and group targets."""
 
-    async def send_data(self, conn_id: int, data: bytes | bytearray | memoryview, *,
-                        priority: PriorityArg = "normal",
+    async def send_data(self, conn_id: int, data: bytes | bytearray | memoryview,
                         **options: Unpack[SendDataOptions]) -> None:
         """Queue one message on a connection; return once it is queued.
 
-        Keyword-only, besides ``priority`` (``"normal"``): ``stream`` (0), ``text``
-        (False), ``timeout`` (None: the service's), ``wait_ack`` (False: True returns once
-        the peer acknowledged it), ``reliable`` (True), ``headers`` (None), ``ttl`` (None);
-        another name raises ``TypeError`` (at the await).
+        Keyword-only: ``priority`` (``"normal"``), ``stream`` (0), ``text`` (False),
+        ``timeout`` (None: the service's), ``wait_ack`` (False: True returns once the peer
+        acknowledged it), ``reliable`` (True), ``headers`` (None), ``ttl`` (None); another
+        name raises ``TypeError`` (at the await).
 
         ``headers`` (``{"key": "value" | b"value"}``, at most ``max_headers`` entries and
         ``max_header_bytes`` in all) arrive as ``msg.headers``. ``ttl`` (seconds, on the
@@ -84,33 +83,37 @@ class SendingAPI(ServiceParts):
         ``ConnectionNotFound`` for an unknown id, ``MessageTooLarge`` above
         ``max_message_size``, ``CircuitOpenError`` when the endpoint's circuit is open.
         """
-        # the common case first, in one pass of cheap tests: no other option, bytes, a
-        # connection with an open link; anything else takes the general way below
+        # the common case first, in one pass of cheap tests: bytes, a connection with an
+        # open link, no compression, no option (or priority alone); anything else takes
+        # the general way below
         try:
             conn = self._conns[conn_id]  # a subscript: cheaper than .get(), and an id is known
         except KeyError:
             pass
         else:
-            if not options and type(data) is bytes:
+            if type(data) is bytes:
                 link = conn.link
                 # conn.plain: no compression configured (fixed with the connection's options)
                 if link is not None and conn.plain and link.session.open:
-                    if priority == "normal":  # queue()'s defaults: stream 0, normal, binary
-                        if link.queue(data):
+                    if not options:  # queue()'s defaults: stream 0, normal, binary
+                        queue = link.queue  # an attribute (a slot), then a call: cheaper
+                        if queue(data):     # than a method call on a slot
                             await self._wait_room(conn, link, None, 2)
                         return
-                    prio = PRIORITIES.get(priority)
-                    if prio is not None:
-                        if link.queue(data, 0, prio, False):
-                            await self._wait_room(conn, link, None, prio)
-                        return
+                    if len(options) == 1:
+                        prio = PRIORITIES.get(options.get("priority"))
+                        if prio is not None:
+                            if link.queue(data, 0, prio, False):
+                                await self._wait_room(conn, link, None, prio)
+                            return
         if not SEND_DATA_KEYS.issuperset(options):
             raise TypeError("send_data() got an unexpected keyword argument "
                             f"{sorted(set(options) - SEND_DATA_KEYS)[0]!r}")
-        await self._send_data(conn_id, data, priority, options.get("stream", 0),
-                              options.get("text", False), options.get("timeout"),
-                              options.get("wait_ack", False), options.get("reliable", True),
-                              options.get("headers"), options.get("ttl"))
+        await self._send_data(conn_id, data, options.get("priority", "normal"),
+                              options.get("stream", 0), options.get("text", False),
+                              options.get("timeout"), options.get("wait_ack", False),
+                              options.get("reliable", True), options.get("headers"),
+                              options.get("ttl"))
 
     async def _wait_room(self, conn: Connection, link: Link, timeout: float | None,
                          prio: int) -> None:
