@@ -55,14 +55,10 @@ from .grpc_config import (
     status_for_close,
 )
 from .grpc_listener import GrpcServer
-from .grpc_write import EnvelopeWriter
+from .grpc_write import ANSWER_MAX, EnvelopeWriter
 
 __all__ = ["CARRIER_MAX", "FRAMING_KEY", "METHOD", "SERVICE", "GrpcLink",
            "GrpcServer"]
-
-#: a carrier up to this size is answered by the reader itself (interactive traffic); a
-#: larger one, and a larger answer, go through the writer task (bulk)
-_ANSWER_MAX = 16 * 1024
 
 log = logging.getLogger("objtransport.grpc")
 
@@ -85,11 +81,6 @@ class GrpcLink(EnvelopeWriter):
         #: listener: the writer is done, the handler may end the call
         self._end: asyncio.Future[None] = self.loop.create_future()
         self._reader: asyncio.Task[None] | None = None
-        #: a write is in flight (the writer's, or one started by ``_write_now``); the other
-        #: writer stays out meanwhile, so batches stay whole and in queue order
-        self._writing = False
-        #: the writer task was woken while another write was in flight: wake it after it
-        self._rekick = False
         #: the reader is handing a small carrier over: what it queues, the reader writes
         self._delivering = False
         self._owed = False
@@ -162,7 +153,7 @@ class GrpcLink(EnvelopeWriter):
                     msgs = session.receive_data(frames, now)
                 if self.receive_bucket is not None:
                     await self._pace_receive(len(data), now)
-                if len(data) > _ANSWER_MAX:
+                if len(data) > ANSWER_MAX:
                     self._delivered(msgs)
                     continue
                 self._delivering = True
@@ -262,35 +253,6 @@ class GrpcLink(EnvelopeWriter):
 
     def _answer(self) -> None:
         self._on_wake()
-
-    async def _write_now(self) -> None:
-        """Write a small batch without the writer task: the reader awaits it for what a
-        small carrier's delivery queued (a reply, an ACK, a PONG), as a plain gRPC handler
-        writes between reads; in raw mode a sender starts it (:meth:`.eager.Eager.start`) for a
-        message queued on an idle link. One task hop less per message. Only a small batch,
-        with the writer idle and no pacing; else (and for what is left) the writer task is
-        woken as usual. One write at a time (``_writing``), in queue order."""
-        session = self.session
-        if (self._writing or self._wake.is_set() or self.pacer.buckets
-                or session.closed or session.scheduler.pending_bytes > _ANSWER_MAX):
-            self._kick()
-            return
-        self._writing = True
-        try:
-            await self._write_batch(self.carrier_max)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - grpc raises several kinds once a call ends
-            self._write_failed(exc)
-            return
-        finally:
-            self._writing = False
-            if self._rekick:
-                self._rekick = False
-                self._kick()
-        self._after_write()
-        if session.scheduler.pending_bytes or session.has_final or session.closed:
-            self._kick()
 
     async def _write_loop(self) -> None:
         session = self.session

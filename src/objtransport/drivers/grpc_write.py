@@ -5,6 +5,7 @@ reader answering, or a sender's own step, see :mod:`.grpc`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from time import monotonic
 from typing import Any
@@ -13,7 +14,11 @@ from ..sansio.envelope import encode_payload
 from .grpc_config import CARRIER_MAX, carriers
 from .message_link import MessageLink
 
-__all__ = ["EnvelopeWriter"]
+__all__ = ["ANSWER_MAX", "EnvelopeWriter"]
+
+#: a carrier up to this size is answered by the reader itself (interactive traffic); a
+#: larger one, and a larger answer, go through the writer task (bulk)
+ANSWER_MAX = 16 * 1024
 
 
 class EnvelopeWriter(MessageLink):
@@ -22,6 +27,16 @@ class EnvelopeWriter(MessageLink):
     carriers of up to ``carrier_max`` (doubling from ``CARRIER_START``) in native mode."""
 
     _write: Callable[[bytes], Any]
+    #: a write is in flight (the writer's, or one started by ``_write_now``); the other
+    #: writer stays out meanwhile, so batches stay whole and in queue order
+    _writing = False
+    #: the writer task was woken while another write was in flight: wake it after it
+    _rekick = False
+
+    def _write_failed(self, exc: Exception) -> None:
+        """A write failed: the call is over (the link says what that means)."""
+        raise NotImplementedError
+
 
     async def _write_queued(self) -> None:
         """Write what is queued as Envelopes, batch after batch until nothing is left."""
@@ -60,3 +75,32 @@ class EnvelopeWriter(MessageLink):
         if self._drain_waiters:
             self._wake_drain_waiters()
         return True
+
+    async def _write_now(self) -> None:
+        """Write a small batch without the writer task: the reader awaits it for what a
+        small carrier's delivery queued (a reply, an ACK, a PONG), as a plain gRPC handler
+        writes between reads; in raw mode a sender starts it (:meth:`.eager.Eager.start`) for a
+        message queued on an idle link. One task hop less per message. Only a small batch,
+        with the writer idle and no pacing; else (and for what is left) the writer task is
+        woken as usual. One write at a time (``_writing``), in queue order."""
+        session = self.session
+        if (self._writing or self._wake.is_set() or self.pacer.buckets
+                or session.closed or session.scheduler.pending_bytes > ANSWER_MAX):
+            self._kick()
+            return
+        self._writing = True
+        try:
+            await self._write_batch(self.carrier_max)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - grpc raises several kinds once a call ends
+            self._write_failed(exc)
+            return
+        finally:
+            self._writing = False
+            if self._rekick:
+                self._rekick = False
+                self._kick()
+        self._after_write()
+        if session.scheduler.pending_bytes or session.has_final or session.closed:
+            self._kick()
