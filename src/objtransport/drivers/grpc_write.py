@@ -104,3 +104,25 @@ class EnvelopeWriter(MessageLink):
         self._after_write()
         if session.scheduler.pending_bytes or session.has_final or session.closed:
             self._kick()
+
+    async def _write_one(self, envelope: bytes, size: int, now: float) -> None:
+        """Write one raw message's Envelope for a sender that found the call idle (it set
+        ``_writing``; see ``GrpcLink._queue_at_once``), then what ``_write_now`` does after
+        its batch."""
+        try:
+            await self._write(envelope)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - grpc raises several kinds once a call ends
+            self._write_failed(exc)
+            return
+        finally:
+            self._writing = False
+            if self._rekick:
+                self._rekick = False
+                self._kick()
+        self.pacer.consume(size, now)
+        self._after_write()
+        session = self.session
+        if session.scheduler.pending_bytes or session.has_final or session.closed:
+            self._kick()

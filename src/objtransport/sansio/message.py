@@ -8,6 +8,8 @@ the wire, a text message keeps its text flag, and liveness is the carrier's own 
 * received: ``receive_message(data, text, now)`` per carrier message;
 * sending: ``send_message`` queues; ``messages_to_send(now, budget)`` returns
   ``(payload, text)`` pairs, each one carrier message, in priority order;
+  ``send_at_once(size, priority, now)`` counts a message a driver writes itself while
+  nothing is queued (the counts as if it had been queued and taken at once);
 * time: ``next_deadline()`` / ``handle_timer(now)`` decide when a ping is due
   (``ping_due`` turns true: the driver sends one) and when a missing pong ends the session;
   the driver reports each pong with ``pong_received(rtt, now)``.
@@ -101,7 +103,7 @@ class MessageSession(SessionCore):
                      priority: int = 2, text: bool = False) -> int:
         """Queue one message; ``stream``/``priority`` order the local queue only."""
         size = len(data)
-        if not self.open or size > self.peer_max_message:
+        if size > self._send_limit:  # -1 unless open: any size takes the full check
             self._check_send(size)
         if self.idle_limit and not self._count:
             self.timer_changed = True
@@ -121,6 +123,26 @@ class MessageSession(SessionCore):
         else:  # header and payload as one item: the payload is not copied
             sched.push(priority, (header, memoryview(data)), stream)
         return self._count
+
+    def send_at_once(self, size: int, priority: int, now: float) -> None:
+        """Count a message of ``size`` bytes as queued and sent at once, without the queue:
+        for a driver that writes it itself, only while nothing is queued (a raw gRPC link
+        sending on an idle call). The counts end as :meth:`send_message` then
+        :meth:`messages_to_send` leave them; raises like :meth:`send_message` (nothing
+        counted)."""
+        if size > self._send_limit:
+            self._check_send(size)
+        if self.idle_limit and not self._count:
+            self.timer_changed = True
+        self._count += 1
+        self.bytes_queued += size
+        if priority != 2:
+            self.other_priority_messages[priority] += 1
+        self.scheduler.sent_bytes[priority] += size + 5  # as if it had its queue header
+        self.last_send = now
+        sent = self.bytes_queued - self._dropped  # the queue is empty: exact
+        if sent > self.bytes_sent:
+            self.bytes_sent = sent
 
     @property
     def messages_sent(self) -> int:
