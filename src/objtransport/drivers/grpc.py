@@ -85,6 +85,8 @@ class GrpcLink(EnvelopeWriter):
         #: the reader is handing a small carrier over: what it queues, the reader writes
         self._delivering = False
         self._owed = False
+        #: raw: the first answer of a delivery, counted as sent, for the reader to write
+        self._owed_env: tuple[bytes, int, float] | None = None
         if self.native:  # the budget per Envelope: doubling per Envelope up to CARRIER_MAX
             self.carrier_max = CARRIER_START
         #: raw: a message queued on an idle link is written at once (see ``_on_wake``)
@@ -167,7 +169,13 @@ class GrpcLink(EnvelopeWriter):
                     self._delivering = False
                 if self._owed:
                     self._owed = False
-                    await self._write_now()
+                    owed = self._owed_env
+                    if owed is None:
+                        await self._write_now()
+                    else:
+                        self._owed_env = None
+                        self._writing = True
+                        await self._write_one(*owed)
         except grpc.aio.AioRpcError as exc:
             self._call_ended(exc.code(), exc.details() or "")
         except ProtocolError as exc:
@@ -248,17 +256,22 @@ class GrpcLink(EnvelopeWriter):
     def _queue_at_once(self, data: bytes | bytearray | memoryview, stream: int = 0,
                        priority: int = 2, text: bool = False) -> bool:
         """Raw ``queue``: a message that finds the call idle (nothing queued, no write in
-        flight, no delivery under way, no pacing, at most 16 KiB) is not queued but counted
-        as sent (``send_at_once``) and its Envelope written from the sender's step
-        (:func:`.eager.start`); anything else takes the session's ``queue``. Same counts,
-        order, limits and errors, less work per message (no queue header in and out)."""
+        flight, no pacing, at most 16 KiB) is not queued but counted as sent
+        (``send_at_once``) and its Envelope written from the sender's step
+        (:func:`.eager.start`), or, during a delivery (a handler's answer), by the reader
+        right after it; anything else takes the session's ``queue``. Same counts, order,
+        limits and errors, less work per message (no queue header in and out)."""
         raw = self._raw
         size = len(data)
-        if (self._writing or self._delivering or size > ANSWER_MAX or self.pacer.buckets
-                or raw.scheduler.pending_bytes or raw.has_final):
+        if (self._writing or size > ANSWER_MAX or self.pacer.buckets
+                or raw.scheduler.pending_bytes or raw.has_final or self._owed_env):
             return raw.queue(data, stream, priority, text)
         now = monotonic()
         raw.send_at_once(size, priority, now)
+        if self._delivering:  # a handler's answer: the reader writes it after the delivery
+            self._owed_env = (encode_payload(data, text), size, now)
+            self._owed = True
+            return False
         self._writing = True
         self._eager_writes.start(self._write_one(encode_payload(data, text), size, now))
         return False
