@@ -17,14 +17,16 @@ Names, sizes, status mapping, credentials and options live in :mod:`.grpc_config
 Envelopes are encoded and decoded by hand (:mod:`objtransport.sansio.envelope`): no protoc,
 no generated code, and no protobuf object per message. A reader and a writer per link (owned
 by it; the reader writes a small carrier's answers itself, between reads, as a plain gRPC
-handler does; in raw mode a message queued on an idle link is written from the sender's own
-step, see :mod:`.eager`) and one ``loop.call_at`` timer at the session's deadline. Each
-client link has a channel of its own (``grpc.use_local_subchannel_pool``), so each
-connection attempt is a real connect that objtransport's backoff and breaker see. Opening a
-call and serving live in :mod:`.grpc_driver`, the listener side (the server,
-``grpc.health.v1.Health``, refusals, token checks) in :mod:`.grpc_listener`. gRPC status
-codes and exceptions are mapped into the objtransport tree (here, in the driver and in the
-listener) and never reach the caller.
+handler does; in raw mode a message that finds the call idle skips the queue: counted as
+sent, its Envelope is written from the sender's own step, see :mod:`.eager`, or by the
+reader when a handler answers during a delivery) and one ``loop.call_at`` timer at the
+session's deadline. Each client link has a channel of its own
+(``grpc.use_local_subchannel_pool``), so each connection attempt is a real connect that
+objtransport's backoff and breaker see. Opening a call and serving live in
+:mod:`.grpc_driver`, the listener side (the server, ``grpc.health.v1.Health``, refusals,
+token checks) in :mod:`.grpc_listener`. gRPC status codes and exceptions are mapped into
+the objtransport tree (here, in the driver and in the listener) and never reach the
+caller.
 """
 
 from __future__ import annotations
