@@ -260,7 +260,7 @@ class GrpcLink(EnvelopeWriter):
         """Raw ``queue``: a message that finds the call idle (nothing queued, no write in
         flight, no pacing, at most 16 KiB) is not queued but counted as sent
         (``send_at_once``) and its Envelope written from the sender's step
-        (:func:`.eager.start`), or, during a delivery (a handler's answer), by the reader
+        (:meth:`.eager.Eager.start`), or, during a delivery (a handler's answer), by the reader
         right after it; anything else takes the session's ``queue``. Same counts, order,
         limits and errors, less work per message (no queue header in and out)."""
         raw = self._raw
