@@ -43,3 +43,27 @@ def test_the_bound_has_a_safe_default_and_refuses_a_negative_one() -> None:
     assert NetworkTransport().options.max_spare_chunk_bytes == SPARE_CHUNK_BYTES == 64 << 20
     with pytest.raises(ValueError, match="max_spare_chunk_bytes"):
         NetworkTransport(max_spare_chunk_bytes=-1)
+
+
+async def test_a_call_refuses_the_service_wide_bound_rather_than_ignoring_it(
+        server_net: NetworkTransport) -> None:
+    """``max_spare_chunk_bytes`` is one budget for the whole service: given to one
+    ``connect``, ``listen``, group or pool send it would be silently ignored, so it raises
+    ``TypeError`` there, and nothing is left behind (the service goes on as before)."""
+    listener = await server_net.listen("127.0.0.1", 0)
+    async with NetworkTransport(timeout=5.0) as net:
+        with pytest.raises(TypeError, match="max_spare_chunk_bytes is service-wide"):
+            await net.connect("127.0.0.1", listener.port,
+                              max_spare_chunk_bytes=1)  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="max_spare_chunk_bytes is service-wide"):
+            await net.listen("127.0.0.1", 0, max_spare_chunk_bytes=1)  # type: ignore[call-arg]
+        with pytest.raises(TypeError, match="max_spare_chunk_bytes is service-wide"):
+            await net.connect_group(  # type: ignore[call-arg]
+                [f"127.0.0.1:{listener.port}"], max_spare_chunk_bytes=1)
+        with pytest.raises(TypeError, match="max_spare_chunk_bytes is service-wide"):
+            await net.send_to("127.0.0.1", listener.port, b"x",
+                              max_spare_chunk_bytes=1)  # type: ignore[call-arg]
+        assert net.get_metrics().active_connections == 0
+        conn = await net.connect("127.0.0.1", listener.port)
+        await net.send_data(conn, b"still fine")
+        assert (await server_net.receive(timeout=10.0)).data == b"still fine"

@@ -85,6 +85,8 @@ class Priority(enum.IntEnum):
 
 #: the fields whose ``None`` is a value, not "not given"
 _NULLABLE = frozenset({"max_reconnect_attempts", "reconnect_deadline", "max_reset_timeout"})
+#: the fields only ``NetworkTransport(...)`` takes: one value for the whole service
+SERVICE_ONLY = frozenset({"max_spare_chunk_bytes"})
 
 
 def _positive(name: str, value: float, allow_zero: bool = False) -> None:
@@ -250,3 +252,14 @@ class Options:
         if unknown:
             raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **changes)
+
+    def for_call(self, **overrides: Any) -> Options:
+        """:meth:`with_overrides` for one call (``connect``, ``listen``, a group, a pool):
+        a service-wide field (:data:`SERVICE_ONLY`) raises ``TypeError`` rather than being
+        ignored."""
+        wide = SERVICE_ONLY.intersection(overrides)
+        if wide:
+            name = sorted(wide)[0]
+            raise TypeError(f"{name} is service-wide: NetworkTransport({name}=...), "
+                            "not an option of one call")
+        return self.with_overrides(**overrides)

@@ -98,7 +98,7 @@ class Connector:
         ``CircuitOpenError`` and then leaves nothing behind."""
         driver = self._drivers.get(transport)
         options, extra = self._drivers.split_options(driver, options)
-        opts = self.options.with_overrides(ssl=ssl, **options)
+        opts = self.options.for_call(ssl=ssl, **options)
         fr = Framing.parse(framing)
         if fr is Framing.AUTO:
             raise ValueError('framing="auto" is for listeners; a client says what it speaks')

@@ -89,7 +89,7 @@ class Groups:
         members, dns = parse_targets(spec.endpoints)
         driver = d.drivers.get(spec.transport)
         rest, _extra = d.drivers.split_options(driver, spec.options)
-        opts = d.options.with_overrides(**rest)
+        opts = d.options.for_call(**rest)
         tls = client_ssl_context(bool(opts.ssl if spec.ssl is None else spec.ssl),
                                  spec.ssl_context) is not None
 

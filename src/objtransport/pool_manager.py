@@ -92,7 +92,7 @@ class PoolManager:
         sender = send or self._send
         # a driver's own options (PEM certificates, a WebSocket path) go to the connections
         # only; the connector checks them against the driver
-        opts = self.options.with_overrides(
+        opts = self.options.for_call(
             ssl=ssl, **{k: v for k, v in options.items() if k in _OPTION_FIELDS})
         tls = client_ssl_context(opts.ssl, ssl_context) is not None
         ep = Endpoint(kind, host, port, tls)

@@ -217,7 +217,7 @@ class NetworkTransport(SendingAPI, ConfirmingAPI, MessagingAPI, GroupsAPI, Obser
             if not getattr(driver, "reuse_port", False):
                 raise ValueError(f"reuse_port is not supported by {driver.kind.value}")
             extra["reuse_port"] = True
-        opts = self.options.with_overrides(framing=framing, **rest)
+        opts = self.options.for_call(framing=framing, **rest)
         listener = Listener(host, driver.kind, opts, Framing.parse(framing), handler,
                             ssl_context, self._connector.accept, extra,
                             on_close=self._close_listener, batch=self._batch(handler, batch))
