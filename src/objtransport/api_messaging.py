@@ -99,11 +99,14 @@ class MessagingAPI(ServiceParts):
         """
         if not self._running:
             self._check_running()
-        if conn_id is not None and conn_id not in self._conns:
-            msg = self._inbox.get_nowait(conn_id)
-            if msg is not None:
-                return msg
-            raise ConnectionNotFound(conn_id)
+        conn = None
+        if conn_id is not None:
+            conn = self._conns.get(conn_id)
+            if conn is None:
+                msg = self._inbox.get_nowait(conn_id)
+                if msg is not None:
+                    return msg
+                raise ConnectionNotFound(conn_id)
         inbox = self._inbox
         loop: asyncio.AbstractEventLoop | None = None
         deadline = None
@@ -111,7 +114,8 @@ class MessagingAPI(ServiceParts):
             msg = inbox.get_nowait(conn_id) if inbox.size else None
             if msg is None:
                 if loop is None:  # one loop look-up and one deadline for the whole call
-                    loop = asyncio.get_running_loop()
+                    # the connection's own (get_running_loop costs a getpid syscall)
+                    loop = asyncio.get_running_loop() if conn is None else conn.loop
                     deadline = None if timeout is None else loop.time() + timeout
                 elif conn_id is not None and conn_id not in self._conns:
                     raise ConnectionNotFound(conn_id)  # it went while we waited, drained

@@ -196,8 +196,9 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         self._turn = READING  # what the messages answer goes out at the end, in one write
         session = self.session
+        now = monotonic()
         try:
-            msgs = session.buffer_updated(nbytes, monotonic())
+            msgs = session.buffer_updated(nbytes, now)
             if self.receive_bucket is not None:
                 self._read_throttle.charge(self.receive_bucket, nbytes)
             # _delivered inline; what the session answered (_answer) is _read_end's
@@ -214,7 +215,7 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
                 if self.write_paused or self._flush_handle is not None:
                     self._read_end()
                 else:  # the common case: what the read answered goes out from _wake
-                    self._wake()  # at once (one chunk: inline, without _flush)
+                    self._wake(now)  # at once (one chunk: inline, without _flush)
 
     def eof_received(self) -> bool | None:
         self._lost("peer closed the connection (EOF)")

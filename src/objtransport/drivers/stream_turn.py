@@ -60,13 +60,15 @@ class WriteTurns(StreamEnding):
     def congested(self) -> bool:
         return self.session.scheduler.pending_bytes > self.max_pending
 
-    def _wake(self) -> None:
-        """Something was queued on an empty queue (or by ``send``)."""
+    def _wake(self, now: float = 0.0) -> None:
+        """Something was queued on an empty queue (or by ``send``); ``now``: the clock
+        read of the read whose end this is (else 0: read here)."""
         turn = self._turn
         if self._flush_handle is not None or turn == READING:
             return  # the turn's end, or the read's, writes it
         if not self.write_paused:
-            now = monotonic()  # one clock read: the turn's, the write's and the pacer's
+            if not now:  # one clock read: the turn's, the write's and the pacer's
+                now = monotonic()
             if turn == FREE or now - self._wrote_at > NEW_TURN_AFTER:
                 self._turn = WROTE
                 self._wrote_at = now

@@ -38,6 +38,9 @@ from .sniff import wrong_peer
 __all__ = ["NativeReceiver"]
 
 _CONTROL = int(Priority.CONTROL)
+#: read on every read: an Enum member from its class costs ~0.1 µs (Python 3.11), a global
+#: ~0.01
+_CLOSED = SessionState.CLOSED
 
 
 class NativeReceiver(NativeHandshake):
@@ -87,7 +90,7 @@ class NativeReceiver(NativeHandshake):
             return self.receive_data(bytes(self.decoder.get_buffer()[:nbytes]), now)
         self.last_receive = now
         dec = self.decoder
-        closed = self.state is SessionState.CLOSED
+        closed = self.state is _CLOSED
         if not closed and not dec.control:  # one plain frame: no walk (native_reads.py)
             payload = dec.read_lone(nbytes)
             if payload is not None:
