@@ -121,14 +121,19 @@ class MessagingAPI(ServiceParts):
                     raise ConnectionNotFound(conn_id)  # it went while we waited, drained
                 fut = inbox.waiter(conn_id, loop, deadline)  # awaited here: one frame
                 try:
-                    await fut
+                    msg = await fut
                 except TimeoutError:
                     where = "any connection" if conn_id is None else f"connection {conn_id}"
                     raise ReceiveTimeout(f"no message from {where} within {timeout:g} s"
                                          ) from None
+                except BaseException:  # cancelled: a message handed over goes back
+                    inbox.give_back(conn_id, fut)
+                    raise
                 finally:
                     if not fut.done():
                         fut.cancel()
+                if msg is not None:  # handed over (Inbox.put): a plain message
+                    return msg
                 continue  # a message may have come: look again
             if not msg.flags or not self._responder.expired(msg, self._responder.clock()):
                 return msg

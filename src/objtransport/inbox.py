@@ -5,6 +5,11 @@ that have messages in turn (round robin), so one busy peer cannot starve the oth
 order of each connection's messages is kept. A connection whose queue holds more than
 ``max_messages`` messages or ``max_bytes`` bytes is asked to pause reading (the peer is then
 slowed by TCP flow control); it resumes when its queue drains to half.
+
+One plain message that finds its connection's queue empty and a ``receive()`` (or ``get()``)
+waiting on that connection is handed to the waiter directly (its future's result), not
+queued: the waiter returns it without looking at the queue; a wait that ends otherwise
+(cancelled) puts it back at the head of the queue (:meth:`Inbox.give_back`).
 """
 
 from __future__ import annotations
@@ -20,13 +25,16 @@ from .sansio.events import Message, Received, as_message, new_message
 __all__ = ["Inbox"]
 
 FlowControl = Callable[[bool], None]  # called with True to pause reading, False to resume
+#: a wait for a connection's next message: done with that message when one was handed over
+#: (:meth:`_Queue.put`), else with None (look at the queue) or TimeoutError
+Waiter = asyncio.Future[Message | None]
 
 
 #: what a queue holds until its first message / first waiter: shared and never changed (an
 #: empty deque costs ~760 bytes, two per connection); only put_many and _waiters_of
 #: replace them with a queue's own deque before adding to it
 _NO_ITEMS: deque[Received] = deque()
-_NO_WAITERS: deque[asyncio.Future[None]] = deque()
+_NO_WAITERS: deque[Waiter] = deque()
 
 
 class _Queue:
@@ -49,8 +57,16 @@ class _Queue:
         self.ready, self.any_waiters = inbox.ready_deque, inbox.any_waiters
 
     def put(self, msgs: list[Received], nbytes: int) -> None:
-        """Queue messages of the connection (``nbytes`` = their payload bytes)."""
+        """Queue messages of the connection (``nbytes`` = their payload bytes), or hand a
+        lone plain one to the first waiter on the connection when none is queued."""
         items = self.items
+        waiters = self.waiters
+        if waiters and not items and len(msgs) == 1 and type(msgs[0]) is bytes:
+            while waiters:
+                w = waiters.popleft()
+                if not w.done():
+                    w.set_result(plain_message(msgs[0], self.conn_id, self.conn))
+                    return
         if not items:
             self.ready.append(self.conn_id)
             if items is _NO_ITEMS:
@@ -63,7 +79,6 @@ class _Queue:
                 len(items) > inbox.max_messages or self.nbytes > inbox.max_bytes):
             self.paused = True
             self.flow(True)
-        waiters = self.waiters
         while waiters:  # _wake inline (one waiter per receive() waiting on it)
             w = waiters.popleft()
             if not w.done():
@@ -82,7 +97,7 @@ class Inbox:
         #: connections with messages, in turn, and the waiters for any connection's (each
         #: deque is this inbox's for life: its queues hold them too)
         self._ready = self.ready_deque = deque[int]()
-        self._waiters = self.any_waiters = deque[asyncio.Future[None]]()
+        self._waiters = self.any_waiters = deque[Waiter]()
         self._deadlines = SharedDeadlines()
         self.size = 0
 
@@ -232,22 +247,16 @@ class Inbox:
         out = self.get_many_nowait(conn_id, limit)
         if out:
             return out
-        await self._wait(conn_id, asyncio.get_running_loop(), deadline)
-        return self.get_many_nowait(conn_id, limit)
+        got = await self._wait(conn_id, asyncio.get_running_loop(), deadline)
+        if got is None:
+            return self.get_many_nowait(conn_id, limit)
+        return [got, *self.get_many_nowait(conn_id, limit - 1)]  # got was handed over
 
     def _pop(self, conn_id: int, q: _Queue) -> Message:
         item = q.items.popleft()
         conn = q.conn
         if type(item) is bytes:
-            msg = new_message(Message)  # a plain message: its five fields (events.py)
-            msg.data = item
-            msg.conn_id = conn_id
-            if conn is not None:
-                msg.transport = conn.transport_name
-                msg.peer = conn.peer_address
-                msg.identity = conn.identity
-            else:  # queued after its connection left (put_many): as _take does
-                msg.transport, msg.peer, msg.identity = "", None, None
+            msg = plain_message(item, conn_id, conn)
         else:
             msg = as_message(item, conn_id, "", None)
             if conn is not None:
@@ -272,25 +281,28 @@ class Inbox:
         """:meth:`get` once nothing is waiting: wait for the next message until
         ``deadline`` (``loop``'s time; None: for ever), then raise TimeoutError."""
         while True:
-            await self._wait(conn_id, loop, deadline)
-            msg = self.get_nowait(conn_id)
+            msg = await self._wait(conn_id, loop, deadline)
+            if msg is None:
+                msg = self.get_nowait(conn_id)
             if msg is not None:
                 return msg
 
     def waiter(self, conn_id: int | None, loop: asyncio.AbstractEventLoop,
-               deadline: float | None) -> asyncio.Future[None]:
-        """A future done when a message may have come (for ``conn_id``, or any); it fails
-        with TimeoutError at ``deadline``. No timer per wait: one for every waiter's
+               deadline: float | None) -> Waiter:
+        """A future done when a message may have come (for ``conn_id``, or any), with
+        that message if it was handed over (else None); it fails with TimeoutError at
+        ``deadline``. No timer per wait: one for every waiter's
         deadline (SharedDeadlines). The caller awaits it in its own coroutine (one frame
-        fewer to resume per message than awaiting :meth:`get_until`) and cancels it if it
-        stops waiting before it is done."""
+        fewer to resume per message than awaiting :meth:`get_until`), cancels it if it
+        stops waiting before it is done, and calls :meth:`give_back` if an exception
+        ends the wait."""
         if conn_id is None:
             waiters = self._waiters
         else:  # _waiters_of, the common case inline
             q = self._queues.get(conn_id)
             waiters = (q.waiters if q is not None and q.waiters is not _NO_WAITERS
                        else self._waiters_of(conn_id))
-        fut: asyncio.Future[None] = loop.create_future()
+        fut: Waiter = loop.create_future()
         waiters.append(fut)
         if deadline is not None:  # SharedDeadlines.add's common case inline
             dl = self._deadlines
@@ -302,17 +314,42 @@ class Inbox:
         return fut
 
     async def _wait(self, conn_id: int | None, loop: asyncio.AbstractEventLoop,
-                    deadline: float | None) -> None:
-        """Until a message may have come (for ``conn_id``, or any); raises TimeoutError at
-        ``deadline`` (see :meth:`waiter`)."""
+                    deadline: float | None) -> Message | None:
+        """Until a message may have come (for ``conn_id``, or any): the message handed
+        over, or None; raises TimeoutError at ``deadline`` (see :meth:`waiter`)."""
         fut = self.waiter(conn_id, loop, deadline)
         try:
-            await fut
+            return await fut
+        except BaseException:
+            self.give_back(conn_id, fut)
+            raise
         finally:
             if not fut.done():
                 fut.cancel()
 
-    def _waiters_of(self, conn_id: int) -> deque[asyncio.Future[None]]:
+    def give_back(self, conn_id: int | None, fut: Waiter) -> None:
+        """A wait ended by an exception (its task cancelled) after a message was handed to
+        it: the message goes back to the head of its connection's queue, and the other
+        waiters on the connection look."""
+        if (conn_id is None or not fut.done() or fut.cancelled()
+                or fut.exception() is not None):
+            return
+        msg = fut.result()
+        if msg is None:
+            return
+        q = self._queues.get(conn_id)
+        if q is None:  # forgotten meanwhile: kept as put_many keeps what comes late
+            q = self._queues[conn_id] = _Queue(self, conn_id, None)
+        if not q.items:
+            self._ready.append(conn_id)
+            if q.items is _NO_ITEMS:
+                q.items = deque()
+        q.items.appendleft(msg)
+        q.nbytes += len(msg.data)
+        self.size += 1
+        _wake(q.waiters)
+
+    def _waiters_of(self, conn_id: int) -> deque[Waiter]:
         q = self._queues.get(conn_id)
         if q is None:
             q = self._queues[conn_id] = _Queue(self, conn_id, None)
@@ -328,11 +365,25 @@ class Inbox:
             _wake(q.waiters)
 
 
+def plain_message(item: bytes, conn_id: int, conn: Any) -> Message:
+    """The message of a plain payload of connection ``conn`` (None: gone)."""
+    msg = new_message(Message)  # its five fields (events.py)
+    msg.data = item
+    msg.conn_id = conn_id
+    if conn is not None:
+        msg.transport = conn.transport_name
+        msg.peer = conn.peer_address
+        msg.identity = conn.identity
+    else:  # queued after its connection left (put_many): as _take does
+        msg.transport, msg.peer, msg.identity = "", None, None
+    return msg
+
+
 def _no_flow(pause: bool) -> None:
     """The flow control of a connection registered without one."""
 
 
-def _wake(waiters: deque[asyncio.Future[None]]) -> None:
+def _wake(waiters: deque[Waiter]) -> None:
     while waiters:
         w = waiters.popleft()
         if not w.done():
