@@ -261,11 +261,24 @@ class NativeSession(NativeReceiver):
             small = sched.small
             if (sched.classes is None and not small[0] and not small[1] and not small[3]
                     and (not strict or len(small[2]) <= budget)):
-                buf = small[2]  # Scheduler.pop's common case inline: normal small frames only
+                # Scheduler.pop's common case inline (normal small frames only), and for
+                # its one chunk what follows below
+                buf = small[2]
                 small[2] = bytearray()
-                sched.pending_bytes -= len(buf)
-                sched.sent_bytes[2] += len(buf)
-                out = [buf]
+                n = len(buf)
+                sched.pending_bytes = pending = sched.pending_bytes - n
+                sched.sent_bytes[2] += n
+                self.last_send = now
+                rs = self.rs
+                sent = rs.queued - self._queued0 - self._dropped - pending
+                if sent > self.bytes_sent:
+                    self.bytes_sent = sent
+                if self._acks and rs.acked != rs.next_seq:
+                    if n < CHUNK_POOL_MIN:
+                        rs.sent.append((rs.next_seq, rs.queued, buf, None))
+                    else:
+                        rs.wrote(buf)
+                return [buf]
             else:
                 out = sched.pop(budget, strict)
             if out:
