@@ -62,10 +62,17 @@ class _Queue:
         items = self.items
         waiters = self.waiters
         if waiters and not items and len(msgs) == 1 and type(msgs[0]) is bytes:
-            while waiters:
+            conn = self.conn
+            while conn is not None and waiters:  # a connection gone: the queue's way
                 w = waiters.popleft()
-                if not w.done():
-                    w.set_result(plain_message(msgs[0], self.conn_id, self.conn))
+                if not w.done():  # plain_message inline (one call fewer per message)
+                    msg = new_message(Message)
+                    msg.data = msgs[0]
+                    msg.conn_id = self.conn_id
+                    msg.transport = conn.transport_name
+                    msg.peer = conn.peer_address
+                    msg.identity = conn.identity
+                    w.set_result(msg)
                     return
         if not items:
             self.ready.append(self.conn_id)
