@@ -83,13 +83,15 @@ class WriteTurns(StreamEnding):
                 else:  # _flush's common case inline: a lone message on an idle link
                     chunks = session.data_to_send(now, WRITE_HIGH)
                     if len(chunks) == 1:
-                        t.write(chunks[0])
-                        pacer.total += len(chunks[0])
+                        chunk = chunks[0]
+                        t.write(chunk)
+                        pacer.total += len(chunk)
                     elif chunks:
                         write_chunks(t, chunks)
                         pacer.total += sum(map(len, chunks))
-                    if session.scheduler.pending_bytes or session.has_final:
-                        self._flush()  # what one chunk did not take
+                    if not (session.scheduler.pending_bytes or session.has_final):
+                        return  # all written: the turn's next message arms its end
+                    self._flush()  # what one chunk did not take
                 if not session.scheduler.pending_bytes:
                     return  # all written: the turn's next message arms its end
         self._flush_handle = self.loop.call_soon(self._flush_soon)
