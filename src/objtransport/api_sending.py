@@ -232,7 +232,7 @@ class SendingAPI(ServiceParts):
         link = conn.link
         if link is None or not link.session.open:
             raise ConnectionNotReady(conn.id, conn.state.value, str(conn.endpoint))
-        prio = PRIORITIES.get(priority)
+        prio = 2 if priority == "normal" else PRIORITIES.get(priority)  # as send_data
         if prio is None:
             prio = Priority.parse(priority)
         # the backlog ahead of a message is part of what is queued: look at it only then
