@@ -166,3 +166,15 @@ def test_a_session_of_lone_reads_acknowledges_as_the_general_path_does() -> None
     assert s.scheduler.pending_bytes  # the ACK_EVERY-th: an ACK at once ...
     c.receive_data(b"".join(bytes(x) for x in s.data_to_send(0.0)), 0.0)
     assert rs.unacked_count == 0  # ... of everything
+
+
+def test_an_empty_receive_buffer_is_refused_and_none_given_means_an_own_one() -> None:
+    """``get_buffer`` takes the empty view for "no buffer yet" (one identity test per
+    read): ``use_buffer`` refuses an empty one instead of handing it to the event loop."""
+    dec = _decoder(acks=False)
+    with pytest.raises(ValueError, match="must not be empty"):
+        dec.use_buffer(bytearray())
+    assert len(dec.get_buffer()) > 0  # its own, allocated on first use
+    shared = memoryview(bytearray(64))
+    dec.use_buffer(shared)
+    assert dec.get_buffer() is shared

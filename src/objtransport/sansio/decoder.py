@@ -86,6 +86,8 @@ class DecoderBase:
         :meth:`buffer_updated`, so one buffer can serve every connection of an event loop:
         1,000 idle connections then cost nothing each, not 1,000 x 256 KiB (pass one
         ``memoryview`` to them all: it is kept as it is, not wrapped per connection)."""
+        if not len(buf):  # get_buffer takes an empty view for "none yet"
+            raise ValueError("the receive buffer must not be empty")
         self._rview = buf if isinstance(buf, memoryview) else memoryview(buf)
 
     def use_budget(self, budget: ReassemblyBudget) -> None:
@@ -105,7 +107,7 @@ class DecoderBase:
         d = self._direct
         if d is not None:  # and room for the next frame's header, if the chunk has it
             return d.body.space(d.end, _LARGEST_HEADER)
-        if not len(self._rview):
+        if self._rview is _NO_BUFFER:  # (use_buffer takes no empty one)
             self._rview = memoryview(bytearray(RECV_BUFFER_SIZE))
         if self._skip:
             return self._rview[:min(self._skip, len(self._rview))]
