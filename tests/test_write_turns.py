@@ -104,3 +104,30 @@ async def test_a_turn_of_megabytes_leaves_in_write_chunks_intact_and_acknowledge
             assert net.connection_info(conn).unacked_messages == 0
         await asyncio.wait_for(done.wait(), 10)
         assert got == [b"%08d" % i + bytes(1016) for i in range(2 * n)]
+
+
+async def test_a_burst_that_fills_the_socket_leaves_in_write_chunks_intact() -> None:
+    """A sender that queues 16 MiB without yielding, its peer on the same loop (so it
+    reads nothing meanwhile): the socket fills, later write chunks find the transport full
+    and are sealed as they are (``StreamLink._chunk_full``), and leave once the peer reads:
+    every message arrives once, in order, and is acknowledged."""
+    n = 16 * WRITE_CHUNK // 1024
+    got: list[bytes] = []
+    done = asyncio.Event()
+
+    def on_message(msg: Message) -> None:
+        got.append(msg.data)
+        if len(got) == n:
+            done.set()
+
+    async with NetworkTransport(max_pending_bytes=64 * WRITE_CHUNK,
+                                max_unacked_bytes=64 * WRITE_CHUNK) as net:
+        listener = await net.listen("127.0.0.1", 0, handler=on_message)
+        conn = await net.connect("127.0.0.1", listener.port)
+        for i in range(n):  # no wait: max_pending_bytes is above the burst
+            await net.send_data(conn, b"%08d" % i + bytes(1016))
+        assert net.connection_info(conn).pending_bytes > 2 * WRITE_CHUNK  # the socket is full
+        await net.flush(conn, timeout=20)
+        await asyncio.wait_for(done.wait(), 20)
+        assert got == [b"%08d" % i + bytes(1016) for i in range(n)]
+        assert net.connection_info(conn).unacked_messages == 0

@@ -182,3 +182,57 @@ def test_a_session_that_ends_keeps_no_spare_buffers_only_its_unacked_copies() ->
     deliver(s2, c2)  # the resume
     got += settle(c2, s2)
     assert got == [numbered(i) for i in range(m)]
+
+
+def test_a_chunk_the_transport_cannot_take_is_sealed_and_kept_in_the_pool() -> None:
+    """``on_full`` of a link whose transport is full (it takes nothing): the link seals the
+    chunk (what ``StreamLink`` does), so a sender that keeps queueing has its frames in
+    chunks of about ``WRITE_CHUNK`` (each kept as a pool copy once written), not in one
+    buffer growing to ``max_pending_bytes``; they leave in order, whole, and arrive once."""
+    rs = ResumeState(b"c" * 16)
+    c, s = connect(rs, Server())
+    sched = c.scheduler
+    full: list[int] = []
+
+    def transport_full() -> None:
+        full.append(sched.pending_bytes)
+        assert sched.pending_bytes > sched.full_at  # nothing taken since the last mark
+        sched.seal_chunk()
+
+    c.on_full = transport_full
+    n = 3 * WRITE_CHUNK // len(KIB) + 100
+    for i in range(n):
+        c.queue(numbered(i))
+    assert len(full) == 3  # once per write chunk, not once
+    steps = [b - a for a, b in zip([0, *full[:-1]], full, strict=True)]  # since the last
+    assert all(WRITE_CHUNK < x <= WRITE_CHUNK + 1044 for x in steps)
+    assert sched.classes is not None and len(sched.classes[2].sealed) == 3
+    written = []
+    for _ in range(10):  # what the link writes once the transport has room, a flush each
+        out = c.data_to_send(0.0, 256 * 1024)
+        if not out:
+            break
+        written.append(b"".join(bytes(x) for x in out))
+    assert sched.pending_bytes == 0 and sched.classes is None  # the sealed list is let go
+    sizes = sorted(len(w) for w in written)
+    assert len(sizes) == 4 and sizes[0] < CHUNK_POOL_MIN
+    assert all(WRITE_CHUNK < x <= CHUNK_POOL_SIZE for x in sizes[1:])
+    assert rs.pool is not None and sum(buf is not None for *_, buf in rs.sent) == 3
+    got = [as_message(m, 0, "tcp", None).data for m in s.receive_data(b"".join(written), 0.0)]
+    assert got == [numbered(i) for i in range(n)]
+
+
+def test_a_write_moves_the_mark_of_the_next_write_chunk() -> None:
+    rs = ResumeState(b"c" * 16)
+    c, _ = connect(rs, Server())
+    sched = c.scheduler
+    assert sched.full_at == WRITE_CHUNK
+    for i in range(10):
+        c.queue(numbered(i))
+    c.data_to_send(0.0)
+    assert sched.pending_bytes == 0 and sched.full_at == WRITE_CHUNK
+    sched.push_frame(2, b"x" * 100)
+    sched.seal_chunk()  # a small buffer is not sealed; the mark moves all the same
+    assert sched.classes is None and sched.full_at == 100 + WRITE_CHUNK
+    sched.pop(1 << 20)
+    assert sched.full_at == WRITE_CHUNK

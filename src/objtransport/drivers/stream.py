@@ -141,7 +141,7 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
         """Senders queue straight into the session (one call per message, or per batch);
         it wakes the link when its queue was empty."""
         session.on_wake = self._wake
-        session.on_full = self._flush
+        session.on_full = self._chunk_full
         session.send_high = self.max_pending
         self.queue = session.queue  # type: ignore[method-assign]
         self.queue_many = session.queue_many  # type: ignore[method-assign]

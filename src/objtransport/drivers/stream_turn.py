@@ -96,6 +96,16 @@ class WriteTurns(StreamEnding):
                     return  # all written: the turn's next message arms its end
         self._flush_handle = self.loop.call_soon(self._flush_soon)
 
+    def _chunk_full(self) -> None:
+        """The session's ``on_full``: a write chunk was queued since the last write (a
+        sender that does not yield). Write it now; if the transport cannot take it yet
+        (paused, or holding what the socket did not take), seal it as it is so that later
+        frames start a new chunk (``PriorityScheduler.seal_chunk``)."""
+        self._flush()
+        sched = self.session.scheduler
+        if sched.pending_bytes > sched.full_at:  # nothing was taken: a pop moves the mark
+            sched.seal_chunk()
+
     def _schedule_flush(self) -> None:
         if self._flush_handle is None:
             self._flush_handle = self.loop.call_soon(self._flush_soon)

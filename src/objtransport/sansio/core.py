@@ -21,7 +21,6 @@ from typing import Any, Protocol
 
 from ..config import Options
 from ..exceptions import ConnectionNotReady, MessageTooLarge, ProtocolError
-from .chunk_pool import WRITE_CHUNK
 from .events import Closed, Event
 from .framing import GoAwayCode
 from .scheduler import Chunk, PriorityScheduler
@@ -110,7 +109,8 @@ class SessionCore:
         #: called by queue()/queue_many() when a message lands in an empty queue (the
         #: driver writes it at once or schedules a write)
         self.on_wake: Callable[[], None] = _nothing
-        #: called by queue() when the queued bytes pass ``WRITE_CHUNK`` (write them now)
+        #: called by queue() when the queued bytes pass ``scheduler.full_at``: a write
+        #: chunk (``WRITE_CHUNK``) more than the last write left (write them now)
         self.on_full: Callable[[], None] = _nothing
         #: queue()/queue_many() answer "wait" above this many queued bytes
         self.send_high = options.max_pending_bytes
@@ -201,7 +201,7 @@ class SessionCore:
         self.send_message(data, stream, priority, text)
         if not was:
             self.on_wake()
-        elif sched.pending_bytes > WRITE_CHUNK >= was:
+        elif sched.pending_bytes > sched.full_at >= was:
             self.on_full()
         return sched.pending_bytes > self.send_high or self._unacked_over()
 

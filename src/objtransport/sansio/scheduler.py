@@ -23,6 +23,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 
+from .chunk_pool import WRITE_CHUNK
 from .fragmentation import FragmentJob
 from .sched_queues import (
     Chunk,
@@ -48,7 +49,7 @@ class PriorityScheduler(QueueWalks):
     :meth:`push_frame`.
     """
 
-    __slots__ = ("_weights", "_credit", "_quantum", "sent_bytes", "solo_piece")
+    __slots__ = ("_weights", "_credit", "_quantum", "sent_bytes", "solo_piece", "full_at")
 
     def __init__(self, weights: tuple[int, int] = (4, 1), quantum: int = 64 * 1024) -> None:
         if weights[0] < 1 or weights[1] < 1:
@@ -71,6 +72,9 @@ class PriorityScheduler(QueueWalks):
         #: the largest piece of a fragment cut while nothing else is queued and the link is
         #: not throttled (0: the job's own piece size always; a stream session sets it)
         self.solo_piece = 0
+        #: a session's queue() calls its ``on_full`` when ``pending_bytes`` passes this:
+        #: ``WRITE_CHUNK`` more than what was left queued by the last pop or seal
+        self.full_at = WRITE_CHUNK
 
     def __bool__(self) -> bool:
         return self.pending_bytes > 0
@@ -131,6 +135,7 @@ class PriorityScheduler(QueueWalks):
                 return []
             small[2] = bytearray()
             self.pending_bytes -= len(buf)
+            self.full_at = self.pending_bytes + WRITE_CHUNK
             self.sent_bytes[2] += len(buf)
             return [buf]
         out: list[Chunk] = []
@@ -151,7 +156,27 @@ class PriorityScheduler(QueueWalks):
             self.sent_bytes[prio] += n
             if prio >= 2 and self._has(2) and self._has(3):
                 self._credits()[prio - 2] -= n
+        self.full_at = self.pending_bytes + WRITE_CHUNK
         return out
+
+    def seal_chunk(self) -> None:
+        """``on_full`` could not write (the transport holds what the socket did not take):
+        the small-frame buffers of a write chunk's size are sealed as they are, to leave
+        first, and later frames start new ones; ``on_full`` is called again after
+        ``WRITE_CHUNK`` more bytes. So a sender that queues without yielding while the
+        socket is full still has its frames written in chunks of about ``WRITE_CHUNK``
+        (the sizes the resend store's pool takes, in memory reused), not in one growing
+        buffer of up to ``max_pending_bytes``."""
+        small = self.small
+        for prio in range(4):
+            buf = small[prio]
+            if len(buf) >= WRITE_CHUNK // 2:
+                classes = self.classes
+                if classes is None:
+                    classes = self.classes = new_classes()
+                classes[prio].sealed.append(buf)
+                small[prio] = bytearray()
+        self.full_at = self.pending_bytes + WRITE_CHUNK
 
     def pop_control(self) -> list[Chunk]:
         """Take only the control class (whatever else waits): a sender whose window is full

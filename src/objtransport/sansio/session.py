@@ -166,11 +166,11 @@ class NativeSession(NativeReceiver):
         buf += data
         was = sched.pending_bytes
         sched.pending_bytes = pending = was + size + 20  # the frame: the u32 length first
-        if was and pending <= WRITE_CHUNK:  # the common case: neither a wake nor a write
+        if was and pending <= sched.full_at:  # the common case: neither a wake nor a write
             return pending > self.send_high or queued - rs.freed > self._unacked_high
         if not was:
             self.on_wake()
-        elif was <= WRITE_CHUNK:  # crossed it now: written at once, in chunks (core.py)
+        elif was <= sched.full_at:  # crossed it now: written at once, in chunks (core.py)
             self.on_full()
         return sched.pending_bytes > self.send_high or queued - rs.freed > self._unacked_high
 
@@ -267,6 +267,7 @@ class NativeSession(NativeReceiver):
                 small[2] = bytearray()
                 n = len(buf)
                 sched.pending_bytes = pending = sched.pending_bytes - n
+                sched.full_at = pending + WRITE_CHUNK
                 sched.sent_bytes[2] += n
                 self.last_send = now
                 rs = self.rs
