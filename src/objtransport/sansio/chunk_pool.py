@@ -34,10 +34,11 @@ from __future__ import annotations
 __all__ = ["CHUNK_POOL_MIN", "CHUNK_POOL_SIZE", "CHUNK_POOL_SPARES", "SPARE_CHUNK_BYTES",
            "WRITE_CHUNK", "ChunkPool", "SpareBudget"]
 
-#: a session's queue() calls ``on_full`` when its queued bytes pass this (a stream link
-#: then writes them at once): a sender that queues without yielding has its frames
-#: written in chunks of about this size (still in the cache, and the peer starts on them
-#: at once), not in one chunk of ``max_pending_bytes`` (4 MiB) when it first waits
+#: a session's queue() calls ``on_full`` when this many bytes were queued since the last
+#: write or seal (``PriorityScheduler.full_at``; a stream link then writes them at once,
+#: or seals them if the socket is full): a sender that queues without yielding has its
+#: frames written in chunks of about this size (still in the cache, and the peer starts on
+#: them at once), not in one chunk of ``max_pending_bytes`` (4 MiB) when it first waits
 WRITE_CHUNK = 1024 * 1024
 #: bytes per pool buffer: a write chunk and one more small frame (up to 64 KiB)
 CHUNK_POOL_SIZE = WRITE_CHUNK + 64 * 1024
