@@ -15,7 +15,8 @@ Inside one class:
   fragment cut while only its stream of its class waits (``solo_piece``, unthrottled) may
   be larger: up to ``solo_piece`` bytes, the rest split evenly (fewer frames and reads);
 * a stream's later messages queue behind its pending large item (order per stream and
-  priority is kept); frames queued before a large item are sealed and leave first.
+  priority is kept); frames queued before a large item are sealed and leave first, as
+  is a write chunk the socket cannot take yet (:meth:`PriorityScheduler.seal_chunk`).
 """
 
 from __future__ import annotations
