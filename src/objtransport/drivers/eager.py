@@ -43,6 +43,10 @@ __all__ = ["Eager"]
 
 log = logging.getLogger("objtransport.drivers")
 
+#: seconds ``aclose`` waits for the cancelled tasks to end (a task that ignores its
+#: cancellation does not hold its link's end for ever)
+CLOSE_WAIT = 5.0
+
 
 class Eager:
     """The coroutines one owner (a link) started at once: those still driven by hand
@@ -112,8 +116,8 @@ class Eager:
         tasks = list(self.tasks)
         for task in tasks:
             task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        if tasks:  # cancelled: they end at their next step (bounded all the same)
+            await asyncio.wait(tasks, timeout=CLOSE_WAIT)
 
 
 async def _finish(rest: _Rest) -> None:

@@ -220,6 +220,13 @@ class GrpcLink(EnvelopeWriter):
         (bounded by ``timeout``), then read until the listener ends the call."""
         timeout = self.session.options.timeout
         writer = self._writer
+        if self._call is not None and self._call.done():
+            # the call is over (its status came): nothing more can be written or read, so
+            # the writer is not waited for (a write may wait for grpc to report the end)
+            if writer is not None and not writer.done():
+                writer.cancel()
+                await asyncio.wait([writer], timeout=timeout)
+            return
         if writer is not None and not writer.done():
             self._kick()
             await asyncio.wait([writer], timeout=timeout)
@@ -348,7 +355,14 @@ class GrpcLink(EnvelopeWriter):
         """(client) After a close or an abort: wait for the reader task (``run``) to end,
         as grpc reports the end of the call; cancel it past ``timeout``."""
         task = self._reader if self.client else None
-        if task is not None and not (await asyncio.wait([task], timeout=timeout))[0]:
+        if task is None or task.done():
+            return
+        try:
+            done = (await asyncio.wait([task], timeout=timeout))[0]
+        except asyncio.CancelledError:  # our owner stops: the reader stops with it
+            task.cancel()
+            raise
+        if not done:
             task.cancel()
             await asyncio.wait([task], timeout=timeout)
 
