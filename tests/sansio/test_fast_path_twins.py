@@ -9,6 +9,7 @@ was acknowledged), the same bytes to send, the same timer requests.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,11 +62,25 @@ def test_a_lone_read_schedules_acks_as_the_general_path(seq: list[tuple[int, flo
                                                         ) -> None:
     _, lone = _pair()
     _, general = _pair()
+    decoder = type(lone.decoder)
+    read_lone = decoder.read_lone
+    taken: list[bool] = []
+
+    def spy(self: object, nbytes: int) -> object:  # which way each read of `lone` went
+        out = read_lone(self, nbytes)  # type: ignore[arg-type]
+        taken.append(out is not None)
+        return out
+
     now = 0.0
     for i, (size, dt, timer) in enumerate(seq, 1):
         now += dt
         frame = encode_data(bytes([i % 251]) * size, i, 0, 2)
-        got = _through_buffer(lone, frame, now)
+        del taken[:]
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(decoder, "read_lone", spy)
+            got = _through_buffer(lone, frame, now)
+        if size <= 1000:  # a small frame in one read: the lone path, not the general one
+            assert taken == [True]
         ref = [bytes(as_message(m, 0, "tcp", None).data)
                for m in general.receive_data(frame, now)]
         assert got == ref == [frame[-size:]]
