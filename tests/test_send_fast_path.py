@@ -70,3 +70,26 @@ async def test_priority_alone_is_sent_and_other_arguments_keep_their_errors() ->
         assert m.total_messages == 5
         assert {p: m.sent_messages_by_priority[p] for p in ("high", "normal", "low")} == {
             "high": 1, "normal": 2, "low": 2}
+
+
+@pytest.mark.parametrize("bad", [True, False, 1.0, ["high"], None, 4, -1, "HIGHEST"])
+async def test_a_value_that_is_not_a_priority_is_refused_on_every_path(bad: object) -> None:
+    """``True == 1`` and ``hash(True) == hash(1)``: a dict of ints took a bool for a priority,
+    and an unhashable value raised "unhashable type". Each is a ValueError that names the
+    accepted priorities, on the fast path (priority alone), the general one (with another
+    option), send_nowait and request; nothing is sent."""
+    async with NetworkTransport() as server, NetworkTransport() as client:
+        listener = await server.listen("127.0.0.1", 0)
+        conn = await client.connect("127.0.0.1", listener.port)
+        with pytest.raises(ValueError, match="priority|Priority"):
+            await client.send_data(conn, b"x", priority=bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="priority|Priority"):
+            await client.send_data(conn, b"x", priority=bad, stream=1)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="priority|Priority"):
+            client.send_nowait(conn, b"x", priority=bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="priority|Priority"):
+            await client.request(conn, b"x", priority=bad, timeout=5.0)  # type: ignore[arg-type]
+        await client.send_data(conn, b"ok", priority="HIGH")  # a name in any case still goes
+        msg = await server.receive(timeout=10.0)
+        assert (msg.data, msg.priority) == (b"ok", "high")
+        assert client.get_metrics().total_messages == 1

@@ -15,8 +15,7 @@ from functools import partial
 from typing import Unpack
 
 from .api_parts import ServiceParts
-from .api_sending import BYTES_LIKE, PRIORITIES, not_bytes
-from .config import Priority
+from .api_sending import BYTES_LIKE, not_bytes, priority_of
 from .exceptions import ConnectionNotFound, ReceiveTimeout, UnsupportedFeature
 from .params import PriorityArg, SendToOptions, TransportArg
 from .sansio.events import Message
@@ -58,9 +57,7 @@ class MessagingAPI(ServiceParts):
             raise UnsupportedFeature(f"request() needs the native framing: connection "
                                      f"{conn_id} to {conn.endpoint} is raw")
         timeout = self.options.timeout if timeout is None else timeout
-        prio = PRIORITIES.get(priority)
-        if prio is None:
-            prio = Priority.parse(priority)
+        prio = priority_of(priority)
         opts = conn.options
         return await self._exchange.request(
             conn, partial(conn.ready_link, timeout), data, timeout, headers, prio, stream,

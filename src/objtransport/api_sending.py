@@ -34,9 +34,19 @@ from .send_extended import send_extended
 
 __all__ = ["SendingAPI"]
 
-#: priority names and values accepted by send_data, resolved without parsing
-PRIORITIES: dict[object, int] = {**{p.name.lower(): int(p) for p in Priority},
-                                 **{int(p): int(p) for p in Priority}}
+#: priority names resolved without parsing (a str only: ``True == 1`` would find 1 in a
+#: dict keyed by ints, so a Priority or an int goes through ``Priority.parse``)
+PRIORITIES: dict[object, int] = {p.name.lower(): int(p) for p in Priority}
+
+
+def priority_of(priority: object) -> int:
+    """The queue of ``priority`` (a name, a :class:`Priority` or its value); ``ValueError``
+    for anything else (``True``, ``1.0``, ``["high"]``, ``"urgent"``)."""
+    if type(priority) is str:
+        prio = PRIORITIES.get(priority)
+        if prio is not None:
+            return prio
+    return int(Priority.parse(priority))  # type: ignore[arg-type]
 
 #: payload types accepted besides ``bytes`` (checked after the ``type(data) is bytes`` fast path)
 BYTES_LIKE = (bytearray, memoryview)
@@ -101,7 +111,8 @@ class SendingAPI(ServiceParts):
                             await self._wait_room(conn, link, None, 2)
                         return
                     if len(options) == 1:
-                        prio = PRIORITIES.get(options.get("priority"))
+                        p = options.get("priority")
+                        prio = PRIORITIES.get(p) if type(p) is str else None
                         if prio is not None:
                             if link.queue(data, 0, prio, False):
                                 await self._wait_room(conn, link, None, prio)
@@ -145,13 +156,10 @@ class SendingAPI(ServiceParts):
                 raise UnsupportedFeature(
                     f"headers and ttl do not travel through group {conn_id} (a failover "
                     "re-sends the payload alone): send on a member, net.pick_member(group)")
-            prio = PRIORITIES.get(priority)
-            await group.send(data, Priority.parse(priority) if prio is None else prio, stream,
+            await group.send(data, priority_of(priority), stream,
                              text, timeout, wait_ack)
             return
-        prio = PRIORITIES.get(priority)
-        if prio is None:
-            prio = Priority.parse(priority)
+        prio = priority_of(priority)
         if headers is not None or ttl is not None or conn.options.compression is not None:
             await send_extended(conn, data, prio, stream, text,
                                 self.options.timeout if timeout is None else timeout, headers,
@@ -193,9 +201,7 @@ class SendingAPI(ServiceParts):
             self._check_running()
             raise ConnectionNotFound(conn_id)
         wait = self.options.timeout if timeout is None else timeout
-        prio = PRIORITIES.get(priority)
-        if prio is None:
-            prio = Priority.parse(priority)
+        prio = priority_of(priority)
         link = conn.link
         if link is None or not link.session.open:
             rest = iter(datas)
@@ -232,9 +238,7 @@ class SendingAPI(ServiceParts):
         link = conn.link
         if link is None or not link.session.open:
             raise ConnectionNotReady(conn.id, conn.state.value, str(conn.endpoint))
-        prio = 2 if priority == "normal" else PRIORITIES.get(priority)  # as send_data
-        if prio is None:
-            prio = Priority.parse(priority)
+        prio = 2 if priority == "normal" else priority_of(priority)  # as send_data
         # the backlog ahead of a message is part of what is queued: look at it only then
         if (link.session.scheduler.pending_bytes > link.max_pending
                 and link.backlog(prio) > link.max_pending):

@@ -73,8 +73,11 @@ class Priority(enum.IntEnum):
     def parse(cls, value: str | int | Priority) -> Priority:
         if isinstance(value, Priority):
             return value
-        if isinstance(value, int):
+        if isinstance(value, int) and not isinstance(value, bool):
             return cls(value)
+        if not isinstance(value, str):  # a bool, a float, a list...: not a priority
+            raise ValueError(f"priority must be one of {[p.name.lower() for p in cls]} "
+                             f"(or a Priority, or its value 0-3), not {value!r}")
         try:
             return cls[str(value).upper()]
         except KeyError:
