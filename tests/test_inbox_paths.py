@@ -42,7 +42,9 @@ class _Twin:
         self.rest: list[tuple[object, ...] | None] = []
 
     def state(self) -> tuple[object, ...]:
-        return (self.inbox.size, tuple(self.flow), self.inbox.get_nowait(99))
+        q = self.put.__self__  # the connection's queue (register returns its put)
+        return (self.inbox.size, tuple(self.flow), q.nbytes, q.paused, len(q.items),
+                tuple(self.inbox.ready_deque))
 
 
 ops = st.lists(st.one_of(
