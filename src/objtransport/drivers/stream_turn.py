@@ -61,40 +61,45 @@ class WriteTurns(StreamEnding):
         return self.session.scheduler.pending_bytes > self.max_pending
 
     def _wake(self, now: float = 0.0) -> None:
-        """Something was queued on an empty queue (or by ``send``); ``now``: the clock
-        read of the read whose end this is (else 0: read here)."""
-        turn = self._turn
-        if self._flush_handle is not None or turn == READING:
-            return  # the turn's end, or the read's, writes it
-        if not self.write_paused:
-            if not now:  # one clock read: the turn's, the write's and the pacer's
-                now = monotonic()
-            if turn == FREE or now - self._wrote_at > NEW_TURN_AFTER:
-                self._turn = WROTE
-                self._wrote_at = now
-                t = self.transport
-                pacer = self.pacer
-                session = self.session
-                if (t is None or pacer.buckets or now >= pacer.sample_at or self._closing
-                        or self._drain_waiters or self._flushed_waiters
-                        or self._overload.paused or not session.open
-                        or t.get_write_buffer_size()):
-                    self._flush()  # the general way
-                else:  # _flush's common case inline: a lone message on an idle link
-                    chunks = session.data_to_send(now, WRITE_HIGH)
-                    if len(chunks) == 1:
-                        chunk = chunks[0]
-                        t.write(chunk)
-                        pacer.total += len(chunk)
-                    elif chunks:
-                        write_chunks(t, chunks)
-                        pacer.total += sum(map(len, chunks))
-                    if not (session.scheduler.pending_bytes or session.has_final):
-                        return  # all written: the turn's next message arms its end
-                    self._flush()  # what one chunk did not take
-                if not session.scheduler.pending_bytes:
-                    return  # all written: the turn's next message arms its end
-        self._flush_handle = self.loop.call_soon(self._flush_soon)
+        """Something was queued on an empty queue (or by ``send``). ``now``: the clock read
+        of the read whose end this is, where the link found the write free to go (not
+        paused, no turn's end armed, a new turn): written at once, nothing checked again;
+        else 0 (the checks, and the clock read here)."""
+        if not now:
+            turn = self._turn
+            if self._flush_handle is not None or turn == READING:
+                return  # the turn's end, or the read's, writes it
+            if self.write_paused:
+                self._schedule_flush()
+                return
+            now = monotonic()  # one clock read: the turn's, the write's and the pacer's
+            if turn != FREE and now - self._wrote_at <= NEW_TURN_AFTER:
+                self._schedule_flush()  # the turn's second message: at its end
+                return
+        self._turn = WROTE
+        self._wrote_at = now
+        t = self.transport
+        pacer = self.pacer
+        session = self.session
+        if (t is None or pacer.buckets or now >= pacer.sample_at or self._closing
+                or self._drain_waiters or self._flushed_waiters
+                or self._overload.paused or not session.open
+                or t.get_write_buffer_size()):
+            self._flush()  # the general way
+        else:  # _flush's common case inline: a lone message on an idle link
+            chunks = session.data_to_send(now, WRITE_HIGH)
+            if len(chunks) == 1:
+                chunk = chunks[0]
+                t.write(chunk)
+                pacer.total += len(chunk)
+            elif chunks:
+                write_chunks(t, chunks)
+                pacer.total += sum(map(len, chunks))
+            if not (session.scheduler.pending_bytes or session.has_final):
+                return  # all written: the turn's next message arms its end
+            self._flush()  # what one chunk did not take
+        if session.scheduler.pending_bytes:
+            self._schedule_flush()  # what is left (paused, paced): at the turn's end
 
     def _chunk_full(self) -> None:
         """The session's ``on_full``: a write chunk was queued since the last write (a
