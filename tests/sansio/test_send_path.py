@@ -90,3 +90,31 @@ def test_small_frames_take_turns_with_a_large_message() -> None:
             break
     assert [d for d, s in got if s == 0] == small
     assert [d for d, s in got if s == 1] == [big]
+
+
+def test_one_chunk_write_needs_every_other_queue_empty() -> None:
+    """``data_to_send`` takes the normal small-frame buffer whole, without the scheduler,
+    only when ``pending_bytes`` is that buffer's size: a high-priority frame or a large
+    item queued beside it goes the general way (in priority order), and a large item's
+    class, once sent and empty, does not keep small writes off the one-chunk path."""
+    a, b = pair()
+    sent0, by_prio0 = a.bytes_sent, list(a.scheduler.sent_bytes)
+    a.queue(b"normal")
+    a.queue(b"high", priority=1)
+    assert received(b, wire(a)) == [(b"high", 0), (b"normal", 0)]
+    big = bytes(range(256)) * 4096  # 1 MB: fragmented, a large item
+    a.queue(big)
+    a.queue(b"after")
+    assert a.scheduler.classes is not None
+    assert received(b, wire(a)) == [(big, 0), (b"after", 0)]
+    assert not a.scheduler.pending_bytes
+    a.queue(b"x" * 10)
+    chunks = a.data_to_send(1.0)
+    assert len(chunks) == 1 and len(chunks[0]) == 10 + 20
+    assert received(b, bytes(chunks[0])) == [(b"x" * 10, 0)]
+    assert a.last_send == 1.0
+    payload = 6 + 4 + len(big) + 5 + 10
+    assert a.bytes_sent - sent0 == payload
+    by_prio = [x - y for x, y in zip(a.scheduler.sent_bytes, by_prio0, strict=True)]
+    assert by_prio[1] == 4 + 20 and by_prio[2] >= payload - 4 + 3 * 20
+    assert not a.scheduler.pending_bytes

@@ -259,19 +259,19 @@ class NativeSession(NativeReceiver):
             if not sched.pending_bytes:
                 return []
             small = sched.small
-            if (sched.classes is None and not small[0] and not small[1] and not small[3]
-                    and (not strict or len(small[2]) <= budget)):
-                # Scheduler.pop's common case inline (normal small frames only), and for
-                # its one chunk what follows below
-                buf = small[2]
+            buf = small[2]
+            n = len(buf)
+            if n == sched.pending_bytes and (not strict or n <= budget):
+                # all that is queued is normal small frames (pending_bytes counts every
+                # queue: the others are empty): Scheduler.pop's common case inline, and
+                # for its one chunk what follows below
                 small[2] = bytearray()
-                n = len(buf)
-                sched.pending_bytes = pending = sched.pending_bytes - n
-                sched.full_at = pending + WRITE_CHUNK
+                sched.pending_bytes = 0
+                sched.full_at = WRITE_CHUNK  # the mark: a write chunk above the empty queue
                 sched.sent_bytes[2] += n
                 self.last_send = now
                 rs = self.rs
-                sent = rs.queued - self._queued0 - self._dropped - pending
+                sent = rs.queued - self._queued0 - self._dropped  # the queue is empty
                 if sent > self.bytes_sent:
                     self.bytes_sent = sent
                 if self._acks and rs.acked != rs.next_seq:
