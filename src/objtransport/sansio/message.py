@@ -99,10 +99,10 @@ class MessageSession(SessionCore):
         return [data]
 
     # -- sending ---------------------------------------------------------------------------
-    def send_message(self, data: bytes | bytearray | memoryview, stream: int = 0,
-                     priority: int = 2, text: bool = False) -> int:
-        """Queue one message; ``stream``/``priority`` order the local queue only."""
-        size = len(data)
+    def _count_queued(self, size: int, priority: int) -> None:
+        """Count one message of ``size`` bytes at ``priority`` as queued (what
+        :meth:`send_message` and :meth:`send_at_once` both count first); raises before
+        counting anything when it may not be sent."""
         if size > self._send_limit:  # -1 unless open: any size takes the full check
             self._check_send(size)
         if self.idle_limit and not self._count:
@@ -111,6 +111,12 @@ class MessageSession(SessionCore):
         self.bytes_queued += size
         if priority != 2:
             self.other_priority_messages[priority] += 1
+
+    def send_message(self, data: bytes | bytearray | memoryview, stream: int = 0,
+                     priority: int = 2, text: bool = False) -> int:
+        """Queue one message; ``stream``/``priority`` order the local queue only."""
+        size = len(data)
+        self._count_queued(size, priority)
         sched = self.scheduler
         header = _HDR.pack(size + 1, _TEXT if text else 0)
         if size < _SMALL and not sched.blocked:
@@ -130,14 +136,7 @@ class MessageSession(SessionCore):
         sending on an idle call). The counts end as :meth:`send_message` then
         :meth:`messages_to_send` leave them; raises like :meth:`send_message` (nothing
         counted)."""
-        if size > self._send_limit:
-            self._check_send(size)
-        if self.idle_limit and not self._count:
-            self.timer_changed = True
-        self._count += 1
-        self.bytes_queued += size
-        if priority != 2:
-            self.other_priority_messages[priority] += 1
+        self._count_queued(size, priority)
         self.scheduler.sent_bytes[priority] += size + 5  # as if it had its queue header
         self.last_send = now
         sent = self.bytes_queued - self._dropped  # the queue is empty: exact
