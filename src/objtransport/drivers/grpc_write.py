@@ -6,7 +6,7 @@ reader answering, or a sender's own step, see :mod:`.grpc`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any
 
@@ -89,39 +89,39 @@ class EnvelopeWriter(MessageLink):
             self._kick()
             return
         self._writing = True
-        try:
-            await self._write_batch(self.carrier_max)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - grpc raises several kinds once a call ends
-            self._write_failed(exc)
-            return
-        finally:
-            self._writing = False
-            if self._rekick:
-                self._rekick = False
-                self._kick()
-        self._after_write()
-        if session.scheduler.pending_bytes or session.has_final or session.closed:
-            self._kick()
+        if await self._write_owned(self._write_batch(self.carrier_max)):
+            self._wrote()
 
     async def _write_one(self, envelope: bytes, size: int, now: float) -> None:
         """Write one raw message's Envelope for a sender that found the call idle (it set
         ``_writing``; see ``GrpcLink._queue_at_once``), then what ``_write_now`` does after
         its batch."""
+        if await self._write_owned(self._write(envelope)):
+            self.pacer.consume(size, now)
+            self._wrote()
+
+    async def _write_owned(self, write: Awaitable[object]) -> bool:
+        """Await ``write``, a write started outside the writer task with ``_writing`` set
+        (by ``_write_now`` or ``_write_one``); True when it went through. A failed write
+        ends the call (``_write_failed``): False. Either way ``_writing`` is reset, and a
+        writer task woken meanwhile (``_rekick``) is woken again."""
         try:
-            await self._write(envelope)
+            await write
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - grpc raises several kinds once a call ends
             self._write_failed(exc)
-            return
+            return False
         finally:
             self._writing = False
             if self._rekick:
                 self._rekick = False
                 self._kick()
-        self.pacer.consume(size, now)
+        return True
+
+    def _wrote(self) -> None:
+        """After a write of ``_write_now`` or ``_write_one``: what it freed is accounted
+        (``_after_write``), and the writer task is woken for what is left (or the end)."""
         self._after_write()
         session = self.session
         if session.scheduler.pending_bytes or session.has_final or session.closed:
