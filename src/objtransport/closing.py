@@ -58,7 +58,7 @@ class Closing:
                 link.abort()
             stopped = getattr(link, "wait_stopped", None)  # a link that runs its own task
             if stopped is not None:
-                await stopped(max(0.5, deadline - loop.time()))
+                await stopped(deadline)  # the same deadline, then cancelled
         task = conn.task
         if task is not None and not task.done():
             task.cancel()

@@ -31,8 +31,9 @@ __all__ = ["Supervisor"]
 log = logging.getLogger("objtransport.connection")
 
 #: seconds a lost link that runs its own task (gRPC's reader) is given to end before the
-#: next attempt (then cancelled, and as long again): it ends at once when its call is over,
-#: and is the connection's to wait for, not left pending when the service stops
+#: next attempt, all told (then cancelled: :func:`.drivers.stopping.stop_by`): it ends at
+#: once when its call is over, and is the connection's to wait for, not left pending when
+#: the service stops
 LINK_STOP_WAIT = 0.5
 
 
@@ -106,7 +107,7 @@ class Supervisor:
             conn.fold_link(link)
             stopped = getattr(link, "wait_stopped", None)  # a link that runs its own task
             if stopped is not None and not conn.closed_by_user:  # (a close waits for it)
-                await stopped(LINK_STOP_WAIT)
+                await stopped(conn.loop.time() + LINK_STOP_WAIT)
             if conn.closed_by_user:
                 break
             if closed.error:

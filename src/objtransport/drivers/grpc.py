@@ -59,6 +59,7 @@ from .grpc_config import (
 )
 from .grpc_listener import GrpcServer
 from .grpc_write import ANSWER_MAX, EnvelopeWriter
+from .stopping import stop_by
 
 __all__ = ["CARRIER_MAX", "FRAMING_KEY", "METHOD", "SERVICE", "GrpcLink",
            "GrpcServer"]
@@ -120,9 +121,11 @@ class GrpcLink(EnvelopeWriter):
                 await self._serve()
         finally:
             self._finish()
-            await self._eager_writes.aclose()
-            if self._channel is not None:
-                await self._channel.close()
+            try:  # cancelled here (past its owner's deadline), the channel still closes
+                await self._eager_writes.aclose()
+            finally:
+                if self._channel is not None:
+                    await self._channel.close()
 
     async def _serve(self) -> None:
         """Listener: read in a task until the writer ends the call or the reader stops."""
@@ -351,20 +354,12 @@ class GrpcLink(EnvelopeWriter):
         elif not self._end.done():
             self._end.set_result(None)
 
-    async def wait_stopped(self, timeout: float) -> None:
-        """(client) After a close or an abort: wait for the reader task (``run``) to end,
-        as grpc reports the end of the call; cancel it past ``timeout``."""
-        task = self._reader if self.client else None
-        if task is None or task.done():
-            return
-        try:
-            done = (await asyncio.wait([task], timeout=timeout))[0]
-        except asyncio.CancelledError:  # our owner stops: the reader stops with it
-            task.cancel()
-            raise
-        if not done:
-            task.cancel()
-            await asyncio.wait([task], timeout=timeout)
+    async def wait_stopped(self, deadline: float) -> None:
+        """(client) After a close, an abort or the call's
+        end: wait for the reader task (``run``) to end, as grpc reports the end of the
+        call, until ``deadline`` (loop time); then cancel it (:func:`.stopping.stop_by`)."""
+        if self.client and self._reader is not None:
+            await stop_by(self._reader, deadline)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -1,0 +1,38 @@
+"""Waiting for a link's own task to end, by one deadline: :func:`stop_by`.
+
+A link that runs a task of its own (gRPC's client reader, which waits for grpc to report
+the end of its call) is waited for by its owner after a close or a loss
+(:class:`~.base.StoppableLink`). The owner passes one deadline, in loop time, for the whole
+wait (a close's own ``timeout``, or the supervisor's ``LINK_STOP_WAIT``): the task is
+given until then to end by itself, then cancelled and given at most ``CANCEL_GRACE`` more
+to run its ``finally`` blocks. No fixed waits are added up past the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+__all__ = ["CANCEL_GRACE", "stop_by"]
+
+#: seconds a task still running at its deadline is given, once cancelled, to end: its
+#: ``finally`` blocks take a loop turn or two (a grpc channel's close does not wait)
+CANCEL_GRACE = 0.05
+
+
+async def stop_by(task: asyncio.Task[None], deadline: float) -> None:
+    """Wait for ``task`` to end until ``deadline`` (loop time), then cancel it and wait at
+    most ``CANCEL_GRACE`` more. Cancelled meanwhile (our owner stops), it cancels ``task``
+    too and re-raises."""
+    if task.done():
+        return
+    loop = task.get_loop()
+    try:
+        left = deadline - loop.time()
+        if left > 0:
+            await asyncio.wait([task], timeout=left)
+        if not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=CANCEL_GRACE)
+    except asyncio.CancelledError:  # our owner stops: the task stops with it
+        task.cancel()
+        raise
