@@ -16,8 +16,11 @@ import pytest
 grpc = pytest.importorskip("grpc")
 
 from objtransport import NetworkTransport, SendTimeout  # noqa: E402
-from objtransport.drivers.grpc import METHOD, SERVICE  # noqa: E402
+from objtransport.drivers.base import StoppableLink  # noqa: E402
+from objtransport.drivers.grpc import METHOD, SERVICE, GrpcLink  # noqa: E402
 from objtransport.drivers.stopping import CANCEL_GRACE, stop_by  # noqa: E402
+from objtransport.drivers.stream import StreamLink  # noqa: E402
+from objtransport.drivers.websocket_link import WebSocketLink  # noqa: E402
 from objtransport.events import Overloaded  # noqa: E402
 from objtransport.sansio.envelope import encode_payload  # noqa: E402
 
@@ -119,3 +122,9 @@ async def test_stop_by_lets_a_task_end_then_cancels_it_at_the_deadline() -> None
     await asyncio.wait([stuck], timeout=5)
     assert stuck.cancelled()
 
+
+def test_only_links_with_their_own_task_are_stoppable() -> None:
+    """The owner finds the links to wait for by the ``StoppableLink`` protocol."""
+    assert issubclass(GrpcLink, StoppableLink)
+    assert not issubclass(StreamLink, StoppableLink)
+    assert not issubclass(WebSocketLink, StoppableLink)

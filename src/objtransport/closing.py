@@ -12,6 +12,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from .drivers.base import StoppableLink
 from .endpoint import ConnState
 from .exceptions import TransportError
 from .logfields import log_fields
@@ -56,9 +57,8 @@ class Closing:
                     await asyncio.shield(link.lost)
             except TimeoutError:
                 link.abort()
-            stopped = getattr(link, "wait_stopped", None)  # a link that runs its own task
-            if stopped is not None:
-                await stopped(deadline)  # the same deadline, then cancelled
+            if isinstance(link, StoppableLink):  # a link that runs its own task
+                await link.wait_stopped(deadline)  # the same deadline, then cancelled
         task = conn.task
         if task is not None and not task.done():
             task.cancel()

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from .auth import client_token
-from .drivers.base import Link
+from .drivers.base import Link, StoppableLink
 from .endpoint import ConnState
 from .events import GivenUp, Reconnecting
 from .exceptions import AuthenticationError, CircuitOpenError, ConnectError
@@ -105,9 +105,9 @@ class Supervisor:
             assert link is not None
             closed = await link.closed
             conn.fold_link(link)
-            stopped = getattr(link, "wait_stopped", None)  # a link that runs its own task
-            if stopped is not None and not conn.closed_by_user:  # (a close waits for it)
-                await stopped(conn.loop.time() + LINK_STOP_WAIT)
+            if isinstance(link, StoppableLink) and not conn.closed_by_user:
+                # a link that runs its own task (a close waits for it itself)
+                await link.wait_stopped(conn.loop.time() + LINK_STOP_WAIT)
             if conn.closed_by_user:
                 break
             if closed.error:

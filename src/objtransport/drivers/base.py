@@ -17,7 +17,7 @@ import asyncio
 import ssl as ssl_module
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ..config import Options, TransportKind
 from ..sansio.core import AnySession, Session
@@ -26,7 +26,7 @@ from ..sansio.framing import GoAwayCode
 from ..sansio.throttle import TokenBucket
 from .pacing import Pacer
 
-__all__ = ["Driver", "Link", "LinkParts", "Server"]
+__all__ = ["Driver", "Link", "LinkParts", "Server", "StoppableLink"]
 
 
 class Link(Protocol):
@@ -71,6 +71,19 @@ class Link(Protocol):
 
     @property
     def pending_bytes(self) -> int: ...
+
+
+@runtime_checkable
+class StoppableLink(Protocol):
+    """A link that runs a task of its own, which may still run once the link is lost or
+    closed (gRPC's client reader waits for grpc to report the end of its call). Its owner
+    waits for it (``isinstance(link, StoppableLink)``) before reconnecting or returning
+    from a close, so nothing of the link is left running."""
+
+    async def wait_stopped(self, deadline: float) -> None:
+        """Wait for the link's task to end until ``deadline`` (loop time, one deadline for
+        the whole wait), then cancel it (:func:`.stopping.stop_by`)."""
+        ...
 
 
 @dataclass

@@ -355,7 +355,7 @@ class GrpcLink(EnvelopeWriter):
             self._end.set_result(None)
 
     async def wait_stopped(self, deadline: float) -> None:
-        """(client) After a close, an abort or the call's
+        """(client; :class:`~.base.StoppableLink`) After a close, an abort or the call's
         end: wait for the reader task (``run``) to end, as grpc reports the end of the
         call, until ``deadline`` (loop time); then cancel it (:func:`.stopping.stop_by`)."""
         if self.client and self._reader is not None:
