@@ -321,8 +321,6 @@ class GrpcLink(EnvelopeWriter):
                         and not session.has_final:
                     await self._end_stream()
                     return
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # noqa: BLE001 - grpc raises several kinds once a call ends
             self._write_failed(exc)
 

@@ -5,7 +5,6 @@ reader answering, or a sender's own step, see :mod:`.grpc`).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from time import monotonic
 from typing import Any
@@ -107,8 +106,6 @@ class EnvelopeWriter(MessageLink):
         writer task woken meanwhile (``_rekick``) is woken again."""
         try:
             await write
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:  # noqa: BLE001 - grpc raises several kinds once a call ends
             self._write_failed(exc)
             return False
