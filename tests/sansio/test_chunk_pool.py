@@ -8,8 +8,10 @@ from __future__ import annotations
 from objtransport.sansio.chunk_pool import (
     CHUNK_POOL_MIN,
     CHUNK_POOL_SIZE,
+    HEAP_SETTLE,
     WRITE_CHUNK,
     ChunkPool,
+    settle_heap,
 )
 from objtransport.sansio.events import as_message
 from objtransport.sansio.reliability import ResumeState
@@ -236,3 +238,31 @@ def test_a_write_moves_the_mark_of_the_next_write_chunk() -> None:
     assert sched.classes is None and sched.full_at == 100 + WRITE_CHUNK
     sched.pop(1 << 20)
     assert sched.full_at == WRITE_CHUNK
+
+
+
+_SETTLE_PROBE = """
+import resource
+from objtransport.sansio import chunk_pool
+before = chunk_pool._settled
+f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+chunk_pool.ChunkPool()
+f1 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+print(f1 - f0, before, chunk_pool._settled, chunk_pool.settle_heap())
+"""
+
+
+def test_the_first_pool_settles_the_heap_once_without_touching_pages() -> None:
+    """The first pool of a process frees one ``HEAP_SETTLE`` block (glibc's dynamic
+    thresholds then keep the write chunks' pages), never written (``calloc`` of a fresh
+    mapping: no page faults for its 1,024 pages); later calls do nothing. In a fresh
+    process, so that no other test's pool came first."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _SETTLE_PROBE], capture_output=True,
+                         text=True, timeout=30, check=True).stdout.split()
+    assert out[1:] == ["False", "True", "False"]  # the pool settled it, then nothing
+    assert int(out[0]) < HEAP_SETTLE // 4096 // 8  # not 1,024 faults: no page touched
+    settle_heap()
+    assert settle_heap() is False  # once in this process too
