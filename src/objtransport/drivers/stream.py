@@ -46,7 +46,6 @@ from .overload import OverloadGuard
 from .pacing import Pacer, ReadThrottle
 from .stream_timer import StreamTimer
 from .stream_turn import FREE, READING, WRITE_HIGH
-from .stream_write import write_chunks
 
 __all__ = ["StreamLink", "WRITE_HIGH", "WRITE_LOW"]
 
@@ -242,52 +241,6 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
         rs = self._rs
         return self._sched.pending_bytes > self.max_pending or (
             rs is not None and rs.unacked_bytes > self.max_unacked)
-
-    def _flush(self) -> None:
-        """Write queued chunks while the transport accepts them."""
-        t = self.transport
-        if t is None or self._closing:
-            return
-        session = self.session
-        sched = session.scheduler
-        now = monotonic()
-        pacer = self.pacer
-        while not self.write_paused and (sched.pending_bytes or session.has_final):
-            budget = WRITE_HIGH - t.get_write_buffer_size()
-            if budget <= 0:
-                break
-            strict = bool(pacer.buckets)
-            if strict:
-                if self._pace_handle is not None:
-                    break  # a paced flush is already scheduled
-                allowed = pacer.allowance(now)
-                if allowed <= 0:
-                    self._pace_handle = self.loop.call_at(now + pacer.delay(now),
-                                                          self._paced_flush)
-                    break
-                budget = min(budget, int(allowed))
-            chunks = session.data_to_send(now, budget, strict)
-            if not chunks:
-                break
-            if len(chunks) == 1:
-                n = len(chunks[0])
-                t.write(chunks[0])
-            else:  # small ones joined in one write, large ones on their own
-                n = sum(len(c) for c in chunks)
-                write_chunks(t, chunks)
-            if strict or now >= pacer.sample_at:
-                pacer.consume(n, now)
-            else:  # consume's common case (no buckets, no sample due) inline
-                pacer.total += n
-        if self._drain_waiters:
-            self._wake_drain_waiters()
-        if self._flushed_waiters and not sched.pending_bytes:
-            self._wake_flushed()
-        if self._overload.paused:
-            self._overload.relieved()
-        if (not session.open and session.closed and not sched.pending_bytes
-                and not session.has_final):
-            self._close_transport()
 
     def repace(self) -> None:
         """The limits changed: drop a pending pacing wait and flush under the new ones."""

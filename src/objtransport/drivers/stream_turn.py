@@ -101,6 +101,52 @@ class WriteTurns(StreamEnding):
         if session.scheduler.pending_bytes:
             self._schedule_flush()  # what is left (paused, paced): at the turn's end
 
+    def _flush(self) -> None:
+        """Write queued chunks while the transport accepts them."""
+        t = self.transport
+        if t is None or self._closing:
+            return
+        session = self.session
+        sched = session.scheduler
+        now = monotonic()
+        pacer = self.pacer
+        while not self.write_paused and (sched.pending_bytes or session.has_final):
+            budget = WRITE_HIGH - t.get_write_buffer_size()
+            if budget <= 0:
+                break
+            strict = bool(pacer.buckets)
+            if strict:
+                if self._pace_handle is not None:
+                    break  # a paced flush is already scheduled
+                allowed = pacer.allowance(now)
+                if allowed <= 0:
+                    self._pace_handle = self.loop.call_at(now + pacer.delay(now),
+                                                          self._paced_flush)
+                    break
+                budget = min(budget, int(allowed))
+            chunks = session.data_to_send(now, budget, strict)
+            if not chunks:
+                break
+            if len(chunks) == 1:
+                n = len(chunks[0])
+                t.write(chunks[0])
+            else:  # small ones joined in one write, large ones on their own
+                n = sum(len(c) for c in chunks)
+                write_chunks(t, chunks)
+            if strict or now >= pacer.sample_at:
+                pacer.consume(n, now)
+            else:  # consume's common case (no buckets, no sample due) inline
+                pacer.total += n
+        if self._drain_waiters:
+            self._wake_drain_waiters()
+        if self._flushed_waiters and not sched.pending_bytes:
+            self._wake_flushed()
+        if self._overload.paused:
+            self._overload.relieved()
+        if (not session.open and session.closed and not sched.pending_bytes
+                and not session.has_final):
+            self._close_transport()
+
     def _chunk_full(self) -> None:
         """The session's ``on_full``: a write chunk was queued since the last write (a
         sender that does not yield). Write it now; if the transport cannot take it yet
