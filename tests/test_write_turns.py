@@ -10,6 +10,7 @@ import pytest
 
 from objtransport import Message, NetworkTransport
 from objtransport.drivers import stream_turn
+from objtransport.drivers.stream import StreamLink
 from objtransport.sansio.chunk_pool import WRITE_CHUNK
 
 
@@ -131,3 +132,31 @@ async def test_a_burst_that_fills_the_socket_leaves_in_write_chunks_intact() -> 
         await asyncio.wait_for(done.wait(), 20)
         assert got == [b"%08d" % i + bytes(1016) for i in range(n)]
         assert net.connection_info(conn).unacked_messages == 0
+
+
+async def test_the_inline_writes_flag_follows_what_sends_a_write_the_general_way() -> None:
+    """``_wake`` writes a lone message itself only while ``_slow_write`` is False: it is set
+    by each thing that needs ``_flush``'s work (a drain or flush waiter, a read pause: the
+    overload guard's among them, closing) and cleared by the ``_flush`` that finds none."""
+    async with NetworkTransport() as net:
+        conn = await _idle_pair(net)
+        link = net._conns[conn].link
+        assert isinstance(link, StreamLink)
+        assert link._slow_write is False  # the round trip's flushes found nothing to do
+        link.pause_reading("consumer")
+        assert link._slow_write is True
+        link.resume_reading("consumer")
+        await net.send_data(conn, b"after a pause")  # _flush's way, which clears it
+        assert link._slow_write is False
+        assert (await net.receive(conn, timeout=5)).data == b"after a pause"
+        link.pause_writing()  # the socket is full: queued, and a flush waiter waits
+        await net.send_data(conn, b"held")
+        waiter = asyncio.ensure_future(link.wait_flushed(5.0))
+        await asyncio.sleep(0)
+        assert link._slow_write is True and link.pending_bytes > 0
+        link.resume_writing()  # _flush writes it and wakes the waiter
+        await asyncio.wait_for(waiter, 5)
+        assert link._slow_write is False
+        assert (await net.receive(conn, timeout=5)).data == b"held"
+        link.close()
+        assert link._slow_write is True

@@ -49,7 +49,7 @@ class _Sends(Protocol):
 class FlowControl:
     """``wait_writable`` / ``wait_flushed`` / ``backlog`` and their waiters."""
 
-    __slots__ = ("_drain_waiters", "_flushed_waiters", "_timer", "_timer_at")
+    __slots__ = ("_drain_waiters", "_flushed_waiters", "_timer", "_timer_at", "_slow_write")
 
     session: AnySession
     on_messages: Callable[[list[Received]], None]
@@ -62,6 +62,9 @@ class FlowControl:
     _flushed_waiters: list[asyncio.Future[None]]
     _timer: asyncio.TimerHandle | None
     _timer_at: float | None
+    #: a stream link's write must go the general way (``_flush``): set with each waiter
+    #: (see :class:`~.stream_turn.WriteTurns`); other links do not read it
+    _slow_write: bool
 
     @property
     def pending_bytes(self) -> int:
@@ -126,6 +129,7 @@ class FlowControl:
                         raise self._closed_error()
                     fut: asyncio.Future[None] = self.loop.create_future()
                     self._drain_waiters.append((fut, priority))
+                    self._slow_write = True
                     await fut
         except TimeoutError:
             raise SendTimeout(
@@ -138,6 +142,7 @@ class FlowControl:
             return
         fut: asyncio.Future[None] = self.loop.create_future()
         self._flushed_waiters.append(fut)
+        self._slow_write = True
         try:
             async with asyncio.timeout(timeout):
                 await fut

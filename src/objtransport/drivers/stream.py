@@ -122,6 +122,7 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
         self.peer: Any = None
         self.close_error: BaseException | None = None
         self._closing = False
+        self._slow_write = True  # no transport yet (WriteTurns._wake)
         self._flushed_waiters: list[asyncio.Future[None]] = []
         self.pacer = Pacer()
         self.receive_bucket: TokenBucket | None = None

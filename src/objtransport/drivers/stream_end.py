@@ -77,6 +77,7 @@ class StreamEnding(FlowControl):
     def abort(self) -> None:
         """Close the socket at once, discarding what is queued."""
         self._closing = True
+        self._slow_write = True
         if self.transport is not None:
             self.transport.abort()
         elif not self.lost.done():  # no socket yet (a TLS handshake): no one else will say
@@ -88,6 +89,7 @@ class StreamEnding(FlowControl):
         if self.session.scheduler.pending_bytes or self.session.has_final:
             return  # _flush closes once everything is out
         self._closing = True
+        self._slow_write = True
         self._cancel_timer()
         self.transport.close()
 

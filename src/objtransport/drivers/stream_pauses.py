@@ -28,6 +28,7 @@ class ReadPauses(WriteTurns):
     def pause_reading(self, reason: str = "consumer") -> None:
         """Stop reading for ``reason`` (reading resumes once no reason is left)."""
         first = not self._read_pauses
+        self._slow_write = True  # the overload guard's pause: writes go through _flush
         if reason not in self._read_pauses:
             self._read_pauses += (reason,)
         t = self.transport

@@ -81,10 +81,8 @@ class WriteTurns(StreamEnding):
         t = self.transport
         pacer = self.pacer
         session = self.session
-        if (t is None or pacer.buckets or now >= pacer.sample_at or self._closing
-                or self._drain_waiters or self._flushed_waiters
-                or self._overload.paused or not session.open
-                or t.get_write_buffer_size()):
+        if (t is None or self._slow_write or pacer.buckets or now >= pacer.sample_at
+                or not session.open or t.get_write_buffer_size()):
             self._flush()  # the general way
         else:  # _flush's common case inline: a lone message on an idle link
             chunks = session.data_to_send(now, WRITE_HIGH)
@@ -143,6 +141,8 @@ class WriteTurns(StreamEnding):
             self._wake_flushed()
         if self._overload.paused:
             self._overload.relieved()
+        self._slow_write = bool(self._closing or self._overload.paused or self._drain_waiters
+                                or self._flushed_waiters)
         if (not session.open and session.closed and not sched.pending_bytes
                 and not session.has_final):
             self._close_transport()
