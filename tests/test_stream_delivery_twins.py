@@ -103,8 +103,10 @@ class _Twin:
         return self.peer
 
     async def connect(self, port: int, max_pending: int) -> None:
-        def on_messages(msgs: list[Received]) -> None:
+        def on_messages(msgs: list[Received], received: int = -1, /) -> None:
             self.delivered += [bytes(as_message(m, 0, "tcp", None).data) for m in msgs]
+            # the byte count handed over (the inline read) is the session's own
+            assert received in (-1, self.c.bytes_received)
 
         def on_event(link: StreamLink, ev: Event) -> None:
             self.events.append(type(ev).__name__)

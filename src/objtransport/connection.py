@@ -209,12 +209,15 @@ class Connection(ConnectionCounters):
             else:
                 link.resume_reading()
 
-    def on_messages(self, msgs: list[Received]) -> None:
+    def on_messages(self, msgs: list[Received], received: int = -1, /) -> None:
+        """A read's messages; ``received``: the link's session's ``bytes_received`` after
+        it (a TCP link hands it over), or -1 (asked of the session here)."""
         if self._unverified:
             self._unverified = False
             self.breaker.record_success(self.loop.time())
-        link = self.link
-        received = link.session.bytes_received if link is not None else 0
+        if received < 0:
+            link = self.link
+            received = link.session.bytes_received if link is not None else 0
         nbytes = received - self._delivered_bytes
         self._delivered_bytes = received
         self.last_activity = self.loop.time()

@@ -26,7 +26,15 @@ from ..sansio.framing import GoAwayCode
 from ..sansio.throttle import TokenBucket
 from .pacing import Pacer
 
-__all__ = ["Driver", "Link", "LinkParts", "Server", "StoppableLink"]
+__all__ = ["Driver", "Link", "LinkParts", "OnMessages", "Server", "StoppableLink"]
+
+
+class OnMessages(Protocol):
+    """Where a link hands the messages of a read (the connection's ``on_messages``).
+    ``received``: the session's ``bytes_received`` after the read, when the link has it
+    at hand (a TCP link's read); -1: the callee asks the session."""
+
+    def __call__(self, msgs: list[Received], received: int = -1, /) -> None: ...
 
 
 class Link(Protocol):
@@ -38,7 +46,7 @@ class Link(Protocol):
     lost: asyncio.Future[None]  # the socket is gone
     on_made: Callable[[Any], None] | None
     last_seq: int  # the sequence number of the last message send() queued
-    on_messages: Callable[[list[Received]], None]
+    on_messages: OnMessages
     on_event: Callable[[Any, Event], None]
 
     @property
@@ -95,7 +103,7 @@ class LinkParts:
     make_session: Callable[[bool | None], Session]
     #: the framing: True native, False raw, None detect from the peer's first bytes
     native: bool | None
-    on_messages: Callable[[list[Received]], None]
+    on_messages: OnMessages
     on_event: Callable[[Any, Event], None]
     max_pending: int
     #: transport-specific options (e.g. a WebSocket path)

@@ -12,13 +12,14 @@ and ``_rearm`` (the :class:`_Pump` protocol, checked by mypy where ``_delivered`
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Protocol
 
 from ..exceptions import ConnectionClosed, SendTimeout
 from ..sansio.core import AnySession, Payload
 from ..sansio.events import Closed, Received
 from ..sansio.reliability import ResumeState
+from .base import OnMessages
 
 __all__ = ["FlowControl"]
 
@@ -32,7 +33,7 @@ class _Pump(Protocol):
     @property
     def session(self) -> AnySession: ...
 
-    on_messages: Callable[[list[Received]], None]
+    on_messages: OnMessages
 
     def _answer(self) -> None: ...
 
@@ -52,7 +53,7 @@ class FlowControl:
     __slots__ = ("_drain_waiters", "_flushed_waiters", "_timer", "_timer_at", "_slow_write")
 
     session: AnySession
-    on_messages: Callable[[list[Received]], None]
+    on_messages: OnMessages
     loop: asyncio.AbstractEventLoop
     closed: asyncio.Future[Closed]
     max_pending: int

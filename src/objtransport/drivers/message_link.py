@@ -23,12 +23,12 @@ from time import monotonic
 from typing import Any
 
 from ..sansio.core import AnySession
-from ..sansio.events import Acked, Closed, Event, HandshakeComplete, Received
+from ..sansio.events import Acked, Closed, Event, HandshakeComplete
 from ..sansio.framing import GoAwayCode
 from ..sansio.message import MessageSession
 from ..sansio.reliability import ResumeState
 from ..sansio.session import NativeSession
-from .base import LinkParts
+from .base import LinkParts, OnMessages
 from .flow import FlowControl
 
 __all__ = ["MessageLink"]
@@ -49,7 +49,7 @@ class MessageLink(FlowControl):
         self._rs: ResumeState | None = getattr(session, "rs", None)
         self.max_unacked = session.options.max_unacked_bytes
         self.last_seq = 0
-        self.on_messages: Callable[[list[Received]], None] = parts.on_messages
+        self.on_messages: OnMessages = parts.on_messages
         self.on_event: Callable[[Any, Event], None] = parts.on_event
         self.max_pending = parts.max_pending
         self.pacer = parts.pacer

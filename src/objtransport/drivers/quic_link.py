@@ -45,14 +45,13 @@ from ..sansio.events import (
     Closed,
     Event,
     HandshakeComplete,
-    Received,
 )
 from ..sansio.framing import GoAwayCode
 from ..sansio.reliability import ResumeState
 from ..sansio.session import NativeSession
 from ..sansio.throttle import TokenBucket
 from .authgate import AuthGate
-from .base import LinkParts
+from .base import LinkParts, OnMessages
 from .pacing import PacedFlush, Pacer
 from .quic_conn import ClientSocket, QuicPump
 from .quic_datagrams import QuicDatagrams
@@ -83,7 +82,7 @@ class QuicLink(QuicInbound, QuicDatagrams, QuicSending):
         self.max_unacked = session.options.max_unacked_bytes
         self.timeout = session.options.timeout
         self.last_seq = 0
-        self.on_messages: Callable[[list[Received]], None] = parts.on_messages
+        self.on_messages: OnMessages = parts.on_messages
         self.on_event: Callable[[Any, Event], None] = parts.on_event
         self.max_pending = parts.max_pending
         self.pacer: Pacer = parts.pacer

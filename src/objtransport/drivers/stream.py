@@ -33,7 +33,6 @@ from ..sansio.events import (
     Closed,
     Event,
     HandshakeComplete,
-    Received,
 )
 from ..sansio.framing import GoAwayCode
 from ..sansio.reassembly import ReassemblyBudget
@@ -41,7 +40,7 @@ from ..sansio.reliability import ResumeState
 from ..sansio.session import NativeSession, Session, detect_native
 from ..sansio.throttle import TokenBucket
 from .authgate import AuthGate
-from .base import LinkParts
+from .base import LinkParts, OnMessages
 from .overload import OverloadGuard
 from .pacing import Pacer, ReadThrottle
 from .stream_timer import StreamTimer
@@ -53,7 +52,6 @@ log = logging.getLogger("objtransport.stream")
 
 WRITE_LOW = 64 * 1024
 
-OnMessages = Callable[[list[Received]], None]
 OnEvent = Callable[["StreamLink", Event], None]
 
 
@@ -202,8 +200,8 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
             if self.receive_bucket is not None:
                 self._read_throttle.charge(self.receive_bucket, nbytes)
             # _delivered inline; what the session answered (_answer) is _read_end's
-            if msgs:
-                self.on_messages(msgs)
+            if msgs:  # with the byte count: no call back for it (Connection.on_messages)
+                self.on_messages(msgs, session.decoder.bytes_received)
             if session.events:
                 self._process_events()
             if session.timer_changed:

@@ -19,10 +19,10 @@ from typing import Any, Protocol
 
 from ..sansio.core import AnySession
 from ..sansio.datagram import Datagram, DatagramSession
-from ..sansio.events import Closed, Event, HandshakeComplete, Received
+from ..sansio.events import Closed, Event, HandshakeComplete
 from ..sansio.framing import GoAwayCode
 from ..sansio.throttle import TokenBucket
-from .base import LinkParts
+from .base import LinkParts, OnMessages
 from .pacing import PacedFlush, Pacer
 from .udp_send import BURST, DatagramSender
 
@@ -75,7 +75,7 @@ class DatagramLink(DatagramSender):
         self.owner = owner
         self.peer: Any = peer
         self.loop = asyncio.get_running_loop()
-        self.on_messages: Callable[[list[Received]], None] = parts.on_messages
+        self.on_messages: OnMessages = parts.on_messages
         self.on_event: Callable[[Any, Event], None] = parts.on_event
         self.max_pending = parts.max_pending
         self.pacer: Pacer = parts.pacer

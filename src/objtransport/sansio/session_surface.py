@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from ..config import Options
+from .decoder import DecoderBase
 from .events import Event, Received
 from .framing import GoAwayCode
 from .reassembly import ReassemblyBudget
@@ -114,6 +115,11 @@ class AnySession(Protocol):
 class Session(AnySession, Protocol):
     """A session over a byte stream (TCP, TLS, and the native framing over a WebSocket or
     gRPC): bytes in, in any cut."""
+
+    @property
+    def decoder(self) -> DecoderBase:
+        """The session's decoder, for life (its ``bytes_received`` is the session's)."""
+        ...
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Where to receive the next bytes (then call :meth:`buffer_updated`)."""
