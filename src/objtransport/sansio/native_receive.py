@@ -32,6 +32,7 @@ from .handshake import ACK_BYTES, ACK_EVERY, NativeHandshake, ResumeLookup
 from .headers import meta_limits, unwrap
 from .liveness import Pinger
 from .native_decoder import NativeDecoder
+from .native_reads import PING_FRAME
 from .reliability import ResumeState
 from .sniff import wrong_peer
 
@@ -41,6 +42,9 @@ _CONTROL = int(Priority.CONTROL)
 #: read on every read: an Enum member from its class costs ~0.1 µs (Python 3.11), a global
 #: ~0.01
 _CLOSED = SessionState.CLOSED
+_OPEN = SessionState.OPEN
+#: the PONG that answers a :data:`~.native_reads.PING_FRAME`'s token: header, then the token
+_PONG_HEADER = encode_frame(FrameType.PONG, bytes(8))[:20]
 
 
 class NativeReceiver(NativeHandshake):
@@ -104,6 +108,14 @@ class NativeReceiver(NativeHandshake):
                     frames.update(None, now)  # no frame in progress: no deadline
                 self.messages_received += 1
                 return [payload]
+            if nbytes == PING_FRAME and self.state is _OPEN:  # an idle link's PING
+                token = dec.read_ping()
+                if token is not None:
+                    self.scheduler.push_frame(_CONTROL, _PONG_HEADER + token)
+                    frames = self.frames
+                    if frames.at is not None or frames.held:
+                        frames.update(None, now)
+                    return []
         try:
             dec.buffer_updated(nbytes)
         except ProtocolError as exc:
@@ -185,8 +197,10 @@ class NativeReceiver(NativeHandshake):
         dec = self.decoder
         checked = 0
         while True:
-            control = dec.control
-            dec.control = []
+            # emptied in place: a new list per read would outlive it (until the next
+            # control frame) and count towards the next full collection
+            control = tuple(dec.control)
+            dec.control.clear()
             for ftype, payload, before in control:
                 if dec.extended and before > checked:
                     bad = self._unwrap(dec.messages, checked, before, out)

@@ -139,6 +139,15 @@ class PriorityScheduler(QueueWalks):
             self.full_at = self.pending_bytes + WRITE_CHUNK
             self.sent_bytes[2] += len(buf)
             return [buf]
+        buf = small[0]
+        if (len(buf) == self.pending_bytes and self.classes is None
+                and (not strict or len(buf) <= budget)):
+            # only control frames (an idle link's PONG; pending_bytes counts every queue)
+            small[0] = bytearray()
+            self.pending_bytes = 0
+            self.full_at = WRITE_CHUNK
+            self.sent_bytes[0] += len(buf)
+            return [buf]
         out: list[Chunk] = []
         taken = 0
         while taken < budget or not out:
