@@ -6,7 +6,13 @@ listens; the figure is the growth from before the first connection to after the 
 connections with plain asyncio sockets (so its own cost does not matter): native ones send
 the preface and a HELLO like an objtransport client without ACKs and answer the listener's
 PINGs. Once all are open, the client PINGs every connection at once and counts the answers
-within 1 s (the asyncio baseline echoes a 4-byte message instead).
+within 1 s (the asyncio baseline echoes a 4-byte message instead); it freezes its own
+objects first (``gc.freeze``), so that its own full collection does not fall in the burst.
+Both processes' CPU time over the burst is reported per ping (tx: the client, rx: the
+listener), and the listener's full collections that fell in it. The listener has just
+collected (its heap and tracked objects were measured): a full collection falls in the
+burst only if answering makes objects that outlive it (docs/design.md, "Idle connections,
+a ping burst").
 
 Both processes raise their ``RLIMIT_NOFILE`` soft limit to the hard limit; a hard limit
 below ``n`` + 100 fails the run with a message saying so.
@@ -55,6 +61,29 @@ def _tracked() -> tuple[int, float]:
     return len(gc.get_objects()), (time.perf_counter() - t0) * 1000
 
 
+async def _burst(pipe: Connection) -> None:
+    """Between "burst" and "done" from the parent: the listener's CPU time (user + sys, s)
+    and the full collections (generation 2) that fell in, with their time (ms): sent back."""
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, pipe.recv)  # "burst": the client PINGs next
+    full: list[float] = []
+    started = [0.0]
+
+    def timer(phase: str, info: dict[str, int]) -> None:
+        if info["generation"] == 2:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                full.append((time.perf_counter() - started[0]) * 1000)
+
+    gc.callbacks.append(timer)
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    await loop.run_in_executor(None, pipe.recv)  # "done": the client has its answers
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    gc.callbacks.remove(timer)
+    pipe.send((r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime, len(full), sum(full)))
+
+
 async def _held(count: Callable[[], int], n: int, wait: float = 10.0) -> int:
     """The connections the listener holds, once it holds ``n`` (or after ``wait`` s): the
     client may see its connection open before the listener has taken it."""
@@ -86,6 +115,7 @@ def serve_objtransport(pipe: Connection, n: int) -> None:
             tracemalloc.stop()  # before the pings: dropping the traces takes a while
             objs, gc_ms = _tracked()
             pipe.send((held, heap, objs - objs0, gc_ms))
+            await _burst(pipe)
             await loop.run_in_executor(None, pipe.recv)  # "stop"
 
     asyncio.run(main())
@@ -122,6 +152,7 @@ def serve_asyncio(pipe: Connection, n: int) -> None:
         tracemalloc.stop()
         objs, gc_ms = _tracked()
         pipe.send((held, heap, objs - objs0, gc_ms))
+        await _burst(pipe)
         await loop.run_in_executor(None, pipe.recv)
         server.close()
 
@@ -188,7 +219,7 @@ class _Client(asyncio.Protocol):
 
 def open_idle(pipe: Connection, port: int, n: int, native: bool) -> None:
     """Open ``n`` connections; report "open"; on "ping", PING all at once and report
-    ``(answered within 1 s, p99 ms)``; close on "stop"."""
+    ``(answered within 1 s, p99 ms, max ms, CPU s)``; close on "stop"."""
     _raise_nofile(n)
 
     async def main() -> None:
@@ -215,11 +246,20 @@ def open_idle(pipe: Connection, port: int, n: int, native: bool) -> None:
         await asyncio.wait_for(all_open.wait(), SETUP_TIMEOUT)
         pipe.send("open")
         await loop.run_in_executor(None, pipe.recv)  # "ping"
+        # the measuring tool's own full collection (its 10,000 protocols and transports)
+        # must not fall in the burst: the listener's answers are what is measured
+        gc.collect()
+        gc.freeze()
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
         futs = [c.ping() for c in clients]
         done, _ = await asyncio.wait(futs, timeout=1.0)
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
         times = sorted(f.result() for f in done)
         p99 = times[min(len(times) - 1, int(len(times) * 0.99))] * 1000 if times else 0.0
-        pipe.send((sum(1 for t in times if t <= 1.0), p99))  # each within 1 s of its ping
+        cpu = r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+        # each within 1 s of its ping; the p99 and the slowest answer (ms); the client's CPU
+        pipe.send((sum(1 for t in times if t <= 1.0), p99,
+                   times[-1] * 1000 if times else 0.0, cpu))
         await loop.run_in_executor(None, pipe.recv)  # "stop"
         for c in clients:
             c.t.close()
@@ -242,10 +282,12 @@ def _recv(pipe: Connection, timeout: float, what: str) -> Any:
 
 
 def idle(serve: Callable[[Connection, int], None], n: int, native: bool, loop: str) -> Result:
-    """Bytes of listener heap per idle connection (value); ``extra``: the share of
-    connections that answered a ping within 1 s (%), the p99 of those answers (ms), the
-    objects the listener's garbage collector tracks per connection and how long one full
-    collection over them takes (ms)."""
+    """Bytes of listener heap per idle connection (value); CPU µs per ping of the client
+    (tx: the PINGs sent, the answers read) and of the listener (rx: the answers) over the
+    burst; ``extra``: the share of connections that answered a ping within 1 s (%), the
+    p99 and the slowest of those answers (ms), the objects the listener's garbage
+    collector tracks per connection and how long one full collection over them takes (ms),
+    the full collections that fell in the burst and their time (ms)."""
     s_parent, s_child = CTX.Pipe()
     c_parent, c_child = CTX.Pipe()
     server = CTX.Process(target=_child, args=(loop, serve, (s_child, n)), daemon=True)
@@ -263,10 +305,15 @@ def idle(serve: Callable[[Connection, int], None], n: int, native: bool, loop: s
         held, heap, objs, gc_ms = _recv(s_parent, 60, "the listener's heap")
         if held < n:
             raise BenchError(f"the listener holds {held} of {n} connections")
+        s_parent.send("burst")
         c_parent.send("ping")
-        answered, p99 = _recv(c_parent, 30, "the pings")
+        answered, p99, slowest, client_cpu = _recv(c_parent, 30, "the pings")
+        s_parent.send("done")
+        listener_cpu, fulls, full_ms = _recv(s_parent, 30, "the listener's CPU time")
         if answered < n:
-            raise BenchError(f"{answered} of {n} connections answered a ping within 1 s")
+            raise BenchError(f"{answered} of {n} connections answered a ping within 1 s "
+                             f"(p99 {p99:.0f} ms; listener CPU {listener_cpu * 1000:.0f} ms, "
+                             f"{fulls} full collections in the burst)")
     finally:
         for pipe in (s_parent, c_parent):
             try:
@@ -278,6 +325,9 @@ def idle(serve: Callable[[Connection, int], None], n: int, native: bool, loop: s
                 proc.join(20)
                 if proc.is_alive():
                     proc.kill()
-    return Result(heap / held, extra={"answered %": 100.0 * answered / n, "p99 ms": p99,
-                                      "gc objs/conn": objs / held, "full gc ms": gc_ms},
+    return Result(heap / held, sender_cpu_us=client_cpu / n * 1e6,
+                  receiver_cpu_us=listener_cpu / n * 1e6,
+                  extra={"answered %": 100.0 * answered / n, "p99 ms": p99,
+                         "max ms": slowest, "gc objs/conn": objs / held, "full gc ms": gc_ms,
+                         "full gcs in burst": fulls, "full gc ms in burst": full_ms},
                   timed_s=opened_s)
