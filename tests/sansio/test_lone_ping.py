@@ -130,3 +130,18 @@ def test_pop_takes_control_frames_alone_in_one_chunk_and_behind_nothing() -> Non
     assert [bytes(c) for c in s.pop(3, strict=True)] == [pong]  # one frame at least
     assert [bytes(c) for c in s.pop(len(pong), strict=True)] == [pong]
     assert s.pending_bytes == 0
+
+
+def test_taking_events_keeps_the_sessions_list() -> None:
+    """A PONG's event (what an idle link hears each keepalive interval): ``take_events``
+    hands over a list of its own and keeps the session's list, emptied (a new list per
+    event would outlive the read and count towards the next full collection)."""
+    a, b = pair()
+    a.take_events()
+    held = a.events
+    b.receive_data(wire(a, 0.0), 0.0)  # a's PING
+    a.receive_data(wire(b, 0.0), 0.25)  # b's PONG
+    out = a.take_events()
+    assert [type(e).__name__ for e in out] == ["PongReceived"]
+    assert a.events is held and not held
+    assert a.take_events() == []

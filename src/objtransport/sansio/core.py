@@ -161,8 +161,12 @@ class SessionCore:
 
     # -- output ----------------------------------------------------------------------------
     def take_events(self) -> list[Event]:
-        out = self.events
-        self.events = []
+        # a copy for the caller, the session's list emptied in place: a new list here
+        # would outlive the call (until the next event: a keepalive interval on an idle
+        # link) and count towards the next full collection
+        events = self.events
+        out = events.copy()
+        events.clear()
         return out
 
     def data_to_send(self, now: float, budget: int = 1 << 62,
