@@ -17,17 +17,18 @@ from .framing import RAW_PREFIX, VERSION, FrameType
 from .plain_run import PLAIN_HEAD, plain_run
 from .reliability import ResumeState
 
-__all__ = ["PING_FRAME", "PING_HEAD", "PlainReads"]
+__all__ = ["ACK_HEAD", "CONTROL_FRAME", "PING_HEAD", "PlainReads"]
 
 _unpack_len = RAW_PREFIX.unpack_from
 #: length, the 8 header bytes from version to stream as one number, sequence number
 _unpack_plain = struct.Struct("!IQQ").unpack_from
 #: length, then version, type, flags and priority as one number
 _unpack_head = struct.Struct("!II").unpack_from
-#: a PING frame as :class:`~.liveness.Pinger` sends it: the 20-byte header and an 8-byte token
-PING_FRAME = 28
-#: version 1, PING (4), no flags, priority 0 (control)
+#: a PING or an ACK frame: the 20-byte header and an 8-byte payload (the token, the number)
+CONTROL_FRAME = 28
+#: version 1, PING (4) or ACK (3), no flags, priority 0 (control)
 PING_HEAD = int.from_bytes(bytes((VERSION, FrameType.PING, 0, 0)), "big")
+ACK_HEAD = int.from_bytes(bytes((VERSION, FrameType.ACK, 0, 0)), "big")
 
 
 class PlainReads(DecoderBase):
@@ -62,23 +63,23 @@ class PlainReads(DecoderBase):
         self.bytes_received += nbytes - 20
         return bytes(view[20:nbytes])
 
-    def read_ping(self) -> bytes | None:
-        """The last read (:data:`PING_FRAME` bytes into the receive buffer) is one whole
-        PING frame (version 1, no flags, priority 0; its stream and sequence fields mean
-        nothing, as in the general path) and nothing is in progress: its token, the read
-        counted. Otherwise None, with nothing changed (``buffer_updated`` decodes it). An
-        idle link's PING then costs no control list, no walk (docs/design.md, "Idle
-        connections, a ping burst")."""
+    def read_control(self) -> tuple[int, bytes] | None:
+        """The last read (:data:`CONTROL_FRAME` bytes into the receive buffer) is one whole
+        PING or ACK (version 1, no flags, priority 0; the stream and sequence fields mean
+        nothing for them, as in the general path) and nothing is in progress: its type and
+        payload, the read counted. Otherwise None, with nothing changed (``buffer_updated``
+        decodes it). An idle link's PING, a lone ACK then cost no control list, no walk
+        (docs/design.md, "Idle connections, a ping burst")."""
         if (self._pending or self._direct is not None or self._skip or self.messages
                 or not self.accept_data):
             return None
         view = self._rview
         length, head = _unpack_head(view, 0)
-        if length != PING_FRAME - 4 or head != PING_HEAD:
+        if length != CONTROL_FRAME - 4 or (head != PING_HEAD and head != ACK_HEAD):
             return None
         self._header_only = False
-        self.fed += PING_FRAME
-        return bytes(view[20:PING_FRAME])
+        self.fed += CONTROL_FRAME
+        return view[5], bytes(view[20:CONTROL_FRAME])
 
     def _plain_run(self, buf: Any, off: int, n: int) -> int:
         """The plain frames from ``off``; returns where they end (see :mod:`.plain_run`).

@@ -32,7 +32,7 @@ from .handshake import ACK_BYTES, ACK_EVERY, NativeHandshake, ResumeLookup
 from .headers import meta_limits, unwrap
 from .liveness import Pinger
 from .native_decoder import NativeDecoder
-from .native_reads import PING_FRAME
+from .native_reads import CONTROL_FRAME
 from .reliability import ResumeState
 from .sniff import wrong_peer
 
@@ -43,7 +43,8 @@ _CONTROL = int(Priority.CONTROL)
 #: ~0.01
 _CLOSED = SessionState.CLOSED
 _OPEN = SessionState.OPEN
-#: the PONG that answers a :data:`~.native_reads.PING_FRAME`'s token: header, then the token
+_PING = int(FrameType.PING)
+#: the PONG that answers a lone PING's 8-byte token: header, then the token
 _PONG_HEADER = encode_frame(FrameType.PONG, bytes(8))[:20]
 
 
@@ -108,13 +109,10 @@ class NativeReceiver(NativeHandshake):
                     frames.update(None, now)  # no frame in progress: no deadline
                 self.messages_received += 1
                 return [payload]
-            if nbytes == PING_FRAME and self.state is _OPEN:  # an idle link's PING
-                token = dec.read_ping()
-                if token is not None:
-                    self.scheduler.push_frame(_CONTROL, _PONG_HEADER + token)
-                    frames = self.frames
-                    if frames.at is not None or frames.held:
-                        frames.update(None, now)
+            if nbytes == CONTROL_FRAME and self.state is _OPEN:  # a PING, a lone ACK
+                frame = dec.read_control()
+                if frame is not None:
+                    self._lone_control(frame[0], frame[1], now)
                     return []
         try:
             dec.buffer_updated(nbytes)
@@ -197,10 +195,11 @@ class NativeReceiver(NativeHandshake):
         dec = self.decoder
         checked = 0
         while True:
-            # emptied in place: a new list per read would outlive it (until the next
-            # control frame) and count towards the next full collection
-            control = tuple(dec.control)
-            dec.control.clear()
+            # a copy walked, the decoder's list emptied in place: a new list per read would
+            # outlive it (until the next control frame) and count towards the next full
+            # collection (slices: no call)
+            control = dec.control[:]
+            del dec.control[:]
             for ftype, payload, before in control:
                 if dec.extended and before > checked:
                     bad = self._unwrap(dec.messages, checked, before, out)
@@ -228,6 +227,22 @@ class NativeReceiver(NativeHandshake):
                 dec.feed(b"")  # what followed the HELLO
             except ProtocolError as exc:
                 error = exc
+
+    def _lone_control(self, ftype: int, payload: bytes, now: float) -> None:
+        """A read that was one PING or ACK (``read_control``): what ``_after_decode`` and
+        ``_walk`` do for it, without them."""
+        if ftype == _PING:
+            self.scheduler.push_frame(_CONTROL, _PONG_HEADER + payload)
+        else:
+            try:
+                self._on_control(ftype, payload, now)
+            except ProtocolError as exc:
+                self._fail(exc)
+            if self._acks and self.rs.floor > self.rs.ack_sent:
+                self._schedule_ack(now)
+        frames = self.frames
+        if frames.at is not None or frames.held:
+            frames.update(None, now)
 
     def _unwrap(self, msgs: list[Received], start: int, end: int,
                 out: list[Received]) -> int | None:
