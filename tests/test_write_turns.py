@@ -10,6 +10,7 @@ import pytest
 
 from objtransport import Message, NetworkTransport
 from objtransport.drivers import stream_turn
+from objtransport.drivers.pacing import Pacer
 from objtransport.drivers.stream import StreamLink
 from objtransport.sansio.chunk_pool import WRITE_CHUNK
 
@@ -202,3 +203,28 @@ def test_a_sender_without_acks_settles_the_heap_at_its_first_full_chunk(
     out = subprocess.run([sys.executable, "-c", _SETTLE_PROBE, str(count)],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert out.split() == [str(not settled)]
+
+
+async def test_a_lone_message_after_a_pause_is_written_inline_and_still_sampled() -> None:
+    """The pacer's rate sample, due on a link idle for more than ``SAMPLE_EVERY``, is
+    taken by the inline write (no ``_flush``): the meter sees each lone message."""
+    async with NetworkTransport() as net:
+        conn = await _idle_pair(net)
+        rates = []
+        for _ in range(3):
+            p = _pacer(net, conn)
+            p.sample_at = 0.0  # as after a pause: the sample is due
+            before = p.total
+            await net.send_data(conn, b"z" * 1000)
+            assert net.connection_info(conn).pending_bytes == 0  # written at once
+            assert p.total == before + 1000 + 20  # header + payload
+            assert p.sample_at > 0.0  # the sample was taken
+            assert (await net.receive(conn, timeout=5)).data == b"z" * 1000
+            rates.append(net.connection_info(conn).send_rate)
+        assert rates[-1] > 0  # two samples or more: a rate
+
+
+def _pacer(net: NetworkTransport, conn: int) -> Pacer:
+    link = net._registry.get(conn).link  # noqa: SLF001 - the link's pacer, to make its sample due
+    assert isinstance(link, StreamLink)
+    return link.pacer

@@ -82,18 +82,23 @@ class WriteTurns(StreamEnding):
         t = self.transport
         pacer = self.pacer
         session = self.session
-        if (t is None or self._slow_write or pacer.buckets or now >= pacer.sample_at
-                or not session.open or t.get_write_buffer_size()):
+        if (t is None or self._slow_write or pacer.buckets or not session.open
+                or t.get_write_buffer_size()):
             self._flush()  # the general way
         else:  # _flush's common case inline: a lone message on an idle link
             chunks = session.data_to_send(now, WRITE_HIGH)
+            n = 0
             if len(chunks) == 1:
                 chunk = chunks[0]
                 t.write(chunk)
-                pacer.total += len(chunk)
+                n = len(chunk)
             elif chunks:
                 write_chunks(t, chunks)
-                pacer.total += sum(map(len, chunks))
+                n = sum(map(len, chunks))
+            if now < pacer.sample_at:
+                pacer.total += n
+            elif n:  # the rate sample is due (always, on a link idle > 15 ms): taken here
+                pacer.consume(n, now)
             if not (session.scheduler.pending_bytes or session.has_final):
                 return  # all written: the turn's next message arms its end
             self._flush()  # what one chunk did not take
