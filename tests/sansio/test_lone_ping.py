@@ -15,6 +15,7 @@ from objtransport.sansio.reliability import ResumeState
 from objtransport.sansio.scheduler import PriorityScheduler
 from objtransport.sansio.session import NativeSession
 
+from .test_lone_read import cut_into
 from .test_reliability import Server, client, deliver
 from .test_session import msgs, pair, wire
 
@@ -88,12 +89,7 @@ def test_any_reads_answer_what_one_piece_answers(frames: list[str], cuts: list[i
     ref = _open(acks)
     expected = [m.data for m in msgs(ref.receive_data(data, 0.0))]
     expected_out = wire(ref)
-    chunks = encoded if by_frame else []
-    pos = i = 0
-    while not by_frame and pos < len(data):
-        chunks.append(data[pos:pos + cuts[i % len(cuts)]])
-        pos += cuts[i % len(cuts)]
-        i += 1
+    chunks = encoded if by_frame else cut_into(data, cuts)
     s = _open(acks)
     got, out = _through_reads(s, chunks)
     assert got == expected

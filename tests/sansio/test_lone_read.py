@@ -19,6 +19,18 @@ from objtransport.sansio.native_decoder import NativeDecoder
 from objtransport.sansio.reliability import ResumeState
 
 
+def cut_into(data: bytes, cuts: list[int]) -> list[bytes]:
+    """``data`` in reads of the sizes ``cuts`` gives, round and round."""
+    chunks: list[bytes] = []
+    pos = i = 0
+    while pos < len(data):
+        chunks.append(data[pos:pos + cuts[i % len(cuts)]])
+        pos += cuts[i % len(cuts)]
+        i += 1
+    return chunks
+
+
+
 def _decoder(acks: bool, max_frame: int = 1 << 20) -> NativeDecoder:
     rx = ResumeState(os.urandom(16)) if acks else None
     dec = NativeDecoder(7, "tcp", ("::1", 1), max_frame, Reassembler(1 << 26, 8, 1 << 27), rx)
@@ -59,12 +71,7 @@ def test_the_lone_path_gives_what_the_decoder_gives(seqs: list[tuple[int, int, b
                                                     by_frame: bool) -> None:
     encoded = [encode_data(payload, seq, 0, prio) for seq, prio, payload in seqs]
     data = b"".join(encoded)
-    chunks = encoded if by_frame else []
-    pos = i = 0
-    while not by_frame and pos < len(data):
-        chunks.append(data[pos:pos + cuts[i % len(cuts)]])
-        pos += cuts[i % len(cuts)]
-        i += 1
+    chunks = encoded if by_frame else cut_into(data, cuts)
     ref = _decoder(acks)
     ref.feed(data)
     expected = [(m.priority, bytes(m.data)) for m in
