@@ -163,48 +163,6 @@ async def test_the_inline_writes_flag_follows_what_sends_a_write_the_general_way
         assert link._slow_write is True
 
 
-
-_SETTLE_PROBE = """
-import asyncio, sys
-from objtransport import NetworkTransport
-from objtransport.sansio import chunk_pool
-
-async def main(count):
-    async with NetworkTransport(timeout=10, reliable=False) as net:
-        got = asyncio.Event()
-        n = 0
-        def received(msg):
-            nonlocal n
-            n += 1
-            if n == count:
-                got.set()
-        listener = await net.listen("127.0.0.1", 0, handler=received)
-        conn = await net.connect("127.0.0.1", listener.port)
-        for _ in range(count):  # queued without yielding
-            net.send_nowait(conn, b"k" * 1024)
-        await asyncio.wait_for(got.wait(), 10)
-        print(chunk_pool.settle_heap())  # True: nothing had settled it
-
-asyncio.run(main(int(sys.argv[1])))
-"""
-
-
-@pytest.mark.parametrize(("count", "settled"), [(10, False), (1500, True)])
-def test_a_sender_without_acks_settles_the_heap_at_its_first_full_chunk(
-        count: int, settled: bool) -> None:
-    """Without ACKs there is no resend store's pool: the stream link's first full write
-    chunk (1,500 x 1 KiB queued without yielding: more than ``WRITE_CHUNK``) settles the
-    heap, so those chunks reuse their pages too; ten messages do not. In a fresh process
-    each, over real loopback sockets."""
-    import subprocess
-    import sys
-
-    assert 10 * 1024 < WRITE_CHUNK < 1500 * 1024
-    out = subprocess.run([sys.executable, "-c", _SETTLE_PROBE, str(count)],
-                         capture_output=True, text=True, timeout=60, check=True).stdout
-    assert out.split() == [str(not settled)]
-
-
 async def test_a_lone_message_after_a_pause_is_written_inline_and_still_sampled() -> None:
     """The pacer's rate sample, due on a link idle for more than ``SAMPLE_EVERY``, is
     taken by the inline write (no ``_flush``): the meter sees each lone message."""

@@ -89,7 +89,7 @@ class Priority(enum.IntEnum):
 #: the fields whose ``None`` is a value, not "not given"
 _NULLABLE = frozenset({"max_reconnect_attempts", "reconnect_deadline", "max_reset_timeout"})
 #: the fields only ``NetworkTransport(...)`` takes: one value for the whole service
-SERVICE_ONLY = frozenset({"max_spare_chunk_bytes"})
+SERVICE_ONLY = frozenset({"max_spare_chunk_bytes", "settle_heap"})
 
 
 def _positive(name: str, value: float, allow_zero: bool = False) -> None:
@@ -163,6 +163,10 @@ class Options:
     # the spare buffers of the resend stores' chunk pools (1088 KiB each) that all the
     # sessions of one service keep at most (NetworkTransport's; a call's is ignored)
     max_spare_chunk_bytes: int = 64 * MiB
+    # a TCP/TLS link's first full write chunk (1 MiB queued without yielding) frees one
+    # 4 MiB block, once per process, which raises glibc's malloc thresholds for the whole
+    # process (README, "The process's heap (glibc)"); False: never (NetworkTransport's)
+    settle_heap: bool = True
     # UDP (transport="udp"): message bytes per datagram (native frames add a 20 or 28-byte
     # header); fragments missing after reassembly_timeout give their message up; all peers
     # of one UDP or TCP listener share max_total_reassembly_bytes (memory of incomplete

@@ -96,6 +96,8 @@ class ServiceOptions(_Tunables, total=False):
     ssl: bool
     framing: FramingName | Framing
     max_spare_chunk_bytes: int
+    #: False: the process's malloc thresholds are left alone (README, "The process's heap")
+    settle_heap: bool
 
 
 class _PerCall(_Tunables, total=False):

@@ -5,20 +5,11 @@ buffer whose frames it queues again; an idle connection keeps no spare buffers."
 
 from __future__ import annotations
 
-import os
-import platform
-import subprocess
-import sys
-
-import pytest
-
 from objtransport.sansio.chunk_pool import (
     CHUNK_POOL_MIN,
     CHUNK_POOL_SIZE,
-    HEAP_SETTLE,
     WRITE_CHUNK,
     ChunkPool,
-    settle_heap,
 )
 from objtransport.sansio.events import as_message
 from objtransport.sansio.reliability import ResumeState
@@ -245,96 +236,3 @@ def test_a_write_moves_the_mark_of_the_next_write_chunk() -> None:
     assert sched.classes is None and sched.full_at == 100 + WRITE_CHUNK
     sched.pop(1 << 20)
     assert sched.full_at == WRITE_CHUNK
-
-
-
-_SETTLE_PROBE = """
-import resource
-from objtransport.sansio import chunk_pool
-f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-chunk_pool.ChunkPool()
-f1 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-print(f1 - f0, chunk_pool.settle_heap())
-"""
-
-
-def _probe(env: dict[str, str], code: str, *args: str) -> list[str]:
-    """Run ``code`` in a fresh Python process (no other test's pool came first); its
-    output's words."""
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
-                          text=True, timeout=60, check=True, env=env).stdout.split()
-
-
-def _clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without malloc settings (a developer may have set the
-    ``MALLOC_*`` thresholds PERFORMANCE.md benchmarks with), plus ``extra``."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
-    env.update(extra)
-    return env
-
-
-def test_the_first_pool_settles_the_heap_once_without_touching_pages() -> None:
-    """The first pool of a process frees one ``HEAP_SETTLE`` block (glibc's dynamic
-    thresholds then keep the write chunks' pages), never written (``calloc`` of a fresh
-    mapping: no page faults for its 1,024 pages); later calls do nothing."""
-    out = _probe(_clean_env(), _SETTLE_PROBE)
-    assert out[1] == "False"  # the pool settled it: nothing left to do
-    assert int(out[0]) < HEAP_SETTLE // 4096 // 8  # not 1,024 faults: no page touched
-    settle_heap()
-    assert settle_heap() is False  # once in this process too
-
-
-#: four ~1.1 MiB chunks built and freed together, ten rounds (after two to warm up): the
-#: page faults of the ten rounds. Unsettled, glibc's thresholds follow the largest block it
-#: unmapped (~1.1 MiB, trim at 2.2 MiB): the 4.4 MiB freed at the heap's top is given back
-#: each round and faulted in again (~1,070 faults a round); settled (trim at 8 MiB, above
-#: what a 2 MiB block would set), reused
-_CHUNKS_PROBE = """
-import resource, sys
-from objtransport.sansio import chunk_pool
-if sys.argv[1] == "settle":
-    chunk_pool.ChunkPool()
-def round_():
-    chunks = [bytearray(1_100_000) for _ in range(4)]
-    del chunks
-round_(); round_()
-f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
-    round_()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
-"""
-
-
-#: one round's pages: what a round faults in when the heap gives its chunks back
-_ROUND_PAGES = 4 * 1_100_000 // 4096
-
-_only_glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc",
-                                 reason="glibc's dynamic mmap/trim thresholds only")
-
-
-def _chunk_faults(settle: bool, env: dict[str, str]) -> int:
-    return int(_probe(env, _CHUNKS_PROBE, "settle" if settle else "no")[0])
-
-
-@_only_glibc
-def test_a_settled_heap_keeps_the_pages_of_freed_chunks() -> None:
-    """What ``settle_heap`` is for, on glibc: chunks of the write path's size, freed
-    together, keep their pages (no page faults in ten rounds) where the same process
-    without a pool faults them in again each round. Page faults, not time: the same on a
-    loaded machine."""
-    env = _clean_env()
-    settled = _chunk_faults(True, env)
-    unsettled = _chunk_faults(False, env)
-    assert settled < _ROUND_PAGES // 4, settled
-    assert unsettled > 5 * _ROUND_PAGES, unsettled  # the probe shows what it is meant to
-
-
-@_only_glibc
-def test_the_apps_own_malloc_thresholds_win_over_settle_heap() -> None:
-    """An application that sets glibc's thresholds itself (``MALLOC_TRIM_THRESHOLD_`` in
-    the environment, like ``mallopt``) turns the dynamic thresholds off: ``settle_heap``
-    then changes nothing, the app's setting holds (here: trim above 128 KiB, so the
-    chunks' pages are given back each round, as without a pool)."""
-    env = _clean_env(MALLOC_TRIM_THRESHOLD_="131072")
-    assert _chunk_faults(True, env) > 5 * _ROUND_PAGES

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 from time import monotonic
 
-from ..sansio.chunk_pool import settle_heap
+from .heap import settle_heap
 from .pacing import Pacer
 from .stream_end import StreamEnding
 from .stream_write import write_chunks
@@ -158,9 +158,11 @@ class WriteTurns(StreamEnding):
         sender that does not yield). Write it now; if the transport cannot take it yet
         (paused, or holding what the socket did not take), seal it as it is so that later
         frames start a new chunk (``PriorityScheduler.seal_chunk``). The first time in the
-        process, settle the heap (:func:`~..sansio.chunk_pool.settle_heap`): write chunks
-        then reuse their pages, with or without the resend store's pool."""
-        settle_heap()
+        process, settle the heap (:func:`.heap.settle_heap`, unless the service's
+        ``settle_heap`` option is off): write chunks then reuse their pages, with or
+        without the resend store's pool."""
+        if self.session.options.settle_heap:
+            settle_heap()
         self._flush()
         sched = self.session.scheduler
         if sched.pending_bytes > sched.full_at:  # nothing was taken: a pop moves the mark

@@ -28,21 +28,15 @@ scheduler's chunk, the store a copy), so reusing it never changes bytes a transp
 After a resume the frames of kept copies are queued again (as views of them): the store
 then drops its pool (:meth:`ResumeState.take_resend`), so those buffers are never reused.
 
-The heap (:func:`settle_heap`, once per process, when the first pool is made): the
-scheduler builds each write chunk by appending frames to a fresh ``bytearray``, which
-``realloc`` grows to ~1.1 MiB. With glibc's initial thresholds (``mmap`` above 128 KiB,
-the heap's top given back above 128 KiB free) those chunks were built in pages the kernel
-had just taken back, often enough that a 1 KiB sender took 0.04-0.1 page faults per
-message (0.1 µs/msg of system time, see docs/design.md "Write chunks, third round").
-glibc raises both thresholds when a block it had mapped is freed (mallopt(3), "dynamic
-mmap threshold"): freeing one ``HEAP_SETTLE`` block once sets them to 4 and 8 MiB, and the
-chunks' pages are then reused. Elsewhere (another libc) it is one short-lived block.
+The heap: the first full write chunk of a stream link in a process settles glibc's malloc
+thresholds once (``drivers/heap.py``, ``settle_heap``), so that these chunks reuse their
+pages; not here: the pool has no side effect on the process.
 """
 
 from __future__ import annotations
 
-__all__ = ["CHUNK_POOL_MIN", "CHUNK_POOL_SIZE", "CHUNK_POOL_SPARES", "HEAP_SETTLE",
-           "SPARE_CHUNK_BYTES", "WRITE_CHUNK", "ChunkPool", "SpareBudget", "settle_heap"]
+__all__ = ["CHUNK_POOL_MIN", "CHUNK_POOL_SIZE", "CHUNK_POOL_SPARES", "SPARE_CHUNK_BYTES",
+           "WRITE_CHUNK", "ChunkPool", "SpareBudget"]
 
 #: a session's queue() calls ``on_full`` when this many bytes were queued since the last
 #: write or seal (``PriorityScheduler.full_at``; a stream link then writes them at once,
@@ -61,25 +55,6 @@ CHUNK_POOL_SPARES = 16
 #: spare bytes the pools of all the sessions of one service keep at most (the default of
 #: ``max_spare_chunk_bytes``)
 SPARE_CHUNK_BYTES = 64 * 1024 * 1024
-#: the block :func:`settle_heap` frees once (above the largest write chunk: glibc then
-#: keeps blocks up to this size in its heap, and up to twice it free at the heap's top)
-HEAP_SETTLE = 4 * 1024 * 1024
-
-_settled = False
-
-
-def settle_heap() -> bool:
-    """Once per process: allocate and free one ``HEAP_SETTLE`` block, so that glibc's
-    dynamic thresholds rise above the write chunks' size (see the module's docstring);
-    True the first time. ``bytes(n)`` comes from ``calloc``: a fresh mapping, known to be
-    zero, so no page is touched."""
-    global _settled
-    if _settled:
-        return False
-    _settled = True
-    block = bytes(HEAP_SETTLE)
-    del block
-    return True
 
 
 class SpareBudget:
@@ -105,7 +80,6 @@ class ChunkPool:
         self.free: list[memoryview] = []  # whole buffers (views of their bytearrays)
         #: the service's bound on spares (None: only ``spares`` bounds this pool's)
         self.budget = budget
-        settle_heap()  # the first pool of the process: large chunks then reuse their pages
 
     def copy(self, chunk: bytearray) -> tuple[memoryview, memoryview]:
         """A copy of ``chunk`` (at most ``size`` bytes) in a pool buffer:
