@@ -18,7 +18,6 @@ grpc = pytest.importorskip("grpc")
 from objtransport import NetworkTransport, SendTimeout  # noqa: E402
 from objtransport.drivers.base import StoppableLink  # noqa: E402
 from objtransport.drivers.grpc import METHOD, SERVICE, GrpcLink  # noqa: E402
-from objtransport.drivers.stopping import CANCEL_GRACE, stop_by  # noqa: E402
 from objtransport.drivers.stream import StreamLink  # noqa: E402
 from objtransport.drivers.websocket_link import WebSocketLink  # noqa: E402
 from objtransport.events import Overloaded  # noqa: E402
@@ -94,33 +93,6 @@ async def test_close_returns_by_its_deadline_when_the_peer_never_answers(
         await asyncio.wait_for(client.stop(), 10)
         parked.set()
         await server.stop(None)
-
-
-async def test_stop_by_lets_a_task_end_then_cancels_it_at_the_deadline() -> None:
-    """``stop_by``: a task that ends before the deadline is not cancelled; one still
-    waiting at the deadline is cancelled and has ended when it returns; cancelling the
-    waiter cancels the task too."""
-    loop = asyncio.get_running_loop()
-    gate = asyncio.Event()
-    ending = loop.create_task(gate.wait())
-    loop.call_soon(gate.set)
-    await stop_by(ending, loop.time() + 5.0)
-    assert ending.done() and not ending.cancelled()
-
-    stuck = loop.create_task(asyncio.Event().wait())
-    deadline = loop.time() + 0.05
-    await stop_by(stuck, deadline)
-    assert stuck.cancelled()
-    assert loop.time() <= deadline + CANCEL_GRACE + MARGIN
-
-    stuck = loop.create_task(asyncio.Event().wait())
-    waiter = loop.create_task(stop_by(stuck, loop.time() + 5.0))
-    await asyncio.wait([waiter], timeout=0)  # the waiter waits on the task
-    waiter.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await asyncio.wait_for(waiter, 5)
-    await asyncio.wait([stuck], timeout=5)
-    assert stuck.cancelled()
 
 
 def test_only_links_with_their_own_task_are_stoppable() -> None:

@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from .drivers.base import StoppableLink
+from .drivers.stopping import LINK_TASK_LEFT
 from .endpoint import ConnState
 from .exceptions import TransportError
 from .logfields import log_fields
@@ -57,8 +58,9 @@ class Closing:
                     await asyncio.shield(link.lost)
             except TimeoutError:
                 link.abort()
-            if isinstance(link, StoppableLink):  # a link that runs its own task
-                await link.wait_stopped(deadline)  # the same deadline, then cancelled
+            # a link that runs its own task: the same deadline, then cancelled
+            if isinstance(link, StoppableLink) and not await link.wait_stopped(deadline):
+                conn.record_error(LINK_TASK_LEFT)
         task = conn.task
         if task is not None and not task.done():
             task.cancel()

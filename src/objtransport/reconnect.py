@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .auth import client_token
 from .drivers.base import Link, StoppableLink
+from .drivers.stopping import LINK_TASK_LEFT
 from .endpoint import ConnState
 from .events import GivenUp, Reconnecting
 from .exceptions import AuthenticationError, CircuitOpenError, ConnectError
@@ -107,7 +108,8 @@ class Supervisor:
             conn.fold_link(link)
             if isinstance(link, StoppableLink) and not conn.closed_by_user:
                 # a link that runs its own task (a close waits for it itself)
-                await link.wait_stopped(conn.loop.time() + LINK_STOP_WAIT)
+                if not await link.wait_stopped(conn.loop.time() + LINK_STOP_WAIT):
+                    conn.record_error(LINK_TASK_LEFT)
             if conn.closed_by_user:
                 break
             if closed.error:

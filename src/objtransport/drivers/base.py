@@ -88,9 +88,10 @@ class StoppableLink(Protocol):
     waits for it (``isinstance(link, StoppableLink)``) before reconnecting or returning
     from a close, so nothing of the link is left running."""
 
-    async def wait_stopped(self, deadline: float) -> None:
+    async def wait_stopped(self, deadline: float) -> bool:
         """Wait for the link's task to end until ``deadline`` (loop time, one deadline for
-        the whole wait), then cancel it (:func:`.stopping.stop_by`)."""
+        the whole wait), then cancel it (:func:`.stopping.stop_by`); False if it still
+        runs after that (logged; the owner counts it as an error of the connection)."""
         ...
 
 

@@ -352,12 +352,12 @@ class GrpcLink(EnvelopeWriter):
         elif not self._end.done():
             self._end.set_result(None)
 
-    async def wait_stopped(self, deadline: float) -> None:
+    async def wait_stopped(self, deadline: float) -> bool:
         """(client; :class:`~.base.StoppableLink`) After a close, an abort or the call's
         end: wait for the reader task (``run``) to end, as grpc reports the end of the
         call, until ``deadline`` (loop time); then cancel it (:func:`.stopping.stop_by`)."""
-        if self.client and self._reader is not None:
-            await stop_by(self._reader, deadline)
+        reader = self._reader if self.client else None
+        return reader is None or await stop_by(reader, deadline)
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -5,26 +5,35 @@ the end of its call) is waited for by its owner after a close or a loss
 (:class:`~.base.StoppableLink`). The owner passes one deadline, in loop time, for the whole
 wait (a close's own ``timeout``, or the supervisor's ``LINK_STOP_WAIT``): the task is
 given until then to end by itself, then cancelled and given at most ``CANCEL_GRACE`` more
-to run its ``finally`` blocks. No fixed waits are added up past the deadline.
+to run its ``finally`` blocks. No fixed waits are added up past the deadline. A task that
+is still running after that (it swallowed the cancellation, or its ``finally`` waits on
+something) is not waited for any longer: :func:`stop_by` says so (False) and logs it once,
+and the owner counts it as an error of the connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 
-__all__ = ["CANCEL_GRACE", "stop_by"]
+__all__ = ["CANCEL_GRACE", "LINK_TASK_LEFT", "stop_by"]
+
+log = logging.getLogger(__name__)
 
 #: seconds a task still running at its deadline is given, once cancelled, to end: its
 #: ``finally`` blocks take a loop turn or two (a grpc channel's close does not wait)
 CANCEL_GRACE = 0.05
+#: what the owner records (``Connection.record_error``) when a link's task outlived that
+LINK_TASK_LEFT = "the link's own task still ran after it was cancelled"
 
 
-async def stop_by(task: asyncio.Task[None], deadline: float) -> None:
+async def stop_by(task: asyncio.Task[None], deadline: float) -> bool:
     """Wait for ``task`` to end until ``deadline`` (loop time), then cancel it and wait at
-    most ``CANCEL_GRACE`` more. Cancelled meanwhile (our owner stops), it cancels ``task``
-    too and re-raises."""
+    most ``CANCEL_GRACE`` more. True if it ended; False if it still runs (logged at
+    WARNING, by the task's name). Cancelled meanwhile (our owner stops), it cancels
+    ``task`` too and re-raises."""
     if task.done():
-        return
+        return True
     loop = task.get_loop()
     try:
         left = deadline - loop.time()
@@ -36,3 +45,8 @@ async def stop_by(task: asyncio.Task[None], deadline: float) -> None:
     except asyncio.CancelledError:  # our owner stops: the task stops with it
         task.cancel()
         raise
+    if task.done():
+        return True
+    log.warning("task %s still runs %g s after it was cancelled; no longer waited for",
+                task.get_name(), CANCEL_GRACE)
+    return False
