@@ -136,31 +136,54 @@ async def test_a_burst_that_fills_the_socket_leaves_in_write_chunks_intact() -> 
 
 
 async def test_the_inline_writes_flag_follows_what_sends_a_write_the_general_way() -> None:
-    """``_wake`` writes a lone message itself only while ``_slow_write`` is False: it is set
+    """``_wake`` writes a lone message itself only while ``slow_write`` is False: it is set
     by each thing that needs ``_flush``'s work (a drain or flush waiter, a read pause: the
-    overload guard's among them, closing) and cleared by the ``_flush`` that finds none."""
+    overload guard's among them, closing) and cleared by the ``_flush`` that finds none.
+    The flag through the link's read-only property: both ways write the same bytes at the
+    same moment, so only what ``_flush`` does besides (wake waiters) tells them apart, and
+    a waiter always has a ``_flush`` coming for it on a real socket (see the next test)."""
     async with NetworkTransport() as net:
         conn = await _idle_pair(net)
-        link = net._conns[conn].link
-        assert isinstance(link, StreamLink)
-        assert link._slow_write is False  # the round trip's flushes found nothing to do
+        link = _link(net, conn)
+        assert link.slow_write is False  # the round trip's flushes found nothing to do
         link.pause_reading("consumer")
-        assert link._slow_write is True
+        assert link.slow_write is True
         link.resume_reading("consumer")
         await net.send_data(conn, b"after a pause")  # _flush's way, which clears it
-        assert link._slow_write is False
+        assert link.slow_write is False
         assert (await net.receive(conn, timeout=5)).data == b"after a pause"
-        link.pause_writing()  # the socket is full: queued, and a flush waiter waits
-        await net.send_data(conn, b"held")
+        link.pause_writing()  # as the transport does when the socket is full
+        await net.send_data(conn, b"held")  # queued, and a flush waiter waits
         waiter = asyncio.ensure_future(link.wait_flushed(5.0))
         await asyncio.sleep(0)
-        assert link._slow_write is True and link.pending_bytes > 0
+        assert link.slow_write is True and link.pending_bytes > 0
         link.resume_writing()  # _flush writes it and wakes the waiter
         await asyncio.wait_for(waiter, 5)
-        assert link._slow_write is False
+        assert link.slow_write is False
         assert (await net.receive(conn, timeout=5)).data == b"held"
         link.close()
-        assert link._slow_write is True
+        assert link.slow_write is True
+
+
+async def test_a_sender_that_starts_waiting_for_room_sends_writes_the_general_way() -> None:
+    """``wait_writable`` sets the flag as its sender starts waiting (drivers/flow.py), not
+    only the next ``_flush``'s end: from then on no write may be ``_wake``'s inline one,
+    which wakes nobody, so the write that makes room is ``_flush``'s, which wakes the
+    sender. A message above ``max_pending_bytes`` while writes are paused (as by the
+    transport): the sender waits, and the flag is set before any ``_flush`` ran (the turn's
+    end is only queued); once writes resume the sender is woken and its message arrives."""
+    async with NetworkTransport(max_pending_bytes=4096) as net:
+        conn = await _idle_pair(net)
+        link = _link(net, conn)
+        assert link.slow_write is False
+        link.pause_writing()
+        sender = asyncio.ensure_future(net.send_data(conn, b"w" * 8192, timeout=5))
+        await asyncio.sleep(0)  # the sender's step: queued, waiting; the turn's end queued
+        assert not sender.done() and link.pending_bytes > 4096
+        assert link.slow_write is True
+        link.resume_writing()
+        await asyncio.wait_for(sender, 5)
+        assert (await net.receive(conn, timeout=5)).data == b"w" * 8192
 
 
 async def test_a_lone_message_after_a_pause_is_written_inline_and_still_sampled() -> None:
@@ -182,7 +205,12 @@ async def test_a_lone_message_after_a_pause_is_written_inline_and_still_sampled(
         assert rates[-1] > 0  # two samples or more: a rate
 
 
-def _pacer(net: NetworkTransport, conn: int) -> Pacer:
-    link = net._registry.get(conn).link  # noqa: SLF001 - the link's pacer, to make its sample due
+def _link(net: NetworkTransport, conn: int) -> StreamLink:
+    """The connection's live link (the service shows no link of its own accord)."""
+    link = net._registry.get(conn).link  # noqa: SLF001 - the link, to drive and observe it
     assert isinstance(link, StreamLink)
-    return link.pacer
+    return link
+
+
+def _pacer(net: NetworkTransport, conn: int) -> Pacer:
+    return _link(net, conn).pacer

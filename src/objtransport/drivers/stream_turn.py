@@ -61,6 +61,14 @@ class WriteTurns(StreamEnding):
     def congested(self) -> bool:
         return self.session.scheduler.pending_bytes > self.max_pending
 
+    @property
+    def slow_write(self) -> bool:
+        """(read only) True while every write must go the general way (``_flush``, which
+        wakes drain and flush waiters and relieves the overload guard) for a reason of the
+        link's own: a sender waits for room or for a flush, reading is paused, the link is
+        closing; False lets ``_wake`` write a lone message on an idle link itself."""
+        return self._slow_write
+
     def _wake(self, now: float = 0.0) -> None:
         """Something was queued on an empty queue (or by ``send``). ``now``: the clock read
         of the read whose end this is, where the link found the write free to go (not
