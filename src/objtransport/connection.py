@@ -210,14 +210,16 @@ class Connection(ConnectionCounters):
                 link.resume_reading()
 
     def on_messages(self, msgs: list[Received], received: int = -1, /) -> None:
-        """A read's messages; ``received``: the link's session's ``bytes_received`` after
-        it (a TCP link hands it over), or -1 (asked of the session here)."""
+        """A read's messages; ``received``: the link's session's ``delivered_bytes`` after
+        it (a TCP link hands it over), or -1 (asked of the session here). What the link's
+        earlier reads delivered was counted then, from 0 at its start (even before
+        :meth:`up`): the difference is these messages' payload bytes."""
         if self._unverified:
             self._unverified = False
             self.breaker.record_success(self.loop.time())
         if received < 0:
             link = self.link
-            received = link.session.bytes_received if link is not None else 0
+            received = link.session.delivered_bytes if link is not None else 0
         nbytes = received - self._delivered_bytes
         self._delivered_bytes = received
         self.last_activity = self.loop.time()
@@ -251,6 +253,12 @@ class Connection(ConnectionCounters):
         self.link = link
         self._delivered_bytes = 0
 
+    def fold_link(self, link: Link) -> None:
+        """A link ended (:meth:`.ConnectionCounters.fold_link`): the next one's reads count
+        their bytes from its start."""
+        super().fold_link(link)
+        self._delivered_bytes = 0
+
     def take_over(self, link: Link) -> None:
         """A new socket resumed this (server-side) connection's session: it is ours now."""
         assert self.server is not None, "only an accepted connection can be resumed"
@@ -278,7 +286,8 @@ class Connection(ConnectionCounters):
         self.link = link
         if self._reading_paused:
             link.pause_reading()
-        self._delivered_bytes = 0
+        # not `_delivered_bytes = 0`: messages that came with the peer's HELLO were
+        # delivered (and counted) before this (fold_link starts each link's count)
         self.last_activity = self.loop.time()
         if len(self.offline):  # after what the resumed session resends: order is kept
             refused = self.offline.drain_into(link)
