@@ -106,7 +106,7 @@ class _Twin:
         def on_messages(msgs: list[Received], received: int = -1, /) -> None:
             self.delivered += [bytes(as_message(m, 0, "tcp", None).data) for m in msgs]
             # the byte count handed over (the inline read) is the session's own
-            assert received in (-1, self.c.bytes_received)
+            assert received in (-1, self.c.delivered_bytes)
 
         def on_event(link: StreamLink, ev: Event) -> None:
             self.events.append(type(ev).__name__)

@@ -179,7 +179,7 @@ class BatchRunner(HandlerRunner):
         if not items:
             return None
         payloads = [m if type(m) is bytes else m.data for m in items]  # type: ignore[union-attr]
-        # (the connection's count includes meta blocks: the payloads' own size here)
+        # (without the expired ones: the payloads' own size here)
         return Batch(conn.id, conn.transport_name, conn.peer_address, identity, payloads,
                      sum(map(len, payloads)), items)
 

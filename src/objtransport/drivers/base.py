@@ -31,8 +31,9 @@ __all__ = ["Driver", "Link", "LinkParts", "OnMessages", "Server", "StoppableLink
 
 class OnMessages(Protocol):
     """Where a link hands the messages of a read (the connection's ``on_messages``).
-    ``received``: the session's ``bytes_received`` after the read, when the link has it
-    at hand (a TCP link's read); -1: the callee asks the session."""
+    ``received``: the session's ``delivered_bytes`` after the read (a stream session's
+    decoder's ``bytes_received``), when the link has it at hand (a TCP link's read); -1:
+    the callee asks the session."""
 
     def __call__(self, msgs: list[Received], received: int = -1, /) -> None: ...
 

@@ -37,6 +37,10 @@ class DatagramFigures:
         return self._received_bytes
 
     @property
+    def delivered_bytes(self) -> int:
+        return self._received_bytes
+
+    @property
     def acks(self) -> bool:
         """Datagram sessions never acknowledge: delivery is best effort."""
         return False

@@ -14,6 +14,7 @@ __all__ = [
     "SessionLost",
     "Received",
     "as_message",
+    "payload_bytes",
     "Closed",
     "Event",
     "HandshakeComplete",
@@ -169,6 +170,15 @@ def as_message(item: Received, conn_id: int, transport: str, peer: Any) -> Messa
         return Message(item, conn_id, transport, peer)
     assert isinstance(item, Message)
     return item
+
+
+def payload_bytes(items: list[Received]) -> int:
+    """The payload bytes of received items: what the inbox charges for them, and takes off
+    as each is taken (``len(msg.data)``)."""
+    n = 0
+    for m in items:
+        n += len(m) if isinstance(m, bytes) else len(m.data)
+    return n
 
 
 @dataclass(frozen=True, slots=True)

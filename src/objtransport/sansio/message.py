@@ -75,6 +75,10 @@ class MessageSession(SessionCore):
     def bytes_received(self) -> int:
         return self._received_bytes
 
+    @property
+    def delivered_bytes(self) -> int:
+        return self._received_bytes
+
     def receive_data(self, data: bytes | bytearray | memoryview, now: float) -> list[Received]:
         """One whole binary message."""
         return self.receive_message(bytes(data), False, now)

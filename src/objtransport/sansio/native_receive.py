@@ -15,7 +15,7 @@ from typing import Any
 from ..config import Options, Priority
 from ..exceptions import ProtocolError
 from .core import ERROR_FREE, SessionState
-from .events import Acked, PongReceived, Received, RepliesReceived
+from .events import Acked, PongReceived, Received, RepliesReceived, payload_bytes
 from .fragmentation import Reassembler
 from .framing import (
     ACK_FORMAT,
@@ -51,7 +51,8 @@ _PONG_HEADER = encode_frame(FrameType.PONG, bytes(8))[:20]
 class NativeReceiver(NativeHandshake):
     """Received bytes -> messages, control frames, liveness (the sending is the subclass's)."""
 
-    __slots__ = ("_magic", "_magic_ok", "meta_limits", "pinger", "reassembler", "responder")
+    __slots__ = ("_magic", "_magic_ok", "meta_limits", "pinger", "reassembler", "responder",
+                 "withheld")
 
     def __init__(self, options: Options, conn_id: int, transport: str, peer: Any,
                  now: float, session_id: bytes, resume: ResumeState | None, role: str,
@@ -71,6 +72,9 @@ class NativeReceiver(NativeHandshake):
         self.responder: Any = None
         self.meta_limits = meta_limits(options.max_headers, options.max_header_bytes,
                                        options.max_message_size)
+        #: payload bytes decoded but not handed out as such (:meth:`_withhold`): the
+        #: decoder's ``bytes_received`` counts what was delivered, this the rest
+        self.withheld = 0
 
     def connection_lost(self, reason: str) -> None:
         """The socket went away. A client that heard nothing at all before it did was most
@@ -81,6 +85,12 @@ class NativeReceiver(NativeHandshake):
             reason = (f"{reason} before the listener's HELLO, without a byte: a TLS listener?"
                       " connect with ssl=True (or the listener refused the connection)")
         super().connection_lost(reason)
+
+    @property
+    def bytes_received(self) -> int:
+        """Payload bytes received: those of the messages delivered (the decoder's count,
+        which the inbox's byte bound charges) and :attr:`withheld`."""
+        return self.decoder.bytes_received + self.withheld
 
     @property
     def rtt_last(self) -> float | None:
@@ -175,9 +185,12 @@ class NativeReceiver(NativeHandshake):
         if msgs:
             dec.messages = []
             if closed and self.close_code not in ERROR_FREE:
+                self._withhold(payload_bytes(out) + payload_bytes(msgs[checked:]))
                 return []
             end = len(msgs) if upto is None else upto
             self.messages_received += end
+            if end < len(msgs):  # after the end of the session: dropped (never unwrapped)
+                self._withhold(payload_bytes(msgs[max(end, checked):]))
             if dec.extended:
                 dec.extended = False
                 if checked < end:
@@ -191,7 +204,8 @@ class NativeReceiver(NativeHandshake):
               out: list[Received]) -> tuple[int | None, int]:
         """The control frames, the meta blocks of the messages between them and then the
         decoder's ``error``, in stream order. Returns where the messages after the end of
-        the session begin (None: none ended it here) and how many went through ``out``."""
+        the session begin (None: none ended it here) and how many went through ``out``
+        (or :meth:`_unwrap`, when one of them was malformed)."""
         dec = self.decoder
         checked = 0
         while True:
@@ -204,7 +218,7 @@ class NativeReceiver(NativeHandshake):
                 if dec.extended and before > checked:
                     bad = self._unwrap(dec.messages, checked, before, out)
                     if bad is not None:
-                        return bad, bad
+                        return bad, before
                     checked = before
                 try:
                     self._on_control(ftype, payload, now)
@@ -217,7 +231,7 @@ class NativeReceiver(NativeHandshake):
                 if dec.extended and total > checked:
                     bad = self._unwrap(dec.messages, checked, total, out)
                     if bad is not None:
-                        return bad, bad
+                        return bad, total
                     checked = total
                 self._fail(error)
                 return None, checked
@@ -251,14 +265,28 @@ class NativeReceiver(NativeHandshake):
         replies: list[tuple[int, int, bytes, dict[str, bytes] | None]] = []
         before = len(out)
         bad = None
+        todo = msgs[start:end]
+        wire = payload_bytes(todo)  # before unwrap() replaces the payloads
         try:
-            unwrap(msgs[start:end], self.meta_limits, self.responder, replies, out)
+            unwrap(todo, self.meta_limits, self.responder, replies, out)
         except ProtocolError as exc:
             self._fail(exc)
             bad = start + len(out) - before + len(replies)
+        # meta blocks, replies, the malformed one and those after it; a decompressed
+        # payload larger than it came: negative
+        self._withhold(wire - payload_bytes(out[before:]))
         if replies:
             self.events.append(RepliesReceived(replies))
         return bad
+
+    def _withhold(self, nbytes: int) -> None:
+        """``nbytes`` of the payload bytes decoded are not delivered as they came: they
+        move from the decoder's count (what a connection's inbox charges per read,
+        docs/design.md "The inbox's byte count") to :attr:`withheld`. The ACK pacing by
+        bytes counts from the decoder's figure: its mark moves with it."""
+        self.decoder.bytes_received -= nbytes
+        self._ack_bytes -= nbytes
+        self.withheld += nbytes
 
     def _on_control(self, ftype: int, payload: bytes, now: float) -> None:
         if ftype == FrameType.HELLO:

@@ -58,7 +58,15 @@ class AnySession(Protocol):
     def pending_bytes(self) -> int: ...
 
     @property
-    def bytes_received(self) -> int: ...
+    def bytes_received(self) -> int:
+        """Payload bytes received (meta blocks, replies and compressed sizes included)."""
+        ...
+
+    @property
+    def delivered_bytes(self) -> int:
+        """Payload bytes of the messages handed out (``len(msg.data)`` of each): what a
+        connection's inbox charges for them, and takes off as they are taken."""
+        ...
 
     @property
     def messages_sent(self) -> int: ...
@@ -118,7 +126,8 @@ class Session(AnySession, Protocol):
 
     @property
     def decoder(self) -> DecoderBase:
-        """The session's decoder, for life (its ``bytes_received`` is the session's)."""
+        """The session's decoder, for life (its ``bytes_received`` is the session's
+        ``delivered_bytes``)."""
         ...
 
     def get_buffer(self, sizehint: int = -1) -> memoryview:

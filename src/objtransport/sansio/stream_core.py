@@ -75,3 +75,7 @@ class StreamCore(SessionCore, Generic[D]):
     @property
     def bytes_received(self) -> int:
         return self.decoder.bytes_received
+
+    @property
+    def delivered_bytes(self) -> int:
+        return self.decoder.bytes_received
