@@ -277,14 +277,17 @@ async def test_a_resumed_session_counts_from_the_new_link() -> None:
                                 conn, cli)
 
 
-async def test_headers_are_not_counted() -> None:
+@pytest.mark.parametrize("transport", ["tcp", "websocket", "grpc"])
+async def test_headers_are_not_counted(transport: str) -> None:
     """A message with headers carries a meta block on the wire, not in ``msg.data``: once
-    the messages are received, the inbox counts 0 (it kept the meta blocks)."""
+    the messages are received, the inbox counts 0 (it kept the meta blocks). Over a
+    WebSocket or gRPC carrier the connection asks the session for the count
+    (``delivered_bytes``); a TCP link hands it over."""
     async with NetworkTransport(max_pending_bytes=LIMIT) as server, \
             NetworkTransport(max_pending_bytes=LIMIT) as client:
         pauses = Pauses(server.events())
-        listener = await server.listen("127.0.0.1", 0)
-        conn = await client.connect("127.0.0.1", listener.port)
+        listener = await server.listen("127.0.0.1", 0, transport=transport)
+        conn = await client.connect("127.0.0.1", listener.port, transport=transport)
         (sconn,) = server.connections()
         for i in range(8):
             await client.send_data(conn, b"%d" % i * 300, headers={"k": "v" * 200})
