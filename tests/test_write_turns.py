@@ -198,7 +198,9 @@ async def test_a_lone_message_after_a_pause_is_written_inline_and_still_sampled(
             before = p.total
             await net.send_data(conn, b"z" * 1000)
             assert net.connection_info(conn).pending_bytes == 0  # written at once
-            assert p.total == before + 1000 + 20  # header + payload
+            # header + payload, and the echo's delayed ACK (28 bytes) when it came due
+            # meanwhile (a loaded machine: 4 ms between the read and this send) and rode along
+            assert p.total - before in (1000 + 20, 1000 + 20 + 28)
             assert p.sample_at > 0.0  # the sample was taken
             assert (await net.receive(conn, timeout=5)).data == b"z" * 1000
             rates.append(net.connection_info(conn).send_rate)
