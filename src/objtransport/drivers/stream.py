@@ -9,7 +9,9 @@ It pumps bytes between an asyncio transport and a sans-I/O session and does noth
   what a read's messages answer leaves in one write at the end of the read (when:
   :mod:`.stream_turn`); the scheduler is only asked for more while the transport's buffer
   is below its high-water mark, so priorities still decide what goes next;
-* one ``loop.call_at`` timer, re-armed to the session's ``next_deadline()``.
+* one timer, re-armed to the session's ``next_deadline()``: a far deadline is filed in the
+  loop's wheel of link deadlines (one loop timer for every link), a near one gets its own
+  ``loop.call_at`` (:mod:`.stream_timer`).
 
 The owner passes callbacks for messages and events and learns about the end through
 ``closed`` (a future) and ``on_lost``.
@@ -41,6 +43,7 @@ from ..sansio.session import NativeSession, Session, detect_native
 from ..sansio.throttle import TokenBucket
 from .authgate import AuthGate
 from .base import LinkParts, OnMessages
+from .link_wheel import wheel_for
 from .overload import OverloadGuard
 from .pacing import Pacer, ReadThrottle
 from .stream_timer import StreamTimer
@@ -113,6 +116,7 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
         self._wrote_at = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._wheel = wheel_for(self.loop).wheel  # far deadlines (keepalive) go there
         self._drain_waiters: list[tuple[asyncio.Future[None], int]] = []
         #: reasons reading is paused for (a tuple: at most three, and () costs nothing)
         self._read_pauses: tuple[str, ...] = ()

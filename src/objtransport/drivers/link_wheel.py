@@ -1,0 +1,108 @@
+"""One loop timer for the far deadlines of every stream link on an event loop
+(:class:`LoopWheel`, around a :class:`~..sansio.timer_wheel.TimerWheel`).
+
+A link whose next deadline is at least :data:`NEAR` s away (keepalive PING, pong and HELLO
+timeouts, a frame's deadline) files it in its loop's wheel: re-arming is then writing a
+number, not making a ``TimerHandle`` (docs/design.md, "Keepalive without garbage"). Nearer
+deadlines (an ACK's 5 ms delay, a window's 20 ms wait, any deadline in a test with a short
+keepalive) keep the link's own ``loop.call_at``: they need more than the wheel's 1/64 s.
+
+The wheel belongs to its loop (:func:`wheel_for`, kept in a weak mapping: a closed loop is
+not kept by it, nor the loop by the wheel); a link takes its loop's wheel when it is made and
+drops its entry when it stops (``_cancel_timer``), so a closed link is not kept by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from time import monotonic
+from typing import Protocol
+
+from ..sansio.timer_wheel import RESOLUTION, TimerWheel
+
+__all__ = ["NEAR", "LoopWheel", "Timed", "wheel_for"]
+
+#: deadlines nearer than this (s) keep a loop timer of their own
+NEAR = 0.25
+_NEVER = float("inf")
+
+
+class Timed(Protocol):
+    """What the wheel calls when an item's deadline came (``now``: the wheel's time, at or
+    after that deadline)."""
+
+    def deadline_came(self, now: float) -> None: ...
+
+
+class LoopWheel:
+    """A :class:`TimerWheel` of :class:`Timed` items and the one loop timer serving it."""
+
+    __slots__ = ("wheel", "_loop", "_handle", "armed_at", "_firing", "_fire_cb")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, resolution: float = RESOLUTION) -> None:
+        self._loop = weakref.ref(loop)
+        #: the items' deadlines; a link files and drops itself here directly
+        self.wheel: TimerWheel[Timed] = TimerWheel(resolution, self._earlier)
+        self._handle: asyncio.TimerHandle | None = None
+        #: when the loop timer fires (infinity: none armed)
+        self.armed_at = _NEVER
+        self._firing = False
+        self._fire_cb = self._fire  # one bound method for every arming
+
+    def _earlier(self, at: float) -> None:
+        """A bucket before every other one was made: the timer comes no later than it."""
+        if not self._firing and at < self.armed_at:
+            self._arm(at)
+
+    def _arm(self, at: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self.armed_at = at
+        loop = self._loop()
+        if loop is not None and not loop.is_closed():
+            self._handle = loop.call_at(at, self._fire_cb)
+
+    def _fire(self) -> None:
+        # the loop may run a timer early by its clock's resolution (uvloop: 1 ms): what it
+        # was armed for is due; the links' deadlines are on the monotonic clock
+        now = max(monotonic(), self.armed_at)
+        self._handle = None
+        self.armed_at = _NEVER
+        self._firing = True
+        try:
+            due = self.wheel.pop_due(now)
+            for item in due:
+                try:
+                    item.deadline_came(now)
+                except Exception as exc:  # one link's fault stops no other link's timer
+                    loop = self._loop()
+                    if loop is not None:
+                        loop.call_exception_handler({
+                            "message": "exception in a link's timer", "exception": exc})
+        finally:
+            self._firing = False
+            at = self.wheel.next_at()
+            if at is not None:
+                self._arm(at)
+
+    def close(self) -> None:
+        """Drop the loop timer and every item."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self.armed_at = _NEVER
+        self.wheel.clear()
+
+
+_wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopWheel] = (
+    weakref.WeakKeyDictionary())
+
+
+def wheel_for(loop: asyncio.AbstractEventLoop) -> LoopWheel:
+    """The wheel of ``loop`` (made by its first link)."""
+    wheel = _wheels.get(loop)
+    if wheel is None:
+        wheel = _wheels[loop] = LoopWheel(loop)
+    return wheel

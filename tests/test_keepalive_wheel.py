@@ -1,0 +1,192 @@
+"""Keepalive deadlines of many idle TCP links on one wheel (drivers/link_wheel.py), over real
+sockets on loopback (docs/design.md, "Keepalive without garbage").
+
+A keepalive interval and pong timeout of at least ``NEAR`` put the listener's links' deadlines
+on its loop's wheel: each link is PINGed every interval (late by at most a bucket and the
+loop's own lateness, never early), a peer that does not answer is cut at its pong timeout,
+a closed link leaves the wheel and is not kept by it, and a keepalive round makes no object
+per link for the garbage collector (a loop timer per link made three).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import statistics
+import struct
+import weakref
+from time import monotonic
+from typing import Any
+
+import pytest
+
+from objtransport import NetworkTransport
+from objtransport.drivers.link_wheel import NEAR, LoopWheel, wheel_for
+from objtransport.sansio.framing import MAGIC, FrameType, Hello, encode_frame, encode_hello
+from objtransport.sansio.timer_wheel import RESOLUTION
+from objtransport.testing import eventually
+
+pytestmark = pytest.mark.timeout(60)
+
+_LEN = struct.Struct("!I")
+KA, PONG = 0.5, 0.5  # both far enough for the wheel
+assert KA >= NEAR and PONG >= NEAR
+
+
+class Peer(asyncio.Protocol):
+    """An idle native client by hand (HELLO without ACKs): notes when each PING came and
+    answers it, unless ``mute``; notes when the listener closed the connection."""
+
+    def __init__(self, mute: bool = False) -> None:
+        self.mute = mute
+        self.buf = bytearray()
+        self.preface = False
+        self.opened_at = 0.0
+        self.pings: list[float] = []
+        self.goaway = False
+        self.lost_at: float | None = None
+        self.t: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.t = transport
+        self.opened_at = monotonic()
+        transport.write(MAGIC + encode_hello(Hello(os.urandom(16), 0, 1 << 20, 1 << 20)))
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if not self.preface and len(buf) >= 4:
+            del buf[:4]
+            self.preface = True
+        while self.preface and len(buf) >= 4:
+            (length,) = _LEN.unpack_from(buf)
+            if len(buf) < 4 + length:
+                break
+            ftype = buf[5]
+            if ftype == FrameType.PING:
+                self.pings.append(monotonic())
+                if not self.mute:
+                    self.t.write(encode_frame(FrameType.PONG, bytes(buf[20:4 + length])))
+            elif ftype == FrameType.GOAWAY:
+                self.goaway = True
+            del buf[:4 + length]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost_at = monotonic()
+
+
+async def _open(port: int, n: int, mute: bool = False) -> list[Peer]:
+    loop = asyncio.get_running_loop()
+    peers = []
+    for _ in range(n):
+        _, peer = await loop.create_connection(lambda: Peer(mute), "127.0.0.1", port)
+        peers.append(peer)
+    return peers
+
+
+async def test_many_links_are_pinged_on_time_and_a_silent_peer_is_cut_at_its_timeout() -> None:
+    """60 idle links on one listener, 15 of them to peers that never answer a PING: the
+    others get a PING every KA s (the intervals' median at most a bucket late, none more
+    than a bucket early: the delivery's jitter), the silent ones are cut with a GOAWAY
+    KA + PONG after their HELLO; every open link is on the wheel and none has a loop timer
+    of its own; once closed, none is left on it nor kept alive by it."""
+    n_ok, n_mute = 45, 15
+    async with NetworkTransport(keepalive_interval=KA, pong_timeout=PONG,
+                                max_connections=100) as net:
+        listener = await net.listen("127.0.0.1", 0)
+        wheel = wheel_for(asyncio.get_running_loop()).wheel
+        ok = await _open(listener.port, n_ok)
+        mute = await _open(listener.port, n_mute, mute=True)
+        try:
+            await eventually(lambda: all(p.lost_at is not None for p in mute), timeout=20.0)
+            await eventually(lambda: all(len(p.pings) >= 4 for p in ok), timeout=20.0)
+            links = [net._conns[c].link for c in listener.connections]
+            assert len(links) == n_ok and all(p.lost_at is None for p in ok)
+            assert all(link is not None and link in wheel and link._timer is None
+                       for link in links)
+            assert len(wheel) == n_ok
+        finally:
+            for p in ok + mute:
+                p.t.abort()
+        gaps = [b - a for p in ok for a, b in zip(p.pings, p.pings[1:], strict=False)]
+        assert min(gaps) >= KA - RESOLUTION, min(gaps)
+        assert statistics.median(gaps) <= KA + RESOLUTION + 0.05, statistics.median(gaps)
+        assert max(gaps) <= KA + 2.0, max(gaps)  # bounded even on a loaded machine
+        cut = [p.lost_at - p.opened_at for p in mute if p.lost_at is not None]
+        assert all(p.goaway for p in mute) and len(cut) == n_mute
+        assert min(cut) >= KA + PONG - RESOLUTION, min(cut)
+        assert statistics.median(cut) <= KA + PONG + RESOLUTION + 0.1, statistics.median(cut)
+        refs = [weakref.ref(link) for link in links if link is not None]
+        del links
+        await eventually(lambda: len(listener.connections) == 0, timeout=10.0)
+    assert len(wheel) == 0
+    gc.collect()
+    assert all(r() is None for r in refs)
+
+
+async def test_a_keepalive_round_makes_no_object_per_link_for_the_collector() -> None:
+    """40 idle links PINGed every 0.3 s: over 3 rounds, the objects the collector tracks
+    that were made and are still alive are fewer than 0.5 per link (a loop timer per link
+    re-armed each round left 3: the TimerHandle, its context, the bound method, each
+    living a whole round and so reaching the oldest generation)."""
+    n, ka = 40, 0.3
+    assert ka >= NEAR
+    async with NetworkTransport(keepalive_interval=ka, pong_timeout=5.0,
+                                max_connections=n + 10) as net:
+        listener = await net.listen("127.0.0.1", 0)
+        peers = await _open(listener.port, n)
+        try:
+            await eventually(lambda: all(len(p.pings) >= 2 for p in peers), timeout=20.0)
+            gc.collect()
+            gc.freeze()
+            try:
+                start = [len(p.pings) for p in peers]
+                await eventually(lambda: all(len(p.pings) >= s + 3
+                                             for p, s in zip(peers, start, strict=True)),
+                                 timeout=20.0, interval=0.05)
+                gc.collect()
+                made = gc.get_objects()
+            finally:
+                gc.unfreeze()
+            per_link = len(made) / n
+            assert per_link < 0.5, (per_link, [type(o).__name__ for o in made[:20]])
+        finally:
+            for p in peers:
+                p.t.abort()
+
+
+class _Faulty:
+    def deadline_came(self, now: float) -> None:
+        raise RuntimeError("a link's timer failed")
+
+
+class _Waiting:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.came: asyncio.Future[float] = loop.create_future()
+
+    def deadline_came(self, now: float) -> None:
+        self.came.set_result(now)
+
+
+async def test_one_items_fault_reaches_the_loops_handler_and_stops_no_other() -> None:
+    """Two items in one bucket, the first raising: the second's deadline still comes (not
+    before it), the fault goes to the loop's exception handler; one wheel per loop."""
+    loop = asyncio.get_running_loop()
+    assert wheel_for(loop) is wheel_for(loop)
+    seen: list[BaseException] = []
+    loop.set_exception_handler(lambda _loop, ctx: seen.append(ctx["exception"]))
+    lw = LoopWheel(loop)
+    try:
+        at = monotonic() + 0.05
+        waiting = _Waiting(loop)
+        lw.wheel.file(_Faulty(), at)
+        lw.wheel.file(waiting, at)
+        assert lw.armed_at <= at + RESOLUTION
+        now = await asyncio.wait_for(waiting.came, 10.0)
+        assert now >= at
+        assert len(seen) == 1 and isinstance(seen[0], RuntimeError)
+        assert len(lw.wheel) == 0
+    finally:
+        lw.close()
+        loop.set_exception_handler(None)
