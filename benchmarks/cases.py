@@ -16,6 +16,7 @@ from pathlib import Path
 from . import workers as w
 from . import workers_grpc as gr
 from . import workers_idle as idle_
+from . import workers_idle_rounds as rounds_
 from . import workers_iperf as iperf
 from . import workers_req as req
 from . import workers_scale as scale_
@@ -264,11 +265,25 @@ def _idle(serve: Callable[..., None], native: bool) -> Run:
     return lambda scale, loop: idle_.idle(serve, max(100, int(10_000 * scale)), native, loop)
 
 
+def _rounds(serve: Callable[..., None], native: bool) -> Run:
+    return lambda scale, loop: rounds_.rounds(serve, max(100, int(10_000 * scale)), native,
+                                              loop)
+
+
 CASES += [
     Case("tcp 10,000 idle connections", "B/conn", "<= 10 KiB per connection, all answer a "
          "ping within 1 s", {
              "objtransport": _idle(idle_.serve_objtransport, True),
              "asyncio": _idle(idle_.serve_asyncio, False),
+         }),
+    # the same connections over 3 keepalive rounds of 1 s: the tracked objects each round
+    # leaves alive per connection (what moves to the oldest generation), the listener's CPU
+    # per connection and round (rx); the name holds the case above's, so that --only picks
+    # both (it splits on commas)
+    Case("tcp 10,000 idle connections keepalive rounds", "objs/conn/round",
+         "< 0.1 tracked objects per connection left by a keepalive round", {
+             "objtransport": _rounds(rounds_.serve_objtransport, True),
+             "asyncio": _rounds(rounds_.serve_asyncio, False),
          }),
 ]
 

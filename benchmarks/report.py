@@ -69,6 +69,8 @@ def fmt(v: float | None, unit: str) -> str:
         return f"{v / 1e6:.2f}M" if v >= 1e6 else f"{v / 1e3:.0f}k"
     if unit == "µs":
         return f"{v:.0f}"
+    if abs(v) < 10:  # a count per connection (objs/conn/round): its fraction matters
+        return f"{v:.3f}"
     return f"{v:,.0f}"
 
 

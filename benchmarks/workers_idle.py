@@ -245,7 +245,10 @@ def open_idle(pipe: Connection, port: int, n: int, native: bool) -> None:
         await asyncio.gather(*(connect() for _ in range(n)))
         await asyncio.wait_for(all_open.wait(), SETUP_TIMEOUT)
         pipe.send("open")
-        await loop.run_in_executor(None, pipe.recv)  # "ping"
+        if await loop.run_in_executor(None, pipe.recv) != "ping":  # "stop": no burst
+            for c in clients:  # (workers_idle_rounds: the listener's keepalive rounds only)
+                c.t.close()
+            return
         # the measuring tool's own full collection (its 10,000 protocols and transports)
         # must not fall in the burst: the listener's answers are what is measured
         gc.collect()

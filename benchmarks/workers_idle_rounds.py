@@ -1,0 +1,138 @@
+"""Keepalive rounds of ``n`` idle TCP connections: what each round leaves for the listener's
+garbage collector, and its CPU.
+
+The listener (``keepalive_interval`` :data:`KEEPALIVE` s, so that rounds come quickly) holds
+the connections of :func:`.workers_idle.open_idle`'s client, which answers its PINGs. Once
+all are open it collects and freezes its objects (``gc.freeze``), waits :data:`ROUNDS`
+keepalive intervals, collects again and counts the tracked objects made meanwhile that are
+still alive, per connection: what one round leaves for the oldest generation (each round's
+replace the last's; a loop timer re-armed per link per round left 3: ``TimerHandle``, its
+context, the bound method). From it and the tracked objects per connection, how often the
+keepalive alone would bring a full collection at the default 15 s interval (Python 3.11 runs
+one when the objects moved to the oldest generation since the last exceed a quarter of those
+in it). The listener's CPU over the rounds is reported per connection and round (a PING
+sent, its PONG read, the timer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import resource
+import time
+from multiprocessing.connection import Connection
+from typing import Any
+
+from .runner import CTX, BenchError, Result
+from .workers_idle import SETUP_TIMEOUT, _child, _held, _raise_nofile, _recv, _tracked, open_idle
+
+KEEPALIVE = 1.0
+ROUNDS = 3
+DEFAULT_KEEPALIVE = 15.0
+
+
+async def _rounds() -> tuple[int, float]:
+    """Tracked objects made over ROUNDS keepalive rounds and alive after them; CPU s."""
+    gc.collect()
+    gc.freeze()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    await asyncio.sleep(ROUNDS * KEEPALIVE)
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    gc.collect()
+    made = len(gc.get_objects())
+    gc.unfreeze()
+    return made, r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
+
+
+def serve_objtransport(pipe: Connection, n: int) -> None:
+    from objtransport import NetworkTransport
+
+    _raise_nofile(n)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with NetworkTransport(max_connections=n + 10, keepalive_interval=KEEPALIVE,
+                                    pong_timeout=10.0) as net:
+            listener = await net.listen("127.0.0.1", 0)
+            objs0, _ = _tracked()
+            pipe.send(listener.port)
+            await loop.run_in_executor(None, pipe.recv)  # "measure": all are open
+            held = await _held(lambda: len(listener.connections), n)
+            objs, _ = _tracked()
+            await asyncio.sleep(KEEPALIVE)  # every link past its first PING
+            made, cpu = await _rounds()
+            pipe.send((held, objs - objs0, made, cpu))
+            await loop.run_in_executor(None, pipe.recv)  # "stop"
+
+    asyncio.run(main())
+
+
+def serve_asyncio(pipe: Connection, n: int) -> None:
+    """A plain asyncio echo server (no keepalive): the floor."""
+    from .workers_idle import _Echo
+
+    _raise_nofile(n)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        conns: list[_Echo] = []
+
+        def factory() -> _Echo:
+            p = _Echo()
+            conns.append(p)
+            return p
+
+        server = await loop.create_server(factory, "127.0.0.1", 0, backlog=4096)
+        objs0, _ = _tracked()
+        pipe.send(server.sockets[0].getsockname()[1])
+        await loop.run_in_executor(None, pipe.recv)
+        held = await _held(lambda: len(conns), n)
+        objs, _ = _tracked()
+        await asyncio.sleep(KEEPALIVE)
+        made, cpu = await _rounds()
+        pipe.send((held, objs - objs0, made, cpu))
+        await loop.run_in_executor(None, pipe.recv)
+        server.close()
+
+    asyncio.run(main())
+
+
+def rounds(serve: Any, n: int, native: bool, loop: str) -> Result:
+    """Tracked objects per connection and round left alive (value); the listener's CPU µs
+    per connection and round (rx); ``extra``: tracked objects per connection, and every
+    how many seconds the keepalive alone brings a full collection at the default 15 s."""
+    s_parent, s_child = CTX.Pipe()
+    c_parent, c_child = CTX.Pipe()
+    server = CTX.Process(target=_child, args=(loop, serve, (s_child, n)), daemon=True)
+    server.start()
+    client = None
+    try:
+        port = _recv(s_parent, 30, "the listener's port")
+        client = CTX.Process(target=_child, args=(loop, open_idle, (c_child, port, n, native)),
+                             daemon=True)
+        client.start()
+        t0 = time.perf_counter()
+        _recv(c_parent, SETUP_TIMEOUT, f"{n} connections to open")
+        opened_s = time.perf_counter() - t0
+        s_parent.send("measure")
+        held, objs, made, cpu = _recv(s_parent, 60 + ROUNDS * KEEPALIVE, "the rounds")
+        if held < n:
+            raise BenchError(f"the listener holds {held} of {n} connections")
+    finally:
+        for pipe in (s_parent, c_parent):
+            try:
+                pipe.send("stop")
+            except OSError:
+                pass
+        for proc in (client, server):
+            if proc is not None:
+                proc.join(20)
+                if proc.is_alive():
+                    proc.kill()
+    # made: one round's survivors (each round's replace the last's), per connection
+    per_round = made / held
+    every = (objs / 4 / per_round * DEFAULT_KEEPALIVE) if per_round > 0 else float("inf")
+    return Result(per_round, receiver_cpu_us=cpu / (held * ROUNDS) * 1e6,
+                  extra={"gc objs/conn": objs / held,
+                         "full gc every s @15s": min(every, 1e9)},
+                  timed_s=opened_s)
