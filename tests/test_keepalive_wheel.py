@@ -87,8 +87,8 @@ async def _open(port: int, n: int, mute: bool = False) -> list[Peer]:
 
 async def test_many_links_are_pinged_on_time_and_a_silent_peer_is_cut_at_its_timeout() -> None:
     """60 idle links on one listener, 15 of them to peers that never answer a PING: the
-    others get a PING every KA s (the intervals' median at most a bucket late, none more
-    than a bucket early: the delivery's jitter), the silent ones are cut with a GOAWAY
+    others get a PING every KA s (the intervals' median at most a bucket late and what a
+    loaded machine adds, none more than a bucket early: the delivery's jitter), the silent ones are cut with a GOAWAY
     KA + PONG after their HELLO; every open link is on the wheel and none has a loop timer
     of its own; once closed, none is left on it nor kept alive by it."""
     n_ok, n_mute = 45, 15
@@ -111,12 +111,12 @@ async def test_many_links_are_pinged_on_time_and_a_silent_peer_is_cut_at_its_tim
                 p.t.abort()
         gaps = [b - a for p in ok for a, b in zip(p.pings, p.pings[1:], strict=False)]
         assert min(gaps) >= KA - RESOLUTION, min(gaps)
-        assert statistics.median(gaps) <= KA + RESOLUTION + 0.05, statistics.median(gaps)
+        assert statistics.median(gaps) <= KA + RESOLUTION + 0.15, statistics.median(gaps)
         assert max(gaps) <= KA + 2.0, max(gaps)  # bounded even on a loaded machine
         cut = [p.lost_at - p.opened_at for p in mute if p.lost_at is not None]
         assert all(p.goaway for p in mute) and len(cut) == n_mute
         assert min(cut) >= KA + PONG - RESOLUTION, min(cut)
-        assert statistics.median(cut) <= KA + PONG + RESOLUTION + 0.1, statistics.median(cut)
+        assert statistics.median(cut) <= KA + PONG + RESOLUTION + 0.2, statistics.median(cut)
         refs = [weakref.ref(link) for link in links if link is not None]
         del links
         await eventually(lambda: len(listener.connections) == 0, timeout=10.0)
