@@ -88,9 +88,10 @@ async def _open(port: int, n: int, mute: bool = False) -> list[Peer]:
 async def test_many_links_are_pinged_on_time_and_a_silent_peer_is_cut_at_its_timeout() -> None:
     """60 idle links on one listener, 15 of them to peers that never answer a PING: the
     others get a PING every KA s (the intervals' median at most a bucket late and what a
-    loaded machine adds, none more than a bucket early: the delivery's jitter), the silent ones are cut with a GOAWAY
-    KA + PONG after their HELLO; every open link is on the wheel and none has a loop timer
-    of its own; once closed, none is left on it nor kept alive by it."""
+    loaded machine adds, none more than a bucket early: the delivery's jitter), the silent
+    ones are cut with a GOAWAY KA + PONG after their HELLO; every open link is on the wheel
+    and none has a loop timer of its own; once closed, none is left on it nor kept alive by
+    it."""
     n_ok, n_mute = 45, 15
     async with NetworkTransport(keepalive_interval=KA, pong_timeout=PONG,
                                 max_connections=100) as net:
