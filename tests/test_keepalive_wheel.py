@@ -191,3 +191,19 @@ async def test_one_items_fault_reaches_the_loops_handler_and_stops_no_other() ->
     finally:
         lw.close()
         loop.set_exception_handler(None)
+
+
+def test_each_loop_has_its_own_wheel_and_a_closed_loop_is_not_kept_by_it() -> None:
+    """Links of two loops (two threads, say) never share a wheel; the registry holds a loop
+    weakly and its wheel holds it weakly too."""
+    a, b = asyncio.new_event_loop(), asyncio.new_event_loop()
+    try:
+        assert wheel_for(a) is wheel_for(a)
+        assert wheel_for(a) is not wheel_for(b)
+    finally:
+        a.close()
+        b.close()
+    ref = weakref.ref(a)
+    del a
+    gc.collect()
+    assert ref() is None
