@@ -6,6 +6,7 @@ import pytest
 
 from objtransport.exceptions import ProtocolError
 from objtransport.sansio.framing import (
+    FEATURE_WINDOW,
     FLAG_FRAG,
     MAGIC,
     FrameType,
@@ -90,3 +91,26 @@ def test_control_frames_carry_no_seq() -> None:
     frame = encode_frame(FrameType.PING, b"12345678")
     assert frame[12:20] == bytes(8)
     assert frame[8] == 0  # priority control
+
+
+def test_hello_window_after_the_fixed_fields_and_the_token() -> None:
+    """FEATURE_WINDOW: the sender's window (u32) follows the 36 fixed bytes and any token;
+    a HELLO without the bit has window 0; a value above u32 is sent capped."""
+    plain = encode_hello(Hello(b"s" * 16, 0, 1 << 20, 1 << 20, 0, None, 16 << 20))[20:]
+    assert int.from_bytes(plain[16:20], "big") & FEATURE_WINDOW
+    assert len(plain) == 40 and plain[36:] == (16 << 20).to_bytes(4, "big")
+    assert decode_hello(plain).window == 16 << 20
+    tok = encode_hello(Hello(b"s" * 16, 0, 1 << 20, 1 << 20, 0, "ab", 1 << 40))[20:]
+    assert tok[36:40] == b"\x00\x02ab" and tok[40:] == b"\xff\xff\xff\xff"
+    got = decode_hello(tok)
+    assert got.token == "ab" and got.window == 2**32 - 1
+    none = encode_hello(Hello(b"s" * 16, FEATURE_WINDOW, 1 << 20, 1 << 20))[20:]
+    assert len(none) == 36 and decode_hello(none).window == 0
+
+
+@pytest.mark.parametrize("tail", [b"", b"\x00", b"\x00\x00\x01"])
+def test_hello_window_cut_short_is_a_protocol_error(tail: bytes) -> None:
+    fixed = bytearray(encode_hello(Hello(b"s" * 16, 0, 1 << 20, 1 << 20))[20:])
+    fixed[18] |= FEATURE_WINDOW >> 8
+    with pytest.raises(ProtocolError):
+        decode_hello(bytes(fixed) + tail)

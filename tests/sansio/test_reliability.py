@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from objtransport.config import Options
 from objtransport.sansio.events import Acked, SessionLost, as_message
 from objtransport.sansio.framing import FrameType
+from objtransport.sansio.handshake import ACK_BYTES_MAX, ack_step
 from objtransport.sansio.reliability import ResumeState, data_frames
 from objtransport.sansio.session import ACK_BYTES, ACK_EVERY, ACK_PIGGYBACK, NativeSession
 
@@ -34,8 +36,8 @@ class Server:
                              resume_lookup=self.lookup)
 
 
-def client(rs: ResumeState) -> NativeSession:
-    return NativeSession(OPTS, 1, "tcp", None, 0.0, rs.session_id, resume=rs, role="client")
+def client(rs: ResumeState, opts: Options = OPTS) -> NativeSession:
+    return NativeSession(opts, 1, "tcp", None, 0.0, rs.session_id, resume=rs, role="client")
 
 
 def wire(s: NativeSession, now: float = 0.0) -> bytes:
@@ -63,8 +65,9 @@ def settle(c: NativeSession, s: NativeSession, now: float = 0.0) -> list[bytes]:
     raise AssertionError("the sender never drained")
 
 
-def connect(rs: ResumeState, server: Server) -> tuple[NativeSession, NativeSession]:
-    c, s = client(rs), server.session()
+def connect(rs: ResumeState, server: Server, opts: Options = OPTS,
+            ) -> tuple[NativeSession, NativeSession]:
+    c, s = client(rs, opts), server.session()
     deliver(c, s)
     deliver(s, c)
     assert c.is_open and s.is_open and c.acks and s.acks
@@ -85,14 +88,32 @@ def test_acks_free_the_sender() -> None:
     assert any(isinstance(e, Acked) for e in c.take_events())
 
 
-def test_a_megabyte_of_payload_is_acknowledged_at_once() -> None:
+@pytest.mark.parametrize(("window", "step"), [
+    (16 * 1024 * 1024, ACK_BYTES_MAX),  # the default window: a quarter of it
+    (8 * 1024 * 1024, 2 * 1024 * 1024),
+    (2 * 1024 * 1024, ACK_BYTES),  # a small window: every MiB, as before
+])
+def test_a_quarter_of_the_senders_window_is_acknowledged_at_once(window: int,
+                                                                 step: int) -> None:
     rs = ResumeState(b"c" * 16)
-    c, s = connect(rs, Server())
-    for _ in range(ACK_BYTES // (64 * 1024)):
-        c.send_message(bytes(64 * 1024))
+    c, s = connect(rs, Server(), Options(max_unacked_bytes=window))
+    piece = 64 * 1024
+    for _ in range(step // piece - 1):
+        c.send_message(bytes(piece))
     deliver(c, s)
-    deliver(s, c)  # ACK_BYTES of payload: acknowledged without waiting for the delay
+    deliver(s, c)  # a piece short of the step: the ACK waits for its delay
+    assert rs.unacked_bytes == step - piece
+    c.send_message(bytes(piece))
+    deliver(c, s)
+    deliver(s, c)  # the step reached: acknowledged without waiting for the delay
     assert rs.unacked_bytes == 0
+
+
+def test_ack_step_of_an_announced_window() -> None:
+    assert ack_step(0) == ACK_BYTES  # a peer that announced none (an older one)
+    assert ack_step(1) == ACK_BYTES
+    assert ack_step(6 * 1024 * 1024) == 1536 * 1024
+    assert ack_step(2**32 - 1) == ACK_BYTES_MAX  # a peer's claim is capped
 
 
 def test_delayed_ack_for_a_few_messages() -> None:

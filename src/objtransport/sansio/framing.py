@@ -23,6 +23,8 @@ __all__ = [
     "PLAIN_HEADER",
     "HEADER_SIZE",
     "HELLO_FORMAT",
+    "FEATURE_WINDOW",
+    "WINDOW_FORMAT",
     "MAGIC",
     "MAX_HELLO_LENGTH",
     "MAX_TOKEN",
@@ -87,6 +89,10 @@ FEATURE_ZLIB = 0x10  # the sender decompresses zlib payloads
 FEATURE_ZSTD = 0x20  # the sender decompresses zstd payloads
 FEATURE_TOKEN = 0x40  # (client's HELLO) a token follows the fixed fields
 FEATURE_SKIP = 0x80  # the sender understands SKIP frames (expired messages given up)
+#: the HELLO carries the sender's window (its ``max_unacked_bytes``, u32) after the fixed
+#: fields and any token: the peer may then acknowledge in larger steps (section 1.6)
+FEATURE_WINDOW = 0x100
+WINDOW_FORMAT = struct.Struct("!I")
 #: SKIP payload: the number of the message given up (u64)
 SKIP_FORMAT = struct.Struct("!Q")
 
@@ -123,6 +129,9 @@ class Hello:
     resume_seq: int = 0
     #: the client's credentials (``connect(..., token=...)``), None without
     token: str | None = None
+    #: the bytes the sender lets go unacknowledged before it waits (its
+    #: ``max_unacked_bytes``, at most 2**32 - 1); 0: not announced
+    window: int = 0
 
 
 def wire_flags(text: bool | int) -> int:
@@ -171,7 +180,7 @@ def encode_hello(hello: Hello) -> bytes:
     """The HELLO frame (without the magic, which precedes only the first one)."""
     if len(hello.session_id) != 16:
         raise ValueError("session_id must be 16 bytes")
-    features = hello.features & ~FEATURE_TOKEN
+    features = hello.features & ~(FEATURE_TOKEN | FEATURE_WINDOW)
     token = b""
     if hello.token is not None:
         raw = hello.token.encode("utf-8")
@@ -179,6 +188,9 @@ def encode_hello(hello: Hello) -> bytes:
             raise ValueError(f"a token is 1 to {MAX_TOKEN} bytes of UTF-8, not {len(raw)}")
         features |= FEATURE_TOKEN
         token = TOKEN_LENGTH.pack(len(raw)) + raw
+    if hello.window > 0:
+        features |= FEATURE_WINDOW
+        token += WINDOW_FORMAT.pack(min(hello.window, 0xFFFFFFFF))
     body = HELLO_FORMAT.pack(hello.session_id, features, hello.max_frame_size,
                              hello.max_message_size, hello.resume_seq)
     return encode_frame(FrameType.HELLO, body + token)
@@ -194,13 +206,20 @@ def decode_hello(payload: bytes) -> Hello:
     sid, features, max_frame, max_msg, resume = HELLO_FORMAT.unpack_from(payload)
     if max_frame < 64 or max_msg < 1:
         raise ProtocolError("HELLO announces unusable limits", GoAwayCode.PROTOCOL_ERROR)
-    token = _decode_token(payload) if features & FEATURE_TOKEN else None
-    return Hello(sid, features, max_frame, max_msg, resume, token)
+    token, at = _decode_token(payload) if features & FEATURE_TOKEN else (None,
+                                                                         HELLO_FORMAT.size)
+    window = 0
+    if features & FEATURE_WINDOW:
+        if len(payload) < at + WINDOW_FORMAT.size:
+            raise ProtocolError("HELLO announces a window but has none",
+                                GoAwayCode.PROTOCOL_ERROR)
+        (window,) = WINDOW_FORMAT.unpack_from(payload, at)
+    return Hello(sid, features, max_frame, max_msg, resume, token, window)
 
 
-def _decode_token(payload: bytes) -> str:
-    """The token after a HELLO's fixed fields: its length is checked against
-    :data:`MAX_TOKEN` and what arrived before anything is copied."""
+def _decode_token(payload: bytes) -> tuple[str, int]:
+    """The token after a HELLO's fixed fields, and where it ends: its length is checked
+    against :data:`MAX_TOKEN` and what arrived before anything is copied."""
     at = HELLO_FORMAT.size
     if len(payload) < at + 2:
         raise ProtocolError("HELLO announces a token but has no token length",
@@ -213,7 +232,7 @@ def _decode_token(payload: bytes) -> str:
         raise ProtocolError(f"HELLO token of {size} bytes is cut short",
                             GoAwayCode.PROTOCOL_ERROR)
     try:
-        return bytes(payload[at + 2:at + 2 + size]).decode("utf-8")
+        return bytes(payload[at + 2:at + 2 + size]).decode("utf-8"), at + 2 + size
     except UnicodeDecodeError:
         raise ProtocolError("HELLO token is not UTF-8", GoAwayCode.PROTOCOL_ERROR) from None
 

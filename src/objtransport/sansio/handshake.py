@@ -42,8 +42,8 @@ try:
 except ImportError:  # the objtransport[zstd] extra is not installed
     zstd = False
 
-__all__ = ["ACK_BYTES", "ACK_DELAY", "ACK_EVERY", "ACK_PIGGYBACK", "NativeHandshake",
-           "ResumeLookup"]
+__all__ = ["ACK_BYTES", "ACK_BYTES_MAX", "ACK_DELAY", "ACK_EVERY", "ACK_PIGGYBACK",
+           "NativeHandshake", "ResumeLookup", "ack_step"]
 
 #: acknowledge at least every this many messages (each ACK costs a write on this side and
 #: a wake-up on the other: every 256 took 18 % of 1 KiB throughput) ...
@@ -51,6 +51,11 @@ ACK_EVERY = 4096
 #: ... or every this many payload bytes (large messages: the sender's window of
 #: ``max_unacked_bytes`` must not wait for the delay below) ...
 ACK_BYTES = 1024 * 1024
+#: ... or, when the peer's HELLO announced its window (``FEATURE_WINDOW``), every quarter
+#: of that window, from ``ACK_BYTES`` up to this: each ACK wakes the sender, and at one per
+#: 1 MiB message that wake-up cost the receiver ~80 µs per MiB with both peers on one vCPU
+#: (docs/design.md, "1 MiB on the default loop")
+ACK_BYTES_MAX = 4 * 1024 * 1024
 #: ... or this long after the first unacknowledged one
 ACK_DELAY = 0.005
 #: a write this close to a delayed ACK's time (s) takes the ACK along (one write, not two)
@@ -78,11 +83,22 @@ RESUME_WINDOW = 64 * 1024
 WINDOW_WAIT = 0.02
 
 
+def ack_step(window: int) -> int:
+    """Payload bytes between ACKs for a peer whose HELLO announced ``window`` (0: none, an
+    older peer): a quarter of it, from ``ACK_BYTES`` to ``ACK_BYTES_MAX``. A sender whose
+    window is below 4 MiB is acknowledged every MiB as before (it never waits for
+    ``ACK_DELAY`` more than it did)."""
+    if window <= 0:
+        return ACK_BYTES
+    return min(ACK_BYTES_MAX, max(ACK_BYTES, window // 4))
+
+
 class NativeHandshake(StreamCore[NativeDecoder]):
     """HELLO, resume and ACK state of a native session (the frames are the subclass's)."""
 
-    __slots__ = ("_ack_bytes", "_ack_due", "_acks", "_fragment", "_in_window", "_preface_sent",
-                 "_qos", "_reliable", "_unacked_high", "_window", "_window_wait", "extensions",
+    __slots__ = ("_ack_bytes", "_ack_step", "_ack_due", "_acks", "_fragment", "_in_window",
+                 "_preface_sent", "_qos", "_reliable", "_unacked_high", "_window", "_window_wait",
+                 "extensions",
                  "peer_features", "peer_session_id", "resume_lookup", "role", "rs", "session_id",
                  "_seq0", "_queued0", "_authenticate", "_held_hello", "token")
 
@@ -104,6 +120,8 @@ class NativeHandshake(StreamCore[NativeDecoder]):
         self._unacked_high = 1 << 62
         self._ack_due: float | None = None
         self._ack_bytes = 0  # payload bytes received when the last ACK went
+        #: payload bytes between ACKs (``ack_step`` of the peer's announced window)
+        self._ack_step = ACK_BYTES
         self._seq0 = self.rs.next_seq
         self._queued0 = self.rs.queued
         self.peer_session_id = b""
@@ -171,7 +189,8 @@ class NativeHandshake(StreamCore[NativeDecoder]):
         features |= self.extensions
         hello = Hello(session_id or rs.session_id, features, o.max_frame_size,
                       o.max_message_size, resume_seq,
-                      self.token if self.role == "client" else None)
+                      self.token if self.role == "client" else None,
+                      o.max_unacked_bytes if features & FEATURE_ACKS else 0)
         self.scheduler.push_frame(_CONTROL, MAGIC + encode_hello(hello))
         self._preface_sent = True
 
@@ -228,6 +247,7 @@ class NativeHandshake(StreamCore[NativeDecoder]):
         self.peer_session_id = hello.session_id
         self.peer_features = hello.features
         self.peer_max_message = hello.max_message_size
+        self._ack_step = ack_step(hello.window)
         self._fragment = min(self.options.max_fragment_size, hello.max_frame_size - 28)
         if self.transport_name == "tcp":  # (and TLS) a large message alone on the
             # connection goes in fragments of up to 1 MiB: the peer reads them in place.
@@ -328,7 +348,7 @@ class NativeHandshake(StreamCore[NativeDecoder]):
     def _schedule_ack(self, now: float) -> None:
         rs = self.rs
         if (rs.floor - rs.ack_sent >= ACK_EVERY
-                or self.decoder.bytes_received - self._ack_bytes >= ACK_BYTES):
+                or self.decoder.bytes_received - self._ack_bytes >= self._ack_step):
             self._send_ack()
         elif self._ack_due is None:
             self._ack_due = now + ACK_DELAY

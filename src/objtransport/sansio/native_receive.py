@@ -28,7 +28,7 @@ from .framing import (
     decode_hello,
     encode_frame,
 )
-from .handshake import ACK_BYTES, ACK_EVERY, NativeHandshake, ResumeLookup
+from .handshake import ACK_EVERY, NativeHandshake, ResumeLookup
 from .headers import meta_limits, unwrap
 from .liveness import Pinger
 from .native_decoder import NativeDecoder
@@ -112,7 +112,7 @@ class NativeReceiver(NativeHandshake):
                 rs = self.rs
                 if self._acks and rs.floor > rs.ack_sent and (
                         self._ack_due is None or rs.floor - rs.ack_sent >= ACK_EVERY
-                        or dec.bytes_received - self._ack_bytes >= ACK_BYTES):
+                        or dec.bytes_received - self._ack_bytes >= self._ack_step):
                     self._schedule_ack(now)  # else the ACK is due already, nothing to do
                 frames = self.frames
                 if frames.at is not None or frames.held:
