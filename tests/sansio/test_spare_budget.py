@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from objtransport.sansio.chunk_pool import CHUNK_POOL_SIZE, ChunkPool, SpareBudget
+from objtransport.sansio.handshake import ACK_DELAY
 from objtransport.sansio.reliability import ResumeState
 
 from .test_chunk_pool import chunks, connect, deliver, fill_one_chunk
@@ -62,7 +63,8 @@ def test_busy_sessions_keep_no_more_spares_than_the_budget() -> None:
             written += b"".join(chunks(c))
         assert c.rs.pool is not None and not c.rs.pool.free
         assert len(deliver(c, s, written)) == nxt
-        deliver(s, c)  # the ACK (over 1 MiB received: at once) gives the buffers back
+        s.handle_timer(ACK_DELAY)  # 3 MiB, below the step (a quarter of 16 MiB): delayed
+        deliver(s, c)  # the ACK gives the buffers back
         assert not c.rs.unacked_count
     pools = [c.rs.pool for c, _ in pairs]
     spares = sum(len(p.free) for p in pools if p is not None) * CHUNK_POOL_SIZE
