@@ -4,6 +4,7 @@ a lost session reported."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 
 from objtransport.config import Options
 from objtransport.sansio.events import Acked, SessionLost, as_message
-from objtransport.sansio.framing import FrameType
+from objtransport.sansio.framing import MAGIC, FrameType, decode_hello, encode_hello
 from objtransport.sansio.handshake import ACK_BYTES_MAX, ack_step
 from objtransport.sansio.reliability import ResumeState, data_frames
 from objtransport.sansio.session import ACK_BYTES, ACK_EVERY, ACK_PIGGYBACK, NativeSession
@@ -106,6 +107,26 @@ def test_a_quarter_of_the_senders_window_is_acknowledged_at_once(window: int,
     c.send_message(bytes(piece))
     deliver(c, s)
     deliver(s, c)  # the step reached: acknowledged without waiting for the delay
+    assert rs.unacked_bytes == 0
+
+
+def test_a_peer_that_announces_no_window_is_acknowledged_every_mib() -> None:
+    """An older client (its HELLO without FEATURE_WINDOW) gets an ACK every ACK_BYTES."""
+    rs = ResumeState(b"c" * 16)
+    c, s = client(rs), Server().session()
+    raw = wire(c)
+    assert raw.startswith(MAGIC)
+    end = 8 + int.from_bytes(raw[4:8], "big")  # the magic, the length, what it counts
+    hello = decode_hello(raw[24:end])
+    assert hello.window == OPTS.max_unacked_bytes
+    deliver(c, s, MAGIC + encode_hello(replace(hello, window=0)) + raw[end:])
+    deliver(s, c)
+    assert c.is_open and s.is_open and c.acks and s.acks
+    piece = 64 * 1024
+    for _ in range(ACK_BYTES // piece):
+        c.send_message(bytes(piece))
+    deliver(c, s)
+    deliver(s, c)  # ACK_BYTES of payload: acknowledged without waiting for the delay
     assert rs.unacked_bytes == 0
 
 
