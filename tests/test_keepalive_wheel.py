@@ -207,3 +207,46 @@ def test_each_loop_has_its_own_wheel_and_a_closed_loop_is_not_kept_by_it() -> No
     del a
     gc.collect()
     assert ref() is None
+
+
+def _loops() -> list[str]:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:  # pragma: no cover - uvloop is a test dependency except on Windows
+        return ["default"]
+    return ["default", "uvloop"]
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("kind", _loops())
+def test_a_loop_closed_with_links_still_on_its_wheel_is_not_kept_alive(kind: str) -> None:
+    """A program whose loop ends without stopping its service (asyncio.run returning with
+    connections open): its links are still filed in the loop's wheel. The loop, the links
+    and their sockets must still be freed by the collector, as they were with a loop timer
+    per link; the registry's entry must not keep them (a wheel holds its links, a link its
+    loop: a strong value in the weak mapping would keep its own key alive for ever)."""
+    if kind == "uvloop":
+        import uvloop
+        loop = uvloop.new_event_loop()
+    else:
+        loop = asyncio.new_event_loop()
+
+    async def leave_links_on_the_wheel() -> weakref.ref[Any]:
+        net = NetworkTransport(keepalive_interval=KA, pong_timeout=PONG)
+        await net.__aenter__()  # and never left: the loop ends with the service running
+        listener = await net.listen("127.0.0.1", 0)
+        await _open(listener.port, 3)
+        wheel = wheel_for(asyncio.get_running_loop()).wheel
+        await eventually(lambda: len(wheel) == 3, timeout=20.0)
+        return weakref.ref(next(iter(net._conns.values())).link)
+
+    try:
+        link = loop.run_until_complete(asyncio.wait_for(leave_links_on_the_wheel(), 30.0))
+    finally:
+        loop.close()
+    ref = weakref.ref(loop)
+    del loop
+    gc.collect()
+    assert link() is None
+    assert ref() is None

@@ -7,9 +7,11 @@ number, not making a ``TimerHandle`` (docs/design.md, "Keepalive without garbage
 deadlines (an ACK's 5 ms delay, a window's 20 ms wait, any deadline in a test with a short
 keepalive) keep the link's own ``loop.call_at``: they need more than the wheel's 1/64 s.
 
-The wheel belongs to its loop (:func:`wheel_for`, kept in a weak mapping: a closed loop is
-not kept by it, nor the loop by the wheel); a link takes its loop's wheel when it is made and
-drops its entry when it stops (``_cancel_timer``), so a closed link is not kept by it.
+The wheel belongs to its loop (:func:`wheel_for`, a weak mapping to a weak reference: the
+links that hold the wheel and its armed timer keep it, neither the registry nor the wheel
+keeps the loop, so a loop that ends with links still filed is freed with them); a link takes
+its loop's wheel when it is made and drops its entry when it stops (``_cancel_timer``), so a
+closed link is not kept by it.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ class Timed(Protocol):
 class LoopWheel:
     """A :class:`TimerWheel` of :class:`Timed` items and the one loop timer serving it."""
 
-    __slots__ = ("wheel", "_loop", "_handle", "armed_at", "_firing", "_fire_cb")
+    __slots__ = ("wheel", "_loop", "_handle", "armed_at", "_firing", "_fire_cb", "__weakref__")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, resolution: float = RESOLUTION) -> None:
         self._loop = weakref.ref(loop)
@@ -96,13 +98,19 @@ class LoopWheel:
         self.wheel.clear()
 
 
-_wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopWheel] = (
+# loop -> its wheel, both weakly: a wheel holds its links and a link its loop, so a strong
+# value would keep its own key (and every link filed) alive for ever once the loop ended
+# with links on the wheel. The links hold the wheel (``_wheel``), its armed timer the loop.
+_wheels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.ref[LoopWheel]] = (
     weakref.WeakKeyDictionary())
 
 
 def wheel_for(loop: asyncio.AbstractEventLoop) -> LoopWheel:
-    """The wheel of ``loop`` (made by its first link)."""
-    wheel = _wheels.get(loop)
+    """The wheel of ``loop`` (made by its first link; a new one once no link nor timer
+    holds the last)."""
+    ref = _wheels.get(loop)
+    wheel = ref() if ref is not None else None
     if wheel is None:
-        wheel = _wheels[loop] = LoopWheel(loop)
+        wheel = LoopWheel(loop)
+        _wheels[loop] = weakref.ref(wheel)
     return wheel
