@@ -250,3 +250,22 @@ def test_a_loop_closed_with_links_still_on_its_wheel_is_not_kept_alive(kind: str
     gc.collect()
     assert link() is None
     assert ref() is None
+
+
+async def test_keepalive_for_ever_keeps_the_link_and_its_messages() -> None:
+    """``keepalive_interval`` and ``pong_timeout`` of infinity are valid options (no PING,
+    no pong timeout): the link's deadline is then infinity, which the wheel must take as
+    never, not fail the link when its handshake ends (OverflowError in a bucket key)."""
+    inf = float("inf")
+    async with NetworkTransport(keepalive_interval=inf, pong_timeout=inf) as a, \
+            NetworkTransport(keepalive_interval=inf, pong_timeout=inf) as b:
+        listener = await a.listen("127.0.0.1", 0)
+        conn = await b.connect("127.0.0.1", listener.port)
+        await b.send_data(conn, b"ping")
+        msg = await a.receive(timeout=10.0)
+        assert msg.data == b"ping"
+        await a.send_data(msg.conn_id, b"pong")
+        assert (await b.receive(timeout=10.0)).data == b"pong"
+        assert len(listener.connections) == 1
+        link = a._conns[msg.conn_id].link
+        assert link is not None and link not in wheel_for(asyncio.get_running_loop()).wheel

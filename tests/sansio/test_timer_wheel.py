@@ -174,3 +174,20 @@ def test_spare_lists_are_bounded() -> None:
 def test_a_resolution_must_be_positive() -> None:
     with pytest.raises(ValueError, match="resolution"):
         TimerWheel(0.0)
+
+
+def test_a_deadline_that_never_comes_is_not_filed_and_takes_a_filed_item_out() -> None:
+    """``keepalive_interval=inf`` (accepted by Options) gives a deadline of infinity, and a
+    finite one can be too far for a bucket key: neither raises nor makes a bucket; an item
+    filed before is taken out (its earlier deadline is gone), and can be filed again."""
+    w: TimerWheel[Item] = TimerWheel()
+    a, b = Item("a"), Item("b")
+    w.file(a, float("inf"))
+    w.file(b, 1e308)  # finite, but beyond every bucket key (1e308 * 64 overflows)
+    assert len(w) == 0 and w.buckets == 0 and w.next_at() is None
+    w.file(a, 5.0)
+    w.file(a, float("inf"))
+    assert a not in w and w.deadline(a) is None
+    assert w.pop_due(1e9) == []
+    w.file(a, 6.0)
+    assert w.pop_due(6.0) == [a]

@@ -33,6 +33,8 @@ RESOLUTION = 1 / 64
 #: emptied bucket lists kept for reuse
 SPARES = 64
 
+_NEVER = float("inf")
+
 T = TypeVar("T")  # hashable (a link: by identity)
 
 
@@ -80,9 +82,15 @@ class TimerWheel(Generic[T]):
 
     def file(self, item: T, deadline: float) -> None:
         """``item`` is due at ``deadline`` (and no earlier). A deadline later than its
-        bucket is only written down; an earlier one moves it."""
+        bucket is only written down; an earlier one moves it. A deadline of infinity (or
+        too far for a bucket: ``keepalive_interval=inf``, say) never comes: the item is
+        dropped."""
+        scaled = deadline * self._per_s
+        if scaled == _NEVER:
+            self.drop(item)
+            return
         self._due[item] = deadline
-        key = ceil(deadline * self._per_s)
+        key = ceil(scaled)
         old = self._slot.get(item)
         if old is not None:
             if old <= key:
