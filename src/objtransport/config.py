@@ -93,7 +93,7 @@ SERVICE_ONLY = frozenset({"max_spare_chunk_bytes", "settle_heap"})
 
 
 def _positive(name: str, value: float, allow_zero: bool = False) -> None:
-    if value < 0 or (value == 0 and not allow_zero):
+    if not value >= 0 or (value == 0 and not allow_zero):  # NaN too: no order, no deadline
         raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
