@@ -23,6 +23,7 @@ import struct
 from collections.abc import Awaitable, Callable
 
 import pytest
+from websockets.typing import Subprotocol
 
 from objtransport import NetworkTransport
 from objtransport.batch import Batch
@@ -347,3 +348,36 @@ async def test_answers_to_requests_are_not_counted() -> None:
 
         await exactly_empty(to_client, lambda: server.flush(sconn, timeout=T), client, conn,
                             pauses)
+
+
+async def test_messages_with_the_listeners_hello_over_websocket_are_charged_to_their_read(
+        ) -> None:
+    """A WebSocket listener written by hand (the websockets library) answers the client's
+    HELLO with its own and six messages in one WebSocket message: 4,200 bytes, over
+    ``max_pending_bytes``. The client delivers them before its connection is up
+    (``Connection.up``): the read must be charged with them and pause reading, as a TCP
+    link's is. The link hands over its own session's count (``delivered_bytes``); asked of
+    ``conn.link`` instead (None until ``up``) it was 0: the read went uncharged, the bound
+    did not hold for it, and the count stayed below zero until the next read."""
+    from websockets.asyncio.server import ServerConnection, serve
+
+    async def answer(ws: ServerConnection) -> None:
+        first = await ws.recv()
+        assert isinstance(first, bytes) and first[:4] == MAGIC
+        sid = first[4 + 20:4 + 20 + 16]  # the client's HELLO
+        await ws.send(MAGIC + hello(sid) + b"".join(
+            encode_data(p, seq, 0, 2) for seq, p in enumerate(FIRST, 1)))
+        async for _ in ws:  # until the client closes
+            pass
+
+    async with serve(answer, "127.0.0.1", 0, subprotocols=[Subprotocol("objtransport.v1")]
+                     ) as ws_server, NetworkTransport(max_pending_bytes=LIMIT) as client:
+        port = ws_server.sockets[0].getsockname()[1]
+        sub = client.events()
+        conn = await client.connect("127.0.0.1", port, transport="websocket")
+        assert [(await client.receive(conn, timeout=T)).data for _ in FIRST] == FIRST
+        seen = []
+        while (ev := sub.get_nowait()) is not None:
+            if isinstance(ev, Overloaded) and ev.conn_id == conn:
+                seen.append(ev.what)
+        assert seen == ["paused_reading", "resumed_reading"], seen

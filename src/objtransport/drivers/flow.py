@@ -185,7 +185,7 @@ class FlowControl:
         re-arm the timer, have what it answered sent (``_answer``)."""
         session = self.session
         if msgs:
-            self.on_messages(msgs)
+            self.on_messages(msgs, session.delivered_bytes)  # its own link's count
         if session.events:
             self._process_events()
         if session.timer_changed:
