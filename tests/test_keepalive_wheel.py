@@ -89,9 +89,9 @@ async def test_many_links_are_pinged_on_time_and_a_silent_peer_is_cut_at_its_tim
     """60 idle links on one listener, 15 of them to peers that never answer a PING: the
     others get a PING every KA s (the intervals' median at most a bucket late and what a
     loaded machine adds, none more than a bucket early: the delivery's jitter), the silent
-    ones are cut with a GOAWAY KA + PONG after their HELLO; every open link is on the wheel
-    and none has a loop timer of its own; once closed, none is left on it nor kept alive by
-    it."""
+    ones are cut with a GOAWAY KA + PONG after their HELLO (counted from the PING sent as
+    the HELLO is read); every open link is on the wheel and none has a loop timer of its
+    own; once closed, none is left on it nor kept alive by it."""
     n_ok, n_mute = 45, 15
     async with NetworkTransport(keepalive_interval=KA, pong_timeout=PONG,
                                 max_connections=100) as net:
@@ -117,7 +117,14 @@ async def test_many_links_are_pinged_on_time_and_a_silent_peer_is_cut_at_its_tim
         cut = [p.lost_at - p.opened_at for p in mute if p.lost_at is not None]
         assert all(p.goaway for p in mute) and len(cut) == n_mute
         assert min(cut) >= KA + PONG - RESOLUTION, min(cut)
-        assert statistics.median(cut) <= KA + PONG + RESOLUTION + 0.2, statistics.median(cut)
+        # late by a bucket and the loop's lateness at most (median): measured from the PING
+        # the listener sends as the handshake ends (it goes when the HELLO is read, the
+        # instant the cut counts from), not from opened_at: opening 60 connections on a
+        # loaded machine delays the reading of a HELLO (median 1.30 s from opened_at once in
+        # make test, under load)
+        after = [p.lost_at - p.pings[0] for p in mute if p.lost_at is not None and p.pings]
+        assert len(after) == n_mute
+        assert statistics.median(after) <= KA + PONG + RESOLUTION + 0.2, statistics.median(after)
         refs = [weakref.ref(link) for link in links if link is not None]
         del links
         await eventually(lambda: len(listener.connections) == 0, timeout=10.0)
