@@ -31,6 +31,8 @@ pytestmark = pytest.mark.timeout(60)
 
 _LEN = struct.Struct("!I")
 KA, PONG = 0.5, 0.5  # both far enough for the wheel
+#: how much later one PING may reach its peer than the next (a busy loop on either side)
+DELIVERY_JITTER = 0.1
 assert KA >= NEAR and PONG >= NEAR
 
 
@@ -111,7 +113,10 @@ async def test_many_links_are_pinged_on_time_and_a_silent_peer_is_cut_at_its_tim
             for p in ok + mute:
                 p.t.abort()
         gaps = [b - a for p in ok for a, b in zip(p.pings, p.pings[1:], strict=False)]
-        assert min(gaps) >= KA - RESOLUTION, min(gaps)
+        # not early: a gap between two PINGs as the peer reads them may shrink by one PING's
+        # delivery delay (the wheel never fires early: tests/sansio/test_timer_wheel.py),
+        # so the bound allows a loaded machine's DELIVERY_JITTER on top of a bucket
+        assert min(gaps) >= KA - RESOLUTION - DELIVERY_JITTER, min(gaps)
         assert statistics.median(gaps) <= KA + RESOLUTION + 0.15, statistics.median(gaps)
         assert max(gaps) <= KA + 2.0, max(gaps)  # bounded even on a loaded machine
         cut = [p.lost_at - p.opened_at for p in mute if p.lost_at is not None]
