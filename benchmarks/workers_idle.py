@@ -129,19 +129,25 @@ class _Echo(asyncio.Protocol):
         self.t.write(data)
 
 
+async def echo_server(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Server, list[_Echo]]:
+    """A plain asyncio echo server on loopback and the list its connections join."""
+    conns: list[_Echo] = []
+
+    def factory() -> _Echo:
+        p = _Echo()
+        conns.append(p)
+        return p
+
+    server = await loop.create_server(factory, "127.0.0.1", 0, backlog=4096)
+    return server, conns
+
+
 def serve_asyncio(pipe: Connection, n: int) -> None:
     _raise_nofile(n)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        conns: list[_Echo] = []
-
-        def factory() -> _Echo:
-            p = _Echo()
-            conns.append(p)
-            return p
-
-        server = await loop.create_server(factory, "127.0.0.1", 0, backlog=4096)
+        server, conns = await echo_server(loop)
         objs0, _ = _tracked()
         tracemalloc.start()
         base = _heap()

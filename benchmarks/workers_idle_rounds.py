@@ -73,20 +73,13 @@ def serve_objtransport(pipe: Connection, n: int) -> None:
 
 def serve_asyncio(pipe: Connection, n: int) -> None:
     """A plain asyncio echo server (no keepalive): the floor."""
-    from .workers_idle import _Echo
+    from .workers_idle import echo_server
 
     _raise_nofile(n)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        conns: list[_Echo] = []
-
-        def factory() -> _Echo:
-            p = _Echo()
-            conns.append(p)
-            return p
-
-        server = await loop.create_server(factory, "127.0.0.1", 0, backlog=4096)
+        server, conns = await echo_server(loop)
         objs0, _ = _tracked()
         pipe.send(server.sockets[0].getsockname()[1])
         await loop.run_in_executor(None, pipe.recv)
