@@ -209,17 +209,15 @@ class Connection(ConnectionCounters):
             else:
                 link.resume_reading()
 
-    def on_messages(self, msgs: list[Received], received: int = -1, /) -> None:
+    def on_messages(self, msgs: list[Received], received: int, /) -> None:
         """A read's messages; ``received``: the link's session's ``delivered_bytes`` after
-        it (a TCP link hands it over), or -1 (asked of the session here). What the link's
+        it (every link hands it over: the connection's ``link`` is not set yet while a
+        client link delivers what came with the peer's HELLO). What the link's
         earlier reads delivered was counted then, from 0 at its start (even before
         :meth:`up`): the difference is these messages' payload bytes."""
         if self._unverified:
             self._unverified = False
             self.breaker.record_success(self.loop.time())
-        if received < 0:
-            link = self.link
-            received = link.session.delivered_bytes if link is not None else 0
         nbytes = received - self._delivered_bytes
         self._delivered_bytes = received
         self.last_activity = self.loop.time()

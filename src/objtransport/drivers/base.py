@@ -31,11 +31,10 @@ __all__ = ["Driver", "Link", "LinkParts", "OnMessages", "Server", "StoppableLink
 
 class OnMessages(Protocol):
     """Where a link hands the messages of a read (the connection's ``on_messages``).
-    ``received``: the session's ``delivered_bytes`` after the read (a stream session's
-    decoder's ``bytes_received``), when the link has it at hand (a TCP link's read); -1:
-    the callee asks the session."""
+    ``received``: the link's session's ``delivered_bytes`` after the read (a TCP link's
+    read hands its decoder's ``bytes_received``, the same figure)."""
 
-    def __call__(self, msgs: list[Received], received: int = -1, /) -> None: ...
+    def __call__(self, msgs: list[Received], received: int, /) -> None: ...
 
 
 class Link(Protocol):

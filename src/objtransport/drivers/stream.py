@@ -337,7 +337,7 @@ class DetectingStreamLink(StreamLink):
             self.use_auth(self.auth)
         msgs = self.session.receive_data(bytes(self._head), monotonic())
         if msgs:
-            self.on_messages(msgs)
+            self.on_messages(msgs, self.session.delivered_bytes)
         self._process_events()
         self._flush()
         self._rearm()
