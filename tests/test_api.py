@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import objtransport
+from objtransport.info import KeptSessions
 
 EXPECTED = {
     "AuthenticationError", "CircuitBreakerState", "CircuitOpenError", "ConnectError",
@@ -79,3 +80,19 @@ def test_the_readme_quick_start_runs_cleanly(tmp_path: Path) -> None:
     assert done.returncode == 0, err
     assert out.startswith("b'echo: hello'"), out
     assert "Traceback" not in err and "ERROR" not in err.upper(), err
+
+
+async def test_the_read_only_views_start_empty_and_name_a_live_connection() -> None:
+    """``connection(id)``, ``kept_sessions()``, ``events_published`` and ``spare_chunks``:
+    what the tests (and a user diagnosing) read instead of the service's private parts."""
+    async with objtransport.NetworkTransport(max_spare_chunk_bytes=1 << 20) as net:
+        assert net.connection(12345) is None
+        assert net.kept_sessions() == KeptSessions(waiting=0, evicted=0)
+        assert net.events_published == 0
+        budget = net.spare_chunks
+        assert budget is not None and (budget.limit, budget.held) == (1 << 20, 0)
+        listener = await net.listen("127.0.0.1", 0)
+        conn_id = await net.connect("127.0.0.1", listener.port)
+        conn = net.connection(conn_id)
+        assert conn is not None and conn.id == conn_id and conn.link is not None
+        assert isinstance(conn.link.timer_armed, bool)

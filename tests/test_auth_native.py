@@ -271,7 +271,7 @@ async def test_a_client_reconnect_authenticates_again_and_resumes() -> None:
         await net.send_data(conn, b"one")
         first = await net.receive(timeout=5.0)
         for cid in [c for c in listener.connections]:
-            link = net._registry.get(cid).link  # noqa: SLF001 - break the socket under it
+            link = net.connection(cid).link  # break the socket under it
             link.abort()
         await eventually(lambda: len(gate.calls) == 2)
         await net.send_data(conn, b"two")

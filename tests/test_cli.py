@@ -15,6 +15,7 @@ import pytest
 import trustme
 
 from objtransport.cli import build_parser
+from objtransport.cli_common import Parser
 
 from .cli_helpers import background, one_error_line, run, run_here, server
 
@@ -33,9 +34,7 @@ def test_help_is_plain_text_and_lists_every_command() -> None:
 
 
 def _subparsers() -> dict[str, argparse.ArgumentParser]:
-    parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(sub.choices)
+    return dict(build_parser().commands)
 
 
 def test_every_option_of_every_command_has_help_and_shows_its_default() -> None:
@@ -43,7 +42,8 @@ def test_every_option_of_every_command_has_help_and_shows_its_default() -> None:
     assert sorted(parsers) == sorted(COMMANDS)
     for name, p in parsers.items():
         text = " ".join(p.format_help().split())
-        for action in p._actions:
+        assert isinstance(p, Parser)
+        for action in p.arguments:
             if action.dest == "help":
                 continue
             assert action.help, f"{name} {action.option_strings or action.dest}: no help"

@@ -30,6 +30,7 @@ from objtransport.events import (
     SessionResumed,
     Subscription,
 )
+from objtransport.info import KeptSessions
 from objtransport.sansio.framing import MAGIC, FrameType, Hello, encode_frame, encode_hello
 from objtransport.testing import FaultProxy
 
@@ -297,11 +298,11 @@ async def test_without_subscribers_nothing_is_published() -> None:
         conn = await client.connect("127.0.0.1", listener.port)
         await client.send_data(conn, b"x", wait_ack=True)
         await client.disconnect(conn)
-        assert client._events.published == 0 and server._events.published == 0
+        assert client.events_published == 0 and server.events_published == 0
         sub = client.events()
         await client.connect("127.0.0.1", listener.port)
         assert isinstance(await next_of(sub, Connected), Connected)
-        assert client._events.published >= 1
+        assert client.events_published >= 1
 
 
 async def test_kept_sessions_are_bounded_by_the_keepers_budget() -> None:
@@ -326,7 +327,7 @@ async def test_kept_sessions_are_bounded_by_the_keepers_budget() -> None:
             # the budget is full: the session that waited longest ends now, not in 60 s
             evicted = await next_of(srv, Disconnected, conn_id=first.conn_id, final=True)
             assert evicted.time - kept.time < 10.0
-            assert server._sessions.evicted == 1 and len(server._sessions) == 1
+            assert server.kept_sessions() == KeptSessions(waiting=1, evicted=1)
 
 
 async def test_two_readers_of_one_subscription_both_wake() -> None:

@@ -236,7 +236,7 @@ async def test_server_without_the_service_is_a_clear_connect_error(
         conn = await net.connect("127.0.0.1", port, framing="raw", max_reconnect_attempts=0,
                                  **G)
         await eventually(lambda: net.connection_info(conn).error_count >= 1)
-        assert "UNIMPLEMENTED" in net._conns[conn].last_error
+        assert "UNIMPLEMENTED" in net.connection(conn).last_error
         # each call opens and fails at once: that is a failed attempt, not a success that
         # starts the backoff over, so the connection is given up after the attempts
         again = await net.connect("127.0.0.1", port, framing="raw", max_reconnect_attempts=3,
@@ -344,7 +344,7 @@ async def test_status_codes_never_leak(net: NetworkTransport, pb: Any) -> None:
                                  **G)
         await net.send_data(conn, b"hi")
         await eventually(lambda: net.connection_info(conn).state == "disconnected")
-        assert "PERMISSION_DENIED: not you" in net._conns[conn].last_error
+        assert "PERMISSION_DENIED: not you" in net.connection(conn).last_error
         with pytest.raises(TransportError):  # never a grpc exception
             await net.send_data(conn, b"more", timeout=0.2)
     finally:
@@ -376,7 +376,7 @@ async def test_unavailable_feeds_the_breaker_and_reconnects(net: NetworkTranspor
         await eventually(lambda: net.connection_info(conn).reconnects >= 1)
         # the failure was recorded (the successful reconnect then reset the count)
         assert net.circuit_breaker("127.0.0.1", port, transport="grpc").last_failure
-        assert "UNAVAILABLE: try again later" in net._conns[conn].last_error
+        assert "UNAVAILABLE: try again later" in net.connection(conn).last_error
         await net.send_data(conn, b"second")
         assert (await net.receive(conn, timeout=5.0)).data == b"second"
     finally:

@@ -104,9 +104,9 @@ async def test_many_links_are_pinged_on_time_and_a_silent_peer_is_cut_at_its_tim
         try:
             await eventually(lambda: all(p.lost_at is not None for p in mute), timeout=20.0)
             await eventually(lambda: all(len(p.pings) >= 4 for p in ok), timeout=20.0)
-            links = [net._conns[c].link for c in listener.connections]
+            links = [net.connection(c).link for c in listener.connections]
             assert len(links) == n_ok and all(p.lost_at is None for p in ok)
-            assert all(link is not None and link in wheel and link._timer is None
+            assert all(link is not None and link in wheel and not link.timer_armed
                        for link in links)
             assert len(wheel) == n_ok
         finally:
@@ -251,7 +251,7 @@ def test_a_loop_closed_with_links_still_on_its_wheel_is_not_kept_alive(kind: str
         await _open(listener.port, 3)
         wheel = wheel_for(asyncio.get_running_loop()).wheel
         await eventually(lambda: len(wheel) == 3, timeout=20.0)
-        return weakref.ref(next(iter(net._conns.values())).link)
+        return weakref.ref(net.connection(net.connections()[0]).link)
 
     try:
         link = loop.run_until_complete(asyncio.wait_for(leave_links_on_the_wheel(), 30.0))
@@ -279,5 +279,5 @@ async def test_keepalive_for_ever_keeps_the_link_and_its_messages() -> None:
         await a.send_data(msg.conn_id, b"pong")
         assert (await b.receive(timeout=10.0)).data == b"pong"
         assert len(listener.connections) == 1
-        link = a._conns[msg.conn_id].link
+        link = a.connection(msg.conn_id).link
         assert link is not None and link not in wheel_for(asyncio.get_running_loop()).wheel

@@ -157,7 +157,7 @@ async def test_a_closed_peer_is_reported_with_its_code(pair: Any, pem: Pem) -> N
     conn = await client.connect("127.0.0.1", listener.port, transport="quic", **pem.client)
     await client.send_data(conn, b"hi")
     msg = await asyncio.wait_for(accepted.get(), 5)
-    link = client._conns[conn].link  # noqa: SLF001
+    link = client.connection(conn).link
     assert link is not None
     await server.disconnect(msg.conn_id)
     await server.disconnect(msg.conn_id)  # idempotent
@@ -336,6 +336,7 @@ async def test_a_raw_client_talks_to_a_plain_aioquic_server(pair: Any, pem: Pem,
     quic_server = await aioquic_serve("127.0.0.1", 0, configuration=config,
                                       stream_handler=on_stream)
     try:
+        # aioquic's server shows its socket only as _transport
         port = quic_server._transport.get_extra_info("sockname")[1]  # noqa: SLF001
         conn = await client.connect("127.0.0.1", port, transport="quic", framing="raw",
                                     **pem.client)
@@ -396,7 +397,7 @@ async def test_unreliable_messages_go_as_datagram_frames(pair: Any, pem: Pem,
                                    handler=_queue_handler(got), **pem.server)
     conn = await client.connect("127.0.0.1", listener.port, transport="quic", framing=framing,
                                 **pem.client)
-    link = client._conns[conn].link  # noqa: SLF001
+    link = client.connection(conn).link
     limit = link.datagram_limit
     for payload in (b"tick", b"x" * limit):
         await client.send_data(conn, payload, reliable=False)
@@ -474,7 +475,7 @@ async def test_reconnects_start_in_0rtt_and_save_a_round_trip(pem: Pem) -> None:
                 conn = await client.connect("127.0.0.1", port, transport="quic",
                                             **pem.client)
                 times.append(loop.time() - t0)
-                links.append(client._conns[conn].link)  # noqa: SLF001
+                links.append(client.connection(conn).link)
                 await client.send_data(conn, b"x", wait_ack=True)
                 await client.disconnect(conn)
         finally:
@@ -500,7 +501,7 @@ async def test_the_connection_survives_a_client_address_change(pair: Any, pem: P
 
     listener = await server.listen("127.0.0.1", 0, transport="quic", handler=echo, **pem.server)
     conn = await client.connect("127.0.0.1", listener.port, transport="quic", **pem.client)
-    link = client._conns[conn].link  # noqa: SLF001
+    link = client.connection(conn).link
     before = link.socket.local
     replies = []
     for i in range(1000):
@@ -511,12 +512,12 @@ async def test_the_connection_survives_a_client_address_change(pair: Any, pem: P
             await client.flush(conn, timeout=5)
     for _ in range(1000):
         replies.append((await asyncio.wait_for(client.receive(conn), 5)).data)
-    assert client._conns[conn].link is link  # noqa: SLF001  (no reconnect)
+    assert client.connection(conn).link is link  # no reconnect
     assert sorted(int(x) for x in got) == list(range(1000))
     assert sorted(int(x) for x in replies) == list(range(1000))
     assert client.connection_info(conn).reconnects == 0
     assert len(ids) == 1  # one connection on the listener's side too
-    server_link = server._conns[ids.pop()].link  # noqa: SLF001
+    server_link = server.connection(ids.pop()).link
     assert server_link.quic.get_peer_address()[1] == link.socket.local[1] != before[1]
 
 

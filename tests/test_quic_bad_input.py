@@ -78,7 +78,7 @@ async def test_a_vanished_peer_is_dropped_after_the_idle_timeout(pem: Pem) -> No
                                     **pem.client)
         await client.send_data(conn, b"hi", wait_ack=True)
         assert _server(listener).connections == 1
-        link = client._conns[conn].link  # noqa: SLF001
+        link = client.connection(conn).link
         link.pump.stop()  # the client vanishes: no packet, no close
         link.socket.close()
         t0 = asyncio.get_running_loop().time()
@@ -103,13 +103,13 @@ async def test_keepalive_keeps_an_idle_connection_open(pem: Pem, framing: str) -
                                        handler=lambda m: got.put_nowait(m), **pem.server)
         conn = await client.connect("127.0.0.1", listener.port, transport="quic",
                                     framing=framing, **pem.client)
-        link = client._conns[conn].link  # noqa: SLF001
+        link = client.connection(conn).link
         # idle for 35 keepalive intervals: more than the idle timeout of 3 s
         if framing == "raw":
             await eventually(lambda: link.quic_pings >= 35, timeout=30)
         else:
             await eventually(lambda: link.session.pings_sent >= 35, timeout=30)
-        assert client._conns[conn].link is link  # noqa: SLF001  (never reconnected)
+        assert client.connection(conn).link is link  # never reconnected
         await client.send_data(conn, b"alive")
         assert (await asyncio.wait_for(got.get(), 5)).data == b"alive"
 

@@ -121,8 +121,8 @@ async def test_kept_sessions_past_the_budget_evict_the_oldest_and_its_client_lea
             await _attack(listener.port, 20)
             await next_of(srv, Disconnected, conn_id=accepted.conn_id, final=True)
             # 21 sessions in a budget of 10: 11 end early once the listener saw every RST
-            await eventually(lambda: server._sessions.evicted == 11)
-            assert server._sessions.kept_by(listener) == len(listener.kept) == 10
+            await eventually(lambda: server.kept_sessions().evicted == 11)
+            assert server.kept_sessions().waiting == len(listener.kept) == 10
             proxy.blackhole(False)
             with pytest.raises(SessionLost):
                 await client.flush(conn, timeout=T)

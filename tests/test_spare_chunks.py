@@ -19,7 +19,7 @@ async def test_the_spares_of_all_connections_stay_within_the_service_bound(
     limit = 2 * CHUNK_POOL_SIZE
     listener = await server_net.listen("127.0.0.1", 0)
     async with NetworkTransport(timeout=5.0, max_spare_chunk_bytes=limit) as net:
-        budget = net._hooks.spare_chunks
+        budget = net.spare_chunks
         assert budget is not None and budget.limit == limit
         conns = [await net.connect("127.0.0.1", listener.port) for _ in range(4)]
         payload = b"z" * 1024

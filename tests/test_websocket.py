@@ -197,11 +197,11 @@ async def test_closed_link_raises_connection_closed_with_code() -> None:
         async with ws_serve(bye, "127.0.0.1", 0) as server:
             port = next(iter(server.sockets)).getsockname()[1]
             conn = await net.connect("127.0.0.1", port, framing="raw", **WS)
-            link = net._conns[conn].link
+            link = net.connection(conn).link
             assert link is not None
             closed = await asyncio.wait_for(link.closed, 5.0)
             assert (closed.code, closed.reason, closed.by_peer) == (4002, "custom reason", True)
-            err = link._closed_error()  # type: ignore[attr-defined]
+            err = link.closed_error()  # type: ignore[attr-defined]
             assert err.code == 4002 and "custom reason" in str(err)
 
 

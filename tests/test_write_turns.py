@@ -209,7 +209,7 @@ async def test_a_lone_message_after_a_pause_is_written_inline_and_still_sampled(
 
 def _link(net: NetworkTransport, conn: int) -> StreamLink:
     """The connection's live link (the service shows no link of its own accord)."""
-    link = net._registry.get(conn).link  # noqa: SLF001 - the link, to drive and observe it
+    link = net.connection(conn).link  # the link, to drive and observe it
     assert isinstance(link, StreamLink)
     return link
 

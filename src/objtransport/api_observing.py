@@ -14,13 +14,14 @@ from typing import TYPE_CHECKING, cast
 
 from .api_parts import ServiceParts
 from .config import TransportKind
-from .connection import ConnectionInfo
+from .connection import Connection, ConnectionInfo
 from .endpoint import Endpoint
 from .events import DEFAULT_MAXSIZE, Subscription
-from .info import TransportMetrics, connection_info, transport_metrics
+from .info import KeptSessions, TransportMetrics, connection_info, transport_metrics
 from .listener import Listener
 from .params import TransportArg
 from .sansio.breaker import CircuitBreaker, CircuitBreakerState
+from .sansio.chunk_pool import SpareBudget
 
 if TYPE_CHECKING:
     from .exporters.prometheus import MetricsServer
@@ -49,6 +50,32 @@ class ObservingAPI(ServiceParts):
 
     def connections(self) -> list[int]:
         return self._registry.ids()
+
+    def connection(self, conn_id: int) -> Connection | None:
+        """The live connection object of ``conn_id`` (None if unknown), for diagnostics
+        and tests: its ``link`` (None while it reconnects), ``last_error``, ``state``. Read
+        it; change it only through the service's methods. :meth:`connection_info` is the
+        stable snapshot."""
+        return self._conns.get(conn_id)
+
+    def kept_sessions(self) -> KeptSessions:
+        """Listener-side sessions that lost their socket and wait to be resumed, and
+        how many ended early since start because their listener's ``max_kept_sessions``
+        was full."""
+        keeper = self._sessions
+        return KeptSessions(waiting=len(keeper), evicted=keeper.evicted)
+
+    @property
+    def events_published(self) -> int:
+        """Events published since start (:meth:`events`). While nobody subscribes and no
+        ``on_event`` callback is given, none are built: it stays 0."""
+        return self._events.published
+
+    @property
+    def spare_chunks(self) -> SpareBudget | None:
+        """The service-wide budget of spare chunk buffers (``max_spare_chunk_bytes``):
+        its ``limit`` and the bytes ``held`` by the connections' pools now."""
+        return self._hooks.spare_chunks
 
     def get_metrics(self) -> TransportMetrics:
         listeners = self._registry.listeners

@@ -16,7 +16,7 @@ from .exceptions import ConnectionNotFound, ServiceNotRunning
 if TYPE_CHECKING:
     from .breakers import BreakerRegistry
     from .config import Options
-    from .connection import Connection
+    from .connection import Connection, Hooks
     from .counters import ServiceTotals
     from .events import EventHub
     from .exporters.prometheus import MetricsServer
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .registry import Registry
     from .requests import Exchange, MessagingCounters, Responder
     from .sansio.metrics import LatencyHistogram
+    from .sessions import SessionKeeper
 
 __all__ = ["ServiceParts"]
 
@@ -47,6 +48,8 @@ class ServiceParts:
     _messaging: MessagingCounters
     _exchange: Exchange
     _responder: Responder
+    _sessions: SessionKeeper
+    _hooks: Hooks
     #: the metrics endpoints ``serve_metrics`` started: closed by ``stop()``
     _metrics_servers: list[MetricsServer]
 

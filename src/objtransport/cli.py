@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from . import __version__, cli_bench, cli_proxy, cli_send, cli_serve, cli_stats
@@ -186,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_bench.add_parser(sub, HelpFormatter)
     cli_proxy.add_parser(sub, [client], HelpFormatter)
     cli_stats.add_parser(sub, HelpFormatter)
+    parser.commands = MappingProxyType(sub.choices)
     return parser
 
 

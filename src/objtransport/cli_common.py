@@ -13,8 +13,10 @@ import argparse
 import re
 import ssl
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NoReturn
 
 from .config import TransportKind
@@ -51,6 +53,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter,
 
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line: ``objtransport serve: error: ...``."""
+
+    #: the sub-command parsers by name (the top-level parser's; empty for a command's own)
+    commands: Mapping[str, argparse.ArgumentParser] = MappingProxyType({})
+
+    @property
+    def arguments(self) -> list[argparse.Action]:
+        """Every argument and option it takes, in the order ``--help`` lists them."""
+        return list(self._actions)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -17,8 +17,8 @@ from .sansio.metrics import LatencyHistogram
 if TYPE_CHECKING:
     from .connection import Connection
 
-__all__ = ["ConnectionInfo", "TransportMetrics", "breaker_snapshot", "connection_info",
-           "qos_snapshot", "transport_metrics"]
+__all__ = ["ConnectionInfo", "KeptSessions", "TransportMetrics", "breaker_snapshot",
+           "connection_info", "qos_snapshot", "transport_metrics"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +100,16 @@ class TransportMetrics:
     latency_sum_seconds: float = 0.0
     #: request/reply and expiry counters (:class:`~.requests.MessagingCounters`)
     messaging: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class KeptSessions:
+    """Listener-side sessions kept for a resume (``NetworkTransport.kept_sessions``)."""
+
+    #: detached sessions waiting for their client to resume them now
+    waiting: int
+    #: sessions ended early (since start) because their listener's budget was full
+    evicted: int
 
 
 #: the bounds of ``TransportMetrics.latency_buckets``, seconds

@@ -243,4 +243,4 @@ def test_pool_invariants(ops: list[tuple[str, int]]) -> None:
         elif op == "rm" and ready:
             p.remove(ready.pop(k % len(ready)))
         assert len(p) <= 3
-        assert all(b >= 0 for b in p._in_flight.values())
+        assert all(p.in_flight(c) >= 0 for c in p.ready_ids)

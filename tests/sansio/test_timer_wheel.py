@@ -166,7 +166,7 @@ def test_spare_lists_are_bounded() -> None:
     assert w.buckets == 500
     assert len(w.pop_due(1000.0)) == 500
     assert w.buckets == 0 and len(w) == 0
-    assert len(w._spare) == SPARES
+    assert w.spare_lists == SPARES
     w.clear()
     assert w.next_at() is None
 

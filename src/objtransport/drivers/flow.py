@@ -175,9 +175,19 @@ class FlowControl:
                 keep.append((fut, prio))
         self._drain_waiters = keep
 
-    def _closed_error(self) -> ConnectionClosed:
+    @property
+    def timer_armed(self) -> bool:
+        """Has the link a loop timer of its own for its session's next deadline? (A link
+        whose deadlines a shared timer wheel keeps has none.)"""
+        return self._timer is not None
+
+    def closed_error(self) -> ConnectionClosed:
+        """What a wait on this link raises once it has closed: ``ConnectionClosed`` naming
+        the peer, the close code and the reason its session ended with."""
         s = self.session
         return ConnectionClosed(str(s.peer), s.close_code or 0, s.close_reason)
+
+    _closed_error = closed_error  # the name the links' own code uses
 
     # -- receiving -------------------------------------------------------------------------
     def _delivered(self: _Pump, msgs: list[Received]) -> None:

@@ -57,6 +57,10 @@ class PoolBookkeeper:
     def opening_count(self) -> int:
         return len(self._opening)
 
+    def in_flight(self, conn_id: int) -> int:
+        """Bytes counted in flight on the ready connection ``conn_id`` (0 if unknown)."""
+        return self._in_flight.get(conn_id, 0)
+
     def checkout(self, nbytes: int, now: float) -> PoolAction:
         """Decide for one send of ``nbytes``; an ``Assign`` counts the bytes as in flight."""
         idle = [c for c, b in self._in_flight.items() if b == 0]

@@ -68,6 +68,11 @@ class TimerWheel(Generic[T]):
         return item in self._slot
 
     @property
+    def spare_lists(self) -> int:
+        """Emptied bucket lists kept for reuse (at most ``SPARES``)."""
+        return len(self._spare)
+
+    @property
     def buckets(self) -> int:
         """Buckets waiting (their lists; some may have been emptied by :meth:`drop`)."""
         return len(self._buckets)
