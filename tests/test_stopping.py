@@ -1,15 +1,17 @@
 """``drivers.stopping.stop_by``: a link's own task is waited for until one deadline, then
-cancelled and given ``CANCEL_GRACE`` more; whether it ended is the answer, and one that
-still runs after that is logged once, by its name. Real tasks on the running loop."""
+cancelled and given ``CANCEL_GRACE`` s and ``CANCEL_TURNS`` loop turns more; whether it
+ended is the answer, and one that still runs after that is logged once, by its name. Real
+tasks on the running loop."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 
-from objtransport.drivers.stopping import CANCEL_GRACE, stop_by
+from objtransport.drivers.stopping import CANCEL_GRACE, CANCEL_TURNS, stop_by
 
 #: how long past its deadline and grace stop_by may return on a loaded machine: generous,
 #: what is checked is that it returns at all (the waits it bounds are the tasks')
@@ -77,3 +79,66 @@ async def test_a_task_that_outlives_its_cancellation_is_reported_not_waited_for(
         release.set()
         await asyncio.wait_for(task, 5)
     assert task.done() and not task.cancelled()
+
+
+class BusyLoad:
+    """Load on the running loop, without sleeping: a callback that spins ``per_turn``
+    seconds of wall time in every loop turn (it re-arms itself with ``call_soon``) until
+    stopped. What a loaded machine does to a loop: each turn takes long."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, per_turn: float) -> None:
+        self.loop, self.per_turn = loop, per_turn
+        self.turns = 0
+        self._handle: asyncio.Handle | None = loop.call_soon(self._spin)
+
+    def _spin(self) -> None:
+        self.turns += 1
+        end = time.monotonic() + self.per_turn
+        while time.monotonic() < end:
+            pass
+        self._handle = self.loop.call_soon(self._spin)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+#: loop turns the reader below needs to end once cancelled (a grpc reader's ``finally``:
+#: the call's cancellation reported back a few turns later); fewer than ``CANCEL_TURNS``,
+#: more than the turns a loaded loop runs in ``CANCEL_GRACE``
+READER_TURNS = 8
+#: each loaded turn's wall time: ``CANCEL_GRACE`` passes within 3 such turns
+PER_TURN = 0.02
+
+
+async def test_a_reader_slowed_by_a_loaded_loop_is_not_counted_as_left_behind(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A reader that ends a few loop turns after its cancellation, on a loop where every
+    turn takes 20 ms (busy callbacks, no sleep): ``CANCEL_GRACE`` of wall time passes
+    within 3 turns, but the grace also lasts ``CANCEL_TURNS`` turns, so the reader is
+    seen to end: True, no WARNING. (With the seconds alone it was reported left behind.)"""
+    assert READER_TURNS < CANCEL_TURNS and 3 * PER_TURN > CANCEL_GRACE
+    caplog.set_level(logging.WARNING, logger="objtransport.drivers.stopping")
+    loop = asyncio.get_running_loop()
+    cleaned = asyncio.Event()
+
+    async def reader() -> None:
+        try:
+            await asyncio.Event().wait()  # the call's next message, never
+        finally:
+            for _ in range(READER_TURNS):  # the call's end reported turns later
+                await asyncio.sleep(0)
+            cleaned.set()
+
+    task = loop.create_task(reader(), name="objtransport-grpc-reader")
+    await asyncio.sleep(0)  # the reader waits in its try block
+    load = BusyLoad(loop, PER_TURN)
+    try:
+        async with asyncio.timeout(10):
+            ended = await stop_by(task, loop.time())
+    finally:
+        load.stop()
+    assert ended is True and task.done() and cleaned.is_set()
+    assert load.turns > READER_TURNS  # the loop was loaded throughout
+    assert not [r for r in caplog.records if r.name == "objtransport.drivers.stopping"]
