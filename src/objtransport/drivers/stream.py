@@ -46,7 +46,6 @@ from .base import LinkParts, OnMessages
 from .link_wheel import wheel_for
 from .overload import OverloadGuard
 from .pacing import Pacer, ReadThrottle
-from .rcvlowat import RcvLowat, rcvlowat_for
 from .stream_timer import StreamTimer
 from .stream_turn import FREE, READING, WRITE_HIGH
 
@@ -67,7 +66,7 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
     __slots__ = ("session", "budget", "_sched", "_rs", "max_unacked", "last_seq", "on_messages",
                  "on_event", "max_pending", "loop", "transport", "ready", "closed", "lost",
                  "write_paused", "_overload", "peer", "pacer",
-                 "receive_bucket", "_read_throttle", "on_made", "identity", "auth", "_fd", "_lowat",
+                 "receive_bucket", "_read_throttle", "on_made", "identity", "auth", "_fd",
                  # the session's own queue() / queue_many() and its decoder's get_buffer,
                  # bound per link (see _bind); get_buffer is the protocol's own: the event
                  # loop calls the decoder's straight (uvloop binds it when the link is set)
@@ -138,7 +137,6 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
         #: the listener's authentications (None: it does not authenticate)
         self.auth: AuthGate | None = None
         self._fd = -1  # the socket's descriptor (bytes waiting unread, see _on_timer)
-        self._lowat: RcvLowat | None = None  # plain TCP: SO_RCVLOWAT in large bodies
         self._bind(session)
 
     def _bind(self, session: Session) -> None:
@@ -187,7 +185,6 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
         sock = transport.get_extra_info("socket")
         if sock is not None:
             self._fd = sock.fileno()
-            self._lowat = rcvlowat_for(transport)
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -204,8 +201,6 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
         now = monotonic()
         try:
             msgs = session.buffer_updated(nbytes, now)
-            if self._lowat is not None:  # wake for the bulk of a large body, not per segment
-                self._lowat.follow(session.decoder)
             if self.receive_bucket is not None:
                 self._read_throttle.charge(self.receive_bucket, nbytes)
             # _delivered inline; what the session answered (_answer) is _read_end's

@@ -14,7 +14,6 @@ from time import monotonic
 from ..sansio.events import Closed
 from ..sansio.timer_wheel import TimerWheel
 from .link_wheel import NEAR, Timed
-from .rcvlowat import RcvLowat
 from .sockpeek import unread
 from .stream_pauses import ReadPauses
 
@@ -36,7 +35,6 @@ class StreamTimer(ReadPauses):
     loop: asyncio.AbstractEventLoop
     closed: asyncio.Future[Closed]
     _fd: int
-    _lowat: RcvLowat | None
     _timer: asyncio.TimerHandle | None
     _timer_at: float | None
     _wheel: TimerWheel[Timed]
@@ -85,8 +83,6 @@ class StreamTimer(ReadPauses):
         # uvloop runs a timer up to 1 ms early (its clock has ms steps): what it was armed
         # for is due, not re-armed for the rest (which fired early again, 4 times an ACK)
         now = max(monotonic(), due)
-        if self._lowat is not None:  # bytes below the mark are read at the next poll
-            self._lowat.reset()
         if not self._read_pauses and unread(self._fd):
             # uvloop runs its timers before it polls the sockets: after a stall of our own
             # the peer's bytes may be waiting here. They are not its silence, nor a frame

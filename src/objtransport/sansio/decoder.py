@@ -225,13 +225,6 @@ class DecoderBase:
         return None
 
     @property
-    def body_left(self) -> int:
-        """Bytes of the large frame body being received in place still to come (its
-        length header committed the peer to them); 0 when none is."""
-        d = self._direct
-        return 0 if d is None else d.end - d.body.got
-
-    @property
     def held(self) -> int:
         """Bytes of memory held for incomplete frames and messages."""
         d = self._direct
