@@ -20,6 +20,7 @@ from ..sansio.core import AnySession, Payload
 from ..sansio.events import Closed, Received
 from ..sansio.reliability import ResumeState
 from .base import OnMessages
+from .wheel_timer import WheelTimer
 
 __all__ = ["FlowControl"]
 
@@ -47,10 +48,11 @@ class _Sends(Protocol):
              text: bool = False) -> bool: ...
 
 
-class FlowControl:
-    """``wait_writable`` / ``wait_flushed`` / ``backlog`` and their waiters."""
+class FlowControl(WheelTimer):
+    """``wait_writable`` / ``wait_flushed`` / ``backlog`` and their waiters (the session
+    timer: :class:`~.wheel_timer.WheelTimer`)."""
 
-    __slots__ = ("_drain_waiters", "_flushed_waiters", "_timer", "_timer_at", "_slow_write")
+    __slots__ = ("_drain_waiters", "_flushed_waiters", "_slow_write")
 
     session: AnySession
     on_messages: OnMessages
@@ -61,8 +63,6 @@ class FlowControl:
     _rs: ResumeState | None = None
     _drain_waiters: list[tuple[asyncio.Future[None], int]]
     _flushed_waiters: list[asyncio.Future[None]]
-    _timer: asyncio.TimerHandle | None
-    _timer_at: float | None
     #: a stream link's write must go the general way (``_flush``): set with each waiter
     #: (see :class:`~.stream_turn.WriteTurns`); other links do not read it
     _slow_write: bool
@@ -203,10 +203,3 @@ class FlowControl:
             self._rearm()
         if session.scheduler.pending_bytes or session.has_final:
             self._answer()
-
-    # -- the session timer -----------------------------------------------------------------
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = None
-        self._timer_at = None

@@ -30,6 +30,7 @@ from ..sansio.reliability import ResumeState
 from ..sansio.session import NativeSession
 from .base import LinkParts, OnMessages
 from .flow import FlowControl
+from .link_wheel import wheel_for
 
 __all__ = ["MessageLink"]
 
@@ -68,6 +69,7 @@ class MessageLink(FlowControl):
         self._read_pauses: set[str] = set()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._wheel = wheel_for(self.loop).wheel  # far deadlines (keepalive) go there
         self._drain_waiters: list[tuple[asyncio.Future[None], int]] = []
         self._flushed_waiters: list[asyncio.Future[None]] = []
         self._writer: asyncio.Task[None] | None = None

@@ -52,6 +52,7 @@ from ..sansio.session import NativeSession
 from ..sansio.throttle import TokenBucket
 from .authgate import AuthGate
 from .base import LinkParts, OnMessages
+from .link_wheel import wheel_for
 from .pacing import PacedFlush, Pacer
 from .quic_conn import ClientSocket, QuicPump
 from .quic_datagrams import QuicDatagrams
@@ -96,6 +97,7 @@ class QuicLink(QuicInbound, QuicDatagrams, QuicSending):
         session.set_peer(peer)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._wheel = wheel_for(self.loop).wheel  # far deadlines (keepalive) go there
         self._drain_waiters: list[tuple[asyncio.Future[None], int]] = []
         self._flushed_waiters: list[asyncio.Future[None]] = []
         self._read_pauses: set[str] = set()

@@ -23,6 +23,7 @@ from ..sansio.events import Closed, Event, HandshakeComplete
 from ..sansio.framing import GoAwayCode
 from ..sansio.throttle import TokenBucket
 from .base import LinkParts, OnMessages
+from .link_wheel import wheel_for
 from .pacing import PacedFlush, Pacer
 from .udp_send import BURST, DatagramSender
 
@@ -102,6 +103,7 @@ class DatagramLink(DatagramSender):
         self._paced = PacedFlush(self.pacer, self.loop, self._flush)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._wheel = wheel_for(self.loop).wheel  # far deadlines (keepalive) go there
         self._drain_waiters: list[tuple[asyncio.Future[None], int]] = []
         self._flushed_waiters: list[asyncio.Future[None]] = []
         #: a connected socket's send(), for the lone-message fast path
