@@ -5,7 +5,10 @@ datagram to the link's session; the link sends what the session queued, straight
 most :data:`BURST` datagrams per loop turn (so a receiver in the same process, or a slower
 one, drains its socket between bursts). When the socket is full the rest waits for the
 owner's ``add_writer``. The sending half is :class:`~.udp_send.DatagramSender` (its base);
-this module keeps the link's state, its events and timer, closing and read pausing.
+this module keeps the link's state, its events and timer, closing and read pausing. The
+session's far deadlines (keepalive, the peer's silence) are filed in the loop's wheel, near
+ones get a ``loop.call_at`` (:class:`~.wheel_timer.WheelTimer`): an idle peer's keepalive
+round makes no timer object.
 """
 
 from __future__ import annotations
@@ -157,18 +160,12 @@ class DatagramLink(DatagramSender):
             self._rearm()
 
     def _rearm(self) -> None:
-        deadline = self.ds.next_deadline()
-        if deadline == self._timer_at:
-            return
-        self._cancel_timer()
-        if deadline is not None and not self.finished:
-            self._timer_at = deadline
-            self._timer = self.loop.call_at(deadline, self._on_timer)
+        if not self.finished:  # a finished link is off the wheel and stays off it
+            super()._rearm()
 
-    def _on_timer(self) -> None:
-        due = self._timer_at or 0.0  # due even if the loop ran it early (uvloop: 1 ms steps)
-        self._timer = None
-        self._timer_at = None
+    def _timer_due(self, due: float) -> None:
+        """The session's deadline came (its own ``call_at``, or the loop's wheel for a far
+        one: keepalive, the peer's silence, a backed-off probe)."""
         if self.finished:
             return
         if not self.read_paused:
