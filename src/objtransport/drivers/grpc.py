@@ -19,8 +19,9 @@ no generated code, and no protobuf object per message. A reader and a writer per
 by it; the reader writes a small carrier's answers itself, between reads, as a plain gRPC
 handler does; in raw mode a message that finds the call idle skips the queue: counted as
 sent, its Envelope is written from the sender's own step, see :mod:`.eager`, or by the
-reader when a handler answers during a delivery) and one ``loop.call_at`` timer at the
-session's deadline. Each client link has a channel of its own
+reader when a handler answers during a delivery); the session's deadline is filed in the
+loop's wheel when far (keepalive), a near one gets a ``loop.call_at``
+(:class:`~.wheel_timer.WheelTimer`). Each client link has a channel of its own
 (``grpc.use_local_subchannel_pool``), so each connection attempt is a real connect that
 objtransport's backoff and breaker see. Opening a call and serving live in
 :mod:`.grpc_driver`, the listener side (the server, ``grpc.health.v1.Health``, refusals,

@@ -2,11 +2,13 @@
 
 A carrier that keeps message boundaries itself drives a session the same way whatever the
 library under it: a reader hands each carrier message to the session, a writer task sends what
-the session queued (coalesced per loop turn in native mode), and one ``loop.call_at`` timer
-sits at the session's deadline. :class:`MessageLink` holds everything of that which does not
-touch the library: events, the timer, backpressure (``wait_writable`` / ``wait_flushed`` /
-``backlog``), pacing of both directions, pausing reads and the orderly close. A driver's link
-subclasses it and adds its reader, its writer and ``abort``.
+the session queued (coalesced per loop turn in native mode), and the session's deadline is
+filed in the loop's wheel when far (keepalive, pong and HELLO timeouts: no timer object per
+round) or gets a ``loop.call_at`` of its own when near (:class:`~.wheel_timer.WheelTimer`).
+:class:`MessageLink` holds everything of that which does not touch the library: events, the
+timer, backpressure (``wait_writable`` / ``wait_flushed`` / ``backlog``), pacing of both
+directions, pausing reads and the orderly close. A driver's link subclasses it and adds its
+reader, its writer and ``abort``.
 
 The subclass must set ``peer`` (via :meth:`_init_link`) and provide ``pending_bytes`` and
 ``abort()``; its writer task waits on ``_wake`` and, after each batch, calls
@@ -158,18 +160,14 @@ class MessageLink(FlowControl):
             self._rearm()
 
     def _rearm(self) -> None:
-        deadline = self.session.next_deadline()
-        if deadline == self._timer_at:
-            return
-        self._cancel_timer()
-        if deadline is not None and not self.lost.done():
-            self._timer_at = deadline
-            self._timer = self.loop.call_at(deadline, self._on_timer)
+        if not self.lost.done():  # a lost link is off the wheel and stays off it
+            super()._rearm()
 
-    def _on_timer(self) -> None:
-        due = self._timer_at or 0.0  # due even if the loop ran it early (uvloop: 1 ms steps)
-        self._timer = None
-        self._timer_at = None
+    def _timer_due(self, due: float) -> None:
+        """The session's deadline came (its own ``call_at``, or the loop's wheel for a far
+        one: keepalive, the pong and HELLO timeouts)."""
+        if self.lost.done():
+            return
         session = self.session
         session.handle_timer(max(monotonic(), due))
         self._process_events()

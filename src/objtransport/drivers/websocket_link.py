@@ -10,9 +10,10 @@
   as ``PongReceived``.
 
 Whole messages come from :class:`~.websocket_conn.WsConnection` straight out of
-``data_received``. The link owns one writer task (cancelled when it ends) and one
-``loop.call_at`` timer at the session's deadline; the first message of a loop turn is
-written at once, the rest of the turn coalesces.
+``data_received``. The link owns one writer task (cancelled when it ends); the session's
+deadline is filed in the loop's wheel when far (keepalive) or gets a ``loop.call_at`` when
+near (:class:`~.wheel_timer.WheelTimer`); the first message of a loop turn is written at
+once, the rest of the turn coalesces.
 """
 
 from __future__ import annotations
