@@ -252,18 +252,14 @@ class QuicLink(QuicInbound, QuicDatagrams, QuicSending):
             self._rearm()
 
     def _rearm(self) -> None:
-        deadline = self.session.next_deadline()
-        if deadline == self._timer_at:
-            return
-        self._cancel_timer()
-        if deadline is not None and not self.lost.done():
-            self._timer_at = deadline
-            self._timer = self.loop.call_at(deadline, self._on_timer)
+        if not self.lost.done():  # a lost link is off the wheel and stays off it
+            super()._rearm()
 
-    def _on_timer(self) -> None:
-        due = self._timer_at or 0.0  # due even if the loop ran it early (uvloop: 1 ms steps)
-        self._timer = None
-        self._timer_at = None
+    def _timer_due(self, due: float) -> None:
+        """The session's deadline came (its own ``call_at``, or the loop's wheel for a far
+        one: the native keepalive, the pong and HELLO timeouts). aioquic's own timer
+        (``get_timer()``: loss detection, ACK delay, idle timeout) stays the pump's
+        ``call_at``: it is near and moves with every packet."""
         if self.lost.done():
             return
         self.pump.read_waiting()  # the peer's datagrams waiting in the socket, before the
