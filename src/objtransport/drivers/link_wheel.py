@@ -1,9 +1,10 @@
-"""One loop timer for the far deadlines of every stream link on an event loop
+"""One loop timer for the far deadlines of every link on an event loop
 (:class:`LoopWheel`, around a :class:`~..sansio.timer_wheel.TimerWheel`).
 
-A link whose next deadline is at least :data:`NEAR` s away (keepalive PING, pong and HELLO
-timeouts, a frame's deadline) files it in its loop's wheel: re-arming is then writing a
-number, not making a ``TimerHandle`` (docs/design.md, "Keepalive without garbage"). Nearer
+A link (stream, UDP, WebSocket, gRPC, QUIC: :class:`~.wheel_timer.WheelTimer`) whose next
+deadline is at least :data:`NEAR` s away (keepalive PING, pong and HELLO timeouts, a frame's
+deadline) files it in its loop's wheel: re-arming is then writing a number, not making a
+``TimerHandle`` (docs/design.md, "Keepalive without garbage"). Nearer
 deadlines (an ACK's 5 ms delay, a window's 20 ms wait, any deadline in a test with a short
 keepalive) keep the link's own ``loop.call_at``: they need more than the wheel's 1/64 s.
 
@@ -11,7 +12,10 @@ The wheel belongs to its loop (:func:`wheel_for`, a weak mapping to a weak refer
 links that hold the wheel and its armed timer keep it, neither the registry nor the wheel
 keeps the loop, so a loop that ends with links still filed is freed with them); a link takes
 its loop's wheel when it is made and drops its entry when it stops (``_cancel_timer``), so a
-closed link is not kept by it.
+closed link is not kept by it. Nothing in the library closes a wheel (it ends with its last
+link); :meth:`LoopWheel.close` refuses while links are filed rather than strand them. A
+``BaseException`` out of one item's ``deadline_came`` (KeyboardInterrupt, SystemExit,
+CancelledError) goes on up once the items after it in its bucket are filed again.
 """
 
 from __future__ import annotations
@@ -73,9 +77,12 @@ class LoopWheel:
         self._handle = None
         self.armed_at = _NEVER
         self._firing = True
+        due: list[Timed] = []
+        served = 0  # items of ``due`` whose deadline_came was called
         try:
             due = self.wheel.pop_due(now)
             for item in due:
+                served += 1
                 try:
                     item.deadline_came(now)
                 except Exception as exc:  # one link's fault stops no other link's timer
@@ -83,6 +90,15 @@ class LoopWheel:
                     if loop is not None:
                         loop.call_exception_handler({
                             "message": "exception in a link's timer", "exception": exc})
+        except BaseException:
+            # KeyboardInterrupt, SystemExit or CancelledError out of one item: it goes on
+            # up, but the items after it are still due, and popped: filed again (due now,
+            # so served at the next bucket) unless one filed itself meanwhile
+            wheel = self.wheel
+            for item in due[served:]:
+                if item not in wheel:
+                    wheel.file(item, now)
+            raise
         finally:
             self._firing = False
             at = self.wheel.next_at()
@@ -90,12 +106,16 @@ class LoopWheel:
                 self._arm(at)
 
     def close(self) -> None:
-        """Drop the loop timer and every item."""
+        """Drop the loop timer of an empty wheel. Refused (``RuntimeError``, nothing
+        changed) while items are filed: their deadlines would never come, a silent peer
+        never be cut; a link leaves the wheel when it stops (``_cancel_timer``)."""
+        if len(self.wheel):
+            raise RuntimeError(f"the wheel still has {len(self.wheel)} items filed (live "
+                               "links): stop them first, their deadlines must come")
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
         self.armed_at = _NEVER
-        self.wheel.clear()
 
 
 # loop -> its wheel, both weakly: a wheel holds its links and a link its loop, so a strong
