@@ -132,6 +132,12 @@ class DatagramReceiver(PackedFrames, DatagramFigures, SessionCore):
 
     def take_messages(self) -> list[Received]:
         out = self.messages
+        if not out:
+            # a control datagram (PING, PONG, ACK): the session keeps its empty list; a
+            # new one put in its place lived until the next datagram, a keepalive round,
+            # and reached the collector's oldest generation (docs/design.md, "Keepalive
+            # without garbage"); the caller's empty list dies at once
+            return []
         self.messages = []
         return out
 
