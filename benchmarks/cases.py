@@ -288,6 +288,26 @@ CASES += [
 ]
 
 
+def _rounds_over(transport: str, n: int) -> Run:
+    return lambda scale, loop: rounds_.rounds(rounds_.serve_objtransport,
+                                              max(100, int(n * scale)), True, loop, transport)
+
+
+# the same rounds over the other link kinds (their far deadlines on the wheel too): 1,000
+# connections, objtransport clients (their own keepalive an hour away) answering the
+# listener's PINGs; the floor is the TCP listener's with as many connections
+CASES += [
+    Case(f"{transport} 1000 idle connections keepalive rounds", "objs/conn/round",
+         "< 0.1 tracked objects per connection left by a keepalive round", {
+             "objtransport": _rounds_over(transport, 1_000),
+             "tcp": lambda scale, loop: rounds_.rounds(rounds_.serve_objtransport,
+                                                       max(100, int(1_000 * scale)), True,
+                                                       loop),
+         })
+    for transport in ("udp", "websocket", "grpc")
+]
+
+
 # -- many cores (issue 16): objtransport.serve with workers=2 against workers=1 -----------------
 # 8 cheap raw senders (pre-encoded frames, 64 KiB per write); the receivers are measured over
 # a window while all send. The summary ratio is the scaling workers=2 / workers=1.

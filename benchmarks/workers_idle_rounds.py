@@ -1,8 +1,10 @@
-"""Keepalive rounds of ``n`` idle TCP connections: what each round leaves for the listener's
-garbage collector, and its CPU.
+"""Keepalive rounds of ``n`` idle connections (TCP, UDP, WebSocket, gRPC): what each round
+leaves for the listener's garbage collector, and its CPU.
 
 The listener (``keepalive_interval`` :data:`KEEPALIVE` s, so that rounds come quickly) holds
-the connections of :func:`.workers_idle.open_idle`'s client, which answers its PINGs. Once
+the connections of :func:`.workers_idle.open_idle`'s client (TCP: plain asyncio sockets that
+answer its PINGs) or of :func:`open_objtransport`'s (the other transports: objtransport
+clients whose own keepalive is an hour away, so the listener's PINGs are all there is). Once
 all are open it collects and freezes its objects (``gc.freeze``), waits :data:`ROUNDS`
 keepalive intervals, collects again and counts the tracked objects made meanwhile that are
 still alive, per connection: what one round leaves for the oldest generation (each round's
@@ -45,7 +47,7 @@ async def _rounds() -> tuple[int, float]:
     return made, r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
 
 
-def serve_objtransport(pipe: Connection, n: int) -> None:
+def serve_objtransport(pipe: Connection, n: int, transport: str = "tcp") -> None:
     from objtransport import NetworkTransport
 
     _raise_nofile(n)
@@ -57,7 +59,7 @@ def serve_objtransport(pipe: Connection, n: int) -> None:
         loop = asyncio.get_running_loop()
         async with NetworkTransport(max_connections=n + 10, keepalive_interval=KEEPALIVE,
                                     pong_timeout=10.0) as net:
-            listener = await net.listen("127.0.0.1", 0)
+            listener = await net.listen("127.0.0.1", 0, transport=transport)
             objs0, _ = _tracked()
             pipe.send(listener.port)
             await loop.run_in_executor(None, pipe.recv)  # "measure": all are open
@@ -67,6 +69,43 @@ def serve_objtransport(pipe: Connection, n: int) -> None:
             made, cpu = await _rounds()
             pipe.send((held, objs - objs0, made, cpu))
             await loop.run_in_executor(None, pipe.recv)  # "stop"
+
+    asyncio.run(main())
+
+
+def open_objtransport(pipe: Connection, port: int, n: int, transport: str) -> None:
+    """Open ``n`` objtransport connections over ``transport``; report "open"; close them on
+    "stop". Over TCP, WebSocket and gRPC their own keepalive is an hour away: they only
+    answer the listener's PINGs. Over UDP the client is the pinger (a listener's peer only
+    forgets a silent client): keepalive :data:`KEEPALIVE` s, and on "measure" this process
+    counts its own rounds as the listener does and reports them."""
+    from objtransport import NetworkTransport
+
+    _raise_nofile(n)
+    logging.getLogger("objtransport").setLevel(logging.ERROR)
+    pinger = transport == "udp"
+    ka, pong = (KEEPALIVE, 10.0) if pinger else (3600.0, 3600.0)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        async with NetworkTransport(keepalive_interval=ka, pong_timeout=pong,
+                                    timeout=30.0, pool_size=1) as net:
+            sem = asyncio.Semaphore(64)
+            objs0, _ = _tracked()
+
+            async def connect() -> None:
+                async with sem:
+                    await net.connect("127.0.0.1", port, transport=transport)
+
+            await asyncio.wait_for(asyncio.gather(*(connect() for _ in range(n))),
+                                   SETUP_TIMEOUT)
+            pipe.send("open")
+            if await loop.run_in_executor(None, pipe.recv) == "measure":
+                objs, _ = _tracked()
+                await asyncio.sleep(KEEPALIVE)  # every link past its first PING
+                made, cpu = await _rounds()
+                pipe.send((n, objs - objs0, made, cpu))
+                await loop.run_in_executor(None, pipe.recv)  # "stop"
 
     asyncio.run(main())
 
@@ -94,27 +133,40 @@ def serve_asyncio(pipe: Connection, n: int) -> None:
     asyncio.run(main())
 
 
-def rounds(serve: Any, n: int, native: bool, loop: str) -> Result:
+def rounds(serve: Any, n: int, native: bool, loop: str, transport: str = "tcp") -> Result:
     """Tracked objects per connection and round left alive (value); the listener's CPU µs
     per connection and round (rx); ``extra``: tracked objects per connection, and every
-    how many seconds the keepalive alone brings a full collection at the default 15 s."""
+    how many seconds the keepalive alone brings a full collection at the default 15 s.
+    Over UDP the figures are the pinging client's (its CPU as rx too); the listener's
+    objects per connection and round are in ``extra`` for every transport."""
     s_parent, s_child = CTX.Pipe()
     c_parent, c_child = CTX.Pipe()
-    server = CTX.Process(target=_child, args=(loop, serve, (s_child, n)), daemon=True)
+    s_args: tuple[Any, ...] = (s_child, n) if transport == "tcp" else (s_child, n, transport)
+    server = CTX.Process(target=_child, args=(loop, serve, s_args), daemon=True)
     server.start()
     client = None
     try:
         port = _recv(s_parent, 30, "the listener's port")
-        client = CTX.Process(target=_child, args=(loop, open_idle, (c_child, port, n, native)),
-                             daemon=True)
+        if transport == "tcp":
+            c_target: Any = open_idle
+            c_args: tuple[Any, ...] = (c_child, port, n, native)
+        else:
+            c_target, c_args = open_objtransport, (c_child, port, n, transport)
+        client = CTX.Process(target=_child, args=(loop, c_target, c_args), daemon=True)
         client.start()
         t0 = time.perf_counter()
         _recv(c_parent, SETUP_TIMEOUT, f"{n} connections to open")
         opened_s = time.perf_counter() - t0
         s_parent.send("measure")
+        if transport == "udp":  # the client pings: its rounds are measured (both run)
+            c_parent.send("measure")
         held, objs, made, cpu = _recv(s_parent, 60 + ROUNDS * KEEPALIVE, "the rounds")
         if held < n:
             raise BenchError(f"the listener holds {held} of {n} connections")
+        listener_per_round = made / held
+        if transport == "udp":
+            held, objs, made, cpu = _recv(c_parent, 60 + ROUNDS * KEEPALIVE,
+                                          "the client's rounds")
     finally:
         for pipe in (s_parent, c_parent):
             try:
@@ -132,5 +184,6 @@ def rounds(serve: Any, n: int, native: bool, loop: str) -> Result:
     every = tracked / 4 / per_round * DEFAULT_KEEPALIVE if per_round > 0 else float("inf")
     return Result(per_round, receiver_cpu_us=cpu / (held * ROUNDS) * 1e6,
                   extra={"gc objs/conn": tracked,
-                         "full gc every s @15s": min(every, 1e9)},
+                         "full gc every s @15s": min(every, 1e9),
+                         "listener objs/conn/round": listener_per_round},
                   timed_s=opened_s)
