@@ -171,9 +171,13 @@ class MessageLink(FlowControl):
         session = self.session
         session.handle_timer(max(monotonic(), due))
         self._process_events()
-        if session.scheduler.pending_bytes or session.has_final or session.closed \
-                or getattr(session, "ping_due", False):
-            self._kick()
+        if session.closed or getattr(session, "ping_due", False):
+            self._kick()  # the writer task closes the carrier, or sends a carrier's ping
+        elif session.scheduler.pending_bytes or session.has_final:
+            # a native PING: sent as a read's answers are (WebSocket: written at once when
+            # the writer is idle), not by waking the writer task, whose next wait made a
+            # coroutine, a future and its iterator that lived a keepalive round
+            self._answer()
         if not self.closed.done():
             self._rearm()
 
