@@ -4,7 +4,10 @@
 The pump does what ``aioquic.asyncio.QuicConnectionProtocol`` does, with the public API of
 ``QuicConnection`` only: datagrams in (``receive_datagram``), events out (``next_event``,
 handed to one ``handler``), datagrams out (``datagrams_to_send``, written by the socket's
-owner), one ``loop.call_at`` timer at ``get_timer()``. Datagrams that arrive together are
+owner), one timer at ``get_timer()``: a ``loop.call_at`` when near, the loop's wheel of
+link deadlines when :data:`~.link_wheel.NEAR` s or more away (an idle connection's idle
+timeout, moved by every packet: no timer object per keepalive round; a PTO that far, before
+an RTT sample, is served at most a 1/64 s bucket late). Datagrams that arrive together are
 fed together and answered with one ``transmit`` (fewer ACK-only packets).
 
 The pump also estimates how many stream bytes aioquic holds unsent (``unsent``): bytes
@@ -34,6 +37,7 @@ from aioquic.quic.events import (
     QuicEvent,
 )
 
+from .link_wheel import NEAR, wheel_for
 from .sockpeek import read_first
 
 __all__ = ["ClientSocket", "QuicPump"]
@@ -66,6 +70,7 @@ class QuicPump:
         self.on_transmitted: Callable[[], None] | None = None
         self._timer: asyncio.Handle | None = None
         self._timer_at: float | None = None
+        self._wheel = wheel_for(self.loop).wheel  # a far get_timer() goes there
         self._soon: asyncio.Handle | None = None
         self.handed = 0  # stream bytes given to aioquic
         self.left = 0  # packet payload that left (clamped to ``handed``)
@@ -171,12 +176,18 @@ class QuicPump:
             self._timer = None
         self._timer_at = at
         if at is None:
+            self._wheel.drop(self)
             return
         if self.handed > self.left and at - monotonic() < LOOP_RESOLUTION:
             # aioquic holds stream data and paces it out in bursts microseconds apart: a
             # timer would sleep a whole millisecond per burst (a sender idled ~40 % of its
             # time so); go on at the next loop turn instead
             self._timer = self.loop.call_soon(self._on_paced)
+        elif at - monotonic() >= NEAR:
+            # far (an idle connection's idle timeout, moved by every packet): the loop's
+            # wheel, as the links' keepalive; a near one (loss detection, PTO, ACK delay)
+            # keeps a call_at of its own and leaves the wheel's entry as it is
+            self._wheel.file(self, at)
         else:
             self._timer = self.loop.call_at(at, self._on_timer)
 
@@ -190,12 +201,23 @@ class QuicPump:
         at = self._timer_at
         self._timer = None
         self._timer_at = None
+        self._timer_due(at or 0.0)
+
+    def deadline_came(self, now: float) -> None:
+        """The wheel's bucket for this pump came (``now``, monotonic): aioquic's far
+        timer, unless a nearer one has the pump's own timer."""
+        if self._timer is not None:
+            return
+        self._timer_at = None
+        self._timer_due(now)
+
+    def _timer_due(self, at: float) -> None:
         if self.terminated:
             return
         self.read_waiting()
         if self.terminated:
             return
-        self.quic.handle_timer(now=max(at or 0.0, monotonic()))
+        self.quic.handle_timer(now=max(at, monotonic()))
         self.pump()
 
     def _on_paced(self) -> None:
@@ -221,6 +243,8 @@ class QuicPump:
             if handle is not None:
                 handle.cancel()
         self._timer = self._soon = None
+        self._timer_at = None
+        self._wheel.drop(self)  # an ended connection is not kept by the wheel
 
 
 _local = threading.local()

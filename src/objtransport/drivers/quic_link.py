@@ -258,10 +258,8 @@ class QuicLink(QuicInbound, QuicDatagrams, QuicSending):
     def _timer_due(self, due: float) -> None:
         """The session's deadline came (its own ``call_at``, or the loop's wheel for a far
         one: the native keepalive, the pong and HELLO timeouts). aioquic's own timer
-        (``get_timer()``: loss detection, PTO, ACK delay, idle timeout) stays the pump's
-        ``call_at``: it moves with every packet and is often near, where a bucket's
-        lateness would delay loss recovery (docs/design.md, "Keepalive without garbage,
-        every link kind")."""
+        (``get_timer()``) is the pump's (:class:`~.quic_conn.QuicPump`), on the same
+        wheel when far."""
         if self.lost.done():
             return
         self.pump.read_waiting()  # the peer's datagrams waiting in the socket, before the
