@@ -1,8 +1,9 @@
 """One loop timer for the far deadlines of every link on an event loop
 (:class:`LoopWheel`, around a :class:`~..sansio.timer_wheel.TimerWheel`).
 
-A link (stream, UDP, WebSocket, gRPC, QUIC: :class:`~.wheel_timer.WheelTimer`) whose next
-deadline is at least :data:`NEAR` s away (keepalive PING, pong and HELLO timeouts, a frame's
+A link (stream, UDP, WebSocket, gRPC, QUIC: :class:`~.wheel_timer.WheelTimer`; and QUIC's
+:class:`~.quic_conn.QuicPump` for aioquic's timer) whose next deadline is at least
+:data:`NEAR` s away (keepalive PING, pong and HELLO timeouts, a frame's
 deadline) files it in its loop's wheel: re-arming is then writing a number, not making a
 ``TimerHandle`` (docs/design.md, "Keepalive without garbage"). Nearer
 deadlines (an ACK's 5 ms delay, a window's 20 ms wait, any deadline in a test with a short
