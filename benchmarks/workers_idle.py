@@ -290,6 +290,21 @@ def _recv(pipe: Connection, timeout: float, what: str) -> Any:
     return pipe.recv()
 
 
+def stop_children(pipes: tuple[Connection, ...], procs: tuple[Any, ...]) -> None:
+    """Tell each child "stop" (a pipe already closed is skipped), then join each started
+    process for up to 20 s and kill it if it still runs."""
+    for pipe in pipes:
+        try:
+            pipe.send("stop")
+        except OSError:
+            pass
+    for proc in procs:
+        if proc is not None:
+            proc.join(20)
+            if proc.is_alive():
+                proc.kill()
+
+
 def idle(serve: Callable[[Connection, int], None], n: int, native: bool, loop: str) -> Result:
     """Bytes of listener heap per idle connection (value); CPU µs per ping of the client
     (tx: the PINGs sent, the answers read) and of the listener (rx: the answers) over the
@@ -324,16 +339,7 @@ def idle(serve: Callable[[Connection, int], None], n: int, native: bool, loop: s
                              f"(p99 {p99:.0f} ms; listener CPU {listener_cpu * 1000:.0f} ms, "
                              f"{fulls} full collections in the burst)")
     finally:
-        for pipe in (s_parent, c_parent):
-            try:
-                pipe.send("stop")
-            except OSError:
-                pass
-        for proc in (client, server):
-            if proc is not None:
-                proc.join(20)
-                if proc.is_alive():
-                    proc.kill()
+        stop_children((s_parent, c_parent), (client, server))
     return Result(heap / held, sender_cpu_us=client_cpu / n * 1e6,
                   receiver_cpu_us=listener_cpu / n * 1e6,
                   extra={"answered %": 100.0 * answered / n, "p99 ms": p99,

@@ -27,7 +27,16 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from .runner import CTX, BenchError, Result
-from .workers_idle import SETUP_TIMEOUT, _child, _held, _raise_nofile, _recv, _tracked, open_idle
+from .workers_idle import (
+    SETUP_TIMEOUT,
+    _child,
+    _held,
+    _raise_nofile,
+    _recv,
+    _tracked,
+    open_idle,
+    stop_children,
+)
 
 KEEPALIVE = 1.0
 ROUNDS = 3
@@ -47,6 +56,16 @@ async def _rounds() -> tuple[int, float]:
     return made, r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime
 
 
+async def _report_rounds(pipe: Connection, held: int, objs0: int) -> None:
+    """Count the tracked objects now, let every link pass its first PING, measure the
+    rounds, send (held, objects since ``objs0``, made, CPU s), then wait for "stop"."""
+    objs, _ = _tracked()
+    await asyncio.sleep(KEEPALIVE)  # every link past its first PING
+    made, cpu = await _rounds()
+    pipe.send((held, objs - objs0, made, cpu))
+    await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # "stop"
+
+
 def serve_objtransport(pipe: Connection, n: int, transport: str = "tcp") -> None:
     from objtransport import NetworkTransport
 
@@ -64,11 +83,7 @@ def serve_objtransport(pipe: Connection, n: int, transport: str = "tcp") -> None
             pipe.send(listener.port)
             await loop.run_in_executor(None, pipe.recv)  # "measure": all are open
             held = await _held(lambda: len(listener.connections), n)
-            objs, _ = _tracked()
-            await asyncio.sleep(KEEPALIVE)  # every link past its first PING
-            made, cpu = await _rounds()
-            pipe.send((held, objs - objs0, made, cpu))
-            await loop.run_in_executor(None, pipe.recv)  # "stop"
+            await _report_rounds(pipe, held, objs0)
 
     asyncio.run(main())
 
@@ -101,11 +116,7 @@ def open_objtransport(pipe: Connection, port: int, n: int, transport: str) -> No
                                    SETUP_TIMEOUT)
             pipe.send("open")
             if await loop.run_in_executor(None, pipe.recv) == "measure":
-                objs, _ = _tracked()
-                await asyncio.sleep(KEEPALIVE)  # every link past its first PING
-                made, cpu = await _rounds()
-                pipe.send((n, objs - objs0, made, cpu))
-                await loop.run_in_executor(None, pipe.recv)  # "stop"
+                await _report_rounds(pipe, n, objs0)
 
     asyncio.run(main())
 
@@ -123,11 +134,7 @@ def serve_asyncio(pipe: Connection, n: int) -> None:
         pipe.send(server.sockets[0].getsockname()[1])
         await loop.run_in_executor(None, pipe.recv)
         held = await _held(lambda: len(conns), n)
-        objs, _ = _tracked()
-        await asyncio.sleep(KEEPALIVE)
-        made, cpu = await _rounds()
-        pipe.send((held, objs - objs0, made, cpu))
-        await loop.run_in_executor(None, pipe.recv)
+        await _report_rounds(pipe, held, objs0)
         server.close()
 
     asyncio.run(main())
@@ -168,16 +175,7 @@ def rounds(serve: Any, n: int, native: bool, loop: str, transport: str = "tcp") 
             held, objs, made, cpu = _recv(c_parent, 60 + ROUNDS * KEEPALIVE,
                                           "the client's rounds")
     finally:
-        for pipe in (s_parent, c_parent):
-            try:
-                pipe.send("stop")
-            except OSError:
-                pass
-        for proc in (client, server):
-            if proc is not None:
-                proc.join(20)
-                if proc.is_alive():
-                    proc.kill()
+        stop_children((s_parent, c_parent), (client, server))
     # made: one round's survivors (each round's replace the last's), per connection
     per_round = made / held
     tracked = objs / held
