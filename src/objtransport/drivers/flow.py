@@ -127,7 +127,7 @@ class FlowControl(WheelTimer):
                 while (self.backlog(priority) > self.max_pending // 2
                        or self._unacked_over(2, priority)):
                     if self.closed.done():
-                        raise self._closed_error()
+                        raise self.closed_error()
                     fut: asyncio.Future[None] = self.loop.create_future()
                     self._drain_waiters.append((fut, priority))
                     self._slow_write = True
@@ -151,7 +151,7 @@ class FlowControl(WheelTimer):
             raise SendTimeout(f"flush to {self.session.peer} did not finish within "
                               f"{timeout:g} s ({self.pending_bytes} bytes pending)") from None
         if self.closed.done() and self._queued():
-            raise self._closed_error()
+            raise self.closed_error()
 
     def _wake_flushed(self) -> None:
         waiters, self._flushed_waiters = self._flushed_waiters, []
@@ -175,19 +175,11 @@ class FlowControl(WheelTimer):
                 keep.append((fut, prio))
         self._drain_waiters = keep
 
-    @property
-    def timer_armed(self) -> bool:
-        """Has the link a loop timer of its own for its session's next deadline? (A link
-        whose deadlines a shared timer wheel keeps has none.)"""
-        return self._timer is not None
-
     def closed_error(self) -> ConnectionClosed:
         """What a wait on this link raises once it has closed: ``ConnectionClosed`` naming
         the peer, the close code and the reason its session ended with."""
         s = self.session
         return ConnectionClosed(str(s.peer), s.close_code or 0, s.close_reason)
-
-    _closed_error = closed_error  # the name the links' own code uses
 
     # -- receiving -------------------------------------------------------------------------
     def _delivered(self: _Pump, msgs: list[Received]) -> None:

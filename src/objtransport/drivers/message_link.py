@@ -149,7 +149,7 @@ class MessageLink(FlowControl):
                 if not self.closed.done():
                     self.closed.set_result(ev)
                 if not self.ready.done():
-                    self.ready.set_exception(self._closed_error())
+                    self.ready.set_exception(self.closed_error())
                     self.ready.exception()  # retrieved: the owner reads `closed`
             elif isinstance(ev, HandshakeComplete):
                 self._rs = getattr(self.session, "rs", None)

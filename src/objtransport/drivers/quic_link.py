@@ -239,7 +239,7 @@ class QuicLink(QuicInbound, QuicDatagrams, QuicSending):
                 if not self.closed.done():
                     self.closed.set_result(ev)
                 if not self.ready.done():
-                    self.ready.set_exception(self._closed_error())
+                    self.ready.set_exception(self.closed_error())
                     self.ready.exception()
             elif isinstance(ev, HandshakeComplete):
                 self._rs = getattr(self.session, "rs", None)

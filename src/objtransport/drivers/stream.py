@@ -269,7 +269,7 @@ class StreamLink(StreamTimer, asyncio.BufferedProtocol):
                 if not self.closed.done():
                     self.closed.set_result(ev)
                 if not self.ready.done():
-                    self.ready.set_exception(self._closed_error())
+                    self.ready.set_exception(self.closed_error())
                     self.ready.exception()  # mark retrieved; the owner reads `closed`
             elif isinstance(ev, AuthenticationRequested):
                 if self.auth is not None:

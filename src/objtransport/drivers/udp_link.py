@@ -148,7 +148,7 @@ class DatagramLink(DatagramSender):
                 if not self.closed.done():
                     self.closed.set_result(ev)
                 if not self.ready.done():
-                    self.ready.set_exception(self._closed_error())
+                    self.ready.set_exception(self.closed_error())
                     self.ready.exception()  # retrieved: the owner reads `closed`
                 if self.opening:
                     continue

@@ -40,6 +40,12 @@ class WheelTimer:
     _timer_at: float | None
     _wheel: TimerWheel[Timed]
 
+    @property
+    def timer_armed(self) -> bool:
+        """Has the link a loop timer of its own for its session's next deadline? (A link
+        whose deadlines a loop's wheel keeps has none.)"""
+        return self._timer is not None
+
     def _rearm(self) -> None:
         deadline = self.session.next_deadline()
         if deadline == self._timer_at:
